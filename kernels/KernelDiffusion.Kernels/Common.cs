@@ -1,0 +1,55 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace KernelDiffusion.Kernels;
+
+/// <summary>Floating-point operations and the fewest bytes a kernel must move. The roofline floor of a
+/// launch is max(Flops / peak rate, Bytes / bandwidth).</summary>
+public readonly record struct KernelCost(double Flops, double Bytes)
+{
+    public static KernelCost operator +(KernelCost a, KernelCost b) => new(a.Flops + b.Flops, a.Bytes + b.Bytes);
+}
+
+/// <summary>Launch configurations chosen per accelerator.</summary>
+public static class Launch
+{
+    public static bool IsCpu(Accelerator acc) => acc.AcceleratorType == AcceleratorType.CPU;
+
+    /// <summary>Grid-stride launch over <paramref name="work"/> items. The CPU accelerator runs every simulated
+    /// thread as an OS thread, so there one group of one thread is fastest (measured: 6 ms per 1M SiLU against
+    /// 160 ms with 4096 groups of 16). GPUs get 256-thread groups, at most 8 per multiprocessor.</summary>
+    public static KernelConfig GridStride(Accelerator acc, long work)
+    {
+        if (IsCpu(acc)) return new KernelConfig(1, 1);
+        int group = Math.Min(256, acc.MaxNumThreadsPerGroup);
+        long groups = Math.Max(1, (work + group - 1) / group);
+        long cap = Math.Max(1, acc.NumMultiprocessors * 8L);
+        return new KernelConfig((int)Math.Min(groups, cap), group);
+    }
+
+    /// <summary>The largest power-of-two group size up to <paramref name="wanted"/> the accelerator allows.</summary>
+    public static int PowerOfTwoGroup(Accelerator acc, int wanted)
+    {
+        int g = 1;
+        while (g * 2 <= wanted && g * 2 <= acc.MaxNumThreadsPerGroup) g *= 2;
+        return g;
+    }
+}
+
+/// <summary>Loads each kernel once per accelerator: loading compiles, which is expensive.</summary>
+public static class KernelCache
+{
+    static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<string, Delegate>> Loaded = new();
+
+    public static T Get<T>(Accelerator acc, string key, Func<Accelerator, T> load) where T : Delegate
+        => (T)Loaded.GetOrCreateValue(acc).GetOrAdd(key, _ => load(acc));
+}
+
+/// <summary>Float64 helpers shared by the CPU references.</summary>
+public static class Ref
+{
+    public static double Silu(double x) => x / (1 + Math.Exp(-x));
+    public static double Sigmoid(double x) => 1 / (1 + Math.Exp(-x));
+}

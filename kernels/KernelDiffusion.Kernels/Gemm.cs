@@ -1,0 +1,118 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace KernelDiffusion.Kernels;
+
+/// <summary>C[b] = Alpha * op(A[b]) op(B[b]) + Beta * C[b], row-major. op(A) is M x K (A stored K x M when
+/// TransA), op(B) is K x N (B stored N x K when TransB). A batch stride of 0 shares one matrix across the batch.
+/// Beta = 0 never reads C, so C may hold garbage.</summary>
+public struct GemmShape
+{
+    public int Batch, M, N, K, TransA, TransB;
+    public int StrideA, StrideB, StrideC;
+    public float Alpha, Beta;
+
+    public readonly int IndexA(int b, int i, int k) => b * StrideA + (TransA == 0 ? i * K + k : k * M + i);
+    public readonly int IndexB(int b, int k, int j) => b * StrideB + (TransB == 0 ? k * N + j : j * K + k);
+}
+
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2 }
+
+/// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers (the CPU accelerator's
+/// form). v2: T x T shared-memory tiles (T = 16 on GPUs; smaller where groups are smaller), ragged edges
+/// padded with zeros.</summary>
+public static class Gemm
+{
+    const int MaxTile = 16;
+
+    static void V1Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
+    {
+        int mn = s.M * s.N;
+        int total = s.Batch * mn;
+        int stride = Grid.DimX * Group.DimX;
+        for (int idx = Grid.GlobalIndex.X; idx < total; idx += stride)
+        {
+            int bi = idx / mn, r = idx - bi * mn;
+            int i = r / s.N, j = r - i * s.N;
+            float acc = 0;
+            for (int k = 0; k < s.K; k++) acc += a[s.IndexA(bi, i, k)] * b[s.IndexB(bi, k, j)];
+            int ci = bi * s.StrideC + r;
+            c[ci] = s.Beta == 0 ? s.Alpha * acc : s.Alpha * acc + s.Beta * c[ci];
+        }
+    }
+
+    /// <summary>Group of T*T threads computes one T x T output tile; tiles are visited in a grid-stride loop.</summary>
+    static void V2Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tile)
+    {
+        var at = SharedMemory.Allocate<float>(MaxTile * MaxTile);
+        var bt = SharedMemory.Allocate<float>(MaxTile * MaxTile);
+        int tx = Group.IdxX % tile, ty = Group.IdxX / tile;
+        int tilesN = (s.N + tile - 1) / tile, tilesM = (s.M + tile - 1) / tile;
+        int perBatch = tilesM * tilesN;
+        for (int t = Grid.IdxX; t < s.Batch * perBatch; t += Grid.DimX)
+        {
+            int bi = t / perBatch, tr = t - bi * perBatch;
+            int row = (tr / tilesN) * tile + ty, col = (tr % tilesN) * tile + tx;
+            float acc = 0;
+            for (int k0 = 0; k0 < s.K; k0 += tile)
+            {
+                int ka = k0 + tx, kb = k0 + ty;
+                at[ty * tile + tx] = row < s.M && ka < s.K ? a[s.IndexA(bi, row, ka)] : 0f;
+                bt[ty * tile + tx] = kb < s.K && col < s.N ? b[s.IndexB(bi, kb, col)] : 0f;
+                Group.Barrier();
+                for (int kk = 0; kk < tile; kk++) acc += at[ty * tile + kk] * bt[kk * tile + tx];
+                Group.Barrier();
+            }
+            if (row < s.M && col < s.N)
+            {
+                int ci = bi * s.StrideC + row * s.N + col;
+                c[ci] = s.Beta == 0 ? s.Alpha * acc : s.Alpha * acc + s.Beta * c[ci];
+            }
+        }
+    }
+
+    public static GemmVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? GemmVersion.V1Naive : GemmVersion.V2Tiled;
+
+    public static void Run(Accelerator acc, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, GemmVersion? version = null)
+    {
+        if ((version ?? Choose(acc)) == GemmVersion.V1Naive)
+        {
+            var k = KernelCache.Get(acc, "gemm.v1",
+                x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(V1Kernel));
+            k(Launch.GridStride(acc, (long)s.Batch * s.M * s.N), a, b, c, s);
+        }
+        else
+        {
+            var k = KernelCache.Get(acc, "gemm.v2",
+                x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V2Kernel));
+            int tile = MaxTile;
+            while (tile * tile > acc.MaxNumThreadsPerGroup) tile /= 2;
+            long tiles = (long)s.Batch * ((s.M + tile - 1) / tile) * ((s.N + tile - 1) / tile);
+            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 16L);
+            k(new KernelConfig(Math.Max(1, grid), tile * tile), a, b, c, s, tile);
+        }
+    }
+
+    public static KernelCost Cost(GemmShape s)
+        => new(2.0 * s.Batch * s.M * s.N * s.K,
+               4.0 * ((s.StrideA == 0 ? 1 : s.Batch) * (double)s.M * s.K + (s.StrideB == 0 ? 1 : s.Batch) * (double)s.K * s.N
+                      + (s.Beta == 0 ? 1 : 2) * (double)s.Batch * s.M * s.N));
+
+    public static class Reference
+    {
+        public static double[] Run(double[] a, double[] b, double[]? c, GemmShape s)
+        {
+            var r = new double[s.Batch * s.M * s.N];
+            for (int bi = 0; bi < s.Batch; bi++)
+            for (int i = 0; i < s.M; i++)
+            for (int j = 0; j < s.N; j++)
+            {
+                double acc = 0;
+                for (int k = 0; k < s.K; k++) acc += a[s.IndexA(bi, i, k)] * b[s.IndexB(bi, k, j)];
+                int ci = bi * s.M * s.N + i * s.N + j;
+                r[ci] = s.Alpha * acc + (s.Beta == 0 || c == null ? 0 : s.Beta * c[bi * s.StrideC + i * s.N + j]);
+            }
+            return r;
+        }
+    }
+}

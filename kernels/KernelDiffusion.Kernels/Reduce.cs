@@ -1,0 +1,159 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace KernelDiffusion.Kernels;
+
+/// <summary>How a 4-D input reduces to a 4-D output whose every dimension either equals the input's or is 1.
+/// Output element o decodes over Y1..Y3 and lands at input offset sum(o_d * S_d); the reduced index j
+/// decodes over Q1..Q3 (the reduced dimensions' sizes, 1 elsewhere) and adds sum(j_d * T_d).</summary>
+public struct ReducePlan
+{
+    public int Y1, Y2, Y3, S0, S1, S2, S3;
+    public int Q1, Q2, Q3, T0, T1, T2, T3;
+    public int Count;
+
+    public static ReducePlan Create(int[] inShape, int[] outShape)
+    {
+        var x = Broadcast4.Pad4(inShape);
+        var y = Broadcast4.Pad4(outShape);
+        var stride = new int[4];
+        var q = new int[4];
+        int s = 1, count = 1;
+        for (int d = 3; d >= 0; d--)
+        {
+            if (y[d] != x[d] && y[d] != 1) throw new ArgumentException($"cannot reduce [{string.Join(",", inShape)}] to [{string.Join(",", outShape)}]");
+            stride[d] = s;
+            s *= x[d];
+            q[d] = y[d] == 1 ? x[d] : 1;
+            count *= q[d];
+        }
+        int Kept(int d) => y[d] == 1 ? 0 : stride[d];
+        int Red(int d) => y[d] == 1 ? stride[d] : 0;
+        return new ReducePlan
+        {
+            Y1 = y[1], Y2 = y[2], Y3 = y[3], S0 = Kept(0), S1 = Kept(1), S2 = Kept(2), S3 = Kept(3),
+            Q1 = q[1], Q2 = q[2], Q3 = q[3], T0 = Red(0), T1 = Red(1), T2 = Red(2), T3 = Red(3),
+            Count = count,
+        };
+    }
+
+    public int Base(int o)
+    {
+        int o3 = o % Y3, t = o / Y3;
+        int o2 = t % Y2; t /= Y2;
+        int o1 = t % Y1, o0 = t / Y1;
+        return o0 * S0 + o1 * S1 + o2 * S2 + o3 * S3;
+    }
+
+    public int Offset(int j)
+    {
+        int j3 = j % Q3, t = j / Q3;
+        int j2 = t % Q2; t /= Q2;
+        int j1 = t % Q1, j0 = t / Q1;
+        return j0 * T0 + j1 * T1 + j2 * T2 + j3 * T3;
+    }
+}
+
+public enum ReduceVersion { V1PerOutput = 1, V2GroupTree = 2 }
+
+/// <summary>Sum (times a scale, so mean too) over chosen axes. Deterministic: every output is summed in a
+/// fixed order by one thread (v1) or by one group with a shared-memory tree (v2); no float atomics.</summary>
+public static class Reduce
+{
+    const int MaxGroup = 256;
+
+    static void SumV1Kernel(ArrayView<float> x, ArrayView<float> y, ReducePlan p, int outCount, float scale)
+    {
+        int stride = Grid.DimX * Group.DimX;
+        for (int o = Grid.GlobalIndex.X; o < outCount; o += stride)
+        {
+            int b = p.Base(o);
+            float acc = 0;
+            for (int j = 0; j < p.Count; j++) acc += x[b + p.Offset(j)];
+            y[o] = acc * scale;
+        }
+    }
+
+    /// <summary>One group per output; the group size must be a power of two no larger than 256.</summary>
+    static void SumV2Kernel(ArrayView<float> x, ArrayView<float> y, ReducePlan p, int outCount, float scale)
+    {
+        var sh = SharedMemory.Allocate<float>(MaxGroup);
+        int tid = Group.IdxX;
+        for (int o = Grid.IdxX; o < outCount; o += Grid.DimX)
+        {
+            int b = p.Base(o);
+            float acc = 0;
+            for (int j = tid; j < p.Count; j += Group.DimX) acc += x[b + p.Offset(j)];
+            sh[tid] = acc;
+            Group.Barrier();
+            for (int s = Group.DimX / 2; s > 0; s >>= 1)
+            {
+                if (tid < s) sh[tid] += sh[tid + s];
+                Group.Barrier();
+            }
+            if (tid == 0) y[o] = sh[0] * scale;
+            Group.Barrier();
+        }
+    }
+
+    /// <summary>Counts the non-finite values (NaN, +-Inf) of x into count[0] (integer atomics: exact).</summary>
+    static void CountNonFiniteKernel(ArrayView<float> x, ArrayView<int> count, int n)
+    {
+        int stride = Grid.DimX * Group.DimX;
+        int local = 0;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
+            if (!float.IsFinite(x[i])) local++;
+        if (local > 0) Atomic.Add(ref count[0], local);
+    }
+
+    /// <summary>v2 pays off when each output sums many values and there are too few outputs to fill a GPU.</summary>
+    public static ReduceVersion Choose(Accelerator acc, ReducePlan p, int outCount)
+        => !Launch.IsCpu(acc) && p.Count >= 256 && outCount < 16384 ? ReduceVersion.V2GroupTree : ReduceVersion.V1PerOutput;
+
+    public static void Sum(Accelerator acc, ArrayView<float> x, ArrayView<float> y, ReducePlan p, int outCount, float scale, ReduceVersion? version = null)
+    {
+        var v = version ?? Choose(acc, p, outCount);
+        if (v == ReduceVersion.V1PerOutput)
+        {
+            var k = KernelCache.Get(acc, "reduce.sum_v1",
+                a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ReducePlan, int, float>(SumV1Kernel));
+            k(Launch.GridStride(acc, outCount), x, y, p, outCount, scale);
+        }
+        else
+        {
+            var k = KernelCache.Get(acc, "reduce.sum_v2",
+                a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ReducePlan, int, float>(SumV2Kernel));
+            int group = Launch.PowerOfTwoGroup(acc, MaxGroup);
+            int grid = Math.Max(1, Math.Min(outCount, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8));
+            k(new KernelConfig(grid, group), x, y, p, outCount, scale);
+        }
+    }
+
+    public static void CountNonFinite(Accelerator acc, ArrayView<float> x, ArrayView<int> count, int n)
+    {
+        var k = KernelCache.Get(acc, "reduce.count_nonfinite",
+            a => a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, int>(CountNonFiniteKernel));
+        count.SubView(0, 1).MemSetToZero(acc.DefaultStream);
+        k(Launch.GridStride(acc, n), x, count, n);
+    }
+
+    public static KernelCost SumCost(long inLen, long outLen) => new(inLen, 4.0 * (inLen + outLen));
+
+    public static class Reference
+    {
+        public static double[] Sum(double[] x, int[] inShape, int[] outShape, double scale)
+        {
+            var p = ReducePlan.Create(inShape, outShape);
+            int outCount = outShape.Aggregate(1, (a, b) => a * b);
+            var y = new double[outCount];
+            for (int o = 0; o < outCount; o++)
+            {
+                double acc = 0;
+                int b = p.Base(o);
+                for (int j = 0; j < p.Count; j++) acc += x[b + p.Offset(j)];
+                y[o] = acc * scale;
+            }
+            return y;
+        }
+    }
+}

@@ -1,0 +1,82 @@
+using KernelDiffusion.Kernels;
+using KernelDiffusion.Runtime;
+
+namespace KernelDiffusion.Autodiff;
+
+public static partial class Ops
+{
+    /// <summary>a + b with NumPy broadcasting (shapes right-aligned): per-channel bias as [C,1,1], per-sample as
+    /// [N,1,1,1], per-sample-per-channel (timestep embedding) as [N,C,1,1].</summary>
+    public static Tensor Add(Tensor a, Tensor b) => Binary("add", BinaryOp.Add, a, b);
+    public static Tensor Sub(Tensor a, Tensor b) => Binary("sub", BinaryOp.Sub, a, b);
+    public static Tensor Mul(Tensor a, Tensor b) => Binary("mul", BinaryOp.Mul, a, b);
+
+    static Tensor Binary(string op, BinaryOp kind, Tensor a, Tensor b)
+    {
+        var d = Inputs(op, a, b);
+        var shape = Broadcast4.ResultShape(a.Shape, b.Shape)
+            ?? throw new KdException($"{op}: shapes {a.ShapeText} ('{a.Name}') and {b.ShapeText} ('{b.Name}') do not broadcast");
+        if (shape.Length > 4) throw new KdException($"{op}: broadcast shape {Text(shape)} has more than 4 dimensions");
+        var o = Output(d, shape, op);
+        Elementwise.Binary(d.Accelerator, kind, a.View, b.View, o.View, Broadcast4.Create(a.Shape, b.Shape, shape), o.Length);
+        if (d.Tape.ShouldRecord(a, b))
+            d.Tape.Record(op, o, g =>
+            {
+                if (a.RequiresGrad)
+                {
+                    var (ga, owned) = kind == BinaryOp.Mul ? SumTo(Mul(g, b), a.Shape, 1, true) : SumTo(g, a.Shape, 1, false);
+                    d.Tape.Accumulate(a, ga, owned);
+                }
+                if (b.RequiresGrad)
+                {
+                    var (gb, owned) = kind == BinaryOp.Mul ? SumTo(Mul(g, a), b.Shape, 1, true)
+                        : SumTo(g, b.Shape, kind == BinaryOp.Sub ? -1 : 1, false);
+                    d.Tape.Accumulate(b, gb, owned);
+                }
+            });
+        return o;
+    }
+
+    /// <summary>alpha * x + beta.</summary>
+    public static Tensor Scale(Tensor x, float alpha, float beta = 0)
+    {
+        var d = Inputs("scale", x);
+        var o = Output(d, x.Shape, "scale");
+        Elementwise.Unary(d.Accelerator, UnaryOp.Affine, x.View, o.View, alpha, beta, x.Length);
+        if (d.Tape.ShouldRecord(x))
+            d.Tape.Record("scale", o, g => d.Tape.Accumulate(x, alpha == 1 ? g : Scale(g, alpha), owned: alpha != 1));
+        return o;
+    }
+
+    /// <summary>SiLU(x) = x * sigmoid(x).</summary>
+    public static Tensor Silu(Tensor x)
+    {
+        var d = Inputs("silu", x);
+        var o = Output(d, x.Shape, "silu");
+        Elementwise.Unary(d.Accelerator, UnaryOp.Silu, x.View, o.View, 0, 0, x.Length);
+        if (d.Tape.ShouldRecord(x))
+            d.Tape.Record("silu", o, g =>
+            {
+                var dx = Output(d, x.Shape, "silu_backward");
+                Elementwise.SiluBackward(d.Accelerator, x.View, g.View, dx.View, x.Length);
+                d.Tape.Accumulate(x, dx, owned: true);
+            });
+        return o;
+    }
+
+    /// <summary>Standard normal (or N(mean, std^2)) values from Philox: value e depends only on (seed, offset, e).</summary>
+    public static Tensor Normal(ComputeDevice d, int[] shape, ulong seed, ulong offset = 0, float mean = 0, float std = 1)
+    {
+        var o = Output(d, shape, "normal");
+        Philox.Draw(d.Accelerator, o.View, o.Length, seed, offset, normal: true, mean, std);
+        return o;
+    }
+
+    /// <summary>Uniform values in [low, high) from Philox.</summary>
+    public static Tensor Uniform(ComputeDevice d, int[] shape, ulong seed, ulong offset = 0, float low = 0, float high = 1)
+    {
+        var o = Output(d, shape, "uniform");
+        Philox.Draw(d.Accelerator, o.View, o.Length, seed, offset, normal: false, low, high - low);
+        return o;
+    }
+}

@@ -1,0 +1,59 @@
+using KernelDiffusion.Kernels;
+using KernelDiffusion.Runtime;
+
+namespace KernelDiffusion.Autodiff;
+
+public static partial class Ops
+{
+    /// <summary>op(a) op(b) where op transposes the last two axes when asked. a and b are [M,K]-like matrices or
+    /// [B,M,K]-like batches; a matrix is shared across the other operand's batch.</summary>
+    public static Tensor MatMul(Tensor a, Tensor b, bool transA = false, bool transB = false)
+    {
+        var d = Inputs("matmul", a, b);
+        if (a.Rank is < 2 or > 3 || b.Rank is < 2 or > 3)
+            throw new KdException($"matmul: '{a.Name}' {a.ShapeText} and '{b.Name}' {b.ShapeText} must be matrices or batches of matrices (rank 2 or 3)");
+        int batchA = a.Rank == 3 ? a.Dim(0) : 1, batchB = b.Rank == 3 ? b.Dim(0) : 1;
+        int m = transA ? a.Dim(-1) : a.Dim(-2), ka = transA ? a.Dim(-2) : a.Dim(-1);
+        int kb = transB ? b.Dim(-1) : b.Dim(-2), n = transB ? b.Dim(-2) : b.Dim(-1);
+        string ops = $"{a.ShapeText}{(transA ? "^T" : "")} x {b.ShapeText}{(transB ? "^T" : "")}";
+        if (ka != kb) throw new KdException($"matmul: inner dimensions differ in '{a.Name}' x '{b.Name}': {ops}");
+        if (a.Rank == 3 && b.Rank == 3 && batchA != batchB)
+            throw new KdException($"matmul: batch sizes differ in '{a.Name}' x '{b.Name}': {ops}");
+        int batch = Math.Max(batchA, batchB);
+        var o = Output(d, a.Rank == 3 || b.Rank == 3 ? [batch, m, n] : [m, n], "matmul");
+        Gemm.Run(d.Accelerator, a.View, b.View, o.View, new GemmShape
+        {
+            Batch = batch, M = m, N = n, K = ka, TransA = transA ? 1 : 0, TransB = transB ? 1 : 0,
+            StrideA = a.Rank == 3 ? m * ka : 0, StrideB = b.Rank == 3 ? ka * n : 0, StrideC = m * n, Alpha = 1, Beta = 0,
+        }, d.Versions.Gemm);
+        if (d.Tape.ShouldRecord(a, b))
+            d.Tape.Record("matmul", o, g =>
+            {
+                // C = op(A) op(B): d op(A) = dC op(B)^T, d op(B) = op(A)^T dC; a transposed operand takes the transpose.
+                if (a.RequiresGrad)
+                {
+                    var ga = transA ? MatMul(b, g, transB, true) : MatMul(g, b, false, !transB);
+                    var (s, owned) = SumTo(ga, a.Shape, 1, true);
+                    d.Tape.Accumulate(a, s, owned);
+                }
+                if (b.RequiresGrad)
+                {
+                    var gb = transB ? MatMul(g, a, true, transA) : MatMul(a, g, !transA, false);
+                    var (s, owned) = SumTo(gb, b.Shape, 1, true);
+                    d.Tape.Accumulate(b, s, owned);
+                }
+            });
+        return o;
+    }
+
+    /// <summary>y = x W^T + b for x [N, in], W [out, in] (PyTorch's layout), b [out].</summary>
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
+    {
+        if (x.Rank != 2 || weight.Rank != 2 || x.Dim(1) != weight.Dim(1))
+            throw new KdException($"linear: input '{x.Name}' {x.ShapeText} does not fit weight '{weight.Name}' {weight.ShapeText} (want input [N, {weight.Dim(-1)}])");
+        if (bias != null && (bias.Rank != 1 || bias.Dim(0) != weight.Dim(0)))
+            throw new KdException($"linear: bias '{bias.Name}' {bias.ShapeText} does not match weight '{weight.Name}' {weight.ShapeText} (want [{weight.Dim(0)}])");
+        var y = MatMul(x, weight, transB: true);
+        return bias == null ? y : Add(y, bias);
+    }
+}

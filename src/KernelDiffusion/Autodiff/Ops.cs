@@ -1,0 +1,107 @@
+using KernelDiffusion.Kernels;
+using KernelDiffusion.Runtime;
+
+namespace KernelDiffusion.Autodiff;
+
+/// <summary>Differentiable tensor operations. Each validates its inputs (alive, same device, shapes; finite when the
+/// device checks numerics), launches its forward kernel into a temporary, and records its backward on the tape.
+/// This file: shared checks, shapes and reductions; the other Ops.*.cs files hold one op family each.</summary>
+public static partial class Ops
+{
+    static long outputCounter;
+
+    /// <summary>Validates an op's inputs and returns their common device.</summary>
+    static ComputeDevice Inputs(string op, params Tensor[] inputs)
+    {
+        var d = inputs[0].Device;
+        foreach (var t in inputs)
+        {
+            if (t.IsReleased)
+                throw new KdException($"{op}: input '{t.Name}' {t.ShapeText} was used after its buffer went back to the pool " +
+                                      (t.IsPersistent ? "(it was disposed)" : "(the tape was reset)"));
+            if (t.Device != d)
+                throw new KdException($"{op}: '{inputs[0].Name}' is on {d.Info.Id} but '{t.Name}' is on {t.Device.Info.Id}");
+        }
+        if (d.CheckNumerics)
+            foreach (var t in inputs) d.AssertFinite(op, t);
+        return d;
+    }
+
+    static Tensor Output(ComputeDevice d, int[] shape, string op) => d.Temporary(shape, $"{op}#{Interlocked.Increment(ref outputCounter)}");
+
+    static string Text(int[] shape) => "[" + string.Join(",", shape) + "]";
+
+    /// <summary>A view of <paramref name="x"/> with another shape (same element count, no copy).</summary>
+    public static Tensor Reshape(Tensor x, params int[] shape)
+    {
+        var d = Inputs("reshape", x);
+        var o = x.ViewAs(shape, $"reshape#{Interlocked.Increment(ref outputCounter)}");
+        d.Tape.Own(o);
+        if (d.Tape.ShouldRecord(x))
+            d.Tape.Record("reshape", o, g => d.Tape.Accumulate(x, Reshape(g, x.Shape), owned: false));
+        return o;
+    }
+
+    // ---- reductions ----
+
+    /// <summary>Sum over <paramref name="axes"/> (all when empty), times <paramref name="scale"/>; keepDims keeps
+    /// them as size 1. Deterministic: no float atomics.</summary>
+    public static Tensor Sum(Tensor x, int[]? axes = null, bool keepDims = false) => ReduceOp("sum", x, axes, keepDims, mean: false);
+
+    public static Tensor Mean(Tensor x, int[]? axes = null, bool keepDims = false) => ReduceOp("mean", x, axes, keepDims, mean: true);
+
+    static Tensor ReduceOp(string op, Tensor x, int[]? axes, bool keepDims, bool mean)
+    {
+        var d = Inputs(op, x);
+        var shape = x.Shape;
+        var reduce = new bool[shape.Length];
+        if (axes == null || axes.Length == 0) Array.Fill(reduce, true);
+        else
+            foreach (var a0 in axes)
+            {
+                int a = a0 < 0 ? a0 + shape.Length : a0;
+                if (a < 0 || a >= shape.Length)
+                    throw new KdException($"{op}: axis {a0} is out of range for '{x.Name}' {x.ShapeText}");
+                reduce[a] = true;
+            }
+        var kept = shape.Select((s, i) => reduce[i] ? 1 : s).ToArray();
+        int count = x.Length / kept.Aggregate(1, (p, s) => p * s);
+        var o = Output(d, kept, op);
+        Launch(d, x, o, mean ? 1f / count : 1f);
+        if (d.Tape.ShouldRecord(x))
+            d.Tape.Record(op, o, g => d.Tape.Accumulate(x, Expand(g, x.Shape, mean ? 1f / count : 1f), owned: true));
+        if (keepDims) return o;
+        var squeezed = shape.Where((_, i) => !reduce[i]).ToArray();
+        return Reshape(o, squeezed.Length == 0 ? [1] : squeezed);
+    }
+
+    static void Launch(ComputeDevice d, Tensor x, Tensor o, float scale)
+    {
+        var plan = ReducePlan.Create(x.Shape, Pad(o.Shape, x.Rank));
+        Reduce.Sum(d.Accelerator, x.View, o.View, plan, o.Length, scale, d.Versions.Reduce);
+    }
+
+    /// <summary>Left-pads a shape with 1s to <paramref name="rank"/>.</summary>
+    static int[] Pad(int[] shape, int rank) => Enumerable.Repeat(1, Math.Max(0, rank - shape.Length)).Concat(shape).ToArray();
+
+    /// <summary>Sums a gradient down to the shape of the input it broadcast from (times scale). Returns g itself, not
+    /// owned by the caller, when nothing is to be done.</summary>
+    static (Tensor G, bool Owned) SumTo(Tensor g, int[] shape, float scale, bool gOwned)
+    {
+        if (scale == 1 && g.Shape.SequenceEqual(shape)) return (g, gOwned);
+        var o = Output(g.Device, shape, "sum_to");
+        Launch(g.Device, g, o, scale);
+        return (o, true);
+    }
+
+    /// <summary>Broadcasts g (shape with 1s where reduced, or fewer leading dims) to <paramref name="shape"/>, times scale.</summary>
+    static Tensor Expand(Tensor g, int[] shape, float scale)
+    {
+        var gs = Pad(g.Shape, shape.Length);
+        if (g.Shape.Length > shape.Length || gs.Length != shape.Length)
+            throw new KdException($"expand: {g.ShapeText} cannot broadcast to {Text(shape)}");
+        var o = Output(g.Device, shape, "expand");
+        Elementwise.Binary(g.Device.Accelerator, BinaryOp.Broadcast, g.View, g.View, o.View, Broadcast4.Create(gs, gs, shape), o.Length, scale);
+        return o;
+    }
+}

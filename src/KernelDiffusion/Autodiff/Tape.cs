@@ -1,0 +1,94 @@
+using KernelDiffusion.Runtime;
+
+namespace KernelDiffusion.Autodiff;
+
+/// <summary>Reverse-mode tape. Every op that sees an input with RequiresGrad (outside a NoGrad scope) records a
+/// node: its output and a closure that, given the output's gradient, accumulates gradients into its inputs.
+/// The tape also owns every op output (temporaries): <see cref="Reset"/> returns them to the pool.</summary>
+public sealed class Tape(ComputeDevice device)
+{
+    sealed record Node(string Op, Tensor Output, Action<Tensor> Backward);
+
+    readonly List<Node> nodes = [];
+    readonly List<Tensor> temporaries = [];
+    int noGradDepth;
+
+    public bool GradEnabled => noGradDepth == 0;
+    public int NodeCount => nodes.Count;
+    public int TemporaryCount => temporaries.Count;
+
+    /// <summary>A scope in which ops record nothing (sampling, evaluation).</summary>
+    public IDisposable NoGrad()
+    {
+        noGradDepth++;
+        return new Scope(() => noGradDepth--);
+    }
+
+    sealed class Scope(Action exit) : IDisposable
+    {
+        bool done;
+        public void Dispose() { if (!done) { done = true; exit(); } }
+    }
+
+    internal void Own(Tensor t) => temporaries.Add(t);
+
+    internal bool ShouldRecord(params Tensor[] inputs) => GradEnabled && inputs.Any(t => t.RequiresGrad);
+
+    internal void Record(string op, Tensor output, Action<Tensor> backward)
+    {
+        output.RequiresGrad = true;
+        nodes.Add(new Node(op, output, backward));
+    }
+
+    /// <summary>Back-propagates from a scalar (backward closures run under NoGrad, so they may call any op): gradients accumulate (+=) into every tensor with RequiresGrad that
+    /// contributed, so several Backward calls before ZeroGrad sum their gradients. Consumes the recorded graph.</summary>
+    public void Backward(Tensor loss)
+    {
+        if (loss.Length != 1)
+            throw new KdException($"backward: loss '{loss.Name}' {loss.ShapeText} is not a scalar (reduce it with Sum or Mean first)");
+        if (!loss.RequiresGrad || !nodes.Any(n => n.Output == loss))
+            throw new KdException($"backward: loss '{loss.Name}' has no recorded graph (nothing with RequiresGrad fed it, " +
+                                  "it was computed under NoGrad, or an earlier Backward consumed its graph)");
+        var seed = device.Temporary([1], "grad_seed");
+        seed.Fill(1);
+        Accumulate(loss, seed, owned: true);
+        using (NoGrad())
+        {
+            for (int i = nodes.Count - 1; i >= 0; i--)
+            {
+                var n = nodes[i];
+                if (n.Output.Grad != null) n.Backward(n.Output.Grad);
+            }
+        }
+        nodes.Clear();
+    }
+
+    /// <summary>Adds <paramref name="g"/> into target.Grad. An <paramref name="owned"/> temporary that no one else
+    /// holds is adopted without a copy; otherwise the gradient is copied or added in place.</summary>
+    internal void Accumulate(Tensor target, Tensor g, bool owned)
+    {
+        if (!target.RequiresGrad) return;
+        if (target.Grad == null)
+        {
+            if (owned && !target.IsPersistent && !g.IsPersistent)
+            {
+                target.Grad = g.Length == target.Length && g.Rank == target.Rank ? g : Ops.Reshape(g, target.Shape);
+                return;
+            }
+            target.Grad = target.IsPersistent ? device.Empty(target.Shape, target.Name + ".grad") : device.Temporary(target.Shape, target.Name + ".grad");
+            target.Grad.CopyFrom(g);
+            return;
+        }
+        Kernels.Elementwise.Binary(device.Accelerator, Kernels.BinaryOp.Add, target.Grad.View, g.View, target.Grad.View,
+            Kernels.Broadcast4.Create([target.Length], [target.Length], [target.Length]), target.Length);
+    }
+
+    /// <summary>Forgets the graph and returns every op output (and its gradient) to the pool. Persistent tensors
+    /// keep their gradients.</summary>
+    public void Reset()
+    {
+        nodes.Clear();
+        foreach (var t in temporaries) t.Release();
+        temporaries.Clear();
+    }
+}

@@ -1,0 +1,291 @@
+using KernelDiffusion.Autodiff;
+using KernelDiffusion.Kernels;
+using KernelDiffusion.Runtime;
+
+namespace KernelDiffusion.Checks;
+
+/// <summary>One kernel checked against its float64 reference: relative error ||out - ref|| / ||ref||.</summary>
+public sealed record CheckResult(string Kernel, string Shape, double RelError, double Tolerance, bool Passed, string Note);
+
+/// <summary>The kernel-against-reference checks that <c>kd check</c> runs on any device and the test suite runs on
+/// the CPU accelerator. Inputs are fresh normal draws (the seed is in each result's note), every output buffer is
+/// poisoned with NaN first, shapes are ragged, and each backward is compared with central finite differences of
+/// the float64 reference.</summary>
+public static class KernelChecks
+{
+    const double Fwd = 1e-5, Bwd = 1e-4;
+
+    sealed record Case(string Kernel, string Shape, Func<ComputeDevice, Random, (double Err, double Tol, string Note)> Run);
+
+    static readonly List<Case> Cases = Build();
+
+    public static IReadOnlyList<string> Names => Cases.Select(c => $"{c.Kernel} {c.Shape}").ToList();
+
+    public static CheckResult Run(ComputeDevice d, string name, int? seed = null)
+    {
+        var c = Cases.FirstOrDefault(c => $"{c.Kernel} {c.Shape}" == name) ?? throw new KdException($"check: no check named '{name}'");
+        return Run(d, c, seed ?? Random.Shared.Next());
+    }
+
+    public static IEnumerable<CheckResult> RunAll(ComputeDevice d, string? filter = null)
+    {
+        foreach (var c in Cases)
+            if (filter == null || c.Kernel.Contains(filter, StringComparison.OrdinalIgnoreCase))
+                yield return Run(d, c, Random.Shared.Next());
+    }
+
+    static CheckResult Run(ComputeDevice d, Case c, int seed)
+    {
+        bool poison = d.Pool.Poison;
+        d.Pool.Poison = true;
+        try
+        {
+            var (err, tol, note) = c.Run(d, new Random(seed));
+            note = string.IsNullOrEmpty(note) ? $"seed {seed}" : $"seed {seed}; {note}";
+            return new CheckResult(c.Kernel, c.Shape, err, tol, err <= tol, note);
+        }
+        catch (Exception e)
+        {
+            return new CheckResult(c.Kernel, c.Shape, double.NaN, 0, false, $"seed {seed}; {e.GetType().Name}: {e.Message}");
+        }
+        finally
+        {
+            d.Tape.Reset();
+            d.Pool.Poison = poison;
+        }
+    }
+
+    // ---- helpers ----
+
+    static string S(int[] s) => "[" + string.Join(",", s) + "]";
+    static int Count(int[] s) => s.Aggregate(1, (a, b) => a * b);
+
+    static double[] Randn(Random r, int n)
+    {
+        var x = new double[n];
+        for (int i = 0; i < n; i++)
+            x[i] = Math.Sqrt(-2 * Math.Log(1 - r.NextDouble())) * Math.Cos(2 * Math.PI * r.NextDouble());
+        return x;
+    }
+
+    static Tensor Upload(ComputeDevice d, double[] x, int[] shape, string name, bool grad = false)
+    {
+        var t = d.FromArray(x.Select(v => (float)v).ToArray(), shape, name);
+        t.RequiresGrad = grad;
+        return t;
+    }
+
+    public static double RelError(float[] got, double[] want)
+    {
+        if (got.Length != want.Length) return double.PositiveInfinity;
+        double num = 0, den = 0;
+        for (int i = 0; i < got.Length; i++)
+        {
+            double e = got[i] - want[i];
+            num += e * e;
+            den += want[i] * want[i];
+        }
+        return double.IsFinite(num) ? Math.Sqrt(num / Math.Max(den, 1e-300)) : double.PositiveInfinity;
+    }
+
+    /// <summary>Forward check: device op and float64 reference on the same random inputs.</summary>
+    static Case Forward(string kernel, int[][] shapes, Func<Tensor[], Tensor> op, Func<double[][], double[]> reference, double tol = Fwd)
+        => new(kernel, string.Join("x", shapes.Select(S)), (d, r) =>
+        {
+            var xs = shapes.Select(s => Randn(r, Count(s))).ToArray();
+            var ts = xs.Select((x, i) => Upload(d, x, shapes[i], $"in{i}")).ToArray();
+            try { return (RelError(op(ts).ToArray(), reference(xs)), tol, ""); }
+            finally { foreach (var t in ts) t.Dispose(); }
+        });
+
+    /// <summary>Backward check: the tape's gradient of L = sum(op(x) * w) for a random w against central
+    /// differences of the float64 reference, over every element of every input.</summary>
+    static Case Backward(string kernel, int[][] shapes, Func<Tensor[], Tensor> op, Func<double[][], double[]> reference, double tol = Bwd)
+        => new(kernel + ".backward", string.Join("x", shapes.Select(S)), (d, r) =>
+        {
+            var xs = shapes.Select(s => Randn(r, Count(s))).ToArray();
+            var w = Randn(r, reference(xs).Length);
+            var ts = xs.Select((x, i) => Upload(d, x, shapes[i], $"in{i}", grad: true)).ToArray();
+            try
+            {
+                var y = op(ts);
+                using var wt = Upload(d, w, y.Shape, "w");
+                d.Tape.Backward(Ops.Sum(Ops.Mul(y, wt)));
+                double L(double[][] v) => reference(v).Select((o, i) => o * w[i]).Sum();
+                var got = new List<float>();
+                var fd = new List<double>();
+                const double h = 1e-5;
+                for (int k = 0; k < xs.Length; k++)
+                {
+                    got.AddRange(ts[k].Grad!.ToArray());
+                    for (int e = 0; e < xs[k].Length; e++)
+                    {
+                        double keep = xs[k][e];
+                        xs[k][e] = keep + h;
+                        double lp = L(xs);
+                        xs[k][e] = keep - h;
+                        double lm = L(xs);
+                        xs[k][e] = keep;
+                        fd.Add((lp - lm) / (2 * h));
+                    }
+                }
+                return (RelError(got.ToArray(), fd.ToArray()), tol, "");
+            }
+            finally { foreach (var t in ts) t.Dispose(); }
+        });
+
+    static void Both(List<Case> list, string kernel, int[][] shapes, Func<Tensor[], Tensor> op, Func<double[][], double[]> reference)
+    {
+        list.Add(Forward(kernel, shapes, op, reference));
+        list.Add(Backward(kernel, shapes, op, reference));
+    }
+
+    // ---- the cases ----
+
+    static List<Case> Build()
+    {
+        var list = new List<Case>();
+
+        // Elementwise with the broadcasts a UNet needs.
+        int[] x4 = [2, 5, 3, 7];
+        foreach (var (name, kind) in new[] { ("add", BinaryOp.Add), ("sub", BinaryOp.Sub), ("mul", BinaryOp.Mul) })
+        {
+            Func<Tensor, Tensor, Tensor> f = kind switch { BinaryOp.Add => Ops.Add, BinaryOp.Sub => Ops.Sub, _ => Ops.Mul };
+            foreach (var b in new[] { x4, [5, 1, 1], [2, 1, 1, 1], [2, 5, 1, 1], [7] })
+            {
+                var bs = b;
+                Both(list, name, [x4, bs], t => f(t[0], t[1]),
+                    v => Elementwise.Reference.Binary(kind, v[0], x4, v[1], bs, x4));
+            }
+        }
+        Both(list, "add", [[3, 1, 7], [5, 1]], t => Ops.Add(t[0], t[1]),
+            v => Elementwise.Reference.Binary(BinaryOp.Add, v[0], [3, 1, 7], v[1], [5, 1], [3, 5, 7]));
+        Both(list, "scale", [[37]], t => Ops.Scale(t[0], -1.7f, 0.3f), v => Elementwise.Reference.Affine(v[0], -1.7f, 0.3f));
+        Both(list, "silu", [[3, 5, 7]], t => Ops.Silu(t[0]), v => Elementwise.Reference.Silu(v[0]));
+
+        // Sum and mean over chosen axes, both kernel versions.
+        foreach (var version in new[] { ReduceVersion.V1PerOutput, ReduceVersion.V2GroupTree })
+        {
+            string tag = version == ReduceVersion.V1PerOutput ? "v1" : "v2";
+            Func<Tensor[], Tensor> Versioned(Func<Tensor[], Tensor> f) => t =>
+            {
+                var d = t[0].Device;
+                var old = d.Versions.Reduce;
+                d.Versions.Reduce = version;
+                try { return f(t); }
+                finally { d.Versions.Reduce = old; }
+            };
+            int[] s = [3, 5, 7, 2];
+            Both(list, $"sum.{tag}", [s], Versioned(t => Ops.Sum(t[0], [0, 2])), v => Reduce.Reference.Sum(v[0], s, [1, 5, 1, 2], 1));
+            Both(list, $"mean.{tag}", [s], Versioned(t => Ops.Mean(t[0], [2, 3])), v => Reduce.Reference.Sum(v[0], s, [3, 5, 1, 1], 1.0 / 14));
+            list.Add(Forward($"sum.{tag}", [[1001]], Versioned(t => Ops.Sum(t[0])), v => Reduce.Reference.Sum(v[0], [1001], [1], 1)));
+        }
+
+        // Batched GEMM: all four transposes, ragged shapes, a shared operand, and alpha / beta at the kernel level.
+        foreach (var version in new[] { GemmVersion.V1Naive, GemmVersion.V2Tiled })
+        {
+            string tag = version == GemmVersion.V1Naive ? "v1" : "v2";
+            const int B = 2, M = 17, N = 19, K = 23;
+            foreach (var (ta, tb) in new[] { (false, false), (false, true), (true, false), (true, true) })
+            {
+                int[] sa = ta ? [B, K, M] : [B, M, K], sb = tb ? [B, N, K] : [B, K, N];
+                var shape = new GemmShape { Batch = B, M = M, N = N, K = K, TransA = ta ? 1 : 0, TransB = tb ? 1 : 0, StrideA = M * K, StrideB = K * N, StrideC = M * N, Alpha = 1 };
+                string kernel = $"gemm.{tag}.{(ta ? "t" : "n")}{(tb ? "t" : "n")}";
+                Func<Tensor[], Tensor> op = t =>
+                {
+                    var d = t[0].Device;
+                    var old = d.Versions.Gemm;
+                    d.Versions.Gemm = version;
+                    try { return Ops.MatMul(t[0], t[1], ta, tb); }
+                    finally { d.Versions.Gemm = old; }
+                };
+                list.Add(Forward(kernel, [sa, sb], op, v => Gemm.Reference.Run(v[0], v[1], null, shape)));
+                // The backward runs after the version is restored: one check per transpose pair covers it.
+                if (version == GemmVersion.V1Naive)
+                    list.Add(Backward($"matmul.{(ta ? "t" : "n")}{(tb ? "t" : "n")}", [sa, sb], op, v => Gemm.Reference.Run(v[0], v[1], null, shape)));
+            }
+            list.Add(new Case($"gemm.{tag}.alpha_beta_shared_b", "[3,9,13]x[13,11]", (d, r) =>
+            {
+                var s = new GemmShape { Batch = 3, M = 9, N = 11, K = 13, StrideA = 9 * 13, StrideB = 0, StrideC = 9 * 11, Alpha = -0.7f, Beta = 1.3f };
+                var (a, b, c) = (Randn(r, 3 * 9 * 13), Randn(r, 13 * 11), Randn(r, 3 * 9 * 11));
+                using var ta = Upload(d, a, [3, 9, 13], "a");
+                using var tb = Upload(d, b, [13, 11], "b");
+                using var tc = Upload(d, c, [3, 9, 11], "c");
+                Gemm.Run(d.Accelerator, ta.View, tb.View, tc.View, s, version);
+                return (RelError(tc.ToArray(), Gemm.Reference.Run(a, b, c, s)), Fwd, "");
+            }));
+        }
+        Both(list, "matmul.shared_b", [[3, 4, 5], [5, 6]], t => Ops.MatMul(t[0], t[1]),
+            v => Gemm.Reference.Run(v[0], v[1], null, new GemmShape { Batch = 3, M = 4, N = 6, K = 5, StrideA = 20, StrideB = 0, StrideC = 24, Alpha = 1 }));
+        Both(list, "linear", [[5, 7], [3, 7], [3]], t => Ops.Linear(t[0], t[1], t[2]), v =>
+        {
+            var y = Gemm.Reference.Run(v[0], v[1], null, new GemmShape { Batch = 1, M = 5, N = 3, K = 7, TransB = 1, Alpha = 1 });
+            return y.Select((o, i) => o + v[2][i % 3]).ToArray();
+        });
+
+        // Softmax family.
+        Both(list, "softmax", [[6, 11]], t => Ops.Softmax(t[0]), v => Softmax.Reference.Forward(v[0], 6, 11, log: false));
+        Both(list, "log_softmax", [[6, 11]], t => Ops.LogSoftmax(t[0]), v => Softmax.Reference.Forward(v[0], 6, 11, log: true));
+        int[] labels = [3, 0, 10, 7, 7, 1];
+        Both(list, "cross_entropy", [[6, 11]], t => Ops.CrossEntropy(t[0], t[0].Device.TemporaryLabels(labels, 11)),
+            v => Softmax.Reference.CrossEntropy(v[0], labels, 6, 11));
+
+        // Philox: the Random123 known answers, the device stream against the reference, and the moments.
+        list.Add(new Case("philox.known_answers", "3 vectors", (_, _) =>
+        {
+            uint[][] cases =
+            [
+                [0, 0, 0, 0, 0, 0, 0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
+                [~0u, ~0u, ~0u, ~0u, ~0u, ~0u, 0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
+                [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0, 0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1],
+            ];
+            int wrong = 0;
+            foreach (var c in cases)
+            {
+                uint c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];
+                Philox.Rounds(ref c0, ref c1, ref c2, ref c3, c[4], c[5]);
+                if (c0 != c[6] || c1 != c[7] || c2 != c[8] || c3 != c[9]) wrong++;
+            }
+            return (wrong, 0, $"{wrong} of 3 wrong");
+        }));
+        foreach (bool normal in new[] { false, true })
+            list.Add(new Case(normal ? "philox.normal" : "philox.uniform", "[1001]", (d, r) =>
+            {
+                ulong seed = (ulong)r.NextInt64(), offset = (ulong)r.Next(1 << 20);
+                var t = normal ? Ops.Normal(d, [1001], seed, offset) : Ops.Uniform(d, [1001], seed, offset);
+                return (RelError(t.ToArray(), Philox.Reference.Draw(1001, seed, offset, normal)), Fwd, "");
+            }));
+        list.Add(new Case("philox.normal_moments", "[1000003]", (d, r) =>
+        {
+            var x = Ops.Normal(d, [1000003], (ulong)r.NextInt64()).ToArray();
+            double mean = x.Average(v => (double)v), variance = x.Average(v => (double)v * v) - mean * mean;
+            // Standard errors: mean 1e-3, variance 1.4e-3; allow five.
+            double err = Math.Max(Math.Abs(mean) / 1e-3, Math.Abs(variance - 1) / 1.4e-3);
+            return (err, 5, $"mean {mean:F5}, variance {variance:F5} (error in standard errors)");
+        }));
+
+        // AdamW and EMA.
+        list.Add(new Case("adamw", "[1003]", (d, r) =>
+        {
+            const int n = 1003;
+            var (p, g, m) = (Randn(r, n), Randn(r, n), Randn(r, n));
+            var v = Randn(r, n).Select(Math.Abs).ToArray();
+            using var tp = Upload(d, p, [n], "p");
+            using var tg = Upload(d, g, [n], "g");
+            using var tm = Upload(d, m, [n], "m");
+            using var tv = Upload(d, v, [n], "v");
+            Adam.AdamW(d.Accelerator, tp.View, tg.View, tm.View, tv.View, AdamStep.Create(1e-2, 0.9, 0.999, 1e-8, 0.1, 3), n);
+            var (rp, rm, rv) = Adam.Reference.AdamW(p, g, m, v, 1e-2, 0.9, 0.999, 1e-8, 0.1, 3);
+            return (new[] { RelError(tp.ToArray(), rp), RelError(tm.ToArray(), rm), RelError(tv.ToArray(), rv) }.Max(), Fwd, "max over p, m, v");
+        }));
+        list.Add(new Case("ema", "[1003]", (d, r) =>
+        {
+            var (e, p) = (Randn(r, 1003), Randn(r, 1003));
+            using var te = Upload(d, e, [1003], "ema");
+            using var tp = Upload(d, p, [1003], "p");
+            Adam.Ema(d.Accelerator, te.View, tp.View, 0.99f, 1003);
+            return (RelError(te.ToArray(), Adam.Reference.Ema(e, p, 0.99)), Fwd, "");
+        }));
+        return list;
+    }
+}

@@ -1,0 +1,209 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using KernelDiffusion.Autodiff;
+using KernelDiffusion.Kernels;
+
+namespace KernelDiffusion.Runtime;
+
+/// <summary>One device as <c>kd info</c> prints it. <see cref="Id"/> is what --device accepts (cuda:0, opencl:1, cpu:0).</summary>
+public sealed record DeviceInfo(string Id, string Kind, string Name, long MemoryBytes, int WarpSize, int MaxGroupSize,
+    long MaxSharedMemoryPerGroup, int Multiprocessors);
+
+/// <summary>Which numbered version of a kernel family runs; null picks the default for the accelerator.</summary>
+public sealed class KernelVersions
+{
+    public GemmVersion? Gemm { get; set; }
+    public ReduceVersion? Reduce { get; set; }
+}
+
+/// <summary>An accelerator with its buffer pool and tape. Chooses CUDA, then OpenCL, then ILGPU's CPU accelerator,
+/// unless --device or the KD_DEVICE variable names one: cuda|opencl|cpu, optionally :N (the N-th of that kind).</summary>
+public sealed class ComputeDevice : IDisposable
+{
+    public const string EnvironmentVariable = "KD_DEVICE";
+    static readonly string[] Preference = ["cuda", "opencl", "cpu"];
+
+    readonly Context context;
+    MemoryBuffer1D<int, Stride1D.Dense>? counter;
+
+    public Accelerator Accelerator { get; }
+    public DeviceInfo Info { get; }
+    public BufferPool Pool { get; }
+    public Tape Tape { get; }
+    public KernelVersions Versions { get; } = new();
+
+    /// <summary>When set, every op checks its inputs for NaN and Inf (one small read-back per input: for debugging).</summary>
+    public bool CheckNumerics { get; set; }
+
+    ComputeDevice(Context context, Device device, DeviceInfo info)
+    {
+        this.context = context;
+        Info = info;
+        Accelerator = device.CreateAccelerator(context);
+        Pool = new BufferPool(Accelerator);
+        Tape = new Tape(this);
+    }
+
+    static Context CreateContext() => Context.Create(b => b.Default().EnableAlgorithms());
+
+    static string KindOf(Device d) => d.AcceleratorType switch
+    {
+        AcceleratorType.Cuda => "cuda",
+        AcceleratorType.OpenCL => "opencl",
+        AcceleratorType.CPU => "cpu",
+        var other => other.ToString().ToLowerInvariant(),
+    };
+
+    static List<(Device Device, DeviceInfo Info)> Enumerate(Context ctx)
+    {
+        var seen = new Dictionary<string, int>();
+        var list = new List<(Device, DeviceInfo)>();
+        foreach (var d in ctx.Devices)
+        {
+            string kind = KindOf(d);
+            int n = seen.GetValueOrDefault(kind);
+            seen[kind] = n + 1;
+            list.Add((d, new DeviceInfo($"{kind}:{n}", kind, d.Name, d.MemorySize, d.WarpSize, d.MaxNumThreadsPerGroup,
+                d.MaxSharedMemoryPerGroup, d.NumMultiprocessors)));
+        }
+        return list;
+    }
+
+    /// <summary>All devices ILGPU sees, and the id that <paramref name="spec"/> would choose (null when it would fail).</summary>
+    public static (IReadOnlyList<DeviceInfo> Devices, string? Chosen, string? Error) Describe(string? spec = null)
+    {
+        using var ctx = CreateContext();
+        var all = Enumerate(ctx);
+        try { return (all.Select(x => x.Info).ToList(), Select(all, spec).Info.Id, null); }
+        catch (KdException e) { return (all.Select(x => x.Info).ToList(), null, e.Message); }
+    }
+
+    /// <summary>The spec in force: the argument, else KD_DEVICE, else "auto".</summary>
+    public static string EffectiveSpec(string? spec)
+    {
+        if (!string.IsNullOrWhiteSpace(spec)) return spec.Trim().ToLowerInvariant();
+        var env = Environment.GetEnvironmentVariable(EnvironmentVariable);
+        return string.IsNullOrWhiteSpace(env) ? "auto" : env.Trim().ToLowerInvariant();
+    }
+
+    static (Device Device, DeviceInfo Info) Select(List<(Device Device, DeviceInfo Info)> all, string? spec)
+    {
+        string s = EffectiveSpec(spec);
+        string found = all.Count == 0 ? "none" : string.Join("; ", all.Select(x => $"{x.Info.Id} ({x.Info.Name})"));
+        if (s == "auto")
+        {
+            foreach (var kind in Preference)
+                foreach (var x in all)
+                    if (x.Info.Kind == kind) return x;
+            throw new KdException($"no device found (ILGPU lists: {found})");
+        }
+        var parts = s.Split(':');
+        if (parts.Length > 2 || !Preference.Contains(parts[0]))
+            throw new KdException($"unknown device '{s}': use auto, cuda, opencl or cpu, optionally with :N (devices found: {found})");
+        int index = 0;
+        if (parts.Length == 2 && (!int.TryParse(parts[1], out index) || index < 0))
+            throw new KdException($"device '{s}': ':{parts[1]}' is not a device number (devices found: {found})");
+        var match = all.FirstOrDefault(x => x.Info.Id == $"{parts[0]}:{index}");
+        if (match.Device == null)
+            throw new KdException($"device '{s}' is not available (devices found: {found})");
+        return match;
+    }
+
+    /// <summary>Opens the device named by <paramref name="spec"/> (see the class summary).</summary>
+    public static ComputeDevice Open(string? spec = null)
+    {
+        var ctx = CreateContext();
+        try
+        {
+            var (device, info) = Select(Enumerate(ctx), spec);
+            return new ComputeDevice(ctx, device, info);
+        }
+        catch
+        {
+            ctx.Dispose();
+            throw;
+        }
+    }
+
+    public void Synchronize() => Accelerator.Synchronize();
+
+    // ---- tensor factories: persistent tensors belong to the caller (Dispose returns them to the pool) ----
+
+    public Tensor Empty(int[] shape, string name = "tensor") => new(this, shape, name, persistent: true);
+
+    public Tensor Zeros(int[] shape, string name = "zeros")
+    {
+        var t = Empty(shape, name);
+        t.Fill(0);
+        return t;
+    }
+
+    public Tensor FromArray(float[] data, int[] shape, string name = "tensor")
+    {
+        var t = Empty(shape, name);
+        t.CopyFrom(data);
+        return t;
+    }
+
+    /// <summary>A trainable tensor: persistent and RequiresGrad.</summary>
+    public Tensor Parameter(float[] data, int[] shape, string name)
+    {
+        var t = FromArray(data, shape, name);
+        t.RequiresGrad = true;
+        return t;
+    }
+
+    /// <summary>Integer class labels, stored as floats (exact below 2^24); each must lie in [0, classes).</summary>
+    public Tensor Labels(int[] labels, int classes, string name = "labels")
+    {
+        var t = Empty([labels.Length], name);
+        t.CopyFrom(LabelValues(labels, classes, name));
+        return t;
+    }
+
+    /// <summary>Labels for one step: owned by the tape, released on reset.</summary>
+    public Tensor TemporaryLabels(int[] labels, int classes, string name = "labels")
+    {
+        var t = Temporary([labels.Length], name);
+        t.CopyFrom(LabelValues(labels, classes, name));
+        return t;
+    }
+
+    static float[] LabelValues(int[] labels, int classes, string name)
+    {
+        for (int i = 0; i < labels.Length; i++)
+            if (labels[i] < 0 || labels[i] >= classes)
+                throw new KdException($"labels '{name}': label {labels[i]} at position {i} is outside [0, {classes})");
+        return labels.Select(l => (float)l).ToArray();
+    }
+
+    /// <summary>An op's output: lives until the tape is reset.</summary>
+    internal Tensor Temporary(int[] shape, string name)
+    {
+        var t = new Tensor(this, shape, name, persistent: false);
+        Tape.Own(t);
+        return t;
+    }
+
+    /// <summary>Throws when <paramref name="t"/> holds NaN or Inf, naming the op and the tensor.</summary>
+    public void AssertFinite(string op, Tensor t)
+    {
+        counter ??= Accelerator.Allocate1D<int>(1);
+        Reduce.CountNonFinite(Accelerator, t.View, counter.View, t.Length);
+        var bad = new int[1];
+        counter.View.CopyToCPU(Accelerator.DefaultStream, bad);
+        Accelerator.DefaultStream.Synchronize();
+        if (bad[0] > 0)
+            throw new KdException($"{op}: tensor '{t.Name}' {t.ShapeText} contains NaN or Inf ({bad[0]} of {t.Length} values)");
+    }
+
+    public void Dispose()
+    {
+        Tape.Reset();
+        counter?.Dispose();
+        Pool.Dispose();
+        Accelerator.Dispose();
+        context.Dispose();
+    }
+}
