@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 
 namespace KernelDiffusion.Kernels;
@@ -102,7 +103,7 @@ public static class Reduce
         int stride = Grid.DimX * Group.DimX;
         int local = 0;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride)
-            if (!float.IsFinite(x[i])) local++;
+            if (!XMath.IsFinite(x[i])) local++;
         if (local > 0) Atomic.Add(ref count[0], local);
     }
 

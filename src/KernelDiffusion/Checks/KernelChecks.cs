@@ -88,13 +88,23 @@ public static class KernelChecks
         return double.IsFinite(num) ? Math.Sqrt(num / Math.Max(den, 1e-300)) : double.PositiveInfinity;
     }
 
-    /// <summary>Forward check: device op and float64 reference on the same random inputs.</summary>
-    static Case Forward(string kernel, int[][] shapes, Func<Tensor[], Tensor> op, Func<double[][], double[]> reference, double tol = Fwd)
+    /// <summary>Forward check: device op and float64 reference on the same random inputs. A reduction passes
+    /// <paramref name="conditioned"/>: its error is then measured against the reference applied to |x| (a sum of
+    /// normals can cancel to nearly zero, which makes ||out - ref|| / ||ref|| meaningless).</summary>
+    static Case Forward(string kernel, int[][] shapes, Func<Tensor[], Tensor> op, Func<double[][], double[]> reference, bool conditioned = false)
         => new(kernel, string.Join("x", shapes.Select(S)), (d, r) =>
         {
             var xs = shapes.Select(s => Randn(r, Count(s))).ToArray();
             var ts = xs.Select((x, i) => Upload(d, x, shapes[i], $"in{i}")).ToArray();
-            try { return (RelError(op(ts).ToArray(), reference(xs)), tol, ""); }
+            try
+            {
+                var got = op(ts).ToArray();
+                var want = reference(xs);
+                if (!conditioned) return (RelError(got, want), Fwd, "");
+                var scale = reference(xs.Select(x => x.Select(Math.Abs).ToArray()).ToArray());
+                double norm = Math.Sqrt(scale.Sum(v => v * v));
+                return (RelError(got, want) * Math.Sqrt(want.Sum(v => v * v)) / norm, Fwd, "error relative to the sum of |x|");
+            }
             finally { foreach (var t in ts) t.Dispose(); }
         });
 
@@ -176,9 +186,13 @@ public static class KernelChecks
                 finally { d.Versions.Reduce = old; }
             };
             int[] s = [3, 5, 7, 2];
-            Both(list, $"sum.{tag}", [s], Versioned(t => Ops.Sum(t[0], [0, 2])), v => Reduce.Reference.Sum(v[0], s, [1, 5, 1, 2], 1));
-            Both(list, $"mean.{tag}", [s], Versioned(t => Ops.Mean(t[0], [2, 3])), v => Reduce.Reference.Sum(v[0], s, [3, 5, 1, 1], 1.0 / 14));
-            list.Add(Forward($"sum.{tag}", [[1001]], Versioned(t => Ops.Sum(t[0])), v => Reduce.Reference.Sum(v[0], [1001], [1], 1)));
+            Func<double[][], double[]> sum = v => Reduce.Reference.Sum(v[0], s, [1, 5, 1, 2], 1);
+            Func<double[][], double[]> mean = v => Reduce.Reference.Sum(v[0], s, [3, 5, 1, 1], 1.0 / 14);
+            list.Add(Forward($"sum.{tag}", [s], Versioned(t => Ops.Sum(t[0], [0, 2])), sum, conditioned: true));
+            list.Add(Backward($"sum.{tag}", [s], Versioned(t => Ops.Sum(t[0], [0, 2])), sum));
+            list.Add(Forward($"mean.{tag}", [s], Versioned(t => Ops.Mean(t[0], [2, 3])), mean, conditioned: true));
+            list.Add(Backward($"mean.{tag}", [s], Versioned(t => Ops.Mean(t[0], [2, 3])), mean));
+            list.Add(Forward($"sum.{tag}", [[1001]], Versioned(t => Ops.Sum(t[0])), v => Reduce.Reference.Sum(v[0], [1001], [1], 1), conditioned: true));
         }
 
         // Batched GEMM: all four transposes, ragged shapes, a shared operand, and alpha / beta at the kernel level.
@@ -259,9 +273,9 @@ public static class KernelChecks
         {
             var x = Ops.Normal(d, [1000003], (ulong)r.NextInt64()).ToArray();
             double mean = x.Average(v => (double)v), variance = x.Average(v => (double)v * v) - mean * mean;
-            // Standard errors: mean 1e-3, variance 1.4e-3; allow five.
+            // Standard errors: mean 1e-3, variance 1.4e-3; allow six (a false alarm about once in 10^8 runs).
             double err = Math.Max(Math.Abs(mean) / 1e-3, Math.Abs(variance - 1) / 1.4e-3);
-            return (err, 5, $"mean {mean:F5}, variance {variance:F5} (error in standard errors)");
+            return (err, 6, $"mean {mean:F5}, variance {variance:F5} (error in standard errors)");
         }));
 
         // AdamW and EMA.

@@ -1,0 +1,70 @@
+using System.CommandLine;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using KernelDiffusion.Checks;
+using KernelDiffusion.Runtime;
+using Spectre.Console;
+
+namespace KernelDiffusion.Cli;
+
+/// <summary><c>kd check</c>: every kernel against its float64 reference on the chosen device, as a table, a markdown
+/// file and a JSON file. This is how a GPU, where dotnet test cannot run, proves correctness.</summary>
+static class CheckCommand
+{
+    public static Command Create()
+    {
+        var device = Common.DeviceOption();
+        var outDir = new Option<string>("--out") { Description = "folder for check.md and check.json", DefaultValueFactory = _ => "out/check" };
+        var filter = new Option<string?>("--filter") { Description = "only kernels whose name contains this text" };
+        var cmd = new Command("check", "Check every kernel against its float64 reference (fresh random inputs, poisoned outputs, finite-difference backward).");
+        cmd.Options.Add(device);
+        cmd.Options.Add(outDir);
+        cmd.Options.Add(filter);
+        cmd.SetAction(r => Common.Guard(() => Run(r.GetValue(device), r.GetValue(outDir)!, r.GetValue(filter))));
+        return cmd;
+    }
+
+    static int Run(string? spec, string outDir, string? filter)
+    {
+        using var d = ComputeDevice.Open(spec);
+        AnsiConsole.MarkupLine($"checking on [green]{d.Info.Id}[/] ({Markup.Escape(d.Info.Name)})");
+        var results = new List<CheckResult>();
+        var started = DateTime.UtcNow;
+        AnsiConsole.Progress().AutoClear(true).Start(ctx =>
+        {
+            int total = KernelChecks.Names.Count(n => filter == null || n.Split(' ')[0].Contains(filter, StringComparison.OrdinalIgnoreCase));
+            var task = ctx.AddTask("kernels", maxValue: Math.Max(1, total));
+            foreach (var r in KernelChecks.RunAll(d, filter))
+            {
+                results.Add(r);
+                task.Description = Markup.Escape($"{r.Kernel} {r.Shape}");
+                task.Increment(1);
+            }
+        });
+        if (results.Count == 0) throw new KdException($"check: no kernel name contains '{filter}'");
+        var seconds = (DateTime.UtcNow - started).TotalSeconds;
+
+        var table = new Table().AddColumns("kernel", "shape", "rel. error", "tolerance", "result");
+        foreach (var r in results)
+            table.AddRow(Markup.Escape(r.Kernel), Markup.Escape(r.Shape), Error(r.RelError), r.Tolerance.ToString("G2"), r.Passed ? "[green]pass[/]" : $"[red]FAIL[/] {Markup.Escape(r.Note)}");
+        AnsiConsole.Write(table);
+        int failed = results.Count(r => !r.Passed);
+        AnsiConsole.MarkupLine($"{results.Count - failed} passed, {failed} failed on {d.Info.Id} in {seconds:F1} s");
+
+        var md = new StringBuilder();
+        md.AppendLine($"# kd check on {d.Info.Id} ({d.Info.Name})\n");
+        md.AppendLine($"{DateTime.UtcNow:u}; {results.Count - failed} passed, {failed} failed; {seconds:F1} s.\n");
+        md.AppendLine("| kernel | shape | relative error | tolerance | result | note |\n|---|---|---|---|---|---|");
+        foreach (var r in results)
+            md.AppendLine($"| {r.Kernel} | {r.Shape} | {Error(r.RelError)} | {r.Tolerance:G2} | {(r.Passed ? "pass" : "FAIL")} | {r.Note.Replace("|", "/")} |");
+        AtomicFile.WriteAllText(Path.Combine(outDir, "check.md"), md.ToString());
+        var json = JsonSerializer.Serialize(new { device = d.Info, passed = results.Count - failed, failed, seconds, results },
+            new JsonSerializerOptions { WriteIndented = true, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals });
+        AtomicFile.WriteAllText(Path.Combine(outDir, "check.json"), json);
+        AnsiConsole.MarkupLine($"wrote {Markup.Escape(Path.Combine(outDir, "check.md"))} and check.json");
+        return failed == 0 ? 0 : 1;
+    }
+
+    static string Error(double e) => double.IsNaN(e) ? "error" : e.ToString("E2");
+}

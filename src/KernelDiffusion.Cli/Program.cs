@@ -1,0 +1,40 @@
+using System.CommandLine;
+using KernelDiffusion.Cli;
+using KernelDiffusion.Runtime;
+using Spectre.Console;
+
+var root = new RootCommand("kd: KernelDiffusion, a diffusion engine whose every tensor operation is an ILGPU kernel of its own.");
+root.Subcommands.Add(InfoCommand.Create());
+root.Subcommands.Add(CheckCommand.Create());
+return root.Parse(args).Invoke();
+
+namespace KernelDiffusion.Cli
+{
+    static class Common
+    {
+        public static Option<string?> DeviceOption() => new("--device")
+        {
+            Description = "cuda, opencl or cpu, optionally :N (default: KD_DEVICE, else the first of cuda, opencl, cpu)",
+        };
+
+        /// <summary>Runs a command body; a KdException (bad input) prints its message, not a stack trace.</summary>
+        public static int Guard(Func<int> body)
+        {
+            try { return body(); }
+            catch (KdException e)
+            {
+                AnsiConsole.MarkupLine($"[red]kd: error:[/] {Markup.Escape(e.Message)}");
+                return 2;
+            }
+        }
+
+        public static string Bytes(long b) => b switch
+        {
+            >= 1L << 40 => "unbounded",
+            >= 1L << 30 => $"{b / (double)(1L << 30):F1} GiB",
+            >= 1L << 20 => $"{b / (double)(1L << 20):F1} MiB",
+            >= 1L << 10 => $"{b / 1024.0:F0} KiB",
+            _ => $"{b} B",
+        };
+    }
+}
