@@ -9,16 +9,28 @@ namespace KernelDiffusion.Kernels;
 /// per row: class counts here are small (10 to 1000).</summary>
 public static class Softmax
 {
+    static float RowMax(ArrayView<float> x, int o, int cols)
+    {
+        float max = x[o];
+        for (int c = 1; c < cols; c++) max = XMath.Max(max, x[o + c]);
+        return max;
+    }
+
+    /// <summary>sum exp(x - max) over a row: with the row's max subtracted, no term overflows.</summary>
+    static float RowSumExp(ArrayView<float> x, int o, int cols, float max)
+    {
+        float sum = 0;
+        for (int c = 0; c < cols; c++) sum += XMath.Exp(x[o + c] - max);
+        return sum;
+    }
+
     static void ForwardKernel(ArrayView<float> x, ArrayView<float> y, int rows, int cols, int log)
     {
         int stride = Grid.DimX * Group.DimX;
         for (int r = Grid.GlobalIndex.X; r < rows; r += stride)
         {
             int o = r * cols;
-            float max = x[o];
-            for (int c = 1; c < cols; c++) max = XMath.Max(max, x[o + c]);
-            float sum = 0;
-            for (int c = 0; c < cols; c++) sum += XMath.Exp(x[o + c] - max);
+            float max = RowMax(x, o, cols), sum = RowSumExp(x, o, cols, max);
             float lse = max + XMath.Log(sum);
             for (int c = 0; c < cols; c++)
                 y[o + c] = log != 0 ? x[o + c] - lse : XMath.Exp(x[o + c] - lse);
@@ -47,10 +59,7 @@ public static class Softmax
         {
             int o = r * cols;
             int label = (int)labels[r];
-            float max = x[o];
-            for (int c = 1; c < cols; c++) max = XMath.Max(max, x[o + c]);
-            float sum = 0;
-            for (int c = 0; c < cols; c++) sum += XMath.Exp(x[o + c] - max);
+            float max = RowMax(x, o, cols), sum = RowSumExp(x, o, cols, max);
             loss[r] = label >= 0 && label < cols ? max + XMath.Log(sum) - x[o + label] : float.NaN;
         }
     }
@@ -63,10 +72,7 @@ public static class Softmax
         {
             int o = r * cols;
             int label = (int)labels[r];
-            float max = x[o];
-            for (int c = 1; c < cols; c++) max = XMath.Max(max, x[o + c]);
-            float sum = 0;
-            for (int c = 0; c < cols; c++) sum += XMath.Exp(x[o + c] - max);
+            float max = RowMax(x, o, cols), sum = RowSumExp(x, o, cols, max);
             float inv = 1f / sum, gr = gloss[r];
             for (int c = 0; c < cols; c++)
                 dx[o + c] = gr * (XMath.Exp(x[o + c] - max) * inv - (c == label ? 1f : 0f));
@@ -104,6 +110,7 @@ public static class Softmax
     public static KernelCost ForwardCost(long rows, long cols) => new(5.0 * rows * cols, 8.0 * rows * cols);
     public static KernelCost BackwardCost(long rows, long cols) => new(4.0 * rows * cols, 12.0 * rows * cols);
     public static KernelCost CrossEntropyCost(long rows, long cols) => new(4.0 * rows * cols, 4.0 * (rows * cols + 2 * rows));
+    public static KernelCost CrossEntropyBackwardCost(long rows, long cols) => new(6.0 * rows * cols, 4.0 * (2 * rows * cols + 2 * rows));
 
     public static class Reference
     {

@@ -3,6 +3,9 @@ using KernelDiffusion.Cli;
 using KernelDiffusion.Runtime;
 using Spectre.Console;
 
+// Logs (the GPU machine's output files) get the full table width, not a terminal's 80 columns.
+if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 160;
+
 var root = new RootCommand("kd: KernelDiffusion, a diffusion engine whose every tensor operation is an ILGPU kernel of its own.");
 root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(CheckCommand.Create());

@@ -37,6 +37,16 @@ public sealed class BadInputTests(DeviceFixture fx)
     }
 
     [Fact]
+    public void TensorsOnDifferentDevicesAreRefused()
+    {
+        using var other = ComputeDevice.Open("cpu");
+        using var a = D.Zeros([3], "a");
+        using var b = other.Zeros([3], "b");
+        var e = Assert.Throws<KdException>(() => Ops.Add(a, b));
+        Assert.Equal("add: 'a' (cpu:0) and 'b' (cpu:0) belong to different opened devices", e.Message);
+    }
+
+    [Fact]
     public void UseAfterTheTapeIsResetIsCaught()
     {
         using var a = D.FromArray([1, 2, 3], [3], "a");

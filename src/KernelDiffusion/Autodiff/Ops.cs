@@ -20,7 +20,7 @@ public static partial class Ops
                 throw new KdException($"{op}: input '{t.Name}' {t.ShapeText} was used after its buffer went back to the pool " +
                                       (t.IsPersistent ? "(it was disposed)" : "(the tape was reset)"));
             if (t.Device != d)
-                throw new KdException($"{op}: '{inputs[0].Name}' is on {d.Info.Id} but '{t.Name}' is on {t.Device.Info.Id}");
+                throw new KdException($"{op}: '{inputs[0].Name}' ({d.Info.Id}) and '{t.Name}' ({t.Device.Info.Id}) belong to different opened devices");
         }
         if (d.CheckNumerics)
             foreach (var t in inputs) d.AssertFinite(op, t);
