@@ -12,8 +12,14 @@ public struct GemmShape
     public int StrideA, StrideB, StrideC;
     public float Alpha, Beta;
 
-    public readonly int IndexA(int b, int i, int k) => b * StrideA + (TransA == 0 ? i * K + k : k * M + i);
-    public readonly int IndexB(int b, int k, int j) => b * StrideB + (TransB == 0 ? k * N + j : j * K + k);
+    /// <summary>Two-level batches (attention: batch b = sample n * heads + head h, where a sample's heads are
+    /// StrideX apart and samples OuterX apart). 0 or 1: one level, matrix b at b * StrideX.</summary>
+    public int Split, OuterA, OuterB, OuterC;
+
+    public readonly int Base(int b, int stride, int outer) => Split > 1 ? (b / Split) * outer + (b % Split) * stride : b * stride;
+    public readonly int IndexA(int b, int i, int k) => Base(b, StrideA, OuterA) + (TransA == 0 ? i * K + k : k * M + i);
+    public readonly int IndexB(int b, int k, int j) => Base(b, StrideB, OuterB) + (TransB == 0 ? k * N + j : j * K + k);
+    public readonly int IndexC(int b, int i, int j) => Base(b, StrideC, OuterC) + i * N + j;
 }
 
 public enum GemmVersion { V1Naive = 1, V2Tiled = 2 }
@@ -36,7 +42,7 @@ public static class Gemm
             int i = r / s.N, j = r - i * s.N;
             float acc = 0;
             for (int k = 0; k < s.K; k++) acc += a[s.IndexA(bi, i, k)] * b[s.IndexB(bi, k, j)];
-            int ci = bi * s.StrideC + r;
+            int ci = s.IndexC(bi, i, j);
             c[ci] = s.Beta == 0 ? s.Alpha * acc : s.Alpha * acc + s.Beta * c[ci];
         }
     }
@@ -65,7 +71,7 @@ public static class Gemm
             }
             if (row < s.M && col < s.N)
             {
-                int ci = bi * s.StrideC + row * s.N + col;
+                int ci = s.IndexC(bi, row, col);
                 c[ci] = s.Beta == 0 ? s.Alpha * acc : s.Alpha * acc + s.Beta * c[ci];
             }
         }
@@ -109,8 +115,7 @@ public static class Gemm
             {
                 double acc = 0;
                 for (int k = 0; k < s.K; k++) acc += a[s.IndexA(bi, i, k)] * b[s.IndexB(bi, k, j)];
-                int ci = bi * s.M * s.N + i * s.N + j;
-                r[ci] = s.Alpha * acc + (s.Beta == 0 || c == null ? 0 : s.Beta * c[bi * s.StrideC + i * s.N + j]);
+                r[bi * s.M * s.N + i * s.N + j] = s.Alpha * acc + (s.Beta == 0 || c == null ? 0 : s.Beta * c[s.IndexC(bi, i, j)]);
             }
             return r;
         }

@@ -150,6 +150,104 @@ public static class KernelChecks
         list.Add(Backward(kernel, shapes, op, reference));
     }
 
+    /// <summary>Runs f with one kernel version forced, restoring the previous choice.</summary>
+    static Func<Tensor[], Tensor> With(Action<KernelVersions> set, Func<Tensor[], Tensor> f) => t =>
+    {
+        var v = t[0].Device.Versions;
+        var (gemm, reduce, conv, gn) = (v.Gemm, v.Reduce, v.Conv, v.GroupNorm);
+        set(v);
+        try { return f(t); }
+        finally { (v.Gemm, v.Reduce, v.Conv, v.GroupNorm) = (gemm, reduce, conv, gn); }
+    };
+
+    /// <summary>Convolution, GroupNorm, attention, resampling, layout, embeddings and dropout (the UNet's kernels).</summary>
+    static void AddModelKernels(List<Case> list)
+    {
+        // Convolution: each pass of each version against the float64 reference, then the op's backward by finite differences.
+        foreach (var (r, stride, h, w) in new[] { (3, 1, 5, 6), (3, 2, 7, 6), (1, 1, 4, 3) })
+        {
+            var g = ConvGeometry.Create(2, 3, h, w, 4, r, stride, r / 2);
+            int[] xs = [2, 3, h, w], ws = [4, 3, r, r];
+            string shape = $"x{S(xs)} w{S(ws)} s{stride}";
+            foreach (var version in new[] { ConvVersion.V1Direct, ConvVersion.V2Tiled })
+            {
+                string tag = version == ConvVersion.V1Direct ? "v1" : "v2";
+                list.Add(new Case($"conv2d.{tag}.forward", shape, (d, rng) =>
+                {
+                    var (x, wt, b) = (Randn(rng, Count(xs)), Randn(rng, Count(ws)), Randn(rng, 4));
+                    using var tx = Upload(d, x, xs, "x");
+                    using var tw = Upload(d, wt, ws, "w");
+                    using var tb = Upload(d, b, [4], "b");
+                    using var y = d.Empty([2, 4, g.Ho, g.Wo], "y");
+                    Conv2d.Run(d.Accelerator, ConvPass.Forward, g, tx.View, tw.View, tx.View, tb.View, true, y.View, version);
+                    return (RelError(y.ToArray(), Conv2d.Reference.Forward(x, wt, b, g)), Fwd, "");
+                }));
+                list.Add(new Case($"conv2d.{tag}.input_and_weight_grad", shape, (d, rng) =>
+                {
+                    var (x, wt, dy) = (Randn(rng, Count(xs)), Randn(rng, Count(ws)), Randn(rng, 2 * 4 * g.Ho * g.Wo));
+                    using var tx = Upload(d, x, xs, "x");
+                    using var tw = Upload(d, wt, ws, "w");
+                    using var tdy = Upload(d, dy, [2, 4, g.Ho, g.Wo], "dy");
+                    using var dx = d.Empty(xs, "dx");
+                    using var dw = d.Empty(ws, "dw");
+                    Conv2d.Run(d.Accelerator, ConvPass.InputGrad, g, tx.View, tw.View, tdy.View, tw.View, false, dx.View, version);
+                    Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, g, tx.View, tw.View, tdy.View, tw.View, false, dw.View, version);
+                    var (rdx, rdw) = Conv2d.Reference.Backward(x, wt, dy, g);
+                    return (Math.Max(RelError(dx.ToArray(), rdx), RelError(dw.ToArray(), rdw)), Fwd, "max over dx, dw");
+                }));
+            }
+            list.Add(Backward("conv2d", [xs, ws, [4]], t => Ops.Conv2d(t[0], t[1], t[2], stride), v => Conv2d.Reference.Forward(v[0], v[1], v[2], g)));
+        }
+
+        // GroupNorm: plain, +SiLU, +scale-shift +SiLU; both statistics versions.
+        int[] gx = [2, 8, 3, 5];
+        foreach (var (ss, silu) in new[] { (false, false), (false, true), (true, true) })
+        {
+            string name = "group_norm" + (ss ? ".scale_shift" : "") + (silu ? ".silu" : "");
+            var shape = new GroupNormShape { N = 2, C = 8, HW = 15, Groups = 4, ScaleShift = ss ? 1 : 0, Silu = silu ? 1 : 0, Eps = 1e-5f };
+            int[][] shapes = ss ? [gx, [8], [8], [2, 16]] : [gx, [8], [8]];
+            Func<Tensor[], Tensor> op = t => Ops.GroupNorm(t[0], t[1], t[2], 4, ss ? t[3] : null, silu);
+            Func<double[][], double[]> reference = v => GroupNorm.Reference.Forward(v[0], v[1], v[2], ss ? v[3] : null, shape);
+            list.Add(Forward(name + ".v1", shapes, With(v => v.GroupNorm = GroupNormVersion.V1PerGroup, op), reference));
+            list.Add(Forward(name + ".v2", shapes, With(v => v.GroupNorm = GroupNormVersion.V2GroupTree, op), reference));
+            list.Add(Backward(name, shapes, op, reference));
+        }
+
+        // Attention, both head orders, both GEMM versions.
+        foreach (bool newOrder in new[] { true, false })
+        {
+            var a = new AttentionShape { N = 2, C = 8, T = 7, Heads = 2, NewOrder = newOrder ? 1 : 0 };
+            string name = newOrder ? "attention.new_order" : "attention.legacy_order";
+            Func<Tensor[], Tensor> op = t => Ops.Attention(t[0], 2, newOrder);
+            list.Add(Forward(name + ".v1", [[2, 24, 7]], With(v => v.Gemm = GemmVersion.V1Naive, op), v => Attention.Reference.Forward(v[0], a)));
+            list.Add(Forward(name + ".v2", [[2, 24, 7]], With(v => v.Gemm = GemmVersion.V2Tiled, op), v => Attention.Reference.Forward(v[0], a)));
+            list.Add(Backward(name, [[2, 24, 7]], op, v => Attention.Reference.Forward(v[0], a)));
+        }
+
+        // Resampling (odd sizes for the pool), concat along channels and along the last axis, slice.
+        Both(list, "upsample", [[2, 3, 4, 5]], t => Ops.Upsample2x(t[0]), v => Resample.Reference.Up(v[0], 6, 4, 5));
+        Both(list, "avg_pool", [[2, 3, 6, 4]], t => Ops.AvgPool2x(t[0]), v => Resample.Reference.Pool(v[0], 6, 6, 4));
+        Both(list, "avg_pool", [[2, 3, 7, 5]], t => Ops.AvgPool2x(t[0]), v => Resample.Reference.Pool(v[0], 6, 7, 5));
+        Both(list, "concat", [[2, 3, 4, 5], [2, 5, 4, 5]], t => Ops.Concat(t[0], t[1], 1), v => Layout.Reference.Concat(v[0], v[1], 2, 60, 100));
+        Both(list, "concat", [[2, 3, 1], [2, 3, 7]], t => Ops.Concat(t[0], t[1], 2), v => Layout.Reference.Concat(v[0], v[1], 6, 1, 7));
+        Both(list, "slice", [[2, 3, 8]], t => Ops.Slice(t[0], 2, 1, 5),
+            v => Enumerable.Range(0, 6).SelectMany(o => v[0].Skip(o * 8 + 1).Take(5)).ToArray());
+
+        // Embeddings and dropout.
+        list.Add(new Case("timestep_embedding", "t[5] dim 33", (d, rng) =>
+        {
+            var t = Enumerable.Range(0, 5).Select(_ => rng.NextDouble() * 1000).ToArray();
+            using var tt = Upload(d, t, [5], "t");
+            // The argument t * f is formed in fp32 (as the reference implementation does): about |t| 6e-8 off.
+            return (RelError(Ops.TimestepEmbedding(tt, 33).ToArray(), Embedding.Reference.Timestep(t, 33)), 1e-4, "fp32 arguments up to t = 1000");
+        }));
+        int[] labels = [2, 0, 2, 4];
+        Both(list, "embedding", [[5, 6]], t => Ops.Embedding(t[0], t[0].Device.TemporaryLabels(labels, 5)),
+            v => Embedding.Reference.Lookup(v[0], labels, 6));
+        Both(list, "dropout", [[3, 5, 7]], t => Ops.Dropout(t[0], 0.3f, 1234, 5),
+            v => Kernels.Dropout.Reference.Apply(v[0], (double)0.3f, 1234, 5));
+    }
+
     // ---- the cases ----
 
     static List<Case> Build()
@@ -277,6 +375,8 @@ public static class KernelChecks
             double err = Math.Max(Math.Abs(mean) / 1e-3, Math.Abs(variance - 1) / 1.4e-3);
             return (err, 6, $"mean {mean:F5}, variance {variance:F5} (error in standard errors)");
         }));
+
+        AddModelKernels(list);
 
         // AdamW and EMA.
         list.Add(new Case("adamw", "[1003]", (d, r) =>

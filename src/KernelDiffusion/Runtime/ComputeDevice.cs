@@ -15,6 +15,8 @@ public sealed class KernelVersions
 {
     public GemmVersion? Gemm { get; set; }
     public ReduceVersion? Reduce { get; set; }
+    public ConvVersion? Conv { get; set; }
+    public GroupNormVersion? GroupNorm { get; set; }
 }
 
 /// <summary>An accelerator with its buffer pool and tape. Chooses CUDA, then OpenCL, then ILGPU's CPU accelerator,

@@ -1,0 +1,250 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+
+namespace KernelDiffusion.Kernels;
+
+/// <summary>Shape and options of a fused GroupNorm over x [N, C, HW]: y = GN(x) gamma + beta, then optionally
+/// z = y (1 + scale) + shift with scale = ss[n, c], shift = ss[n, C + c] (use_scale_shift_norm: ss is the emb
+/// layer's output [N, 2C]), then optionally SiLU.</summary>
+public struct GroupNormShape
+{
+    public int N, C, HW, Groups, ScaleShift, Silu;
+    public float Eps;
+
+    public readonly int PerGroup => C / Groups;
+    public readonly int Count => PerGroup * HW;
+}
+
+public enum GroupNormVersion { V1PerGroup = 1, V2GroupTree = 2 }
+
+/// <summary>GroupNorm with fp32 two-pass statistics (mean, then the mean of squared deviations), fused with
+/// scale-shift and SiLU. A group's elements are contiguous in NCHW, so statistics read one run per (n, group).
+/// Backward: one pass per (n, c) sums what the parameter gradients need; one elementwise pass gives dx from
+/// dxhat = dy gamma: dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), means over the group.</summary>
+public static class GroupNorm
+{
+    const int MaxGroup = 256;
+
+    // ---- forward ----
+
+    /// <summary>stats[i] = mean, stats[NG + i] = 1/sqrt(var + eps) for i = n * Groups + g.</summary>
+    static void StatsV1Kernel(ArrayView<float> x, ArrayView<float> stats, GroupNormShape s)
+    {
+        int ng = s.N * s.Groups, stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < ng; i += stride)
+        {
+            int o = i * s.Count;
+            float sum = 0;
+            for (int e = 0; e < s.Count; e++) sum += x[o + e];
+            float mean = sum / s.Count, sq = 0;
+            for (int e = 0; e < s.Count; e++) { float d = x[o + e] - mean; sq += d * d; }
+            stats[i] = mean;
+            stats[ng + i] = XMath.Rsqrt(sq / s.Count + s.Eps);
+        }
+    }
+
+    /// <summary>One group of threads per (n, group), shared-memory trees for both passes (power-of-two groups).</summary>
+    static void StatsV2Kernel(ArrayView<float> x, ArrayView<float> stats, GroupNormShape s)
+    {
+        var sh = SharedMemory.Allocate<float>(MaxGroup);
+        int ng = s.N * s.Groups, tid = Group.IdxX;
+        for (int i = Grid.IdxX; i < ng; i += Grid.DimX)
+        {
+            int o = i * s.Count;
+            float acc = 0;
+            for (int e = tid; e < s.Count; e += Group.DimX) acc += x[o + e];
+            float mean = TreeSum(sh, acc) / s.Count;
+            acc = 0;
+            for (int e = tid; e < s.Count; e += Group.DimX) { float d = x[o + e] - mean; acc += d * d; }
+            float sq = TreeSum(sh, acc);
+            if (tid == 0)
+            {
+                stats[i] = mean;
+                stats[ng + i] = XMath.Rsqrt(sq / s.Count + s.Eps);
+            }
+        }
+    }
+
+    /// <summary>Sum of every thread's value, returned to all threads of the group.</summary>
+    static float TreeSum(ArrayView<float> sh, float v)
+    {
+        int tid = Group.IdxX;
+        sh[tid] = v;
+        Group.Barrier();
+        for (int half = Group.DimX / 2; half > 0; half >>= 1)
+        {
+            if (tid < half) sh[tid] += sh[tid + half];
+            Group.Barrier();
+        }
+        float r = sh[0];
+        Group.Barrier();
+        return r;
+    }
+
+    /// <summary>z before SiLU, from xhat.</summary>
+    static float Affine(float xhat, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> ss, GroupNormShape s, int n, int c)
+    {
+        float y = xhat * gamma[c] + beta[c];
+        return s.ScaleShift != 0 ? y * (1f + ss[n * 2 * s.C + c]) + ss[n * 2 * s.C + s.C + c] : y;
+    }
+
+    static float Sigmoid(float z) => 1f / (1f + XMath.Exp(-z));
+
+    static void ApplyKernel(ArrayView<float> x, ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> ss,
+        ArrayView<float> y, GroupNormShape s)
+    {
+        int total = s.N * s.C * s.HW, ng = s.N * s.Groups, stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < total; i += stride)
+        {
+            int nc = i / s.HW, n = nc / s.C, c = nc % s.C, gi = n * s.Groups + c / s.PerGroup;
+            float z = Affine((x[i] - stats[gi]) * stats[ng + gi], gamma, beta, ss, s, n, c);
+            y[i] = s.Silu != 0 ? z * Sigmoid(z) : z;
+        }
+    }
+
+    // ---- backward ----
+
+    /// <summary>dz from the output gradient: through SiLU when fused.</summary>
+    static float Dz(float g, float z, GroupNormShape s)
+    {
+        if (s.Silu == 0) return g;
+        float sg = Sigmoid(z);
+        return g * sg * (1f + z * (1f - sg));
+    }
+
+    /// <summary>Per (n, c): sums[0] = sum dy xhat (-> dgamma), sums[1] = sum dy (-> dbeta), with dy = dz (1 + scale);
+    /// with scale-shift also dss[n, c] = sum dz y and dss[n, C + c] = sum dz.</summary>
+    static void ChannelSumsKernel(ArrayView<float> x, ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta,
+        ArrayView<float> ss, ArrayView<float> g, ArrayView<float> sums, ArrayView<float> dss, GroupNormShape s)
+    {
+        int nch = s.N * s.C, ng = s.N * s.Groups, stride = Grid.DimX * Group.DimX;
+        for (int nc = Grid.GlobalIndex.X; nc < nch; nc += stride)
+        {
+            int n = nc / s.C, c = nc % s.C, gi = n * s.Groups + c / s.PerGroup;
+            float mean = stats[gi], rstd = stats[ng + gi];
+            float one = s.ScaleShift != 0 ? 1f + ss[n * 2 * s.C + c] : 1f;
+            float dyx = 0, dysum = 0, dzy = 0, dzsum = 0;
+            for (int e = 0; e < s.HW; e++)
+            {
+                int i = nc * s.HW + e;
+                float xhat = (x[i] - mean) * rstd;
+                float dz = Dz(g[i], Affine(xhat, gamma, beta, ss, s, n, c), s);
+                float dy = dz * one;
+                dyx += dy * xhat;
+                dysum += dy;
+                dzy += dz * (xhat * gamma[c] + beta[c]);
+                dzsum += dz;
+            }
+            sums[nc] = dyx;
+            sums[nch + nc] = dysum;
+            if (s.ScaleShift != 0)
+            {
+                dss[n * 2 * s.C + c] = dzy;
+                dss[n * 2 * s.C + s.C + c] = dzsum;
+            }
+        }
+    }
+
+    static void InputGradKernel(ArrayView<float> x, ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta,
+        ArrayView<float> ss, ArrayView<float> g, ArrayView<float> sums, ArrayView<float> dx, GroupNormShape s)
+    {
+        int total = s.N * s.C * s.HW, ng = s.N * s.Groups, nch = s.N * s.C, stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < total; i += stride)
+        {
+            int nc = i / s.HW, n = nc / s.C, c = nc % s.C, grp = c / s.PerGroup, gi = n * s.Groups + grp;
+            // Group sums of dxhat and dxhat * xhat from the per-channel sums.
+            float s1 = 0, s2 = 0;
+            for (int cc = grp * s.PerGroup; cc < (grp + 1) * s.PerGroup; cc++)
+            {
+                s1 += gamma[cc] * sums[nch + n * s.C + cc];
+                s2 += gamma[cc] * sums[n * s.C + cc];
+            }
+            float rstd = stats[ng + gi], xhat = (x[i] - stats[gi]) * rstd;
+            float dz = Dz(g[i], Affine(xhat, gamma, beta, ss, s, n, c), s);
+            float dxhat = dz * (s.ScaleShift != 0 ? 1f + ss[n * 2 * s.C + c] : 1f) * gamma[c];
+            dx[i] = rstd * (dxhat - (s1 + xhat * s2) / s.Count);
+        }
+    }
+
+    // ---- launchers ----
+
+    public static GroupNormVersion Choose(Accelerator acc, GroupNormShape s)
+        => !Launch.IsCpu(acc) && s.Count >= 512 ? GroupNormVersion.V2GroupTree : GroupNormVersion.V1PerGroup;
+
+    /// <summary>Writes the statistics ([2, N*Groups]) and y. ss may be any view without scale-shift.</summary>
+    public static void Forward(Accelerator acc, GroupNormShape s, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
+        ArrayView<float> ss, ArrayView<float> stats, ArrayView<float> y, GroupNormVersion? version = null)
+    {
+        int ng = s.N * s.Groups;
+        if ((version ?? Choose(acc, s)) == GroupNormVersion.V1PerGroup)
+        {
+            var k = KernelCache.Get(acc, "groupnorm.stats_v1",
+                a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, GroupNormShape>(StatsV1Kernel));
+            k(Launch.GridStride(acc, ng), x, stats, s);
+        }
+        else
+        {
+            var k = KernelCache.Get(acc, "groupnorm.stats_v2",
+                a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, GroupNormShape>(StatsV2Kernel));
+            int grid = Math.Min(ng, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8);
+            k(new KernelConfig(grid, Launch.PowerOfTwoGroup(acc, MaxGroup)), x, stats, s);
+        }
+        var apply = KernelCache.Get(acc, "groupnorm.apply", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(ApplyKernel));
+        apply(Launch.GridStride(acc, (long)s.N * s.C * s.HW), x, stats, gamma, beta, ss, y, s);
+    }
+
+    /// <summary>Writes sums ([2, N*C]: per-channel sum dy xhat, then sum dy; dgamma and dbeta are their sums over n),
+    /// dss (with scale-shift) and dx.</summary>
+    public static void Backward(Accelerator acc, GroupNormShape s, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
+        ArrayView<float> ss, ArrayView<float> stats, ArrayView<float> g, ArrayView<float> sums, ArrayView<float> dss, ArrayView<float> dx)
+    {
+        var k1 = KernelCache.Get(acc, "groupnorm.channel_sums", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(ChannelSumsKernel));
+        k1(Launch.GridStride(acc, s.N * s.C), x, stats, gamma, beta, ss, g, sums, dss, s);
+        var k2 = KernelCache.Get(acc, "groupnorm.input_grad", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(InputGradKernel));
+        k2(Launch.GridStride(acc, (long)s.N * s.C * s.HW), x, stats, gamma, beta, ss, g, sums, dx, s);
+    }
+
+    /// <summary>Forward: statistics read x twice, apply reads x once and writes y. Backward: x and g read twice, dx written.</summary>
+    public static KernelCost ForwardCost(GroupNormShape s)
+    {
+        double n = (double)s.N * s.C * s.HW;
+        return new(n * (5 + (s.ScaleShift != 0 ? 2 : 0) + (s.Silu != 0 ? 4 : 0)), 4 * (3 * n));
+    }
+
+    public static KernelCost BackwardCost(GroupNormShape s)
+    {
+        double n = (double)s.N * s.C * s.HW;
+        return new(n * (24 + (s.Silu != 0 ? 12 : 0)), 4 * (5 * n));
+    }
+
+    public static class Reference
+    {
+        public static double[] Forward(double[] x, double[] gamma, double[] beta, double[]? ss, GroupNormShape s)
+        {
+            var y = new double[x.Length];
+            int cpg = s.C / s.Groups, cnt = cpg * s.HW;
+            for (int n = 0; n < s.N; n++)
+            for (int g = 0; g < s.Groups; g++)
+            {
+                int o = (n * s.C + g * cpg) * s.HW;
+                double mean = 0, sq = 0;
+                for (int e = 0; e < cnt; e++) mean += x[o + e];
+                mean /= cnt;
+                for (int e = 0; e < cnt; e++) sq += (x[o + e] - mean) * (x[o + e] - mean);
+                double rstd = 1 / Math.Sqrt(sq / cnt + s.Eps);
+                for (int e = 0; e < cnt; e++)
+                {
+                    int c = g * cpg + e / s.HW;
+                    double z = (x[o + e] - mean) * rstd * gamma[c] + beta[c];
+                    if (ss != null) z = z * (1 + ss[n * 2 * s.C + c]) + ss[n * 2 * s.C + s.C + c];
+                    y[o + e] = s.Silu != 0 ? Ref.Silu(z) : z;
+                }
+            }
+            return y;
+        }
+    }
+}

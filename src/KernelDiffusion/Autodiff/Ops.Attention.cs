@@ -1,0 +1,32 @@
+using KernelDiffusion.Kernels;
+using KernelDiffusion.Runtime;
+
+namespace KernelDiffusion.Autodiff;
+
+public static partial class Ops
+{
+    /// <summary>Multi-head self-attention of qkv [N, 3C, T] into [N, C, T], with guided-diffusion's head order
+    /// (newOrder: QKVAttention; else QKVAttentionLegacy) and scaling (q and k each times ch^-1/4).</summary>
+    public static Tensor Attention(Tensor qkv, int heads, bool newOrder)
+    {
+        var d = Inputs("attention", qkv);
+        if (qkv.Rank != 3 || qkv.Dim(1) % 3 != 0)
+            throw new KdException($"attention: qkv '{qkv.Name}' {qkv.ShapeText} must be [N, 3C, T]");
+        int c = qkv.Dim(1) / 3;
+        if (heads < 1 || c % heads != 0)
+            throw new KdException($"attention: {heads} heads do not divide the {c} channels of '{qkv.Name}' {qkv.ShapeText}");
+        var s = new AttentionShape { N = qkv.Dim(0), C = c, T = qkv.Dim(2), Heads = heads, NewOrder = newOrder ? 1 : 0 };
+        var p = Output(d, [s.Batch, s.T, s.T], "attention_weights");
+        var a = Output(d, [s.N, c, s.T], "attention");
+        Kernels.Attention.Forward(d.Accelerator, s, qkv.View, p.View, a.View, d.Versions.Gemm);
+        if (d.Tape.ShouldRecord(qkv))
+            d.Tape.Record("attention", a, g =>
+            {
+                var dp = Output(d, p.Shape, "attention_weights_grad");
+                var dqkv = Output(d, qkv.Shape, "attention_grad");
+                Kernels.Attention.Backward(d.Accelerator, s, qkv.View, p.View, g.View, dp.View, dqkv.View, d.Versions.Gemm);
+                d.Tape.Accumulate(qkv, dqkv, owned: true);
+            });
+        return a;
+    }
+}

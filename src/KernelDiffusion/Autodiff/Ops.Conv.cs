@@ -1,0 +1,89 @@
+using KernelDiffusion.Kernels;
+using KernelDiffusion.Runtime;
+
+namespace KernelDiffusion.Autodiff;
+
+public static partial class Ops
+{
+    /// <summary>2-D convolution of x [N, Cin, H, W] with weight [Cout, Cin, R, R] (R odd) and bias [Cout], stride 1 or
+    /// 2, zero padding (default R / 2: "same" for stride 1).</summary>
+    public static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, int stride = 1, int? padding = null)
+    {
+        var d = bias == null ? Inputs("conv2d", x, weight) : Inputs("conv2d", x, weight, bias);
+        if (x.Rank != 4 || weight.Rank != 4 || weight.Dim(2) != weight.Dim(3) || weight.Dim(1) != x.Dim(1))
+            throw new KdException($"conv2d: input '{x.Name}' {x.ShapeText} does not fit weight '{weight.Name}' {weight.ShapeText} " +
+                                  "(want x [N, Cin, H, W] and weight [Cout, Cin, R, R])");
+        if (bias != null && (bias.Rank != 1 || bias.Dim(0) != weight.Dim(0)))
+            throw new KdException($"conv2d: bias '{bias.Name}' {bias.ShapeText} does not match weight '{weight.Name}' {weight.ShapeText}");
+        if (stride is < 1 or > 2) throw new KdException($"conv2d: stride {stride} is not supported (1 or 2)");
+        int r = weight.Dim(2), pad = padding ?? r / 2;
+        var g = ConvGeometry.Create(x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3), weight.Dim(0), r, stride, pad);
+        if (g.Ho < 1 || g.Wo < 1) throw new KdException($"conv2d: input '{x.Name}' {x.ShapeText} is smaller than the {r}x{r} kernel");
+        var y = Output(d, [g.N, g.Cout, g.Ho, g.Wo], "conv2d");
+        Kernels.Conv2d.Run(d.Accelerator, ConvPass.Forward, g, x.View, weight.View, x.View, (bias ?? weight).View, bias != null, y.View, d.Versions.Conv);
+        if (d.Tape.ShouldRecord(bias == null ? [x, weight] : [x, weight, bias]))
+            d.Tape.Record("conv2d", y, dy =>
+            {
+                if (x.RequiresGrad)
+                {
+                    var dx = Output(d, x.Shape, "conv2d_input_grad");
+                    Kernels.Conv2d.Run(d.Accelerator, ConvPass.InputGrad, g, x.View, weight.View, dy.View, weight.View, false, dx.View, d.Versions.Conv);
+                    d.Tape.Accumulate(x, dx, owned: true);
+                }
+                if (weight.RequiresGrad)
+                {
+                    var dw = Output(d, weight.Shape, "conv2d_weight_grad");
+                    Kernels.Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, g, x.View, weight.View, dy.View, weight.View, false, dw.View, d.Versions.Conv);
+                    d.Tape.Accumulate(weight, dw, owned: true);
+                }
+                if (bias is { RequiresGrad: true })
+                {
+                    var db = SumTo(Reshape(dy, g.N, g.Cout, g.Ho * g.Wo), [1, g.Cout, 1], 1, false).G;
+                    d.Tape.Accumulate(bias, Reshape(db, g.Cout), owned: false);
+                }
+            });
+        return y;
+    }
+
+    /// <summary>Nearest 2x upsampling of [N, C, H, W].</summary>
+    public static Tensor Upsample2x(Tensor x)
+    {
+        var d = Inputs("upsample", x);
+        RequireRank("upsample", x, 4);
+        int p = x.Dim(0) * x.Dim(1), h = x.Dim(2), w = x.Dim(3);
+        var y = Output(d, [x.Dim(0), x.Dim(1), 2 * h, 2 * w], "upsample");
+        Resample.Up(d.Accelerator, x.View, y.View, p, h, w, 2 * h, 2 * w, 1);
+        if (d.Tape.ShouldRecord(x))
+            d.Tape.Record("upsample", y, g =>
+            {
+                var dx = Output(d, x.Shape, "upsample_grad");
+                Resample.Pool(d.Accelerator, g.View, dx.View, p, 2 * h, 2 * w, 1);
+                d.Tape.Accumulate(x, dx, owned: true);
+            });
+        return y;
+    }
+
+    /// <summary>2x2 average pooling, stride 2, of [N, C, H, W] (odd sizes drop the last row / column, as PyTorch).</summary>
+    public static Tensor AvgPool2x(Tensor x)
+    {
+        var d = Inputs("avg_pool", x);
+        RequireRank("avg_pool", x, 4);
+        int p = x.Dim(0) * x.Dim(1), h = x.Dim(2), w = x.Dim(3);
+        if (h < 2 || w < 2) throw new KdException($"avg_pool: input '{x.Name}' {x.ShapeText} is smaller than the 2x2 window");
+        var y = Output(d, [x.Dim(0), x.Dim(1), h / 2, w / 2], "avg_pool");
+        Resample.Pool(d.Accelerator, x.View, y.View, p, h, w, 0.25f);
+        if (d.Tape.ShouldRecord(x))
+            d.Tape.Record("avg_pool", y, g =>
+            {
+                var dx = Output(d, x.Shape, "avg_pool_grad");
+                Resample.Up(d.Accelerator, g.View, dx.View, p, h / 2, w / 2, h, w, 0.25f);
+                d.Tape.Accumulate(x, dx, owned: true);
+            });
+        return y;
+    }
+
+    static void RequireRank(string op, Tensor x, int rank)
+    {
+        if (x.Rank != rank) throw new KdException($"{op}: '{x.Name}' {x.ShapeText} must have rank {rank}");
+    }
+}

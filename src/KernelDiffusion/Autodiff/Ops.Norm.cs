@@ -1,0 +1,44 @@
+using KernelDiffusion.Kernels;
+using KernelDiffusion.Runtime;
+
+namespace KernelDiffusion.Autodiff;
+
+public static partial class Ops
+{
+    /// <summary>GroupNorm of x [N, C, ...] with per-channel gamma and beta [C], fused with the optional
+    /// scale-shift of use_scale_shift_norm (z = y (1 + ss[:, :C]) + ss[:, C:], ss [N, 2C]) and an optional SiLU.</summary>
+    public static Tensor GroupNorm(Tensor x, Tensor gamma, Tensor beta, int groups = 32, Tensor? scaleShift = null, bool silu = false, float eps = 1e-5f)
+    {
+        var d = scaleShift == null ? Inputs("group_norm", x, gamma, beta) : Inputs("group_norm", x, gamma, beta, scaleShift);
+        if (x.Rank < 2) throw new KdException($"group_norm: '{x.Name}' {x.ShapeText} needs at least [N, C]");
+        int n = x.Dim(0), c = x.Dim(1), hw = x.Length / (n * c);
+        if (c % groups != 0) throw new KdException($"group_norm: {c} channels of '{x.Name}' {x.ShapeText} do not divide into {groups} groups");
+        if (gamma.Length != c || beta.Length != c)
+            throw new KdException($"group_norm: gamma '{gamma.Name}' {gamma.ShapeText} and beta '{beta.Name}' {beta.ShapeText} must have {c} elements");
+        if (scaleShift != null && (scaleShift.Rank != 2 || scaleShift.Dim(0) != n || scaleShift.Dim(1) != 2 * c))
+            throw new KdException($"group_norm: scale-shift '{scaleShift.Name}' {scaleShift.ShapeText} must be [{n}, {2 * c}]");
+        var s = new GroupNormShape { N = n, C = c, HW = hw, Groups = groups, ScaleShift = scaleShift == null ? 0 : 1, Silu = silu ? 1 : 0, Eps = eps };
+        var stats = Output(d, [2, n * groups], "group_norm_stats");
+        var y = Output(d, x.Shape, "group_norm");
+        var ss = (scaleShift ?? x).View;
+        Kernels.GroupNorm.Forward(d.Accelerator, s, x.View, gamma.View, beta.View, ss, stats.View, y.View, d.Versions.GroupNorm);
+        Tensor[] inputs = scaleShift == null ? [x, gamma, beta] : [x, gamma, beta, scaleShift];
+        if (d.Tape.ShouldRecord(inputs))
+            d.Tape.Record("group_norm", y, g =>
+            {
+                var sums = Output(d, [2, n, c], "group_norm_sums");
+                var dss = scaleShift == null ? null : Output(d, scaleShift.Shape, "group_norm_scale_shift_grad");
+                var dx = Output(d, x.Shape, "group_norm_grad");
+                Kernels.GroupNorm.Backward(d.Accelerator, s, x.View, gamma.View, beta.View, ss, stats.View, g.View, sums.View, (dss ?? dx).View, dx.View);
+                d.Tape.Accumulate(x, dx, owned: true);
+                if (dss != null) d.Tape.Accumulate(scaleShift!, dss, owned: true);
+                if (gamma.RequiresGrad || beta.RequiresGrad)
+                {
+                    var perChannel = SumTo(sums, [2, 1, c], 1, true).G;   // [dgamma; dbeta]
+                    d.Tape.Accumulate(gamma, Reshape(Slice(perChannel, 0, 0, 1), gamma.Shape), owned: true);
+                    d.Tape.Accumulate(beta, Reshape(Slice(perChannel, 0, 1, 1), beta.Shape), owned: true);
+                }
+            });
+        return y;
+    }
+}
