@@ -15,7 +15,7 @@ public sealed class TrainingTests(DeviceFixture fx)
     sealed class Run : IDisposable
     {
         readonly ComputeDevice d;
-        readonly Linear l1, l2, l3;
+        readonly LinearLayer l1, l2, l3;
         readonly Tensor x, y;
         public readonly AdamW Opt;
         public readonly Ema Ema;
@@ -23,9 +23,12 @@ public sealed class TrainingTests(DeviceFixture fx)
         public Run(ComputeDevice d, ulong seed)
         {
             this.d = d;
-            l1 = new Linear(d, 2, 32, seed, "l1");
-            l2 = new Linear(d, 32, 32, seed + 1, "l2");
-            l3 = new Linear(d, 32, 2, seed + 2, "l3");
+            l1 = new LinearLayer(d, 2, 32);
+            l2 = new LinearLayer(d, 32, 32);
+            l3 = new LinearLayer(d, 32, 2);
+            l1.Initialize(seed, "l1.");
+            l2.Initialize(seed, "l2.");
+            l3.Initialize(seed, "l3.");
             var rng = new Random((int)seed);
             const int n = 128;
             var xs = new float[2 * n];
