@@ -5,7 +5,7 @@ namespace KernelDiffusion.Nn;
 
 /// <summary>conv_nd(2, in, out, k): weight [out, in, k, k], bias [out]; "same" padding for stride 1, pad k/2 for
 /// stride 2 (guided-diffusion's Downsample op).</summary>
-public sealed class Conv2dLayer : Module
+public sealed class Conv2dLayer : Module, IBlockLayer
 {
     readonly int stride;
     public Tensor Weight { get; }
@@ -20,6 +20,8 @@ public sealed class Conv2dLayer : Module
     }
 
     public Tensor Forward(Tensor x) => Ops.Conv2d(x, Weight, Bias, stride);
+
+    Tensor IBlockLayer.Forward(Tensor h, Tensor emb, ForwardState s) => Forward(h);
 }
 
 /// <summary>conv_nd(1, in, out, 1) over [N, C, T]: weight [out, in, 1], a per-position linear map, done as one
