@@ -41,5 +41,12 @@ public static class Layout
             }
             return r;
         }
+
+        public static double[] Slice(double[] whole, int outer, int inner, int wholeInner, int offset)
+        {
+            var r = new double[outer * inner];
+            for (int o = 0; o < outer; o++) Array.Copy(whole, o * wholeInner + offset, r, o * inner, inner);
+            return r;
+        }
     }
 }

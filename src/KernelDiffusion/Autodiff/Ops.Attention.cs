@@ -19,6 +19,7 @@ public static partial class Ops
         var p = Output(d, [s.Batch, s.T, s.T], "attention_weights");
         var a = Output(d, [s.N, c, s.T], "attention");
         Kernels.Attention.Forward(d.Accelerator, s, qkv.View, p.View, a.View, d.Versions.Gemm);
+        RecordReference(d, "attention", a, v => Kernels.Attention.Reference.Forward(v[0], s), qkv);
         if (d.Tape.ShouldRecord(qkv))
             d.Tape.Record("attention", a, g =>
             {

@@ -21,6 +21,7 @@ public static partial class Ops
         if (g.Ho < 1 || g.Wo < 1) throw new KdException($"conv2d: input '{x.Name}' {x.ShapeText} is smaller than the {r}x{r} kernel");
         var y = Output(d, [g.N, g.Cout, g.Ho, g.Wo], "conv2d");
         Kernels.Conv2d.Run(d.Accelerator, ConvPass.Forward, g, x.View, weight.View, x.View, (bias ?? weight).View, bias != null, y.View, d.Versions.Conv);
+        RecordReference(d, "conv2d", y, v => Kernels.Conv2d.Reference.Forward(v[0], v[1], bias == null ? null : v[2], g), bias == null ? [x, weight] : [x, weight, bias]);
         if (d.Tape.ShouldRecord(bias == null ? [x, weight] : [x, weight, bias]))
             d.Tape.Record("conv2d", y, dy =>
             {
@@ -53,6 +54,7 @@ public static partial class Ops
         int p = x.Dim(0) * x.Dim(1), h = x.Dim(2), w = x.Dim(3);
         var y = Output(d, [x.Dim(0), x.Dim(1), 2 * h, 2 * w], "upsample");
         Resample.Up(d.Accelerator, x.View, y.View, p, h, w, 2 * h, 2 * w, 1);
+        RecordReference(d, "upsample", y, v => Resample.Reference.Up(v[0], p, h, w), x);
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record("upsample", y, g =>
             {
@@ -72,6 +74,7 @@ public static partial class Ops
         if (h < 2 || w < 2) throw new KdException($"avg_pool: input '{x.Name}' {x.ShapeText} is smaller than the 2x2 window");
         var y = Output(d, [x.Dim(0), x.Dim(1), h / 2, w / 2], "avg_pool");
         Resample.Pool(d.Accelerator, x.View, y.View, p, h, w, 0.25f);
+        RecordReference(d, "avg_pool", y, v => Resample.Reference.Pool(v[0], p, h, w), x);
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record("avg_pool", y, g =>
             {

@@ -19,6 +19,7 @@ public static partial class Ops
         if (shape.Length > 4) throw new KdException($"{op}: broadcast shape {Text(shape)} has more than 4 dimensions");
         var o = Output(d, shape, op);
         Elementwise.Binary(d.Accelerator, kind, a.View, b.View, o.View, Broadcast4.Create(a.Shape, b.Shape, shape), o.Length);
+        RecordReference(d, op, o, v => Elementwise.Reference.Binary(kind, v[0], a.Shape, v[1], b.Shape, shape), a, b);
         if (d.Tape.ShouldRecord(a, b))
             d.Tape.Record(op, o, g =>
             {
@@ -43,6 +44,7 @@ public static partial class Ops
         var d = Inputs("scale", x);
         var o = Output(d, x.Shape, "scale");
         Elementwise.Unary(d.Accelerator, UnaryOp.Affine, x.View, o.View, alpha, beta, x.Length);
+        RecordReference(d, "scale", o, v => Elementwise.Reference.Affine(v[0], alpha, beta), x);
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record("scale", o, g => d.Tape.Accumulate(x, alpha == 1 ? g : Scale(g, alpha), owned: alpha != 1));
         return o;
@@ -54,6 +56,7 @@ public static partial class Ops
         var d = Inputs("silu", x);
         var o = Output(d, x.Shape, "silu");
         Elementwise.Unary(d.Accelerator, UnaryOp.Silu, x.View, o.View, 0, 0, x.Length);
+        RecordReference(d, "silu", o, v => Elementwise.Reference.Silu(v[0]), x);
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record("silu", o, g =>
             {

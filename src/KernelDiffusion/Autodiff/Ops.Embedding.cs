@@ -13,6 +13,7 @@ public static partial class Ops
         if (dim < 2) throw new KdException($"timestep_embedding: dimension {dim} is below 2");
         var e = Output(d, [t.Dim(0), dim], "timestep_embedding");
         Kernels.Embedding.Timestep(d.Accelerator, t.View, e.View, t.Dim(0), dim);
+        RecordReference(d, "timestep_embedding", e, v => Kernels.Embedding.Reference.Timestep(v[0], dim), t);
         return e;
     }
 
@@ -25,6 +26,7 @@ public static partial class Ops
         int n = labels.Dim(0), dim = table.Dim(1), rows = table.Dim(0);
         var y = Output(d, [n, dim], "embedding");
         Kernels.Embedding.Lookup(d.Accelerator, table.View, labels.View, y.View, n, dim, rows);
+        RecordReference(d, "embedding", y, v => Kernels.Embedding.Reference.Lookup(v[0], v[1].Select(l => (int)l).ToArray(), dim), table, labels);
         if (d.Tape.ShouldRecord(table))
             d.Tape.Record("embedding", y, g =>
             {
@@ -44,6 +46,7 @@ public static partial class Ops
         if (p == 0) return x;
         var y = Output(d, x.Shape, "dropout");
         Kernels.Dropout.Apply(d.Accelerator, x.View, y.View, x.Length, p, seed, offset);
+        RecordReference(d, "dropout", y, v => Kernels.Dropout.Reference.Apply(v[0], (double)p, seed, offset), x);
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record("dropout", y, g =>
             {

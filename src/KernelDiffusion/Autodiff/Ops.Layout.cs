@@ -20,6 +20,7 @@ public static partial class Ops
         int ia = a.Length / outer, ib = b.Length / outer;
         Layout.Copy(d.Accelerator, a.View, o.View, outer, ia, ia + ib, 0, toWhole: true);
         Layout.Copy(d.Accelerator, b.View, o.View, outer, ib, ia + ib, ia, toWhole: true);
+        RecordReference(d, "concat", o, v => Layout.Reference.Concat(v[0], v[1], outer, ia, ib), a, b);
         if (d.Tape.ShouldRecord(a, b))
             d.Tape.Record("concat", o, g =>
             {
@@ -42,6 +43,7 @@ public static partial class Ops
         int outer = shape.Take(ax).Aggregate(1, (p, v) => p * v), inner = o.Length / outer, whole = x.Length / outer;
         int offset = start * (inner / length);
         Layout.Copy(d.Accelerator, o.View, x.View, outer, inner, whole, offset, toWhole: false);
+        RecordReference(d, "slice", o, v => Layout.Reference.Slice(v[0], outer, inner, whole, offset), x);
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record("slice", o, g =>
             {

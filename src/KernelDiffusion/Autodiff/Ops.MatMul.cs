@@ -21,11 +21,13 @@ public static partial class Ops
             throw new KdException($"matmul: batch sizes differ in '{a.Name}' x '{b.Name}': {ops}");
         int batch = Math.Max(batchA, batchB);
         var o = Output(d, a.Rank == 3 || b.Rank == 3 ? [batch, m, n] : [m, n], "matmul");
-        Gemm.Run(d.Accelerator, a.View, b.View, o.View, new GemmShape
+        var shape = new GemmShape
         {
             Batch = batch, M = m, N = n, K = ka, TransA = transA ? 1 : 0, TransB = transB ? 1 : 0,
             StrideA = a.Rank == 3 ? m * ka : 0, StrideB = b.Rank == 3 ? ka * n : 0, StrideC = m * n, Alpha = 1, Beta = 0,
-        }, d.Versions.Gemm);
+        };
+        Gemm.Run(d.Accelerator, a.View, b.View, o.View, shape, d.Versions.Gemm);
+        RecordReference(d, "matmul", o, v => Gemm.Reference.Run(v[0], v[1], null, shape), a, b);
         if (d.Tape.ShouldRecord(a, b))
             d.Tape.Record("matmul", o, g =>
             {

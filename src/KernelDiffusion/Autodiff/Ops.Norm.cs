@@ -23,6 +23,7 @@ public static partial class Ops
         var ss = (scaleShift ?? x).View;
         Kernels.GroupNorm.Forward(d.Accelerator, s, x.View, gamma.View, beta.View, ss, stats.View, y.View, d.Versions.GroupNorm);
         Tensor[] inputs = scaleShift == null ? [x, gamma, beta] : [x, gamma, beta, scaleShift];
+        RecordReference(d, "group_norm", y, v => Kernels.GroupNorm.Reference.Forward(v[0], v[1], v[2], scaleShift == null ? null : v[3], s), inputs);
         if (d.Tape.ShouldRecord(inputs))
             d.Tape.Record("group_norm", y, g =>
             {

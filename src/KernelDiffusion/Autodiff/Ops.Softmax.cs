@@ -17,6 +17,7 @@ public static partial class Ops
         int cols = x.Dim(-1), rows = x.Length / cols;
         var o = Output(d, x.Shape, op);
         Kernels.Softmax.Forward(d.Accelerator, x.View, o.View, rows, cols, log);
+        RecordReference(d, op, o, v => Kernels.Softmax.Reference.Forward(v[0], rows, cols, log), x);
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record(op, o, g =>
             {
@@ -38,6 +39,7 @@ public static partial class Ops
         int rows = logits.Dim(0), cols = logits.Dim(1);
         var o = Output(d, [rows], "cross_entropy");
         Kernels.Softmax.CrossEntropy(d.Accelerator, logits.View, labels.View, o.View, rows, cols);
+        RecordReference(d, "cross_entropy", o, v => Kernels.Softmax.Reference.CrossEntropy(v[0], v[1].Select(l => (int)l).ToArray(), rows, cols), logits, labels);
         if (d.Tape.ShouldRecord(logits))
             d.Tape.Record("cross_entropy", o, g =>
             {

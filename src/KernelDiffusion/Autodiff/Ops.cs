@@ -27,6 +27,10 @@ public static partial class Ops
         return d;
     }
 
+    /// <summary>Records the op's float64 reference when a reference graph is attached.</summary>
+    static void RecordReference(ComputeDevice d, string op, Tensor output, Func<double[][], double[]> reference, params Tensor[] inputs)
+        => d.Reference?.Add(op, output, inputs, reference);
+
     static Tensor Output(ComputeDevice d, int[] shape, string op) => d.Temporary(shape, $"{op}#{Interlocked.Increment(ref outputCounter)}");
 
     static string Text(int[] shape) => "[" + string.Join(",", shape) + "]";
@@ -37,6 +41,7 @@ public static partial class Ops
         var d = Inputs("reshape", x);
         var o = x.ViewAs(shape, $"reshape#{Interlocked.Increment(ref outputCounter)}");
         d.Tape.Own(o);
+        RecordReference(d, "reshape", o, v => v[0], x);
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record("reshape", o, g => d.Tape.Accumulate(x, Reshape(g, x.Shape), owned: false));
         return o;
@@ -68,6 +73,7 @@ public static partial class Ops
         int count = x.Length / kept.Aggregate(1, (p, s) => p * s);
         var o = Output(d, kept, op);
         Launch(d, x, o, mean ? 1f / count : 1f);
+        RecordReference(d, op, o, v => Reduce.Reference.Sum(v[0], shape, kept, mean ? 1.0 / count : 1.0), x);
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record(op, o, g => d.Tape.Accumulate(x, Expand(g, x.Shape, mean ? 1f / count : 1f), owned: true));
         if (keepDims) return o;

@@ -14,7 +14,7 @@ public sealed class Conv2dLayer : Module, IBlockLayer
     public Conv2dLayer(ComputeDevice d, int inChannels, int outChannels, int kernel, int stride = 1, bool zeroInit = false) : base(d)
     {
         this.stride = stride;
-        var init = zeroInit ? Init.Zeros : Init.Uniform(Bound(inChannels * kernel * kernel));
+        var init = zeroInit ? Init.ZerosOr(Bound(inChannels * kernel * kernel)) : Init.Uniform(Bound(inChannels * kernel * kernel));
         Weight = Param("weight", [outChannels, inChannels, kernel, kernel], init);
         Bias = Param("bias", [outChannels], init);
     }
@@ -33,7 +33,7 @@ public sealed class Conv1x1Layer : Module
 
     public Conv1x1Layer(ComputeDevice d, int inChannels, int outChannels, bool zeroInit = false) : base(d)
     {
-        var init = zeroInit ? Init.Zeros : Init.Uniform(Bound(inChannels));
+        var init = zeroInit ? Init.ZerosOr(Bound(inChannels)) : Init.Uniform(Bound(inChannels));
         Weight = Param("weight", [outChannels, inChannels, 1], init);
         Bias = Param("bias", [outChannels], init);
     }

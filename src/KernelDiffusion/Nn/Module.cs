@@ -10,8 +10,11 @@ public readonly record struct Init(char Kind, float Scale)
 {
     public static Init Uniform(float bound) => new('u', bound);
     public static Init Normal(float std) => new('n', std);
-    public static readonly Init Zeros = new('0', 0);
-    public static readonly Init Ones = new('1', 0);
+    /// <summary>Zeros; U(-bound, bound) when an initialisation randomises zeros (to test output layers).</summary>
+    public static Init ZerosOr(float bound) => new('0', bound);
+    public static readonly Init Zeros = ZerosOr(0.1f);
+    /// <summary>Ones; U(0.5, 1.5) when randomised.</summary>
+    public static readonly Init Ones = new('1', 0.5f);
 }
 
 /// <summary>What one forward pass needs beyond its inputs: training mode (dropout on), the dropout seed with a
@@ -66,26 +69,28 @@ public abstract class Module : IDisposable
 
     public long ParameterCount => Parameters().Sum(p => (long)p.Length);
 
-    /// <summary>Draws every parameter from its initialiser; names the tensors by their full path.</summary>
-    public void Initialize(ulong seed, string prefix = "")
+    /// <summary>Draws every parameter from its initialiser and names the tensors by their full path.
+    /// <paramref name="randomizeConstants"/> draws the zero and one initialisations at random too, so that checks see
+    /// every layer at work (the reference zero-initialises output layers).</summary>
+    public void Initialize(ulong seed, string prefix = "", bool randomizeConstants = false)
     {
         for (int i = 0; i < parameters.Count; i++)
         {
             var (name, p) = parameters[i];
             p.Name = prefix + name;
             var init = inits[i].Init;
+            ulong s = seed ^ Fnv1a(p.Name);
             switch (init.Kind)
             {
-                case '0': p.Fill(0); break;
-                case '1': p.Fill(1); break;
-                default:
-                    bool normal = init.Kind == 'n';
-                    Philox.Draw(Device.Accelerator, p.View, p.Length, seed ^ Fnv1a(p.Name), 0, normal,
-                        normal ? 0 : -init.Scale, normal ? init.Scale : 2 * init.Scale);
-                    break;
+                case '0' when !randomizeConstants: p.Fill(0); break;
+                case '1' when !randomizeConstants: p.Fill(1); break;
+                case '0': Philox.Draw(Device.Accelerator, p.View, p.Length, s, 0, false, -init.Scale, 2 * init.Scale); break;
+                case '1': Philox.Draw(Device.Accelerator, p.View, p.Length, s, 0, false, 1 - init.Scale, 2 * init.Scale); break;
+                case 'n': Philox.Draw(Device.Accelerator, p.View, p.Length, s, 0, true, 0, init.Scale); break;
+                default: Philox.Draw(Device.Accelerator, p.View, p.Length, s, 0, false, -init.Scale, 2 * init.Scale); break;
             }
         }
-        foreach (var (n, c) in children) c.Initialize(seed, prefix + n + ".");
+        foreach (var (n, c) in children) c.Initialize(seed, prefix + n + ".", randomizeConstants);
     }
 
     static ulong Fnv1a(string s)
