@@ -34,7 +34,7 @@ public struct ConvGeometry
 
 public enum ConvPass { Forward = 0, InputGrad = 1, WeightGrad = 2 }
 
-public enum ConvVersion { V1Direct = 1, V2Tiled = 2 }
+public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3 }
 
 /// <summary>2-D convolution (any odd square kernel with padding, stride 1 or 2; the UNet uses 3x3 pad 1 and 1x1)
 /// as an implicit GEMM C[M, N] = sum_k A[M, K] B[K, N] whose operands are gathered from the tensors, so one
@@ -139,14 +139,103 @@ public static class Conv2d
         }
     }
 
-    public static ConvVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? ConvVersion.V1Direct : ConvVersion.V2Tiled;
+    // ---- v3: one plane per thread, for the CPU accelerator ----
+    // Each unit of work owns one output plane (forward: (n, co); input grad: (n, ci)) or one filter (weight grad:
+    // (co, ci)), so it may accumulate in place; the innermost loop walks a row with no division. Few, long units
+    // suit the CPU accelerator (one thread per core), not a GPU.
+
+    /// <summary>First and last output column whose input column ow*S - P + kw lies inside [0, W); lo &gt; hi when none.</summary>
+    static int ColumnLo(ConvGeometry g, int kw) => g.P - kw <= 0 ? 0 : (g.P - kw + g.S - 1) / g.S;
+    static int ColumnHi(ConvGeometry g, int kw) => g.W - 1 + g.P - kw < 0 ? -1 : XMin(g.Wo - 1, (g.W - 1 + g.P - kw) / g.S);
+    static int XMin(int a, int b) => a < b ? a : b;
+
+    static void V3ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> y, ConvGeometry g, int hasBias)
+    {
+        int units = g.N * g.Cout, plane = g.Ho * g.Wo, stride = Grid.DimX * Group.DimX;
+        for (int u = Grid.GlobalIndex.X; u < units; u += stride)
+        {
+            int n = u / g.Cout, co = u % g.Cout, yb = u * plane;
+            float b0 = hasBias != 0 ? bias[co] : 0f;
+            for (int i = 0; i < plane; i++) y[yb + i] = b0;
+            for (int ci = 0; ci < g.Cin; ci++)
+                for (int kh = 0; kh < g.R; kh++)
+                    for (int kw = 0; kw < g.R; kw++)
+                    {
+                        float wv = w[((co * g.Cin + ci) * g.R + kh) * g.R + kw];
+                        int lo = ColumnLo(g, kw), hi = ColumnHi(g, kw);
+                        for (int oh = 0; oh < g.Ho; oh++)
+                        {
+                            int ih = oh * g.S - g.P + kh;
+                            if (ih < 0 || ih >= g.H) continue;
+                            int xr = ((n * g.Cin + ci) * g.H + ih) * g.W - g.P + kw, yr = yb + oh * g.Wo;
+                            for (int ow = lo; ow <= hi; ow++) y[yr + ow] += wv * x[xr + ow * g.S];
+                        }
+                    }
+        }
+    }
+
+    static void V3InputGradKernel(ArrayView<float> w, ArrayView<float> dy, ArrayView<float> dx, ConvGeometry g)
+    {
+        int units = g.N * g.Cin, plane = g.H * g.W, oplane = g.Ho * g.Wo, stride = Grid.DimX * Group.DimX;
+        for (int u = Grid.GlobalIndex.X; u < units; u += stride)
+        {
+            int n = u / g.Cin, ci = u % g.Cin, xb = u * plane;
+            for (int i = 0; i < plane; i++) dx[xb + i] = 0f;
+            for (int co = 0; co < g.Cout; co++)
+                for (int kh = 0; kh < g.R; kh++)
+                    for (int kw = 0; kw < g.R; kw++)
+                    {
+                        float wv = w[((co * g.Cin + ci) * g.R + kh) * g.R + kw];
+                        int lo = ColumnLo(g, kw), hi = ColumnHi(g, kw);
+                        for (int oh = 0; oh < g.Ho; oh++)
+                        {
+                            int ih = oh * g.S - g.P + kh;
+                            if (ih < 0 || ih >= g.H) continue;
+                            int xr = xb + ih * g.W - g.P + kw, yr = (n * g.Cout + co) * oplane + oh * g.Wo;
+                            for (int ow = lo; ow <= hi; ow++) dx[xr + ow * g.S] += wv * dy[yr + ow];
+                        }
+                    }
+        }
+    }
+
+    static void V3WeightGradKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dw, ConvGeometry g)
+    {
+        int units = g.Cout * g.Cin, oplane = g.Ho * g.Wo, stride = Grid.DimX * Group.DimX;
+        for (int u = Grid.GlobalIndex.X; u < units; u += stride)
+        {
+            int co = u / g.Cin, ci = u % g.Cin;
+            for (int kh = 0; kh < g.R; kh++)
+                for (int kw = 0; kw < g.R; kw++)
+                {
+                    int lo = ColumnLo(g, kw), hi = ColumnHi(g, kw);
+                    float acc = 0;
+                    for (int n = 0; n < g.N; n++)
+                        for (int oh = 0; oh < g.Ho; oh++)
+                        {
+                            int ih = oh * g.S - g.P + kh;
+                            if (ih < 0 || ih >= g.H) continue;
+                            int xr = ((n * g.Cin + ci) * g.H + ih) * g.W - g.P + kw, yr = (n * g.Cout + co) * oplane + oh * g.Wo;
+                            for (int ow = lo; ow <= hi; ow++) acc += dy[yr + ow] * x[xr + ow * g.S];
+                        }
+                    dw[(u * g.R + kh) * g.R + kw] = acc;
+                }
+        }
+    }
+
+    public static ConvVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? ConvVersion.V3Planes : ConvVersion.V2Tiled;
 
     /// <summary>Runs one pass. Unused views (dy for forward, x for input grad, bias without one) may be any view.</summary>
     public static void Run(Accelerator acc, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
         ArrayView<float> bias, bool hasBias, ArrayView<float> o, ConvVersion? version = null)
     {
         var (m, n, kk) = Dims(g, pass);
-        if ((version ?? Choose(acc)) == ConvVersion.V1Direct)
+        var v = version ?? Choose(acc);
+        if (v == ConvVersion.V3Planes)
+        {
+            RunV3(acc, pass, g, x, w, dy, bias, hasBias, o);
+            return;
+        }
+        if (v == ConvVersion.V1Direct)
         {
             var k = KernelCache.Get(acc, "conv2d.v1", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int>(V1Kernel));
@@ -161,6 +250,29 @@ public static class Conv2d
             long tiles = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile);
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 16L);
             k(new KernelConfig(Math.Max(1, grid), tile * tile), x, w, dy, bias, o, g, (int)pass, hasBias ? 1 : 0, m, n, kk, tile);
+        }
+    }
+
+    static void RunV3(Accelerator acc, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
+        ArrayView<float> bias, bool hasBias, ArrayView<float> o)
+    {
+        if (pass == ConvPass.Forward)
+        {
+            var k = KernelCache.Get(acc, "conv2d.v3.forward", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ConvGeometry, int>(V3ForwardKernel));
+            k(Launch.GridStride(acc, (long)g.N * g.Cout), x, w, bias, o, g, hasBias ? 1 : 0);
+        }
+        else if (pass == ConvPass.InputGrad)
+        {
+            var k = KernelCache.Get(acc, "conv2d.v3.input_grad", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ConvGeometry>(V3InputGradKernel));
+            k(Launch.GridStride(acc, (long)g.N * g.Cin), w, dy, o, g);
+        }
+        else
+        {
+            var k = KernelCache.Get(acc, "conv2d.v3.weight_grad", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ConvGeometry>(V3WeightGradKernel));
+            k(Launch.GridStride(acc, (long)g.Cout * g.Cin), x, dy, o, g);
         }
     }
 

@@ -9,6 +9,10 @@ if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 160;
 var root = new RootCommand("kd: KernelDiffusion, a diffusion engine whose every tensor operation is an ILGPU kernel of its own.");
 root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(CheckCommand.Create());
+root.Subcommands.Add(InitCommand.Create());
+root.Subcommands.Add(TraceCommand.Create());
+root.Subcommands.Add(CompareCommands.TraceInputs());
+root.Subcommands.Add(CompareCommands.Compare());
 return root.Parse(args).Invoke();
 
 namespace KernelDiffusion.Cli

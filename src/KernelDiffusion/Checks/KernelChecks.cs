@@ -169,9 +169,9 @@ public static class KernelChecks
             var g = ConvGeometry.Create(2, 3, h, w, 4, r, stride, r / 2);
             int[] xs = [2, 3, h, w], ws = [4, 3, r, r];
             string shape = $"x{S(xs)} w{S(ws)} s{stride}";
-            foreach (var version in new[] { ConvVersion.V1Direct, ConvVersion.V2Tiled })
+            foreach (var version in new[] { ConvVersion.V1Direct, ConvVersion.V2Tiled, ConvVersion.V3Planes })
             {
-                string tag = version == ConvVersion.V1Direct ? "v1" : "v2";
+                string tag = "v" + (int)version;
                 list.Add(new Case($"conv2d.{tag}.forward", shape, (d, rng) =>
                 {
                     var (x, wt, b) = (Randn(rng, Count(xs)), Randn(rng, Count(ws)), Randn(rng, 4));

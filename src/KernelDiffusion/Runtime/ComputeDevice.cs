@@ -1,6 +1,8 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
 using KernelDiffusion.Autodiff;
 using KernelDiffusion.Kernels;
 
@@ -50,7 +52,10 @@ public sealed class ComputeDevice : IDisposable
         Tape = new Tape(this);
     }
 
-    static Context CreateContext() => Context.Create(b => b.Default().EnableAlgorithms());
+    /// <summary>All accelerators, as Builder.Default() enables them, except that the CPU accelerator gets one
+    /// multiprocessor per core (ILGPU's default CPU device has one: a grid-stride kernel would use one core).</summary>
+    static Context CreateContext() => Context.Create(b => b.Cuda().OpenCL()
+        .CPU(new CPUDevice(4, 4, Math.Max(1, Environment.ProcessorCount))).AutoAssertions().AutoIOOperations().EnableAlgorithms());
 
     static string KindOf(Device d) => d.AcceleratorType switch
     {
