@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 
 namespace KernelDiffusion.Kernels;
@@ -13,9 +14,25 @@ public struct AttentionShape
     public readonly int Batch => N * Heads;
     /// <summary>(ch^-1/4)^2: q and k are each scaled by ch^-1/4.</summary>
     public readonly float Alpha => 1f / MathF.Sqrt(Ch);
+
+    /// <summary>Index in qkv [N, 3C, T] of channel c of q (part 0), k (1) or v (2) of head-batch b at position pos.</summary>
+    public readonly int Qkv(int b, int part, int c, int pos)
+    {
+        int n = b / Heads, h = b % Heads;
+        int chan = NewOrder != 0 ? part * C + h * Ch + c : h * 3 * Ch + part * Ch + c;
+        return (n * 3 * C + chan) * T + pos;
+    }
+
+    /// <summary>Index in a [N, C, T] of channel c of head-batch b at position pos.</summary>
+    public readonly int Out(int b, int c, int pos) => ((b / Heads) * C + (b % Heads) * Ch + c) * T + pos;
 }
 
-/// <summary>v1, unfused: per head, S = alpha Q^T K [T, T] by GEMM, P = softmax(S) row-wise in place, a = V P^T; P is
+public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2 }
+
+/// <summary>v2, streaming: one thread per query row keeps a running max, sum and output (online softmax), so the
+/// T x T weights never exist; the backward recomputes them from the saved log-sum-exp: dQ by query row, dK and dV
+/// by key column (no atomics, deterministic). Memory O(T) instead of O(T^2), at the price of recomputing q k.
+/// v1, unfused: per head, S = alpha Q^T K [T, T] by GEMM, P = softmax(S) row-wise in place, a = V P^T; P is
 /// kept for the backward: dP = dA^T V, dV = dA P, dS = P (dP - rowsum(P dP)), dQ = alpha K dS^T, dK = alpha Q dS.
 /// Five GEMMs and two softmax passes, all existing kernels, batched over (sample, head) with two-level strides. A
 /// fused kernel that never stores P is a later version.</summary>
@@ -61,6 +78,137 @@ public static class Attention
         Softmax.Backward(acc, p, dp, dp, s.Batch * s.T, s.T, log: false);
         Gemm.Run(acc, At(qkv, k), dp, At(dqkv, q), Shape(s, s.Ch, s.T, s.T, false, true, hs, qkvOuter, tt, ptOuter, hs, qkvOuter, s.Alpha), version);
         Gemm.Run(acc, At(qkv, q), dp, At(dqkv, k), Shape(s, s.Ch, s.T, s.T, false, false, hs, qkvOuter, tt, ptOuter, hs, qkvOuter, s.Alpha), version);
+    }
+
+    // ---- v2: streaming ----
+
+    /// <summary>a[:, t] of head-batch b, and lse[b, t] = max + log(sum exp) of its scores.</summary>
+    static void StreamForwardKernel(ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse, AttentionShape s)
+    {
+        int rows = s.Batch * s.T, stride = Grid.DimX * Group.DimX;
+        float alpha = 1f / XMath.Sqrt(s.Ch);
+        for (int r = Grid.GlobalIndex.X; r < rows; r += stride)
+        {
+            int b = r / s.T, t = r % s.T;
+            float m = float.NegativeInfinity, l = 0;
+            for (int c = 0; c < s.Ch; c++) a[s.Out(b, c, t)] = 0f;
+            for (int u = 0; u < s.T; u++)
+            {
+                float sc = 0;
+                for (int c = 0; c < s.Ch; c++) sc += qkv[s.Qkv(b, 0, c, t)] * qkv[s.Qkv(b, 1, c, u)];
+                sc *= alpha;
+                float mNew = XMath.Max(m, sc), rescale = XMath.Exp(m - mNew), p = XMath.Exp(sc - mNew);
+                l = l * rescale + p;
+                for (int c = 0; c < s.Ch; c++)
+                {
+                    int o = s.Out(b, c, t);
+                    a[o] = a[o] * rescale + p * qkv[s.Qkv(b, 2, c, u)];
+                }
+                m = mNew;
+            }
+            float inv = 1f / l;
+            for (int c = 0; c < s.Ch; c++) a[s.Out(b, c, t)] *= inv;
+            lse[r] = m + XMath.Log(l);
+        }
+    }
+
+    /// <summary>delta[b, t] = sum_c da[c, t] a[c, t] (= sum_u P dP, the softmax backward's row term).</summary>
+    static void StreamDeltaKernel(ArrayView<float> a, ArrayView<float> da, ArrayView<float> delta, AttentionShape s)
+    {
+        int rows = s.Batch * s.T, stride = Grid.DimX * Group.DimX;
+        for (int r = Grid.GlobalIndex.X; r < rows; r += stride)
+        {
+            int b = r / s.T, t = r % s.T;
+            float acc = 0;
+            for (int c = 0; c < s.Ch; c++) acc += da[s.Out(b, c, t)] * a[s.Out(b, c, t)];
+            delta[r] = acc;
+        }
+    }
+
+    /// <summary>dS[t, u] = P[t, u] (dP[t, u] - delta[t]) with P from the saved lse and dP = sum_c da[c, t] v[c, u].</summary>
+    static float ScoreGrad(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta, AttentionShape s,
+        int b, int t, int u, float alpha)
+    {
+        float sc = 0, dp = 0;
+        for (int c = 0; c < s.Ch; c++)
+        {
+            sc += qkv[s.Qkv(b, 0, c, t)] * qkv[s.Qkv(b, 1, c, u)];
+            dp += da[s.Out(b, c, t)] * qkv[s.Qkv(b, 2, c, u)];
+        }
+        float p = XMath.Exp(sc * alpha - lse[b * s.T + t]);
+        return p * (dp - delta[b * s.T + t]);
+    }
+
+    /// <summary>dq[:, t] = alpha sum_u dS[t, u] k[:, u], one query row per thread.</summary>
+    static void StreamQueryGradKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
+        ArrayView<float> dqkv, AttentionShape s)
+    {
+        int rows = s.Batch * s.T, stride = Grid.DimX * Group.DimX;
+        float alpha = 1f / XMath.Sqrt(s.Ch);
+        for (int r = Grid.GlobalIndex.X; r < rows; r += stride)
+        {
+            int b = r / s.T, t = r % s.T;
+            for (int c = 0; c < s.Ch; c++) dqkv[s.Qkv(b, 0, c, t)] = 0f;
+            for (int u = 0; u < s.T; u++)
+            {
+                float ds = alpha * ScoreGrad(qkv, da, lse, delta, s, b, t, u, alpha);
+                for (int c = 0; c < s.Ch; c++) dqkv[s.Qkv(b, 0, c, t)] += ds * qkv[s.Qkv(b, 1, c, u)];
+            }
+        }
+    }
+
+    /// <summary>dk[:, u] = alpha sum_t dS[t, u] q[:, t] and dv[:, u] = sum_t P[t, u] da[:, t], one key column per thread.</summary>
+    static void StreamKeyValueGradKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
+        ArrayView<float> dqkv, AttentionShape s)
+    {
+        int rows = s.Batch * s.T, stride = Grid.DimX * Group.DimX;
+        float alpha = 1f / XMath.Sqrt(s.Ch);
+        for (int r = Grid.GlobalIndex.X; r < rows; r += stride)
+        {
+            int b = r / s.T, u = r % s.T;
+            for (int c = 0; c < s.Ch; c++)
+            {
+                dqkv[s.Qkv(b, 1, c, u)] = 0f;
+                dqkv[s.Qkv(b, 2, c, u)] = 0f;
+            }
+            for (int t = 0; t < s.T; t++)
+            {
+                float sc = 0;
+                for (int c = 0; c < s.Ch; c++) sc += qkv[s.Qkv(b, 0, c, t)] * qkv[s.Qkv(b, 1, c, u)];
+                float p = XMath.Exp(sc * alpha - lse[b * s.T + t]);
+                float ds = alpha * ScoreGrad(qkv, da, lse, delta, s, b, t, u, alpha);
+                for (int c = 0; c < s.Ch; c++)
+                {
+                    dqkv[s.Qkv(b, 1, c, u)] += ds * qkv[s.Qkv(b, 0, c, t)];
+                    dqkv[s.Qkv(b, 2, c, u)] += p * da[s.Out(b, c, t)];
+                }
+            }
+        }
+    }
+
+    /// <summary>v2 when the weights would be large (T above 1024, i.e. attention at 32x32 and up) on a GPU.</summary>
+    public static AttentionVersion Choose(Accelerator acc, AttentionShape s)
+        => !Launch.IsCpu(acc) && s.T > 1024 ? AttentionVersion.V2Streaming : AttentionVersion.V1Gemm;
+
+    /// <summary>v2 forward: a [N, C, T] and lse [N*H, T].</summary>
+    public static void StreamForward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse)
+    {
+        var k = KernelCache.Get(acc, "attention.v2.forward",
+            x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(StreamForwardKernel));
+        k(Launch.GridStride(acc, (long)s.Batch * s.T), qkv, a, lse, s);
+    }
+
+    /// <summary>v2 backward: dqkv from da, the forward's a and lse; delta [N*H, T] is scratch.</summary>
+    public static void StreamBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
+        ArrayView<float> da, ArrayView<float> delta, ArrayView<float> dqkv)
+    {
+        var cfg = Launch.GridStride(acc, (long)s.Batch * s.T);
+        KernelCache.Get(acc, "attention.v2.delta", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(StreamDeltaKernel))
+            (cfg, a, da, delta, s);
+        KernelCache.Get(acc, "attention.v2.query_grad", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, AttentionShape>(StreamQueryGradKernel))(cfg, qkv, da, lse, delta, dqkv, s);
+        KernelCache.Get(acc, "attention.v2.key_value_grad", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, AttentionShape>(StreamKeyValueGradKernel))(cfg, qkv, da, lse, delta, dqkv, s);
     }
 
     /// <summary>Two GEMMs of 2 B T T ch FLOPs plus the softmax; bytes: qkv read, a written, P written and read.</summary>

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using KernelDiffusion.Checks;
+using KernelDiffusion.Nn;
 using KernelDiffusion.Runtime;
 using Spectre.Console;
 
@@ -17,16 +18,25 @@ static class CheckCommand
         var device = Common.DeviceOption();
         var outDir = new Option<string>("--out") { Description = "folder for check.md and check.json", DefaultValueFactory = _ => "out/check" };
         var filter = new Option<string?>("--filter") { Description = "only kernels whose name contains this text" };
+        var models = new Option<string[]>("--model")
+        {
+            Description = "also check a whole model of this configuration (JSON; repeatable) against a float64 replay of its graph: forward and sampled gradients",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var modelBatch = new Option<int>("--model-batch") { Description = "batch size of the model checks", DefaultValueFactory = _ => 1 };
         var cmd = new Command("check", "Check every kernel against its float64 reference (fresh random inputs, poisoned outputs, finite-difference backward).");
         cmd.Options.Add(device);
         cmd.Options.Add(outDir);
         cmd.Options.Add(filter);
-        cmd.SetAction(r => Common.Guard(() => Run(r.GetValue(device), r.GetValue(outDir)!, r.GetValue(filter))));
+        cmd.Options.Add(models);
+        cmd.Options.Add(modelBatch);
+        cmd.SetAction(r => Common.Guard(() => Run(r.GetValue(device), r.GetValue(outDir)!, r.GetValue(filter), r.GetValue(models) ?? [], r.GetValue(modelBatch))));
         return cmd;
     }
 
-    static int Run(string? spec, string outDir, string? filter)
+    static int Run(string? spec, string outDir, string? filter, string[] models, int modelBatch)
     {
+        var configs = models.Select(m => (Path: m, Config: ModelConfig.FromFile(m))).ToList();   // refuse bad files before any work
         using var d = ComputeDevice.Open(spec);
         AnsiConsole.MarkupLine($"checking on [green]{d.Info.Id}[/] ({Markup.Escape(d.Info.Name)})");
         var results = new List<CheckResult>();
@@ -34,11 +44,21 @@ static class CheckCommand
         AnsiConsole.Progress().AutoClear(true).Start(ctx =>
         {
             int total = KernelChecks.Names.Count(n => filter == null || n.Split(' ')[0].Contains(filter, StringComparison.OrdinalIgnoreCase));
-            var task = ctx.AddTask("kernels", maxValue: Math.Max(1, total));
+            var task = ctx.AddTask("kernels", maxValue: Math.Max(1, total + configs.Count));
             foreach (var r in KernelChecks.RunAll(d, filter))
             {
                 results.Add(r);
                 task.Description = Markup.Escape($"{r.Kernel} {r.Shape}");
+                task.Increment(1);
+            }
+            foreach (var (path, config) in configs)
+            {
+                string name = Path.GetFileNameWithoutExtension(path), shape = $"batch {modelBatch}, {config.ImageSize}x{config.ImageSize}";
+                task.Description = Markup.Escape($"model {name} (float64 replay)");
+                var m = ModelChecks.Run(d, config, modelBatch);
+                string note = $"{m.Ops} ops replayed in float64, {m.Sampled} gradients sampled, {m.Seconds:F0} s";
+                results.Add(new CheckResult($"model.{name}.forward", shape, m.ForwardError, 1e-5, m.ForwardError <= 1e-5, note));
+                results.Add(new CheckResult($"model.{name}.gradients", shape, m.GradientError, 1e-4, m.GradientError <= 1e-4, note));
                 task.Increment(1);
             }
         });

@@ -20,11 +20,7 @@ static class InitCommand
         foreach (var o in new Option[] { config, output, seed, randomize, device }) cmd.Options.Add(o);
         cmd.SetAction(r => Common.Guard(() =>
         {
-            string path = r.GetValue(config)!;
-            string text;
-            try { text = File.ReadAllText(path); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new KdException($"{path}: cannot read the file ({e.Message})"); }
-            var c = ModelConfig.FromJson(text, path);
+            var c = ModelConfig.FromFile(r.GetValue(config)!);
             using var d = ComputeDevice.Open(r.GetValue(device));
             using DiffusionTrunk model = c.IsClassifier ? new Classifier(d, c) : new UNet(d, c);
             model.Initialize(r.GetValue(seed), randomizeConstants: r.GetValue(randomize));

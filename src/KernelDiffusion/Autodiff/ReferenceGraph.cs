@@ -12,17 +12,26 @@ public sealed class ReferenceGraph
 
     readonly List<Node> nodes = [];
     readonly Dictionary<Tensor, double[]> leaves = new(ReferenceEqualityComparer.Instance);
+    Dictionary<Tensor, double[]>? plain;
 
     public int Count => nodes.Count;
 
     internal void Add(string op, Tensor output, Tensor[] inputs, Func<double[][], double[]> reference)
-        => nodes.Add(new Node(op, output, inputs, reference));
+    {
+        nodes.Add(new Node(op, output, inputs, reference));
+        plain = null;
+    }
 
     /// <summary>The float64 value of every recorded tensor; <paramref name="overrides"/> replaces leaf values (to
-    /// perturb one element for a finite difference). Leaves are read from the device once, on first use.</summary>
+    /// perturb one element for a finite difference). Leaves are read from the device once, on first use; with
+    /// overrides, only the nodes downstream of an overridden leaf are recomputed, the rest come from the plain replay.</summary>
     public Dictionary<Tensor, double[]> Evaluate(IReadOnlyDictionary<Tensor, double[]>? overrides = null)
     {
+        bool partial = overrides is { Count: > 0 };
+        var baseline = partial ? (plain ??= Evaluate()) : null;
         var values = new Dictionary<Tensor, double[]>(ReferenceEqualityComparer.Instance);
+        var changed = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        if (partial) changed.UnionWith(overrides!.Keys);
         double[] Value(Tensor t)
         {
             if (overrides != null && overrides.TryGetValue(t, out var o)) return o;
@@ -30,10 +39,16 @@ public sealed class ReferenceGraph
         }
         foreach (var n in nodes)
         {
+            if (partial && !n.Inputs.Any(changed.Contains))
+            {
+                values[n.Output] = baseline![n.Output];
+                continue;
+            }
             var r = n.Reference(n.Inputs.Select(Value).ToArray());
             if (r.Length != n.Output.Length)
                 throw new InvalidOperationException($"reference of {n.Op} gave {r.Length} values for {n.Output.ShapeText}");
             values[n.Output] = r;
+            if (partial) changed.Add(n.Output);
         }
         return values;
     }
@@ -50,6 +65,7 @@ public sealed class ReferenceGraph
     public double FiniteDifference(Tensor output, double[] weights, Tensor leaf, int index, double h = 1e-4)
     {
         var baseValue = LeafValue(leaf);
+        if (plain != null && plain.ContainsKey(leaf)) throw new InvalidOperationException($"'{leaf.Name}' is an op's output, not a leaf");
         double At(double delta)
         {
             var v = (double[])baseValue.Clone();

@@ -22,13 +22,7 @@ public static class ModelCheckpoint
     /// converted guided-diffusion checkpoint has none of its own).</summary>
     public static ModelConfig ConfigOf(SafeTensorsFile file, string source, string? configPath)
     {
-        if (configPath != null)
-        {
-            string text;
-            try { text = File.ReadAllText(configPath); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new KdException($"{configPath}: cannot read the file ({e.Message})"); }
-            return ModelConfig.FromJson(text, configPath);
-        }
+        if (configPath != null) return ModelConfig.FromFile(configPath);
         if (!file.Metadata.TryGetValue(ConfigKey, out var json))
             throw new KdException($"{source}: no model configuration in its metadata: pass one with --config FILE.json");
         return ModelConfig.FromJson(json, $"{source} (metadata '{ConfigKey}')");

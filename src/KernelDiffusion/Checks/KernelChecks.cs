@@ -154,11 +154,28 @@ public static class KernelChecks
     static Func<Tensor[], Tensor> With(Action<KernelVersions> set, Func<Tensor[], Tensor> f) => t =>
     {
         var v = t[0].Device.Versions;
-        var (gemm, reduce, conv, gn) = (v.Gemm, v.Reduce, v.Conv, v.GroupNorm);
+        var (gemm, reduce, conv, gn, att) = (v.Gemm, v.Reduce, v.Conv, v.GroupNorm, v.Attention);
         set(v);
         try { return f(t); }
-        finally { (v.Gemm, v.Reduce, v.Conv, v.GroupNorm) = (gemm, reduce, conv, gn); }
+        finally { (v.Gemm, v.Reduce, v.Conv, v.GroupNorm, v.Attention) = (gemm, reduce, conv, gn, att); }
     };
+
+    /// <summary>A backward check with a kernel version forced for the forward and the backward.</summary>
+    static Case VersionedBackward(string kernel, int[][] shapes, Action<KernelVersions> set, Func<Tensor[], Tensor> op, Func<double[][], double[]> reference)
+    {
+        var inner = Backward(kernel, shapes, op, reference);
+        return inner with
+        {
+            Run = (d, r) =>
+            {
+                var v = d.Versions;
+                var saved = v.Attention;
+                set(v);
+                try { return inner.Run(d, r); }
+                finally { v.Attention = saved; }
+            },
+        };
+    }
 
     /// <summary>Convolution, GroupNorm, attention, resampling, layout, embeddings and dropout (the UNet's kernels).</summary>
     static void AddModelKernels(List<Case> list)
@@ -219,9 +236,14 @@ public static class KernelChecks
             var a = new AttentionShape { N = 2, C = 8, T = 7, Heads = 2, NewOrder = newOrder ? 1 : 0 };
             string name = newOrder ? "attention.new_order" : "attention.legacy_order";
             Func<Tensor[], Tensor> op = t => Ops.Attention(t[0], 2, newOrder);
-            list.Add(Forward(name + ".v1", [[2, 24, 7]], With(v => v.Gemm = GemmVersion.V1Naive, op), v => Attention.Reference.Forward(v[0], a)));
-            list.Add(Forward(name + ".v2", [[2, 24, 7]], With(v => v.Gemm = GemmVersion.V2Tiled, op), v => Attention.Reference.Forward(v[0], a)));
-            list.Add(Backward(name, [[2, 24, 7]], op, v => Attention.Reference.Forward(v[0], a)));
+            Func<double[][], double[]> reference = v => Attention.Reference.Forward(v[0], a);
+            var streaming = With(v => v.Attention = AttentionVersion.V2Streaming, op);
+            list.Add(Forward(name + ".v1.gemm_v1", [[2, 24, 7]], With(v => { v.Attention = AttentionVersion.V1Gemm; v.Gemm = GemmVersion.V1Naive; }, op), reference));
+            list.Add(Forward(name + ".v1.gemm_v2", [[2, 24, 7]], With(v => { v.Attention = AttentionVersion.V1Gemm; v.Gemm = GemmVersion.V2Tiled; }, op), reference));
+            list.Add(Forward(name + ".v2", [[2, 24, 7]], streaming, reference));
+            // The backward runs with the version the forward chose: force it for the whole check.
+            list.Add(VersionedBackward(name + ".v1", [[2, 24, 7]], v => v.Attention = AttentionVersion.V1Gemm, op, reference));
+            list.Add(VersionedBackward(name + ".v2", [[2, 24, 7]], v => v.Attention = AttentionVersion.V2Streaming, op, reference));
         }
 
         // Resampling (odd sizes for the pool), concat along channels and along the last axis, slice.

@@ -55,6 +55,15 @@ public sealed record ModelConfig
         return o.ToJsonString();
     }
 
+    /// <summary>Reads, parses and validates a configuration file.</summary>
+    public static ModelConfig FromFile(string path)
+    {
+        string text;
+        try { text = File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new KdException($"{path}: cannot read the file ({e.Message})"); }
+        return FromJson(text, path);
+    }
+
     /// <summary>Parses and validates; <paramref name="source"/> names the file in messages.</summary>
     public static ModelConfig FromJson(string json, string source = "config")
     {

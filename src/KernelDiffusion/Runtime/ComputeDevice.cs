@@ -19,6 +19,7 @@ public sealed class KernelVersions
     public ReduceVersion? Reduce { get; set; }
     public ConvVersion? Conv { get; set; }
     public GroupNormVersion? GroupNorm { get; set; }
+    public AttentionVersion? Attention { get; set; }
 }
 
 /// <summary>An accelerator with its buffer pool and tape. Chooses CUDA, then OpenCL, then ILGPU's CPU accelerator,
