@@ -195,14 +195,14 @@ public static class Attention
     {
         var k = KernelCache.Get(acc, "attention.v2.forward",
             x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(StreamForwardKernel));
-        k(Launch.GridStride(acc, (long)s.Batch * s.T), qkv, a, lse, s);
+        k(Launch.GridStride(acc, (long)s.Batch * s.T * s.T), qkv, a, lse, s);
     }
 
     /// <summary>v2 backward: dqkv from da, the forward's a and lse; delta [N*H, T] is scratch.</summary>
     public static void StreamBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
         ArrayView<float> da, ArrayView<float> delta, ArrayView<float> dqkv)
     {
-        var cfg = Launch.GridStride(acc, (long)s.Batch * s.T);
+        var cfg = Launch.GridStride(acc, (long)s.Batch * s.T * s.T);
         KernelCache.Get(acc, "attention.v2.delta", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(StreamDeltaKernel))
             (cfg, a, da, delta, s);
         KernelCache.Get(acc, "attention.v2.query_grad", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,

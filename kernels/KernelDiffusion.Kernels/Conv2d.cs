@@ -260,19 +260,19 @@ public static class Conv2d
         {
             var k = KernelCache.Get(acc, "conv2d.v3.forward", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ConvGeometry, int>(V3ForwardKernel));
-            k(Launch.GridStride(acc, (long)g.N * g.Cout), x, w, bias, o, g, hasBias ? 1 : 0);
+            k(Launch.GridStride(acc, (long)g.N * g.Cout * g.Ho * g.Wo), x, w, bias, o, g, hasBias ? 1 : 0);
         }
         else if (pass == ConvPass.InputGrad)
         {
             var k = KernelCache.Get(acc, "conv2d.v3.input_grad", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ConvGeometry>(V3InputGradKernel));
-            k(Launch.GridStride(acc, (long)g.N * g.Cin), w, dy, o, g);
+            k(Launch.GridStride(acc, (long)g.N * g.Cin * g.H * g.W), w, dy, o, g);
         }
         else
         {
             var k = KernelCache.Get(acc, "conv2d.v3.weight_grad", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ConvGeometry>(V3WeightGradKernel));
-            k(Launch.GridStride(acc, (long)g.Cout * g.Cin), x, dy, o, g);
+            k(Launch.GridStride(acc, (long)g.Cout * g.Cin * g.N * g.Ho * g.Wo), x, dy, o, g);
         }
     }
 

@@ -85,7 +85,7 @@ public static class Gemm
         {
             var k = KernelCache.Get(acc, "gemm.v1",
                 x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(V1Kernel));
-            k(Launch.GridStride(acc, (long)s.Batch * s.M * s.N), a, b, c, s);
+            k(Launch.GridStride(acc, (long)s.Batch * s.M * s.N * Math.Max(1, s.K / 16)), a, b, c, s);
         }
         else
         {

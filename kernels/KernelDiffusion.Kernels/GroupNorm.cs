@@ -181,7 +181,7 @@ public static class GroupNorm
         {
             var k = KernelCache.Get(acc, "groupnorm.stats_v1",
                 a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, GroupNormShape>(StatsV1Kernel));
-            k(Launch.GridStride(acc, ng), x, stats, s);
+            k(Launch.GridStride(acc, (long)s.N * s.C * s.HW), x, stats, s);
         }
         else
         {
@@ -202,7 +202,7 @@ public static class GroupNorm
     {
         var k1 = KernelCache.Get(acc, "groupnorm.channel_sums", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(ChannelSumsKernel));
-        k1(Launch.GridStride(acc, s.N * s.C), x, stats, gamma, beta, ss, g, sums, dss, s);
+        k1(Launch.GridStride(acc, (long)s.N * s.C * s.HW), x, stats, gamma, beta, ss, g, sums, dss, s);
         var k2 = KernelCache.Get(acc, "groupnorm.input_grad", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(InputGradKernel));
         k2(Launch.GridStride(acc, (long)s.N * s.C * s.HW), x, stats, gamma, beta, ss, g, sums, dx, s);

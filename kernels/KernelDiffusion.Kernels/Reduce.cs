@@ -118,7 +118,7 @@ public static class Reduce
         {
             var k = KernelCache.Get(acc, "reduce.sum_v1",
                 a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ReducePlan, int, float>(SumV1Kernel));
-            k(Launch.GridStride(acc, outCount), x, y, p, outCount, scale);
+            k(Launch.GridStride(acc, (long)outCount * p.Count), x, y, p, outCount, scale);
         }
         else
         {

@@ -83,28 +83,28 @@ public static class Softmax
     {
         var k = KernelCache.Get(acc, "softmax.forward",
             a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(ForwardKernel));
-        k(Launch.GridStride(acc, rows), x, y, rows, cols, log ? 1 : 0);
+        k(Launch.GridStride(acc, (long)rows * cols), x, y, rows, cols, log ? 1 : 0);
     }
 
     public static void Backward(Accelerator acc, ArrayView<float> y, ArrayView<float> g, ArrayView<float> dx, int rows, int cols, bool log)
     {
         var k = KernelCache.Get(acc, "softmax.backward",
             a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(BackwardKernel));
-        k(Launch.GridStride(acc, rows), y, g, dx, rows, cols, log ? 1 : 0);
+        k(Launch.GridStride(acc, (long)rows * cols), y, g, dx, rows, cols, log ? 1 : 0);
     }
 
     public static void CrossEntropy(Accelerator acc, ArrayView<float> x, ArrayView<float> labels, ArrayView<float> loss, int rows, int cols)
     {
         var k = KernelCache.Get(acc, "softmax.cross_entropy",
             a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(CrossEntropyKernel));
-        k(Launch.GridStride(acc, rows), x, labels, loss, rows, cols);
+        k(Launch.GridStride(acc, (long)rows * cols), x, labels, loss, rows, cols);
     }
 
     public static void CrossEntropyBackward(Accelerator acc, ArrayView<float> x, ArrayView<float> labels, ArrayView<float> gloss, ArrayView<float> dx, int rows, int cols)
     {
         var k = KernelCache.Get(acc, "softmax.cross_entropy_backward",
             a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(CrossEntropyBackwardKernel));
-        k(Launch.GridStride(acc, rows), x, labels, gloss, dx, rows, cols);
+        k(Launch.GridStride(acc, (long)rows * cols), x, labels, gloss, dx, rows, cols);
     }
 
     public static KernelCost ForwardCost(long rows, long cols) => new(5.0 * rows * cols, 8.0 * rows * cols);

@@ -11,11 +11,16 @@ public static class ModelCheckpoint
     public const string ConfigKey = "config";
 
     public static void Save(string path, DiffusionTrunk model, IReadOnlyDictionary<string, string>? extraMetadata = null)
+        => Save(path, model.Config, model.NamedParameters(), extraMetadata);
+
+    /// <summary>Writes named tensors (a model's parameters, or its EMA averages under the parameters' names) with the
+    /// configuration in the metadata.</summary>
+    public static void Save(string path, ModelConfig config, IEnumerable<(string Name, Tensor Param)> tensors, IReadOnlyDictionary<string, string>? extraMetadata = null)
     {
-        var meta = new Dictionary<string, string> { ["format"] = "pt", [ConfigKey] = model.Config.ToJson() };
+        var meta = new Dictionary<string, string> { ["format"] = "pt", [ConfigKey] = config.ToJson() };
         if (extraMetadata != null)
             foreach (var (k, v) in extraMetadata) meta[k] = v;
-        SafeTensorsFile.Write(path, model.NamedParameters().Select(p => new SafeTensorWrite(p.Name, p.Param.Shape.Select(v => (long)v).ToArray(), p.Param.ToArray())), meta);
+        SafeTensorsFile.Write(path, tensors.Select(p => new SafeTensorWrite(p.Name, p.Param.Shape.Select(v => (long)v).ToArray(), p.Param.ToArray())), meta);
     }
 
     /// <summary>The configuration stored in a checkpoint, or the one in <paramref name="configPath"/> when given (a
@@ -50,20 +55,32 @@ public static class ModelCheckpoint
     /// tensor, shape mismatch or unexpected tensor is reported, and nothing is copied.</summary>
     public static void LoadInto(Module model, SafeTensorsFile file, string source)
     {
-        var ps = model.NamedParameters().ToList();
-        foreach (var (name, p) in ps)
+        var targets = model.NamedParameters().ToList();
+        var known = targets.Select(p => p.Name).ToHashSet();
+        var extra = file.Tensors.FirstOrDefault(t => !known.Contains(t.Name));
+        var values = ReadChecked(file, source, targets);
+        if (extra != null)
+            throw new KdException($"{source}: tensor '{extra.Name}' is not a parameter of the configured model (wrong configuration?)");
+        Copy(targets, values);
+    }
+
+    /// <summary>Reads the file's tensor for every target after checking that each exists with the target's shape;
+    /// throws at the first problem, having changed nothing.</summary>
+    public static List<float[]> ReadChecked(SafeTensorsFile file, string source, IReadOnlyList<(string Name, Tensor Param)> targets)
+    {
+        foreach (var (name, p) in targets)
         {
             if (!file.Contains(name))
-                throw new KdException($"{source}: tensor '{name}' {p.ShapeText} is missing (the configuration has {ps.Count} parameter tensors, the file {file.Tensors.Count})");
+                throw new KdException($"{source}: tensor '{name}' {p.ShapeText} is missing (the configuration has {targets.Count} parameter tensors, the file {file.Tensors.Count})");
             var info = file.Info(name);
             if (!info.Shape.SequenceEqual(p.Shape.Select(v => (long)v)))
                 throw new KdException($"{source}: tensor '{name}' is [{string.Join(",", info.Shape)}] in the file but [{string.Join(",", p.Shape)}] in the configuration");
         }
-        var known = ps.Select(p => p.Name).ToHashSet();
-        var extra = file.Tensors.FirstOrDefault(t => !known.Contains(t.Name));
-        if (extra != null)
-            throw new KdException($"{source}: tensor '{extra.Name}' is not a parameter of the configured model (wrong configuration?)");
-        var values = ps.Select(p => file.ReadFloat32(p.Name)).ToList();   // every conversion done before any write
-        for (int i = 0; i < ps.Count; i++) ps[i].Param.CopyFrom(values[i]);
+        return targets.Select(t => file.ReadFloat32(t.Name)).ToList();   // every conversion done before any write
+    }
+
+    public static void Copy(IReadOnlyList<(string Name, Tensor Param)> targets, List<float[]> values)
+    {
+        for (int i = 0; i < targets.Count; i++) targets[i].Param.CopyFrom(values[i]);
     }
 }

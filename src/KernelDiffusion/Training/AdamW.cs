@@ -15,8 +15,11 @@ public sealed class AdamW : IDisposable
     public double Eps { get; set; } = 1e-8;
     public double WeightDecay { get; set; }
 
-    /// <summary>Steps taken so far (t of the bias corrections).</summary>
-    public long StepCount { get; private set; }
+    /// <summary>Steps taken so far (t of the bias corrections); set when resuming.</summary>
+    public long StepCount { get; set; }
+
+    /// <summary>Each parameter with its first and second moments (for checkpoints).</summary>
+    public IReadOnlyList<(Tensor P, Tensor M, Tensor V)> State => state;
 
     public AdamW(IEnumerable<Tensor> parameters, double learningRate, double weightDecay = 0.0)
     {

@@ -24,6 +24,9 @@ public sealed class Ema : IDisposable
 
     public IReadOnlyList<Tensor> Shadows => pairs.Select(x => x.Shadow).ToList();
 
+    /// <summary>Each parameter with its average (for checkpoints).</summary>
+    public IReadOnlyList<(Tensor P, Tensor Shadow)> Pairs => pairs;
+
     public void Update()
     {
         foreach (var (p, s) in pairs) Adam.Ema(p.Device.Accelerator, s.View, p.View, (float)Rate, p.Length);
