@@ -22,7 +22,7 @@ public struct GemmShape
     public readonly int IndexC(int b, int i, int j) => Base(b, StrideC, OuterC) + i * N + j;
 }
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers (the CPU accelerator's
 /// form). v2: T x T shared-memory tiles (T = 16 on GPUs; smaller where groups are smaller), ragged edges
@@ -77,11 +77,53 @@ public static class Gemm
         }
     }
 
-    public static GemmVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? GemmVersion.V1Naive : GemmVersion.V2Tiled;
+    /// <summary>v3, for the CPU accelerator: one output row per unit of work, so index arithmetic happens once per
+    /// row and the innermost loop is contiguous: C[i, :] += A(i, k) B[k, :] without TransB, a dot product of A's row
+    /// with B's row j with it.</summary>
+    static void V3Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
+    {
+        int rows = s.Batch * s.M, stride = Grid.DimX * Group.DimX;
+        for (int r = Grid.GlobalIndex.X; r < rows; r += stride)
+        {
+            int bi = r / s.M, i = r % s.M;
+            int ab = s.Base(bi, s.StrideA, s.OuterA), bb = s.Base(bi, s.StrideB, s.OuterB), cr = s.IndexC(bi, i, 0);
+            // A(i, k) = a[ai + k * ak]
+            int ai = ab + (s.TransA == 0 ? i * s.K : i), ak = s.TransA == 0 ? 1 : s.M;
+            if (s.TransB == 0)
+            {
+                for (int j = 0; j < s.N; j++) c[cr + j] = s.Beta == 0 ? 0f : s.Beta * c[cr + j];
+                for (int k = 0; k < s.K; k++)
+                {
+                    float av = s.Alpha * a[ai + k * ak];
+                    int br = bb + k * s.N;
+                    for (int j = 0; j < s.N; j++) c[cr + j] += av * b[br + j];
+                }
+            }
+            else
+            {
+                for (int j = 0; j < s.N; j++)
+                {
+                    int br = bb + j * s.K;
+                    float acc = 0;
+                    for (int k = 0; k < s.K; k++) acc += a[ai + k * ak] * b[br + k];
+                    c[cr + j] = s.Beta == 0 ? s.Alpha * acc : s.Alpha * acc + s.Beta * c[cr + j];
+                }
+            }
+        }
+    }
+
+    public static GemmVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? GemmVersion.V3Rows : GemmVersion.V2Tiled;
 
     public static void Run(Accelerator acc, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, GemmVersion? version = null)
     {
-        if ((version ?? Choose(acc)) == GemmVersion.V1Naive)
+        var v = version ?? Choose(acc);
+        if (v == GemmVersion.V3Rows)
+        {
+            var k = KernelCache.Get(acc, "gemm.v3",
+                x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(V3Kernel));
+            k(Launch.GridStride(acc, (long)s.Batch * s.M * s.N * Math.Max(1, s.K / 16)), a, b, c, s);
+        }
+        else if (v == GemmVersion.V1Naive)
         {
             var k = KernelCache.Get(acc, "gemm.v1",
                 x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(V1Kernel));

@@ -11,6 +11,8 @@ root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(CheckCommand.Create());
 root.Subcommands.Add(InitCommand.Create());
 root.Subcommands.Add(TraceCommand.Create());
+root.Subcommands.Add(TrainCommand.Create("unet"));
+root.Subcommands.Add(TrainCommand.Create("classifier"));
 root.Subcommands.Add(CompareCommands.TraceInputs());
 root.Subcommands.Add(CompareCommands.Compare());
 return root.Parse(args).Invoke();

@@ -20,7 +20,7 @@ public sealed class KernelCheckTests(DeviceFixture fx)
     public void ChecksCoverEveryKernelFamily()
     {
         var names = KernelChecks.Names;
-        foreach (var family in new[] { "add", "sub", "mul", "scale", "silu", "sum", "mean", "gemm.v1", "gemm.v2", "matmul", "linear",
+        foreach (var family in new[] { "add", "sub", "mul", "scale", "silu", "sum", "mean", "gemm.v1", "gemm.v2", "gemm.v3", "conv2d.v3", "matmul", "linear",
                      "softmax", "log_softmax", "cross_entropy", "philox", "adamw", "ema" })
             Assert.Contains(names, n => n.StartsWith(family));
         Assert.Equal(names.Count, names.Distinct().Count());

@@ -31,7 +31,11 @@ public static partial class Ops
     static void RecordReference(ComputeDevice d, string op, Tensor output, Func<double[][], double[]> reference, params Tensor[] inputs)
         => d.Reference?.Add(op, output, inputs, reference);
 
-    static Tensor Output(ComputeDevice d, int[] shape, string op) => d.Temporary(shape, $"{op}#{Interlocked.Increment(ref outputCounter)}");
+    static Tensor Output(ComputeDevice d, int[] shape, string op)
+    {
+        d.Profiler?.Mark(d, op);
+        return d.Temporary(shape, $"{op}#{Interlocked.Increment(ref outputCounter)}");
+    }
 
     static string Text(int[] shape) => "[" + string.Join(",", shape) + "]";
 

@@ -240,6 +240,7 @@ public static class KernelChecks
             var streaming = With(v => v.Attention = AttentionVersion.V2Streaming, op);
             list.Add(Forward(name + ".v1.gemm_v1", [[2, 24, 7]], With(v => { v.Attention = AttentionVersion.V1Gemm; v.Gemm = GemmVersion.V1Naive; }, op), reference));
             list.Add(Forward(name + ".v1.gemm_v2", [[2, 24, 7]], With(v => { v.Attention = AttentionVersion.V1Gemm; v.Gemm = GemmVersion.V2Tiled; }, op), reference));
+            list.Add(Forward(name + ".v1.gemm_v3", [[2, 24, 7]], With(v => { v.Attention = AttentionVersion.V1Gemm; v.Gemm = GemmVersion.V3Rows; }, op), reference));
             list.Add(Forward(name + ".v2", [[2, 24, 7]], streaming, reference));
             // The backward runs with the version the forward chose: force it for the whole check.
             list.Add(VersionedBackward(name + ".v1", [[2, 24, 7]], v => v.Attention = AttentionVersion.V1Gemm, op, reference));
@@ -316,9 +317,9 @@ public static class KernelChecks
         }
 
         // Batched GEMM: all four transposes, ragged shapes, a shared operand, and alpha / beta at the kernel level.
-        foreach (var version in new[] { GemmVersion.V1Naive, GemmVersion.V2Tiled })
+        foreach (var version in new[] { GemmVersion.V1Naive, GemmVersion.V2Tiled, GemmVersion.V3Rows })
         {
-            string tag = version == GemmVersion.V1Naive ? "v1" : "v2";
+            string tag = "v" + (int)version;
             const int B = 2, M = 17, N = 19, K = 23;
             foreach (var (ta, tb) in new[] { (false, false), (false, true), (true, false), (true, true) })
             {

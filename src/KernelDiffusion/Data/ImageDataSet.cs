@@ -1,35 +1,62 @@
 namespace KernelDiffusion.Data;
 
-/// <summary>An in-memory image data set, NCHW float32 pixels scaled to [-1, 1], integer labels.</summary>
+/// <summary>An in-memory image data set: NCHW float32 pixels scaled to [-1, 1] and one integer label per image.
+/// The loaders validate everything before building one, so its arrays are always consistent.</summary>
 public sealed class ImageDataSet
 {
+    /// <summary>Where the images came from, for messages and logs: e.g. "fashion-mnist (train)" or the folder path.</summary>
     public required string Source { get; init; }
     public required int Count { get; init; }
     public required int Channels { get; init; }
     public required int Height { get; init; }
     public required int Width { get; init; }
+    /// <summary>Count * Channels * Height * Width values, image after image, each in [-1, 1].</summary>
     public required float[] Pixels { get; init; }
+    /// <summary>Count labels, each in [0, NumClasses).</summary>
     public required int[] Labels { get; init; }
     public required IReadOnlyList<string> ClassNames { get; init; }
+
     public int NumClasses => ClassNames.Count;
     public int ImageLength => Channels * Height * Width;
 
-    /// <summary>Copies image i (optionally mirrored left-right) into dst at offset.</summary>
+    /// <summary>Copies image <paramref name="i"/> into <paramref name="dst"/> at <paramref name="offset"/>,
+    /// mirrored left-right when <paramref name="flip"/> is set (the usual augmentation).</summary>
     public void CopyImage(int i, float[] dst, int offset, bool flip = false)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(i);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(i, Count);
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(offset, dst.Length - ImageLength);
+        var src = Pixels.AsSpan(i * ImageLength, ImageLength);
         if (!flip)
         {
-            Array.Copy(Pixels, (long)i * ImageLength, dst, offset, ImageLength);
+            src.CopyTo(dst.AsSpan(offset));
             return;
         }
-        for (int r = 0; r < Channels * Height; r++)
-            for (int c = 0; c < Width; c++)
-                dst[offset + r * Width + c] = Pixels[(long)i * ImageLength + r * Width + Width - 1 - c];
+        for (int row = 0; row < Channels * Height; row++)
+        {
+            var to = dst.AsSpan(offset + row * Width, Width);
+            src.Slice(row * Width, Width).CopyTo(to);
+            to.Reverse();
+        }
     }
 
-    public ImageDataSet Take(int n) => new()
+    /// <summary>The first <paramref name="n"/> images (for fixtures and quick runs); the whole set when it holds
+    /// no more than that.</summary>
+    public ImageDataSet Take(int n)
     {
-        Source = Source, Count = Math.Min(n, Count), Channels = Channels, Height = Height, Width = Width,
-        Pixels = Pixels[..(Math.Min(n, Count) * ImageLength)], Labels = Labels[..Math.Min(n, Count)], ClassNames = ClassNames,
-    };
+        ArgumentOutOfRangeException.ThrowIfLessThan(n, 1);
+        if (n >= Count) return this;
+        return new ImageDataSet
+        {
+            Source = $"{Source} (first {n})",
+            Count = n,
+            Channels = Channels,
+            Height = Height,
+            Width = Width,
+            Pixels = Pixels[..(n * ImageLength)],
+            Labels = Labels[..n],
+            ClassNames = ClassNames,
+        };
+    }
 }

@@ -41,6 +41,9 @@ public sealed class ComputeDevice : IDisposable
     /// <summary>When set, every op also records its float64 reference there, so the graph can be replayed in float64.</summary>
     public ReferenceGraph? Reference { get; set; }
 
+    /// <summary>When set, op times are collected there (approximate, and it slows the run: see OpProfiler).</summary>
+    public OpProfiler? Profiler { get; set; }
+
     /// <summary>When set, every op checks its inputs for NaN and Inf (one small read-back per input: for debugging).</summary>
     public bool CheckNumerics { get; set; }
 

@@ -1,0 +1,158 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using KernelDiffusion.Data;
+using KernelDiffusion.Nn;
+using KernelDiffusion.Runtime;
+using KernelDiffusion.Training;
+using Spectre.Console;
+
+namespace KernelDiffusion.Cli;
+
+/// <summary><c>kd train</c> (the UNet denoiser, classifier-free joint training) and <c>kd train-classifier</c> (the
+/// noise-aware classifier): a progress bar, a CSV loss log, checkpoints every N steps and at the end, exact resume.</summary>
+static class TrainCommand
+{
+    public static Command Create(string kind)
+    {
+        bool unet = kind == "unet";
+        var d0 = new TrainOptions { Kind = kind };
+        var device = Common.DeviceOption();
+        var config = new Option<string>("--config")
+        {
+            Description = "model configuration JSON (guided-diffusion's constructor names)",
+            DefaultValueFactory = _ => unet ? "configs/fmnist_unet.json" : "configs/fmnist_classifier.json",
+        };
+        var data = new Option<string>("--data") { Description = "fashion-mnist | idx:DIR | mnist:DIR | folder:DIR", DefaultValueFactory = _ => d0.Data };
+        var limit = new Option<int>("--limit") { Description = "use only the first N training images (0: all)" };
+        var outDir = new Option<string>("--out") { Description = "run folder: state.safetensors, model.safetensors (EMA weights), loss.csv", Required = true };
+        var resume = new Option<bool>("--resume") { Description = "continue the run in --out exactly where it stopped (--steps may be raised)" };
+        var steps = new Option<int>("--steps") { Description = "optimiser steps in all", DefaultValueFactory = _ => d0.Steps };
+        var batch = new Option<int>("--batch") { DefaultValueFactory = _ => d0.Batch };
+        var micro = new Option<int>("--micro-batch") { Description = "accumulate gradients over micro-batches of this size (0: the batch)" };
+        var lr = new Option<double>("--lr") { DefaultValueFactory = _ => d0.Lr };
+        var wd = new Option<double>("--weight-decay") { DefaultValueFactory = _ => d0.WeightDecay };
+        var warmup = new Option<int>("--warmup") { Description = "linear warm-up steps" };
+        var anneal = new Option<bool>("--anneal") { Description = "anneal the learning rate linearly to 0 at the last step" };
+        var clip = new Option<double>("--clip") { Description = "global gradient-norm clip (0: off)", DefaultValueFactory = _ => d0.ClipNorm };
+        var ema = new Option<string>("--ema") { Description = "EMA rates, comma-separated (the first is exported as model.safetensors)", DefaultValueFactory = _ => "0.9999" };
+        var pUncond = new Option<double>("--p-uncond") { Description = "probability of training a sample with the null label (classifier-free guidance)", DefaultValueFactory = _ => d0.PUncond };
+        var schedule = new Option<string>("--schedule") { Description = "linear | cosine | logsnr", DefaultValueFactory = _ => d0.Schedule };
+        var timesteps = new Option<int>("--timesteps") { DefaultValueFactory = _ => d0.Timesteps };
+        var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => d0.Seed };
+        var saveEvery = new Option<int>("--save-every") { Description = "checkpoint every N steps (0: only at the end)", DefaultValueFactory = _ => d0.SaveEvery };
+        var maxBad = new Option<int>("--max-bad-steps") { Description = "stop after this many non-finite steps in a row", DefaultValueFactory = _ => d0.MaxBadSteps };
+        var flip = new Option<bool>("--flip") { Description = "random horizontal flips" };
+        var cmd = new Command(unet ? "train" : "train-classifier",
+            unet ? "Train the UNet denoiser (epsilon prediction; classifier-free guidance by dropping labels to the null label)."
+                 : "Train the noise-aware classifier on x_t at uniformly drawn timesteps.");
+        var options = new List<Option> { config, data, limit, outDir, resume, steps, batch, micro, lr, wd, warmup, anneal, clip, ema, schedule, timesteps, seed, saveEvery, maxBad, flip, device };
+        if (unet) options.Insert(14, pUncond);
+        foreach (var o in options) cmd.Options.Add(o);
+        cmd.SetAction(r => Common.Guard(() =>
+        {
+            string dir = r.GetValue(outDir)!;
+            var rates = r.GetValue(ema)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(s => double.TryParse(s, CultureInfo.InvariantCulture, out var v) ? v : throw new KdException($"--ema: '{s}' is not a number")).ToArray();
+            var o = new TrainOptions
+            {
+                Kind = kind, Data = r.GetValue(data)!, Steps = r.GetValue(steps), Batch = r.GetValue(batch), MicroBatch = r.GetValue(micro),
+                Lr = r.GetValue(lr), WeightDecay = r.GetValue(wd), Warmup = r.GetValue(warmup), Anneal = r.GetValue(anneal), ClipNorm = r.GetValue(clip),
+                EmaRates = rates, PUncond = unet ? r.GetValue(pUncond) : 0, Schedule = r.GetValue(schedule)!, Timesteps = r.GetValue(timesteps),
+                Seed = r.GetValue(seed), SaveEvery = r.GetValue(saveEvery), MaxBadSteps = r.GetValue(maxBad), Flip = r.GetValue(flip),
+            };
+            if (r.GetValue(resume))
+            {
+                var saved = TrainCheckpoint.OptionsOf(dir);
+                if (saved.Kind != kind) throw new KdException($"{dir}: holds a '{saved.Kind}' run, not a '{kind}' run");
+                o = saved with { Steps = Math.Max(saved.Steps, o.Steps), SaveEvery = o.SaveEvery };
+            }
+            else if (File.Exists(Path.Combine(dir, TrainCheckpoint.StateFile)))
+                throw new KdException($"{dir} already holds a run: pass --resume to continue it, or choose another --out");
+            o.Validate();
+            var modelConfig = r.GetValue(resume) ? null : ModelConfig.FromFile(r.GetValue(config)!);
+            var set = DataSources.Open(o.Data, train: true, size: modelConfig?.ImageSize, channels: modelConfig?.InChannels ?? 1);
+            if (r.GetValue(limit) > 0) set = set.Take(r.GetValue(limit));
+            using var d = ComputeDevice.Open(r.GetValue(device));
+            Directory.CreateDirectory(dir);
+            Trainer t;
+            if (r.GetValue(resume)) t = TrainCheckpoint.Resume(d, dir, set, o);
+            else
+            {
+                DiffusionTrunk model = modelConfig!.IsClassifier ? new Classifier(d, modelConfig) : new UNet(d, modelConfig);
+                if (model.Config.IsClassifier != (kind == "classifier"))
+                    throw new KdException($"{r.GetValue(config)}: describes a {modelConfig.Model}, not a {kind}");
+                model.Initialize(o.Seed);
+                t = new Trainer(d, model, set, o);
+            }
+            using (t)
+            using (t.Model)
+                return Run(t, dir, set, d);
+        }));
+        return cmd;
+    }
+
+    static int Run(Trainer t, string dir, ImageDataSet set, ComputeDevice d)
+    {
+        var o = t.Options;
+        AnsiConsole.MarkupLine($"{o.Kind} with {t.Model.ParameterCount:N0} parameters on [green]{d.Info.Id}[/]; data {Markup.Escape(set.Source)}: {set.Count:N0} images; " +
+                               $"{(t.Step > 0 ? $"resuming at step {t.Step}" : "from scratch")} to step {o.Steps}");
+        var log = new LossLog(Path.Combine(dir, "loss.csv"), o.Kind == "classifier", t.Step);
+        bool stop = false;
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop = true; };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            var started = DateTime.UtcNow;
+            long first = t.Step;
+            AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask("training", maxValue: o.Steps);
+                    task.Value = t.Step;
+                    while (t.Step < o.Steps && !stop)
+                    {
+                        var s = t.TrainStep();
+                        log.Append(s, (DateTime.UtcNow - started).TotalSeconds);
+                        double rate = (t.Step - first) / Math.Max(1e-9, (DateTime.UtcNow - started).TotalSeconds);
+                        string acc = s.QuarterAccuracy == null ? "" : " acc/quarter " + string.Join(" ", s.QuarterAccuracy.Select(a => double.IsNaN(a) ? "-" : a.ToString("F2")));
+                        task.Description = Markup.Escape($"step {t.Step}/{o.Steps} loss {s.Loss:F4}{acc} {rate:F2} steps/s{(s.Skipped ? " SKIPPED (non-finite)" : "")}");
+                        task.Value = t.Step;
+                        if (o.SaveEvery > 0 && t.Step % o.SaveEvery == 0) TrainCheckpoint.Save(dir, t);
+                    }
+                });
+            TrainCheckpoint.Save(dir, t);
+            AnsiConsole.MarkupLine($"{(stop ? "interrupted" : "done")} at step {t.Step}; {t.SkippedSteps} skipped steps; saved {Markup.Escape(Path.Combine(dir, TrainCheckpoint.StateFile))} and {TrainCheckpoint.ModelFile}");
+            return 0;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    /// <summary>loss.csv: one row per step; on resume, rows from steps after the checkpoint (a run killed between
+    /// checkpoints) are dropped so that every step appears once.</summary>
+    sealed class LossLog
+    {
+        readonly string path;
+
+        public LossLog(string path, bool classifier, long resumeStep)
+        {
+            this.path = path;
+            string header = "step,loss,grad_norm,lr,skipped,seconds" + (classifier ? ",acc_q1,acc_q2,acc_q3,acc_q4" : "");
+            var keep = File.Exists(path)
+                ? File.ReadAllLines(path).Skip(1).Where(l => long.TryParse(l.Split(',')[0], CultureInfo.InvariantCulture, out var s) && s < resumeStep)
+                : [];
+            AtomicFile.WriteAllText(path, string.Join("\n", keep.Prepend(header)) + "\n");
+        }
+
+        public void Append(StepResult s, double seconds)
+        {
+            var line = new StringBuilder(FormattableString.Invariant($"{s.Step},{s.Loss:G6},{s.GradNorm:G6},{s.Lr:G6},{(s.Skipped ? 1 : 0)},{seconds:F2}"));
+            if (s.QuarterAccuracy != null)
+                foreach (var a in s.QuarterAccuracy) line.Append(FormattableString.Invariant($",{a:F4}"));
+            File.AppendAllText(path, line.Append('\n').ToString());
+        }
+    }
+}
