@@ -105,6 +105,24 @@ public sealed class TrainerTests(DeviceFixture fx) : IDisposable
     }
 
     [Fact]
+    public void LearnSigmaTrainsTheVarianceHalfThroughTheHybridLoss()
+    {
+        var c = Tiny with { OutChannels = 2, Dropout = 0 };
+        using var t = Fresh(Synthetic(), Options with { ClipNorm = 0 }, c);
+        var s = t.TrainStep();
+        Assert.True(double.IsFinite(s.Loss));
+        // out.2 is the last conv: output channel 1 is the variance value v, which only the bound term trains.
+        var outConv = t.Model.NamedParameters().Single(p => p.Name == "out.2.weight").Param;
+        var g = outConv.Grad!.ToArray();
+        int perChannel = g.Length / 2;
+        Assert.Contains(g.Skip(perChannel), v => v != 0);
+        var e = Assert.Throws<KdException>(() => Fresh(Synthetic(), Options with { Schedule = "logsnr" }, c));
+        Assert.Contains("learn_sigma", e.Message);
+        t.Model.Dispose();
+        fx.Device.Tape.Reset();
+    }
+
+    [Fact]
     public void MismatchedDataOrLabelsAreRefusedBeforeTraining()
     {
         var e = Assert.Throws<KdException>(() => Fresh(Synthetic(), Options, Tiny with { NumClasses = 3 }));

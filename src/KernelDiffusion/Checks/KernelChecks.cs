@@ -271,6 +271,62 @@ public static class KernelChecks
             v => Kernels.Dropout.Reference.Apply(v[0], (double)0.3f, 1234, 5));
     }
 
+    /// <summary>The learn_sigma variational-bound term at t = 0 (decoder NLL, edge pixels included) and t &gt; 0 (KL):
+    /// forward against float64, the gradient with respect to v against central differences.</summary>
+    static void AddDiffusionLoss(List<Case> list)
+    {
+        const int b = 3, per = 30;
+        var s = Diffusion.NoiseSchedule.Named("linear", 1000);
+        int[] times = [0, 10, 600];
+        double[] Coefs()
+        {
+            return times.SelectMany(t => new[]
+            {
+                1 / s.SqrtAlphasCumprod[t], Math.Sqrt(1 / s.AlphasCumprod[t] - 1), s.PosteriorMeanCoef1[t], s.PosteriorMeanCoef2[t],
+                s.PosteriorLogVarianceClipped[t], Math.Log(s.Betas[t]), t == 0 ? 1.0 : 0.0,
+            }).ToArray();
+        }
+        (double[] Eps, double[] V, double[] Xt, double[] X0) Inputs(Random r)
+        {
+            var x0 = Enumerable.Range(0, b * per).Select(i => i % 7 == 0 ? -1.0 : i % 11 == 0 ? 1.0 : 2 * r.NextDouble() - 1).ToArray();
+            var eps = Randn(r, b * per);
+            // x_t drawn as the schedule draws it at each row's t, so the predicted mean lies near x_0 as in training.
+            var xt = x0.Select((x, i) => s.SqrtAlphasCumprod[times[i / per]] * x + s.SqrtOneMinusAlphasCumprod[times[i / per]] * eps[i]).ToArray();
+            var epsPred = eps.Select(e => e + 0.05 * (r.NextDouble() - 0.5)).ToArray();
+            return (epsPred, Enumerable.Range(0, b * per).Select(_ => 1.8 * r.NextDouble() - 0.9).ToArray(), xt, x0);
+        }
+        list.Add(new Case("learned_range_vb", $"[{b},{per}]", (d, r) =>
+        {
+            var (eps, v, xt, x0) = Inputs(r);
+            var c = Coefs();
+            using var te = Upload(d, eps, [b, per], "eps");
+            using var tv = Upload(d, v, [b, per], "v", grad: true);
+            using var tx = Upload(d, xt, [b, per], "x_t");
+            using var t0 = Upload(d, x0, [b, per], "x_0");
+            using var tc = Upload(d, c, [b, DiffusionLoss.Coefs], "coefs");
+            var o = Ops.LearnedRangeVb(te, tv, tx, t0, tc);
+            double Vb(double[] vv, int i) => DiffusionLoss.Reference.Vb(eps, vv, xt, x0, c, per).Skip(i * per).Take(per).Average();
+            double fwd = RelError(o.ToArray(), Enumerable.Range(0, b).Select(i => Vb(v, i)).ToArray());
+            var w = Randn(r, b);
+            using var tw = Upload(d, w, [b], "w");
+            d.Tape.Backward(Ops.Sum(Ops.Mul(o, tw)));
+            var got = tv.Grad!.ToArray();
+            var fd = new double[v.Length];
+            for (int k = 0; k < v.Length; k++)
+            {
+                double keep = v[k];
+                v[k] = keep + 1e-5;
+                double lp = Enumerable.Range(0, b).Sum(i => w[i] * Vb(v, i));
+                v[k] = keep - 1e-5;
+                double lm = Enumerable.Range(0, b).Sum(i => w[i] * Vb(v, i));
+                v[k] = keep;
+                fd[k] = (lp - lm) / 2e-5;
+            }
+            double bwd = RelError(got, fd);
+            return (Math.Max(fwd / Fwd, bwd / Bwd), 1, $"forward {fwd:E2} (tolerance {Fwd:E0}), d/dv {bwd:E2} (tolerance {Bwd:E0}); shown as the larger ratio to its tolerance");
+        }));
+    }
+
     // ---- the cases ----
 
     static List<Case> Build()
@@ -400,6 +456,7 @@ public static class KernelChecks
         }));
 
         AddModelKernels(list);
+        AddDiffusionLoss(list);
 
         // AdamW and EMA.
         list.Add(new Case("adamw", "[1003]", (d, r) =>

@@ -11,8 +11,9 @@ namespace KernelDiffusion.Training;
 /// <summary>What one optimiser step did.</summary>
 public sealed record StepResult(long Step, double Loss, double GradNorm, double Lr, bool Skipped, double[]? QuarterAccuracy);
 
-/// <summary>Trains a UNet (epsilon prediction, mean-squared error; classifier-free joint training by dropping labels
-/// to the null label with probability p_uncond) or a noise-aware classifier (cross-entropy on x_t at uniform t).
+/// <summary>Trains a UNet (epsilon prediction, mean-squared error; with learn_sigma, i.e. twice the input channels
+/// out, guided-diffusion's hybrid loss: MSE + the variational-bound term times T/1000 for the learned-range
+/// variance; classifier-free joint training by dropping labels to the null label with probability p_uncond) or a noise-aware classifier (cross-entropy on x_t at uniform t).
 /// Every random choice of step s (timesteps, label drops, noise, dropout masks, the data order) is a counter-based
 /// function of (seed, s), so a resumed run continues bitwise where it stopped.</summary>
 public sealed class Trainer : IDisposable
@@ -24,8 +25,8 @@ public sealed class Trainer : IDisposable
     readonly ImageDataSet data;
     readonly NoiseSchedule? schedule;
     readonly LogSnrSchedule? logSnr;
-    readonly Tensor x0, coefSignal, coefNoise, times, labels;
-    readonly float[] hostImages, hostSignal, hostNoise, hostTimes, hostLabels;
+    readonly Tensor x0, coefSignal, coefNoise, times, labels, vbCoefs;
+    readonly float[] hostImages, hostSignal, hostNoise, hostTimes, hostLabels, hostVb;
     readonly int[] order;
     long orderEpoch = -1;
     Tensor? normBuffer;
@@ -48,6 +49,11 @@ public sealed class Trainer : IDisposable
             throw new KdException($"train: the classifier has {c.OutChannels} outputs but '{data.Source}' has {data.NumClasses} classes");
         if (options.Kind == "unet" && c.NumClasses > 0 && c.NumClasses != data.NumClasses + 1)
             throw new KdException($"train: num_classes {c.NumClasses} should be the data's {data.NumClasses} classes plus one null label for classifier-free guidance");
+        bool learnSigma = options.Kind == "unet" && c.OutChannels == 2 * c.InChannels;
+        if (options.Kind == "unet" && c.OutChannels != c.InChannels && !learnSigma)
+            throw new KdException($"train: out_channels {c.OutChannels} must be in_channels {c.InChannels} (epsilon) or twice it (learn_sigma)");
+        if (learnSigma && options.Schedule == "logsnr")
+            throw new KdException("train: learn_sigma (out_channels = 2 x in_channels) needs a discrete schedule (linear or cosine), not logsnr");
         this.d = d;
         this.data = data;
         Model = model;
@@ -62,6 +68,8 @@ public sealed class Trainer : IDisposable
         coefNoise = d.Empty([m, 1, 1, 1], "sqrt_one_minus_alphas_cumprod_t");
         times = d.Empty([m], "t");
         labels = d.Empty([m], "y");
+        vbCoefs = d.Empty([m, DiffusionLoss.Coefs], "vb_coefficients");
+        hostVb = new float[m * DiffusionLoss.Coefs];
         hostImages = new float[x0.Length];
         (hostSignal, hostNoise, hostTimes, hostLabels) = (new float[m], new float[m], new float[m], new float[m]);
         order = new int[data.Count];
@@ -113,6 +121,12 @@ public sealed class Trainer : IDisposable
             {
                 int t = Math.Min(schedule.T - 1, (int)(ut[i] * schedule.T));
                 (hostSignal[i], hostNoise[i], hostTimes[i]) = ((float)schedule.SqrtAlphasCumprod[t], (float)schedule.SqrtOneMinusAlphasCumprod[t], t);
+                double[] vb =
+                [
+                    1 / schedule.SqrtAlphasCumprod[t], Math.Sqrt(1 / schedule.AlphasCumprod[t] - 1), schedule.PosteriorMeanCoef1[t],
+                    schedule.PosteriorMeanCoef2[t], schedule.PosteriorLogVarianceClipped[t], Math.Log(schedule.Betas[t]), t == 0 ? 1 : 0,
+                ];
+                for (int k = 0; k < vb.Length; k++) hostVb[i * DiffusionLoss.Coefs + k] = (float)vb[k];
             }
             else
             {
@@ -125,6 +139,7 @@ public sealed class Trainer : IDisposable
         coefNoise.CopyFrom(hostNoise);
         times.CopyFrom(hostTimes);
         labels.CopyFrom(hostLabels);
+        if (schedule != null) vbCoefs.CopyFrom(hostVb);
         return Ops.Add(Ops.Mul(x0, coefSignal), Ops.Mul(Noise(micro), coefNoise));
     }
 
@@ -153,9 +168,16 @@ public sealed class Trainer : IDisposable
             if (Model is UNet unet)
             {
                 var output = unet.Forward(xt, times, Model.Config.NumClasses > 0 ? labels : null, State(k));
-                var eps = output.Dim(1) == data.Channels ? output : Ops.Slice(output, 1, 0, data.Channels);   // learn_sigma: first half
+                int ch = data.Channels;
+                var eps = output.Dim(1) == ch ? output : Ops.Slice(output, 1, 0, ch);   // learn_sigma: eps is the first half
                 var diff = Ops.Sub(eps, lastNoise!);
                 l = Ops.Mean(Ops.Mul(diff, diff));
+                if (output.Dim(1) == 2 * ch)
+                {
+                    // The hybrid loss's variational-bound term trains the variance values; eps enters it detached.
+                    var vb = Ops.LearnedRangeVb(eps, Ops.Slice(output, 1, ch, ch), xt, x0, vbCoefs);
+                    l = Ops.Add(l, Ops.Scale(Ops.Mean(vb), schedule!.T / 1000f));
+                }
             }
             else
             {
@@ -230,7 +252,7 @@ public sealed class Trainer : IDisposable
 
     public void Dispose()
     {
-        foreach (var t in new[] { x0, coefSignal, coefNoise, times, labels }) t.Dispose();
+        foreach (var t in new[] { x0, coefSignal, coefNoise, times, labels, vbCoefs }) t.Dispose();
         normBuffer?.Dispose();
         Optimizer.Dispose();
         foreach (var e in Emas) e.Dispose();
