@@ -7,7 +7,8 @@ namespace KernelDiffusion.Kernels;
 /// <summary>o = alpha * (a op b); Broadcast copies alpha * a (b is ignored: pass a again).</summary>
 public enum BinaryOp { Add = 0, Sub = 1, Mul = 2, Broadcast = 3 }
 
-public enum UnaryOp { Affine = 0, Silu = 1, Fill = 2 }
+/// <summary>Affine: alpha x + beta; Clamp: x limited to [alpha, beta].</summary>
+public enum UnaryOp { Affine = 0, Silu = 1, Fill = 2, Clamp = 3 }
 
 /// <summary>Index map of a broadcast over four dimensions (shapes are right-aligned and padded with 1s on the
 /// left, as in NumPy): output sizes D0..D3 and the element strides of each input, 0 where it is broadcast.</summary>
@@ -101,7 +102,7 @@ public static class Elementwise
         {
             if (op == 2) { o[i] = alpha; continue; }
             float v = x[i];
-            o[i] = op == 0 ? alpha * v + beta : v / (1f + XMath.Exp(-v));
+            o[i] = op == 0 ? alpha * v + beta : op == 3 ? XMath.Clamp(v, alpha, beta) : v / (1f + XMath.Exp(-v));
         }
     }
 
@@ -176,6 +177,7 @@ public static class Elementwise
         }
 
         public static double[] Affine(double[] x, double alpha, double beta) => x.Select(v => alpha * v + beta).ToArray();
+        public static double[] Clamp(double[] x, double lo, double hi) => x.Select(v => Math.Min(Math.Max(v, lo), hi)).ToArray();
         public static double[] Silu(double[] x) => x.Select(Ref.Silu).ToArray();
         public static double[] SiluBackward(double[] x, double[] g)
             => x.Select((v, i) => { double s = Ref.Sigmoid(v); return g[i] * s * (1 + v * (1 - s)); }).ToArray();

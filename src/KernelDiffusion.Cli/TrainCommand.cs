@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using KernelDiffusion.Data;
+using KernelDiffusion.Diffusion;
 using KernelDiffusion.Nn;
 using KernelDiffusion.Runtime;
 using KernelDiffusion.Training;
@@ -43,11 +44,19 @@ static class TrainCommand
         var saveEvery = new Option<int>("--save-every") { Description = "checkpoint every N steps (0: only at the end)", DefaultValueFactory = _ => d0.SaveEvery };
         var maxBad = new Option<int>("--max-bad-steps") { Description = "stop after this many non-finite steps in a row", DefaultValueFactory = _ => d0.MaxBadSteps };
         var flip = new Option<bool>("--flip") { Description = "random horizontal flips" };
+        var sampleEvery = new Option<int>("--sample-every") { Description = "write DIR/samples/step-N.png every N steps, sampled with the current weights (0: never)" };
+        var sampleSteps = new Option<int>("--sample-steps") { Description = "DDIM steps of those samples", DefaultValueFactory = _ => 25 };
+        var guidance = new Option<float>("--guidance") { Description = "classifier-free guidance weight w of those samples: (1 + w) eps(x, c) - w eps(x)", DefaultValueFactory = _ => 1f };
+        var perClass = new Option<int>("--samples-per-class") { Description = "columns of the grid (one row per class)", DefaultValueFactory = _ => 4 };
         var cmd = new Command(unet ? "train" : "train-classifier",
             unet ? "Train the UNet denoiser (epsilon prediction; classifier-free guidance by dropping labels to the null label)."
                  : "Train the noise-aware classifier on x_t at uniformly drawn timesteps.");
         var options = new List<Option> { config, data, limit, outDir, resume, steps, batch, micro, lr, wd, warmup, anneal, clip, ema, schedule, timesteps, seed, saveEvery, maxBad, flip, device };
-        if (unet) options.Insert(14, pUncond);
+        if (unet)
+        {
+            options.Insert(14, pUncond);
+            options.InsertRange(options.Count - 1, [sampleEvery, sampleSteps, guidance, perClass]);
+        }
         foreach (var o in options) cmd.Options.Add(o);
         cmd.SetAction(r => Common.Guard(() =>
         {
@@ -85,15 +94,32 @@ static class TrainCommand
                 model.Initialize(o.Seed);
                 t = new Trainer(d, model, set, o);
             }
+            var grid = unet ? new GridOptions(r.GetValue(sampleEvery), r.GetValue(sampleSteps), r.GetValue(guidance), r.GetValue(perClass)) : null;
             using (t)
             using (t.Model)
-                return Run(t, dir, set, d);
+                return Run(t, dir, set, d, grid);
         }));
         return cmd;
     }
 
-    static int Run(Trainer t, string dir, ImageDataSet set, ComputeDevice d)
+    sealed record GridOptions(int Every, int Steps, float Guidance, int PerClass);
+
+    /// <summary>A grid of samples from the current weights: one row per class (the null label excluded), or 4 rows of
+    /// an unconditional model.</summary>
+    static void WriteGrid(Trainer t, ComputeDevice d, string dir, GridOptions g)
     {
+        var c = t.Model.Config;
+        var schedule = NoiseSchedule.Named(t.Options.Schedule == "logsnr" ? "linear" : t.Options.Schedule, t.Options.Timesteps);
+        int[]? labels = c.NumClasses > 0 ? Enumerable.Range(0, c.NumClasses - 1).SelectMany(k => Enumerable.Repeat(k, g.PerClass)).ToArray() : null;
+        int count = labels?.Length ?? 4 * g.PerClass;
+        var pixels = DdimSampler.Sample(d, (UNet)t.Model, schedule, labels, count, Math.Min(g.Steps, schedule.T), g.Guidance, t.Options.Seed);
+        ImageGrid.Save(Path.Combine(dir, "samples", $"step-{t.Step}.png"), pixels, count, c.InChannels, c.ImageSize, c.ImageSize, g.PerClass);
+    }
+
+    static int Run(Trainer t, string dir, ImageDataSet set, ComputeDevice d, GridOptions? grid)
+    {
+        if (grid is { Every: > 0 } && t.Options.Schedule == "logsnr")
+            AnsiConsole.MarkupLine("[yellow]note:[/] sample grids use the linear schedule's DDIM steps (the log-SNR sampler comes with kd sample)");
         var o = t.Options;
         AnsiConsole.MarkupLine($"{o.Kind} with {t.Model.ParameterCount:N0} parameters on [green]{d.Info.Id}[/]; data {Markup.Escape(set.Source)}: {set.Count:N0} images; " +
                                $"{(t.Step > 0 ? $"resuming at step {t.Step}" : "from scratch")} to step {o.Steps}");
@@ -119,6 +145,11 @@ static class TrainCommand
                         task.Description = Markup.Escape($"step {t.Step}/{o.Steps} loss {s.Loss:F4}{acc} {rate:F2} steps/s{(s.Skipped ? " SKIPPED (non-finite)" : "")}");
                         task.Value = t.Step;
                         if (o.SaveEvery > 0 && t.Step % o.SaveEvery == 0) TrainCheckpoint.Save(dir, t);
+                        if (grid is { Every: > 0 } && t.Step % grid.Every == 0)
+                        {
+                            task.Description = Markup.Escape($"step {t.Step}/{o.Steps}: sampling a grid");
+                            WriteGrid(t, d, dir, grid);
+                        }
                     }
                 });
             TrainCheckpoint.Save(dir, t);

@@ -50,6 +50,19 @@ public static partial class Ops
         return o;
     }
 
+    /// <summary>x limited to [lo, hi]: the x0 clipping of samplers, which run under NoGrad. It has no backward, so
+    /// recording it in a graph is refused rather than silently cutting the gradient.</summary>
+    public static Tensor Clamp(Tensor x, float lo, float hi)
+    {
+        var d = Inputs("clamp", x);
+        if (d.Tape.ShouldRecord(x))
+            throw new KdException($"clamp: '{x.Name}' needs a gradient, but clamp has no backward (use it under NoGrad)");
+        var o = Output(d, x.Shape, "clamp");
+        Elementwise.Unary(d.Accelerator, UnaryOp.Clamp, x.View, o.View, lo, hi, x.Length);
+        RecordReference(d, "clamp", o, v => Elementwise.Reference.Clamp(v[0], lo, hi), x);
+        return o;
+    }
+
     /// <summary>SiLU(x) = x * sigmoid(x).</summary>
     public static Tensor Silu(Tensor x)
     {

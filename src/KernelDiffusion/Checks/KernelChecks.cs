@@ -349,6 +349,7 @@ public static class KernelChecks
             v => Elementwise.Reference.Binary(BinaryOp.Add, v[0], [3, 1, 7], v[1], [5, 1], [3, 5, 7]));
         Both(list, "scale", [[37]], t => Ops.Scale(t[0], -1.7f, 0.3f), v => Elementwise.Reference.Affine(v[0], -1.7f, 0.3f));
         Both(list, "silu", [[3, 5, 7]], t => Ops.Silu(t[0]), v => Elementwise.Reference.Silu(v[0]));
+        list.Add(Forward("clamp", [[3, 5, 7]], t => Ops.Clamp(t[0], -0.5f, 0.7f), v => Elementwise.Reference.Clamp(v[0], -0.5, 0.7)));
 
         // Sum and mean over chosen axes, both kernel versions.
         foreach (var version in new[] { ReduceVersion.V1PerOutput, ReduceVersion.V2GroupTree })
