@@ -125,18 +125,20 @@ public static class Attention
         }
     }
 
-    /// <summary>dS[t, u] = P[t, u] (dP[t, u] - delta[t]) with P from the saved lse and dP = sum_c da[c, t] v[c, u].</summary>
-    static float ScoreGrad(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta, AttentionShape s,
-        int b, int t, int u, float alpha)
+    /// <summary>P[t, u] = exp(alpha q[:, t] . k[:, u] - lse[t]), from the forward's saved log-sum-exp.</summary>
+    static float Weight(ArrayView<float> qkv, ArrayView<float> lse, AttentionShape s, int b, int t, int u, float alpha)
     {
-        float sc = 0, dp = 0;
-        for (int c = 0; c < s.Ch; c++)
-        {
-            sc += qkv[s.Qkv(b, 0, c, t)] * qkv[s.Qkv(b, 1, c, u)];
-            dp += da[s.Out(b, c, t)] * qkv[s.Qkv(b, 2, c, u)];
-        }
-        float p = XMath.Exp(sc * alpha - lse[b * s.T + t]);
-        return p * (dp - delta[b * s.T + t]);
+        float sc = 0;
+        for (int c = 0; c < s.Ch; c++) sc += qkv[s.Qkv(b, 0, c, t)] * qkv[s.Qkv(b, 1, c, u)];
+        return XMath.Exp(sc * alpha - lse[b * s.T + t]);
+    }
+
+    /// <summary>alpha dS[t, u] = alpha P[t, u] (dP[t, u] - delta[t]) with dP = sum_c da[c, t] v[c, u].</summary>
+    static float ScoreGrad(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> delta, AttentionShape s, int b, int t, int u, float p, float alpha)
+    {
+        float dp = 0;
+        for (int c = 0; c < s.Ch; c++) dp += da[s.Out(b, c, t)] * qkv[s.Qkv(b, 2, c, u)];
+        return alpha * p * (dp - delta[b * s.T + t]);
     }
 
     /// <summary>dq[:, t] = alpha sum_u dS[t, u] k[:, u], one query row per thread.</summary>
@@ -151,7 +153,7 @@ public static class Attention
             for (int c = 0; c < s.Ch; c++) dqkv[s.Qkv(b, 0, c, t)] = 0f;
             for (int u = 0; u < s.T; u++)
             {
-                float ds = alpha * ScoreGrad(qkv, da, lse, delta, s, b, t, u, alpha);
+                float ds = ScoreGrad(qkv, da, delta, s, b, t, u, Weight(qkv, lse, s, b, t, u, alpha), alpha);
                 for (int c = 0; c < s.Ch; c++) dqkv[s.Qkv(b, 0, c, t)] += ds * qkv[s.Qkv(b, 1, c, u)];
             }
         }
@@ -173,10 +175,7 @@ public static class Attention
             }
             for (int t = 0; t < s.T; t++)
             {
-                float sc = 0;
-                for (int c = 0; c < s.Ch; c++) sc += qkv[s.Qkv(b, 0, c, t)] * qkv[s.Qkv(b, 1, c, u)];
-                float p = XMath.Exp(sc * alpha - lse[b * s.T + t]);
-                float ds = alpha * ScoreGrad(qkv, da, lse, delta, s, b, t, u, alpha);
+                float p = Weight(qkv, lse, s, b, t, u, alpha), ds = ScoreGrad(qkv, da, delta, s, b, t, u, p, alpha);
                 for (int c = 0; c < s.Ch; c++)
                 {
                     dqkv[s.Qkv(b, 1, c, u)] += ds * qkv[s.Qkv(b, 0, c, t)];

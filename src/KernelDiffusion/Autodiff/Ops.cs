@@ -76,7 +76,7 @@ public static partial class Ops
         var kept = shape.Select((s, i) => reduce[i] ? 1 : s).ToArray();
         int count = x.Length / kept.Aggregate(1, (p, s) => p * s);
         var o = Output(d, kept, op);
-        Launch(d, x, o, mean ? 1f / count : 1f);
+        SumInto(d, x, o, mean ? 1f / count : 1f);
         RecordReference(d, op, o, v => Reduce.Reference.Sum(v[0], shape, kept, mean ? 1.0 / count : 1.0), x);
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record(op, o, g => d.Tape.Accumulate(x, Expand(g, x.Shape, mean ? 1f / count : 1f), owned: true));
@@ -85,7 +85,8 @@ public static partial class Ops
         return Reshape(o, squeezed.Length == 0 ? [1] : squeezed);
     }
 
-    static void Launch(ComputeDevice d, Tensor x, Tensor o, float scale)
+    /// <summary>o = scale * (x summed down to o's shape).</summary>
+    static void SumInto(ComputeDevice d, Tensor x, Tensor o, float scale)
     {
         var plan = ReducePlan.Create(x.Shape, Pad(o.Shape, x.Rank));
         Reduce.Sum(d.Accelerator, x.View, o.View, plan, o.Length, scale, d.Versions.Reduce);
@@ -100,7 +101,7 @@ public static partial class Ops
     {
         if (scale == 1 && g.Shape.SequenceEqual(shape)) return (g, gOwned);
         var o = Output(g.Device, shape, "sum_to");
-        Launch(g.Device, g, o, scale);
+        SumInto(g.Device, g, o, scale);
         return (o, true);
     }
 

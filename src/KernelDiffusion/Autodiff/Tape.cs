@@ -68,11 +68,13 @@ public sealed class Tape(ComputeDevice device)
     internal void Accumulate(Tensor target, Tensor g, bool owned)
     {
         if (!target.RequiresGrad) return;
+        if (g.Length != target.Length)
+            throw new InvalidOperationException($"backward: a gradient {g.ShapeText} reached '{target.Name}' {target.ShapeText} (an op's backward is wrong)");
         if (target.Grad == null)
         {
             if (owned && !target.IsPersistent && !g.IsPersistent)
             {
-                target.Grad = g.Length == target.Length && g.Rank == target.Rank ? g : Ops.Reshape(g, target.Shape);
+                target.Grad = g.Shape.SequenceEqual(target.Shape) ? g : Ops.Reshape(g, target.Shape);
                 return;
             }
             target.Grad = target.IsPersistent ? device.Empty(target.Shape, target.Name + ".grad") : device.Temporary(target.Shape, target.Name + ".grad");

@@ -133,12 +133,11 @@ public sealed class SafeTensorsFile
             case "F16": for (int i = 0; i < values.Length; i++) values[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(data[(2 * i)..]); break;
             // BF16 is the upper half of an F32.
             case "BF16": for (int i = 0; i < values.Length; i++) values[i] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(data[(2 * i)..]) << 16); break;
-            case "I64": for (int i = 0; i < values.Length; i++) values[i] = BinaryPrimitives.ReadInt64LittleEndian(data[(8 * i)..]); break;
-            case "I32": for (int i = 0; i < values.Length; i++) values[i] = BinaryPrimitives.ReadInt32LittleEndian(data[(4 * i)..]); break;
-            case "I16": for (int i = 0; i < values.Length; i++) values[i] = BinaryPrimitives.ReadInt16LittleEndian(data[(2 * i)..]); break;
-            case "I8": for (int i = 0; i < values.Length; i++) values[i] = (sbyte)data[i]; break;
-            case "U8": for (int i = 0; i < values.Length; i++) values[i] = data[i]; break;
-            case "BOOL": for (int i = 0; i < values.Length; i++) values[i] = data[i] != 0 ? 1 : 0; break;
+            default:
+                // Integer dtypes and BOOL: decoded once, in ReadInt64.
+                var ints = ReadInt64(name);
+                for (int i = 0; i < values.Length; i++) values[i] = ints[i];
+                break;
         }
         return values;
     }

@@ -60,7 +60,7 @@ public static class KernelChecks
     static string S(int[] s) => "[" + string.Join(",", s) + "]";
     static int Count(int[] s) => s.Aggregate(1, (a, b) => a * b);
 
-    static double[] Randn(Random r, int n)
+    internal static double[] Randn(Random r, int n)
     {
         var x = new double[n];
         for (int i = 0; i < n; i++)
@@ -150,32 +150,13 @@ public static class KernelChecks
         list.Add(Backward(kernel, shapes, op, reference));
     }
 
-    /// <summary>Runs f with one kernel version forced, restoring the previous choice.</summary>
-    static Func<Tensor[], Tensor> With(Action<KernelVersions> set, Func<Tensor[], Tensor> f) => t =>
-    {
-        var v = t[0].Device.Versions;
-        var (gemm, reduce, conv, gn, att) = (v.Gemm, v.Reduce, v.Conv, v.GroupNorm, v.Attention);
-        set(v);
-        try { return f(t); }
-        finally { (v.Gemm, v.Reduce, v.Conv, v.GroupNorm, v.Attention) = (gemm, reduce, conv, gn, att); }
-    };
+    /// <summary>An op with kernel versions forced for its forward (its backward runs later, with the defaults).</summary>
+    static Func<Tensor[], Tensor> With(Action<KernelVersions> force, Func<Tensor[], Tensor> f)
+        => t => t[0].Device.Versions.With(force, () => f(t));
 
-    /// <summary>A backward check with a kernel version forced for the forward and the backward.</summary>
-    static Case VersionedBackward(string kernel, int[][] shapes, Action<KernelVersions> set, Func<Tensor[], Tensor> op, Func<double[][], double[]> reference)
-    {
-        var inner = Backward(kernel, shapes, op, reference);
-        return inner with
-        {
-            Run = (d, r) =>
-            {
-                var v = d.Versions;
-                var saved = v.Attention;
-                set(v);
-                try { return inner.Run(d, r); }
-                finally { v.Attention = saved; }
-            },
-        };
-    }
+    /// <summary>A whole check, forward and backward, with kernel versions forced.</summary>
+    static Case Forced(Action<KernelVersions> force, Case inner)
+        => inner with { Run = (d, r) => d.Versions.With(force, () => inner.Run(d, r)) };
 
     /// <summary>Convolution, GroupNorm, attention, resampling, layout, embeddings and dropout (the UNet's kernels).</summary>
     static void AddModelKernels(List<Case> list)
@@ -243,8 +224,8 @@ public static class KernelChecks
             list.Add(Forward(name + ".v1.gemm_v3", [[2, 24, 7]], With(v => { v.Attention = AttentionVersion.V1Gemm; v.Gemm = GemmVersion.V3Rows; }, op), reference));
             list.Add(Forward(name + ".v2", [[2, 24, 7]], streaming, reference));
             // The backward runs with the version the forward chose: force it for the whole check.
-            list.Add(VersionedBackward(name + ".v1", [[2, 24, 7]], v => v.Attention = AttentionVersion.V1Gemm, op, reference));
-            list.Add(VersionedBackward(name + ".v2", [[2, 24, 7]], v => v.Attention = AttentionVersion.V2Streaming, op, reference));
+            list.Add(Forced(v => v.Attention = AttentionVersion.V1Gemm, Backward(name + ".v1", [[2, 24, 7]], op, reference)));
+            list.Add(Forced(v => v.Attention = AttentionVersion.V2Streaming, Backward(name + ".v2", [[2, 24, 7]], op, reference)));
         }
 
         // Resampling (odd sizes for the pool), concat along channels and along the last axis, slice.
@@ -351,27 +332,20 @@ public static class KernelChecks
         Both(list, "silu", [[3, 5, 7]], t => Ops.Silu(t[0]), v => Elementwise.Reference.Silu(v[0]));
         list.Add(Forward("clamp", [[3, 5, 7]], t => Ops.Clamp(t[0], -0.5f, 0.7f), v => Elementwise.Reference.Clamp(v[0], -0.5, 0.7)));
 
-        // Sum and mean over chosen axes, both kernel versions.
+        // Sum and mean over chosen axes, both kernel versions; their backward (an expand) uses neither, so it is checked once.
+        int[] rs = [3, 5, 7, 2];
+        Func<double[][], double[]> sum = v => Reduce.Reference.Sum(v[0], rs, [1, 5, 1, 2], 1);
+        Func<double[][], double[]> mean = v => Reduce.Reference.Sum(v[0], rs, [3, 5, 1, 1], 1.0 / 14);
         foreach (var version in new[] { ReduceVersion.V1PerOutput, ReduceVersion.V2GroupTree })
         {
-            string tag = version == ReduceVersion.V1PerOutput ? "v1" : "v2";
-            Func<Tensor[], Tensor> Versioned(Func<Tensor[], Tensor> f) => t =>
-            {
-                var d = t[0].Device;
-                var old = d.Versions.Reduce;
-                d.Versions.Reduce = version;
-                try { return f(t); }
-                finally { d.Versions.Reduce = old; }
-            };
-            int[] s = [3, 5, 7, 2];
-            Func<double[][], double[]> sum = v => Reduce.Reference.Sum(v[0], s, [1, 5, 1, 2], 1);
-            Func<double[][], double[]> mean = v => Reduce.Reference.Sum(v[0], s, [3, 5, 1, 1], 1.0 / 14);
-            list.Add(Forward($"sum.{tag}", [s], Versioned(t => Ops.Sum(t[0], [0, 2])), sum, conditioned: true));
-            list.Add(Backward($"sum.{tag}", [s], Versioned(t => Ops.Sum(t[0], [0, 2])), sum));
-            list.Add(Forward($"mean.{tag}", [s], Versioned(t => Ops.Mean(t[0], [2, 3])), mean, conditioned: true));
-            list.Add(Backward($"mean.{tag}", [s], Versioned(t => Ops.Mean(t[0], [2, 3])), mean));
-            list.Add(Forward($"sum.{tag}", [[1001]], Versioned(t => Ops.Sum(t[0])), v => Reduce.Reference.Sum(v[0], [1001], [1], 1), conditioned: true));
+            string tag = "v" + (int)version;
+            Func<Tensor[], Tensor> Reduced(Func<Tensor[], Tensor> f) => With(v => v.Reduce = version, f);
+            list.Add(Forward($"sum.{tag}", [rs], Reduced(t => Ops.Sum(t[0], [0, 2])), sum, conditioned: true));
+            list.Add(Forward($"mean.{tag}", [rs], Reduced(t => Ops.Mean(t[0], [2, 3])), mean, conditioned: true));
+            list.Add(Forward($"sum.{tag}", [[1001]], Reduced(t => Ops.Sum(t[0])), v => Reduce.Reference.Sum(v[0], [1001], [1], 1), conditioned: true));
         }
+        list.Add(Backward("sum", [rs], t => Ops.Sum(t[0], [0, 2]), sum));
+        list.Add(Backward("mean", [rs], t => Ops.Mean(t[0], [2, 3]), mean));
 
         // Batched GEMM: all four transposes, ragged shapes, a shared operand, and alpha / beta at the kernel level.
         foreach (var version in new[] { GemmVersion.V1Naive, GemmVersion.V2Tiled, GemmVersion.V3Rows })
@@ -383,14 +357,7 @@ public static class KernelChecks
                 int[] sa = ta ? [B, K, M] : [B, M, K], sb = tb ? [B, N, K] : [B, K, N];
                 var shape = new GemmShape { Batch = B, M = M, N = N, K = K, TransA = ta ? 1 : 0, TransB = tb ? 1 : 0, StrideA = M * K, StrideB = K * N, StrideC = M * N, Alpha = 1 };
                 string kernel = $"gemm.{tag}.{(ta ? "t" : "n")}{(tb ? "t" : "n")}";
-                Func<Tensor[], Tensor> op = t =>
-                {
-                    var d = t[0].Device;
-                    var old = d.Versions.Gemm;
-                    d.Versions.Gemm = version;
-                    try { return Ops.MatMul(t[0], t[1], ta, tb); }
-                    finally { d.Versions.Gemm = old; }
-                };
+                var op = With(v => v.Gemm = version, t => Ops.MatMul(t[0], t[1], ta, tb));
                 list.Add(Forward(kernel, [sa, sb], op, v => Gemm.Reference.Run(v[0], v[1], null, shape)));
                 // The backward runs after the version is restored: one check per transpose pair covers it.
                 if (version == GemmVersion.V1Naive)

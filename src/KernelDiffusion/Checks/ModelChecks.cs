@@ -16,8 +16,7 @@ public static class ModelChecks
     {
         var started = DateTime.UtcNow;
         var rng = new Random(seed);
-        float[] Randn(int n) => Enumerable.Range(0, n)
-            .Select(_ => (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()))).ToArray();
+        float[] Randn(int n) => KernelChecks.Randn(rng, n).Select(v => (float)v).ToArray();
         using DiffusionTrunk model = c.IsClassifier ? new Classifier(d, c) : new UNet(d, c);
         model.Initialize((ulong)seed, randomizeConstants: true);
         var graph = new ReferenceGraph();

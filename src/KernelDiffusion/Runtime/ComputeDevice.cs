@@ -20,6 +20,15 @@ public sealed class KernelVersions
     public ConvVersion? Conv { get; set; }
     public GroupNormVersion? GroupNorm { get; set; }
     public AttentionVersion? Attention { get; set; }
+
+    /// <summary>Runs f with some versions forced, then restores every choice.</summary>
+    public T With<T>(Action<KernelVersions> force, Func<T> f)
+    {
+        var (gemm, reduce, conv, gn, att) = (Gemm, Reduce, Conv, GroupNorm, Attention);
+        force(this);
+        try { return f(); }
+        finally { (Gemm, Reduce, Conv, GroupNorm, Attention) = (gemm, reduce, conv, gn, att); }
+    }
 }
 
 /// <summary>An accelerator with its buffer pool and tape. Chooses CUDA, then OpenCL, then ILGPU's CPU accelerator,

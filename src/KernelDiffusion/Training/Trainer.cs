@@ -29,7 +29,7 @@ public sealed class Trainer : IDisposable
     readonly float[] hostImages, hostSignal, hostNoise, hostTimes, hostLabels, hostVb;
     readonly int[] order;
     long orderEpoch = -1;
-    Tensor? normBuffer;
+    Tensor? stepSums;
 
     public DiffusionTrunk Model { get; }
     public TrainOptions Options { get; }
@@ -102,8 +102,8 @@ public sealed class Trainer : IDisposable
         return order[(int)(p % data.Count)];
     }
 
-    /// <summary>Fills the device inputs of micro-batch k and returns x_t.</summary>
-    Tensor NoisyInputs(int micro)
+    /// <summary>Fills the device inputs of micro-batch k and returns x_t with the noise it was drawn with.</summary>
+    (Tensor Xt, Tensor Eps) NoisyInputs(int micro)
     {
         int m = Options.Micro, len = data.ImageLength;
         var ut = Uniforms(StreamTime, micro, m);
@@ -121,12 +121,14 @@ public sealed class Trainer : IDisposable
             {
                 int t = Math.Min(schedule.T - 1, (int)(ut[i] * schedule.T));
                 (hostSignal[i], hostNoise[i], hostTimes[i]) = ((float)schedule.SqrtAlphasCumprod[t], (float)schedule.SqrtOneMinusAlphasCumprod[t], t);
-                double[] vb =
-                [
-                    1 / schedule.SqrtAlphasCumprod[t], Math.Sqrt(1 / schedule.AlphasCumprod[t] - 1), schedule.PosteriorMeanCoef1[t],
-                    schedule.PosteriorMeanCoef2[t], schedule.PosteriorLogVarianceClipped[t], Math.Log(schedule.Betas[t]), t == 0 ? 1 : 0,
-                ];
-                for (int k = 0; k < vb.Length; k++) hostVb[i * DiffusionLoss.Coefs + k] = (float)vb[k];
+                var vb = hostVb.AsSpan(i * DiffusionLoss.Coefs, DiffusionLoss.Coefs);
+                vb[0] = (float)(1 / schedule.SqrtAlphasCumprod[t]);
+                vb[1] = (float)Math.Sqrt(1 / schedule.AlphasCumprod[t] - 1);
+                vb[2] = (float)schedule.PosteriorMeanCoef1[t];
+                vb[3] = (float)schedule.PosteriorMeanCoef2[t];
+                vb[4] = (float)schedule.PosteriorLogVarianceClipped[t];
+                vb[5] = (float)Math.Log(schedule.Betas[t]);
+                vb[6] = t == 0 ? 1 : 0;
             }
             else
             {
@@ -140,11 +142,9 @@ public sealed class Trainer : IDisposable
         times.CopyFrom(hostTimes);
         labels.CopyFrom(hostLabels);
         if (schedule != null) vbCoefs.CopyFrom(hostVb);
-        return Ops.Add(Ops.Mul(x0, coefSignal), Ops.Mul(Noise(micro), coefNoise));
+        var eps = Ops.Normal(d, x0.Shape, Options.Seed ^ (StreamNoise << 48), ((ulong)Step << 28) + ((ulong)micro << 22));
+        return (Ops.Add(Ops.Mul(x0, coefSignal), Ops.Mul(eps, coefNoise)), eps);
     }
-
-    Tensor? lastNoise;
-    Tensor Noise(int micro) => lastNoise = Ops.Normal(d, x0.Shape, Options.Seed ^ (StreamNoise << 48), ((ulong)Step << 28) + ((ulong)micro << 22));
 
     ForwardState State(int micro) => new()
     {
@@ -157,20 +157,19 @@ public sealed class Trainer : IDisposable
     public StepResult TrainStep()
     {
         int micros = Options.Batch / Options.Micro;
-        double loss = 0;
         var correct = new double[4];
         var seen = new double[4];
         Optimizer.ZeroGrad();
         for (int k = 0; k < micros; k++)
         {
-            var xt = NoisyInputs(k);
+            var (xt, noise) = NoisyInputs(k);
             Tensor l;
             if (Model is UNet unet)
             {
                 var output = unet.Forward(xt, times, Model.Config.NumClasses > 0 ? labels : null, State(k));
                 int ch = data.Channels;
                 var eps = output.Dim(1) == ch ? output : Ops.Slice(output, 1, 0, ch);   // learn_sigma: eps is the first half
-                var diff = Ops.Sub(eps, lastNoise!);
+                var diff = Ops.Sub(eps, noise);
                 l = Ops.Mean(Ops.Mul(diff, diff));
                 if (output.Dim(1) == 2 * ch)
                 {
@@ -186,9 +185,11 @@ public sealed class Trainer : IDisposable
                 CountCorrect(logits.ToArray(), logits.Dim(1), correct, seen);
             }
             d.Tape.Backward(micros == 1 ? l : Ops.Scale(l, 1f / micros));
-            loss += l.ToArray()[0] / micros;
+            // Each micro-batch's loss waits in the step buffer: one read per step, not one per micro-batch.
+            StepBuffer(micros).View.SubView(Model.Parameters().Count() + k, 1).CopyFrom(d.Accelerator.DefaultStream, l.View);
         }
-        double norm = GradientNorm();
+        var (norm, microLosses) = ReadStepBuffer();
+        double loss = microLosses.Average();
         double lr = Options.LrAt(Step);
         bool bad = !double.IsFinite(loss) || !double.IsFinite(norm);
         if (bad)
@@ -231,29 +232,33 @@ public sealed class Trainer : IDisposable
         }
     }
 
-    /// <summary>sqrt(sum of squared gradients) over every parameter: per-tensor sums land in one buffer, read once.</summary>
-    double GradientNorm()
+    /// <summary>[per-parameter squared gradient sums, then each micro-batch's loss]: read once per step.</summary>
+    Tensor StepBuffer(int micros) => stepSums ??= d.Empty([Model.Parameters().Count() + micros], "step_sums");
+
+    /// <summary>The global gradient norm sqrt(sum of squared gradients), and the micro-batch losses, in one read.</summary>
+    (double Norm, float[] Losses) ReadStepBuffer()
     {
         var ps = Model.Parameters().ToList();
-        normBuffer ??= d.Empty([ps.Count], "grad_sq_sums");
+        var buffer = StepBuffer(Options.Batch / Options.Micro);
         for (int i = 0; i < ps.Count; i++)
         {
             var g = ps[i].Grad;
             if (g == null)
             {
-                normBuffer.View.SubView(i, 1).MemSetToZero(d.Accelerator.DefaultStream);
+                buffer.View.SubView(i, 1).MemSetToZero(d.Accelerator.DefaultStream);
                 continue;
             }
             var sq = Ops.Mul(g, g);
-            Reduce.Sum(d.Accelerator, sq.View, normBuffer.View.SubView(i, 1), ReducePlan.Create([g.Length], [1]), 1, 1f);
+            Reduce.Sum(d.Accelerator, sq.View, buffer.View.SubView(i, 1), ReducePlan.Create([g.Length], [1]), 1, 1f);
         }
-        return Math.Sqrt(normBuffer.ToArray().Sum(v => (double)v));
+        var all = buffer.ToArray();
+        return (Math.Sqrt(all.Take(ps.Count).Sum(v => (double)v)), all[ps.Count..]);
     }
 
     public void Dispose()
     {
         foreach (var t in new[] { x0, coefSignal, coefNoise, times, labels, vbCoefs }) t.Dispose();
-        normBuffer?.Dispose();
+        stepSums?.Dispose();
         Optimizer.Dispose();
         foreach (var e in Emas) e.Dispose();
     }
