@@ -109,17 +109,18 @@ static class TrainCommand
     static void WriteGrid(Trainer t, ComputeDevice d, string dir, GridOptions g)
     {
         var c = t.Model.Config;
-        var schedule = NoiseSchedule.Named(t.Options.Schedule == "logsnr" ? "linear" : t.Options.Schedule, t.Options.Timesteps);
-        int[]? labels = c.NumClasses > 0 ? Enumerable.Range(0, c.NumClasses - 1).SelectMany(k => Enumerable.Repeat(k, g.PerClass)).ToArray() : null;
+        var o = t.Options;
+        var model = new UNetDenoiser((UNet)t.Model, hasNullLabel: o.PUncond > 0);
+        int[]? labels = c.NumClasses > 0 ? Enumerable.Range(0, c.NumClasses - (model.NullLabel != null ? 1 : 0)).SelectMany(k => Enumerable.Repeat(k, g.PerClass)).ToArray() : null;
         int count = labels?.Length ?? 4 * g.PerClass;
-        var pixels = DdimSampler.Sample(d, (UNet)t.Model, schedule, labels, count, Math.Min(g.Steps, schedule.T), g.Guidance, t.Options.Seed);
+        var options = new SampleOptions { Sampler = o.Schedule == "logsnr" ? "logsnr" : "ddim", Steps = Math.Min(g.Steps, o.Timesteps).ToString(CultureInfo.InvariantCulture), Seed = o.Seed };
+        var plan = GuidedSampler.Plan(o.Schedule, o.Timesteps, options, model.LearnsSigma);
+        var pixels = GuidedSampler.Sample(d, model, null, plan, SampleBatch.Uniform(labels, count, model.NullLabel != null ? g.Guidance : 0, 0), options);
         ImageGrid.Save(Path.Combine(dir, "samples", $"step-{t.Step}.png"), pixels, count, c.InChannels, c.ImageSize, c.ImageSize, g.PerClass);
     }
 
     static int Run(Trainer t, string dir, ImageDataSet set, ComputeDevice d, GridOptions? grid)
     {
-        if (grid is { Every: > 0 } && t.Options.Schedule == "logsnr")
-            AnsiConsole.MarkupLine("[yellow]note:[/] sample grids use the linear schedule's DDIM steps (the log-SNR sampler comes with kd sample)");
         var o = t.Options;
         AnsiConsole.MarkupLine($"{o.Kind} with {t.Model.ParameterCount:N0} parameters on [green]{d.Info.Id}[/]; data {Markup.Escape(set.Source)}: {set.Count:N0} images; " +
                                $"{(t.Step > 0 ? $"resuming at step {t.Step}" : "from scratch")} to step {o.Steps}");

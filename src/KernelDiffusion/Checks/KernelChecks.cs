@@ -11,7 +11,7 @@ public sealed record CheckResult(string Kernel, string Shape, double RelError, d
 /// the CPU accelerator. Inputs are fresh normal draws (the seed is in each result's note), every output buffer is
 /// poisoned with NaN first, shapes are ragged, and each backward is compared with central finite differences of
 /// the float64 reference.</summary>
-public static class KernelChecks
+public static partial class KernelChecks
 {
     const double Fwd = 1e-5, Bwd = 1e-4;
 
@@ -425,6 +425,7 @@ public static class KernelChecks
 
         AddModelKernels(list);
         AddDiffusionLoss(list);
+        AddSampling(list);
 
         // AdamW and EMA.
         list.Add(new Case("adamw", "[1003]", (d, r) =>

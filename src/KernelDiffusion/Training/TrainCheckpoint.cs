@@ -13,6 +13,7 @@ namespace KernelDiffusion.Training;
 public static class TrainCheckpoint
 {
     public const string StateFile = "state.safetensors", ModelFile = "model.safetensors";
+    public const string ScheduleKey = "schedule", TimestepsKey = "timesteps", PUncondKey = "p_uncond";
 
     static List<(string Name, Tensor Param)> Named(Trainer t)
     {
@@ -38,7 +39,13 @@ public static class TrainCheckpoint
         ModelCheckpoint.Save(Path.Combine(dir, StateFile), t.Model.Config, Named(t), meta);
         var names = t.Model.NamedParameters().Select(p => p.Name).ToList();
         ModelCheckpoint.Save(Path.Combine(dir, ModelFile), t.Model.Config, t.Emas[0].Pairs.Select((x, i) => (names[i], x.Shadow)),
-            new Dictionary<string, string> { ["weights"] = $"ema {t.Emas[0].Rate.ToString(CultureInfo.InvariantCulture)}", ["step"] = meta["step"] });
+            new Dictionary<string, string>
+            {
+                ["weights"] = $"ema {t.Emas[0].Rate.ToString(CultureInfo.InvariantCulture)}", ["step"] = meta["step"],
+                // What a sampler must know to use the weights: the noise schedule and whether label dropout made a null label.
+                [ScheduleKey] = t.Options.Schedule, [TimestepsKey] = t.Options.Timesteps.ToString(CultureInfo.InvariantCulture),
+                [PUncondKey] = t.Options.PUncond.ToString("R", CultureInfo.InvariantCulture),
+            });
     }
 
     /// <summary>The training options stored in a run's state.</summary>
