@@ -13,6 +13,7 @@ root.Subcommands.Add(InitCommand.Create());
 root.Subcommands.Add(TraceCommand.Create());
 root.Subcommands.Add(TrainCommand.Create("unet"));
 root.Subcommands.Add(TrainCommand.Create("classifier"));
+root.Subcommands.Add(SampleCommand.Create());
 root.Subcommands.Add(CompareCommands.TraceInputs());
 root.Subcommands.Add(CompareCommands.Compare());
 return root.Parse(args).Invoke();

@@ -37,7 +37,8 @@ public sealed class SamplerTests(DeviceFixture fx)
         Assert.Equal([0, 11, 22, 33, 44, 55, 66, 77, 88, 99], sections.Take(10));
         Assert.Equal(299, sections[^1]);
         Assert.Equal(Enumerable.Range(0, 7), SamplerPlan.SpaceTimesteps(7, "7"));
-        Assert.Contains("cannot take", Assert.Throws<KdException>(() => SamplerPlan.SpaceTimesteps(100, "101")).Message);
+        Assert.Contains("more than the schedule's 100", Assert.Throws<KdException>(() => SamplerPlan.SpaceTimesteps(100, "101")).Message);
+        Assert.Contains("cannot take", Assert.Throws<KdException>(() => SamplerPlan.SpaceTimesteps(100, "60,30")).Message);
         Assert.Contains("stride", Assert.Throws<KdException>(() => SamplerPlan.SpaceTimesteps(10, "ddim7")).Message);
         Assert.Contains("not a positive count", Assert.Throws<KdException>(() => SamplerPlan.SpaceTimesteps(10, "5,x")).Message);
     }
@@ -173,7 +174,7 @@ public sealed class SamplerTests(DeviceFixture fx)
         Assert.Contains("--grad-at mean", Refusal(cond, null, SampleBatch.Uniform([0], 1, 0, 0), o with { GradientAt = "mean" }));
         Assert.Contains("--rescale", Refusal(cond, null, SampleBatch.Uniform([0], 1, 0, 0), o with { RescalePhi = 0.5 }));
         Assert.Contains("--clip", Refusal(cond, null, SampleBatch.Uniform([0], 1, 0, 0), o with { Clip = "soft" }));
-        Assert.Contains("cannot take", Assert.Throws<KdException>(() => GuidedSampler.Plan("linear", 100, o with { Steps = "200" }, false)).Message);
+        Assert.Contains("more than the schedule's", Assert.Throws<KdException>(() => GuidedSampler.Plan("linear", 100, o with { Steps = "200" }, false)).Message);
         Assert.Contains("logsnr", Assert.Throws<KdException>(() => GuidedSampler.Plan("linear", 100, o with { Sampler = "logsnr" }, false)).Message);
         Assert.Contains("--sampler logsnr", Assert.Throws<KdException>(() => GuidedSampler.Plan("logsnr", 1000, o, false)).Message);
         Assert.Contains("--variance", Assert.Throws<KdException>(() => GuidedSampler.Plan("linear", 100, o with { Sampler = "ddpm", Variance = "big" }, false)).Message);

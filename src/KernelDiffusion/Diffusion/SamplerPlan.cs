@@ -30,6 +30,7 @@ public static class SamplerPlan
         }
         var counts = spec.Split(',').Select(p => int.TryParse(p.Trim(), out int v) && v >= 1 ? v
             : throw new KdException($"--steps '{spec}': '{p}' is not a positive count (forms: 250, 10,15,20, ddim25)")).ToArray();
+        if (counts.Sum() > t) throw new KdException($"--steps '{spec}': {counts.Sum()} steps are more than the schedule's {t} timesteps");
         int sizePer = t / counts.Length, extra = t % counts.Length, start = 0;
         var all = new SortedSet<int>();
         for (int i = 0; i < counts.Length; i++)
