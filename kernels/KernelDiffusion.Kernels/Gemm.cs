@@ -13,10 +13,11 @@ public struct GemmShape
     public float Alpha, Beta;
 
     /// <summary>Two-level batches (attention: batch b = sample n * heads + head h, where a sample's heads are
-    /// StrideX apart and samples OuterX apart). 0 or 1: one level, matrix b at b * StrideX.</summary>
+    /// StrideX apart and samples OuterX apart; one head is Split 1: matrix b at b * OuterX). 0: one level, matrix b at
+    /// b * StrideX.</summary>
     public int Split, OuterA, OuterB, OuterC;
 
-    public readonly int Base(int b, int stride, int outer) => Split > 1 ? (b / Split) * outer + (b % Split) * stride : b * stride;
+    public readonly int Base(int b, int stride, int outer) => Split > 0 ? (b / Split) * outer + (b % Split) * stride : b * stride;
     public readonly int IndexA(int b, int i, int k) => Base(b, StrideA, OuterA) + (TransA == 0 ? i * K + k : k * M + i);
     public readonly int IndexB(int b, int k, int j) => Base(b, StrideB, OuterB) + (TransB == 0 ? k * N + j : j * K + k);
     public readonly int IndexC(int b, int i, int j) => Base(b, StrideC, OuterC) + i * N + j;

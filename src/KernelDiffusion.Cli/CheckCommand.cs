@@ -56,7 +56,7 @@ static class CheckCommand
                 string name = Path.GetFileNameWithoutExtension(path), shape = $"batch {modelBatch}, {config.ImageSize}x{config.ImageSize}";
                 task.Description = Markup.Escape($"model {name} (float64 replay)");
                 var m = ModelChecks.Run(d, config, modelBatch);
-                string note = $"{m.Ops} ops replayed in float64, {m.Sampled} gradients sampled, {m.Seconds:F0} s";
+                string note = $"{m.Ops} ops replayed in float64, {m.Sampled} gradients sampled, {m.Seconds:F0} s; worst op {m.WorstOp}";
                 results.Add(new CheckResult($"model.{name}.forward", shape, m.ForwardError, 1e-5, m.ForwardError <= 1e-5, note));
                 results.Add(new CheckResult($"model.{name}.gradients", shape, m.GradientError, 1e-4, m.GradientError <= 1e-4, note));
                 task.Increment(1);

@@ -53,6 +53,29 @@ public sealed class ReferenceGraph
         return values;
     }
 
+    /// <summary>Each op on its own: its float64 reference applied to the device's values of its inputs, against the
+    /// device's output. The op with the largest relative error is where a whole-model mismatch starts (reads every
+    /// recorded tensor from the device; call before the tape is reset). Only the ops up to the one that produced
+    /// <paramref name="until"/>: a backward pass adds into gradients in place after recording them.</summary>
+    public (string Op, string Output, double Error) WorstOp(Tensor until)
+    {
+        var worst = ("none", "", 0.0);
+        foreach (var n in nodes.TakeWhile((_, i) => i == 0 || nodes[i - 1].Output != until))
+        {
+            var want = n.Reference(n.Inputs.Select(t => t.ToArray().Select(f => (double)f).ToArray()).ToArray());
+            var got = n.Output.ToArray();
+            double num = 0, den = 0;
+            for (int i = 0; i < got.Length; i++)
+            {
+                num += (got[i] - want[i]) * (got[i] - want[i]);
+                den += want[i] * want[i];
+            }
+            double err = Math.Sqrt(num / Math.Max(den, 1e-300));
+            if (!(err <= worst.Item3)) worst = (n.Op, $"{n.Output.Name}{n.Output.ShapeText}", err);
+        }
+        return worst;
+    }
+
     /// <summary>A leaf's value as float64, read from the device on first use.</summary>
     public double[] LeafValue(Tensor t)
     {

@@ -162,12 +162,12 @@ public static partial class KernelChecks
     static void AddModelKernels(List<Case> list)
     {
         // Convolution: each pass of each version against the float64 reference, then the op's backward by finite differences.
-        foreach (var (r, stride, h, w) in new[] { (3, 1, 5, 6), (3, 2, 7, 6), (1, 1, 4, 3) })
+        foreach (var (r, stride, h, w) in new[] { (3, 1, 5, 6), (3, 2, 7, 6), (3, 2, 11, 13), (1, 1, 4, 3) })
         {
             var g = ConvGeometry.Create(2, 3, h, w, 4, r, stride, r / 2);
             int[] xs = [2, 3, h, w], ws = [4, 3, r, r];
             string shape = $"x{S(xs)} w{S(ws)} s{stride}";
-            foreach (var version in new[] { ConvVersion.V1Direct, ConvVersion.V2Tiled, ConvVersion.V3Planes })
+            foreach (var version in new[] { ConvVersion.V1Direct, ConvVersion.V2Tiled, ConvVersion.V3Planes, ConvVersion.V4Blocked })
             {
                 string tag = "v" + (int)version;
                 list.Add(new Case($"conv2d.{tag}.forward", shape, (d, rng) =>
@@ -226,6 +226,13 @@ public static partial class KernelChecks
             // The backward runs with the version the forward chose: force it for the whole check.
             list.Add(Forced(v => v.Attention = AttentionVersion.V1Gemm, Backward(name + ".v1", [[2, 24, 7]], op, reference)));
             list.Add(Forced(v => v.Attention = AttentionVersion.V2Streaming, Backward(name + ".v2", [[2, 24, 7]], op, reference)));
+            // One head (the classifier's attention pool): samples are then the GEMMs' only batch level.
+            var one = a with { N = 3, C = 4, T = 5, Heads = 1 };
+            Func<Tensor[], Tensor> op1 = t => Ops.Attention(t[0], 1, newOrder);
+            Func<double[][], double[]> reference1 = v => Attention.Reference.Forward(v[0], one);
+            list.Add(Forward(name + ".one_head.v1", [[3, 12, 5]], With(v => v.Attention = AttentionVersion.V1Gemm, op1), reference1));
+            list.Add(Forced(v => v.Attention = AttentionVersion.V1Gemm, Backward(name + ".one_head.v1", [[3, 12, 5]], op1, reference1)));
+            list.Add(Forced(v => v.Attention = AttentionVersion.V2Streaming, Backward(name + ".one_head.v2", [[3, 12, 5]], op1, reference1)));
         }
 
         // Resampling (odd sizes for the pool), concat along channels and along the last axis, slice.

@@ -10,7 +10,9 @@ namespace KernelDiffusion.Checks;
 /// random everywhere, the reference's zero-initialised output layers included.</summary>
 public static class ModelChecks
 {
-    public sealed record Result(double ForwardError, double GradientError, int Ops, int Sampled, double Seconds);
+    /// <param name="WorstOp">The op whose device output is furthest from its own float64 reference on the same inputs
+    /// (where a mismatch starts), with that relative error.</param>
+    public sealed record Result(double ForwardError, double GradientError, int Ops, int Sampled, double Seconds, string WorstOp);
 
     public static Result Run(ComputeDevice d, ModelConfig c, int batch = 2, int xSamples = 6, int parameterStride = 10, int seed = 1)
     {
@@ -34,6 +36,7 @@ public static class ModelChecks
             d.Tape.Backward(Ops.Sum(Ops.Mul(output, gt)));
 
             double forward = KernelChecks.RelError(output.ToArray(), graph.Evaluate()[output]);
+            var (op, name, opError) = graph.WorstOp(output);
             var weights = g.Select(v => (double)v).ToArray();
             var got = new List<float>();
             var fd = new List<double>();
@@ -51,7 +54,8 @@ public static class ModelChecks
             var ps = model.NamedParameters().ToList();
             for (int i = 0; i < ps.Count; i += parameterStride) Sample(ps[i].Param, 2);
             Sample(ps[^1].Param, 2);
-            return new Result(forward, KernelChecks.RelError(got.ToArray(), fd.ToArray()), graph.Count, got.Count, (DateTime.UtcNow - started).TotalSeconds);
+            return new Result(forward, KernelChecks.RelError(got.ToArray(), fd.ToArray()), graph.Count, got.Count, (DateTime.UtcNow - started).TotalSeconds,
+                $"{op} -> {name}: {opError:E2}");
         }
         finally
         {

@@ -9,6 +9,8 @@ namespace KernelDiffusion.Runtime;
 public sealed class BufferPool(Accelerator accelerator) : IDisposable
 {
     readonly Dictionary<int, Stack<MemoryBuffer1D<float, Stride1D.Dense>>> free = [];
+    /// <summary>The same buffers as a set: a buffer returned twice would later go to two tensors at once.</summary>
+    readonly HashSet<MemoryBuffer1D<float, Stride1D.Dense>> freeSet = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>Device allocations made so far.</summary>
     public long Allocations { get; private set; }
@@ -26,7 +28,11 @@ public sealed class BufferPool(Accelerator accelerator) : IDisposable
         Rents++;
         InUse++;
         MemoryBuffer1D<float, Stride1D.Dense> buf;
-        if (free.TryGetValue(length, out var stack) && stack.Count > 0) buf = stack.Pop();
+        if (free.TryGetValue(length, out var stack) && stack.Count > 0)
+        {
+            buf = stack.Pop();
+            freeSet.Remove(buf);
+        }
         else
         {
             buf = accelerator.Allocate1D<float>(length);
@@ -39,6 +45,7 @@ public sealed class BufferPool(Accelerator accelerator) : IDisposable
 
     public void Return(MemoryBuffer1D<float, Stride1D.Dense> buf)
     {
+        if (!freeSet.Add(buf)) throw new InvalidOperationException($"buffer pool: a buffer of {buf.Length} elements was returned twice");
         InUse--;
         int length = (int)buf.Length;
         if (!free.TryGetValue(length, out var stack)) free[length] = stack = new();
@@ -50,6 +57,7 @@ public sealed class BufferPool(Accelerator accelerator) : IDisposable
     {
         foreach (var s in free.Values)
             while (s.Count > 0) s.Pop().Dispose();
+        freeSet.Clear();
     }
 
     public void Dispose() => Trim();
