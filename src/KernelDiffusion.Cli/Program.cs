@@ -14,6 +14,8 @@ root.Subcommands.Add(TraceCommand.Create());
 root.Subcommands.Add(TrainCommand.Create("unet"));
 root.Subcommands.Add(TrainCommand.Create("classifier"));
 root.Subcommands.Add(SampleCommand.Create());
+root.Subcommands.Add(EvalCommand.Create());
+root.Subcommands.Add(SweepCommand.Create());
 root.Subcommands.Add(CompareCommands.TraceInputs());
 root.Subcommands.Add(CompareCommands.Compare());
 return root.Parse(args).Invoke();

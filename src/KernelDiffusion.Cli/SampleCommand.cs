@@ -55,31 +55,16 @@ static class SampleCommand
             cmd.Options.Add(o);
         cmd.SetAction(r => Common.Guard(() =>
         {
-            string modelPath = ResolveWeights(r.GetValue(checkpoint), ShippedModel, "--checkpoint", required: true)!;
-            var meta = SafeTensorsFile.Read(modelPath).Metadata;
-            string scheduleName = r.GetValue(schedule) ?? meta.GetValueOrDefault(TrainCheckpoint.ScheduleKey) ?? "linear";
-            int t = r.GetValue(timesteps) ?? (meta.TryGetValue(TrainCheckpoint.TimestepsKey, out var ts) ? int.Parse(ts, CultureInfo.InvariantCulture) : 1000);
-            bool hasNull = !meta.TryGetValue(TrainCheckpoint.PUncondKey, out var pu) || double.Parse(pu, CultureInfo.InvariantCulture) > 0;
             if (r.GetValue(batch) < 1) throw new KdException($"--batch {r.GetValue(batch)} must be positive");
             if (r.GetValue(perClass) < 1) throw new KdException($"--per-class {r.GetValue(perClass)} must be positive");
+            string? mode = r.GetValue(guidance);
+            if (mode is not (null or "none" or "cfg" or "classifier" or "both")) throw new KdException($"--guidance '{mode}' is not none, cfg, classifier or both");
 
             using var d = ComputeDevice.Open(r.GetValue(device));
-            using var loaded = ModelCheckpoint.Load(d, modelPath);
-            if (loaded is not UNet unet) throw new KdException($"{modelPath}: holds a {loaded.Config.Model}, not a UNet (pass it as --classifier)");
-            var model = new UNetDenoiser(unet, hasNull);
-            string mode = r.GetValue(guidance) ?? (model.NullLabel != null ? "cfg" : "none");
-            if (mode is not ("none" or "cfg" or "classifier" or "both")) throw new KdException($"--guidance '{mode}' is not none, cfg, classifier or both");
+            using var m = Models.Load(d, r.GetValue(checkpoint), r.GetValue(classifier), mode is "classifier" or "both", r.GetValue(schedule), r.GetValue(timesteps));
+            var (model, guide, names, modelPath, scheduleName, t) = (m.Model, m.Guide, m.ClassNames, m.Path, m.Schedule, m.Timesteps);
+            mode ??= model.NullLabel != null ? "cfg" : "none";
             bool useCfg = mode is "cfg" or "both", useClassifier = mode is "classifier" or "both";
-
-            string? classifierPath = useClassifier ? ResolveWeights(r.GetValue(classifier), ShippedClassifier, "--classifier", required: false) : null;
-            if (useClassifier && classifierPath == null)
-                throw new KdException($"--guidance {mode} needs a classifier: pass --classifier FILE (no shipped {ShippedClassifier} was found)");
-            using var classifierModel = classifierPath == null ? null : ModelCheckpoint.Load(d, classifierPath);
-            if (classifierModel is { } cm && cm is not Classifier)
-                throw new KdException($"{classifierPath}: holds a {cm.Config.Model}, not a classifier");
-            using var guide = classifierModel is Classifier c ? new ClassifierGradient(c) : null;
-
-            var names = ClassNames(meta.GetValueOrDefault(TrainCheckpoint.DataKey), model.NumClasses - (model.NullLabel != null ? 1 : 0), classifierModel?.Config.OutChannels);
             var rows = ParseClasses(r.GetValue(classes)!, names.Count);
             int per = r.GetValue(perClass), count = rows.Length * per;
             int[]? labels = names.Count > 0 ? rows.SelectMany(k => Enumerable.Repeat(k, per)).ToArray() : null;
@@ -103,20 +88,13 @@ static class SampleCommand
             AnsiConsole.MarkupLine($"sampling {count} images ({rows.Length} classes x {per}) from {Markup.Escape(modelPath)} on [green]{d.Info.Id}[/]: {Markup.Escape(what)}");
             if (!r.GetValue(noProfile)) d.Profiler = new OpProfiler();
             int size = r.GetValue(batch), batches = (count + size - 1) / size;
-            var pixels = new float[count * model.Channels * model.ImageSize * model.ImageSize];
             var clock = Stopwatch.StartNew();
+            float[] pixels = [];
             AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask("sampling", maxValue: batches * plan.Length);
-                    for (int first = 0, bi = 0; first < count; first += size, bi++)
-                    {
-                        int n = Math.Min(size, count - first);
-                        var part = new SampleBatch(labels?[first..(first + n)], n, all.CfgWeights![first..(first + n)], all.ClassifierScales![first..(first + n)], first);
-                        int done = bi * plan.Length;
-                        var x = GuidedSampler.Sample(d, model, guide, plan, part, o, (k, _) => task.Value = done + k);
-                        Array.Copy(x, 0, pixels, (long)first * x.Length / n, x.Length);
-                    }
+                    pixels = GuidedSampler.SampleAll(d, model, guide, plan, all, o, size, (k, _) => task.Value = k);
                 });
             d.Synchronize();
             d.Profiler?.Close();
@@ -141,6 +119,63 @@ static class SampleCommand
         return cmd;
     }
 
+    /// <summary>A UNet checkpoint as a denoiser (schedule, T and null label from its metadata unless overridden), and
+    /// optionally a classifier as the source of guidance gradients.</summary>
+    internal sealed class Models : IDisposable
+    {
+        DiffusionTrunk? unet;
+        Classifier? classifier;
+        public UNetDenoiser Model { get; private set; } = null!;
+        public ClassifierGradient? Guide { get; private set; }
+        public IReadOnlyList<string> ClassNames { get; private set; } = [];
+        public string Path { get; private set; } = "";
+        public string Schedule { get; private set; } = "linear";
+        public int Timesteps { get; private set; } = 1000;
+
+        public static Models Load(ComputeDevice d, string? checkpoint, string? classifierPath, bool needClassifier, string? schedule, int? timesteps)
+        {
+            var m = new Models();
+            try
+            {
+                m.Path = ResolveWeights(checkpoint, ShippedModel, "--checkpoint", required: true)!;
+                var meta = SafeTensorsFile.Read(m.Path).Metadata;
+                m.Schedule = schedule ?? meta.GetValueOrDefault(TrainCheckpoint.ScheduleKey) ?? "linear";
+                m.Timesteps = timesteps ?? (meta.TryGetValue(TrainCheckpoint.TimestepsKey, out var ts) ? int.Parse(ts, CultureInfo.InvariantCulture) : 1000);
+                bool hasNull = !meta.TryGetValue(TrainCheckpoint.PUncondKey, out var pu) || double.Parse(pu, CultureInfo.InvariantCulture) > 0;
+                m.unet = ModelCheckpoint.Load(d, m.Path);
+                if (m.unet is not UNet u) throw new KdException($"{m.Path}: holds a {m.unet.Config.Model}, not a UNet (pass it as --classifier)");
+                m.Model = new UNetDenoiser(u, hasNull);
+                if (needClassifier)
+                {
+                    string path = ResolveWeights(classifierPath, ShippedClassifier, "--classifier", required: false)
+                        ?? throw new KdException($"classifier guidance needs a classifier: pass --classifier FILE (no shipped {ShippedClassifier} was found)");
+                    var loaded = ModelCheckpoint.Load(d, path);
+                    if (loaded is not Classifier c)
+                    {
+                        loaded.Dispose();
+                        throw new KdException($"{path}: holds a {loaded.Config.Model}, not a classifier");
+                    }
+                    m.classifier = c;
+                    m.Guide = new ClassifierGradient(c);
+                }
+                m.ClassNames = Names(meta.GetValueOrDefault(TrainCheckpoint.DataKey), m.Model.NumClasses - (m.Model.NullLabel != null ? 1 : 0), m.classifier?.Config.OutChannels);
+                return m;
+            }
+            catch
+            {
+                m.Dispose();
+                throw;
+            }
+        }
+
+        public void Dispose()
+        {
+            Guide?.Dispose();
+            classifier?.Dispose();
+            unet?.Dispose();
+        }
+    }
+
     /// <summary>A file, a training folder (its model.safetensors) or, when none is given, the shipped file.</summary>
     internal static string? ResolveWeights(string? given, string shipped, string option, bool required)
     {
@@ -157,7 +192,7 @@ static class SampleCommand
         throw new KdException($"no {option} given and no shipped {shipped} found: train a model (kd train --out runs/unet) and pass --checkpoint runs/unet");
     }
 
-    static IReadOnlyList<string> ClassNames(string? data, int classes, int? classifierClasses)
+    static IReadOnlyList<string> Names(string? data, int classes, int? classifierClasses)
     {
         int n = classes > 0 ? classes : classifierClasses ?? 0;
         IReadOnlyList<string>? known = data == "fashion-mnist" ? DataSources.FashionMnistClasses

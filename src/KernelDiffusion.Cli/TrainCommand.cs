@@ -44,6 +44,7 @@ static class TrainCommand
         var saveEvery = new Option<int>("--save-every") { Description = "checkpoint every N steps (0: only at the end)", DefaultValueFactory = _ => d0.SaveEvery };
         var maxBad = new Option<int>("--max-bad-steps") { Description = "stop after this many non-finite steps in a row", DefaultValueFactory = _ => d0.MaxBadSteps };
         var flip = new Option<bool>("--flip") { Description = "random horizontal flips" };
+        var clean = new Option<bool>("--clean") { Description = "train on clean images at t = 0 (the evaluation classifier of kd eval), not on x_t" };
         var sampleEvery = new Option<int>("--sample-every") { Description = "write DIR/samples/step-N.png every N steps, sampled with the current weights (0: never)" };
         var sampleSteps = new Option<int>("--sample-steps") { Description = "DDIM steps of those samples", DefaultValueFactory = _ => 25 };
         var guidance = new Option<float>("--guidance") { Description = "classifier-free guidance weight w of those samples: (1 + w) eps(x, c) - w eps(x)", DefaultValueFactory = _ => 1f };
@@ -52,6 +53,7 @@ static class TrainCommand
             unet ? "Train the UNet denoiser (epsilon prediction; classifier-free guidance by dropping labels to the null label)."
                  : "Train the noise-aware classifier on x_t at uniformly drawn timesteps.");
         var options = new List<Option> { config, data, limit, outDir, resume, steps, batch, micro, lr, wd, warmup, anneal, clip, ema, schedule, timesteps, seed, saveEvery, maxBad, flip, device };
+        if (!unet) options.Insert(options.Count - 1, clean);
         if (unet)
         {
             options.Insert(14, pUncond);
@@ -68,7 +70,7 @@ static class TrainCommand
                 Kind = kind, Data = r.GetValue(data)!, Steps = r.GetValue(steps), Batch = r.GetValue(batch), MicroBatch = r.GetValue(micro),
                 Lr = r.GetValue(lr), WeightDecay = r.GetValue(wd), Warmup = r.GetValue(warmup), Anneal = r.GetValue(anneal), ClipNorm = r.GetValue(clip),
                 EmaRates = rates, PUncond = unet ? r.GetValue(pUncond) : 0, Schedule = r.GetValue(schedule)!, Timesteps = r.GetValue(timesteps),
-                Seed = r.GetValue(seed), SaveEvery = r.GetValue(saveEvery), MaxBadSteps = r.GetValue(maxBad), Flip = r.GetValue(flip),
+                Seed = r.GetValue(seed), SaveEvery = r.GetValue(saveEvery), MaxBadSteps = r.GetValue(maxBad), Flip = r.GetValue(flip), Clean = !unet && r.GetValue(clean),
             };
             if (r.GetValue(resume))
             {

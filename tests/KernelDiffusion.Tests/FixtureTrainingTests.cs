@@ -11,7 +11,7 @@ namespace KernelDiffusion.Tests;
 public sealed class FixtureTrainingTests(DeviceFixture fx, ITestOutputHelper log)
 {
     /// <summary>Images first..first+count of the fixture, average-pooled f x f.</summary>
-    static ImageDataSet Fixture(int f = 2, int first = 0, int count = 300)
+    internal static ImageDataSet Fixture(int f = 2, int first = 0, int count = 300)
     {
         var full = Idx.Read(Path.Combine(AppContext.BaseDirectory, "fixtures", "fmnist-300-images-idx3-ubyte.gz"),
             Path.Combine(AppContext.BaseDirectory, "fixtures", "fmnist-300-labels-idx1-ubyte.gz"), DataSources.FashionMnistClasses, "fixture");

@@ -114,6 +114,28 @@ public static class GuidedSampler
         if (!(o.IntervalLow <= o.IntervalHigh) || o.IntervalLow < 0) Fail($"--interval {o.IntervalLow},{o.IntervalHigh} is not a range of noise levels");
     }
 
+    /// <summary>Draws a large request in batches of at most <paramref name="batchSize"/> samples (ids continue across
+    /// batches, so the result does not depend on the batch size); <paramref name="progress"/> gets (steps done, steps in
+    /// all) over every batch.</summary>
+    public static float[] SampleAll(ComputeDevice d, IDenoiser model, IGuidanceGradient? classifier, PlannedStep[] plan, SampleBatch all, SampleOptions o,
+        int batchSize, Action<int, int>? progress = null)
+    {
+        if (batchSize < 1) throw new KdException($"sample: batch size {batchSize} must be positive");
+        Validate(model, classifier, all, o);
+        int batches = (all.Count + batchSize - 1) / batchSize, per = model.Channels * model.ImageSize * model.ImageSize;
+        var pixels = new float[(long)all.Count * per];
+        var w = all.CfgWeights ?? new float[all.Count];
+        var s = all.ClassifierScales ?? new float[all.Count];
+        for (int first = 0, bi = 0; first < all.Count; first += batchSize, bi++)
+        {
+            int n = Math.Min(batchSize, all.Count - first), done = bi * plan.Length;
+            var part = new SampleBatch(all.Labels?[first..(first + n)], n, w[first..(first + n)], s[first..(first + n)], all.FirstId + first);
+            var x = Sample(d, model, classifier, plan, part, o, progress == null ? null : (k, _) => progress(done + k, batches * plan.Length));
+            Array.Copy(x, 0, pixels, (long)first * per, x.Length);
+        }
+        return pixels;
+    }
+
     /// <summary>Draws the samples: [Count, C, H, W] floats, about [-1, 1]. <paramref name="progress"/> gets (step done, steps).</summary>
     public static float[] Sample(ComputeDevice d, IDenoiser model, IGuidanceGradient? classifier, PlannedStep[] plan, SampleBatch b, SampleOptions o,
         Action<int, int>? progress = null)

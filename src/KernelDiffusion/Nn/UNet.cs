@@ -188,24 +188,32 @@ public sealed class Classifier : DiffusionTrunk
     }
 
     /// <summary>Logits [N, out_channels] for x [N, C, H, W] at timesteps t [N].</summary>
-    public Tensor Forward(Tensor x, Tensor t, ForwardState? state = null)
+    public Tensor Forward(Tensor x, Tensor t, ForwardState? state = null) => ForwardWithFeatures(x, t, state).Logits;
+
+    /// <summary>The logits with the penultimate features (the pooled vector before the last projection, [N, C]: what
+    /// FID and precision/recall compare) and the trunk's last feature map [N, C, s, s] (spatial features, for sFID).</summary>
+    public (Tensor Logits, Tensor Features, Tensor Spatial) ForwardWithFeatures(Tensor x, Tensor t, ForwardState? state = null)
     {
         var s = state ?? ForwardState.Eval();
         CheckInputs(x, t, null);
         if (pool != null && (x.Dim(2) != Config.ImageSize || x.Dim(3) != Config.ImageSize))
             throw new KdException($"classifier: input '{x.Name}' {x.ShapeText} must be {Config.ImageSize}x{Config.ImageSize} (image_size; the attention pool's positions are fixed)");
-        var (h, _) = Encode(x, Embed(t, null), s);
-        h = outNorm.Forward(h, silu: true);
-        Tensor logits;
-        if (pool != null) logits = pool.Forward(h);
+        var (trunk, _) = Encode(x, Embed(t, null), s);
+        var h = outNorm.Forward(trunk, silu: true);
+        Tensor logits, features;
+        if (pool != null)
+        {
+            features = pool.Features(h);
+            logits = pool.Project(features);
+        }
         else
         {
-            var pooled = Ops.Mean(h, [2, 3], keepDims: true);
-            var c = adaptiveConv!.Forward(pooled);
+            features = Ops.Mean(h, [2, 3], keepDims: true);
+            var c = adaptiveConv!.Forward(features);
             logits = Ops.Reshape(c, c.Dim(0), c.Dim(1));
         }
         Record(s, "out", logits);
-        return logits;
+        return (logits, Ops.Reshape(features, features.Dim(0), features.Dim(1)), trunk);
     }
 }
 
@@ -225,12 +233,21 @@ public sealed class AttentionPool : Module
         proj = Child("c_proj", new Conv1x1Layer(d, channels, outChannels));
     }
 
-    public Tensor Forward(Tensor x)
+    public Tensor Forward(Tensor x) => Project(Features(x));
+
+    /// <summary>Token 0 of the attention output [N, C, 1]: the pooled features before the projection.</summary>
+    public Tensor Features(Tensor x)
     {
         int n = x.Dim(0), c = x.Dim(1);
         var xr = Ops.Reshape(x, n, c, x.Length / (n * c));
         var tokens = Ops.Add(Ops.Concat(Ops.Mean(xr, [2], keepDims: true), xr, 2), positional);
-        var o = proj.Forward(Ops.Attention(qkv.Forward(tokens), heads, newOrder: true));
-        return Ops.Reshape(Ops.Slice(o, 2, 0, 1), n, o.Dim(1));
+        return Ops.Slice(Ops.Attention(qkv.Forward(tokens), heads, newOrder: true), 2, 0, 1);
+    }
+
+    /// <summary>c_proj of the pooled token (a 1x1 convolution: projecting token 0 alone is projecting all and slicing).</summary>
+    public Tensor Project(Tensor features)
+    {
+        var o = proj.Forward(features);
+        return Ops.Reshape(o, o.Dim(0), o.Dim(1));
     }
 }

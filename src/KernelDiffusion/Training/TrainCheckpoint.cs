@@ -13,7 +13,7 @@ namespace KernelDiffusion.Training;
 public static class TrainCheckpoint
 {
     public const string StateFile = "state.safetensors", ModelFile = "model.safetensors";
-    public const string ScheduleKey = "schedule", TimestepsKey = "timesteps", PUncondKey = "p_uncond", DataKey = "data";
+    public const string ScheduleKey = "schedule", TimestepsKey = "timesteps", PUncondKey = "p_uncond", DataKey = "data", CleanKey = "clean";
 
     static List<(string Name, Tensor Param)> Named(Trainer t)
     {
@@ -45,6 +45,7 @@ public static class TrainCheckpoint
                 // What a sampler must know to use the weights: the noise schedule and whether label dropout made a null label.
                 [ScheduleKey] = t.Options.Schedule, [TimestepsKey] = t.Options.Timesteps.ToString(CultureInfo.InvariantCulture),
                 [PUncondKey] = t.Options.PUncond.ToString("R", CultureInfo.InvariantCulture), [DataKey] = t.Options.Data,
+                [CleanKey] = t.Options.Clean ? "true" : "false",
             });
     }
 

@@ -36,6 +36,8 @@ public sealed record TrainOptions
     /// <summary>Non-finite steps in a row before the run stops.</summary>
     public int MaxBadSteps { get; init; } = 10;
     public bool Flip { get; init; }
+    /// <summary>Classifier only: train on clean images at t = 0 (the evaluation classifier whose features give FID).</summary>
+    public bool Clean { get; init; }
 
     public int Micro => MicroBatch <= 0 ? Batch : MicroBatch;
 
@@ -59,6 +61,7 @@ public sealed record TrainOptions
         if (PUncond is < 0 or > 1) Fail($"--p-uncond {PUncond} is outside [0, 1]");
         if (EmaRates.Length == 0 || EmaRates.Any(r => r is < 0 or >= 1)) Fail("--ema rates must lie in [0, 1)");
         if (Schedule is not ("linear" or "cosine" or "logsnr")) Fail($"--schedule '{Schedule}' is not linear, cosine or logsnr");
+        if (Clean && Kind != "classifier") Fail("--clean trains a classifier on clean images; it does not apply to the UNet");
         if (ClipNorm < 0 || Warmup < 0 || SaveEvery < 0 || MaxBadSteps < 1) Fail("--clip, --warmup, --save-every must not be negative; --max-bad-steps at least 1");
     }
 

@@ -117,7 +117,9 @@ public sealed class Trainer : IDisposable
             // Classifier-free guidance: the null label is the model's last label row.
             if (Options.Kind == "unet" && Model.Config.NumClasses > 0 && ul[i] < Options.PUncond) label = Model.Config.NumClasses - 1;
             hostLabels[i] = label;
-            if (schedule != null)
+            if (Options.Clean)
+                (hostSignal[i], hostNoise[i], hostTimes[i]) = (1f, 0f, 0f);
+            else if (schedule != null)
             {
                 int t = Math.Min(schedule.T - 1, (int)(ut[i] * schedule.T));
                 (hostSignal[i], hostNoise[i], hostTimes[i]) = ((float)schedule.SqrtAlphasCumprod[t], (float)schedule.SqrtOneMinusAlphasCumprod[t], t);

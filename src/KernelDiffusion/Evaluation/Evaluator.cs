@@ -1,0 +1,43 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace KernelDiffusion.Evaluation;
+
+/// <summary>The papers' metrics for one set of samples against reference images, all from one feature network.</summary>
+public sealed record EvalResult(string Reference, int Samples, int ReferenceCount, double Fid, double SFid, double IsMean, double IsStd,
+    double Precision, double Recall, double? Accuracy)
+{
+    static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    public static EvalResult FromJson(string json) => JsonSerializer.Deserialize<EvalResult>(json, Json)
+        ?? throw new Runtime.KdException("eval: an empty result");
+
+    public const string TableHeader = "| FID | sFID | IS | precision | recall | accuracy |\n|---|---|---|---|---|---|";
+
+    public string TableRow() => string.Create(CultureInfo.InvariantCulture,
+        $"| {Fid:F2} | {SFid:F2} | {IsMean:F2} ± {IsStd:F2} | {Precision:F3} | {Recall:F3} | {(Accuracy is { } a ? a.ToString("P1", CultureInfo.InvariantCulture) : "-")} |");
+
+    public string ToMarkdown() => new StringBuilder()
+        .AppendLine(CultureInfo.InvariantCulture, $"{Samples} samples against {ReferenceCount} images of {Reference}")
+        .AppendLine().AppendLine(TableHeader).AppendLine(TableRow()).ToString();
+}
+
+public static class Evaluator
+{
+    /// <summary>FID and precision/recall (k = 3) on the pooled features, sFID on the spatial ones, the Inception-style
+    /// score (10 splits) from the class probabilities, and with labels the accuracy of the samples' asked-for classes.</summary>
+    public static EvalResult Compare(FeatureSet samples, int[]? labels, FeatureSet reference, string referenceName, int k = 3)
+    {
+        double fid = Metrics.FrechetDistance(GaussianStats.Of(samples.Pooled, samples.Count, samples.PooledDim),
+            GaussianStats.Of(reference.Pooled, reference.Count, reference.PooledDim));
+        double sfid = Metrics.FrechetDistance(GaussianStats.Of(samples.Spatial, samples.Count, samples.SpatialDim),
+            GaussianStats.Of(reference.Spatial, reference.Count, reference.SpatialDim));
+        var (isMean, isStd) = Metrics.InceptionScore(samples.Probs, samples.Count, samples.Classes, Math.Min(10, samples.Count));
+        var (precision, recall) = Metrics.PrecisionRecall(reference.Pooled, reference.Count, samples.Pooled, samples.Count, samples.PooledDim, k);
+        double? accuracy = labels == null ? null : Metrics.Accuracy(samples.Probs, samples.Count, samples.Classes, labels);
+        return new EvalResult(referenceName, samples.Count, reference.Count, fid, sfid, isMean, isStd, precision, recall, accuracy);
+    }
+}
