@@ -89,6 +89,7 @@ public sealed class SamplerTests(DeviceFixture fx)
         Assert.Equal(all, Draw([0, 1, 2, 1], 0));
         Assert.Equal(all, Draw([0, 1], 0).Concat(Draw([2, 1], 2)).ToArray());
         Assert.Equal(all.Skip(3 * 64), Draw([1], 3));
+        Assert.Equal(all, GuidedSampler.SampleAll(fx.Device, m, null, plan, SampleBatch.Uniform([0, 1, 2, 1], 4, 1.5f, 0), o, batchSize: 3));
         Assert.NotEqual(all.Take(64), all.Skip(64).Take(64));
         Assert.NotEqual(all, GuidedSampler.Sample(fx.Device, m, null, plan, SampleBatch.Uniform([0, 1, 2, 1], 4, 1.5f, 0), o with { Seed = 12 }));
     }
