@@ -553,24 +553,7 @@ public static class Conv2d
             RunV3(acc, pass, g, x, w, dy, bias, hasBias, o);
             return;
         }
-        if (pass == ConvPass.Forward)
-        {
-            var k = KernelCache.Get(acc, "conv2d.v4.forward", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ConvGeometry, int>(V4ForwardKernel));
-            k(Launch.GridStride(acc, (long)g.N * g.Cout * g.Ho * g.Wo), x, w, bias, o, g, hasBias ? 1 : 0);
-        }
-        else if (pass == ConvPass.InputGrad)
-        {
-            var k = KernelCache.Get(acc, "conv2d.v4.input_grad", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ConvGeometry>(V4InputGradKernel));
-            k(Launch.GridStride(acc, (long)g.N * g.Cin * g.H * g.W), w, dy, o, g);
-        }
-        else
-        {
-            var k = KernelCache.Get(acc, "conv2d.v4.weight_grad", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ConvGeometry>(V4WeightGradKernel));
-            k(Launch.GridStride(acc, (long)g.Cout * g.Cin * g.N * g.Ho * g.Wo), x, dy, o, g);
-        }
+        RunPerPass(acc, "v4", pass, g, x, w, dy, bias, hasBias, o, V4ForwardKernel, V4InputGradKernel, V4WeightGradKernel);
     }
 
     /// <summary>v4 on the CPU accelerator (measured on 2 cores at the fmnist UNet's shapes: 1.7-5x v3's rate per pass, v3's own
@@ -613,23 +596,28 @@ public static class Conv2d
 
     static void RunV3(Accelerator acc, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
         ArrayView<float> bias, bool hasBias, ArrayView<float> o)
+        => RunPerPass(acc, "v3", pass, g, x, w, dy, bias, hasBias, o, V3ForwardKernel, V3InputGradKernel, V3WeightGradKernel);
+
+    /// <summary>Versions with one kernel per pass (v3, v4), each a grid-stride loop over the pass's outputs.</summary>
+    static void RunPerPass(Accelerator acc, string tag, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
+        ArrayView<float> bias, bool hasBias, ArrayView<float> o,
+        Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvGeometry, int> forward,
+        Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvGeometry> inputGrad,
+        Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvGeometry> weightGrad)
     {
         if (pass == ConvPass.Forward)
         {
-            var k = KernelCache.Get(acc, "conv2d.v3.forward", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ConvGeometry, int>(V3ForwardKernel));
+            var k = KernelCache.Get(acc, $"conv2d.{tag}.forward", a => a.LoadStreamKernel(forward));
             k(Launch.GridStride(acc, (long)g.N * g.Cout * g.Ho * g.Wo), x, w, bias, o, g, hasBias ? 1 : 0);
         }
         else if (pass == ConvPass.InputGrad)
         {
-            var k = KernelCache.Get(acc, "conv2d.v3.input_grad", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ConvGeometry>(V3InputGradKernel));
+            var k = KernelCache.Get(acc, $"conv2d.{tag}.input_grad", a => a.LoadStreamKernel(inputGrad));
             k(Launch.GridStride(acc, (long)g.N * g.Cin * g.H * g.W), w, dy, o, g);
         }
         else
         {
-            var k = KernelCache.Get(acc, "conv2d.v3.weight_grad", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ConvGeometry>(V3WeightGradKernel));
+            var k = KernelCache.Get(acc, $"conv2d.{tag}.weight_grad", a => a.LoadStreamKernel(weightGrad));
             k(Launch.GridStride(acc, (long)g.Cout * g.Cin * g.N * g.Ho * g.Wo), x, dy, o, g);
         }
     }
