@@ -146,4 +146,21 @@ public sealed class TrainerTests(DeviceFixture fx) : IDisposable
         Assert.True(last.Loss < 0.95 * Math.Log(3), $"loss {first.Loss} -> {last.Loss} (chance: ln 3 = {Math.Log(3):F3})");
         t.Model.Dispose();
     }
+
+    [Fact]
+    public void TheEmaRateWarmsUp()
+    {
+        // After optimiser step 0 the rate is 1/10, not 0.9999: a short run's average follows the weights.
+        var d = fx.Device;
+        using var p = d.FromArray([1f, 2f], [2], "p");
+        using var ema = new Ema([p], 0.9999);
+        p.CopyFrom([3f, 6f]);
+        ema.Update(0);
+        var first = ema.Shadows[0].ToArray();
+        Assert.Equal(0.1 * 1 + 0.9 * 3, first[0], 5);
+        Assert.Equal(0.1 * 2 + 0.9 * 6, first[1], 5);
+        p.CopyFrom([5f, 5f]);
+        ema.Update(1_000_000);
+        Assert.Equal(0.9999 * first[0] + 0.0001 * 5, ema.Shadows[0].ToArray()[0], 4);
+    }
 }

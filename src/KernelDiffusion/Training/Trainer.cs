@@ -208,7 +208,7 @@ public sealed class Trainer : IDisposable
                     Elementwise.Unary(d.Accelerator, UnaryOp.Affine, p.Grad!.View, p.Grad.View, (float)(Options.ClipNorm / (norm + 1e-6)), 0, p.Length);
             Optimizer.LearningRate = lr;
             Optimizer.Step();
-            foreach (var e in Emas) e.Update();
+            foreach (var e in Emas) e.Update(Optimizer.StepCount - 1);
         }
         d.Tape.Reset();
         var result = new StepResult(Step, loss, norm, lr, bad,
