@@ -38,6 +38,7 @@ public static class Evaluator
         var (isMean, isStd) = Metrics.InceptionScore(samples.Probs, samples.Count, samples.Classes, Math.Min(10, samples.Count));
         var (precision, recall) = Metrics.PrecisionRecall(reference.Pooled, reference.Count, samples.Pooled, samples.Count, samples.PooledDim, k);
         double? accuracy = labels == null ? null : Metrics.Accuracy(samples.Probs, samples.Count, samples.Classes, labels);
-        return new EvalResult(referenceName, samples.Count, reference.Count, fid, sfid, isMean, isStd, precision, recall, accuracy);
+        // A distance is not negative: rounding leaves about -1e-9 for identical sets.
+        return new EvalResult(referenceName, samples.Count, reference.Count, Math.Max(0, fid), Math.Max(0, sfid), isMean, isStd, precision, recall, accuracy);
     }
 }
