@@ -645,4 +645,26 @@ public sealed class DataSourceTests : TempDirTest
         var data = DataSources.Open($"folder:{Dir}", channels: 3);
         Assert.Equal((1, 3, 32, 32, Dir), (data.Count, data.Channels, data.Height, data.Width, data.Source));
     }
+
+    [Fact]
+    public void IdxImagesAverageDownToASmallerModelSize()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"kd-idx-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            File.Copy(Path.Combine(AppContext.BaseDirectory, "fixtures", "fmnist-300-images-idx3-ubyte.gz"), Path.Combine(dir, "train-images-idx3-ubyte.gz"));
+            File.Copy(Path.Combine(AppContext.BaseDirectory, "fixtures", "fmnist-300-labels-idx1-ubyte.gz"), Path.Combine(dir, "train-labels-idx1-ubyte.gz"));
+            var full = DataSources.Open($"idx:{dir}");
+            var half = DataSources.Open($"idx:{dir}", size: 14);
+            Assert.Equal((14, 14, 300), (half.Height, half.Width, half.Count));
+            Assert.Equal(full.Labels, half.Labels);
+            // Pixel (3, 5) of image 7: the mean of its 2x2 block.
+            float want = (full.Pixels[7 * 784 + 6 * 28 + 10] + full.Pixels[7 * 784 + 6 * 28 + 11] + full.Pixels[7 * 784 + 7 * 28 + 10] + full.Pixels[7 * 784 + 7 * 28 + 11]) / 4;
+            Assert.Equal(want, half.Pixels[7 * 196 + 3 * 14 + 5], 6);
+            Assert.Equal(49, DataSources.Open($"idx:{dir}", size: 7).ImageLength);
+            Assert.Contains("do not average down to 10x10", Assert.Throws<KdException>(() => DataSources.Open($"idx:{dir}", size: 10)).Message);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
 }
