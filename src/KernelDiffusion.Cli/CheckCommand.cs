@@ -23,14 +23,21 @@ static class CheckCommand
             Description = "also check a whole model of this configuration (JSON; repeatable) against a float64 replay of its graph: forward and sampled gradients",
             AllowMultipleArgumentsPerToken = false,
         };
-        var modelBatch = new Option<int>("--model-batch") { Description = "batch size of the model checks", DefaultValueFactory = _ => 1 };
+        var modelBatch = new Option<int>("--model-batch") { Description = "batch size of the model checks (at least 2 catches ops that mix samples up)", DefaultValueFactory = _ => 2 };
+        var compile = new Option<string?>("--compile")
+        {
+            Description = "instead of running kernels, compile every kernel for this target (ptx or opencl) with ILGPU's compiler, no device needed; the code goes to <out>/<target>/",
+        };
         var cmd = new Command("check", "Check every kernel against its float64 reference (fresh random inputs, poisoned outputs, finite-difference backward).");
         cmd.Options.Add(device);
         cmd.Options.Add(outDir);
         cmd.Options.Add(filter);
         cmd.Options.Add(models);
         cmd.Options.Add(modelBatch);
-        cmd.SetAction(r => Common.Guard(() => Run(r.GetValue(device), r.GetValue(outDir)!, r.GetValue(filter), r.GetValue(models) ?? [], r.GetValue(modelBatch))));
+        cmd.Options.Add(compile);
+        cmd.SetAction(r => Common.Guard(() => r.GetValue(compile) is { } target
+            ? Compile(target, r.GetValue(outDir)!, r.GetValue(filter))
+            : Run(r.GetValue(device), r.GetValue(outDir)!, r.GetValue(filter), r.GetValue(models) ?? [], r.GetValue(modelBatch))));
         return cmd;
     }
 
@@ -83,6 +90,22 @@ static class CheckCommand
             new JsonSerializerOptions { WriteIndented = true, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals });
         AtomicFile.WriteAllText(Path.Combine(outDir, "check.json"), json);
         AnsiConsole.MarkupLine($"wrote {Markup.Escape(Path.Combine(outDir, "check.md"))} and check.json");
+        return failed == 0 ? 0 : 1;
+    }
+
+    /// <summary><c>kd check --compile ptx|opencl</c>: see OfflineCompile.</summary>
+    static int Compile(string target, string outDir, string? filter)
+    {
+        var started = DateTime.UtcNow;
+        var dump = Path.Combine(outDir, target.Trim().ToLowerInvariant());
+        var results = OfflineCompile.CompileAll(target, dump, filter);
+        if (results.Count == 0) throw new KdException($"check: no kernel name contains '{filter}'");
+        var table = new Table().AddColumns("kernel", "result", "message");
+        foreach (var r in results)
+            table.AddRow(Markup.Escape(r.Kernel), r.Ok ? "[green]ok[/]" : "[red]FAIL[/]", Markup.Escape(r.Message));
+        AnsiConsole.Write(table);
+        int failed = results.Count(r => !r.Ok);
+        AnsiConsole.MarkupLine($"{results.Count - failed} compiled, {failed} failed for {Markup.Escape(target)} in {(DateTime.UtcNow - started).TotalSeconds:F1} s; code in {Markup.Escape(dump)}");
         return failed == 0 ? 0 : 1;
     }
 
