@@ -86,12 +86,17 @@ static class SweepCommand
                             float scale = todo[i];
                             task.Description = $"scale {Key(scale)}";
                             int done = i * perScale;
-                            var pixels = GuidedSampler.SampleAll(d, m.Model, m.Guide, plan, Request(scale), o, r.GetValue(batch), (k, _) => task.Value = done + k);
                             int size = m.Model.ImageSize, ch = m.Model.Channels;
-                            Npz.WriteImages(Path.Combine(dir, $"scale-{Key(scale)}.npz"), ImageGrid.ToUint8Nhwc(pixels, labels.Length, ch, size, size),
-                                labels.Length, size, size, ch, labels);
+                            string npz = Path.Combine(dir, $"scale-{Key(scale)}.npz");
+                            // Samples written (atomically) by an interrupted run are complete: only their evaluation is missing.
+                            if (!File.Exists(npz))
+                            {
+                                var pixels = GuidedSampler.SampleAll(d, m.Model, m.Guide, plan, Request(scale), o, r.GetValue(batch), (k, _) => task.Value = done + k);
+                                Npz.WriteImages(npz, ImageGrid.ToUint8Nhwc(pixels, labels.Length, ch, size, size), labels.Length, size, size, ch, labels);
+                            }
+                            task.Value = done + perScale;
                             // Score the samples as kd eval would the NPZ: from their uint8 values.
-                            var (stored, count, _) = ReferenceImages.FromNpz(Path.Combine(dir, $"scale-{Key(scale)}.npz"), size, ch);
+                            var (stored, count, _) = ReferenceImages.FromNpz(npz, size, ch);
                             var result = Evaluator.Compare(FeatureSet.Extract(d, net, stored, count), labels, reference, referenceName);
                             state.Results[Key(scale)] = result;
                             AtomicFile.WriteAllText(Path.Combine(dir, "sweep.json"), JsonSerializer.Serialize(state, Json));

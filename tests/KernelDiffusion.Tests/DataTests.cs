@@ -620,7 +620,7 @@ public sealed class DataSourceTests : TempDirTest
         Assert.Equal(data.Pixels, DataSources.Open($"idx:{Dir}", size: 28).Pixels);
 
         Refused(Dir, "holds neither t10k-images-idx3-ubyte nor t10k-images-idx3-ubyte.gz", () => DataSources.Open($"idx:{Dir}", train: false));
-        Refused($"idx:{Dir}", "not 32x32", () => DataSources.Open($"idx:{Dir}", size: 32));
+        Refused($"idx:{Dir}", "do not average down to 32x32", () => DataSources.Open($"idx:{Dir}", size: 32));
         Refused($"idx:{Dir}", "not 3-channel", () => DataSources.Open($"idx:{Dir}", channels: 3));
         Refused($"idx:{PathOf("nowhere")}", "not found", () => DataSources.Open($"idx:{PathOf("nowhere")}"));
     }

@@ -27,6 +27,17 @@ public sealed record EvalResult(string Reference, int Samples, int ReferenceCoun
 
 public static class Evaluator
 {
+    /// <summary>Rows in a fixed pseudo-random order. IS splits take consecutive rows, and samples come sorted by class
+    /// (a grid row per class): a split of one class has p(y) = p(y | x) and scores about 1 whatever the samples.</summary>
+    static float[] Shuffled(float[] rows, int count, int width)
+    {
+        var order = Enumerable.Range(0, count).ToArray();
+        new Random(0).Shuffle(order);
+        var result = new float[rows.Length];
+        for (int i = 0; i < count; i++) Array.Copy(rows, (long)order[i] * width, result, (long)i * width, width);
+        return result;
+    }
+
     /// <summary>FID and precision/recall (k = 3) on the pooled features, sFID on the spatial ones, the Inception-style
     /// score (10 splits) from the class probabilities, and with labels the accuracy of the samples' asked-for classes.</summary>
     public static EvalResult Compare(FeatureSet samples, int[]? labels, FeatureSet reference, string referenceName, int k = 3)
@@ -35,7 +46,7 @@ public static class Evaluator
             GaussianStats.Of(reference.Pooled, reference.Count, reference.PooledDim));
         double sfid = Metrics.FrechetDistance(GaussianStats.Of(samples.Spatial, samples.Count, samples.SpatialDim),
             GaussianStats.Of(reference.Spatial, reference.Count, reference.SpatialDim));
-        var (isMean, isStd) = Metrics.InceptionScore(samples.Probs, samples.Count, samples.Classes, Math.Min(10, samples.Count));
+        var (isMean, isStd) = Metrics.InceptionScore(Shuffled(samples.Probs, samples.Count, samples.Classes), samples.Count, samples.Classes, Math.Min(10, samples.Count));
         var (precision, recall) = Metrics.PrecisionRecall(reference.Pooled, reference.Count, samples.Pooled, samples.Count, samples.PooledDim, k);
         double? accuracy = labels == null ? null : Metrics.Accuracy(samples.Probs, samples.Count, samples.Classes, labels);
         // A distance is not negative: rounding leaves about -1e-9 for identical sets.
