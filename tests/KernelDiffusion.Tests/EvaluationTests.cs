@@ -119,4 +119,20 @@ public sealed class EvaluationTests(DeviceFixture fx, ITestOutputHelper log)
         }
         finally { Directory.Delete(dir, recursive: true); }
     }
+
+    [Fact]
+    public void TheScoreDoesNotDependOnSamplesBeingSortedByClass()
+    {
+        // 100 confident samples, 10 per class in class order as kd sample writes them: splits of consecutive rows would
+        // each hold one class and score 1; the evaluator splits a fixed shuffle instead.
+        var rng = new Random(1);
+        var probs = new float[100 * 10];
+        for (int i = 0; i < 100; i++) probs[i * 10 + i / 10] = 1;
+        var pooled = Enumerable.Range(0, 100 * 4).Select(_ => (float)rng.NextDouble()).ToArray();
+        var set = new FeatureSet(100, pooled, 4, pooled, 4, probs, 10);
+        var r = Evaluator.Compare(set, Enumerable.Range(0, 100).Select(i => i / 10).ToArray(), set, "itself");
+        log.WriteLine($"IS of class-sorted one-hot samples: {r.IsMean:F2} ± {r.IsStd:F2}");
+        Assert.True(r.IsMean > 4, $"IS {r.IsMean:F2}: the splits are not mixed");
+        Assert.Equal(1.0, r.Accuracy);
+    }
 }
