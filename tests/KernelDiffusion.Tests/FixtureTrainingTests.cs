@@ -12,26 +12,9 @@ public sealed class FixtureTrainingTests(DeviceFixture fx, ITestOutputHelper log
 {
     /// <summary>Images first..first+count of the fixture, average-pooled f x f.</summary>
     internal static ImageDataSet Fixture(int f = 2, int first = 0, int count = 300)
-    {
-        var full = Idx.Read(Path.Combine(AppContext.BaseDirectory, "fixtures", "fmnist-300-images-idx3-ubyte.gz"),
-            Path.Combine(AppContext.BaseDirectory, "fixtures", "fmnist-300-labels-idx1-ubyte.gz"), DataSources.FashionMnistClasses, "fixture");
-        int size = 28 / f, per = size * size;
-        var pooled = new float[count * per];
-        for (int i = 0; i < count; i++)
-            for (int r = 0; r < size; r++)
-                for (int c = 0; c < size; c++)
-                {
-                    float sum = 0;
-                    for (int dr = 0; dr < f; dr++)
-                        for (int dc = 0; dc < f; dc++) sum += full.Pixels[(first + i) * 784 + (f * r + dr) * 28 + f * c + dc];
-                    pooled[i * per + r * size + c] = sum / (f * f);
-                }
-        return new ImageDataSet
-        {
-            Source = $"fixture {size}x{size}", Count = count, Channels = 1, Height = size, Width = size, Pixels = pooled,
-            Labels = full.Labels[first..(first + count)], ClassNames = full.ClassNames,
-        };
-    }
+        => Idx.Read(Path.Combine(AppContext.BaseDirectory, "fixtures", "fmnist-300-images-idx3-ubyte.gz"),
+            Path.Combine(AppContext.BaseDirectory, "fixtures", "fmnist-300-labels-idx1-ubyte.gz"), DataSources.FashionMnistClasses, "fixture")
+            .Range(first, count).Downsample(f);
 
     static readonly ModelConfig TinyUnet = new()
     {

@@ -80,27 +80,6 @@ public static class DataSources
         if (size is not { } s || (s == data.Height && s == data.Width)) return data;
         if (data.Height != data.Width || s > data.Height || data.Height % s != 0)
             throw new KdException($"{spec}: holds {data.Height}x{data.Width} images, which do not average down to {s}x{s} (the model's image_size must divide {data.Height})");
-        return Downsample(data, data.Height / s);
-    }
-
-    /// <summary>Averages f x f blocks: 28x28 Fashion-MNIST as 14x14 or 7x7 for models small enough for a CPU.</summary>
-    static ImageDataSet Downsample(ImageDataSet data, int f)
-    {
-        int h = data.Height / f, w = data.Width / f, c = data.Channels;
-        var pixels = new float[(long)data.Count * c * h * w];
-        for (long plane = 0; plane < (long)data.Count * c; plane++)
-            for (int y = 0; y < h; y++)
-                for (int x = 0; x < w; x++)
-                {
-                    float sum = 0;
-                    for (int dy = 0; dy < f; dy++)
-                        for (int dx = 0; dx < f; dx++) sum += data.Pixels[(plane * data.Height + f * y + dy) * data.Width + f * x + dx];
-                    pixels[(plane * h + y) * w + x] = sum / (f * f);
-                }
-        return new ImageDataSet
-        {
-            Source = $"{data.Source}, averaged to {h}x{w}", Count = data.Count, Channels = c, Height = h, Width = w, Pixels = pixels,
-            Labels = data.Labels, ClassNames = data.ClassNames,
-        };
+        return data.Downsample(data.Height / s);
     }
 }

@@ -41,6 +41,41 @@ public sealed class ImageDataSet
         }
     }
 
+    /// <summary>Images first .. first + count - 1.</summary>
+    public ImageDataSet Range(int first, int count)
+    {
+        if (first < 0 || count < 1 || first + count > Count)
+            throw new ArgumentOutOfRangeException(nameof(count), $"images {first}..{first + count - 1} are not all in a set of {Count}");
+        return new ImageDataSet
+        {
+            Source = $"{Source} (images {first}..{first + count - 1})", Count = count, Channels = Channels, Height = Height, Width = Width,
+            Pixels = Pixels[(first * ImageLength)..((first + count) * ImageLength)], Labels = Labels[first..(first + count)], ClassNames = ClassNames,
+        };
+    }
+
+    /// <summary>Averages f x f blocks: 28x28 Fashion-MNIST as 14x14 or 7x7 for models small enough for a CPU.</summary>
+    public ImageDataSet Downsample(int f)
+    {
+        if (f < 1 || Height % f != 0 || Width % f != 0) throw new ArgumentOutOfRangeException(nameof(f), $"{Height}x{Width} images do not split into {f}x{f} blocks");
+        if (f == 1) return this;
+        int h = Height / f, w = Width / f;
+        var pixels = new float[(long)Count * Channels * h * w];
+        for (long plane = 0; plane < (long)Count * Channels; plane++)
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++)
+                {
+                    float sum = 0;
+                    for (int dy = 0; dy < f; dy++)
+                        for (int dx = 0; dx < f; dx++) sum += Pixels[(plane * Height + f * y + dy) * Width + f * x + dx];
+                    pixels[(plane * h + y) * w + x] = sum / (f * f);
+                }
+        return new ImageDataSet
+        {
+            Source = $"{Source}, averaged to {h}x{w}", Count = Count, Channels = Channels, Height = h, Width = w, Pixels = pixels,
+            Labels = Labels, ClassNames = ClassNames,
+        };
+    }
+
     /// <summary>The first <paramref name="n"/> images (for fixtures and quick runs); the whole set when it holds
     /// no more than that.</summary>
     public ImageDataSet Take(int n)

@@ -12,9 +12,6 @@ public sealed record EvalResult(string Reference, int Samples, int ReferenceCoun
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
-    public static EvalResult FromJson(string json) => JsonSerializer.Deserialize<EvalResult>(json, Json)
-        ?? throw new Runtime.KdException("eval: an empty result");
-
     public const string TableHeader = "| FID | sFID | IS | precision | recall | accuracy |\n|---|---|---|---|---|---|";
 
     public string TableRow() => string.Create(CultureInfo.InvariantCulture,
@@ -42,10 +39,8 @@ public static class Evaluator
     /// score (10 splits) from the class probabilities, and with labels the accuracy of the samples' asked-for classes.</summary>
     public static EvalResult Compare(FeatureSet samples, int[]? labels, FeatureSet reference, string referenceName, int k = 3)
     {
-        double fid = Metrics.FrechetDistance(GaussianStats.Of(samples.Pooled, samples.Count, samples.PooledDim),
-            GaussianStats.Of(reference.Pooled, reference.Count, reference.PooledDim));
-        double sfid = Metrics.FrechetDistance(GaussianStats.Of(samples.Spatial, samples.Count, samples.SpatialDim),
-            GaussianStats.Of(reference.Spatial, reference.Count, reference.SpatialDim));
+        double fid = Metrics.FrechetDistance(samples.PooledStats, reference.PooledStats);
+        double sfid = Metrics.FrechetDistance(samples.SpatialStats, reference.SpatialStats);
         var (isMean, isStd) = Metrics.InceptionScore(Shuffled(samples.Probs, samples.Count, samples.Classes), samples.Count, samples.Classes, Math.Min(10, samples.Count));
         var (precision, recall) = Metrics.PrecisionRecall(reference.Pooled, reference.Count, samples.Pooled, samples.Count, samples.PooledDim, k);
         double? accuracy = labels == null ? null : Metrics.Accuracy(samples.Probs, samples.Count, samples.Classes, labels);

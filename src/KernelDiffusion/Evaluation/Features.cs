@@ -16,6 +16,13 @@ public sealed record FeatureSet(int Count, float[] Pooled, int PooledDim, float[
     /// <summary>Channels of the last feature map kept as spatial features (sFID keeps 7 of Inception's mixed_6).</summary>
     public const int SpatialChannels = 8;
 
+    GaussianStats? pooledStats, spatialStats;
+
+    /// <summary>Mean and covariance of the pooled and the spatial features, computed once: a sweep compares every
+    /// scale's samples with the same reference.</summary>
+    public GaussianStats PooledStats => pooledStats ??= GaussianStats.Of(Pooled, Count, PooledDim);
+    public GaussianStats SpatialStats => spatialStats ??= GaussianStats.Of(Spatial, Count, SpatialDim);
+
     /// <summary>Runs the classifier at t = 0 on images [count, C, H, W] in [-1, 1], in batches, on our kernels.</summary>
     public static FeatureSet Extract(ComputeDevice d, Classifier net, float[] images, int count, int batch = 100, Action<int, int>? progress = null)
     {
@@ -88,8 +95,7 @@ public static class ReferenceImages
     {
         if (reference.EndsWith(".npz", StringComparison.OrdinalIgnoreCase))
         {
-            var (pixels, count, labels) = FromNpz(reference, size, channels);
-            _ = labels;
+            var (pixels, count, _) = FromNpz(reference, size, channels);
             return limit > 0 && limit < count ? (pixels[..(limit * channels * size * size)], limit, reference) : (pixels, count, reference);
         }
         if (reference is not ("test" or "train")) throw new KdException($"--reference '{reference}' is not test, train or a FILE.npz");
