@@ -44,13 +44,21 @@ public static class Launch
     }
 }
 
-/// <summary>Loads each kernel once per accelerator: loading compiles, which is expensive.</summary>
+/// <summary>Loads each kernel once per accelerator: loading compiles, which is expensive. Every launch site fetches
+/// its kernel here right before launching it once, so <see cref="Launches"/> counts kernel launches.</summary>
 public static class KernelCache
 {
     static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<string, Delegate>> Loaded = new();
+    static long launches;
+
+    /// <summary>Kernel launches since the process started (for <c>kd bench</c>'s launches per step).</summary>
+    public static long Launches => Interlocked.Read(ref launches);
 
     public static T Get<T>(Accelerator acc, string key, Func<Accelerator, T> load) where T : Delegate
-        => (T)Loaded.GetOrCreateValue(acc).GetOrAdd(key, _ => load(acc));
+    {
+        Interlocked.Increment(ref launches);
+        return (T)Loaded.GetOrCreateValue(acc).GetOrAdd(key, _ => load(acc));
+    }
 }
 
 /// <summary>Float64 helpers shared by the CPU references.</summary>

@@ -57,7 +57,10 @@ static class CheckCommand
                 results.Add(r);
                 task.Description = Markup.Escape($"{r.Kernel} {r.Shape}");
                 task.Increment(1);
+                // Said at once, so a run cut short (a GPU machine's time limit) still tells what failed.
+                if (!r.Passed) AnsiConsole.MarkupLine($"[red]FAIL[/] {Markup.Escape($"{r.Kernel} {r.Shape}: error {Error(r.RelError)} > {r.Tolerance:G2} {r.Note}")}");
             }
+            if (configs.Count > 0) Write(d, results, outDir, (DateTime.UtcNow - started).TotalSeconds);
             foreach (var (path, config) in configs)
             {
                 string name = Path.GetFileNameWithoutExtension(path), shape = $"batch {modelBatch}, {config.ImageSize}x{config.ImageSize}";
@@ -79,6 +82,15 @@ static class CheckCommand
         int failed = results.Count(r => !r.Passed);
         AnsiConsole.MarkupLine($"{results.Count - failed} passed, {failed} failed on {d.Info.Id} in {seconds:F1} s");
 
+        Write(d, results, outDir, seconds);
+        AnsiConsole.MarkupLine($"wrote {Markup.Escape(Path.Combine(outDir, "check.md"))} and check.json");
+        return failed == 0 ? 0 : 1;
+    }
+
+    /// <summary>check.md and check.json (atomically; also after the kernels, before the slower model checks).</summary>
+    static void Write(ComputeDevice d, List<CheckResult> results, string outDir, double seconds)
+    {
+        int failed = results.Count(r => !r.Passed);
         var md = new StringBuilder();
         md.AppendLine($"# kd check on {d.Info.Id} ({d.Info.Name})\n");
         md.AppendLine($"{DateTime.UtcNow:u}; {results.Count - failed} passed, {failed} failed; {seconds:F1} s.\n");
@@ -89,8 +101,6 @@ static class CheckCommand
         var json = JsonSerializer.Serialize(new { device = d.Info, passed = results.Count - failed, failed, seconds, results },
             new JsonSerializerOptions { WriteIndented = true, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals });
         AtomicFile.WriteAllText(Path.Combine(outDir, "check.json"), json);
-        AnsiConsole.MarkupLine($"wrote {Markup.Escape(Path.Combine(outDir, "check.md"))} and check.json");
-        return failed == 0 ? 0 : 1;
     }
 
     /// <summary><c>kd check --compile ptx|opencl</c>: see OfflineCompile.</summary>

@@ -81,6 +81,47 @@ static class EvalCommand
         return cmd;
     }
 
+    /// <summary><c>kd eval-classifier</c>: a noise-aware classifier's accuracy on noised held-out images, per quarter of
+    /// the timestep range and at t = 0.</summary>
+    public static Command CreateClassifierAccuracy()
+    {
+        var classifier = new Option<string?>("--classifier") { Description = $"classifier weights (file or kd train-classifier folder); default {SampleCommand.ShippedClassifier}" };
+        var data = new Option<string?>("--data") { Description = "data set (default: the one the classifier was trained on)" };
+        var split = new Option<string>("--split") { Description = "test | train", DefaultValueFactory = _ => "test" };
+        var limit = new Option<int>("--limit") { Description = "use only the first N images (0: all)" };
+        var seed = new Option<ulong>("--seed") { Description = "seed of the timesteps and the noise", DefaultValueFactory = _ => 0UL };
+        var outPath = new Option<string?>("--out") { Description = "also write the table to this markdown file" };
+        var device = Common.DeviceOption();
+        var cmd = new Command("eval-classifier", "Accuracy of a noise-aware classifier on noised held-out images, per quarter of the timestep range and at t = 0.");
+        foreach (var o in new Option[] { classifier, data, split, limit, seed, outPath, device }) cmd.Options.Add(o);
+        cmd.SetAction(r => Common.Guard(() =>
+        {
+            string path = SampleCommand.ResolveWeights(r.GetValue(classifier), SampleCommand.ShippedClassifier, "--classifier", required: true)!;
+            var meta = SafeTensorsFile.Read(path).Metadata;
+            string spec = r.GetValue(data) ?? meta.GetValueOrDefault(TrainCheckpoint.DataKey) ?? "fashion-mnist";
+            var schedule = Diffusion.NoiseSchedule.Named(meta.GetValueOrDefault(TrainCheckpoint.ScheduleKey) ?? "linear",
+                int.Parse(meta.GetValueOrDefault(TrainCheckpoint.TimestepsKey) ?? "1000", System.Globalization.CultureInfo.InvariantCulture));
+            if (r.GetValue(split) is not ("test" or "train")) throw new KdException($"--split {r.GetValue(split)}: want test or train");
+            using var d = ComputeDevice.Open(r.GetValue(device));
+            using var loaded = ModelCheckpoint.Load(d, path);
+            if (loaded is not Classifier net) throw new KdException($"{path}: holds a {loaded.Config.Model}, not a classifier");
+            var set = Data.DataSources.Open(spec, train: r.GetValue(split) == "train", size: net.Config.ImageSize, channels: net.Config.InChannels);
+            if (r.GetValue(limit) > 0) set = set.Take(r.GetValue(limit));
+            AnsiConsole.MarkupLine($"{Markup.Escape(path)} on {set.Count:N0} images of {Markup.Escape(set.Source)}, {schedule.Name} schedule, T = {schedule.T}");
+            NoisedAccuracy result = null!;
+            AnsiConsole.Progress().Start(ctx =>
+            {
+                var task = ctx.AddTask("classifying");
+                result = NoisedAccuracy.Measure(d, net, set, schedule, r.GetValue(seed), progress: (k, all) => { task.MaxValue = all; task.Value = k; });
+            });
+            var md = result.ToMarkdown(schedule.T);
+            AnsiConsole.WriteLine(md);
+            if (r.GetValue(outPath) is { } o) AtomicFile.WriteAllText(o, md);
+            return 0;
+        }));
+        return cmd;
+    }
+
     static void Write(EvalResult result, string? outDir, string samplesPath)
     {
         string stem = outDir != null ? Path.Combine(outDir, "eval") : Path.Combine(Path.GetDirectoryName(Path.GetFullPath(samplesPath))!, Path.GetFileNameWithoutExtension(samplesPath) + ".eval");

@@ -24,7 +24,7 @@ static class SampleCommand
         var checkpoint = new Option<string?>("--checkpoint") { Description = $"UNet weights (.safetensors or a kd train folder); default {ShippedModel}" };
         var classifier = new Option<string?>("--classifier") { Description = $"noise-aware classifier for classifier guidance (file or kd train-classifier folder); default {ShippedClassifier} when present" };
         var classes = new Option<string>("--classes") { Description = "classes, a row each: all, 0-9, 1,3,5", DefaultValueFactory = _ => "all" };
-        var perClass = new Option<int>("--per-class") { Description = "samples per class (grid columns)", DefaultValueFactory = _ => 8 };
+        var perClass = new Option<int>("--per-class") { Description = "samples per class (grid columns)", DefaultValueFactory = _ => 2 };
         var guidance = new Option<string?>("--guidance") { Description = "none | cfg | classifier | both (default: cfg when the model has a null label, else none)" };
         var scale = new Option<float>("--scale") { Description = "classifier-free guidance scale (see --scale-convention)", DefaultValueFactory = _ => 2f };
         var convention = new Option<string>("--scale-convention") { Description = "w: (1 + w) eps(x, c) - w eps(x) (Ho & Salimans); s: eps(x) + s (eps(x, c) - eps(x)) (diffusers), s = 1 + w", DefaultValueFactory = _ => "w" };

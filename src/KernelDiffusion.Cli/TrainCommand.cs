@@ -44,6 +44,7 @@ static class TrainCommand
         var saveEvery = new Option<int>("--save-every") { Description = "checkpoint every N steps (0: only at the end)", DefaultValueFactory = _ => d0.SaveEvery };
         var maxBad = new Option<int>("--max-bad-steps") { Description = "stop after this many non-finite steps in a row", DefaultValueFactory = _ => d0.MaxBadSteps };
         var flip = new Option<bool>("--flip") { Description = "random horizontal flips" };
+        var minutes = new Option<double>("--max-minutes") { Description = "stop (saving, resumable) after this much wall time, even before --steps (0: no limit)" };
         var clean = new Option<bool>("--clean") { Description = "train on clean images at t = 0 (the evaluation classifier of kd eval), not on x_t" };
         var sampleEvery = new Option<int>("--sample-every") { Description = "write DIR/samples/step-N.png every N steps, sampled with the current weights (0: never)" };
         var sampleSteps = new Option<int>("--sample-steps") { Description = "DDIM steps of those samples", DefaultValueFactory = _ => 25 };
@@ -52,7 +53,7 @@ static class TrainCommand
         var cmd = new Command(unet ? "train" : "train-classifier",
             unet ? "Train the UNet denoiser (epsilon prediction; classifier-free guidance by dropping labels to the null label)."
                  : "Train the noise-aware classifier on x_t at uniformly drawn timesteps.");
-        var options = new List<Option> { config, data, limit, outDir, resume, steps, batch, micro, lr, wd, warmup, anneal, clip, ema, schedule, timesteps, seed, saveEvery, maxBad, flip, device };
+        var options = new List<Option> { config, data, limit, outDir, resume, steps, batch, micro, lr, wd, warmup, anneal, clip, ema, schedule, timesteps, seed, saveEvery, maxBad, flip, minutes, device };
         if (!unet) options.Insert(options.Count - 1, clean);
         if (unet)
         {
@@ -99,7 +100,7 @@ static class TrainCommand
             var grid = unet ? new GridOptions(r.GetValue(sampleEvery), r.GetValue(sampleSteps), r.GetValue(guidance), r.GetValue(perClass)) : null;
             using (t)
             using (t.Model)
-                return Run(t, dir, set, d, grid);
+                return Run(t, dir, set, d, grid, r.GetValue(minutes));
         }));
         return cmd;
     }
@@ -121,7 +122,7 @@ static class TrainCommand
         ImageGrid.Save(Path.Combine(dir, "samples", $"step-{t.Step}.png"), pixels, count, c.InChannels, c.ImageSize, c.ImageSize, g.PerClass);
     }
 
-    static int Run(Trainer t, string dir, ImageDataSet set, ComputeDevice d, GridOptions? grid)
+    static int Run(Trainer t, string dir, ImageDataSet set, ComputeDevice d, GridOptions? grid, double maxMinutes)
     {
         var o = t.Options;
         AnsiConsole.MarkupLine($"{o.Kind} with {t.Model.ParameterCount:N0} parameters on [green]{d.Info.Id}[/]; data {Markup.Escape(set.Source)}: {set.Count:N0} images; " +
@@ -148,6 +149,7 @@ static class TrainCommand
                         task.Description = Markup.Escape($"step {t.Step}/{o.Steps} loss {s.Loss:F4}{acc} {rate:F2} steps/s{(s.Skipped ? " SKIPPED (non-finite)" : "")}");
                         task.Value = t.Step;
                         if (o.SaveEvery > 0 && t.Step % o.SaveEvery == 0) TrainCheckpoint.Save(dir, t);
+                        if (maxMinutes > 0 && (DateTime.UtcNow - started).TotalMinutes >= maxMinutes) stop = true;
                         if (grid is { Every: > 0 } && t.Step % grid.Every == 0)
                         {
                             task.Description = Markup.Escape($"step {t.Step}/{o.Steps}: sampling a grid");
@@ -156,7 +158,7 @@ static class TrainCommand
                     }
                 });
             TrainCheckpoint.Save(dir, t);
-            AnsiConsole.MarkupLine($"{(stop ? "interrupted" : "done")} at step {t.Step}; {t.SkippedSteps} skipped steps; saved {Markup.Escape(Path.Combine(dir, TrainCheckpoint.StateFile))} and {TrainCheckpoint.ModelFile}");
+            AnsiConsole.MarkupLine($"{(stop ? "stopped" : "done")} at step {t.Step} after {(DateTime.UtcNow - started).TotalSeconds:F0} s; {t.SkippedSteps} skipped steps; saved {Markup.Escape(Path.Combine(dir, TrainCheckpoint.StateFile))} and {TrainCheckpoint.ModelFile}");
             return 0;
         }
         finally

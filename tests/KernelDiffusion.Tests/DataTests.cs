@@ -590,7 +590,8 @@ public sealed class DataSourceTests : TempDirTest
         string root = PathOf("empty") + "/";
         Directory.CreateDirectory(root);
         var e = Assert.Throws<KdException>(() => DataSources.Open("fashion-mnist", fashionMnistRoot: root));
-        Assert.Equal($"fashion-mnist: {root} not found: run `apt-get install dataset-fashion-mnist`", e.Message);
+        Assert.Equal($"fashion-mnist: {root}train-images-idx3-ubyte.gz or {root}train-labels-idx1-ubyte.gz not found: " +
+                     "run `apt-get install dataset-fashion-mnist`, or set KD_FASHION_MNIST_DIR to a folder holding those files", e.Message);
     }
 
     void CopyFixture(string dir, bool gzip)

@@ -52,6 +52,23 @@ public sealed class Tape(ComputeDevice device)
         var seed = device.Temporary([1], "grad_seed");
         seed.Fill(1);
         Accumulate(loss, seed, owned: true);
+        Propagate();
+    }
+
+    /// <summary>Back-propagates the vector-Jacobian product of <paramref name="output"/> with <paramref name="grad"/>
+    /// (its shape): what Backward(sum(output * grad)) gives, without the two extra kernels (for benchmarks of one op).</summary>
+    public void Backward(Tensor output, Tensor grad)
+    {
+        if (!grad.Shape.SequenceEqual(output.Shape))
+            throw new KdException($"backward: gradient '{grad.Name}' {grad.ShapeText} does not match output '{output.Name}' {output.ShapeText}");
+        if (!output.RequiresGrad || !nodes.Any(n => n.Output == output))
+            throw new KdException($"backward: '{output.Name}' has no recorded graph");
+        Accumulate(output, grad, owned: false);
+        Propagate();
+    }
+
+    void Propagate()
+    {
         using (NoGrad())
         {
             for (int i = nodes.Count - 1; i >= 0; i--)

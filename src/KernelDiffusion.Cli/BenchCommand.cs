@@ -1,0 +1,130 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using KernelDiffusion.Benchmarks;
+using KernelDiffusion.Runtime;
+using Spectre.Console;
+
+namespace KernelDiffusion.Cli;
+
+/// <summary><c>kd bench</c>: bench/cases.json's kernels (each version) and whole-model steps on one device, with time,
+/// GB/s, TFLOP/s and the fraction of the roofline floor from the card's measured copy bandwidth and FMA rate.
+/// bench/torch_reference.py times the same cases with PyTorch; bench/join.py makes the ratio table.</summary>
+static class BenchCommand
+{
+    public static Command Create()
+    {
+        var device = Common.DeviceOption();
+        var cases = new Option<string?>("--cases") { Description = "the case file (default: bench/cases.json, looked for from the current folder upwards)" };
+        var kernels = new Option<string[]>("--kernels") { Description = "only cases whose name contains one of these texts (kernels and steps)", AllowMultipleArgumentsPerToken = true };
+        var noSteps = new Option<bool>("--no-steps") { Description = "skip the whole-model steps" };
+        var noKernels = new Option<bool>("--no-kernels") { Description = "skip the kernel cases" };
+        var defaults = new Option<bool>("--default-only") { Description = "time only each family's default version" };
+        var quick = new Option<bool>("--quick") { Description = "the cases' small 'quick' shapes (a smoke run on the CPU accelerator)" };
+        var budget = new Option<double>("--budget-ms") { Description = "time spent repeating each case, after its warm-up", DefaultValueFactory = _ => 300 };
+        var outDir = new Option<string>("--out") { Description = "folder for bench.md and bench.json", DefaultValueFactory = _ => "out/bench" };
+        var cmd = new Command("bench", "Time every kernel version and whole-model step of bench/cases.json: ms, GB/s, TFLOP/s, roofline fraction, launches.");
+        foreach (var o in new Option[] { device, cases, kernels, noSteps, noKernels, defaults, quick, budget, outDir }) cmd.Options.Add(o);
+        cmd.SetAction(r => Common.Guard(() => Run(r.GetValue(device), r.GetValue(cases), r.GetValue(kernels) ?? [], r.GetValue(noSteps), r.GetValue(noKernels),
+            r.GetValue(defaults), r.GetValue(quick), r.GetValue(budget), r.GetValue(outDir)!)));
+        return cmd;
+    }
+
+    static string FindCases()
+    {
+        for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir != null; dir = dir.Parent)
+        {
+            var p = Path.Combine(dir.FullName, "bench", "cases.json");
+            if (File.Exists(p)) return p;
+        }
+        throw new KdException("bench: no bench/cases.json in this folder or above it: run from the repository or pass --cases FILE");
+    }
+
+    static int Run(string? spec, string? casesPath, string[] only, bool noSteps, bool noKernels, bool defaultOnly, bool quick, double budgetMs, string outDir)
+    {
+        casesPath ??= FindCases();
+        var cases = BenchCases.Load(casesPath, quick);
+        string root = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(casesPath)))!;
+        bool Wanted(System.Text.Json.Nodes.JsonObject c) => only.Length == 0 || only.Any(o => ((string)c["name"]!).Contains(o, StringComparison.OrdinalIgnoreCase));
+        var kernelCases = noKernels ? [] : cases.Kernels.Where(Wanted).ToList();
+        var stepCases = noSteps ? [] : cases.Steps.Where(Wanted).ToList();
+        if (kernelCases.Count + stepCases.Count == 0) throw new KdException($"bench: no case of {casesPath} is selected");
+
+        using var d = ComputeDevice.Open(spec);
+        var timer = new BenchTimer(d) { BudgetMs = budgetMs };
+        AnsiConsole.MarkupLine($"benchmarking on [green]{d.Info.Id}[/] ({Markup.Escape(d.Info.Name)}){(quick ? ", quick shapes" : "")}");
+        var peak = timer.MeasurePeak();
+        AnsiConsole.MarkupLine($"measured ceilings: copy {peak.CopyGBs:F1} GB/s (read + write), fp32 FMA {peak.Fp32TFlops:F3} TFLOP/s");
+        var runner = new BenchRunner(d, peak, timer) { AllVersions = !defaultOnly };
+        var results = new List<BenchResult>();
+        var started = DateTime.UtcNow;
+        AnsiConsole.Progress().AutoClear(true).Start(ctx =>
+        {
+            var task = ctx.AddTask("cases", maxValue: kernelCases.Count + stepCases.Count);
+            foreach (var c in kernelCases)
+            {
+                task.Description = Markup.Escape((string)c["name"]!);
+                foreach (var r in runner.Kernel(c)) { results.Add(r); Say(r); }
+                task.Increment(1);
+            }
+            foreach (var c in stepCases)
+            {
+                task.Description = Markup.Escape((string)c["name"]!);
+                var r = runner.Step(c, root);
+                results.Add(r);
+                Say(r);
+                task.Increment(1);
+            }
+        });
+        double seconds = (DateTime.UtcNow - started).TotalSeconds;
+        var table = new Table().AddColumns("case", "version", "ms", "GB/s", "TFLOP/s", "floor ms", "roofline", "launches");
+        foreach (var r in results)
+            table.AddRow(Markup.Escape(r.Name), (r.IsDefault ? "[green]" : "[grey]") + Markup.Escape(r.Version) + "[/]", F(r.Ms, "F3"),
+                r.Cost.Bytes > 0 ? F(r.GBs, "F1") : "-", r.Cost.Flops > 0 ? F(r.TFlops, "F3") : "-", r.FloorMs > 0 ? F(r.FloorMs, "F3") : "-",
+                r.FloorMs > 0 ? F(r.Roofline, "P1") : "-", r.Launches.ToString());
+        AnsiConsole.Write(table);
+        Write(outDir, d, peak, results, quick, seconds);
+        int errors = results.Count(r => r.Error != null);
+        AnsiConsole.MarkupLine($"{results.Count} timings, {errors} errors, in {seconds:F0} s; wrote {Markup.Escape(Path.Combine(outDir, "bench.md"))} and bench.json");
+        return errors == 0 ? 0 : 1;
+    }
+
+    static void Say(BenchResult r) => AnsiConsole.MarkupLine(r.Error != null
+        ? $"[red]error[/] {Markup.Escape($"{r.Name} {r.Version}: {r.Error}")}"
+        : Markup.Escape($"{r.Name} {r.Version}: {r.Ms:F3} ms{(r.FloorMs > 0 ? $", {r.Roofline:P1} of the roofline" : "")}, {r.Launches} launches"));
+
+    static string F(double v, string format) => double.IsFinite(v) ? v.ToString(format, CultureInfo.InvariantCulture) : "-";
+
+    static void Write(string outDir, ComputeDevice d, Peak peak, List<BenchResult> results, bool quick, double seconds)
+    {
+        var md = new StringBuilder();
+        md.AppendLine($"# kd bench on {d.Info.Id} ({d.Info.Name})\n");
+        md.AppendLine($"{DateTime.UtcNow:u}; {seconds:F0} s{(quick ? "; quick shapes" : "")}. Measured ceilings: copy {peak.CopyGBs:F1} GB/s (bytes read + written), " +
+                      $"fp32 FMA {peak.Fp32TFlops:F3} TFLOP/s. Floor = max(FLOPs / FMA rate, bytes / copy bandwidth); roofline = floor / time. " +
+                      "Default versions in bold. Steps: training step (forward, loss, backward, clipping, AdamW, EMA); CFG sampling step " +
+                      "(one forward of 2N and the fused step, averaged over 4 steps); classifier guidance gradient (forward and backward to x).\n");
+        md.AppendLine("| case | version | ms | GB/s | TFLOP/s | floor ms | roofline | launches | note |\n|---|---|---|---|---|---|---|---|---|");
+        foreach (var r in results)
+        {
+            string v = r.IsDefault ? $"**{r.Version}**" : r.Version;
+            md.AppendLine($"| {r.Name} | {v} | {F(r.Ms, "F3")} | {(r.Cost.Bytes > 0 ? F(r.GBs, "F1") : "-")} | {(r.Cost.Flops > 0 ? F(r.TFlops, "F3") : "-")} | " +
+                          $"{(r.FloorMs > 0 ? F(r.FloorMs, "F3") : "-")} | {(r.FloorMs > 0 ? F(r.Roofline, "P1") : "-")} | {r.Launches} | {(r.Error ?? "").Replace("|", "/")} |");
+        }
+        AtomicFile.WriteAllText(Path.Combine(outDir, "bench.md"), md.ToString());
+        double? Num(double v) => double.IsFinite(v) ? v : null;
+        var json = new
+        {
+            device = d.Info.Name, device_id = d.Info.Id, quick, seconds,
+            peak = new { copy_gbs = peak.CopyGBs, fp32_tflops = peak.Fp32TFlops },
+            results = results.Select(r => new
+            {
+                name = r.Name, version = r.Version, @default = r.IsDefault, ms = Num(r.Ms), flops = r.Cost.Flops, bytes = r.Cost.Bytes,
+                gbs = r.Cost.Bytes > 0 ? Num(r.GBs) : null, tflops = r.Cost.Flops > 0 ? Num(r.TFlops) : null,
+                floor_ms = r.FloorMs > 0 ? Num(r.FloorMs) : null, roofline = r.FloorMs > 0 ? Num(r.Roofline) : null, launches = r.Launches, error = r.Error,
+            }),
+        };
+        AtomicFile.WriteAllText(Path.Combine(outDir, "bench.json"), JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
+    }
+}

@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using ILGPU;
+using ILGPU.Runtime;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using KernelDiffusion.Autodiff;
+using KernelDiffusion.Kernels;
+using KernelDiffusion.Runtime;
+
+namespace KernelDiffusion.Benchmarks;
+
+/// <summary>One timed case: a kernel (at one version) or a whole-model step. Ms is the median time; Cost the
+/// kernel's FLOP and byte counts (zero for steps); FloorMs the roofline floor max(FLOPs / peak, bytes / bandwidth);
+/// Launches the kernel launches of one run.</summary>
+public sealed record BenchResult(string Name, string Version, bool IsDefault, double Ms, KernelCost Cost, double FloorMs, long Launches, string? Error = null)
+{
+    public double GBs => Cost.Bytes / (Ms * 1e6);
+    public double TFlops => Cost.Flops / (Ms * 1e9);
+    /// <summary>Floor over time: 1 means the kernel runs at the roofline.</summary>
+    public double Roofline => FloorMs > 0 && Ms > 0 ? FloorMs / Ms : double.NaN;
+}
+
+/// <summary>The card's measured ceilings: device-to-device copy bandwidth (read + write) and fp32 FMA rate.</summary>
+public sealed record Peak(double CopyGBs, double Fp32TFlops)
+{
+    public double FloorMs(KernelCost c) => Math.Max(c.Flops / (Fp32TFlops * 1e9), c.Bytes / (CopyGBs * 1e6));
+}
+
+/// <summary>The cases of bench/cases.json (shared with bench/torch_reference.py, joined by name in bench/join.py).</summary>
+public sealed class BenchCases
+{
+    public required IReadOnlyList<JsonObject> Kernels { get; init; }
+    public required IReadOnlyList<JsonObject> Steps { get; init; }
+
+    /// <summary>Reads the cases; with <paramref name="quick"/> each case's "quick" values replace its own (CPU smoke runs).</summary>
+    public static BenchCases Load(string path, bool quick)
+    {
+        if (!File.Exists(path)) throw new KdException($"bench: no case file '{path}' (it is bench/cases.json in the repository; --cases names another)");
+        JsonNode root;
+        try { root = JsonNode.Parse(File.ReadAllText(path)) ?? throw new JsonException("empty"); }
+        catch (JsonException e) { throw new KdException($"bench: '{path}' is not valid JSON: {e.Message}"); }
+        List<JsonObject> Read(string key) => (root[key] as JsonArray ?? throw new KdException($"bench: '{path}' has no \"{key}\" list"))
+            .Select(n =>
+            {
+                var o = (JsonObject)n!.DeepClone();
+                if (quick && o["quick"] is JsonObject q)
+                    foreach (var (k, v) in q) o[k] = v?.DeepClone();
+                o.Remove("quick");
+                return o;
+            }).ToList();
+        return new BenchCases { Kernels = Read("kernels"), Steps = Read("steps") };
+    }
+}
+
+/// <summary>Times a run: one warm-up (it compiles), then enough repetitions of an inner loop of at least about a
+/// millisecond to fill <see cref="BudgetMs"/>, synchronising after each loop; the median per run.</summary>
+public sealed class BenchTimer(ComputeDevice d)
+{
+    public double BudgetMs { get; init; } = 300;
+    public int MinReps { get; init; } = 5;
+
+    public (double Ms, long Launches) Time(Action run)
+    {
+        run();
+        d.Synchronize();
+        long before = KernelCache.Launches;
+        var clock = Stopwatch.StartNew();
+        run();
+        d.Synchronize();
+        double once = Math.Max(clock.Elapsed.TotalMilliseconds, 1e-3);
+        long launches = KernelCache.Launches - before;
+        int inner = Math.Clamp((int)(1.0 / once), 1, 200);
+        int reps = Math.Clamp((int)(BudgetMs / (once * inner)), MinReps, 100);
+        var times = new double[reps];
+        for (int r = 0; r < reps; r++)
+        {
+            clock.Restart();
+            for (int i = 0; i < inner; i++) run();
+            d.Synchronize();
+            times[r] = clock.Elapsed.TotalMilliseconds / inner;
+        }
+        Array.Sort(times);
+        return (times[reps / 2], launches);
+    }
+
+    /// <summary>Copy bandwidth (bytes read + written per second) of a device-to-device copy of 256 MiB (1 MiB on the
+    /// CPU accelerator), and the fp32 rate of a kernel of independent FMA chains.</summary>
+    public Peak MeasurePeak()
+    {
+        bool cpu = Launch.IsCpu(d.Accelerator);
+        long n = cpu ? 1 << 18 : 1 << 26;
+        using var a = d.Accelerator.Allocate1D<float>(n);
+        using var b = d.Accelerator.Allocate1D<float>(n);
+        a.MemSetToZero();
+        var (copyMs, _) = Time(() => a.View.CopyTo(b.View));
+        var fma = PeakRate.Shape(d.Accelerator);
+        using var sink = d.Accelerator.Allocate1D<float>(fma.Threads);
+        var (fmaMs, _) = Time(() => PeakRate.Run(d.Accelerator, sink.View, fma));
+        return new Peak(8.0 * n / (copyMs * 1e6), PeakRate.Flops(fma) / (fmaMs * 1e9));
+    }
+}

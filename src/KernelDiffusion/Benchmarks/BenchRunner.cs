@@ -1,0 +1,246 @@
+using System.Text.Json.Nodes;
+using ILGPU;
+using ILGPU.Runtime;
+using KernelDiffusion.Autodiff;
+using KernelDiffusion.Data;
+using KernelDiffusion.Diffusion;
+using KernelDiffusion.Kernels;
+using KernelDiffusion.Nn;
+using KernelDiffusion.Runtime;
+using KernelDiffusion.Training;
+
+namespace KernelDiffusion.Benchmarks;
+
+/// <summary>Runs bench/cases.json's cases on one device: every kernel case at each version of its family (the default
+/// marked), and the whole-model steps with their launch counts. Inputs are random normal, never zeros.</summary>
+public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
+{
+    /// <summary>When false, only each family's default version runs.</summary>
+    public bool AllVersions { get; init; } = true;
+
+    Tensor Random(int[] shape, ulong seed, bool grad = false)
+    {
+        var t = d.Empty(shape, "bench_input");
+        Philox.Draw(d.Accelerator, t.View, t.Length, seed, 0, normal: true);
+        t.RequiresGrad = grad;
+        return t;
+    }
+
+    static int[] Shape(JsonObject c, string key) => c[key]!.AsArray().Select(v => (int)v!).ToArray();
+    static int Int(JsonObject c, string key) => (int)c[key]!;
+    static bool Flag(JsonObject c, string key) => c[key] is JsonNode n && (bool)n;
+
+    /// <summary>Whole-model steps take up to seconds each: fewer repetitions.</summary>
+    readonly BenchTimer stepTimer = new(d) { BudgetMs = timer.BudgetMs, MinReps = 3 };
+
+    BenchResult Measure(string name, string version, bool isDefault, KernelCost cost, Action run, bool step = false)
+    {
+        try
+        {
+            var (ms, launches) = (step ? stepTimer : timer).Time(() => { run(); d.Tape.Reset(); });
+            return new BenchResult(name, version, isDefault, ms, cost, peak.FloorMs(cost), launches);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            d.Tape.Reset();
+            return new BenchResult(name, version, isDefault, double.NaN, cost, peak.FloorMs(cost), 0, e.GetType().Name + ": " + e.Message);
+        }
+    }
+
+    /// <summary>Each version of a family (or only the default), run with that version forced.</summary>
+    IEnumerable<BenchResult> Versions<TV>(string name, TV[] all, TV chosen, Action<KernelVersions, TV> force, KernelCost cost, Action run) where TV : struct, Enum
+    {
+        foreach (var v in AllVersions ? all : [chosen])
+        {
+            var label = "v" + Convert.ToInt32(v) + "." + v.ToString()[2..].ToLowerInvariant();
+            yield return Measure(name, label, v.Equals(chosen), cost, () => d.Versions.With(x => force(x, v), () => { run(); return 0; }));
+        }
+    }
+
+    public IEnumerable<BenchResult> Kernel(JsonObject c)
+    {
+        string name = (string)c["name"]!, op = (string)c["op"]!;
+        var inputs = new List<Tensor>();
+        Tensor R(int[] shape, bool grad = false) { var t = Random(shape, (ulong)inputs.Count + 1, grad); inputs.Add(t); return t; }
+        try
+        {
+            foreach (var r in KernelCase(c, name, op, R)) yield return r;
+        }
+        finally
+        {
+            foreach (var t in inputs) t.Dispose();
+        }
+    }
+
+    IEnumerable<BenchResult> KernelCase(JsonObject c, string name, string op, Func<int[], bool, Tensor> R)
+    {
+        var acc = d.Accelerator;
+        switch (op)
+        {
+            case "silu":
+            {
+                int n = Int(c, "n");
+                var (x, o) = (R([n], false), R([n], false));
+                yield return Measure(name, "v1", true, Elementwise.UnaryCost(UnaryOp.Silu, n), () => Elementwise.Unary(acc, UnaryOp.Silu, x.View, o.View, 0, 0, n));
+                break;
+            }
+            case "sampling_step":
+            {
+                var s = Shape(c, "x");
+                int n = s[0], ch = s[1], hw = s[2] * s[3];
+                var (x, eps, next) = (R(s, false), R([2 * n, ch, s[2], s[3]], false), R(s, false));
+                var ps = d.FromArray(Enumerable.Range(0, n).SelectMany(_ => new[] { (float)(double)c["w"]!, 0f, 1f, 1f }).ToArray(), [n, SamplingStep.PerSample], "per_sample");
+                using var ids = acc.Allocate1D(Enumerable.Range(0, n).ToArray());
+                // DDIM, eta 0, at about t = 500 of 1000: constants of that step; no noise.
+                var k = new StepConstants { C1 = 1.4f, C2 = 0.98f, A = 0.62f, B = 0, E = 0.78f, Cfg = 1 };
+                yield return Measure(name, "v1", true, SamplingStep.Cost((long)n * ch * hw, k),
+                    () => SamplingStep.Step(acc, x.View, eps.View, x.View, ps.View, ids.View, next.View, n, ch, hw, k, 1));
+                ps.Dispose();
+                break;
+            }
+            case "group_norm":
+            {
+                var s = Shape(c, "x");
+                int groups = Int(c, "groups");
+                bool silu = Flag(c, "silu"), back = Flag(c, "backward"), ss = Flag(c, "scale_shift");
+                var x = R(s, back);
+                var (gamma, beta) = (R([s[1]], back), R([s[1]], back));
+                var scaleShift = ss ? R([s[0], 2 * s[1]], back) : null;
+                var g = back ? R(s, false) : null;
+                var shape = new GroupNormShape { N = s[0], C = s[1], HW = s[2] * s[3], Groups = groups, ScaleShift = ss ? 1 : 0, Silu = silu ? 1 : 0, Eps = 1e-5f };
+                var cost = GroupNorm.ForwardCost(shape) + (back ? GroupNorm.BackwardCost(shape) : default);
+                foreach (var r in Versions(name, Enum.GetValues<GroupNormVersion>(), GroupNorm.Choose(acc, shape), (v, ver) => v.GroupNorm = ver, cost, () =>
+                {
+                    var y = Ops.GroupNorm(x, gamma, beta, groups, scaleShift, silu);
+                    if (back) d.Tape.Backward(y, g!);
+                }))
+                    yield return r;
+                foreach (var t in new[] { x, gamma, beta, scaleShift }) t?.ZeroGrad();
+                break;
+            }
+            case "adamw":
+            {
+                int n = Int(c, "n");
+                var (p, g, m) = (R([n], false), R([n], false), R([n], false));
+                var v = d.Zeros([n], "adam_v");
+                yield return Measure(name, "v1", true, Adam.AdamWCost(n),
+                    () => Adam.AdamW(acc, p.View, g.View, m.View, v.View, AdamStep.Create(1e-4, 0.9, 0.999, 1e-8, 0.0, 10), n));
+                v.Dispose();
+                break;
+            }
+            case "gemm":
+            {
+                int m = Int(c, "m"), n = Int(c, "n"), k = Int(c, "k");
+                var (a, b, o) = (R([m, k], false), R([k, n], false), R([m, n], false));
+                var shape = new GemmShape { Batch = 1, M = m, N = n, K = k, StrideC = m * n, Alpha = 1 };
+                foreach (var v in AllVersions ? Enum.GetValues<GemmVersion>() : [Gemm.Choose(acc)])
+                    yield return Measure(name, "v" + (int)v + "." + v.ToString()[2..].ToLowerInvariant(), v == Gemm.Choose(acc), Gemm.Cost(shape),
+                        () => Gemm.Run(acc, a.View, b.View, o.View, shape, v));
+                break;
+            }
+            case "conv3x3":
+            {
+                var s = Shape(c, "x");
+                int cout = Int(c, "cout");
+                bool back = Flag(c, "backward");
+                var x = R(s, back);
+                var (w, b) = (R([cout, s[1], 3, 3], back), R([cout], back));
+                var g = back ? R([s[0], cout, s[2], s[3]], false) : null;
+                var geo = ConvGeometry.Create(s[0], s[1], s[2], s[3], cout, 3, 1, 1);
+                var cost = Conv2d.Cost(geo, ConvPass.Forward) + (back ? Conv2d.Cost(geo, ConvPass.InputGrad) + Conv2d.Cost(geo, ConvPass.WeightGrad) : default);
+                foreach (var r in Versions(name, Enum.GetValues<ConvVersion>(), Conv2d.Choose(acc), (v, ver) => v.Conv = ver, cost, () =>
+                {
+                    var y = Ops.Conv2d(x, w, b);
+                    if (back) d.Tape.Backward(y, g!);
+                }))
+                    yield return r;
+                foreach (var t in new[] { x, w, b }) t.ZeroGrad();
+                break;
+            }
+            case "attention":
+            {
+                int n = Int(c, "batch"), heads = Int(c, "heads"), ch = Int(c, "head_dim"), tokens = Int(c, "tokens");
+                bool back = Flag(c, "backward");
+                var qkv = R([n, 3 * heads * ch, tokens], back);
+                var g = back ? R([n, heads * ch, tokens], false) : null;
+                var shape = new AttentionShape { N = n, C = heads * ch, T = tokens, Heads = heads, NewOrder = 1 };
+                var cost = Attention.ForwardCost(shape) + (back ? Attention.BackwardCost(shape) : default);
+                foreach (var r in Versions(name, Enum.GetValues<AttentionVersion>(), Attention.Choose(acc, shape), (v, ver) => v.Attention = ver, cost, () =>
+                {
+                    var y = Ops.Attention(qkv, heads, newOrder: true);
+                    if (back) d.Tape.Backward(y, g!);
+                }))
+                    yield return r;
+                qkv.ZeroGrad();
+                break;
+            }
+            default:
+                yield return new BenchResult(name, "-", true, double.NaN, default, 0, 0, $"unknown op '{op}'");
+                break;
+        }
+    }
+
+    /// <summary>A whole-model case: a training step (forward, loss, backward, clipping, AdamW, EMA), a CFG sampling step
+    /// (one forward of 2N plus the fused step), or a classifier guidance gradient; random weights and inputs.</summary>
+    public BenchResult Step(JsonObject c, string root)
+    {
+        string name = (string)c["name"]!, op = (string)c["op"]!;
+        int batch = Int(c, "batch");
+        try
+        {
+            var config = ModelConfig.FromFile(Path.Combine(root, (string)c["config"]!));
+            using DiffusionTrunk model = config.IsClassifier ? new Classifier(d, config) : new UNet(d, config);
+            model.Initialize(1, randomizeConstants: true);
+            return op switch
+            {
+                "train_step" => TrainStep(name, (UNet)model, batch),
+                "cfg_step" => CfgStep(name, (UNet)model, batch),
+                "classifier_gradient" => GuidanceGradient(name, (Classifier)model, batch),
+                _ => new BenchResult(name, "-", true, double.NaN, default, 0, 0, $"unknown op '{op}'"),
+            };
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            d.Tape.Reset();
+            return new BenchResult(name, "default", true, double.NaN, default, 0, 0, e.GetType().Name + ": " + e.Message);
+        }
+    }
+
+    BenchResult TrainStep(string name, UNet model, int batch)
+    {
+        var c = model.Config;
+        int classes = Math.Max(1, c.NumClasses - 1), per = c.InChannels * c.ImageSize * c.ImageSize, count = 2 * batch;
+        var rng = new Random(1);
+        var data = new ImageDataSet
+        {
+            Source = "random images", Count = count, Channels = c.InChannels, Height = c.ImageSize, Width = c.ImageSize,
+            Pixels = Enumerable.Range(0, count * per).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray(),
+            Labels = Enumerable.Range(0, count).Select(i => i % classes).ToArray(),
+            ClassNames = Enumerable.Range(0, classes).Select(i => $"class {i}").ToList(),
+        };
+        using var trainer = new Trainer(d, model, data, new TrainOptions { Batch = batch, Steps = int.MaxValue, PUncond = c.NumClasses > 0 ? 0.1 : 0 });
+        return Measure(name, "default", true, default, () => trainer.TrainStep(), step: true);
+    }
+
+    BenchResult CfgStep(string name, UNet model, int batch)
+    {
+        const int steps = 4;
+        var denoiser = new UNetDenoiser(model);
+        var options = new SampleOptions { Steps = steps.ToString(), Seed = 1 };
+        var plan = GuidedSampler.Plan("linear", 1000, options, denoiser.LearnsSigma);
+        var labels = Enumerable.Range(0, batch).Select(i => i % Math.Max(1, model.Config.NumClasses - 1)).ToArray();
+        var b = SampleBatch.Uniform(model.Config.NumClasses > 0 ? labels : null, batch, 3f, 0);
+        var r = Measure(name, "default", true, default, () => GuidedSampler.Sample(d, denoiser, null, plan, b, options), step: true);
+        return r with { Ms = r.Ms / steps, Launches = r.Launches / steps };
+    }
+
+    BenchResult GuidanceGradient(string name, Classifier model, int batch)
+    {
+        using var gradient = new ClassifierGradient(model);
+        var c = model.Config;
+        using var x = Random([batch, c.InChannels, c.ImageSize, c.ImageSize], 3);
+        using var t = d.FromArray(Enumerable.Range(0, batch).Select(i => (float)(i * 997 % 1000)).ToArray(), [batch], "t");
+        var labels = Enumerable.Range(0, batch).Select(i => i % c.OutChannels).ToArray();
+        return Measure(name, "default", true, default, () => gradient.Gradient(x, t, labels), step: true);
+    }
+}
