@@ -68,6 +68,7 @@ static class BenchCommand
                 task.Description = Markup.Escape((string)c["name"]!);
                 foreach (var r in runner.Kernel(c)) { results.Add(r); Say(r); }
                 task.Increment(1);
+                Write(outDir, d, peak, results, quick, (DateTime.UtcNow - started).TotalSeconds);   // a run cut short keeps what it measured
             }
             foreach (var c in stepCases)
             {
@@ -76,6 +77,7 @@ static class BenchCommand
                 results.Add(r);
                 Say(r);
                 task.Increment(1);
+                Write(outDir, d, peak, results, quick, (DateTime.UtcNow - started).TotalSeconds);
             }
         });
         double seconds = (DateTime.UtcNow - started).TotalSeconds;

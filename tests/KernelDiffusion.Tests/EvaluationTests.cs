@@ -135,4 +135,24 @@ public sealed class EvaluationTests(DeviceFixture fx, ITestOutputHelper log)
         Assert.True(r.IsMean > 4, $"IS {r.IsMean:F2}: the splits are not mixed");
         Assert.Equal(1.0, r.Accuracy);
     }
+
+    /// <summary>kd eval-classifier's counting: its t = 0 accuracy is the argmax agreement computed independently from the
+    /// feature extractor's softmax; the same seed gives the same figures; heavy noise drives a clean-trained net towards
+    /// chance.</summary>
+    [Fact]
+    public void NoisedAccuracyCountsWhatTheClassifierSays()
+    {
+        var set = FixtureTrainingTests.Fixture(4, 240, 60);
+        var schedule = Diffusion.NoiseSchedule.Named("linear", 1000);
+        var a = NoisedAccuracy.Measure(fx.Device, net, set, schedule, seed: 5, batch: 25);
+        var b = NoisedAccuracy.Measure(fx.Device, net, set, schedule, seed: 5, batch: 60);
+        var probs = Features(set.Pixels, set.Count).Probs;
+        int right = Enumerable.Range(0, set.Count).Count(i =>
+            Enumerable.Range(0, 10).MaxBy(k => probs[i * 10 + k]) == set.Labels[i]);
+        log.WriteLine($"clean {a.Clean:P1}, quarters {string.Join(" ", a.Quarters.Select(q => q.ToString("P1")))}");
+        Assert.Equal(right / (double)set.Count, a.Clean, 12);
+        Assert.Equal(a.Quarters, b.Quarters);
+        Assert.True(a.Clean > 0.3, $"clean accuracy {a.Clean:P1}: the test's classifier did not learn");
+        Assert.True(a.Quarters[3] < a.Clean - 0.1, $"last quarter {a.Quarters[3]:P1} against clean {a.Clean:P1}: the images were not noised");
+    }
 }

@@ -52,8 +52,9 @@ public sealed class BenchCases
     }
 }
 
-/// <summary>Times a run: one warm-up (it compiles), then enough repetitions of an inner loop of at least about a
-/// millisecond to fill <see cref="BudgetMs"/>, synchronising after each loop; the median per run.</summary>
+/// <summary>Times a run: one warm-up (it compiles), one timed run (its launches counted), then enough repetitions of an
+/// inner loop of at least about a millisecond to fill <see cref="BudgetMs"/>, synchronising after each loop; the median
+/// per run.</summary>
 public sealed class BenchTimer(ComputeDevice d)
 {
     public double BudgetMs { get; init; } = 300;
@@ -70,7 +71,8 @@ public sealed class BenchTimer(ComputeDevice d)
         double once = Math.Max(clock.Elapsed.TotalMilliseconds, 1e-3);
         long launches = KernelCache.Launches - before;
         int inner = Math.Clamp((int)(1.0 / once), 1, 200);
-        int reps = Math.Clamp((int)(BudgetMs / (once * inner)), MinReps, 100);
+        // A run slower than the whole budget (a CPU-minded version on a GPU: seconds) is timed once more, not MinReps times.
+        int reps = once > BudgetMs ? 1 : Math.Clamp((int)(BudgetMs / (once * inner)), MinReps, 100);
         var times = new double[reps];
         for (int r = 0; r < reps; r++)
         {

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Issue 7's measurement on the lent GPU machine, about 5 minutes: kd check on CUDA, then kd bench (every kernel version
+# and the whole-model steps) and bench/torch_reference.py on the same card in the same run, joined into bench ratios.
+# Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
+# There: run with carry [".device"]:  bash scripts/gpu-bench.sh "$OUT"     ($OUT gets bench-results.tgz)
+set -u
+out=${1:?usage: gpu-bench.sh OUTDIR}
+R=/tmp/kd-bench; mkdir -p "$R" "$out"
+begin=$(date +%s); stamp() { echo "$(( $(date +%s) - begin )) s: $*" | tee -a "$R/timeline.txt"; tar czf "$out/bench-results.tgz" -C "$R" .; }
+kd() { bash .device/run KernelDiffusion.Cli "$@"; }
+kd info > "$R/info.txt" 2>&1
+nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=csv >> "$R/info.txt" 2>&1
+timeout 60 bash .device/run KernelDiffusion.Cli check --device cuda --out "$R/check" > "$R/check.log" 2>&1
+stamp "check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
+timeout 200 bash .device/run KernelDiffusion.Cli bench --device cuda --budget-ms 100 --out "$R/bench" > "$R/bench.log" 2>&1
+stamp "kd bench done"
+timeout 100 python3 bench/torch_reference.py --device cuda --out "$R/torch.json" > "$R/torch.log" 2>&1
+stamp "torch done"
+python3 bench/join.py "$R/bench/bench.json" "$R/torch.json" --out "$R/ratios.md" > "$R/join.log" 2>&1
+stamp "joined"
+cat "$R/timeline.txt"; cat "$R/ratios.md" 2>/dev/null | head -60
