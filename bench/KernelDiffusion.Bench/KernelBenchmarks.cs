@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Attributes;
+using KernelDiffusion.Benchmarks;
 using KernelDiffusion.Kernels;
 using KernelDiffusion.Runtime;
 
@@ -72,36 +73,68 @@ public class StreamingKernels
     };
 }
 
-/// <summary>Square SGEMM, each version.</summary>
-public class GemmKernels
+/// <summary>Every kernel case of bench/cases.json at each version: the same runs as <c>kd bench</c> (full shapes on a
+/// GPU, the quick ones on the CPU accelerator), named "case@version".</summary>
+public class CaseBenchmarks
 {
-    ComputeDevice d = null!;
-    Tensor a = null!, b = null!, c = null!;
+    static readonly Lazy<ComputeDevice> Device = new(() => ComputeDevice.Open());
+    static readonly Lazy<Peak> Ceilings = new(() => new BenchTimer(Device.Value).MeasurePeak());
+    static readonly Lazy<(List<string> Names, Dictionary<string, KernelCost> Costs)> Listed = new(List);
 
-    [ParamsSource(nameof(Sizes))]
-    public int Size;
+    BenchRunner.PreparedCase prepared = null!;
+    Action run = null!;
 
-    /// <summary>The CPU accelerator runs v2's barriers on OS threads (about 0.002 GFLOP/s): small sizes there.</summary>
-    public static IEnumerable<int> Sizes => Devices.OnCpu ? [32, 64] : [512, 4096];
+    [ParamsSource(nameof(Cases))]
+    public string Case = "";
+
+    public static IEnumerable<string> Cases => Listed.Value.Names;
+
+    static BenchCases Load()
+    {
+        for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir != null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "bench", "cases.json")))
+                return BenchCases.Load(Path.Combine(dir.FullName, "bench", "cases.json"), quick: Devices.OnCpu);
+        throw new FileNotFoundException("bench/cases.json: run from the repository");
+    }
+
+    static BenchRunner Runner() => new(Device.Value, Ceilings.Value, new BenchTimer(Device.Value));
+
+    /// <summary>Prepares every case once to list its versions and costs.</summary>
+    static (List<string>, Dictionary<string, KernelCost>) List()
+    {
+        var names = new List<string>();
+        var costs = new Dictionary<string, KernelCost>();
+        foreach (var c in Load().Kernels)
+        {
+            using var p = Runner().Prepare(c);
+            foreach (var r in p.Runs)
+            {
+                names.Add($"{r.Name}@{r.Version}");
+                costs[$"{r.Name}@{r.Version}"] = r.Cost;
+            }
+        }
+        return (names, costs);
+    }
+
+    public static KernelCost CostOf(string name) => Listed.Value.Costs[name];
+    public static Peak Peak => Ceilings.Value;
 
     [GlobalSetup]
     public void Setup()
     {
-        d = ComputeDevice.Open();
-        a = d.Empty([Size, Size]); b = d.Empty([Size, Size]); c = d.Empty([Size, Size]);
-        Philox.Draw(d.Accelerator, a.View, a.Length, 1, 0, normal: true);
-        Philox.Draw(d.Accelerator, b.View, b.Length, 2, 0, normal: true);
-        d.Synchronize();
+        var (name, version) = (Case[..Case.IndexOf('@')], Case[(Case.IndexOf('@') + 1)..]);
+        prepared = Runner().Prepare(Load().Kernels.Single(c => (string)c["name"]! == name));
+        run = prepared.Runs.Single(r => r.Version == version).Run;
     }
 
     [GlobalCleanup]
-    public void Cleanup() => d.Dispose();
+    public void Cleanup() => prepared.Dispose();
 
-    GemmShape Shape => new() { Batch = 1, M = Size, N = Size, K = Size, StrideC = Size * Size, Alpha = 1 };
-
-    [Benchmark] public void GemmV1() { Gemm.Run(d.Accelerator, a.View, b.View, c.View, Shape, GemmVersion.V1Naive); d.Synchronize(); }
-    [Benchmark] public void GemmV2() { Gemm.Run(d.Accelerator, a.View, b.View, c.View, Shape, GemmVersion.V2Tiled); d.Synchronize(); }
-
-    public static KernelCost Cost(string method, int size)
-        => Gemm.Cost(new GemmShape { Batch = 1, M = size, N = size, K = size, Alpha = 1 });
+    [Benchmark]
+    public void Run()
+    {
+        run();
+        Device.Value.Tape.Reset();
+        Device.Value.Synchronize();
+    }
 }

@@ -18,6 +18,16 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
     /// <summary>When false, only each family's default version runs.</summary>
     public bool AllVersions { get; init; } = true;
 
+    /// <summary>One version of a kernel case, ready to run on inputs its PreparedCase owns.</summary>
+    public sealed record PreparedRun(string Name, string Version, bool IsDefault, KernelCost Cost, Action Run);
+
+    /// <summary>The runs of a kernel case and the buffers they use.</summary>
+    public sealed class PreparedCase(IReadOnlyList<PreparedRun> runs, List<IDisposable> owned) : IDisposable
+    {
+        public IReadOnlyList<PreparedRun> Runs => runs;
+        public void Dispose() { foreach (var t in owned) t.Dispose(); }
+    }
+
     Tensor Random(int[] shape, ulong seed, bool grad = false)
     {
         var t = d.Empty(shape, "bench_input");
@@ -47,32 +57,49 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
         }
     }
 
-    /// <summary>Each version of a family (or only the default), run with that version forced.</summary>
-    IEnumerable<BenchResult> Versions<TV>(string name, TV[] all, TV chosen, Action<KernelVersions, TV> force, KernelCost cost, Action run) where TV : struct, Enum
+    /// <summary>Each version of a family (or only the default), with that version forced.</summary>
+    IEnumerable<PreparedRun> Versions<TV>(string name, TV[] all, TV chosen, Action<KernelVersions, TV> force, KernelCost cost, Action run) where TV : struct, Enum
     {
         foreach (var v in AllVersions ? all : [chosen])
-        {
-            var label = "v" + Convert.ToInt32(v) + "." + v.ToString()[2..].ToLowerInvariant();
-            yield return Measure(name, label, v.Equals(chosen), cost, () => d.Versions.With(x => force(x, v), () => { run(); return 0; }));
-        }
+            yield return new PreparedRun(name, VersionLabel(v), v.Equals(chosen), cost, () => d.Versions.With(x => force(x, v), () => { run(); return 0; }));
     }
 
+    static string VersionLabel<TV>(TV v) where TV : struct, Enum => "v" + Convert.ToInt32(v) + "." + v.ToString()[2..].ToLowerInvariant();
+
+    /// <summary>Times every version of a kernel case; a case that cannot be set up (too large for the device) is one
+    /// error row.</summary>
     public IEnumerable<BenchResult> Kernel(JsonObject c)
     {
-        string name = (string)c["name"]!, op = (string)c["op"]!;
-        var inputs = new List<Tensor>();
-        Tensor R(int[] shape, bool grad = false) { var t = Random(shape, (ulong)inputs.Count + 1, grad); inputs.Add(t); return t; }
-        try
+        PreparedCase prepared;
+        try { prepared = Prepare(c); }
+        catch (Exception e) when (e is not (OutOfMemoryException or KdException))
         {
-            foreach (var r in KernelCase(c, name, op, R)) yield return r;
+            return [new BenchResult((string)c["name"]!, "-", true, double.NaN, default, 0, 0, e.GetType().Name + ": " + e.Message)];
         }
-        finally
+        return MeasureAll(prepared);
+    }
+
+    IEnumerable<BenchResult> MeasureAll(PreparedCase prepared)
+    {
+        using (prepared)
+            foreach (var r in prepared.Runs) yield return Measure(r.Name, r.Version, r.IsDefault, r.Cost, r.Run);
+    }
+
+    /// <summary>A kernel case's inputs (random normal) and one run per version; disposing frees the inputs.</summary>
+    public PreparedCase Prepare(JsonObject c)
+    {
+        string name = (string)c["name"]!, op = (string)c["op"]!;
+        var owned = new List<IDisposable>();
+        Tensor R(int[] shape, bool grad) { var t = Random(shape, (ulong)owned.Count + 1, grad); owned.Add(t); return t; }
+        try { return new PreparedCase(KernelCase(c, name, op, R, owned).ToList(), owned); }
+        catch
         {
-            foreach (var t in inputs) t.Dispose();
+            foreach (var t in owned) t.Dispose();
+            throw;
         }
     }
 
-    IEnumerable<BenchResult> KernelCase(JsonObject c, string name, string op, Func<int[], bool, Tensor> R)
+    IEnumerable<PreparedRun> KernelCase(JsonObject c, string name, string op, Func<int[], bool, Tensor> R, List<IDisposable> owned)
     {
         var acc = d.Accelerator;
         switch (op)
@@ -81,7 +108,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
             {
                 int n = Int(c, "n");
                 var (x, o) = (R([n], false), R([n], false));
-                yield return Measure(name, "v1", true, Elementwise.UnaryCost(UnaryOp.Silu, n), () => Elementwise.Unary(acc, UnaryOp.Silu, x.View, o.View, 0, 0, n));
+                yield return new PreparedRun(name, "v1", true, Elementwise.UnaryCost(UnaryOp.Silu, n), () => Elementwise.Unary(acc, UnaryOp.Silu, x.View, o.View, 0, 0, n));
                 break;
             }
             case "sampling_step":
@@ -90,12 +117,13 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 int n = s[0], ch = s[1], hw = s[2] * s[3];
                 var (x, eps, next) = (R(s, false), R([2 * n, ch, s[2], s[3]], false), R(s, false));
                 var ps = d.FromArray(Enumerable.Range(0, n).SelectMany(_ => new[] { (float)(double)c["w"]!, 0f, 1f, 1f }).ToArray(), [n, SamplingStep.PerSample], "per_sample");
-                using var ids = acc.Allocate1D(Enumerable.Range(0, n).ToArray());
+                var ids = acc.Allocate1D(Enumerable.Range(0, n).ToArray());
+                owned.Add(ps);
+                owned.Add(ids);
                 // DDIM, eta 0, at about t = 500 of 1000: constants of that step; no noise.
                 var k = new StepConstants { C1 = 1.4f, C2 = 0.98f, A = 0.62f, B = 0, E = 0.78f, Cfg = 1 };
-                yield return Measure(name, "v1", true, SamplingStep.Cost((long)n * ch * hw, k),
+                yield return new PreparedRun(name, "v1", true, SamplingStep.Cost((long)n * ch * hw, k),
                     () => SamplingStep.Step(acc, x.View, eps.View, x.View, ps.View, ids.View, next.View, n, ch, hw, k, 1));
-                ps.Dispose();
                 break;
             }
             case "group_norm":
@@ -115,17 +143,16 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                     if (back) d.Tape.Backward(y, g!);
                 }))
                     yield return r;
-                foreach (var t in new[] { x, gamma, beta, scaleShift }) t?.ZeroGrad();
                 break;
             }
             case "adamw":
             {
                 int n = Int(c, "n");
                 var (p, g, m) = (R([n], false), R([n], false), R([n], false));
-                var v = d.Zeros([n], "adam_v");
-                yield return Measure(name, "v1", true, Adam.AdamWCost(n),
+                var v = R([n], false);
+                Philox.Draw(acc, v.View, n, 99, 0, normal: false);   // a second moment is not negative
+                yield return new PreparedRun(name, "v1", true, Adam.AdamWCost(n),
                     () => Adam.AdamW(acc, p.View, g.View, m.View, v.View, AdamStep.Create(1e-4, 0.9, 0.999, 1e-8, 0.0, 10), n));
-                v.Dispose();
                 break;
             }
             case "gemm":
@@ -134,8 +161,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 var (a, b, o) = (R([m, k], false), R([k, n], false), R([m, n], false));
                 var shape = new GemmShape { Batch = 1, M = m, N = n, K = k, StrideC = m * n, Alpha = 1 };
                 foreach (var v in AllVersions ? Enum.GetValues<GemmVersion>() : [Gemm.Choose(acc)])
-                    yield return Measure(name, "v" + (int)v + "." + v.ToString()[2..].ToLowerInvariant(), v == Gemm.Choose(acc), Gemm.Cost(shape),
-                        () => Gemm.Run(acc, a.View, b.View, o.View, shape, v));
+                    yield return new PreparedRun(name, VersionLabel(v), v == Gemm.Choose(acc), Gemm.Cost(shape), () => Gemm.Run(acc, a.View, b.View, o.View, shape, v));
                 break;
             }
             case "conv3x3":
@@ -154,7 +180,6 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                     if (back) d.Tape.Backward(y, g!);
                 }))
                     yield return r;
-                foreach (var t in new[] { x, w, b }) t.ZeroGrad();
                 break;
             }
             case "attention":
@@ -171,12 +196,10 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                     if (back) d.Tape.Backward(y, g!);
                 }))
                     yield return r;
-                qkv.ZeroGrad();
                 break;
             }
             default:
-                yield return new BenchResult(name, "-", true, double.NaN, default, 0, 0, $"unknown op '{op}'");
-                break;
+                throw new KdException($"bench: case '{name}' has an unknown op '{op}'");
         }
     }
 
