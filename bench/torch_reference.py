@@ -390,6 +390,13 @@ def kernel_case(c, dev):
             clear([x, w, bias])
             F.conv2d(x, w, bias, padding=1).backward(gout)
         return fb, None
+    if op == "conv3x3_pass":  # one backward pass alone, as cuDNN's backward-data / backward-filter kernels
+        cin = c["x"][1]
+        x, w = rnd(*c["x"]), rnd(c["cout"], cin, 3, 3)
+        gout = rnd(c["x"][0], c["cout"], *c["x"][2:])
+        if c["pass"] == "input_grad":
+            return (lambda: torch.nn.grad.conv2d_input(x.shape, w, gout, padding=1)), None
+        return (lambda: torch.nn.grad.conv2d_weight(x, w.shape, gout, padding=1)), None
     if op == "attention":
         shape, bk = (c["batch"], c["heads"], c["tokens"], c["head_dim"]), c["backward"]
         q, k, v = rnd(*shape, grad=bk), rnd(*shape, grad=bk), rnd(*shape, grad=bk)
@@ -588,7 +595,7 @@ def main():
         set_tf32(tf32)
         suffix = "@tf32" if tf32 else ""
         for c, kind in all_cases:
-            if a.both and tf32 and c["op"] not in ("gemm", "conv3x3", "attention", "train_step", "cfg_step", "classifier_gradient"):
+            if a.both and tf32 and c["op"] not in ("gemm", "conv3x3", "conv3x3_pass", "attention", "train_step", "cfg_step", "classifier_gradient"):
                 continue
             c = dict(c, **(c.get("quick", {}) if a.quick else {}))
             try:

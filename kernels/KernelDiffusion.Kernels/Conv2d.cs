@@ -34,7 +34,7 @@ public struct ConvGeometry
 
 public enum ConvPass { Forward = 0, InputGrad = 1, WeightGrad = 2 }
 
-public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4 }
+public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5 }
 
 /// <summary>2-D convolution (any odd square kernel with padding, stride 1 or 2; the UNet uses 3x3 pad 1 and 1x1)
 /// as an implicit GEMM C[M, N] = sum_k A[M, K] B[K, N] whose operands are gathered from the tensors, so one
@@ -47,11 +47,14 @@ public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4
 ///                M = Cout, N = Cin*R*R, K = batch*Ho*Wo
 /// The bias gradient is a sum of dy over (n, oh, ow): Reduce does it. v1: one output per thread in a
 /// grid-stride loop, no barriers. v2: T x T shared-memory tiles, as Gemm v2. v3: one output plane per thread. v4: register
-/// blocks of 8 channels x 4 columns per call of a tile function (the CPU accelerator's form).
+/// blocks of 8 channels x 4 columns per call of a tile function (the CPU accelerator's form). v5: v2 with GEMM v4's
+/// 64 x 64 tiles and 4 x 4 register blocks.
 /// Output elements a pass does not reach (none, for valid geometry) are not written.</summary>
 public static class Conv2d
 {
     const int MaxTile = 16;
+    /// <summary>v5: each thread's block is BlockRows x BlockRows outputs; tiles advance BlockK values of k at a time.</summary>
+    const int BlockRows = 4, BlockK = 8;
 
     public static (int M, int N, int K) Dims(ConvGeometry g, ConvPass pass) => pass switch
     {
@@ -137,6 +140,40 @@ public static class Conv2d
                 Group.Barrier();
             }
             if (row < m && col < n) Store(o, bias, g, pass, hasBias, row, col, acc);
+        }
+    }
+
+    /// <summary>v5: v2's implicit GEMM with GEMM v4's register blocking. A group of tdim x tdim threads computes a
+    /// (4 tdim) x (4 tdim) tile (64 x 64 on GPUs), each thread a Block4 of outputs tdim apart; per step of k a thread
+    /// reads 8 shared values for 16 multiply-adds, where v2 reads 2 for 1. The gathers (LoadA, LoadB) are v2's.</summary>
+    static void V5Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
+        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim)
+    {
+        var at = SharedMemory.Allocate<float>(BlockK * BlockRows * MaxTile);   // [k][i], k-major
+        var bt = SharedMemory.Allocate<float>(BlockK * BlockRows * MaxTile);   // [k][j]
+        int tile = BlockRows * tdim, threads = tdim * tdim, t = Group.IdxX, tx = t % tdim, ty = t / tdim;
+        int tilesN = (n + tile - 1) / tile, tiles = ((m + tile - 1) / tile) * tilesN;
+        for (int u = Grid.IdxX; u < tiles; u += Grid.DimX)
+        {
+            int m0 = (u / tilesN) * tile, n0 = (u % tilesN) * tile;
+            var acc = new Block4();
+            for (int k0 = 0; k0 < kk; k0 += BlockK)
+            {
+                for (int e = t; e < tile * BlockK; e += threads)
+                {
+                    int i = e / BlockK, ka = e - i * BlockK;
+                    at[ka * tile + i] = m0 + i < m && k0 + ka < kk ? LoadA(w, dy, g, pass, m0 + i, k0 + ka) : 0f;
+                    int kb = e / tile, j = e - kb * tile;   // consecutive threads: consecutive output positions
+                    bt[kb * tile + j] = k0 + kb < kk && n0 + j < n ? LoadB(x, dy, g, pass, k0 + kb, n0 + j) : 0f;
+                }
+                Group.Barrier();
+                for (int k = 0; k < BlockK; k++) acc = Block4.Step(acc, at, bt, k * tile + ty, k * tile + tx, tdim);
+                Group.Barrier();
+            }
+            for (int i = 0; i < BlockRows; i++)
+                for (int j = 0; j < BlockRows; j++)
+                    if (m0 + ty + i * tdim < m && n0 + tx + j * tdim < n)
+                        Store(o, bias, g, pass, hasBias, m0 + ty + i * tdim, n0 + tx + j * tdim, acc.Get(i, j));
         }
     }
 
@@ -574,6 +611,18 @@ public static class Conv2d
         if (v == ConvVersion.V4Blocked)
         {
             RunV4(acc, pass, g, x, w, dy, bias, hasBias, o);
+            return;
+        }
+        if (v == ConvVersion.V5RegisterTiles)
+        {
+            var k = KernelCache.Get(acc, "conv2d.v5", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int>(V5Kernel));
+            int tdim = MaxTile;
+            while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
+            int tile = BlockRows * tdim;
+            long tiles = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile);
+            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 16L);
+            k(new KernelConfig(Math.Max(1, grid), tdim * tdim), x, w, dy, bias, o, g, (int)pass, hasBias ? 1 : 0, m, n, kk, tdim);
             return;
         }
         if (v == ConvVersion.V1Direct)

@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Runtime.CPU;
 using ILGPU.Runtime;
 using KernelDiffusion.Autodiff;
 using KernelDiffusion.Benchmarks;
@@ -103,10 +104,68 @@ public sealed class BenchTests(DeviceFixture fx, ITestOutputHelper log)
                 Assert.True(r.Launches >= 1, $"{r.Name} {r.Version}: {r.Launches} launches");
             }
         }
-        Assert.Equal(["adamw", "attention", "conv3x3", "gemm", "group_norm", "sampling_step", "silu"], ops.Order());
+        Assert.Equal(["adamw", "attention", "conv3x3", "conv3x3_pass", "gemm", "group_norm", "sampling_step", "silu"], ops.Order());
         var step = runner.Step(cases.Steps.Single(c => (string)c["name"]! == "fmnist_unet.cfg_sampling_step.b20"), Path.GetDirectoryName(Path.GetDirectoryName(CasesPath))!);
         log.WriteLine($"{step.Name}: {step.Ms:F1} ms, {step.Launches} launches per step");
         Assert.Null(step.Error);
         Assert.True(step.Launches > 20, $"a CFG step of a UNet launched {step.Launches} kernels");
+    }
+}
+
+/// <summary>GEMM v4 and conv v5 as they run on a GPU: 16 x 16 thread groups (64 x 64 tiles, barriers between threads),
+/// here on a CPU device whose groups hold 256 threads. kd check covers the 1-thread form the default CPU device runs.</summary>
+public sealed class GemmGpuShapeTests
+{
+    static double RelError(float[] got, double[] want)
+        => Math.Sqrt(got.Zip(want, (x, y) => (x - y) * (x - y)).Sum() / want.Sum(y => y * y));
+
+    [Fact]
+    public void ConvV5WithSixteenBySixteenGroupsMatchesTheReference()
+    {
+        using var context = ILGPU.Context.Create(b => b.CPU(new CPUDevice(4, 64, 1)));
+        using var acc = context.CreateCPUAccelerator(0);
+        var rng = new Random(8);
+        double[] R(int len) => Enumerable.Range(0, len).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
+        foreach (var g in new[] { ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvGeometry.Create(1, 66, 7, 6, 3, 3, 2, 1) })
+        {
+            var (x, w, b, dy) = (R(g.N * g.Cin * g.H * g.W), R(g.Cout * g.Cin * 9), R(g.Cout), R(g.N * g.Cout * g.Ho * g.Wo));
+            using var dxIn = acc.Allocate1D(x.Select(v => (float)v).ToArray());
+            using var dwIn = acc.Allocate1D(w.Select(v => (float)v).ToArray());
+            using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
+            using var ddy = acc.Allocate1D(dy.Select(v => (float)v).ToArray());
+            using var y = acc.Allocate1D<float>(dy.Length);
+            using var dx = acc.Allocate1D<float>(x.Length);
+            using var dw = acc.Allocate1D<float>(w.Length);
+            Conv2d.Run(acc, ConvPass.Forward, g, dxIn.View, dwIn.View, dxIn.View, db.View, true, y.View, ConvVersion.V5RegisterTiles);
+            Conv2d.Run(acc, ConvPass.InputGrad, g, dxIn.View, dwIn.View, ddy.View, dwIn.View, false, dx.View, ConvVersion.V5RegisterTiles);
+            Conv2d.Run(acc, ConvPass.WeightGrad, g, dxIn.View, dwIn.View, ddy.View, dwIn.View, false, dw.View, ConvVersion.V5RegisterTiles);
+            var (rdx, rdw) = Conv2d.Reference.Backward(x, w, dy, g);
+            Assert.True(RelError(y.GetAsArray1D(), Conv2d.Reference.Forward(x, w, b, g)) < 1e-5, $"forward {g.Cin}->{g.Cout}");
+            Assert.True(RelError(dx.GetAsArray1D(), rdx) < 1e-5, $"input grad {g.Cin}->{g.Cout}");
+            Assert.True(RelError(dw.GetAsArray1D(), rdw) < 1e-5, $"weight grad {g.Cin}->{g.Cout}");
+        }
+    }
+
+    [Fact]
+    public void V4WithSixteenBySixteenGroupsMatchesTheReference()
+    {
+        using var context = ILGPU.Context.Create(b => b.CPU(new CPUDevice(4, 64, 1)));
+        using var acc = context.CreateCPUAccelerator(0);
+        Assert.Equal(256, acc.MaxNumThreadsPerGroup);
+        var rng = new Random(7);
+        foreach (var (m, n, k, ta, tb) in new[] { (70, 67, 33, 0, 0), (19, 130, 9, 1, 1) })
+        {
+            var s = new GemmShape { Batch = 2, M = m, N = n, K = k, TransA = ta, TransB = tb, StrideA = m * k, StrideB = k * n, StrideC = m * n, Alpha = 0.5f, Beta = -1.5f };
+            double[] R(int len) => Enumerable.Range(0, len).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
+            var (a, b, c) = (R(2 * m * k), R(2 * k * n), R(2 * m * n));
+            using var da = acc.Allocate1D(a.Select(v => (float)v).ToArray());
+            using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
+            using var dc = acc.Allocate1D(c.Select(v => (float)v).ToArray());
+            Gemm.Run(acc, da.View, db.View, dc.View, s, GemmVersion.V4Blocked);
+            var got = dc.GetAsArray1D();
+            var want = Gemm.Reference.Run(a, b, c, s);
+            double err = RelError(got, want);
+            Assert.True(err < 1e-5, $"{m}x{n}x{k} (trans {ta}{tb}): relative error {err:E2}");
+        }
     }
 }

@@ -182,6 +182,22 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                     yield return r;
                 break;
             }
+            case "conv3x3_pass":
+            {
+                // One backward pass alone at the kernel level: which version suits which pass.
+                var s = Shape(c, "x");
+                int cout = Int(c, "cout");
+                var pass = (string)c["pass"]! == "input_grad" ? ConvPass.InputGrad : ConvPass.WeightGrad;
+                var x = R(s, false);
+                var w = R([cout, s[1], 3, 3], false);
+                var dy = R([s[0], cout, s[2], s[3]], false);
+                var o = R(pass == ConvPass.InputGrad ? s : [cout, s[1], 3, 3], false);
+                var geo = ConvGeometry.Create(s[0], s[1], s[2], s[3], cout, 3, 1, 1);
+                foreach (var v in AllVersions ? Enum.GetValues<ConvVersion>() : [Conv2d.Choose(acc)])
+                    yield return new PreparedRun(name, VersionLabel(v), v == Conv2d.Choose(acc), Conv2d.Cost(geo, pass),
+                        () => Conv2d.Run(acc, pass, geo, x.View, w.View, dy.View, w.View, false, o.View, v));
+                break;
+            }
             case "attention":
             {
                 int n = Int(c, "batch"), heads = Int(c, "heads"), ch = Int(c, "head_dim"), tokens = Int(c, "tokens");

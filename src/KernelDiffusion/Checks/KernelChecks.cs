@@ -167,7 +167,7 @@ public static partial class KernelChecks
             var g = ConvGeometry.Create(2, 3, h, w, 4, r, stride, r / 2);
             int[] xs = [2, 3, h, w], ws = [4, 3, r, r];
             string shape = $"x{S(xs)} w{S(ws)} s{stride}";
-            foreach (var version in new[] { ConvVersion.V1Direct, ConvVersion.V2Tiled, ConvVersion.V3Planes, ConvVersion.V4Blocked })
+            foreach (var version in Enum.GetValues<ConvVersion>())
             {
                 string tag = "v" + (int)version;
                 list.Add(new Case($"conv2d.{tag}.forward", shape, (d, rng) =>
@@ -196,6 +196,27 @@ public static partial class KernelChecks
             }
             list.Add(Backward("conv2d", [xs, ws, [4]], t => Ops.Conv2d(t[0], t[1], t[2], stride), v => Conv2d.Reference.Forward(v[0], v[1], v[2], g)));
         }
+        // The tiled versions past one 64 x 64 tile (a GPU's), every pass, ragged in both directions.
+        foreach (var version in new[] { ConvVersion.V2Tiled, ConvVersion.V5RegisterTiles })
+            list.Add(new Case($"conv2d.v{(int)version}.multi_tile", "x[2,5,9,10] w[70,5,3,3] s1", (d, rng) =>
+            {
+                var g = ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1);
+                int[] xs = [2, 5, 9, 10], ws = [70, 5, 3, 3], ys = [2, 70, 9, 10];
+                var (x, wt, b, dy) = (Randn(rng, Count(xs)), Randn(rng, Count(ws)), Randn(rng, 70), Randn(rng, Count(ys)));
+                using var tx = Upload(d, x, xs, "x");
+                using var tw = Upload(d, wt, ws, "w");
+                using var tb = Upload(d, b, [70], "b");
+                using var tdy = Upload(d, dy, ys, "dy");
+                using var y = d.Empty(ys, "y");
+                using var dx = d.Empty(xs, "dx");
+                using var dw = d.Empty(ws, "dw");
+                Conv2d.Run(d.Accelerator, ConvPass.Forward, g, tx.View, tw.View, tx.View, tb.View, true, y.View, version);
+                Conv2d.Run(d.Accelerator, ConvPass.InputGrad, g, tx.View, tw.View, tdy.View, tw.View, false, dx.View, version);
+                Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, g, tx.View, tw.View, tdy.View, tw.View, false, dw.View, version);
+                var (rdx, rdw) = Conv2d.Reference.Backward(x, wt, dy, g);
+                double e = Math.Max(RelError(y.ToArray(), Conv2d.Reference.Forward(x, wt, b, g)), Math.Max(RelError(dx.ToArray(), rdx), RelError(dw.ToArray(), rdw)));
+                return (e, Fwd, "max over y, dx, dw");
+            }));
 
         // GroupNorm: plain, +SiLU, +scale-shift +SiLU; both statistics versions.
         int[] gx = [2, 8, 3, 5];
@@ -355,7 +376,7 @@ public static partial class KernelChecks
         list.Add(Backward("mean", [rs], t => Ops.Mean(t[0], [2, 3]), mean));
 
         // Batched GEMM: all four transposes, ragged shapes, a shared operand, and alpha / beta at the kernel level.
-        foreach (var version in new[] { GemmVersion.V1Naive, GemmVersion.V2Tiled, GemmVersion.V3Rows })
+        foreach (var version in new[] { GemmVersion.V1Naive, GemmVersion.V2Tiled, GemmVersion.V3Rows, GemmVersion.V4Blocked })
         {
             string tag = "v" + (int)version;
             const int B = 2, M = 17, N = 19, K = 23;
@@ -380,6 +401,9 @@ public static partial class KernelChecks
                 Gemm.Run(d.Accelerator, ta.View, tb.View, tc.View, s, version);
                 return (RelError(tc.ToArray(), Gemm.Reference.Run(a, b, c, s)), Fwd, "");
             }));
+            // More than one 64 x 64 tile (v4 on a GPU) with ragged edges in both directions.
+            list.Add(Forward($"gemm.{tag}.multi_tile", [[70, 33], [33, 67]], With(v => v.Gemm = version, t => Ops.MatMul(t[0], t[1])),
+                v => Gemm.Reference.Run(v[0], v[1], null, new GemmShape { Batch = 1, M = 70, N = 67, K = 33, Alpha = 1 })));
         }
         Both(list, "matmul.shared_b", [[3, 4, 5], [5, 6]], t => Ops.MatMul(t[0], t[1]),
             v => Gemm.Reference.Run(v[0], v[1], null, new GemmShape { Batch = 3, M = 4, N = 6, K = 5, StrideA = 20, StrideB = 0, StrideC = 24, Alpha = 1 }));
