@@ -112,12 +112,45 @@ public sealed class BenchTests(DeviceFixture fx, ITestOutputHelper log)
     }
 }
 
-/// <summary>GEMM v4 and conv v5 as they run on a GPU: 16 x 16 thread groups (64 x 64 tiles, barriers between threads),
-/// here on a CPU device whose groups hold 256 threads. kd check covers the 1-thread form the default CPU device runs.</summary>
+/// <summary>GEMM v4, conv v5 and GroupNorm's v2 backward as they run on a GPU: many-thread groups with barriers (16 x 16
+/// for the 64 x 64 tiles), here on a CPU device whose groups hold 256 threads. kd check covers the 1-thread form the default CPU device runs.</summary>
 public sealed class GemmGpuShapeTests
 {
     static double RelError(float[] got, double[] want)
         => Math.Sqrt(got.Zip(want, (x, y) => (x - y) * (x - y)).Sum() / want.Sum(y => y * y));
+
+    /// <summary>GroupNorm's v2 channel sums with 64-thread groups agree with v1 (which kd check compares with finite
+    /// differences) on every output of the backward.</summary>
+    [Fact]
+    public void GroupNormV2BackwardWithLargeGroupsMatchesV1()
+    {
+        using var context = ILGPU.Context.Create(b => b.CPU(new CPUDevice(4, 64, 1)));
+        using var acc = context.CreateCPUAccelerator(0);
+        var rng = new Random(9);
+        var s = new GroupNormShape { N = 3, C = 8, HW = 77, Groups = 4, ScaleShift = 1, Silu = 1, Eps = 1e-5f };
+        int len = s.N * s.C * s.HW;
+        float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        using var x = acc.Allocate1D(R(len));
+        using var gamma = acc.Allocate1D(R(s.C));
+        using var beta = acc.Allocate1D(R(s.C));
+        using var ss = acc.Allocate1D(R(s.N * 2 * s.C));
+        using var g = acc.Allocate1D(R(len));
+        using var stats = acc.Allocate1D<float>(2 * s.N * s.Groups);
+        using var y = acc.Allocate1D<float>(len);
+        GroupNorm.Forward(acc, s, x.View, gamma.View, beta.View, ss.View, stats.View, y.View, GroupNormVersion.V2GroupTree);
+        float[][] Run(GroupNormVersion v)
+        {
+            using var sums = acc.Allocate1D(Enumerable.Repeat(float.NaN, 2 * s.N * s.C).ToArray());
+            using var dss = acc.Allocate1D(Enumerable.Repeat(float.NaN, s.N * 2 * s.C).ToArray());
+            using var dx = acc.Allocate1D(Enumerable.Repeat(float.NaN, len).ToArray());
+            GroupNorm.Backward(acc, s, x.View, gamma.View, beta.View, ss.View, stats.View, g.View, sums.View, dss.View, dx.View, v);
+            return [sums.GetAsArray1D(), dss.GetAsArray1D(), dx.GetAsArray1D()];
+        }
+        var (v1, v2) = (Run(GroupNormVersion.V1PerGroup), Run(GroupNormVersion.V2GroupTree));
+        for (int part = 0; part < 3; part++)
+            for (int i = 0; i < v1[part].Length; i++)
+                Assert.True(Math.Abs(v1[part][i] - v2[part][i]) <= 1e-4 * (1 + Math.Abs(v1[part][i])), $"output {part}, element {i}: v1 {v1[part][i]}, v2 {v2[part][i]}");
+    }
 
     [Fact]
     public void ConvV5WithSixteenBySixteenGroupsMatchesTheReference()

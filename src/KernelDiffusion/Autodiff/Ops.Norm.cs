@@ -30,7 +30,8 @@ public static partial class Ops
                 var sums = Output(d, [2, n, c], "group_norm_sums");
                 var dss = scaleShift == null ? null : Output(d, scaleShift.Shape, "group_norm_scale_shift_grad");
                 var dx = Output(d, x.Shape, "group_norm_grad");
-                Kernels.GroupNorm.Backward(d.Accelerator, s, x.View, gamma.View, beta.View, ss, stats.View, g.View, sums.View, (dss ?? dx).View, dx.View);
+                Kernels.GroupNorm.Backward(d.Accelerator, s, x.View, gamma.View, beta.View, ss, stats.View, g.View, sums.View, (dss ?? dx).View, dx.View,
+                    d.Versions.GroupNorm);
                 d.Tape.Accumulate(x, dx, owned: true);
                 if (dss != null) d.Tape.Accumulate(scaleShift!, dss, owned: true);
                 if (gamma.RequiresGrad || beta.RequiresGrad)

@@ -229,7 +229,8 @@ public static partial class KernelChecks
             Func<double[][], double[]> reference = v => GroupNorm.Reference.Forward(v[0], v[1], v[2], ss ? v[3] : null, shape);
             list.Add(Forward(name + ".v1", shapes, With(v => v.GroupNorm = GroupNormVersion.V1PerGroup, op), reference));
             list.Add(Forward(name + ".v2", shapes, With(v => v.GroupNorm = GroupNormVersion.V2GroupTree, op), reference));
-            list.Add(Backward(name, shapes, op, reference));
+            list.Add(Forced(v => v.GroupNorm = GroupNormVersion.V1PerGroup, Backward(name + ".v1", shapes, op, reference)));
+            list.Add(Forced(v => v.GroupNorm = GroupNormVersion.V2GroupTree, Backward(name + ".v2", shapes, op, reference)));
         }
 
         // Attention, both head orders, both GEMM versions.
