@@ -106,7 +106,9 @@ static class BenchCommand
         md.AppendLine($"{DateTime.UtcNow:u}; {seconds:F0} s{(quick ? "; quick shapes" : "")}. Measured ceilings: copy {peak.CopyGBs:F1} GB/s (bytes read + written), " +
                       $"fp32 FMA {peak.Fp32TFlops:F3} TFLOP/s. Floor = max(FLOPs / FMA rate, bytes / copy bandwidth); roofline = floor / time. " +
                       "Default versions in bold. Steps: training step (forward, loss, backward, clipping, AdamW, EMA); CFG sampling step " +
-                      "(one forward of 2N and the fused step, averaged over 4 steps); classifier guidance gradient (forward and backward to x).\n");
+                      "(one forward of 2N and the fused step, averaged over 4 steps); classifier guidance gradient (forward and backward to x). " +
+                      "Forward + backward cases accumulate into their inputs' gradients, one add per input after the first run " +
+                      "(PyTorch's reference clears them between runs).\n");
         md.AppendLine("| case | version | ms | GB/s | TFLOP/s | floor ms | roofline | launches | note |\n|---|---|---|---|---|---|---|---|---|");
         foreach (var r in results)
         {
