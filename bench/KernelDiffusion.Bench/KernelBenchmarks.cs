@@ -78,7 +78,11 @@ public class StreamingKernels
 public class CaseBenchmarks
 {
     static readonly Lazy<ComputeDevice> Device = new(() => ComputeDevice.Open());
-    static readonly Lazy<Peak> Ceilings = new(() => new BenchTimer(Device.Value).MeasurePeak());
+    static readonly Lazy<Peak> Ceilings = new(() =>
+    {
+        using var timer = new BenchTimer(Device.Value);
+        return timer.MeasurePeak();
+    });
     static readonly Lazy<(List<string> Names, Dictionary<string, KernelCost> Costs)> Listed = new(List);
 
     BenchRunner.PreparedCase prepared = null!;

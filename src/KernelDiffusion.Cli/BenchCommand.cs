@@ -53,10 +53,11 @@ static class BenchCommand
         if (kernelCases.Count + stepCases.Count == 0) throw new KdException($"bench: no case of {casesPath} is selected");
 
         using var d = ComputeDevice.Open(spec);
-        var timer = new BenchTimer(d) { BudgetMs = budgetMs };
+        using var timer = new BenchTimer(d) { BudgetMs = budgetMs };
         AnsiConsole.MarkupLine($"benchmarking on [green]{d.Info.Id}[/] ({Markup.Escape(d.Info.Name)}){(quick ? ", quick shapes" : "")}");
         var peak = timer.MeasurePeak();
-        AnsiConsole.MarkupLine($"measured ceilings: copy {peak.CopyGBs:F1} GB/s (read + write), fp32 FMA {peak.Fp32TFlops:F3} TFLOP/s");
+        AnsiConsole.MarkupLine($"measured ceilings: copy {peak.CopyGBs:F1} GB/s (read + write), fp32 FMA {peak.Fp32TFlops:F3} TFLOP/s; " +
+                               (timer.ColdCache ? "each run timed alone between stream markers after clearing the L2 cache" : "runs timed in host loops (warm cache)"));
         var runner = new BenchRunner(d, peak, timer) { AllVersions = !defaultOnly };
         var results = new List<BenchResult>();
         var started = DateTime.UtcNow;
@@ -68,7 +69,7 @@ static class BenchCommand
                 task.Description = Markup.Escape((string)c["name"]!);
                 foreach (var r in runner.Kernel(c)) { results.Add(r); Say(r); }
                 task.Increment(1);
-                Write(outDir, d, peak, results, quick, (DateTime.UtcNow - started).TotalSeconds);   // a run cut short keeps what it measured
+                Write(outDir, d, peak, results, quick, (DateTime.UtcNow - started).TotalSeconds, timer.ColdCache);   // a run cut short keeps what it measured
             }
             foreach (var c in stepCases)
             {
@@ -77,7 +78,7 @@ static class BenchCommand
                 results.Add(r);
                 Say(r);
                 task.Increment(1);
-                Write(outDir, d, peak, results, quick, (DateTime.UtcNow - started).TotalSeconds);
+                Write(outDir, d, peak, results, quick, (DateTime.UtcNow - started).TotalSeconds, timer.ColdCache);
             }
         });
         double seconds = (DateTime.UtcNow - started).TotalSeconds;
@@ -87,7 +88,7 @@ static class BenchCommand
                 r.Cost.Bytes > 0 ? F(r.GBs, "F1") : "-", r.Cost.Flops > 0 ? F(r.TFlops, "F3") : "-", r.FloorMs > 0 ? F(r.FloorMs, "F3") : "-",
                 r.FloorMs > 0 ? F(r.Roofline, "P1") : "-", r.Launches.ToString());
         AnsiConsole.Write(table);
-        Write(outDir, d, peak, results, quick, seconds);
+        Write(outDir, d, peak, results, quick, seconds, timer.ColdCache);
         int errors = results.Count(r => r.Error != null);
         AnsiConsole.MarkupLine($"{results.Count} timings, {errors} errors, in {seconds:F0} s; wrote {Markup.Escape(Path.Combine(outDir, "bench.md"))} and bench.json");
         return errors == 0 ? 0 : 1;
@@ -99,12 +100,14 @@ static class BenchCommand
 
     static string F(double v, string format) => double.IsFinite(v) ? v.ToString(format, CultureInfo.InvariantCulture) : "-";
 
-    static void Write(string outDir, ComputeDevice d, Peak peak, List<BenchResult> results, bool quick, double seconds)
+    static void Write(string outDir, ComputeDevice d, Peak peak, List<BenchResult> results, bool quick, double seconds, bool coldCache)
     {
         var md = new StringBuilder();
         md.AppendLine($"# kd bench on {d.Info.Id} ({d.Info.Name})\n");
         md.AppendLine($"{DateTime.UtcNow:u}; {seconds:F0} s{(quick ? "; quick shapes" : "")}. Measured ceilings: copy {peak.CopyGBs:F1} GB/s (bytes read + written), " +
                       $"fp32 FMA {peak.Fp32TFlops:F3} TFLOP/s. Floor = max(FLOPs / FMA rate, bytes / copy bandwidth); roofline = floor / time. " +
+                      (coldCache ? "Each run is timed alone between stream markers after a 256 MiB memset clears the L2 cache (as triton's do_bench). "
+                                 : "Runs are timed in host loops with a warm cache. ") +
                       "Default versions in bold. Steps: training step (forward, loss, backward, clipping, AdamW, EMA); CFG sampling step " +
                       "(one forward of 2N and the fused step, averaged over 4 steps); classifier guidance gradient (forward and backward to x). " +
                       "Forward + backward cases accumulate into their inputs' gradients, one add per input after the first run " +
@@ -120,7 +123,7 @@ static class BenchCommand
         double? Num(double v) => double.IsFinite(v) ? v : null;
         var json = new
         {
-            device = d.Info.Name, device_id = d.Info.Id, quick, seconds,
+            device = d.Info.Name, device_id = d.Info.Id, quick, seconds, timing = coldCache ? "cold L2, stream markers" : "host loop, warm cache",
             peak = new { copy_gbs = peak.CopyGBs, fp32_tflops = peak.Fp32TFlops },
             results = results.Select(r => new
             {

@@ -88,7 +88,7 @@ public sealed class BenchTests(DeviceFixture fx, ITestOutputHelper log)
     public void EveryQuickCaseRunsWithACostAndLaunches()
     {
         var d = fx.Device;
-        var timer = new BenchTimer(d) { BudgetMs = 1, MinReps = 1 };
+        using var timer = new BenchTimer(d) { BudgetMs = 1, MinReps = 1 };
         var runner = new BenchRunner(d, new Peak(10, 0.01), timer);
         var cases = BenchCases.Load(CasesPath, quick: true);
         var ops = new HashSet<string>();

@@ -40,14 +40,12 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
     static int Int(JsonObject c, string key) => (int)c[key]!;
     static bool Flag(JsonObject c, string key) => c[key] is JsonNode n && (bool)n;
 
-    /// <summary>Whole-model steps take up to seconds each: fewer repetitions.</summary>
-    readonly BenchTimer stepTimer = new(d) { BudgetMs = timer.BudgetMs, MinReps = 3 };
-
     BenchResult Measure(string name, string version, bool isDefault, KernelCost cost, Action run, bool step = false)
     {
         try
         {
-            var (ms, launches) = (step ? stepTimer : timer).Time(() => { run(); d.Tape.Reset(); });
+            // Whole-model steps take up to seconds each: at least 3 repetitions, not MinReps.
+            var (ms, launches) = timer.Time(() => { run(); d.Tape.Reset(); }, step ? 3 : null);
             return new BenchResult(name, version, isDefault, ms, cost, peak.FloorMs(cost), launches);
         }
         catch (Exception e) when (e is not OutOfMemoryException)

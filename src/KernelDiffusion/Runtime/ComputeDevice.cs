@@ -68,9 +68,10 @@ public sealed class ComputeDevice : IDisposable
     /// <summary>All accelerators, as Builder.Default() enables them, except the CPU accelerator's shape: one
     /// multiprocessor per core (the default has one, so a grid-stride kernel would use one core) of 2 threads, 1 warp.
     /// Every launch wakes all of the device's OS threads: measured on 2 cores, a tiny kernel costs about 44-74 us on
-    /// this shape against 450-1000 us on the default 4 x 4 threads per multiprocessor.</summary>
+    /// this shape against 450-1000 us on the default 4 x 4 threads per multiprocessor.
+    /// Profiling lets kd bench time runs with stream markers (CUDA events), as PyTorch's do_bench does.</summary>
     static Context CreateContext() => Context.Create(b => b.Cuda().OpenCL()
-        .CPU(new CPUDevice(2, 1, Math.Max(1, Environment.ProcessorCount))).AutoAssertions().AutoIOOperations().EnableAlgorithms());
+        .CPU(new CPUDevice(2, 1, Math.Max(1, Environment.ProcessorCount))).AutoAssertions().AutoIOOperations().EnableAlgorithms().Profiling());
 
     static string KindOf(Device d) => d.AcceleratorType switch
     {
