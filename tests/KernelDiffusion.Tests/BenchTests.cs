@@ -69,6 +69,19 @@ public sealed class BenchTests(DeviceFixture fx, ITestOutputHelper log)
         w.ZeroGrad();
     }
 
+    /// <summary>kd check runs a case twice on the same inputs: a kernel whose result changes between them (a race) fails.</summary>
+    [Fact]
+    public void CheckFailsAKernelThatChangesRunToRun()
+    {
+        int calls = 0;
+        var racy = new Checks.KernelChecks.Case("racy", "[1]", (_, r) => (1e-7 * (1 + calls++ % 2) + 0 * r.NextDouble(), 1e-5, ""));
+        var steady = new Checks.KernelChecks.Case("steady", "[1]", (_, r) => (1e-7 * r.NextDouble(), 1e-5, ""));
+        var bad = Checks.KernelChecks.Run(fx.Device, racy, 3);
+        Assert.False(bad.Passed);
+        Assert.Contains("race", bad.Note);
+        Assert.True(Checks.KernelChecks.Run(fx.Device, steady, 3).Passed);
+    }
+
     [Fact]
     public void QuickValuesReplaceTheFullShapes()
     {

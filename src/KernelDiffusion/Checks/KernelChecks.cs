@@ -9,13 +9,15 @@ public sealed record CheckResult(string Kernel, string Shape, double RelError, d
 
 /// <summary>The kernel-against-reference checks that <c>kd check</c> runs on any device and the test suite runs on
 /// the CPU accelerator. Inputs are fresh normal draws (the seed is in each result's note), every output buffer is
-/// poisoned with NaN first, shapes are ragged, and each backward is compared with central finite differences of
+/// poisoned with NaN first, shapes are ragged, each case runs twice on the same inputs (a difference is a race), and
+/// each backward is compared with central finite differences of
 /// the float64 reference.</summary>
 public static partial class KernelChecks
 {
     const double Fwd = 1e-5, Bwd = 1e-4;
 
-    sealed record Case(string Kernel, string Shape, Func<ComputeDevice, Random, (double Err, double Tol, string Note)> Run);
+    /// <summary>One check: runs the kernel on inputs drawn from the Random and returns its error against the reference.</summary>
+    public sealed record Case(string Kernel, string Shape, Func<ComputeDevice, Random, (double Err, double Tol, string Note)> Run);
 
     static readonly List<Case> Cases = Build();
 
@@ -34,7 +36,8 @@ public static partial class KernelChecks
                 yield return Run(d, c, Random.Shared.Next());
     }
 
-    static CheckResult Run(ComputeDevice d, Case c, int seed)
+    /// <summary>Runs one case with poisoned outputs, twice on the same inputs.</summary>
+    public static CheckResult Run(ComputeDevice d, Case c, int seed)
     {
         bool poison = d.Pool.Poison;
         d.Pool.Poison = true;
@@ -42,6 +45,11 @@ public static partial class KernelChecks
         {
             var (err, tol, note) = c.Run(d, new Random(seed));
             note = string.IsNullOrEmpty(note) ? $"seed {seed}" : $"seed {seed}; {note}";
+            // The same inputs again: every kernel is deterministic (integer atomics only), so any change is a race.
+            d.Tape.Reset();
+            var (again, _, _) = c.Run(d, new Random(seed));
+            if (!again.Equals(err))
+                return new CheckResult(c.Kernel, c.Shape, err, tol, false, $"{note}; a second run on the same inputs gave error {again:E3}: a race");
             return new CheckResult(c.Kernel, c.Shape, err, tol, err <= tol, note);
         }
         catch (Exception e)
