@@ -38,12 +38,15 @@ public static partial class Ops
         return o;
     }
 
+    /// <summary>Tensor views start at a pool buffer's start (16-byte aligned), so the float4 version may run on them.</summary>
+    static ElementwiseVersion UnaryVersion(ComputeDevice d, int n) => d.Versions.Elementwise ?? Elementwise.Choose(d.Accelerator, n);
+
     /// <summary>alpha * x + beta.</summary>
     public static Tensor Scale(Tensor x, float alpha, float beta = 0)
     {
         var d = Inputs("scale", x);
         var o = Output(d, x.Shape, "scale");
-        Elementwise.Unary(d.Accelerator, UnaryOp.Affine, x.View, o.View, alpha, beta, x.Length);
+        Elementwise.Unary(d.Accelerator, UnaryOp.Affine, x.View, o.View, alpha, beta, x.Length, UnaryVersion(d, x.Length));
         RecordReference(d, "scale", o, v => Elementwise.Reference.Affine(v[0], alpha, beta), x);
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record("scale", o, g => d.Tape.Accumulate(x, alpha == 1 ? g : Scale(g, alpha), owned: alpha != 1));
@@ -58,7 +61,7 @@ public static partial class Ops
         if (d.Tape.ShouldRecord(x))
             throw new KdException($"clamp: '{x.Name}' needs a gradient, but clamp has no backward (use it under NoGrad)");
         var o = Output(d, x.Shape, "clamp");
-        Elementwise.Unary(d.Accelerator, UnaryOp.Clamp, x.View, o.View, lo, hi, x.Length);
+        Elementwise.Unary(d.Accelerator, UnaryOp.Clamp, x.View, o.View, lo, hi, x.Length, UnaryVersion(d, x.Length));
         RecordReference(d, "clamp", o, v => Elementwise.Reference.Clamp(v[0], lo, hi), x);
         return o;
     }
@@ -68,7 +71,7 @@ public static partial class Ops
     {
         var d = Inputs("silu", x);
         var o = Output(d, x.Shape, "silu");
-        Elementwise.Unary(d.Accelerator, UnaryOp.Silu, x.View, o.View, 0, 0, x.Length);
+        Elementwise.Unary(d.Accelerator, UnaryOp.Silu, x.View, o.View, 0, 0, x.Length, UnaryVersion(d, x.Length));
         RecordReference(d, "silu", o, v => Elementwise.Reference.Silu(v[0]), x);
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record("silu", o, g =>

@@ -106,7 +106,9 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
             {
                 int n = Int(c, "n");
                 var (x, o) = (R([n], false), R([n], false));
-                yield return new PreparedRun(name, "v1", true, Elementwise.UnaryCost(UnaryOp.Silu, n), () => Elementwise.Unary(acc, UnaryOp.Silu, x.View, o.View, 0, 0, n));
+                foreach (var v in AllVersions ? Enum.GetValues<ElementwiseVersion>() : [Elementwise.Choose(acc, n)])
+                    yield return new PreparedRun(name, VersionLabel(v), v == Elementwise.Choose(acc, n), Elementwise.UnaryCost(UnaryOp.Silu, n),
+                        () => Elementwise.Unary(acc, UnaryOp.Silu, x.View, o.View, 0, 0, n, v));
                 break;
             }
             case "sampling_step":

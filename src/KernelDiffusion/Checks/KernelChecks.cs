@@ -368,6 +368,14 @@ public static partial class KernelChecks
         Both(list, "scale", [[37]], t => Ops.Scale(t[0], -1.7f, 0.3f), v => Elementwise.Reference.Affine(v[0], -1.7f, 0.3f));
         Both(list, "silu", [[3, 5, 7]], t => Ops.Silu(t[0]), v => Elementwise.Reference.Silu(v[0]));
         list.Add(Forward("clamp", [[3, 5, 7]], t => Ops.Clamp(t[0], -0.5f, 0.7f), v => Elementwise.Reference.Clamp(v[0], -0.5, 0.7)));
+        // The float4 version (a GPU's default from 1024 elements): lengths with each remainder mod 4.
+        foreach (int n in new[] { 4099, 1026, 1027, 1024 })
+        {
+            var v2 = (Action<KernelVersions>)(v => v.Elementwise = ElementwiseVersion.V2Float4);
+            list.Add(Forward("silu.v2", [[n]], With(v2, t => Ops.Silu(t[0])), v => Elementwise.Reference.Silu(v[0])));
+            list.Add(Forward("scale.v2", [[n]], With(v2, t => Ops.Scale(t[0], -1.7f, 0.3f)), v => Elementwise.Reference.Affine(v[0], -1.7f, 0.3f)));
+            list.Add(Forward("clamp.v2", [[n]], With(v2, t => Ops.Clamp(t[0], -0.5f, 0.7f)), v => Elementwise.Reference.Clamp(v[0], -0.5, 0.7)));
+        }
 
         // Sum and mean over chosen axes, both kernel versions; their backward (an expand) uses neither, so it is checked once.
         int[] rs = [3, 5, 7, 2];

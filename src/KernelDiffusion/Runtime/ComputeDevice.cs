@@ -20,14 +20,15 @@ public sealed class KernelVersions
     public ConvVersion? Conv { get; set; }
     public GroupNormVersion? GroupNorm { get; set; }
     public AttentionVersion? Attention { get; set; }
+    public ElementwiseVersion? Elementwise { get; set; }
 
     /// <summary>Runs f with some versions forced, then restores every choice.</summary>
     public T With<T>(Action<KernelVersions> force, Func<T> f)
     {
-        var (gemm, reduce, conv, gn, att) = (Gemm, Reduce, Conv, GroupNorm, Attention);
+        var (gemm, reduce, conv, gn, att, ew) = (Gemm, Reduce, Conv, GroupNorm, Attention, Elementwise);
         force(this);
         try { return f(); }
-        finally { (Gemm, Reduce, Conv, GroupNorm, Attention) = (gemm, reduce, conv, gn, att); }
+        finally { (Gemm, Reduce, Conv, GroupNorm, Attention, Elementwise) = (gemm, reduce, conv, gn, att, ew); }
     }
 }
 
