@@ -145,26 +145,30 @@ public static class Conv2d
 
     /// <summary>v5: v2's implicit GEMM with GEMM v4's register blocking. A group of tdim x tdim threads computes a
     /// (4 tdim) x (4 tdim) tile (64 x 64 on GPUs), each thread a Block4 of outputs tdim apart; per step of k a thread
-    /// reads 8 shared values for 16 multiply-adds, where v2 reads 2 for 1. The gathers (LoadA, LoadB) are v2's.</summary>
+    /// reads 8 shared values for 16 multiply-adds, where v2 reads 2 for 1. The gathers (LoadA, LoadB) are v2's.
+    /// With splits &gt; 1 (the weight gradient, whose long K = N*Ho*Wo and few tiles would leave most of a GPU idle), work
+    /// item (split, tile) sums its slice of k into partial[split, i, j]; SplitSum adds the slices in a fixed order.</summary>
     static void V5Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
-        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim)
+        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
     {
         var at = SharedMemory.Allocate<float>(BlockK * BlockRows * MaxTile);   // [k][i], k-major
         var bt = SharedMemory.Allocate<float>(BlockK * BlockRows * MaxTile);   // [k][j]
         int tile = BlockRows * tdim, threads = tdim * tdim, t = Group.IdxX, tx = t % tdim, ty = t / tdim;
         int tilesN = (n + tile - 1) / tile, tiles = ((m + tile - 1) / tile) * tilesN;
-        for (int u = Grid.IdxX; u < tiles; u += Grid.DimX)
+        int chunk = ((kk + splits - 1) / splits + BlockK - 1) / BlockK * BlockK;
+        for (int u = Grid.IdxX; u < tiles * splits; u += Grid.DimX)
         {
-            int m0 = (u / tilesN) * tile, n0 = (u % tilesN) * tile;
+            int split = u / tiles, tu = u - split * tiles;
+            int m0 = (tu / tilesN) * tile, n0 = (tu % tilesN) * tile, kEnd = XMin(kk, (split + 1) * chunk);
             var acc = new Block4();
-            for (int k0 = 0; k0 < kk; k0 += BlockK)
+            for (int k0 = split * chunk; k0 < kEnd; k0 += BlockK)
             {
                 for (int e = t; e < tile * BlockK; e += threads)
                 {
                     int i = e / BlockK, ka = e - i * BlockK;
-                    at[ka * tile + i] = m0 + i < m && k0 + ka < kk ? LoadA(w, dy, g, pass, m0 + i, k0 + ka) : 0f;
+                    at[ka * tile + i] = m0 + i < m && k0 + ka < kEnd ? LoadA(w, dy, g, pass, m0 + i, k0 + ka) : 0f;
                     int kb = e / tile, j = e - kb * tile;   // consecutive threads: consecutive output positions
-                    bt[kb * tile + j] = k0 + kb < kk && n0 + j < n ? LoadB(x, dy, g, pass, k0 + kb, n0 + j) : 0f;
+                    bt[kb * tile + j] = k0 + kb < kEnd && n0 + j < n ? LoadB(x, dy, g, pass, k0 + kb, n0 + j) : 0f;
                 }
                 Group.Barrier();
                 for (int k = 0; k < BlockK; k++) acc = Block4.Step(acc, at, bt, k * tile + ty, k * tile + tx, tdim);
@@ -172,9 +176,39 @@ public static class Conv2d
             }
             for (int i = 0; i < BlockRows; i++)
                 for (int j = 0; j < BlockRows; j++)
-                    if (m0 + ty + i * tdim < m && n0 + tx + j * tdim < n)
-                        Store(o, bias, g, pass, hasBias, m0 + ty + i * tdim, n0 + tx + j * tdim, acc.Get(i, j));
+                {
+                    int row = m0 + ty + i * tdim, col = n0 + tx + j * tdim;
+                    if (row >= m || col >= n) continue;
+                    if (splits > 1) partial[(split * m + row) * n + col] = acc.Get(i, j);
+                    else Store(o, bias, g, pass, hasBias, row, col, acc.Get(i, j));
+                }
         }
+    }
+
+    /// <summary>o[e] = sum over s of partial[s, e], s in order (deterministic): the weight gradient's layout is [m, n].</summary>
+    static void SplitSumKernel(ArrayView<float> partial, ArrayView<float> o, int splits, int count)
+    {
+        int stride = Grid.DimX * Group.DimX;
+        for (int e = Grid.GlobalIndex.X; e < count; e += stride)
+        {
+            float sum = 0;
+            for (int s = 0; s < splits; s++) sum += partial[s * count + e];
+            o[e] = sum;
+        }
+    }
+
+    /// <summary>How many slices of k v5's weight gradient takes on this accelerator: enough work items for two per
+    /// multiprocessor, each slice at least 512 long; 1 on the CPU accelerator (its two cores are already busy).</summary>
+    public static int WeightGradSplits(Accelerator acc, ConvGeometry g)
+    {
+        if (Launch.IsCpu(acc)) return 1;
+        var (m, n, kk) = Dims(g, ConvPass.WeightGrad);
+        int tdim = MaxTile;
+        while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
+        int tile = BlockRows * tdim;
+        long tiles = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile);
+        long wanted = (2L * acc.NumMultiprocessors + tiles - 1) / tiles;
+        return (int)Math.Clamp(Math.Min(wanted, kk / 512), 1, 32);
     }
 
     // ---- v3: one plane per thread, for the CPU accelerator ----
@@ -598,8 +632,10 @@ public static class Conv2d
     public static ConvVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? ConvVersion.V4Blocked : ConvVersion.V2Tiled;
 
     /// <summary>Runs one pass. Unused views (dy for forward, x for input grad, bias without one) may be any view.</summary>
+    /// <remarks>v5's weight gradient splits k into S slices when <paramref name="scratch"/> holds S * Cout * Cin*R*R floats
+    /// (S up to 32; WeightGradSplits says how many suit the accelerator).</remarks>
     public static void Run(Accelerator acc, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
-        ArrayView<float> bias, bool hasBias, ArrayView<float> o, ConvVersion? version = null)
+        ArrayView<float> bias, bool hasBias, ArrayView<float> o, ConvVersion? version = null, ArrayView<float> scratch = default)
     {
         var (m, n, kk) = Dims(g, pass);
         var v = version ?? Choose(acc);
@@ -616,13 +652,21 @@ public static class Conv2d
         if (v == ConvVersion.V5RegisterTiles)
         {
             var k = KernelCache.Get(acc, "conv2d.v5", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int>(V5Kernel));
+                ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V5Kernel));
             int tdim = MaxTile;
             while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
             int tile = BlockRows * tdim;
-            long tiles = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile);
-            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 16L);
-            k(new KernelConfig(Math.Max(1, grid), tdim * tdim), x, w, dy, bias, o, g, (int)pass, hasBias ? 1 : 0, m, n, kk, tdim);
+            // The weight gradient splits k into as many slices as the caller's scratch holds (see WeightGradSplits).
+            int splits = pass == ConvPass.WeightGrad && scratch.IsValid ? (int)Math.Clamp(scratch.Length / ((long)m * n), 1, 32) : 1;
+            long items = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile) * splits;
+            int grid = (int)Math.Min(items, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 16L);
+            k(new KernelConfig(Math.Max(1, grid), tdim * tdim), x, w, dy, bias, o, g, (int)pass, hasBias ? 1 : 0, m, n, kk, tdim, splits,
+                splits > 1 ? scratch : o);
+            if (splits > 1)
+            {
+                var sum = KernelCache.Get(acc, "conv2d.v5.split_sum", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(SplitSumKernel));
+                sum(Launch.GridStride(acc, (long)m * n), scratch, o, splits, m * n);
+            }
             return;
         }
         if (v == ConvVersion.V1Direct)

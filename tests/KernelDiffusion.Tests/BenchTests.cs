@@ -185,7 +185,11 @@ public sealed class GemmGpuShapeTests
             Conv2d.Run(acc, ConvPass.Forward, g, dxIn.View, dwIn.View, dxIn.View, db.View, true, y.View, ConvVersion.V5RegisterTiles);
             Conv2d.Run(acc, ConvPass.InputGrad, g, dxIn.View, dwIn.View, ddy.View, dwIn.View, false, dx.View, ConvVersion.V5RegisterTiles);
             Conv2d.Run(acc, ConvPass.WeightGrad, g, dxIn.View, dwIn.View, ddy.View, dwIn.View, false, dw.View, ConvVersion.V5RegisterTiles);
+            using var dwSplit = acc.Allocate1D<float>(w.Length);
+            using var slices = acc.Allocate1D<float>(5L * w.Length);
+            Conv2d.Run(acc, ConvPass.WeightGrad, g, dxIn.View, dwIn.View, ddy.View, dwIn.View, false, dwSplit.View, ConvVersion.V5RegisterTiles, slices.View);
             var (rdx, rdw) = Conv2d.Reference.Backward(x, w, dy, g);
+            Assert.True(RelError(dwSplit.GetAsArray1D(), rdw) < 1e-5, $"weight grad in 5 slices of k {g.Cin}->{g.Cout}");
             Assert.True(RelError(y.GetAsArray1D(), Conv2d.Reference.Forward(x, w, b, g)) < 1e-5, $"forward {g.Cin}->{g.Cout}");
             Assert.True(RelError(dx.GetAsArray1D(), rdx) < 1e-5, $"input grad {g.Cin}->{g.Cout}");
             Assert.True(RelError(dw.GetAsArray1D(), rdw) < 1e-5, $"weight grad {g.Cin}->{g.Cout}");

@@ -34,7 +34,10 @@ public static partial class Ops
                 if (weight.RequiresGrad)
                 {
                     var dw = Output(d, weight.Shape, "conv2d_weight_grad");
-                    Kernels.Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, g, x.View, weight.View, dy.View, weight.View, false, dw.View, d.Versions.Conv);
+                    var v = d.Versions.Conv ?? Kernels.Conv2d.Choose(d.Accelerator);
+                    int splits = v == ConvVersion.V5RegisterTiles ? Kernels.Conv2d.WeightGradSplits(d.Accelerator, g) : 1;
+                    var scratch = splits > 1 ? Output(d, [splits * weight.Length], "conv2d_weight_grad_slices").View : default;
+                    Kernels.Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, g, x.View, weight.View, dy.View, weight.View, false, dw.View, v, scratch);
                     d.Tape.Accumulate(weight, dw, owned: true);
                 }
                 if (bias is { RequiresGrad: true })

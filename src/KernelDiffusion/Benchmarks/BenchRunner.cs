@@ -193,9 +193,12 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 var dy = R([s[0], cout, s[2], s[3]], false);
                 var o = R(pass == ConvPass.InputGrad ? s : [cout, s[1], 3, 3], false);
                 var geo = ConvGeometry.Create(s[0], s[1], s[2], s[3], cout, 3, 1, 1);
+                // v5's weight gradient splits k as the autodiff op does.
+                int splits = pass == ConvPass.WeightGrad ? Conv2d.WeightGradSplits(acc, geo) : 1;
+                var scratch = splits > 1 ? R([splits * cout * s[1] * 9], false).View : default;
                 foreach (var v in AllVersions ? Enum.GetValues<ConvVersion>() : [Conv2d.Choose(acc)])
                     yield return new PreparedRun(name, VersionLabel(v), v == Conv2d.Choose(acc), Conv2d.Cost(geo, pass),
-                        () => Conv2d.Run(acc, pass, geo, x.View, w.View, dy.View, w.View, false, o.View, v));
+                        () => Conv2d.Run(acc, pass, geo, x.View, w.View, dy.View, w.View, false, o.View, v, scratch));
                 break;
             }
             case "attention":
