@@ -77,7 +77,7 @@ public class StreamingKernels
 /// GPU, the quick ones on the CPU accelerator), named "case@version".</summary>
 public class CaseBenchmarks
 {
-    static readonly Lazy<ComputeDevice> Device = new(() => ComputeDevice.Open());
+    static readonly Lazy<ComputeDevice> Device = new(() => ComputeDevice.Open(profiling: true));
     static readonly Lazy<Peak> Ceilings = new(() =>
     {
         using var timer = new BenchTimer(Device.Value);

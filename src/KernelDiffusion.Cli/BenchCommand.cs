@@ -52,7 +52,7 @@ static class BenchCommand
         var stepCases = noSteps ? [] : cases.Steps.Where(Wanted).ToList();
         if (kernelCases.Count + stepCases.Count == 0) throw new KdException($"bench: no case of {casesPath} is selected");
 
-        using var d = ComputeDevice.Open(spec);
+        using var d = ComputeDevice.Open(spec, profiling: true);
         using var timer = new BenchTimer(d) { BudgetMs = budgetMs };
         AnsiConsole.MarkupLine($"benchmarking on [green]{d.Info.Id}[/] ({Markup.Escape(d.Info.Name)}){(quick ? ", quick shapes" : "")}");
         var peak = timer.MeasurePeak();

@@ -70,9 +70,13 @@ public sealed class ComputeDevice : IDisposable
     /// multiprocessor per core (the default has one, so a grid-stride kernel would use one core) of 2 threads, 1 warp.
     /// Every launch wakes all of the device's OS threads: measured on 2 cores, a tiny kernel costs about 44-74 us on
     /// this shape against 450-1000 us on the default 4 x 4 threads per multiprocessor.
-    /// Profiling lets kd bench time runs with stream markers (CUDA events), as PyTorch's do_bench does.</summary>
-    static Context CreateContext() => Context.Create(b => b.Cuda().OpenCL()
-        .CPU(new CPUDevice(2, 1, Math.Max(1, Environment.ProcessorCount))).AutoAssertions().AutoIOOperations().EnableAlgorithms().Profiling());
+    /// <paramref name="profiling"/> lets kd bench time runs with stream markers (CUDA events), as PyTorch's do_bench does;
+    /// nothing else asks for it.</summary>
+    static Context CreateContext(bool profiling = false) => Context.Create(b =>
+    {
+        b.Cuda().OpenCL().CPU(new CPUDevice(2, 1, Math.Max(1, Environment.ProcessorCount))).AutoAssertions().AutoIOOperations().EnableAlgorithms();
+        if (profiling) b.Profiling();
+    });
 
     static string KindOf(Device d) => d.AcceleratorType switch
     {
@@ -138,9 +142,9 @@ public sealed class ComputeDevice : IDisposable
     }
 
     /// <summary>Opens the device named by <paramref name="spec"/> (see the class summary).</summary>
-    public static ComputeDevice Open(string? spec = null)
+    public static ComputeDevice Open(string? spec = null, bool profiling = false)
     {
-        var ctx = CreateContext();
+        var ctx = CreateContext(profiling);
         try
         {
             var (device, info) = Select(Enumerate(ctx), spec);
