@@ -10,11 +10,11 @@ static class Devices
     public static readonly bool OnCpu = ComputeDevice.Describe().Chosen?.StartsWith("cpu") ?? true;
 }
 
-/// <summary>Elementwise, reduction, random and optimiser kernels over Size floats.</summary>
+/// <summary>Kernels over Size floats that bench/cases.json does not cover (SiLU and AdamW are CaseBenchmarks' cases).</summary>
 public class StreamingKernels
 {
     ComputeDevice d = null!;
-    Tensor a = null!, b = null!, o = null!, m = null!, v = null!, bias = null!, sum = null!;
+    Tensor a = null!, o = null!, bias = null!, sum = null!;
 
     [ParamsSource(nameof(Sizes))]
     public int Size;
@@ -31,15 +31,13 @@ public class StreamingKernels
             Philox.Draw(d.Accelerator, t.View, t.Length, seed, 0, normal: true);
             return t;
         }
-        a = R([Size / 64, 64], 1); b = R([Size / 64, 64], 2); o = R([Size / 64, 64], 3);
-        m = R([Size], 4); v = d.Zeros([Size]); bias = R([64], 5); sum = d.Empty([64]);
+        a = R([Size / 64, 64], 1); o = R([Size / 64, 64], 3);
+        bias = R([64], 5); sum = d.Empty([64]);
         d.Synchronize();
     }
 
     [GlobalCleanup]
     public void Cleanup() => d.Dispose();
-
-    [Benchmark] public void Silu() { Elementwise.Unary(d.Accelerator, UnaryOp.Silu, a.View, o.View, 0, 0, Size); d.Synchronize(); }
 
     [Benchmark] public void AddBroadcast()
     {
@@ -56,19 +54,11 @@ public class StreamingKernels
 
     [Benchmark] public void PhiloxNormal() { Philox.Draw(d.Accelerator, o.View, Size, 7, 0, normal: true); d.Synchronize(); }
 
-    [Benchmark] public void AdamW()
-    {
-        Adam.AdamW(d.Accelerator, a.View, b.View, m.View, v.View, AdamStep.Create(1e-4, 0.9, 0.999, 1e-8, 0.0, 10), Size);
-        d.Synchronize();
-    }
-
     public static KernelCost Cost(string method, int size) => method switch
     {
-        nameof(Silu) => Elementwise.UnaryCost(UnaryOp.Silu, size),
         nameof(AddBroadcast) => Elementwise.BinaryCost(size, 64, size),
         nameof(SumOverRows) => Reduce.SumCost(size, 64),
         nameof(PhiloxNormal) => Philox.Cost(size, normal: true),
-        nameof(AdamW) => Adam.AdamWCost(size),
         _ => new KernelCost(0, 0),
     };
 }

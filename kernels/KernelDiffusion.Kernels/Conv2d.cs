@@ -197,6 +197,15 @@ public static class Conv2d
         }
     }
 
+    /// <summary>The scratch floats a pass of a version wants from its caller (Run's scratch): v5's weight gradient, split
+    /// in WeightGradSplits slices, wants a [slices, Cout, Cin*R*R] buffer; everything else none.</summary>
+    public static long ScratchLength(Accelerator acc, ConvGeometry g, ConvPass pass, ConvVersion version)
+    {
+        if (version != ConvVersion.V5RegisterTiles || pass != ConvPass.WeightGrad) return 0;
+        int splits = WeightGradSplits(acc, g);
+        return splits > 1 ? (long)splits * g.Cout * g.Cin * g.R * g.R : 0;
+    }
+
     /// <summary>How many slices of k v5's weight gradient takes on this accelerator: enough work items for two per
     /// multiprocessor, each slice at least 512 long; 1 on the CPU accelerator (its two cores are already busy).</summary>
     public static int WeightGradSplits(Accelerator acc, ConvGeometry g)

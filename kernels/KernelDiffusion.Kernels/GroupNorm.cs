@@ -119,32 +119,9 @@ public static class GroupNorm
     static void ChannelSumsKernel(ArrayView<float> x, ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta,
         ArrayView<float> ss, ArrayView<float> g, ArrayView<float> sums, ArrayView<float> dss, GroupNormShape s)
     {
-        int nch = s.N * s.C, ng = s.N * s.Groups, stride = Grid.DimX * Group.DimX;
-        for (int nc = Grid.GlobalIndex.X; nc < nch; nc += stride)
-        {
-            int n = nc / s.C, c = nc % s.C, gi = n * s.Groups + c / s.PerGroup;
-            float mean = stats[gi], rstd = stats[ng + gi];
-            float one = s.ScaleShift != 0 ? 1f + ss[n * 2 * s.C + c] : 1f;
-            float dyx = 0, dysum = 0, dzy = 0, dzsum = 0;
-            for (int e = 0; e < s.HW; e++)
-            {
-                int i = nc * s.HW + e;
-                float xhat = (x[i] - mean) * rstd;
-                float dz = Dz(g[i], Affine(xhat, gamma, beta, ss, s, n, c), s);
-                float dy = dz * one;
-                dyx += dy * xhat;
-                dysum += dy;
-                dzy += dz * (xhat * gamma[c] + beta[c]);
-                dzsum += dz;
-            }
-            sums[nc] = dyx;
-            sums[nch + nc] = dysum;
-            if (s.ScaleShift != 0)
-            {
-                dss[n * 2 * s.C + c] = dzy;
-                dss[n * 2 * s.C + s.C + c] = dzsum;
-            }
-        }
+        int stride = Grid.DimX * Group.DimX;
+        for (int nc = Grid.GlobalIndex.X; nc < s.N * s.C; nc += stride)
+            ChannelTerms.Over(x, stats, gamma, beta, ss, g, s, nc, 0, 1).Write(sums, dss, s, nc);
     }
 
     /// <summary>v2 of the channel sums: one group of threads per (n, c) with shared-memory trees, where v1 gives each
@@ -154,40 +131,55 @@ public static class GroupNorm
         ArrayView<float> ss, ArrayView<float> g, ArrayView<float> sums, ArrayView<float> dss, GroupNormShape s)
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup);
-        int nch = s.N * s.C, ng = s.N * s.Groups, tid = Group.IdxX;
-        for (int nc = Grid.IdxX; nc < nch; nc += Grid.DimX)
+        for (int nc = Grid.IdxX; nc < s.N * s.C; nc += Grid.DimX)
+        {
+            var t = ChannelTerms.Over(x, stats, gamma, beta, ss, g, s, nc, Group.IdxX, Group.DimX);
+            t.DyX = TreeSum(sh, t.DyX);
+            t.DySum = TreeSum(sh, t.DySum);
+            if (s.ScaleShift != 0)
+            {
+                t.DzY = TreeSum(sh, t.DzY);
+                t.DzSum = TreeSum(sh, t.DzSum);
+            }
+            if (Group.IdxX == 0) t.Write(sums, dss, s, nc);
+        }
+    }
+
+    /// <summary>A channel's backward sums over its elements first, first + step, ...: sum dy xhat, sum dy (with dy =
+    /// dz (1 + scale)), and with scale-shift sum dz y and sum dz.</summary>
+    struct ChannelTerms
+    {
+        public float DyX, DySum, DzY, DzSum;
+
+        public static ChannelTerms Over(ArrayView<float> x, ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta,
+            ArrayView<float> ss, ArrayView<float> g, GroupNormShape s, int nc, int first, int step)
         {
             int n = nc / s.C, c = nc % s.C, gi = n * s.Groups + c / s.PerGroup;
-            float mean = stats[gi], rstd = stats[ng + gi];
+            float mean = stats[gi], rstd = stats[s.N * s.Groups + gi];
             float one = s.ScaleShift != 0 ? 1f + ss[n * 2 * s.C + c] : 1f;
-            float dyx = 0, dysum = 0, dzy = 0, dzsum = 0;
-            for (int e = tid; e < s.HW; e += Group.DimX)
+            var t = new ChannelTerms();
+            for (int e = first; e < s.HW; e += step)
             {
                 int i = nc * s.HW + e;
                 float xhat = (x[i] - mean) * rstd;
                 float dz = Dz(g[i], Affine(xhat, gamma, beta, ss, s, n, c), s);
-                dyx += dz * one * xhat;
-                dysum += dz * one;
-                dzy += dz * (xhat * gamma[c] + beta[c]);
-                dzsum += dz;
+                t.DyX += dz * one * xhat;
+                t.DySum += dz * one;
+                t.DzY += dz * (xhat * gamma[c] + beta[c]);
+                t.DzSum += dz;
             }
-            dyx = TreeSum(sh, dyx);
-            dysum = TreeSum(sh, dysum);
-            if (s.ScaleShift != 0)
-            {
-                dzy = TreeSum(sh, dzy);
-                dzsum = TreeSum(sh, dzsum);
-            }
-            if (tid == 0)
-            {
-                sums[nc] = dyx;
-                sums[nch + nc] = dysum;
-                if (s.ScaleShift != 0)
-                {
-                    dss[n * 2 * s.C + c] = dzy;
-                    dss[n * 2 * s.C + s.C + c] = dzsum;
-                }
-            }
+            return t;
+        }
+
+        /// <summary>sums[0, nc], sums[1, nc]; with scale-shift dss[n, c] and dss[n, C + c].</summary>
+        public readonly void Write(ArrayView<float> sums, ArrayView<float> dss, GroupNormShape s, int nc)
+        {
+            sums[nc] = DyX;
+            sums[s.N * s.C + nc] = DySum;
+            if (s.ScaleShift == 0) return;
+            int n = nc / s.C, c = nc % s.C;
+            dss[n * 2 * s.C + c] = DzY;
+            dss[n * 2 * s.C + s.C + c] = DzSum;
         }
     }
 

@@ -99,8 +99,8 @@ static class EvalCommand
             string path = SampleCommand.ResolveWeights(r.GetValue(classifier), SampleCommand.ShippedClassifier, "--classifier", required: true)!;
             var meta = SafeTensorsFile.Read(path).Metadata;
             string spec = r.GetValue(data) ?? meta.GetValueOrDefault(TrainCheckpoint.DataKey) ?? "fashion-mnist";
-            var schedule = Diffusion.NoiseSchedule.Named(meta.GetValueOrDefault(TrainCheckpoint.ScheduleKey) ?? "linear",
-                int.Parse(meta.GetValueOrDefault(TrainCheckpoint.TimestepsKey) ?? "1000", System.Globalization.CultureInfo.InvariantCulture));
+            var (scheduleName, timesteps) = TrainCheckpoint.ScheduleOf(meta, path);
+            var schedule = Diffusion.NoiseSchedule.Named(scheduleName, timesteps);
             if (r.GetValue(split) is not ("test" or "train")) throw new KdException($"--split {r.GetValue(split)}: want test or train");
             using var d = ComputeDevice.Open(r.GetValue(device));
             using var loaded = ModelCheckpoint.Load(d, path);

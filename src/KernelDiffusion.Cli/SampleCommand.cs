@@ -139,8 +139,9 @@ static class SampleCommand
             {
                 m.Path = ResolveWeights(checkpoint, ShippedModel, "--checkpoint", required: true)!;
                 var meta = SafeTensorsFile.Read(m.Path).Metadata;
-                m.Schedule = schedule ?? meta.GetValueOrDefault(TrainCheckpoint.ScheduleKey) ?? "linear";
-                m.Timesteps = timesteps ?? (meta.TryGetValue(TrainCheckpoint.TimestepsKey, out var ts) ? int.Parse(ts, CultureInfo.InvariantCulture) : 1000);
+                var (savedSchedule, savedTimesteps) = TrainCheckpoint.ScheduleOf(meta, m.Path);
+                m.Schedule = schedule ?? savedSchedule;
+                m.Timesteps = timesteps ?? savedTimesteps;
                 bool hasNull = !meta.TryGetValue(TrainCheckpoint.PUncondKey, out var pu) || double.Parse(pu, CultureInfo.InvariantCulture) > 0;
                 m.unet = ModelCheckpoint.Load(d, m.Path);
                 if (m.unet is not UNet u) throw new KdException($"{m.Path}: holds a {m.unet.Config.Model}, not a UNet (pass it as --classifier)");

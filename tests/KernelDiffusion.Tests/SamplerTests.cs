@@ -195,4 +195,15 @@ public sealed class SamplerTests(DeviceFixture fx)
         }
         finally { File.Delete(path); }
     }
+
+    /// <summary>The schedule a checkpoint records: defaults for files that predate the keys, a bad T refused by name.</summary>
+    [Fact]
+    public void ScheduleMetadataIsReadOrRefused()
+    {
+        Assert.Equal(("linear", 1000), Training.TrainCheckpoint.ScheduleOf(new Dictionary<string, string>(), "m.safetensors"));
+        Assert.Equal(("cosine", 4000), Training.TrainCheckpoint.ScheduleOf(new Dictionary<string, string> { ["schedule"] = "cosine", ["timesteps"] = "4000" }, "m.safetensors"));
+        var e = Assert.Throws<KdException>(() => Training.TrainCheckpoint.ScheduleOf(new Dictionary<string, string> { ["timesteps"] = "lots" }, "m.safetensors"));
+        Assert.Contains("m.safetensors", e.Message);
+        Assert.Contains("lots", e.Message);
+    }
 }

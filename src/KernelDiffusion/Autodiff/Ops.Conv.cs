@@ -35,8 +35,8 @@ public static partial class Ops
                 {
                     var dw = Output(d, weight.Shape, "conv2d_weight_grad");
                     var v = d.Versions.Conv ?? Kernels.Conv2d.Choose(d.Accelerator);
-                    int splits = v == ConvVersion.V5RegisterTiles ? Kernels.Conv2d.WeightGradSplits(d.Accelerator, g) : 1;
-                    var scratch = splits > 1 ? Output(d, [splits * weight.Length], "conv2d_weight_grad_slices").View : default;
+                    long room = Kernels.Conv2d.ScratchLength(d.Accelerator, g, ConvPass.WeightGrad, v);
+                    var scratch = room > 0 ? Output(d, [(int)room], "conv2d_weight_grad_slices").View : default;
                     Kernels.Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, g, x.View, weight.View, dy.View, weight.View, false, dw.View, v, scratch);
                     d.Tape.Accumulate(weight, dw, owned: true);
                 }

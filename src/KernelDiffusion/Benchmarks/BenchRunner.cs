@@ -55,12 +55,13 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
         }
     }
 
-    /// <summary>Each version of a family (or only the default), with that version forced.</summary>
-    IEnumerable<PreparedRun> Versions<TV>(string name, TV[] all, TV chosen, Action<KernelVersions, TV> force, KernelCost cost, Action run) where TV : struct, Enum
-    {
-        foreach (var v in AllVersions ? all : [chosen])
-            yield return new PreparedRun(name, VersionLabel(v), v.Equals(chosen), cost, () => d.Versions.With(x => force(x, v), () => { run(); return 0; }));
-    }
+    /// <summary>A run per version of a family (only the default without AllVersions); run gets the version.</summary>
+    IEnumerable<PreparedRun> Versions<TV>(string name, TV chosen, KernelCost cost, Action<TV> run) where TV : struct, Enum
+        => (AllVersions ? Enum.GetValues<TV>() : [chosen]).Select(v => new PreparedRun(name, VersionLabel(v), v.Equals(chosen), cost, () => run(v)));
+
+    /// <summary>The same for an op-level run, with the version forced through the device's KernelVersions.</summary>
+    IEnumerable<PreparedRun> Forced<TV>(string name, TV chosen, Action<KernelVersions, TV> force, KernelCost cost, Action run) where TV : struct, Enum
+        => Versions(name, chosen, cost, (TV v) => d.Versions.With(x => force(x, v), () => { run(); return 0; }));
 
     static string VersionLabel<TV>(TV v) where TV : struct, Enum => "v" + Convert.ToInt32(v) + "." + v.ToString()[2..].ToLowerInvariant();
 
@@ -106,9 +107,9 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
             {
                 int n = Int(c, "n");
                 var (x, o) = (R([n], false), R([n], false));
-                foreach (var v in AllVersions ? Enum.GetValues<ElementwiseVersion>() : [Elementwise.Choose(acc, n)])
-                    yield return new PreparedRun(name, VersionLabel(v), v == Elementwise.Choose(acc, n), Elementwise.UnaryCost(UnaryOp.Silu, n),
-                        () => Elementwise.Unary(acc, UnaryOp.Silu, x.View, o.View, 0, 0, n, v));
+                foreach (var r in Versions(name, Elementwise.Choose(acc, n), Elementwise.UnaryCost(UnaryOp.Silu, n),
+                             (ElementwiseVersion v) => Elementwise.Unary(acc, UnaryOp.Silu, x.View, o.View, 0, 0, n, v)))
+                    yield return r;
                 break;
             }
             case "sampling_step":
@@ -137,7 +138,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 var g = back ? R(s, false) : null;
                 var shape = new GroupNormShape { N = s[0], C = s[1], HW = s[2] * s[3], Groups = groups, ScaleShift = ss ? 1 : 0, Silu = silu ? 1 : 0, Eps = 1e-5f };
                 var cost = GroupNorm.ForwardCost(shape) + (back ? GroupNorm.BackwardCost(shape) : default);
-                foreach (var r in Versions(name, Enum.GetValues<GroupNormVersion>(), GroupNorm.Choose(acc, shape), (v, ver) => v.GroupNorm = ver, cost, () =>
+                foreach (var r in Forced(name, GroupNorm.Choose(acc, shape), (v, ver) => v.GroupNorm = ver, cost, () =>
                 {
                     var y = Ops.GroupNorm(x, gamma, beta, groups, scaleShift, silu);
                     if (back) d.Tape.Backward(y, g!);
@@ -160,8 +161,8 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 int m = Int(c, "m"), n = Int(c, "n"), k = Int(c, "k");
                 var (a, b, o) = (R([m, k], false), R([k, n], false), R([m, n], false));
                 var shape = new GemmShape { Batch = 1, M = m, N = n, K = k, StrideC = m * n, Alpha = 1 };
-                foreach (var v in AllVersions ? Enum.GetValues<GemmVersion>() : [Gemm.Choose(acc)])
-                    yield return new PreparedRun(name, VersionLabel(v), v == Gemm.Choose(acc), Gemm.Cost(shape), () => Gemm.Run(acc, a.View, b.View, o.View, shape, v));
+                foreach (var r in Versions(name, Gemm.Choose(acc), Gemm.Cost(shape), (GemmVersion v) => Gemm.Run(acc, a.View, b.View, o.View, shape, v)))
+                    yield return r;
                 break;
             }
             case "conv3x3":
@@ -174,7 +175,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 var g = back ? R([s[0], cout, s[2], s[3]], false) : null;
                 var geo = ConvGeometry.Create(s[0], s[1], s[2], s[3], cout, 3, 1, 1);
                 var cost = Conv2d.Cost(geo, ConvPass.Forward) + (back ? Conv2d.Cost(geo, ConvPass.InputGrad) + Conv2d.Cost(geo, ConvPass.WeightGrad) : default);
-                foreach (var r in Versions(name, Enum.GetValues<ConvVersion>(), Conv2d.Choose(acc), (v, ver) => v.Conv = ver, cost, () =>
+                foreach (var r in Forced(name, Conv2d.Choose(acc), (v, ver) => v.Conv = ver, cost, () =>
                 {
                     var y = Ops.Conv2d(x, w, b);
                     if (back) d.Tape.Backward(y, g!);
@@ -194,11 +195,11 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 var o = R(pass == ConvPass.InputGrad ? s : [cout, s[1], 3, 3], false);
                 var geo = ConvGeometry.Create(s[0], s[1], s[2], s[3], cout, 3, 1, 1);
                 // v5's weight gradient splits k as the autodiff op does.
-                int splits = pass == ConvPass.WeightGrad ? Conv2d.WeightGradSplits(acc, geo) : 1;
-                var scratch = splits > 1 ? R([splits * cout * s[1] * 9], false).View : default;
-                foreach (var v in AllVersions ? Enum.GetValues<ConvVersion>() : [Conv2d.Choose(acc)])
-                    yield return new PreparedRun(name, VersionLabel(v), v == Conv2d.Choose(acc), Conv2d.Cost(geo, pass),
-                        () => Conv2d.Run(acc, pass, geo, x.View, w.View, dy.View, w.View, false, o.View, v, scratch));
+                long room = Conv2d.ScratchLength(acc, geo, pass, ConvVersion.V5RegisterTiles);
+                var scratch = room > 0 ? R([(int)room], false).View : default;
+                foreach (var r in Versions(name, Conv2d.Choose(acc), Conv2d.Cost(geo, pass),
+                             (ConvVersion v) => Conv2d.Run(acc, pass, geo, x.View, w.View, dy.View, w.View, false, o.View, v, scratch)))
+                    yield return r;
                 break;
             }
             case "attention":
@@ -209,7 +210,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 var g = back ? R([n, heads * ch, tokens], false) : null;
                 var shape = new AttentionShape { N = n, C = heads * ch, T = tokens, Heads = heads, NewOrder = 1 };
                 var cost = Attention.ForwardCost(shape) + (back ? Attention.BackwardCost(shape) : default);
-                foreach (var r in Versions(name, Enum.GetValues<AttentionVersion>(), Attention.Choose(acc, shape), (v, ver) => v.Attention = ver, cost, () =>
+                foreach (var r in Forced(name, Attention.Choose(acc, shape), (v, ver) => v.Attention = ver, cost, () =>
                 {
                     var y = Ops.Attention(qkv, heads, newOrder: true);
                     if (back) d.Tape.Backward(y, g!);

@@ -15,6 +15,17 @@ public static class TrainCheckpoint
     public const string StateFile = "state.safetensors", ModelFile = "model.safetensors";
     public const string ScheduleKey = "schedule", TimestepsKey = "timesteps", PUncondKey = "p_uncond", DataKey = "data", CleanKey = "clean";
 
+    /// <summary>The schedule name and T a checkpoint records (linear and 1000 for files that predate the keys), a bad
+    /// T refused with the file named.</summary>
+    public static (string Schedule, int Timesteps) ScheduleOf(IReadOnlyDictionary<string, string> metadata, string path)
+    {
+        string schedule = metadata.GetValueOrDefault(ScheduleKey) ?? "linear";
+        if (!metadata.TryGetValue(TimestepsKey, out var text)) return (schedule, 1000);
+        return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int t) && t > 0
+            ? (schedule, t)
+            : throw new KdException($"{path}: metadata '{TimestepsKey}' is '{text}', not a positive integer");
+    }
+
     static List<(string Name, Tensor Param)> Named(Trainer t)
     {
         var names = t.Model.NamedParameters().Select(p => p.Name).ToList();
