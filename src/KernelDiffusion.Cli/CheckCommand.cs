@@ -26,7 +26,8 @@ static class CheckCommand
         var modelBatch = new Option<int>("--model-batch") { Description = "batch size of the model checks (at least 2 catches ops that mix samples up)", DefaultValueFactory = _ => 2 };
         var compile = new Option<string?>("--compile")
         {
-            Description = "instead of running kernels, compile every kernel for this target (ptx or opencl) with ILGPU's compiler, no device needed; the code goes to <out>/<target>/",
+            Description = "instead of running kernels, compile every kernel for this target (ptx or opencl) with ILGPU's compiler, no device needed; the code goes to <out>/<target>/. "
+                + "For ptx, ptxas (KD_PTXAS, .tools/cuda from scripts/get-ptxas.sh, or PATH) also assembles each kernel for sm_80 when found: a kernel it rejects fails; registers and spills are shown, spills are warned about but do not fail",
         };
         var cmd = new Command("check", "Check every kernel against its float64 reference (fresh random inputs, poisoned outputs, finite-difference backward).");
         cmd.Options.Add(device);
@@ -103,20 +104,50 @@ static class CheckCommand
         AtomicFile.WriteAllText(Path.Combine(outDir, "check.json"), json);
     }
 
-    /// <summary><c>kd check --compile ptx|opencl</c>: see OfflineCompile.</summary>
+    /// <summary><c>kd check --compile ptx|opencl</c>: see OfflineCompile; for ptx also Ptxas when one is found.</summary>
     static int Compile(string target, string outDir, string? filter)
     {
         var started = DateTime.UtcNow;
-        var dump = Path.Combine(outDir, target.Trim().ToLowerInvariant());
+        target = target.Trim().ToLowerInvariant();
+        var dump = Path.Combine(outDir, target);
         var results = OfflineCompile.CompileAll(target, dump, filter);
         if (results.Count == 0) throw new KdException($"check: no kernel name contains '{filter}'");
-        var table = new Table().AddColumns("kernel", "result", "message");
-        foreach (var r in results)
-            table.AddRow(Markup.Escape(r.Kernel), r.Ok ? "[green]ok[/]" : "[red]FAIL[/]", Markup.Escape(r.Message));
+        string? ptxas = target == "ptx" ? Ptxas.Find() : null;
+        if (target == "ptx" && ptxas == null)
+            AnsiConsole.MarkupLine($"[yellow]ptxas not found[/]: the PTX is compiled but not assembled; {Markup.Escape(Ptxas.HowToGet)}");
+        var assembled = results.Select(r => ptxas != null && r.Code != null ? Ptxas.Assemble(ptxas, r.Code, r.Kernel) : null).ToList();
+
+        var table = new Table().AddColumns("kernel", "result");
+        if (ptxas != null) table.AddColumns("registers", "spill stores / loads", "stack frame");
+        table.AddColumn("message");
+        for (int i = 0; i < results.Count; i++)
+        {
+            var (r, a) = (results[i], assembled[i]);
+            bool ok = r.Ok && a?.Ok != false;
+            var row = new List<string> { Markup.Escape(r.Kernel), ok ? "[green]ok[/]" : "[red]FAIL[/]" };
+            if (ptxas != null)
+                row.AddRange(a?.Parsed == true
+                    ? [a.Registers!.Value.ToString(), a.Spills ? $"[yellow]{a.SpillStoreBytes} B / {a.SpillLoadBytes} B[/]" : "0 B / 0 B", $"{a.StackFrameBytes} B"]
+                    : ["", "", ""]);
+            row.Add(a == null || a.Parsed ? Markup.Escape(r.Message)     // the compiler's
+                : a.Ok ? $"[yellow]{Markup.Escape(a.Message)}[/]"           // ptxas' report not understood
+                : Markup.Escape(a.Message));                                // ptxas' rejection
+            table.AddRow(row.ToArray());
+        }
         AnsiConsole.Write(table);
-        int failed = results.Count(r => !r.Ok);
-        AnsiConsole.MarkupLine($"{results.Count - failed} compiled, {failed} failed for {Markup.Escape(target)} in {(DateTime.UtcNow - started).TotalSeconds:F1} s; code in {Markup.Escape(dump)}");
-        return failed == 0 ? 0 : 1;
+
+        // Markup: target is ptx or opencl (CompileAll refused anything else).
+        int failed = results.Count(r => !r.Ok), rejected = assembled.Count(a => a?.Ok == false);
+        string summary = $"{results.Count - failed} compiled, {failed} failed for {target}";
+        if (ptxas != null)
+        {
+            int spilling = assembled.Count(a => a?.Spills == true), unread = assembled.Count(a => a?.Ok == true && !a.Parsed);
+            summary += $"; ptxas ({Ptxas.Architecture}) assembled {assembled.Count(a => a?.Ok == true)}, rejected {rejected}"
+                + (spilling > 0 ? $", [yellow]{spilling} spill (a warning, not a failure)[/]" : ", no spills")
+                + (unread > 0 ? $", [yellow]{unread} reports not understood[/]" : "");
+        }
+        AnsiConsole.MarkupLine($"{summary} in {(DateTime.UtcNow - started).TotalSeconds:F1} s; code in {Markup.Escape(dump)}");
+        return failed == 0 && rejected == 0 ? 0 : 1;
     }
 
     static string Error(double e) => double.IsNaN(e) ? "error" : e.ToString("E2");

@@ -23,9 +23,10 @@ namespace KernelDiffusion.Checks;
 /// <c>LoadStreamKernel</c> passes (<see cref="EntryPointDescription.FromExplicitlyGroupedKernel"/>,
 /// <see cref="KernelSpecialization.Empty"/>). No driver is called: that is only in the accelerator's
 /// <c>LoadKernel(CompiledKernel)</c>.</para>
-/// <para>What it does not check: the driver's own step. The PTX is not assembled by ptxas (the CUDA driver JITs it
-/// at load) and the OpenCL C is not built by an OpenCL compiler, so an invalid instruction inside inline PTX
-/// (<c>CudaAsm</c>) or an OpenCL C compiler quirk would still only show on the device.</para></summary>
+/// <para>The driver's own step: on the GPU the CUDA driver assembles the PTX at load. <see cref="Ptxas"/> does that
+/// offline when a ptxas is at hand (scripts/get-ptxas.sh), which catches an invalid instruction inside inline PTX
+/// (<c>CudaAsm</c>) and shows each kernel's registers and spills. The OpenCL C is not built by an OpenCL compiler,
+/// so an OpenCL C compiler quirk still only shows on the device.</para></summary>
 public static class OfflineCompile
 {
     /// <summary>The PTX target: what the lent H200 gave (SM_90, driver 13.0, hence PTX ISA 8.8). ILGPU caps the
@@ -49,21 +50,22 @@ public static class OfflineCompile
     public static string NameOf(MethodInfo m) => $"{m.DeclaringType!.Name}.{m.Name}";
 
     /// <summary>Compiles every kernel for <paramref name="target"/> ("ptx" or "opencl"). Ok results carry the size of
-    /// the generated code (and, for PTX, how many lines touch .local memory); failures the compiler's exception
-    /// chain. When <paramref name="dumpDirectory"/> is set, each kernel's code is written there (Type.Method.ptx/.cl).</summary>
-    public static IReadOnlyList<(string Kernel, bool Ok, string Message)> CompileAll(string target, string? dumpDirectory = null,
+    /// the generated code (and, for PTX, how many lines touch .local memory) and the code itself; failures the
+    /// compiler's exception chain. When <paramref name="dumpDirectory"/> is set, each kernel's code is written there
+    /// (Type.Method.ptx/.cl).</summary>
+    public static IReadOnlyList<(string Kernel, bool Ok, string Message, string? Code)> CompileAll(string target, string? dumpDirectory = null,
         string? filter = null) =>
         Compile(target, KernelMethods().Where(m => filter == null || NameOf(m).Contains(filter, StringComparison.OrdinalIgnoreCase)),
             dumpDirectory);
 
     /// <summary>Compiles the given explicitly grouped kernel methods (as LoadStreamKernel would) for <paramref name="target"/>.</summary>
-    public static IReadOnlyList<(string Kernel, bool Ok, string Message)> Compile(string target, IEnumerable<MethodInfo> kernels,
+    public static IReadOnlyList<(string Kernel, bool Ok, string Message, string? Code)> Compile(string target, IEnumerable<MethodInfo> kernels,
         string? dumpDirectory = null)
     {
         target = target.Trim().ToLowerInvariant();
         if (!Targets.Contains(target)) throw new KdException($"compile: unknown target '{target}': use ptx or opencl");
         if (dumpDirectory != null) Directory.CreateDirectory(dumpDirectory);
-        var results = new List<(string, bool, string)>();
+        var results = new List<(string, bool, string, string?)>();
         (Context Context, Backend Backend)? current = null;
         try
         {
@@ -81,11 +83,11 @@ public static class OfflineCompile
                         _ => (compiled.ToString() ?? "", "txt"),
                     };
                     if (dumpDirectory != null) File.WriteAllText(Path.Combine(dumpDirectory, $"{name}.{ext}"), code);
-                    results.Add((name, true, Describe(code, ext)));
+                    results.Add((name, true, Describe(code, ext), code));
                 }
                 catch (Exception e)
                 {
-                    results.Add((name, false, Chain(e)));
+                    results.Add((name, false, Chain(e), null));
                     // A failed compile can leave the context's IR in a state that makes later compiles fail too:
                     // start the next kernel on a fresh context.
                     Dispose(current.Value);
