@@ -64,16 +64,20 @@ public struct Block4
     };
 }
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
-/// accelerator's default). v4: 64 x 64 tiles with 4 x 4 register blocks per thread.</summary>
+/// accelerator's default). v4: 64 x 64 tiles with 4 x 4 register blocks per thread. v5: tf32 tensor cores (opt-in: its
+/// operands keep 10 mantissa bits).</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
     /// <summary>v4: each thread's block is V4Rows x V4Rows outputs; tiles advance V4K values of k at a time.</summary>
     const int V4Rows = 4, V4K = 8;
+    /// <summary>v5: 64 x 64 tiles, 16 values of k per stage, four warps. Row strides padded (20, 72) so that a warp's
+    /// fragment loads hit 32 different banks.</summary>
+    const int V5Tile = 64, V5K = 16, V5Threads = 128, V5StrideA = V5K + 4, V5StrideB = V5Tile + 8;
 
     static void V1Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
     {
@@ -193,12 +197,58 @@ public static class Gemm
         }
     }
 
+    /// <summary>v5: tf32 tensor cores (<see cref="TensorCore"/>). A group of four warps computes a 64 x 64 tile of C,
+    /// each warp a 32 x 32 quarter (a <see cref="WarpTile"/>: 2 x 4 mma tiles of 16 x 8, 32 accumulators per lane).
+    /// Operands are rounded to tf32 as they are staged in shared memory: the result is that of tf32 inputs with fp32
+    /// accumulation, as PyTorch's allow_tf32. Needs 32-lane warps and 128-thread groups (the CPU accelerator's device
+    /// with 32-thread warps runs it emulated).</summary>
+    static void V5Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
+    {
+        var at = SharedMemory.Allocate<float>(V5Tile * V5StrideA);   // [m][k]
+        var bt = SharedMemory.Allocate<float>(V5K * V5StrideB);      // [k][n]
+        var scratch = TensorCore.Scratch();
+        WarpTile.Declare();
+        int t = Group.IdxX, warp = Warp.WarpIdx;
+        int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+        int tilesN = (s.N + V5Tile - 1) / V5Tile, tilesM = (s.M + V5Tile - 1) / V5Tile, perBatch = tilesM * tilesN;
+        for (int w = Grid.IdxX; w < s.Batch * perBatch; w += Grid.DimX)
+        {
+            int bi = w / perBatch, tr = w - bi * perBatch;
+            int m0 = (tr / tilesN) * V5Tile, n0 = (tr % tilesN) * V5Tile;
+            var acc = WarpTile.Zero();
+            for (int k0 = 0; k0 < s.K; k0 += V5K)
+            {
+                for (int e = t; e < V5Tile * V5K; e += V5Threads)
+                {
+                    int m = e / V5K, k = e - m * V5K;
+                    at[m * V5StrideA + k] = m0 + m < s.M && k0 + k < s.K ? TensorCore.RoundTf32(a[s.IndexA(bi, m0 + m, k0 + k)]) : 0f;
+                    int kb = e / V5Tile, n = e - kb * V5Tile;
+                    bt[kb * V5StrideB + n] = k0 + kb < s.K && n0 + n < s.N ? TensorCore.RoundTf32(b[s.IndexB(bi, k0 + kb, n0 + n)]) : 0f;
+                }
+                Group.Barrier();
+                for (int kk = 0; kk < V5K; kk += 8)
+                    acc = WarpTile.Step(acc, at, wm, V5StrideA, bt, wn, V5StrideB, kk, scratch);
+                Group.Barrier();
+            }
+            // Lane (g, t) holds rows g and g + 8 and columns 2t and 2t + 1 of each 16 x 8 mma tile.
+            int lane = Warp.LaneIdx, row = m0 + wm + (lane >> 2), col = n0 + wn + 2 * (lane & 3);
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 4; j++)
+                    for (int e = 0; e < 4; e++)
+                        Store(c, s, bi, row + 16 * i + 8 * (e >> 1), col + 8 * j + (e & 1), acc.Get(i, j, e));
+        }
+    }
+
     static void Store(ArrayView<float> c, GemmShape s, int bi, int i, int j, float acc)
     {
         if (i >= s.M || j >= s.N) return;
         int ci = s.IndexC(bi, i, j);
         c[ci] = s.Beta == 0 ? s.Alpha * acc : s.Alpha * acc + s.Beta * c[ci];
     }
+
+    /// <summary>Whether v5 can run here: it needs whole 32-lane warps in 128-thread groups (CUDA; the CPU accelerator
+    /// only with a device built so, as the tests do).</summary>
+    public static bool RunsTensorCoreTiles(Accelerator acc) => acc.WarpSize == 32 && acc.MaxNumThreadsPerGroup >= V5Threads;
 
     public static GemmVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? GemmVersion.V3Rows : GemmVersion.V2Tiled;
 
@@ -216,6 +266,17 @@ public static class Gemm
             var k = KernelCache.Get(acc, "gemm.v1",
                 x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(V1Kernel));
             k(Launch.GridStride(acc, (long)s.Batch * s.M * s.N * Math.Max(1, s.K / 16)), a, b, c, s);
+        }
+        else if (v == GemmVersion.V5Tf32)
+        {
+            if (!RunsTensorCoreTiles(acc))
+                throw new ArgumentException($"gemm v5 (tf32 tensor cores) needs 32-lane warps and groups of {V5Threads} threads; " +
+                    $"{acc.Name} has {acc.WarpSize}-lane warps and groups of up to {acc.MaxNumThreadsPerGroup}");
+            var k = KernelCache.Get(acc, "gemm.v5",
+                x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(V5Kernel));
+            long tiles = (long)s.Batch * ((s.M + V5Tile - 1) / V5Tile) * ((s.N + V5Tile - 1) / V5Tile);
+            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8L);
+            k(new KernelConfig(Math.Max(1, grid), V5Threads), a, b, c, s);
         }
         else if (v == GemmVersion.V4Blocked)
         {

@@ -488,6 +488,7 @@ public static partial class KernelChecks
         AddModelKernels(list);
         AddDiffusionLoss(list);
         AddSampling(list);
+        AddTensorCore(list);
 
         // AdamW and EMA.
         list.Add(new Case("adamw", "[1003]", (d, r) =>

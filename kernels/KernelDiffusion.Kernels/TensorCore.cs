@@ -1,0 +1,234 @@
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+
+namespace KernelDiffusion.Kernels;
+
+/// <summary>The warp-level tf32 matrix multiply-accumulate <c>mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32</c>
+/// (sm_80 and newer), and the fragments it takes. D (16 x 8) = A (16 x 8) B (8 x 8) + C, spread over the 32 lanes of a
+/// warp as the PTX ISA's "matrix fragments for mma.m16n8k8" lays them out, with g = lane / 4 and t = lane % 4:
+/// <list type="bullet">
+/// <item>A: a0 = A[g][t], a1 = A[g + 8][t], a2 = A[g][t + 4], a3 = A[g + 8][t + 4];</item>
+/// <item>B: b0 = B[t][g], b1 = B[t + 4][g];</item>
+/// <item>C and D: c0 = C[g][2t], c1 = C[g][2t + 1], c2 = C[g + 8][2t], c3 = C[g + 8][2t + 1].</item>
+/// </list>
+/// On CUDA the instruction runs through inline PTX (<see cref="WarpTile"/>). Elsewhere (the CPU accelerator, OpenCL) the
+/// same product is computed from the same fragments by gathering them through shared memory, so the fragment loads and
+/// the tiling around them are checked on a machine without tensor cores; only the inline PTX is not (ptxas assembles
+/// it: kd check --compile ptx).</summary>
+public static class TensorCore
+{
+    /// <summary>Rounds to tf32 (10 mantissa bits) to nearest, ties away from zero, as <c>cvt.rna.tf32.f32</c> does.
+    /// Kernels round operands once, when they stage them in shared memory: the tensor cores then see exact tf32 values,
+    /// and the emulation computes with the same ones. Infinities and NaNs pass unchanged.</summary>
+    public static float RoundTf32(float x)
+    {
+        uint bits = Interop.FloatAsInt(x);
+        if ((bits & 0x7F800000u) == 0x7F800000u) return x;
+        return Interop.IntAsFloat((bits + 0x1000u) & 0xFFFFE000u);
+    }
+
+    /// <summary>Warps per group the emulation has scratch for (v5 runs four).</summary>
+    public const int EmulatedWarps = 4;
+    const int OperandsPerLane = 6;
+
+    /// <summary>The shared scratch the emulated mma needs: allocate once per kernel and pass it to every call. ILGPU
+    /// 1.5.3 keeps both allocations even on CUDA, where the emulation's 3 KB go unused.</summary>
+    public static ArrayView<float> Scratch()
+    {
+        if (CudaAsm.IsSupported) return SharedMemory.Allocate<float>(1);
+        return SharedMemory.Allocate<float>(EmulatedWarps * 32 * OperandsPerLane);
+    }
+
+    /// <summary>The product from the fragments' definition: every lane publishes its six operands in the warp's part of
+    /// the scratch, then for each k reads A[g][k], A[g + 8][k], B[k][2t] and B[k][2t + 1] from the lanes that hold
+    /// them. (Two warp barriers per call; warp shuffles would take 64, which the CPU accelerator runs as OS-thread
+    /// barriers.)</summary>
+    internal static MmaAcc Emulate(MmaAcc c, FragA a, FragB b, ArrayView<float> scratch)
+    {
+        int lane = Warp.LaneIdx, g = lane >> 2, t = lane & 3;
+        int warp = Warp.WarpIdx * 32 * OperandsPerLane, mine = warp + lane * OperandsPerLane;
+        scratch[mine] = a.A0;
+        scratch[mine + 1] = a.A1;
+        scratch[mine + 2] = a.A2;
+        scratch[mine + 3] = a.A3;
+        scratch[mine + 4] = b.B0;
+        scratch[mine + 5] = b.B1;
+        Warp.Barrier();
+        for (int k = 0; k < 8; k++)
+        {
+            int holder = k & 3, high = k >> 2;   // k < 4: a0/a1 and b0; k >= 4: a2/a3 and b1
+            int rowLane = warp + (g * 4 + holder) * OperandsPerLane;
+            float top = scratch[rowLane + 2 * high], bottom = scratch[rowLane + 2 * high + 1];
+            float left = scratch[warp + (2 * t * 4 + holder) * OperandsPerLane + 4 + high];
+            float right = scratch[warp + ((2 * t + 1) * 4 + holder) * OperandsPerLane + 4 + high];
+            c.C0 += top * left;
+            c.C1 += top * right;
+            c.C2 += bottom * left;
+            c.C3 += bottom * right;
+        }
+        Warp.Barrier();
+        return c;
+    }
+}
+
+/// <summary>A warp's 32 x 32 tile of C as 2 x 4 mma tiles of 16 x 8: rows row + 16 i, columns col + 8 j.
+/// <para>On CUDA its 32 accumulators per lane live in PTX registers named kdc0..kdc31, declared by
+/// <see cref="Declare"/> and used by inline PTX only. Passing them in and out of each mma through CudaAsm.EmitRef would
+/// put them in local memory: ILGPU 1.5.3 gives every inline-assembly output a local variable, and ptxas 11.8 did not
+/// promote them (cuobjdump showed 152 local loads and stores per step of k). Inputs passed by value stay in
+/// registers. So a kernel can hold one WarpTile at a time, and reads its results once, in <see cref="Get"/>.</para>
+/// <para>Elsewhere the accumulators are the eight MmaAcc fields and each mma is emulated.</para></summary>
+public struct WarpTile
+{
+    MmaAcc c00, c01, c02, c03, c10, c11, c12, c13;
+
+    /// <summary>Declares the PTX accumulators: call once at the start of the kernel (a second call site would declare
+    /// them twice, which ptxas rejects).</summary>
+    public static void Declare()
+    {
+        if (CudaAsm.IsSupported) CudaAsm.Emit(".reg .f32 kdc<32>;");
+    }
+
+    public static WarpTile Zero()
+    {
+        if (CudaAsm.IsSupported)
+            CudaAsm.Emit("mov.f32 kdc0, 0f00000000; mov.f32 kdc1, 0f00000000; mov.f32 kdc2, 0f00000000; mov.f32 kdc3, 0f00000000; mov.f32 kdc4, 0f00000000; mov.f32 kdc5, 0f00000000; " +
+                "mov.f32 kdc6, 0f00000000; mov.f32 kdc7, 0f00000000; mov.f32 kdc8, 0f00000000; mov.f32 kdc9, 0f00000000; mov.f32 kdc10, 0f00000000; mov.f32 kdc11, 0f00000000; " +
+                "mov.f32 kdc12, 0f00000000; mov.f32 kdc13, 0f00000000; mov.f32 kdc14, 0f00000000; mov.f32 kdc15, 0f00000000; mov.f32 kdc16, 0f00000000; mov.f32 kdc17, 0f00000000; " +
+                "mov.f32 kdc18, 0f00000000; mov.f32 kdc19, 0f00000000; mov.f32 kdc20, 0f00000000; mov.f32 kdc21, 0f00000000; mov.f32 kdc22, 0f00000000; mov.f32 kdc23, 0f00000000; " +
+                "mov.f32 kdc24, 0f00000000; mov.f32 kdc25, 0f00000000; mov.f32 kdc26, 0f00000000; mov.f32 kdc27, 0f00000000; mov.f32 kdc28, 0f00000000; mov.f32 kdc29, 0f00000000; " +
+                "mov.f32 kdc30, 0f00000000; mov.f32 kdc31, 0f00000000;");
+        return default;
+    }
+
+    // One m16n8k8 per mma tile (i, j) into accumulators kdc[4 (4 i + j)] .. + 3. The operands (%0-%5: a0-a3, b0, b1) are
+    // tf32 values in f32 registers; mov.b32 gives the instruction the b32 registers it takes.
+    const string Operands = "{ .reg .b32 ta0, ta1, ta2, ta3, tb0, tb1; mov.b32 ta0, %0; mov.b32 ta1, %1; mov.b32 ta2, %2; " +
+        "mov.b32 ta3, %3; mov.b32 tb0, %4; mov.b32 tb1, %5; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 ";
+    const string Mma00 = Operands + "{kdc0, kdc1, kdc2, kdc3}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdc0, kdc1, kdc2, kdc3}; }";
+    const string Mma01 = Operands + "{kdc4, kdc5, kdc6, kdc7}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdc4, kdc5, kdc6, kdc7}; }";
+    const string Mma02 = Operands + "{kdc8, kdc9, kdc10, kdc11}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdc8, kdc9, kdc10, kdc11}; }";
+    const string Mma03 = Operands + "{kdc12, kdc13, kdc14, kdc15}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdc12, kdc13, kdc14, kdc15}; }";
+    const string Mma10 = Operands + "{kdc16, kdc17, kdc18, kdc19}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdc16, kdc17, kdc18, kdc19}; }";
+    const string Mma11 = Operands + "{kdc20, kdc21, kdc22, kdc23}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdc20, kdc21, kdc22, kdc23}; }";
+    const string Mma12 = Operands + "{kdc24, kdc25, kdc26, kdc27}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdc24, kdc25, kdc26, kdc27}; }";
+    const string Mma13 = Operands + "{kdc28, kdc29, kdc30, kdc31}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdc28, kdc29, kdc30, kdc31}; }";
+
+    /// <summary>One step of 8 values of k: A rows row .. row + 31 of the row-major tile <paramref name="at"/> (row
+    /// stride sa), B columns col .. col + 31 of the k-major tile <paramref name="bt"/> (stride sb), both from column
+    /// or row k. 8 fragment loads (16 shared reads per lane) feed 8 mma.</summary>
+    public static WarpTile Step(WarpTile w, ArrayView<float> at, int row, int sa, ArrayView<float> bt, int col, int sb, int k,
+        ArrayView<float> scratch)
+    {
+        FragA a0 = FragA.Load(at, row, k, sa), a1 = FragA.Load(at, row + 16, k, sa);
+        FragB b0 = FragB.Load(bt, k, col, sb), b1 = FragB.Load(bt, k, col + 8, sb);
+        FragB b2 = FragB.Load(bt, k, col + 16, sb), b3 = FragB.Load(bt, k, col + 24, sb);
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit(Mma00, a0.A0, a0.A1, a0.A2, a0.A3, b0.B0, b0.B1);
+            CudaAsm.Emit(Mma01, a0.A0, a0.A1, a0.A2, a0.A3, b1.B0, b1.B1);
+            CudaAsm.Emit(Mma02, a0.A0, a0.A1, a0.A2, a0.A3, b2.B0, b2.B1);
+            CudaAsm.Emit(Mma03, a0.A0, a0.A1, a0.A2, a0.A3, b3.B0, b3.B1);
+            CudaAsm.Emit(Mma10, a1.A0, a1.A1, a1.A2, a1.A3, b0.B0, b0.B1);
+            CudaAsm.Emit(Mma11, a1.A0, a1.A1, a1.A2, a1.A3, b1.B0, b1.B1);
+            CudaAsm.Emit(Mma12, a1.A0, a1.A1, a1.A2, a1.A3, b2.B0, b2.B1);
+            CudaAsm.Emit(Mma13, a1.A0, a1.A1, a1.A2, a1.A3, b3.B0, b3.B1);
+            return w;
+        }
+        w.c00 = TensorCore.Emulate(w.c00, a0, b0, scratch);
+        w.c01 = TensorCore.Emulate(w.c01, a0, b1, scratch);
+        w.c02 = TensorCore.Emulate(w.c02, a0, b2, scratch);
+        w.c03 = TensorCore.Emulate(w.c03, a0, b3, scratch);
+        w.c10 = TensorCore.Emulate(w.c10, a1, b0, scratch);
+        w.c11 = TensorCore.Emulate(w.c11, a1, b1, scratch);
+        w.c12 = TensorCore.Emulate(w.c12, a1, b2, scratch);
+        w.c13 = TensorCore.Emulate(w.c13, a1, b3, scratch);
+        return w;
+    }
+
+    /// <summary>This lane's accumulator e (0-3) of mma tile (i, j): element (row + 16 i + g + 8 (e / 2),
+    /// col + 8 j + 2 t + e % 2) of the warp's tile, with g = lane / 4 and t = lane % 4.</summary>
+    public readonly float Get(int i, int j, int e)
+    {
+        int n = 4 * (4 * i + j) + e;
+        if (CudaAsm.IsSupported) return Ptx(n);
+        var c = (4 * i + j) switch { 0 => c00, 1 => c01, 2 => c02, 3 => c03, 4 => c10, 5 => c11, 6 => c12, _ => c13 };
+        return e switch { 0 => c.C0, 1 => c.C1, 2 => c.C2, _ => c.C3 };
+    }
+
+    /// <summary>Register kdc{n} (each case names its register: the PTX text must be a constant).</summary>
+    static float Ptx(int n)
+    {
+        float v;
+        switch (n)
+        {
+            case 0: CudaAsm.Emit("mov.f32 %0, kdc0;", out v); break;
+            case 1: CudaAsm.Emit("mov.f32 %0, kdc1;", out v); break;
+            case 2: CudaAsm.Emit("mov.f32 %0, kdc2;", out v); break;
+            case 3: CudaAsm.Emit("mov.f32 %0, kdc3;", out v); break;
+            case 4: CudaAsm.Emit("mov.f32 %0, kdc4;", out v); break;
+            case 5: CudaAsm.Emit("mov.f32 %0, kdc5;", out v); break;
+            case 6: CudaAsm.Emit("mov.f32 %0, kdc6;", out v); break;
+            case 7: CudaAsm.Emit("mov.f32 %0, kdc7;", out v); break;
+            case 8: CudaAsm.Emit("mov.f32 %0, kdc8;", out v); break;
+            case 9: CudaAsm.Emit("mov.f32 %0, kdc9;", out v); break;
+            case 10: CudaAsm.Emit("mov.f32 %0, kdc10;", out v); break;
+            case 11: CudaAsm.Emit("mov.f32 %0, kdc11;", out v); break;
+            case 12: CudaAsm.Emit("mov.f32 %0, kdc12;", out v); break;
+            case 13: CudaAsm.Emit("mov.f32 %0, kdc13;", out v); break;
+            case 14: CudaAsm.Emit("mov.f32 %0, kdc14;", out v); break;
+            case 15: CudaAsm.Emit("mov.f32 %0, kdc15;", out v); break;
+            case 16: CudaAsm.Emit("mov.f32 %0, kdc16;", out v); break;
+            case 17: CudaAsm.Emit("mov.f32 %0, kdc17;", out v); break;
+            case 18: CudaAsm.Emit("mov.f32 %0, kdc18;", out v); break;
+            case 19: CudaAsm.Emit("mov.f32 %0, kdc19;", out v); break;
+            case 20: CudaAsm.Emit("mov.f32 %0, kdc20;", out v); break;
+            case 21: CudaAsm.Emit("mov.f32 %0, kdc21;", out v); break;
+            case 22: CudaAsm.Emit("mov.f32 %0, kdc22;", out v); break;
+            case 23: CudaAsm.Emit("mov.f32 %0, kdc23;", out v); break;
+            case 24: CudaAsm.Emit("mov.f32 %0, kdc24;", out v); break;
+            case 25: CudaAsm.Emit("mov.f32 %0, kdc25;", out v); break;
+            case 26: CudaAsm.Emit("mov.f32 %0, kdc26;", out v); break;
+            case 27: CudaAsm.Emit("mov.f32 %0, kdc27;", out v); break;
+            case 28: CudaAsm.Emit("mov.f32 %0, kdc28;", out v); break;
+            case 29: CudaAsm.Emit("mov.f32 %0, kdc29;", out v); break;
+            case 30: CudaAsm.Emit("mov.f32 %0, kdc30;", out v); break;
+            default: CudaAsm.Emit("mov.f32 %0, kdc31;", out v); break;
+        }
+        return v;
+    }
+}
+
+/// <summary>A lane's four accumulators of a 16 x 8 tile (see <see cref="TensorCore"/> for which element each is).</summary>
+public struct MmaAcc
+{
+    public float C0, C1, C2, C3;
+}
+
+/// <summary>A lane's part of a 16 x 8 A tile.</summary>
+public struct FragA
+{
+    public float A0, A1, A2, A3;
+
+    /// <summary>From a row-major tile in shared memory: rows row .. row + 15, columns k .. k + 7, rows stride apart.</summary>
+    public static FragA Load(ArrayView<float> tile, int row, int k, int stride)
+    {
+        int lane = Warp.LaneIdx, g = lane >> 2, t = lane & 3;
+        int top = (row + g) * stride + k + t, bottom = top + 8 * stride;
+        return new FragA { A0 = tile[top], A1 = tile[bottom], A2 = tile[top + 4], A3 = tile[bottom + 4] };
+    }
+}
+
+/// <summary>A lane's part of an 8 x 8 B tile.</summary>
+public struct FragB
+{
+    public float B0, B1;
+
+    /// <summary>From a k-major tile in shared memory: rows k .. k + 7 (stride apart), columns col .. col + 7.</summary>
+    public static FragB Load(ArrayView<float> tile, int k, int col, int stride)
+    {
+        int lane = Warp.LaneIdx, g = lane >> 2, t = lane & 3;
+        int at = (k + t) * stride + col + g;
+        return new FragB { B0 = tile[at], B1 = tile[at + 4 * stride] };
+    }
+}

@@ -1,0 +1,69 @@
+using ILGPU;
+using ILGPU.Runtime;
+using KernelDiffusion.Checks;
+using KernelDiffusion.Kernels;
+using Xunit.Abstractions;
+
+namespace KernelDiffusion.Tests;
+
+/// <summary>The tf32 tensor-core path (GEMM v5). Its numbers are checked by kd check's gemm.v5 cases (KernelCheckTests
+/// runs them, emulated on a CPU device of 32-lane warps); these cover the rounding, the refusal where it cannot run,
+/// and what ptxas makes of its inline PTX.</summary>
+[Collection("device")]
+public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
+{
+    static float F(uint bits) => BitConverter.UInt32BitsToSingle(bits);
+
+    [Fact]
+    public void RoundTf32RoundsToNearestTiesAwayFromZero()
+    {
+        // 1 + 2^-11 lies halfway between the tf32 neighbours 1 and 1 + 2^-10: ties go away from zero.
+        Assert.Equal(1 + MathF.Pow(2, -10), TensorCore.RoundTf32(1 + MathF.Pow(2, -11)));
+        Assert.Equal(-(1 + MathF.Pow(2, -10)), TensorCore.RoundTf32(-(1 + MathF.Pow(2, -11))));
+        Assert.Equal(1f, TensorCore.RoundTf32(F(0x3F800FFF)));                  // just below the tie
+        Assert.Equal(F(0x3F802000), TensorCore.RoundTf32(F(0x3F801001)));       // just above it
+        Assert.Equal(float.PositiveInfinity, TensorCore.RoundTf32(float.MaxValue));   // past the largest tf32: overflow
+        Assert.Equal(float.NegativeInfinity, TensorCore.RoundTf32(float.NegativeInfinity));
+        Assert.True(float.IsNaN(TensorCore.RoundTf32(F(0x7F800001))));          // a NaN with only low bits stays a NaN
+        var rng = new Random(3);
+        for (int i = 0; i < 10000; i++)
+        {
+            float x = (float)((rng.NextDouble() * 2 - 1) * Math.Pow(2, rng.Next(-20, 20)));
+            float r = TensorCore.RoundTf32(x);
+            Assert.Equal(0u, BitConverter.SingleToUInt32Bits(r) & 0x1FFFu);
+            // Within half a tf32 unit in the last place (2^-11 relative, at most).
+            Assert.True(Math.Abs(r - (double)x) <= Math.Abs((double)x) * Math.Pow(2, -11), $"{x:R} -> {r:R}");
+        }
+    }
+
+    [Fact]
+    public void V5RefusesADeviceWithoutWholeWarps()
+    {
+        var acc = fx.Device.Accelerator;
+        Assert.False(Gemm.RunsTensorCoreTiles(acc));
+        using var a = acc.Allocate1D<float>(4);
+        var s = new GemmShape { Batch = 1, M = 2, N = 2, K = 2, Alpha = 1 };
+        var e = Assert.Throws<ArgumentException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, GemmVersion.V5Tf32));
+        Assert.Contains("32-lane warps", e.Message);
+    }
+
+    /// <summary>The accumulators stay in PTX registers across the k loop (not in local memory, where
+    /// CudaAsm.EmitRef's operands would put them), and every one of the eight mma per step is there.</summary>
+    [SkippableFact]
+    public void V5InlinePtxAssemblesWithItsAccumulatorsInRegisters()
+    {
+        var r = OfflineCompile.CompileAll("ptx", filter: "Gemm.V5Kernel").Single();
+        Assert.True(r.Ok, r.Message);
+        int mmas = r.Code!.Split('\n').Count(l => l.Contains("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"));
+        Assert.Equal(8, mmas);
+        var ptxas = Ptxas.Find();
+        Skip.If(ptxas == null, $"ptxas not found: {Ptxas.HowToGet}");
+        var a = Ptxas.Assemble(ptxas!, r.Code, r.Kernel);
+        output.WriteLine(a.Message);
+        Assert.True(a.Ok && a.Parsed, a.Message);
+        // The epilogue reads the 32 accumulators out one at a time through one 4-byte local each (ILGPU gives every
+        // inline-assembly output a local); 320 bytes was the frame when the mma took them through EmitRef.
+        Assert.True(a.StackFrameBytes <= 16, $"stack frame {a.StackFrameBytes} B: the accumulators went to local memory");
+        Assert.False(a.Spills, a.Message);
+    }
+}
