@@ -34,7 +34,7 @@ public struct ConvGeometry
 
 public enum ConvPass { Forward = 0, InputGrad = 1, WeightGrad = 2 }
 
-public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5 }
+public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6 }
 
 /// <summary>2-D convolution (any odd square kernel with padding, stride 1 or 2; the UNet uses 3x3 pad 1 and 1x1)
 /// as an implicit GEMM C[M, N] = sum_k A[M, K] B[K, N] whose operands are gathered from the tensors, so one
@@ -185,6 +185,52 @@ public static class Conv2d
         }
     }
 
+    /// <summary>v6: v5's implicit GEMM on tf32 tensor cores, with GEMM v5's block tiling (TensorCore: four warps, a
+    /// 64 x 64 tile, a 32 x 32 WarpTile per warp). The gathers are v2's, rounded to tf32 as they are staged; the
+    /// weight gradient splits k as v5's does. Opt-in: its operands keep 10 mantissa bits.</summary>
+    static void V6Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
+        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int splits, ArrayView<float> partial)
+    {
+        const int tile = TensorCore.Tile, stage = TensorCore.StageK, sa = TensorCore.StrideA, sb = TensorCore.StrideB;
+        var at = SharedMemory.Allocate<float>(tile * sa);     // [i][k]
+        var bt = SharedMemory.Allocate<float>(stage * sb);    // [k][j]
+        var scratch = TensorCore.Scratch();
+        WarpTile.Declare();
+        int t = Group.IdxX, warp = Warp.WarpIdx, wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+        int tilesN = (n + tile - 1) / tile, tiles = ((m + tile - 1) / tile) * tilesN;
+        int chunk = ((kk + splits - 1) / splits + stage - 1) / stage * stage;
+        for (int u = Grid.IdxX; u < tiles * splits; u += Grid.DimX)
+        {
+            int split = u / tiles, tu = u - split * tiles;
+            int m0 = (tu / tilesN) * tile, n0 = (tu % tilesN) * tile, kEnd = XMin(kk, (split + 1) * chunk);
+            var acc = WarpTile.Zero();
+            for (int k0 = split * chunk; k0 < kEnd; k0 += stage)
+            {
+                for (int e = t; e < tile * stage; e += TensorCore.Threads)
+                {
+                    int i = e / stage, ka = e - i * stage;
+                    at[i * sa + ka] = m0 + i < m && k0 + ka < kEnd ? TensorCore.RoundTf32(LoadA(w, dy, g, pass, m0 + i, k0 + ka)) : 0f;
+                    int kb = e / tile, j = e - kb * tile;   // consecutive threads: consecutive output positions
+                    bt[kb * sb + j] = k0 + kb < kEnd && n0 + j < n ? TensorCore.RoundTf32(LoadB(x, dy, g, pass, k0 + kb, n0 + j)) : 0f;
+                }
+                Group.Barrier();
+                for (int k = 0; k < stage; k += 8) acc = WarpTile.Step(acc, at, wm, sa, bt, wn, sb, k, scratch);
+                Group.Barrier();
+            }
+            // Lane (g, t) holds rows g and g + 8 and columns 2t and 2t + 1 of each 16 x 8 mma tile.
+            int lane = Warp.LaneIdx, row0 = m0 + wm + (lane >> 2), col0 = n0 + wn + 2 * (lane & 3);
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 4; j++)
+                    for (int e = 0; e < 4; e++)
+                    {
+                        int row = row0 + 16 * i + 8 * (e >> 1), col = col0 + 8 * j + (e & 1);
+                        if (row >= m || col >= n) continue;
+                        if (splits > 1) partial[(split * m + row) * n + col] = acc.Get(i, j, e);
+                        else Store(o, bias, g, pass, hasBias, row, col, acc.Get(i, j, e));
+                    }
+        }
+    }
+
     /// <summary>o[e] = sum over s of partial[s, e], s in order (deterministic): the weight gradient's layout is [m, n].</summary>
     static void SplitSumKernel(ArrayView<float> partial, ArrayView<float> o, int splits, int count)
     {
@@ -197,17 +243,18 @@ public static class Conv2d
         }
     }
 
-    /// <summary>The scratch floats a pass of a version wants from its caller (Run's scratch): v5's weight gradient, split
-    /// in WeightGradSplits slices, wants a [slices, Cout, Cin*R*R] buffer; everything else none.</summary>
+    /// <summary>The scratch floats a pass of a version wants from its caller (Run's scratch): v5's and v6's weight
+    /// gradient, split in WeightGradSplits slices, wants a [slices, Cout, Cin*R*R] buffer; everything else none.</summary>
     public static long ScratchLength(Accelerator acc, ConvGeometry g, ConvPass pass, ConvVersion version)
     {
-        if (version != ConvVersion.V5RegisterTiles || pass != ConvPass.WeightGrad) return 0;
+        if (version is not (ConvVersion.V5RegisterTiles or ConvVersion.V6Tf32) || pass != ConvPass.WeightGrad) return 0;
         int splits = WeightGradSplits(acc, g);
         return splits > 1 ? (long)splits * g.Cout * g.Cin * g.R * g.R : 0;
     }
 
-    /// <summary>How many slices of k v5's weight gradient takes on this accelerator: enough work items for two per
-    /// multiprocessor, each slice at least 512 long; 1 on the CPU accelerator (its two cores are already busy).</summary>
+    /// <summary>How many slices of k v5's (and v6's: the same 64 x 64 tiles on GPUs) weight gradient takes on this
+    /// accelerator: enough work items for two per multiprocessor, each slice at least 512 long; 1 on the CPU accelerator
+    /// (its two cores are already busy).</summary>
     public static int WeightGradSplits(Accelerator acc, ConvGeometry g)
     {
         if (Launch.IsCpu(acc)) return 1;
@@ -658,6 +705,20 @@ public static class Conv2d
             RunV4(acc, pass, g, x, w, dy, bias, hasBias, o);
             return;
         }
+        if (v == ConvVersion.V6Tf32)
+        {
+            if (!TensorCore.Runs(acc)) throw TensorCore.Refusal(acc, "conv2d v6");
+            var k = KernelCache.Get(acc, "conv2d.v6", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, ArrayView<float>>(V6Kernel));
+            int splits = SplitsIn(scratch, pass, m, n);
+            const int tile = TensorCore.Tile;
+            long items = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile) * splits;
+            int grid = (int)Math.Min(items, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8L);
+            k(new KernelConfig(Math.Max(1, grid), TensorCore.Threads), x, w, dy, bias, o, g, (int)pass, hasBias ? 1 : 0, m, n, kk, splits,
+                splits > 1 ? scratch : o);
+            SumSplits(acc, scratch, o, splits, m, n);
+            return;
+        }
         if (v == ConvVersion.V5RegisterTiles)
         {
             var k = KernelCache.Get(acc, "conv2d.v5", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
@@ -665,17 +726,12 @@ public static class Conv2d
             int tdim = MaxTile;
             while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
             int tile = BlockRows * tdim;
-            // The weight gradient splits k into as many slices as the caller's scratch holds (see WeightGradSplits).
-            int splits = pass == ConvPass.WeightGrad && scratch.IsValid ? (int)Math.Clamp(scratch.Length / ((long)m * n), 1, 32) : 1;
+            int splits = SplitsIn(scratch, pass, m, n);
             long items = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile) * splits;
             int grid = (int)Math.Min(items, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 16L);
             k(new KernelConfig(Math.Max(1, grid), tdim * tdim), x, w, dy, bias, o, g, (int)pass, hasBias ? 1 : 0, m, n, kk, tdim, splits,
                 splits > 1 ? scratch : o);
-            if (splits > 1)
-            {
-                var sum = KernelCache.Get(acc, "conv2d.v5.split_sum", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(SplitSumKernel));
-                sum(Launch.GridStride(acc, (long)m * n), scratch, o, splits, m * n);
-            }
+            SumSplits(acc, scratch, o, splits, m, n);
             return;
         }
         if (v == ConvVersion.V1Direct)
@@ -694,6 +750,17 @@ public static class Conv2d
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 16L);
             k(new KernelConfig(Math.Max(1, grid), tile * tile), x, w, dy, bias, o, g, (int)pass, hasBias ? 1 : 0, m, n, kk, tile);
         }
+    }
+
+    /// <summary>The weight gradient splits k into as many slices as the caller's scratch holds (see WeightGradSplits).</summary>
+    static int SplitsIn(ArrayView<float> scratch, ConvPass pass, int m, int n)
+        => pass == ConvPass.WeightGrad && scratch.IsValid ? (int)Math.Clamp(scratch.Length / ((long)m * n), 1, 32) : 1;
+
+    static void SumSplits(Accelerator acc, ArrayView<float> scratch, ArrayView<float> o, int splits, int m, int n)
+    {
+        if (splits <= 1) return;
+        var sum = KernelCache.Get(acc, "conv2d.split_sum", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(SplitSumKernel));
+        sum(Launch.GridStride(acc, (long)m * n), scratch, o, splits, m * n);
     }
 
     static void RunV3(Accelerator acc, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,

@@ -75,9 +75,9 @@ public static class Gemm
     const int MaxTile = 16;
     /// <summary>v4: each thread's block is V4Rows x V4Rows outputs; tiles advance V4K values of k at a time.</summary>
     const int V4Rows = 4, V4K = 8;
-    /// <summary>v5: 64 x 64 tiles, 16 values of k per stage, four warps. Row strides padded (20, 72) so that a warp's
-    /// fragment loads hit 32 different banks.</summary>
-    const int V5Tile = 64, V5K = 16, V5Threads = 128, V5StrideA = V5K + 4, V5StrideB = V5Tile + 8;
+    /// <summary>v5: TensorCore's block tiling.</summary>
+    const int V5Tile = TensorCore.Tile, V5K = TensorCore.StageK, V5Threads = TensorCore.Threads,
+        V5StrideA = TensorCore.StrideA, V5StrideB = TensorCore.StrideB;
 
     static void V1Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
     {
@@ -246,10 +246,6 @@ public static class Gemm
         c[ci] = s.Beta == 0 ? s.Alpha * acc : s.Alpha * acc + s.Beta * c[ci];
     }
 
-    /// <summary>Whether v5 can run here: it needs whole 32-lane warps in 128-thread groups (CUDA; the CPU accelerator
-    /// only with a device built so, as the tests do).</summary>
-    public static bool RunsTensorCoreTiles(Accelerator acc) => acc.WarpSize == 32 && acc.MaxNumThreadsPerGroup >= V5Threads;
-
     public static GemmVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? GemmVersion.V3Rows : GemmVersion.V2Tiled;
 
     public static void Run(Accelerator acc, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, GemmVersion? version = null)
@@ -269,9 +265,7 @@ public static class Gemm
         }
         else if (v == GemmVersion.V5Tf32)
         {
-            if (!RunsTensorCoreTiles(acc))
-                throw new ArgumentException($"gemm v5 (tf32 tensor cores) needs 32-lane warps and groups of {V5Threads} threads; " +
-                    $"{acc.Name} has {acc.WarpSize}-lane warps and groups of up to {acc.MaxNumThreadsPerGroup}");
+            if (!TensorCore.Runs(acc)) throw TensorCore.Refusal(acc, "gemm v5");
             var k = KernelCache.Get(acc, "gemm.v5",
                 x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(V5Kernel));
             long tiles = (long)s.Batch * ((s.M + V5Tile - 1) / V5Tile) * ((s.N + V5Tile - 1) / V5Tile);

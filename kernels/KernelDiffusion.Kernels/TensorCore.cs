@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 
 namespace KernelDiffusion.Kernels;
@@ -17,6 +18,20 @@ namespace KernelDiffusion.Kernels;
 /// it: kd check --compile ptx).</summary>
 public static class TensorCore
 {
+    /// <summary>The block tiling GEMM v5 and conv v6 share: a group of four warps computes a 64 x 64 tile of C, each
+    /// warp a 32 x 32 <see cref="WarpTile"/>, staging 16 values of k at a time. A is staged row-major [64][16], B
+    /// k-major [16][64], rows padded to strides 20 and 72 so that a warp's fragment loads hit 32 different banks.</summary>
+    public const int Tile = 64, StageK = 16, Threads = 128, StrideA = StageK + 4, StrideB = Tile + 8;
+
+    /// <summary>Whether the tensor-core kernels can run here: whole 32-lane warps in 128-thread groups (CUDA; the CPU
+    /// accelerator only with a device built so, as kd check and the tests do, where the mma is emulated).</summary>
+    public static bool Runs(Accelerator acc) => acc.WarpSize == 32 && acc.MaxNumThreadsPerGroup >= Threads;
+
+    /// <summary>The error for a device where <see cref="Runs"/> is false.</summary>
+    public static ArgumentException Refusal(Accelerator acc, string kernel) => new(
+        $"{kernel} (tf32 tensor cores) needs 32-lane warps and groups of {Threads} threads; " +
+        $"{acc.Name} has {acc.WarpSize}-lane warps and groups of up to {acc.MaxNumThreadsPerGroup}");
+
     /// <summary>Rounds to tf32 (10 mantissa bits) to nearest, ties away from zero, as <c>cvt.rna.tf32.f32</c> does.
     /// Kernels round operands once, when they stage them in shared memory: the tensor cores then see exact tf32 values,
     /// and the emulation computes with the same ones. Infinities and NaNs pass unchanged.</summary>

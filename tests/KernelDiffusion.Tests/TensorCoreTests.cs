@@ -6,7 +6,7 @@ using Xunit.Abstractions;
 
 namespace KernelDiffusion.Tests;
 
-/// <summary>The tf32 tensor-core path (GEMM v5). Its numbers are checked by kd check's gemm.v5 cases (KernelCheckTests
+/// <summary>The tf32 tensor-core path (GEMM v5, conv v6). Its numbers are checked by kd check's gemm.v5 and conv2d.v6 cases (KernelCheckTests
 /// runs them, emulated on a CPU device of 32-lane warps); these cover the rounding, the refusal where it cannot run,
 /// and what ptxas makes of its inline PTX.</summary>
 [Collection("device")]
@@ -40,19 +40,24 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
     public void V5RefusesADeviceWithoutWholeWarps()
     {
         var acc = fx.Device.Accelerator;
-        Assert.False(Gemm.RunsTensorCoreTiles(acc));
+        Assert.False(TensorCore.Runs(acc));
         using var a = acc.Allocate1D<float>(4);
         var s = new GemmShape { Batch = 1, M = 2, N = 2, K = 2, Alpha = 1 };
         var e = Assert.Throws<ArgumentException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, GemmVersion.V5Tf32));
         Assert.Contains("32-lane warps", e.Message);
+        var g = ConvGeometry.Create(1, 1, 1, 1, 1, 1, 1, 0);
+        e = Assert.Throws<ArgumentException>(() => Conv2d.Run(acc, ConvPass.Forward, g, a.View, a.View, a.View, a.View, false, a.View, ConvVersion.V6Tf32));
+        Assert.Contains("conv2d v6", e.Message);
     }
 
     /// <summary>The accumulators stay in PTX registers across the k loop (not in local memory, where
     /// CudaAsm.EmitRef's operands would put them), and every one of the eight mma per step is there.</summary>
-    [SkippableFact]
-    public void V5InlinePtxAssemblesWithItsAccumulatorsInRegisters()
+    [SkippableTheory]
+    [InlineData("Gemm.V5Kernel")]
+    [InlineData("Conv2d.V6Kernel")]
+    public void InlinePtxAssemblesWithTheAccumulatorsInRegisters(string kernel)
     {
-        var r = OfflineCompile.CompileAll("ptx", filter: "Gemm.V5Kernel").Single();
+        var r = OfflineCompile.CompileAll("ptx", filter: kernel).Single();
         Assert.True(r.Ok, r.Message);
         int mmas = r.Code!.Split('\n').Count(l => l.Contains("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"));
         Assert.Equal(8, mmas);

@@ -8,7 +8,7 @@ namespace KernelDiffusion.Checks;
 
 public static partial class KernelChecks
 {
-    /// <summary>GEMM v5 (tf32 tensor cores) at the kernel level: every transpose pair at a ragged shape inside one
+    /// <summary>GEMM v5 and conv v6 (tf32 tensor cores) at the kernel level. GEMM: every transpose pair at a ragged shape inside one
     /// 64 x 64 tile, a shared operand with alpha and beta, and ragged shapes past one tile in both directions.
     /// <para>The reference is float64 on the inputs rounded to tf32 (what the tensor cores multiply), so the tolerance
     /// stays the forward one; the note gives the error against the unrounded inputs too (tf32's own, about 1e-4).</para>
@@ -25,7 +25,47 @@ public static partial class KernelChecks
         list.Add(Tf32GemmCase("gemm.v5.multi_tile", new GemmShape { Batch = 1, M = 70, N = 67, K = 33, Alpha = 1 }));
         list.Add(Tf32GemmCase("gemm.v5.multi_tile.tt",
             new GemmShape { Batch = 2, M = 19, N = 130, K = 41, TransA = 1, TransB = 1, StrideA = 19 * 41, StrideB = 41 * 130, StrideC = 19 * 130, Alpha = 0.5f, Beta = -1.5f }));
+
+        // Conv v6: all three passes at conv v1-v5's shapes (3x3 stride 1 and 2, 1x1), past one 64 x 64 tile, and the
+        // weight gradient with k split in 3 slices (K = 2*9*10 = 180 is not a multiple of them).
+        foreach (var (r, stride, h, w) in new[] { (3, 1, 5, 6), (3, 2, 7, 6), (3, 2, 11, 13), (1, 1, 4, 3) })
+            list.Add(Tf32ConvCase("conv2d.v6.all_passes", ConvGeometry.Create(2, 3, h, w, 4, r, stride, r / 2), 1));
+        list.Add(Tf32ConvCase("conv2d.v6.multi_tile", ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), 1));
+        list.Add(Tf32ConvCase("conv2d.v6.weight_grad_split_k", ConvGeometry.Create(2, 5, 9, 10, 7, 3, 1, 1), 3));
     }
+
+    /// <summary>Forward (with bias), input gradient and weight gradient (in <paramref name="slices"/> slices of k) of
+    /// conv v6 against float64 on tf32-rounded operands; the error is the largest of the three.</summary>
+    static Case Tf32ConvCase(string kernel, ConvGeometry g, int slices) => new(kernel,
+        $"x[{g.N},{g.Cin},{g.H},{g.W}] w[{g.Cout},{g.Cin},{g.R},{g.R}] s{g.S}{(slices > 1 ? $", {slices} slices" : "")}",
+        (d, r) =>
+        {
+            int xn = g.N * g.Cin * g.H * g.W, wn = g.Cout * g.Cin * g.R * g.R, yn = g.N * g.Cout * g.Ho * g.Wo;
+            var (x, w, b, dy) = (Randn(r, xn), Randn(r, wn), Randn(r, g.Cout), Randn(r, yn));
+            float[] got = OnTensorCoreTiles(d, acc =>
+            {
+                using var dx = acc.Allocate1D(x.Select(v => (float)v).ToArray());
+                using var dw = acc.Allocate1D(w.Select(v => (float)v).ToArray());
+                using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
+                using var ddy = acc.Allocate1D(dy.Select(v => (float)v).ToArray());
+                using var y = acc.Allocate1D(Enumerable.Repeat(float.NaN, yn).ToArray());
+                using var gx = acc.Allocate1D(Enumerable.Repeat(float.NaN, xn).ToArray());
+                using var gw = acc.Allocate1D(Enumerable.Repeat(float.NaN, wn).ToArray());
+                using var partial = acc.Allocate1D(Enumerable.Repeat(float.NaN, slices * wn).ToArray());
+                Conv2d.Run(acc, ConvPass.Forward, g, dx.View, dw.View, dx.View, db.View, true, y.View, ConvVersion.V6Tf32);
+                Conv2d.Run(acc, ConvPass.InputGrad, g, dx.View, dw.View, ddy.View, dw.View, false, gx.View, ConvVersion.V6Tf32);
+                Conv2d.Run(acc, ConvPass.WeightGrad, g, dx.View, dw.View, ddy.View, dw.View, false, gw.View, ConvVersion.V6Tf32,
+                    slices > 1 ? partial.View : default);
+                return [.. y.GetAsArray1D(), .. gx.GetAsArray1D(), .. gw.GetAsArray1D()];
+            }, out string where);
+            var (tx, tw, tdy) = (Tf32(x), Tf32(w), Tf32(dy));
+            var (rdx, rdw) = Conv2d.Reference.Backward(tx, tw, tdy, g);
+            double err = Math.Max(RelError(got[..yn], Conv2d.Reference.Forward(tx, tw, b, g)),
+                Math.Max(RelError(got[yn..(yn + xn)], rdx), RelError(got[(yn + xn)..], rdw)));
+            return (err, Fwd, $"max over y, dx, dw against tf32-rounded operands{where}");
+        });
+
+    static double[] Tf32(double[] x) => x.Select(v => (double)TensorCore.RoundTf32((float)v)).ToArray();
 
     static Case Tf32GemmCase(string kernel, GemmShape s) => new(kernel,
         $"[{s.Batch},{s.M},{s.K}]x[{(s.StrideB == 0 ? 1 : s.Batch)},{s.K},{s.N}]{(s.TransA == 1 ? " A^T" : "")}{(s.TransB == 1 ? " B^T" : "")}",
@@ -43,7 +83,6 @@ public static partial class KernelChecks
                 Gemm.Run(acc, da.View, db.View, dc.View, s, GemmVersion.V5Tf32);
                 return dc.GetAsArray1D();
             }, out string where);
-            static double[] Tf32(double[] x) => x.Select(v => (double)TensorCore.RoundTf32((float)v)).ToArray();
             double err = RelError(got, Gemm.Reference.Run(Tf32(a), Tf32(b), c, s));
             double raw = RelError(got, Gemm.Reference.Run(a, b, c, s));
             return (err, Fwd, $"against tf32-rounded inputs; {raw:E1} against the fp32 inputs{where}");
@@ -53,7 +92,7 @@ public static partial class KernelChecks
     /// accelerator made so (created for the call: kd's own CPU device keeps 2-thread groups for speed).</summary>
     static float[] OnTensorCoreTiles(ComputeDevice d, Func<Accelerator, float[]> f, out string where)
     {
-        if (Gemm.RunsTensorCoreTiles(d.Accelerator))
+        if (TensorCore.Runs(d.Accelerator))
         {
             where = "";
             return f(d.Accelerator);
