@@ -6,10 +6,13 @@ using ILGPU.Runtime;
 namespace KernelDiffusion.Kernels;
 
 /// <summary>Floating-point operations and the fewest bytes a kernel must move. The roofline floor of a
-/// launch is max(Flops / peak rate, Bytes / bandwidth).</summary>
+/// launch is max(Flops / peak rate, Bytes / bandwidth); <see cref="Tf32"/> says the peak is the tensor cores' tf32
+/// rate, not the fp32 FMA rate.</summary>
 public readonly record struct KernelCost(double Flops, double Bytes)
 {
-    public static KernelCost operator +(KernelCost a, KernelCost b) => new(a.Flops + b.Flops, a.Bytes + b.Bytes);
+    public bool Tf32 { get; init; }
+
+    public static KernelCost operator +(KernelCost a, KernelCost b) => new(a.Flops + b.Flops, a.Bytes + b.Bytes) { Tf32 = a.Tf32 && b.Tf32 };
 }
 
 /// <summary>Launch configurations chosen per accelerator.</summary>

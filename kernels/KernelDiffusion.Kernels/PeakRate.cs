@@ -6,7 +6,7 @@ namespace KernelDiffusion.Kernels;
 /// <summary>How much work the peak-rate kernel does: Threads threads, each Iterations rounds of 8 FMAs.</summary>
 public readonly record struct PeakShape(int Threads, int Group, int Iterations);
 
-/// <summary>The card's fp32 FMA rate, for the roofline floor of <c>kd bench</c>: every thread runs eight independent
+/// <summary>The card's fp32 FMA rate (and tf32 tensor-core rate), for the roofline floor of <c>kd bench</c>: every thread runs eight independent
 /// FMA chains (enough to hide the FMA latency) with no memory traffic, then stores one value so nothing is dead code.</summary>
 public static class PeakRate
 {
@@ -33,6 +33,41 @@ public static class PeakRate
         var k = KernelCache.Get(acc, "peak.fma", a => a.LoadStreamKernel<ArrayView<float>, int>(FmaKernel));
         k(new KernelConfig(s.Threads / s.Group, s.Group), sink, s.Iterations);
     }
+
+    /// <summary>The tf32 tensor-core rate: every warp runs its WarpTile's eight independent m16n8k8 chains on fixed
+    /// fragments (no memory traffic), then each lane stores the sum of its 32 accumulators. Lane l's operands are all
+    /// <see cref="MmaOperand"/>(l). Needs TensorCore.Runs (128-thread groups of 32-lane warps).</summary>
+    static void MmaKernel(ArrayView<float> sink, int iterations)
+    {
+        var scratch = TensorCore.Scratch();
+        WarpTile.Declare();
+        float v = MmaOperand(Warp.LaneIdx);
+        var a = new FragA { A0 = v, A1 = v, A2 = v, A3 = v };
+        var b = new FragB { B0 = v, B1 = v };
+        var acc = WarpTile.Zero();
+        for (int k = 0; k < iterations; k++) acc = WarpTile.Multiply(acc, a, a, b, b, b, b, scratch);
+        float sum = 0;
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 4; j++)
+                for (int e = 0; e < 4; e++) sum += acc.Get(i, j, e);
+        sink[Grid.GlobalIndex.X] = sum;
+    }
+
+    /// <summary>Lane l's operand in the tf32 peak kernel: exactly representable in tf32.</summary>
+    public static float MmaOperand(int lane) => (lane + 1) / 64f;
+
+    /// <summary>Groups of 128 threads, eight per multiprocessor.</summary>
+    public static PeakShape MmaShape(Accelerator acc) => new(acc.NumMultiprocessors * 8 * TensorCore.Threads, TensorCore.Threads, 4096);
+
+    public static void RunMma(Accelerator acc, ArrayView<float> sink, PeakShape s)
+    {
+        if (!TensorCore.Runs(acc)) throw TensorCore.Refusal(acc, "the tf32 peak kernel");
+        var k = KernelCache.Get(acc, "peak.mma_tf32", a => a.LoadStreamKernel<ArrayView<float>, int>(MmaKernel));
+        k(new KernelConfig(s.Threads / s.Group, s.Group), sink, s.Iterations);
+    }
+
+    /// <summary>Per warp and iteration: 8 mma of 16 x 8 x 8 multiply-adds.</summary>
+    public static double MmaFlops(PeakShape s) => 2.0 * 8 * 16 * 8 * 8 * s.Iterations * (s.Threads / 32.0);
 
     /// <summary>Two FLOPs per FMA.</summary>
     public static double Flops(PeakShape s) => 2.0 * 8 * s.Iterations * (double)s.Threads;

@@ -134,10 +134,13 @@ public struct WarpTile
     /// or row k. 8 fragment loads (16 shared reads per lane) feed 8 mma.</summary>
     public static WarpTile Step(WarpTile w, ArrayView<float> at, int row, int sa, ArrayView<float> bt, int col, int sb, int k,
         ArrayView<float> scratch)
+        => Multiply(w, FragA.Load(at, row, k, sa), FragA.Load(at, row + 16, k, sa),
+            FragB.Load(bt, k, col, sb), FragB.Load(bt, k, col + 8, sb), FragB.Load(bt, k, col + 16, sb), FragB.Load(bt, k, col + 24, sb),
+            scratch);
+
+    /// <summary>w + A B for A's two 16-row fragments and B's four 8-column fragments: mma tile (i, j) takes a_i and b_j.</summary>
+    public static WarpTile Multiply(WarpTile w, FragA a0, FragA a1, FragB b0, FragB b1, FragB b2, FragB b3, ArrayView<float> scratch)
     {
-        FragA a0 = FragA.Load(at, row, k, sa), a1 = FragA.Load(at, row + 16, k, sa);
-        FragB b0 = FragB.Load(bt, k, col, sb), b1 = FragB.Load(bt, k, col + 8, sb);
-        FragB b2 = FragB.Load(bt, k, col + 16, sb), b3 = FragB.Load(bt, k, col + 24, sb);
         if (CudaAsm.IsSupported)
         {
             CudaAsm.Emit(Mma00, a0.A0, a0.A1, a0.A2, a0.A3, b0.B0, b0.B1);

@@ -56,7 +56,7 @@ static class BenchCommand
         using var timer = new BenchTimer(d) { BudgetMs = budgetMs };
         AnsiConsole.MarkupLine($"benchmarking on [green]{d.Info.Id}[/] ({Markup.Escape(d.Info.Name)}){(quick ? ", quick shapes" : "")}");
         var peak = timer.MeasurePeak();
-        AnsiConsole.MarkupLine($"measured ceilings: copy {peak.CopyGBs:F1} GB/s (read + write), fp32 FMA {peak.Fp32TFlops:F3} TFLOP/s; " +
+        AnsiConsole.MarkupLine($"measured ceilings: copy {peak.CopyGBs:F1} GB/s (read + write), fp32 FMA {peak.Fp32TFlops:F3} TFLOP/s, {Tf32Text(peak)}; " +
                                (timer.ColdCache ? "each run timed alone between stream markers after clearing the L2 cache" : "runs timed in host loops (warm cache)"));
         var runner = new BenchRunner(d, peak, timer) { AllVersions = !defaultOnly };
         var results = new List<BenchResult>();
@@ -105,7 +105,8 @@ static class BenchCommand
         var md = new StringBuilder();
         md.AppendLine($"# kd bench on {d.Info.Id} ({d.Info.Name})\n");
         md.AppendLine($"{DateTime.UtcNow:u}; {seconds:F0} s{(quick ? "; quick shapes" : "")}. Measured ceilings: copy {peak.CopyGBs:F1} GB/s (bytes read + written), " +
-                      $"fp32 FMA {peak.Fp32TFlops:F3} TFLOP/s. Floor = max(FLOPs / FMA rate, bytes / copy bandwidth); roofline = floor / time. " +
+                      $"fp32 FMA {peak.Fp32TFlops:F3} TFLOP/s, {Tf32Text(peak)}. Floor = max(FLOPs / FMA rate, bytes / copy bandwidth), " +
+                      "with the tf32 mma rate for tf32 versions where it was measured; roofline = floor / time. " +
                       (coldCache ? "Each run is timed alone between stream markers after a 256 MiB memset clears the L2 cache (as triton's do_bench). "
                                  : "Runs are timed in host loops with a warm cache. ") +
                       "Default versions in bold. Steps: training step (forward, loss, backward, clipping, AdamW, EMA); CFG sampling step " +
@@ -124,7 +125,7 @@ static class BenchCommand
         var json = new
         {
             device = d.Info.Name, device_id = d.Info.Id, quick, seconds, timing = coldCache ? "cold L2, stream markers" : "host loop, warm cache",
-            peak = new { copy_gbs = peak.CopyGBs, fp32_tflops = peak.Fp32TFlops },
+            peak = new { copy_gbs = peak.CopyGBs, fp32_tflops = peak.Fp32TFlops, tf32_tflops = Num(peak.Tf32TFlops) },
             results = results.Select(r => new
             {
                 name = r.Name, version = r.Version, @default = r.IsDefault, ms = Num(r.Ms), flops = r.Cost.Flops, bytes = r.Cost.Bytes,
@@ -134,4 +135,8 @@ static class BenchCommand
         };
         AtomicFile.WriteAllText(Path.Combine(outDir, "bench.json"), JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
     }
+
+    static string Tf32Text(Peak peak) => double.IsFinite(peak.Tf32TFlops)
+        ? $"tf32 mma {peak.Tf32TFlops:F3} TFLOP/s"
+        : "tf32 mma not measured (no 128-thread groups of 32-lane warps here)";
 }

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
 using KernelDiffusion.Checks;
 using KernelDiffusion.Kernels;
 using Xunit.Abstractions;
@@ -50,17 +51,52 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         Assert.Contains("conv2d v6", e.Message);
     }
 
+    /// <summary>kd bench's tf32 ceiling kernel computes what its operands say (emulated on a CPU device of 32-lane
+    /// warps): lane l holds (l + 1) / 64 in every register, so A[r][k] is lane (r % 8) * 4 + k % 4's value and B[k][n]
+    /// lane n * 4 + k % 4's; each of the 8 mma tiles accumulates iterations x A B, and each lane stores the sum of its
+    /// 32 accumulators.</summary>
+    [Fact]
+    public void PeakMmaKernelComputesItsChains()
+    {
+        using var context = Context.Create(b => b.CPU(new CPUDevice(32, 4, 1)).EnableAlgorithms());
+        using var acc = context.CreateCPUAccelerator(0);
+        var shape = new PeakShape(128, 128, 3);
+        using var sink = acc.Allocate1D(Enumerable.Repeat(float.NaN, 128).ToArray());
+        PeakRate.RunMma(acc, sink.View, shape);
+        var got = sink.GetAsArray1D();
+        double V(int lane) => PeakRate.MmaOperand(lane);
+        double D(int r, int n) => Enumerable.Range(0, 8).Sum(k => V((r % 8) * 4 + k % 4) * V(n * 4 + k % 4)) * shape.Iterations;
+        for (int thread = 0; thread < 128; thread++)
+        {
+            int lane = thread % 32, g = lane >> 2, t = lane & 3;
+            double want = 8 * (D(g, 2 * t) + D(g, 2 * t + 1) + D(g + 8, 2 * t) + D(g + 8, 2 * t + 1));
+            Assert.True(Math.Abs(got[thread] - want) <= 1e-5 * want, $"thread {thread}: {got[thread]} against {want}");
+        }
+        Assert.Equal(4 * 3 * 8 * 2.0 * 16 * 8 * 8, PeakRate.MmaFlops(shape));
+    }
+
+    [Fact]
+    public void ATf32CostIsFlooredAtTheTensorRateWhereMeasured()
+    {
+        var cost = new KernelCost(2e12, 1e6);
+        Assert.Equal(2000, new Benchmarks.Peak(1000, 1).FloorMs(cost with { Tf32 = true }), 6);       // not measured: fp32 rate
+        Assert.Equal(200, new Benchmarks.Peak(1000, 1, 10).FloorMs(cost with { Tf32 = true }), 6);
+        Assert.Equal(2000, new Benchmarks.Peak(1000, 1, 10).FloorMs(cost), 6);
+        Assert.True((cost with { Tf32 = true } + cost with { Tf32 = true }).Tf32);
+    }
+
     /// <summary>The accumulators stay in PTX registers across the k loop (not in local memory, where
     /// CudaAsm.EmitRef's operands would put them), and every one of the eight mma per step is there.</summary>
     [SkippableTheory]
     [InlineData("Gemm.V5Kernel")]
     [InlineData("Conv2d.V6Kernel")]
+    [InlineData("PeakRate.MmaKernel")]
     public void InlinePtxAssemblesWithTheAccumulatorsInRegisters(string kernel)
     {
         var r = OfflineCompile.CompileAll("ptx", filter: kernel).Single();
         Assert.True(r.Ok, r.Message);
         int mmas = r.Code!.Split('\n').Count(l => l.Contains("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"));
-        Assert.Equal(8, mmas);
+        Assert.Equal(8, mmas);   // WarpTile.Multiply's eight, inlined once
         var ptxas = Ptxas.Find();
         Skip.If(ptxas == null, $"ptxas not found: {Ptxas.HowToGet}");
         var a = Ptxas.Assemble(ptxas!, r.Code, r.Kernel);

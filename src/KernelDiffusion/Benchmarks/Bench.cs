@@ -20,10 +20,15 @@ public sealed record BenchResult(string Name, string Version, bool IsDefault, do
     public double Roofline => FloorMs > 0 && Ms > 0 ? FloorMs / Ms : double.NaN;
 }
 
-/// <summary>The card's measured ceilings: device-to-device copy bandwidth (read + write) and fp32 FMA rate.</summary>
-public sealed record Peak(double CopyGBs, double Fp32TFlops)
+/// <summary>The card's measured ceilings: device-to-device copy bandwidth (read + write), fp32 FMA rate, and the tf32
+/// tensor-core rate (NaN where the tensor-core kernels cannot run: a tf32 version's floor then uses the fp32 rate).</summary>
+public sealed record Peak(double CopyGBs, double Fp32TFlops, double Tf32TFlops = double.NaN)
 {
-    public double FloorMs(KernelCost c) => Math.Max(c.Flops / (Fp32TFlops * 1e9), c.Bytes / (CopyGBs * 1e6));
+    public double FloorMs(KernelCost c)
+    {
+        double rate = c.Tf32 && Tf32TFlops > 0 ? Tf32TFlops : Fp32TFlops;
+        return Math.Max(c.Flops / (rate * 1e9), c.Bytes / (CopyGBs * 1e6));
+    }
 }
 
 /// <summary>The cases of bench/cases.json (shared with bench/torch_reference.py, joined by name in bench/join.py).</summary>
@@ -137,7 +142,8 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
     public void Dispose() => scratch?.Dispose();
 
     /// <summary>Copy bandwidth (bytes read + written per second) of a device-to-device copy of 256 MiB (1 MiB on the
-    /// CPU accelerator), and the fp32 rate of a kernel of independent FMA chains.</summary>
+    /// CPU accelerator), the fp32 rate of a kernel of independent FMA chains, and where the tensor-core kernels run,
+    /// the tf32 rate of independent mma chains.</summary>
     public Peak MeasurePeak()
     {
         bool cpu = Launch.IsCpu(d.Accelerator);
@@ -149,6 +155,14 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
         var fma = PeakRate.Shape(d.Accelerator);
         using var sink = d.Accelerator.Allocate1D<float>(fma.Threads);
         var (fmaMs, _) = Time(() => PeakRate.Run(d.Accelerator, sink.View, fma));
-        return new Peak(8.0 * n / (copyMs * 1e6), PeakRate.Flops(fma) / (fmaMs * 1e9));
+        double tf32 = double.NaN;
+        if (TensorCore.Runs(d.Accelerator))
+        {
+            var mma = PeakRate.MmaShape(d.Accelerator);
+            using var mmaSink = d.Accelerator.Allocate1D<float>(mma.Threads);
+            var (mmaMs, _) = Time(() => PeakRate.RunMma(d.Accelerator, mmaSink.View, mma));
+            tf32 = PeakRate.MmaFlops(mma) / (mmaMs * 1e9);
+        }
+        return new Peak(8.0 * n / (copyMs * 1e6), PeakRate.Flops(fma) / (fmaMs * 1e9), tf32);
     }
 }

@@ -55,9 +55,15 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
         }
     }
 
-    /// <summary>A run per version of a family (only the default without AllVersions); run gets the version.</summary>
+    /// <summary>A run per version of a family (only the default without AllVersions); run gets the version. A tf32
+    /// version (its name ends in Tf32) is costed against the tensor cores' rate, and left out where the tensor-core
+    /// kernels cannot run (TensorCore.Runs: the CPU accelerator as kd opens it).</summary>
     IEnumerable<PreparedRun> Versions<TV>(string name, TV chosen, KernelCost cost, Action<TV> run) where TV : struct, Enum
-        => (AllVersions ? Enum.GetValues<TV>() : [chosen]).Select(v => new PreparedRun(name, VersionLabel(v), v.Equals(chosen), cost, () => run(v)));
+        => (AllVersions ? Enum.GetValues<TV>() : [chosen])
+            .Where(v => !IsTf32(v) || TensorCore.Runs(d.Accelerator))
+            .Select(v => new PreparedRun(name, VersionLabel(v), v.Equals(chosen), IsTf32(v) ? cost with { Tf32 = true } : cost, () => run(v)));
+
+    static bool IsTf32<TV>(TV v) where TV : struct, Enum => v.ToString().EndsWith("Tf32", StringComparison.Ordinal);
 
     /// <summary>The same for an op-level run, with the version forced through the device's KernelVersions.</summary>
     IEnumerable<PreparedRun> Forced<TV>(string name, TV chosen, Action<KernelVersions, TV> force, KernelCost cost, Action run) where TV : struct, Enum
