@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7's measurement on the lent GPU machine, about 5 minutes: kd check on CUDA, then kd bench (every kernel version
+# Issue 7's measurement on the lent GPU machine, about 6 minutes: kd check on CUDA, then kd bench (every kernel version
 # and the whole-model steps) and bench/torch_reference.py on the same card in the same run, joined into bench ratios.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
 # There: run with carry [".device"]:  bash scripts/gpu-bench.sh "$OUT"     ($OUT gets bench-results.tgz)
@@ -14,7 +14,8 @@ timeout 60 bash .device/run KernelDiffusion.Cli check --device cuda --out "$R/ch
 stamp "check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
 timeout 200 bash .device/run KernelDiffusion.Cli bench --device cuda --budget-ms 100 --out "$R/bench" > "$R/bench.log" 2>&1
 stamp "kd bench done"
-timeout 100 python3 bench/torch_reference.py --device cuda --out "$R/torch.json" > "$R/torch.log" 2>&1
+# --both: the fp32 cases, then GEMM, conv, attention and the steps again with TF32 (the tensor-core versions' yardstick).
+timeout 150 python3 bench/torch_reference.py --device cuda --both --out "$R/torch.json" > "$R/torch.log" 2>&1
 stamp "torch done"
 python3 bench/join.py "$R/bench/bench.json" "$R/torch.json" --out "$R/ratios.md" > "$R/join.log" 2>&1
 stamp "joined"

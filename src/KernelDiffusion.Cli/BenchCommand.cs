@@ -54,7 +54,7 @@ static class BenchCommand
 
         using var d = ComputeDevice.Open(spec, profiling: true);
         using var timer = new BenchTimer(d) { BudgetMs = budgetMs };
-        AnsiConsole.MarkupLine($"benchmarking on [green]{d.Info.Id}[/] ({Markup.Escape(d.Info.Name)}){(quick ? ", quick shapes" : "")}");
+        AnsiConsole.MarkupLine($"benchmarking on [green]{Markup.Escape(d.Label)}[/] ({Markup.Escape(d.Info.Name)}){(quick ? ", quick shapes" : "")}");
         var peak = timer.MeasurePeak();
         AnsiConsole.MarkupLine($"measured ceilings: copy {peak.CopyGBs:F1} GB/s (read + write), fp32 FMA {peak.Fp32TFlops:F3} TFLOP/s, {Tf32Text(peak)}; " +
                                (timer.ColdCache ? "each run timed alone between stream markers after clearing the L2 cache" : "runs timed in host loops (warm cache)"));
@@ -103,7 +103,7 @@ static class BenchCommand
     static void Write(string outDir, ComputeDevice d, Peak peak, List<BenchResult> results, bool quick, double seconds, bool coldCache)
     {
         var md = new StringBuilder();
-        md.AppendLine($"# kd bench on {d.Info.Id} ({d.Info.Name})\n");
+        md.AppendLine($"# kd bench on {d.Label} ({d.Info.Name})\n");
         md.AppendLine($"{DateTime.UtcNow:u}; {seconds:F0} s{(quick ? "; quick shapes" : "")}. Measured ceilings: copy {peak.CopyGBs:F1} GB/s (bytes read + written), " +
                       $"fp32 FMA {peak.Fp32TFlops:F3} TFLOP/s, {Tf32Text(peak)}. Floor = max(FLOPs / FMA rate, bytes / copy bandwidth), " +
                       "with the tf32 mma rate for tf32 versions where it was measured; roofline = floor / time. " +

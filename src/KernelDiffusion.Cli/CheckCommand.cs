@@ -46,7 +46,7 @@ static class CheckCommand
     {
         var configs = models.Select(m => (Path: m, Config: ModelConfig.FromFile(m))).ToList();   // refuse bad files before any work
         using var d = ComputeDevice.Open(spec);
-        AnsiConsole.MarkupLine($"checking on [green]{d.Info.Id}[/] ({Markup.Escape(d.Info.Name)})");
+        AnsiConsole.MarkupLine($"checking on [green]{Markup.Escape(d.Label)}[/] ({Markup.Escape(d.Info.Name)})");
         var results = new List<CheckResult>();
         var started = DateTime.UtcNow;
         AnsiConsole.Progress().AutoClear(true).Start(ctx =>
@@ -93,7 +93,7 @@ static class CheckCommand
     {
         int failed = results.Count(r => !r.Passed);
         var md = new StringBuilder();
-        md.AppendLine($"# kd check on {d.Info.Id} ({d.Info.Name})\n");
+        md.AppendLine($"# kd check on {d.Label} ({d.Info.Name})\n");
         md.AppendLine($"{DateTime.UtcNow:u}; {results.Count - failed} passed, {failed} failed; {seconds:F1} s.\n");
         md.AppendLine("| kernel | shape | relative error | tolerance | result | note |\n|---|---|---|---|---|---|");
         foreach (var r in results)

@@ -85,7 +85,7 @@ static class SampleCommand
 
             string what = $"{o.Sampler} {plan.Length} steps, guidance {mode}" + (useCfg ? $" w {w.ToString(CultureInfo.InvariantCulture)}" : "")
                           + (useClassifier ? $" s {r.GetValue(classifierScale).ToString(CultureInfo.InvariantCulture)}" : "");
-            AnsiConsole.MarkupLine($"sampling {count} images ({rows.Length} classes x {per}) from {Markup.Escape(modelPath)} on [green]{d.Info.Id}[/]: {Markup.Escape(what)}");
+            AnsiConsole.MarkupLine($"sampling {count} images ({rows.Length} classes x {per}) from {Markup.Escape(modelPath)} on [green]{Markup.Escape(d.Label)}[/]: {Markup.Escape(what)}");
             if (!r.GetValue(noProfile)) d.Profiler = new OpProfiler();
             int size = r.GetValue(batch), batches = (count + size - 1) / size;
             var clock = Stopwatch.StartNew();

@@ -125,7 +125,7 @@ static class TrainCommand
     static int Run(Trainer t, string dir, ImageDataSet set, ComputeDevice d, GridOptions? grid, double maxMinutes)
     {
         var o = t.Options;
-        AnsiConsole.MarkupLine($"{o.Kind} with {t.Model.ParameterCount:N0} parameters on [green]{d.Info.Id}[/]; data {Markup.Escape(set.Source)}: {set.Count:N0} images; " +
+        AnsiConsole.MarkupLine($"{o.Kind} with {t.Model.ParameterCount:N0} parameters on [green]{Markup.Escape(d.Label)}[/]; data {Markup.Escape(set.Source)}: {set.Count:N0} images; " +
                                $"{(t.Step > 0 ? $"resuming at step {t.Step}" : "from scratch")} to step {o.Steps}");
         var log = new LossLog(Path.Combine(dir, "loss.csv"), o.Kind == "classifier", t.Step);
         bool stop = false;

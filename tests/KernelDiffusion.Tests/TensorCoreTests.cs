@@ -108,3 +108,33 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         Assert.False(a.Spills, a.Message);
     }
 }
+
+/// <summary>KD_KERNELS: forcing kernel versions by name for a whole run (how a user opts into the tf32 versions).</summary>
+public sealed class KernelVersionNamesTests
+{
+    [Fact]
+    public void ForceReadsFamilyAndVersionNames()
+    {
+        var v = new Runtime.KernelVersions();
+        v.Force(" gemm=v5, conv=v6 ,GroupNorm=v2");
+        Assert.Equal(GemmVersion.V5Tf32, v.Gemm);
+        Assert.Equal(ConvVersion.V6Tf32, v.Conv);
+        Assert.Equal(GroupNormVersion.V2GroupTree, v.GroupNorm);
+        Assert.Null(v.Attention);
+        Assert.Equal("gemm=v5,conv=v6,groupnorm=v2", v.ToString());
+    }
+
+    [Theory]
+    [InlineData("gemm=v9", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32))")]
+    [InlineData("gemm=5", "is not family=vN")]
+    [InlineData("matmul=v2", "unknown kernel family 'matmul'")]
+    [InlineData("conv=v2,gemm", "is not family=vN")]
+    public void ABadNameIsRefusedAndChangesNothing(string spec, string message)
+    {
+        var v = new Runtime.KernelVersions();
+        var e = Assert.Throws<Runtime.KdException>(() => v.Force(spec));
+        Assert.Contains(message, e.Message);
+        Assert.Contains("KD_KERNELS", e.Message);
+        Assert.Null(v.Conv);
+    }
+}

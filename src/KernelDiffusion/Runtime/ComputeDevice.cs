@@ -12,15 +12,57 @@ namespace KernelDiffusion.Runtime;
 public sealed record DeviceInfo(string Id, string Kind, string Name, long MemoryBytes, int WarpSize, int MaxGroupSize,
     long MaxSharedMemoryPerGroup, int Multiprocessors);
 
-/// <summary>Which numbered version of a kernel family runs; null picks the default for the accelerator.</summary>
+/// <summary>Which numbered version of a kernel family runs; null picks the default for the accelerator. The KD_KERNELS
+/// variable forces some for a whole run (see <see cref="Force"/>).</summary>
 public sealed class KernelVersions
 {
+    public const string EnvironmentVariable = "KD_KERNELS";
+
     public GemmVersion? Gemm { get; set; }
     public ReduceVersion? Reduce { get; set; }
     public ConvVersion? Conv { get; set; }
     public GroupNormVersion? GroupNorm { get; set; }
     public AttentionVersion? Attention { get; set; }
     public ElementwiseVersion? Elementwise { get; set; }
+
+    /// <summary>Forces versions named as in "gemm=v5,conv=v6" (families gemm, conv, groupnorm, attention, reduce,
+    /// elementwise; a version is v and its number, as kd bench lists them). Throws, changing nothing, on a name it does
+    /// not know.</summary>
+    public void Force(string spec)
+    {
+        var parsed = new KernelVersions { Gemm = Gemm, Reduce = Reduce, Conv = Conv, GroupNorm = GroupNorm, Attention = Attention, Elementwise = Elementwise };
+        foreach (var part in spec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var kv = part.Split('=', StringSplitOptions.TrimEntries);
+            if (kv.Length != 2 || !kv[1].StartsWith('v'))
+                throw new KdException($"{EnvironmentVariable}: '{part}' is not family=vN (for example gemm=v5,conv=v6)");
+            string number = kv[1][1..];
+            switch (kv[0].ToLowerInvariant())
+            {
+                case "gemm": parsed.Gemm = Pick<GemmVersion>(part, number); break;
+                case "conv": parsed.Conv = Pick<ConvVersion>(part, number); break;
+                case "groupnorm": parsed.GroupNorm = Pick<GroupNormVersion>(part, number); break;
+                case "attention": parsed.Attention = Pick<AttentionVersion>(part, number); break;
+                case "reduce": parsed.Reduce = Pick<ReduceVersion>(part, number); break;
+                case "elementwise": parsed.Elementwise = Pick<ElementwiseVersion>(part, number); break;
+                default:
+                    throw new KdException($"{EnvironmentVariable}: unknown kernel family '{kv[0]}' in '{part}': use gemm, conv, groupnorm, attention, reduce or elementwise");
+            }
+        }
+        (Gemm, Reduce, Conv, GroupNorm, Attention, Elementwise) = (parsed.Gemm, parsed.Reduce, parsed.Conv, parsed.GroupNorm, parsed.Attention, parsed.Elementwise);
+    }
+
+    static T Pick<T>(string part, string number) where T : struct, Enum
+    {
+        if (int.TryParse(number, out int n) && Enum.IsDefined(typeof(T), n)) return (T)Enum.ToObject(typeof(T), n);
+        var known = string.Join(", ", Enum.GetValues<T>().Select(v => $"v{Convert.ToInt32(v)} ({v.ToString()[2..].ToLowerInvariant()})"));
+        throw new KdException($"{EnvironmentVariable}: '{part}': no such version (there are {known})");
+    }
+
+    /// <summary>The forced versions, as Force reads them ("" when none is forced).</summary>
+    public override string ToString() => string.Join(",", new (string, Enum?)[]
+        { ("gemm", Gemm), ("conv", Conv), ("groupnorm", GroupNorm), ("attention", Attention), ("reduce", Reduce), ("elementwise", Elementwise) }
+        .Where(x => x.Item2 != null).Select(x => $"{x.Item1}=v{Convert.ToInt32(x.Item2)}"));
 
     /// <summary>Runs f with some versions forced, then restores every choice.</summary>
     public T With<T>(Action<KernelVersions> force, Func<T> f)
@@ -46,7 +88,11 @@ public sealed class ComputeDevice : IDisposable
     public DeviceInfo Info { get; }
     public BufferPool Pool { get; }
     public Tape Tape { get; }
-    public KernelVersions Versions { get; } = new();
+    /// <summary>The device id, with the kernel versions KD_KERNELS forces when it forces any (for what commands print).</summary>
+    public string Label => Versions.ToString() is { Length: > 0 } v ? $"{Info.Id}, kernels {v}" : Info.Id;
+
+    /// <summary>Kernel versions forced for this device: KD_KERNELS's, changed by kd check and kd bench as they go.</summary>
+    public KernelVersions Versions { get; }
 
     /// <summary>When set, every op also records its float64 reference there, so the graph can be replayed in float64.</summary>
     public ReferenceGraph? Reference { get; set; }
@@ -57,10 +103,11 @@ public sealed class ComputeDevice : IDisposable
     /// <summary>When set, every op checks its inputs for NaN and Inf (one small read-back per input: for debugging).</summary>
     public bool CheckNumerics { get; set; }
 
-    ComputeDevice(Context context, Device device, DeviceInfo info)
+    ComputeDevice(Context context, Device device, DeviceInfo info, KernelVersions versions)
     {
         this.context = context;
         Info = info;
+        Versions = versions;
         Accelerator = device.CreateAccelerator(context);
         Pool = new BufferPool(Accelerator);
         Tape = new Tape(this);
@@ -144,11 +191,14 @@ public sealed class ComputeDevice : IDisposable
     /// <summary>Opens the device named by <paramref name="spec"/> (see the class summary).</summary>
     public static ComputeDevice Open(string? spec = null, bool profiling = false)
     {
+        var versions = new KernelVersions();
+        var forced = Environment.GetEnvironmentVariable(KernelVersions.EnvironmentVariable);
+        if (!string.IsNullOrWhiteSpace(forced)) versions.Force(forced);   // a bad name is refused before any device opens
         var ctx = CreateContext(profiling);
         try
         {
             var (device, info) = Select(Enumerate(ctx), spec);
-            return new ComputeDevice(ctx, device, info);
+            return new ComputeDevice(ctx, device, info, versions);
         }
         catch
         {
