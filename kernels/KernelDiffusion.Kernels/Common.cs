@@ -57,9 +57,15 @@ public static class KernelCache
     /// <summary>Kernel launches since the process started (for <c>kd bench</c>'s launches per step).</summary>
     public static long Launches => Interlocked.Read(ref launches);
 
+    static readonly ConcurrentDictionary<string, long> launchesByKernel = new();
+
+    /// <summary>Launches since the process started, per kernel key ("conv2d.v4.forward", "adam.adamw", ...).</summary>
+    public static Dictionary<string, long> LaunchesByKernel() => new(launchesByKernel);
+
     public static T Get<T>(Accelerator acc, string key, Func<Accelerator, T> load) where T : Delegate
     {
         Interlocked.Increment(ref launches);
+        launchesByKernel.AddOrUpdate(key, 1, (_, n) => n + 1);
         return (T)Loaded.GetOrCreateValue(acc).GetOrAdd(key, _ => load(acc));
     }
 }

@@ -120,6 +120,12 @@ static class BenchCommand
             md.AppendLine($"| {r.Name} | {v} | {F(r.Ms, "F3")} | {(r.Cost.Bytes > 0 ? F(r.GBs, "F1") : "-")} | {(r.Cost.Flops > 0 ? F(r.TFlops, "F3") : "-")} | " +
                           $"{(r.FloorMs > 0 ? F(r.FloorMs, "F3") : "-")} | {(r.FloorMs > 0 ? F(r.Roofline, "P1") : "-")} | {r.Launches} | {(r.Error ?? "").Replace("|", "/")} |");
         }
+        foreach (var r in results.Where(r => r.LaunchesByKernel is { Count: > 0 }))
+        {
+            // Where a step's launches go: the fusion candidates.
+            md.AppendLine($"\n{r.Name}: {r.Launches} launches per step, by kernel: " +
+                          string.Join(", ", r.LaunchesByKernel!.Select(kv => $"{kv.Key} {kv.Value}")) + ".");
+        }
         AtomicFile.WriteAllText(Path.Combine(outDir, "bench.md"), md.ToString());
         double? Num(double v) => double.IsFinite(v) ? v : null;
         var json = new
@@ -130,7 +136,7 @@ static class BenchCommand
             {
                 name = r.Name, version = r.Version, @default = r.IsDefault, ms = Num(r.Ms), flops = r.Cost.Flops, bytes = r.Cost.Bytes,
                 gbs = r.Cost.Bytes > 0 ? Num(r.GBs) : null, tflops = r.Cost.Flops > 0 ? Num(r.TFlops) : null,
-                floor_ms = r.FloorMs > 0 ? Num(r.FloorMs) : null, roofline = r.FloorMs > 0 ? Num(r.Roofline) : null, launches = r.Launches, error = r.Error,
+                floor_ms = r.FloorMs > 0 ? Num(r.FloorMs) : null, roofline = r.FloorMs > 0 ? Num(r.Roofline) : null, launches = r.Launches, launches_by_kernel = r.LaunchesByKernel, error = r.Error,
             }),
         };
         AtomicFile.WriteAllText(Path.Combine(outDir, "bench.json"), JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));

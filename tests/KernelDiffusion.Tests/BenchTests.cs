@@ -122,6 +122,11 @@ public sealed class BenchTests(DeviceFixture fx, ITestOutputHelper log)
         log.WriteLine($"{step.Name}: {step.Ms:F1} ms, {step.Launches} launches per step");
         Assert.Null(step.Error);
         Assert.True(step.Launches > 20, $"a CFG step of a UNet launched {step.Launches} kernels");
+        // The per-kernel split adds up (each count divided by the 4 sampling steps, so within one per kernel).
+        var split = step.LaunchesByKernel!;
+        log.WriteLine(string.Join(", ", split.Select(kv => $"{kv.Key} {kv.Value}")));
+        Assert.Equal(1, split["sampling.step"]);
+        Assert.InRange(step.Launches - split.Values.Sum(), 0, split.Count);
     }
 }
 

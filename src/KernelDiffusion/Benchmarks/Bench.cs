@@ -11,8 +11,9 @@ namespace KernelDiffusion.Benchmarks;
 
 /// <summary>One timed case: a kernel (at one version) or a whole-model step. Ms is the median time; Cost the
 /// kernel's FLOP and byte counts (zero for steps); FloorMs the roofline floor max(FLOPs / peak, bytes / bandwidth);
-/// Launches the kernel launches of one run.</summary>
-public sealed record BenchResult(string Name, string Version, bool IsDefault, double Ms, KernelCost Cost, double FloorMs, long Launches, string? Error = null)
+/// Launches the kernel launches of one run; for whole steps, LaunchesByKernel splits them by kernel.</summary>
+public sealed record BenchResult(string Name, string Version, bool IsDefault, double Ms, KernelCost Cost, double FloorMs, long Launches, string? Error = null,
+    IReadOnlyDictionary<string, long>? LaunchesByKernel = null)
 {
     public double GBs => Cost.Bytes / (Ms * 1e6);
     public double TFlops => Cost.Flops / (Ms * 1e9);
@@ -68,6 +69,9 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
 
     MemoryBuffer1D<byte, Stride1D.Dense>? scratch;
 
+    /// <summary>The launches of the last Time call's counted run, per kernel key, most first.</summary>
+    public IReadOnlyDictionary<string, long> LastLaunchesByKernel { get; private set; } = new Dictionary<string, long>();
+
     /// <summary><paramref name="minReps"/> replaces MinReps (whole steps take up to seconds each: fewer).</summary>
     public (double Ms, long Launches) Time(Action run, int? minReps = null)
     {
@@ -75,11 +79,16 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
         run();
         d.Synchronize();
         long before = KernelCache.Launches;
+        var byKernel = KernelCache.LaunchesByKernel();
         var clock = Stopwatch.StartNew();
         run();
         d.Synchronize();
         double once = Math.Max(clock.Elapsed.TotalMilliseconds, 1e-3);
         long launches = KernelCache.Launches - before;
+        LastLaunchesByKernel = KernelCache.LaunchesByKernel()
+            .Select(kv => (kv.Key, Count: kv.Value - byKernel.GetValueOrDefault(kv.Key)))
+            .Where(x => x.Count > 0).OrderByDescending(x => x.Count).ThenBy(x => x.Key, StringComparer.Ordinal)
+            .ToDictionary(x => x.Key, x => x.Count);
         if (!Launch.IsCpu(d.Accelerator) && MarkersWork()) return (ColdCacheMedian(run, once, least), launches);
         int inner = Math.Clamp((int)(1.0 / once), 1, 200);
         // A run slower than the whole budget (a CPU-minded version on a GPU: seconds) is timed once more, not MinReps times.

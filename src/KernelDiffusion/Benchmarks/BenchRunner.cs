@@ -46,7 +46,8 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
         {
             // Whole-model steps take up to seconds each: at least 3 repetitions, not MinReps.
             var (ms, launches) = timer.Time(() => { run(); d.Tape.Reset(); }, step ? 3 : null);
-            return new BenchResult(name, version, isDefault, ms, cost, peak.FloorMs(cost), launches);
+            return new BenchResult(name, version, isDefault, ms, cost, peak.FloorMs(cost), launches,
+                LaunchesByKernel: step ? timer.LastLaunchesByKernel : null);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -280,7 +281,11 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
         var labels = Enumerable.Range(0, batch).Select(i => i % Math.Max(1, model.Config.NumClasses - 1)).ToArray();
         var b = SampleBatch.Uniform(model.Config.NumClasses > 0 ? labels : null, batch, 3f, 0);
         var r = Measure(name, "default", true, default, () => GuidedSampler.Sample(d, denoiser, null, plan, b, options), step: true);
-        return r with { Ms = r.Ms / steps, Launches = r.Launches / steps };
+        return r with
+        {
+            Ms = r.Ms / steps, Launches = r.Launches / steps,
+            LaunchesByKernel = r.LaunchesByKernel?.ToDictionary(kv => kv.Key, kv => kv.Value / steps),
+        };
     }
 
     BenchResult GuidanceGradient(string name, Classifier model, int batch)
