@@ -34,7 +34,7 @@ public struct ConvGeometry
 
 public enum ConvPass { Forward = 0, InputGrad = 1, WeightGrad = 2 }
 
-public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6 }
+public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7 }
 
 /// <summary>2-D convolution (any odd square kernel with padding, stride 1 or 2; the UNet uses 3x3 pad 1 and 1x1)
 /// as an implicit GEMM C[M, N] = sum_k A[M, K] B[K, N] whose operands are gathered from the tensors, so one
@@ -231,6 +231,100 @@ public static class Conv2d
         }
     }
 
+    /// <summary>A position in mixed radix (Hi, Mid, Lo) with Mid in [0, midRadix) and Lo in [0, loRadix): a GEMM row
+    /// or column of a convolution as (channel or sample, kernel row or output row, kernel column or output column).</summary>
+    struct Digits
+    {
+        public int Hi, Mid, Lo;
+
+        public static Digits Of(int k, int midRadix, int loRadix)
+        {
+            int plane = midRadix * loRadix, hi = k / plane, rest = k - hi * plane, mid = rest / loRadix;
+            return new Digits { Hi = hi, Mid = mid, Lo = rest - mid * loRadix };
+        }
+
+        /// <summary>k + 2, carrying without dividing.</summary>
+        public static Digits Plus2(Digits d, int midRadix, int loRadix)
+        {
+            d.Lo += 2;
+            while (d.Lo >= loRadix) { d.Lo -= loRadix; d.Mid++; }
+            while (d.Mid >= midRadix) { d.Mid -= midRadix; d.Hi++; }
+            return d;
+        }
+    }
+
+    /// <summary>v7: v6 with the gathers' index arithmetic taken out of the inner staging loop. With 128 threads
+    /// staging a 16 x 64 B tile, a thread's column j is the same for the whole tile (t % 64) and its rows are
+    /// k0 + t / 64 + 2s: the column's (sample, row, column) digits are found once per tile, the rows' once per stage
+    /// and then carried by 2; an A value is src[aBase + i * aStride], with aBase found once per stage for the thread's
+    /// fixed k (t % 16). v6 divides 6-8 times per staged value.
+    /// <para>Digits, per pass: forward B rows (ci, kh, kw), columns (n, oh, ow); input grad B rows (co, kh, kw),
+    /// columns (n, ih, iw); weight grad B rows (n, oh, ow), columns (ci, kh, kw).</para></summary>
+    static void V7Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
+        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int splits, ArrayView<float> partial)
+    {
+        const int tile = TensorCore.Tile, stage = TensorCore.StageK, sa = TensorCore.StrideA, sb = TensorCore.StrideB;
+        const int threads = TensorCore.Threads, rowsPerPass = threads / tile, aRowsPerPass = threads / stage;
+        var at = SharedMemory.Allocate<float>(tile * sa);     // [i][k]
+        var bt = SharedMemory.Allocate<float>(stage * sb);    // [k][j]
+        var scratch = TensorCore.Scratch();
+        WarpTile.Declare();
+        int t = Group.IdxX, warp = Warp.WarpIdx, wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+        int rr = g.R * g.R, hwo = g.Ho * g.Wo;
+        // Radices of B's rows and columns for this pass (see the summary).
+        int rowMid = pass == 2 ? g.Ho : g.R, rowLo = pass == 2 ? g.Wo : g.R;
+        int colMid = pass == 0 ? g.Ho : pass == 1 ? g.H : g.R, colLo = pass == 0 ? g.Wo : pass == 1 ? g.W : g.R;
+        // A(i, k) = src[aBase(k) + i * aStride].
+        var aSrc = pass == 2 ? dy : w;
+        int aStride = pass == 0 ? g.Cin * rr : pass == 1 ? rr : hwo;
+        int tilesN = (n + tile - 1) / tile, tiles = ((m + tile - 1) / tile) * tilesN;
+        int chunk = ((kk + splits - 1) / splits + stage - 1) / stage * stage;
+        for (int u = Grid.IdxX; u < tiles * splits; u += Grid.DimX)
+        {
+            int split = u / tiles, tu = u - split * tiles;
+            int m0 = (tu / tilesN) * tile, n0 = (tu % tilesN) * tile, kEnd = XMin(kk, (split + 1) * chunk);
+            int j = n0 + t % tile;
+            var col = Digits.Of(j, colMid, colLo);
+            var acc = WarpTile.Zero();
+            for (int k0 = split * chunk; k0 < kEnd; k0 += stage)
+            {
+                // A: this thread's k is fixed for the stage; its rows are t / 16 + 8s.
+                int ka = t % stage, kA = k0 + ka;
+                int aBase = pass == 0 ? kA : pass == 1 ? (kA / rr) * g.Cin * rr + kA % rr : (kA / hwo) * g.Cout * hwo + kA % hwo;
+                for (int i = t / stage; i < tile; i += aRowsPerPass)
+                    at[i * sa + ka] = m0 + i < m && kA < kEnd ? TensorCore.RoundTf32(aSrc[aBase + (m0 + i) * aStride]) : 0f;
+                // B: this thread's column j is fixed for the tile; its rows are t / 64 + 2s, carried by 2.
+                int kb = t / tile;
+                var row = Digits.Of(k0 + kb, rowMid, rowLo);
+                for (; kb < stage; kb += rowsPerPass)
+                {
+                    float v = 0f;
+                    if (k0 + kb < kEnd && j < n)
+                    {
+                        if (pass == 0) v = g.Input(x, col.Hi, row.Hi, col.Mid, col.Lo, row.Mid, row.Lo);
+                        else if (pass == 1) v = g.OutputGrad(dy, col.Hi, row.Hi, col.Mid, col.Lo, row.Mid, row.Lo);
+                        else v = g.Input(x, row.Hi, col.Hi, row.Mid, row.Lo, col.Mid, col.Lo);
+                    }
+                    bt[kb * sb + (t % tile)] = TensorCore.RoundTf32(v);
+                    row = Digits.Plus2(row, rowMid, rowLo);
+                }
+                Group.Barrier();
+                for (int k = 0; k < stage; k += 8) acc = WarpTile.Step(acc, at, wm, sa, bt, wn, sb, k, scratch);
+                Group.Barrier();
+            }
+            int lane = Warp.LaneIdx, row0 = m0 + wm + (lane >> 2), col0 = n0 + wn + 2 * (lane & 3);
+            for (int i = 0; i < 2; i++)
+                for (int jj = 0; jj < 4; jj++)
+                    for (int e = 0; e < 4; e++)
+                    {
+                        int r = row0 + 16 * i + 8 * (e >> 1), c = col0 + 8 * jj + (e & 1);
+                        if (r >= m || c >= n) continue;
+                        if (splits > 1) partial[(split * m + r) * n + c] = acc.Get(i, jj, e);
+                        else Store(o, bias, g, pass, hasBias, r, c, acc.Get(i, jj, e));
+                    }
+        }
+    }
+
     /// <summary>o[e] = sum over s of partial[s, e], s in order (deterministic): the weight gradient's layout is [m, n].</summary>
     static void SplitSumKernel(ArrayView<float> partial, ArrayView<float> o, int splits, int count)
     {
@@ -243,11 +337,11 @@ public static class Conv2d
         }
     }
 
-    /// <summary>The scratch floats a pass of a version wants from its caller (Run's scratch): v5's and v6's weight
+    /// <summary>The scratch floats a pass of a version wants from its caller (Run's scratch): v5's, v6's and v7's weight
     /// gradient, split in WeightGradSplits slices, wants a [slices, Cout, Cin*R*R] buffer; everything else none.</summary>
     public static long ScratchLength(Accelerator acc, ConvGeometry g, ConvPass pass, ConvVersion version)
     {
-        if (version is not (ConvVersion.V5RegisterTiles or ConvVersion.V6Tf32) || pass != ConvPass.WeightGrad) return 0;
+        if (version is not (ConvVersion.V5RegisterTiles or ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32) || pass != ConvPass.WeightGrad) return 0;
         int splits = WeightGradSplits(acc, g);
         return splits > 1 ? (long)splits * g.Cout * g.Cin * g.R * g.R : 0;
     }
@@ -705,11 +799,14 @@ public static class Conv2d
             RunV4(acc, pass, g, x, w, dy, bias, hasBias, o);
             return;
         }
-        if (v == ConvVersion.V6Tf32)
+        if (v is ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32)
         {
-            if (!TensorCore.Runs(acc)) throw TensorCore.Refusal(acc, "conv2d v6");
-            var k = KernelCache.Get(acc, "conv2d.v6", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, ArrayView<float>>(V6Kernel));
+            if (!TensorCore.Runs(acc)) throw TensorCore.Refusal(acc, $"conv2d v{(int)v}");
+            var k = v == ConvVersion.V6Tf32
+                ? KernelCache.Get(acc, "conv2d.v6", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, ArrayView<float>>(V6Kernel))
+                : KernelCache.Get(acc, "conv2d.v7", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, ArrayView<float>>(V7Kernel));
             int splits = SplitsIn(scratch, pass, m, n);
             const int tile = TensorCore.Tile;
             long items = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile) * splits;

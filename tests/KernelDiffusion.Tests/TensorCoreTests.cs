@@ -90,6 +90,7 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
     [SkippableTheory]
     [InlineData("Gemm.V5Kernel")]
     [InlineData("Conv2d.V6Kernel")]
+    [InlineData("Conv2d.V7Kernel")]
     [InlineData("PeakRate.MmaKernel")]
     public void InlinePtxAssemblesWithTheAccumulatorsInRegisters(string kernel)
     {

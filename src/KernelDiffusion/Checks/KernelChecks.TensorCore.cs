@@ -28,15 +28,23 @@ public static partial class KernelChecks
 
         // Conv v6: all three passes at conv v1-v5's shapes (3x3 stride 1 and 2, 1x1), past one 64 x 64 tile, and the
         // weight gradient with k split in 3 slices (K = 2*9*10 = 180 is not a multiple of them).
-        foreach (var (r, stride, h, w) in new[] { (3, 1, 5, 6), (3, 2, 7, 6), (3, 2, 11, 13), (1, 1, 4, 3) })
-            list.Add(Tf32ConvCase("conv2d.v6.all_passes", ConvGeometry.Create(2, 3, h, w, 4, r, stride, r / 2), 1));
-        list.Add(Tf32ConvCase("conv2d.v6.multi_tile", ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), 1));
-        list.Add(Tf32ConvCase("conv2d.v6.weight_grad_split_k", ConvGeometry.Create(2, 5, 9, 10, 7, 3, 1, 1), 3));
+        foreach (var version in new[] { ConvVersion.V6Tf32, ConvVersion.V7HoistedTf32 })
+        {
+            string tag = $"conv2d.v{(int)version}";
+            foreach (var (r, stride, h, w) in new[] { (3, 1, 5, 6), (3, 2, 7, 6), (3, 2, 11, 13), (1, 1, 4, 3) })
+                list.Add(Tf32ConvCase($"{tag}.all_passes", ConvGeometry.Create(2, 3, h, w, 4, r, stride, r / 2), 1, version));
+            list.Add(Tf32ConvCase($"{tag}.multi_tile", ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), 1, version));
+            list.Add(Tf32ConvCase($"{tag}.weight_grad_split_k", ConvGeometry.Create(2, 5, 9, 10, 7, 3, 1, 1), 3, version));
+        }
+        // v7 carries its row digits: a 1x1 kernel (radix 1, several carries per step) past one tile, stride 2 with
+        // an output plane narrower than the carry of 2 (Wo = 1).
+        list.Add(Tf32ConvCase("conv2d.v7.carries", ConvGeometry.Create(3, 7, 2, 1, 66, 3, 2, 1), 2, ConvVersion.V7HoistedTf32));
+        list.Add(Tf32ConvCase("conv2d.v7.one_by_one", ConvGeometry.Create(2, 70, 5, 7, 9, 1, 1, 0), 1, ConvVersion.V7HoistedTf32));
     }
 
     /// <summary>Forward (with bias), input gradient and weight gradient (in <paramref name="slices"/> slices of k) of
-    /// conv v6 against float64 on tf32-rounded operands; the error is the largest of the three.</summary>
-    static Case Tf32ConvCase(string kernel, ConvGeometry g, int slices) => new(kernel,
+    /// a tf32 conv version against float64 on tf32-rounded operands; the error is the largest of the three.</summary>
+    static Case Tf32ConvCase(string kernel, ConvGeometry g, int slices, ConvVersion version) => new(kernel,
         $"x[{g.N},{g.Cin},{g.H},{g.W}] w[{g.Cout},{g.Cin},{g.R},{g.R}] s{g.S}{(slices > 1 ? $", {slices} slices" : "")}",
         (d, r) =>
         {
@@ -52,9 +60,9 @@ public static partial class KernelChecks
                 using var gx = acc.Allocate1D(Enumerable.Repeat(float.NaN, xn).ToArray());
                 using var gw = acc.Allocate1D(Enumerable.Repeat(float.NaN, wn).ToArray());
                 using var partial = acc.Allocate1D(Enumerable.Repeat(float.NaN, slices * wn).ToArray());
-                Conv2d.Run(acc, ConvPass.Forward, g, dx.View, dw.View, dx.View, db.View, true, y.View, ConvVersion.V6Tf32);
-                Conv2d.Run(acc, ConvPass.InputGrad, g, dx.View, dw.View, ddy.View, dw.View, false, gx.View, ConvVersion.V6Tf32);
-                Conv2d.Run(acc, ConvPass.WeightGrad, g, dx.View, dw.View, ddy.View, dw.View, false, gw.View, ConvVersion.V6Tf32,
+                Conv2d.Run(acc, ConvPass.Forward, g, dx.View, dw.View, dx.View, db.View, true, y.View, version);
+                Conv2d.Run(acc, ConvPass.InputGrad, g, dx.View, dw.View, ddy.View, dw.View, false, gx.View, version);
+                Conv2d.Run(acc, ConvPass.WeightGrad, g, dx.View, dw.View, ddy.View, dw.View, false, gw.View, version,
                     slices > 1 ? partial.View : default);
                 return [.. y.GetAsArray1D(), .. gx.GetAsArray1D(), .. gw.GetAsArray1D()];
             }, out string where);

@@ -175,8 +175,8 @@ public static partial class KernelChecks
             var g = ConvGeometry.Create(2, 3, h, w, 4, r, stride, r / 2);
             int[] xs = [2, 3, h, w], ws = [4, 3, r, r];
             string shape = $"x{S(xs)} w{S(ws)} s{stride}";
-            // v6 (tf32 tensor cores) has its own cases: AddTensorCore.
-            foreach (var version in Enum.GetValues<ConvVersion>().Where(v => v != ConvVersion.V6Tf32))
+            // The tf32 versions (v6, v7) have their own cases: AddTensorCore.
+            foreach (var version in Enum.GetValues<ConvVersion>().Where(v => v is not (ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32)))
             {
                 string tag = "v" + (int)version;
                 list.Add(new Case($"conv2d.{tag}.forward", shape, (d, rng) =>
