@@ -216,14 +216,22 @@ public static class Gemm
             int bi = w / perBatch, tr = w - bi * perBatch;
             int m0 = (tr / tilesN) * V5Tile, n0 = (tr % tilesN) * V5Tile;
             var acc = WarpTile.Zero();
+            // Each thread stages 8 values of each tile per stage, along the operand's contiguous direction where
+            // that keeps a warp's loads coalesced: A (m, k) with k fastest unless A is stored transposed, B (k, n)
+            // with n fastest unless B is. Element (r, c) of a run is then base + r * step: one multiply-add each.
+            int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
             for (int k0 = 0; k0 < s.K; k0 += V5K)
             {
                 for (int e = t; e < V5Tile * V5K; e += V5Threads)
                 {
-                    int m = e / V5K, k = e - m * V5K;
-                    at[m * V5StrideA + k] = m0 + m < s.M && k0 + k < s.K ? TensorCore.RoundTf32(a[s.IndexA(bi, m0 + m, k0 + k)]) : 0f;
-                    int kb = e / V5Tile, n = e - kb * V5Tile;
-                    bt[kb * V5StrideB + n] = k0 + kb < s.K && n0 + n < s.N ? TensorCore.RoundTf32(b[s.IndexB(bi, k0 + kb, n0 + n)]) : 0f;
+                    // A: row m of op(A), column k; stored K x M when transposed.
+                    int m = s.TransA == 0 ? e / V5K : e % V5Tile, k = s.TransA == 0 ? e % V5K : e / V5Tile;
+                    int ga = aBase + (s.TransA == 0 ? (m0 + m) * s.K + k0 + k : (k0 + k) * s.M + m0 + m);
+                    at[m * V5StrideA + k] = m0 + m < s.M && k0 + k < s.K ? TensorCore.RoundTf32(a[ga]) : 0f;
+                    // B: row k of op(B), column n; stored N x K when transposed.
+                    int n = s.TransB == 0 ? e % V5Tile : e / V5K, kb = s.TransB == 0 ? e / V5Tile : e % V5K;
+                    int gb = bBase + (s.TransB == 0 ? (k0 + kb) * s.N + n0 + n : (n0 + n) * s.K + k0 + kb);
+                    bt[kb * V5StrideB + n] = k0 + kb < s.K && n0 + n < s.N ? TensorCore.RoundTf32(b[gb]) : 0f;
                 }
                 Group.Barrier();
                 for (int kk = 0; kk < V5K; kk += 8)

@@ -23,6 +23,12 @@ public static partial class KernelChecks
         list.Add(Tf32GemmCase("gemm.v5.alpha_beta_shared_b",
             new GemmShape { Batch = 3, M = 9, N = 11, K = 13, StrideA = 9 * 13, StrideB = 0, StrideC = 9 * 11, Alpha = -0.7f, Beta = 1.3f }));
         list.Add(Tf32GemmCase("gemm.v5.multi_tile", new GemmShape { Batch = 1, M = 70, N = 67, K = 33, Alpha = 1 }));
+        // Attention's two-level batches: 2 samples x 2 heads, heads StrideX apart and samples OuterX (with a gap).
+        list.Add(Tf32GemmCase("gemm.v5.two_level_batch", new GemmShape
+        {
+            Batch = 4, M = 9, N = 10, K = 7, TransB = 1, Alpha = 1, Split = 2,
+            StrideA = 9 * 7, OuterA = 3 * 9 * 7, StrideB = 10 * 7, OuterB = 3 * 10 * 7, StrideC = 9 * 10, OuterC = 2 * 9 * 10,
+        }));
         list.Add(Tf32GemmCase("gemm.v5.multi_tile.tt",
             new GemmShape { Batch = 2, M = 19, N = 130, K = 41, TransA = 1, TransB = 1, StrideA = 19 * 41, StrideB = 41 * 130, StrideC = 19 * 130, Alpha = 0.5f, Beta = -1.5f }));
 
@@ -76,11 +82,12 @@ public static partial class KernelChecks
     static double[] Tf32(double[] x) => x.Select(v => (double)TensorCore.RoundTf32((float)v)).ToArray();
 
     static Case Tf32GemmCase(string kernel, GemmShape s) => new(kernel,
-        $"[{s.Batch},{s.M},{s.K}]x[{(s.StrideB == 0 ? 1 : s.Batch)},{s.K},{s.N}]{(s.TransA == 1 ? " A^T" : "")}{(s.TransB == 1 ? " B^T" : "")}",
+        $"[{s.Batch},{s.M},{s.K}]x[{(s.StrideB == 0 ? 1 : s.Batch)},{s.K},{s.N}]{(s.TransA == 1 ? " A^T" : "")}{(s.TransB == 1 ? " B^T" : "")}{(s.Split > 0 ? $" {s.Batch / s.Split}x{s.Split} batches" : "")}",
         (d, r) =>
         {
-            var a = Randn(r, (s.StrideA == 0 ? 1 : s.Batch) * s.M * s.K);
-            var b = Randn(r, (s.StrideB == 0 ? 1 : s.Batch) * s.K * s.N);
+            // Operands as long as their last matrix reaches (two-level batches leave gaps).
+            var a = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideA, s.OuterA)) + s.M * s.K);
+            var b = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideB, s.OuterB)) + s.K * s.N);
             var c = Randn(r, s.Batch * s.M * s.N);
             float[] got = OnTensorCoreTiles(d, acc =>
             {
