@@ -34,7 +34,7 @@ public struct ConvGeometry
 
 public enum ConvPass { Forward = 0, InputGrad = 1, WeightGrad = 2 }
 
-public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7 }
+public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7, V8Hoisted = 8 }
 
 /// <summary>2-D convolution (any odd square kernel with padding, stride 1 or 2; the UNet uses 3x3 pad 1 and 1x1)
 /// as an implicit GEMM C[M, N] = sum_k A[M, K] B[K, N] whose operands are gathered from the tensors, so one
@@ -243,71 +243,86 @@ public static class Conv2d
             return new Digits { Hi = hi, Mid = mid, Lo = rest - mid * loRadix };
         }
 
-        /// <summary>k + 2, carrying without dividing.</summary>
-        public static Digits Plus2(Digits d, int midRadix, int loRadix)
+        /// <summary>k + by, carrying without dividing (by is a few rows: the loops run a few times at most).</summary>
+        public static Digits Plus(Digits d, int by, int midRadix, int loRadix)
         {
-            d.Lo += 2;
+            d.Lo += by;
             while (d.Lo >= loRadix) { d.Lo -= loRadix; d.Mid++; }
             while (d.Mid >= midRadix) { d.Mid -= midRadix; d.Hi++; }
             return d;
         }
     }
 
-    /// <summary>v7: v6 with the gathers' index arithmetic taken out of the inner staging loop. With 128 threads
-    /// staging a 16 x 64 B tile, a thread's column j is the same for the whole tile (t % 64) and its rows are
-    /// k0 + t / 64 + 2s: the column's (sample, row, column) digits are found once per tile, the rows' once per stage
-    /// and then carried by 2; an A value is src[aBase + i * aStride], with aBase found once per stage for the thread's
-    /// fixed k (t % 16). v6 divides 6-8 times per staged value.
-    /// <para>Digits, per pass: forward B rows (ci, kh, kw), columns (n, oh, ow); input grad B rows (co, kh, kw),
-    /// columns (n, ih, iw); weight grad B rows (n, oh, ow), columns (ci, kh, kw).</para></summary>
+    /// <summary>Staging of v7 and v8: a (tileM x stageK) tile of A and a (stageK x tileN) tile of B into shared memory,
+    /// with the gathers' index arithmetic out of the per-value loop. A thread stages A at one or a few fixed k (t mod
+    /// stageK), each a run A(i, k) = src[aBase(k) + i * aStride], and B at one or a few fixed columns j (t mod tileN),
+    /// each with its (sample, row, column) digits found once, down rows t / tileN + s * rowsPerPass whose digits are
+    /// carried without dividing. Digits, per pass: forward B rows (ci, kh, kw), columns (n, oh, ow); input grad B rows
+    /// (co, kh, kw), columns (n, ih, iw); weight grad B rows (n, oh, ow), columns (ci, kh, kw). v2, v5 and v6 divide
+    /// 6-8 times per staged value. Shared layouts: A(i, k) at at[i * aiStride + k * akStride], B(k, j) at
+    /// bt[k * bkStride + j]; with tf32 set, values are rounded to tf32 as they are stored.</summary>
+    static void StageHoisted(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ConvGeometry g, int pass,
+        ArrayView<float> at, int aiStride, int akStride, ArrayView<float> bt, int bkStride, bool tf32,
+        int m, int n, int m0, int n0, int k0, int kEnd, int tileM, int tileN, int stageK, int t, int threads)
+    {
+        int rr = g.R * g.R, hwo = g.Ho * g.Wo;
+        var aSrc = pass == 2 ? dy : w;
+        int aStride = pass == 0 ? g.Cin * rr : pass == 1 ? rr : hwo;
+        int aCols = XMin(threads, stageK), aRows = threads / aCols;
+        for (int ka = t % aCols; ka < stageK; ka += aCols)
+        {
+            int k = k0 + ka;
+            int aBase = pass == 0 ? k : pass == 1 ? (k / rr) * g.Cin * rr + k % rr : (k / hwo) * g.Cout * hwo + k % hwo;
+            for (int i = t / aCols; i < tileM; i += aRows)
+            {
+                float v = m0 + i < m && k < kEnd ? aSrc[aBase + (m0 + i) * aStride] : 0f;
+                at[i * aiStride + ka * akStride] = tf32 ? TensorCore.RoundTf32(v) : v;
+            }
+        }
+        int rowMid = pass == 2 ? g.Ho : g.R, rowLo = pass == 2 ? g.Wo : g.R;
+        int colMid = pass == 0 ? g.Ho : pass == 1 ? g.H : g.R, colLo = pass == 0 ? g.Wo : pass == 1 ? g.W : g.R;
+        int bCols = XMin(threads, tileN), bRows = threads / bCols;
+        for (int jj = t % bCols; jj < tileN; jj += bCols)
+        {
+            int j = n0 + jj;
+            var col = Digits.Of(j, colMid, colLo);
+            var row = Digits.Of(k0 + t / bCols, rowMid, rowLo);
+            for (int kb = t / bCols; kb < stageK; kb += bRows)
+            {
+                float v = 0f;
+                if (k0 + kb < kEnd && j < n)
+                {
+                    if (pass == 0) v = g.Input(x, col.Hi, row.Hi, col.Mid, col.Lo, row.Mid, row.Lo);
+                    else if (pass == 1) v = g.OutputGrad(dy, col.Hi, row.Hi, col.Mid, col.Lo, row.Mid, row.Lo);
+                    else v = g.Input(x, row.Hi, col.Hi, row.Mid, row.Lo, col.Mid, col.Lo);
+                }
+                bt[kb * bkStride + jj] = tf32 ? TensorCore.RoundTf32(v) : v;
+                row = Digits.Plus(row, bRows, rowMid, rowLo);
+            }
+        }
+    }
+
+    /// <summary>v7: v6 with StageHoisted's staging. With 128 threads, a thread stages one k of A (t % 16) down rows
+    /// t / 16 + 8s and one column of B (t % 64) down rows t / 64 + 2s.</summary>
     static void V7Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
         ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int splits, ArrayView<float> partial)
     {
         const int tile = TensorCore.Tile, stage = TensorCore.StageK, sa = TensorCore.StrideA, sb = TensorCore.StrideB;
-        const int threads = TensorCore.Threads, rowsPerPass = threads / tile, aRowsPerPass = threads / stage;
         var at = SharedMemory.Allocate<float>(tile * sa);     // [i][k]
         var bt = SharedMemory.Allocate<float>(stage * sb);    // [k][j]
         var scratch = TensorCore.Scratch();
         WarpTile.Declare();
         int t = Group.IdxX, warp = Warp.WarpIdx, wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
-        int rr = g.R * g.R, hwo = g.Ho * g.Wo;
-        // Radices of B's rows and columns for this pass (see the summary).
-        int rowMid = pass == 2 ? g.Ho : g.R, rowLo = pass == 2 ? g.Wo : g.R;
-        int colMid = pass == 0 ? g.Ho : pass == 1 ? g.H : g.R, colLo = pass == 0 ? g.Wo : pass == 1 ? g.W : g.R;
-        // A(i, k) = src[aBase(k) + i * aStride].
-        var aSrc = pass == 2 ? dy : w;
-        int aStride = pass == 0 ? g.Cin * rr : pass == 1 ? rr : hwo;
         int tilesN = (n + tile - 1) / tile, tiles = ((m + tile - 1) / tile) * tilesN;
         int chunk = ((kk + splits - 1) / splits + stage - 1) / stage * stage;
         for (int u = Grid.IdxX; u < tiles * splits; u += Grid.DimX)
         {
             int split = u / tiles, tu = u - split * tiles;
             int m0 = (tu / tilesN) * tile, n0 = (tu % tilesN) * tile, kEnd = XMin(kk, (split + 1) * chunk);
-            int j = n0 + t % tile;
-            var col = Digits.Of(j, colMid, colLo);
             var acc = WarpTile.Zero();
             for (int k0 = split * chunk; k0 < kEnd; k0 += stage)
             {
-                // A: this thread's k is fixed for the stage; its rows are t / 16 + 8s.
-                int ka = t % stage, kA = k0 + ka;
-                int aBase = pass == 0 ? kA : pass == 1 ? (kA / rr) * g.Cin * rr + kA % rr : (kA / hwo) * g.Cout * hwo + kA % hwo;
-                for (int i = t / stage; i < tile; i += aRowsPerPass)
-                    at[i * sa + ka] = m0 + i < m && kA < kEnd ? TensorCore.RoundTf32(aSrc[aBase + (m0 + i) * aStride]) : 0f;
-                // B: this thread's column j is fixed for the tile; its rows are t / 64 + 2s, carried by 2.
-                int kb = t / tile;
-                var row = Digits.Of(k0 + kb, rowMid, rowLo);
-                for (; kb < stage; kb += rowsPerPass)
-                {
-                    float v = 0f;
-                    if (k0 + kb < kEnd && j < n)
-                    {
-                        if (pass == 0) v = g.Input(x, col.Hi, row.Hi, col.Mid, col.Lo, row.Mid, row.Lo);
-                        else if (pass == 1) v = g.OutputGrad(dy, col.Hi, row.Hi, col.Mid, col.Lo, row.Mid, row.Lo);
-                        else v = g.Input(x, row.Hi, col.Hi, row.Mid, row.Lo, col.Mid, col.Lo);
-                    }
-                    bt[kb * sb + (t % tile)] = TensorCore.RoundTf32(v);
-                    row = Digits.Plus2(row, rowMid, rowLo);
-                }
+                StageHoisted(x, w, dy, g, pass, at, sa, 1, bt, sb, true, m, n, m0, n0, k0, kEnd, tile, tile, stage, t, TensorCore.Threads);
                 Group.Barrier();
                 for (int k = 0; k < stage; k += 8) acc = WarpTile.Step(acc, at, wm, sa, bt, wn, sb, k, scratch);
                 Group.Barrier();
@@ -325,6 +340,40 @@ public static class Conv2d
         }
     }
 
+    /// <summary>v8: v5 (fp32, 4 x 4 register blocks, 64 x 64 tiles on GPUs) with StageHoisted's staging. With 256
+    /// threads, a thread stages one k of A (t % 8) down rows t / 8 + 32s and one column of B (t % 64) down rows
+    /// t / 64 + 4s. Any group size works (on the CPU accelerator's one-thread tiles a thread stages everything).</summary>
+    static void V8Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
+        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
+    {
+        var at = SharedMemory.Allocate<float>(BlockK * BlockRows * MaxTile);   // [k][i], k-major
+        var bt = SharedMemory.Allocate<float>(BlockK * BlockRows * MaxTile);   // [k][j]
+        int tile = BlockRows * tdim, threads = tdim * tdim, t = Group.IdxX, tx = t % tdim, ty = t / tdim;
+        int tilesN = (n + tile - 1) / tile, tiles = ((m + tile - 1) / tile) * tilesN;
+        int chunk = ((kk + splits - 1) / splits + BlockK - 1) / BlockK * BlockK;
+        for (int u = Grid.IdxX; u < tiles * splits; u += Grid.DimX)
+        {
+            int split = u / tiles, tu = u - split * tiles;
+            int m0 = (tu / tilesN) * tile, n0 = (tu % tilesN) * tile, kEnd = XMin(kk, (split + 1) * chunk);
+            var acc = new Block4();
+            for (int k0 = split * chunk; k0 < kEnd; k0 += BlockK)
+            {
+                StageHoisted(x, w, dy, g, pass, at, 1, tile, bt, tile, false, m, n, m0, n0, k0, kEnd, tile, tile, BlockK, t, threads);
+                Group.Barrier();
+                for (int k = 0; k < BlockK; k++) acc = Block4.Step(acc, at, bt, k * tile + ty, k * tile + tx, tdim);
+                Group.Barrier();
+            }
+            for (int i = 0; i < BlockRows; i++)
+                for (int j = 0; j < BlockRows; j++)
+                {
+                    int row = m0 + ty + i * tdim, col = n0 + tx + j * tdim;
+                    if (row >= m || col >= n) continue;
+                    if (splits > 1) partial[(split * m + row) * n + col] = acc.Get(i, j);
+                    else Store(o, bias, g, pass, hasBias, row, col, acc.Get(i, j));
+                }
+        }
+    }
+
     /// <summary>o[e] = sum over s of partial[s, e], s in order (deterministic): the weight gradient's layout is [m, n].</summary>
     static void SplitSumKernel(ArrayView<float> partial, ArrayView<float> o, int splits, int count)
     {
@@ -337,16 +386,16 @@ public static class Conv2d
         }
     }
 
-    /// <summary>The scratch floats a pass of a version wants from its caller (Run's scratch): v5's, v6's and v7's weight
+    /// <summary>The scratch floats a pass of a version wants from its caller (Run's scratch): v5-v8's weight
     /// gradient, split in WeightGradSplits slices, wants a [slices, Cout, Cin*R*R] buffer; everything else none.</summary>
     public static long ScratchLength(Accelerator acc, ConvGeometry g, ConvPass pass, ConvVersion version)
     {
-        if (version is not (ConvVersion.V5RegisterTiles or ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32) || pass != ConvPass.WeightGrad) return 0;
+        if (version is not (ConvVersion.V5RegisterTiles or ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32 or ConvVersion.V8Hoisted) || pass != ConvPass.WeightGrad) return 0;
         int splits = WeightGradSplits(acc, g);
         return splits > 1 ? (long)splits * g.Cout * g.Cin * g.R * g.R : 0;
     }
 
-    /// <summary>How many slices of k v5's (and v6's: the same 64 x 64 tiles on GPUs) weight gradient takes on this
+    /// <summary>How many slices of k v5's (and v6-v8's: the same 64 x 64 tiles on GPUs) weight gradient takes on this
     /// accelerator: enough work items for two per multiprocessor, each slice at least 512 long; 1 on the CPU accelerator
     /// (its two cores are already busy).</summary>
     public static int WeightGradSplits(Accelerator acc, ConvGeometry g)
@@ -816,10 +865,13 @@ public static class Conv2d
             SumSplits(acc, scratch, o, splits, m, n);
             return;
         }
-        if (v == ConvVersion.V5RegisterTiles)
+        if (v is ConvVersion.V5RegisterTiles or ConvVersion.V8Hoisted)
         {
-            var k = KernelCache.Get(acc, "conv2d.v5", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V5Kernel));
+            var k = v == ConvVersion.V5RegisterTiles
+                ? KernelCache.Get(acc, "conv2d.v5", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V5Kernel))
+                : KernelCache.Get(acc, "conv2d.v8", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V8Kernel));
             int tdim = MaxTile;
             while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
             int tile = BlockRows * tdim;

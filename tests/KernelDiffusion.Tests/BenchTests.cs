@@ -170,8 +170,10 @@ public sealed class GemmGpuShapeTests
                 Assert.True(Math.Abs(v1[part][i] - v2[part][i]) <= 1e-4 * (1 + Math.Abs(v1[part][i])), $"output {part}, element {i}: v1 {v1[part][i]}, v2 {v2[part][i]}");
     }
 
-    [Fact]
-    public void ConvV5WithSixteenBySixteenGroupsMatchesTheReference()
+    [Theory]
+    [InlineData(ConvVersion.V5RegisterTiles)]
+    [InlineData(ConvVersion.V8Hoisted)]
+    public void ConvWithSixteenBySixteenGroupsMatchesTheReference(ConvVersion version)
     {
         using var context = ILGPU.Context.Create(b => b.CPU(new CPUDevice(4, 64, 1)));
         using var acc = context.CreateCPUAccelerator(0);
@@ -187,12 +189,12 @@ public sealed class GemmGpuShapeTests
             using var y = acc.Allocate1D<float>(dy.Length);
             using var dx = acc.Allocate1D<float>(x.Length);
             using var dw = acc.Allocate1D<float>(w.Length);
-            Conv2d.Run(acc, ConvPass.Forward, g, dxIn.View, dwIn.View, dxIn.View, db.View, true, y.View, ConvVersion.V5RegisterTiles);
-            Conv2d.Run(acc, ConvPass.InputGrad, g, dxIn.View, dwIn.View, ddy.View, dwIn.View, false, dx.View, ConvVersion.V5RegisterTiles);
-            Conv2d.Run(acc, ConvPass.WeightGrad, g, dxIn.View, dwIn.View, ddy.View, dwIn.View, false, dw.View, ConvVersion.V5RegisterTiles);
+            Conv2d.Run(acc, ConvPass.Forward, g, dxIn.View, dwIn.View, dxIn.View, db.View, true, y.View, version);
+            Conv2d.Run(acc, ConvPass.InputGrad, g, dxIn.View, dwIn.View, ddy.View, dwIn.View, false, dx.View, version);
+            Conv2d.Run(acc, ConvPass.WeightGrad, g, dxIn.View, dwIn.View, ddy.View, dwIn.View, false, dw.View, version);
             using var dwSplit = acc.Allocate1D<float>(w.Length);
             using var slices = acc.Allocate1D<float>(5L * w.Length);
-            Conv2d.Run(acc, ConvPass.WeightGrad, g, dxIn.View, dwIn.View, ddy.View, dwIn.View, false, dwSplit.View, ConvVersion.V5RegisterTiles, slices.View);
+            Conv2d.Run(acc, ConvPass.WeightGrad, g, dxIn.View, dwIn.View, ddy.View, dwIn.View, false, dwSplit.View, version, slices.View);
             var (rdx, rdw) = Conv2d.Reference.Backward(x, w, dy, g);
             Assert.True(RelError(dwSplit.GetAsArray1D(), rdw) < 1e-5, $"weight grad in 5 slices of k {g.Cin}->{g.Cout}");
             Assert.True(RelError(y.GetAsArray1D(), Conv2d.Reference.Forward(x, w, b, g)) < 1e-5, $"forward {g.Cin}->{g.Cout}");

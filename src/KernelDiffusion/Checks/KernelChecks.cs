@@ -205,22 +205,23 @@ public static partial class KernelChecks
             }
             list.Add(Backward("conv2d", [xs, ws, [4]], t => Ops.Conv2d(t[0], t[1], t[2], stride), v => Conv2d.Reference.Forward(v[0], v[1], v[2], g)));
         }
-        // v5's weight gradient with k split in 3 slices (a GPU's form; K = 2*9*10 = 180 is not a multiple of the slices).
-        list.Add(new Case("conv2d.v5.weight_grad_split_k", "x[2,5,9,10] w[7,5,3,3] s1, 3 slices", (d, rng) =>
-        {
-            var g = ConvGeometry.Create(2, 5, 9, 10, 7, 3, 1, 1);
-            int[] xs = [2, 5, 9, 10], ws = [7, 5, 3, 3], ys = [2, 7, 9, 10];
-            var (x, wt, dy) = (Randn(rng, Count(xs)), Randn(rng, Count(ws)), Randn(rng, Count(ys)));
-            using var tx = Upload(d, x, xs, "x");
-            using var tw = Upload(d, wt, ws, "w");
-            using var tdy = Upload(d, dy, ys, "dy");
-            using var dw = d.Empty(ws, "dw");
-            using var scratch = d.Empty([3 * Count(ws)], "slices");
-            Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, g, tx.View, tw.View, tdy.View, tw.View, false, dw.View, ConvVersion.V5RegisterTiles, scratch.View);
-            return (RelError(dw.ToArray(), Conv2d.Reference.Backward(x, wt, dy, g).Dw), Fwd, "");
-        }));
+        // v5's and v8's weight gradient with k split in 3 slices (a GPU's form; K = 2*9*10 = 180 is not a multiple of the slices).
+        foreach (var version in new[] { ConvVersion.V5RegisterTiles, ConvVersion.V8Hoisted })
+            list.Add(new Case($"conv2d.v{(int)version}.weight_grad_split_k", "x[2,5,9,10] w[7,5,3,3] s1, 3 slices", (d, rng) =>
+            {
+                var g = ConvGeometry.Create(2, 5, 9, 10, 7, 3, 1, 1);
+                int[] xs = [2, 5, 9, 10], ws = [7, 5, 3, 3], ys = [2, 7, 9, 10];
+                var (x, wt, dy) = (Randn(rng, Count(xs)), Randn(rng, Count(ws)), Randn(rng, Count(ys)));
+                using var tx = Upload(d, x, xs, "x");
+                using var tw = Upload(d, wt, ws, "w");
+                using var tdy = Upload(d, dy, ys, "dy");
+                using var dw = d.Empty(ws, "dw");
+                using var scratch = d.Empty([3 * Count(ws)], "slices");
+                Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, g, tx.View, tw.View, tdy.View, tw.View, false, dw.View, version, scratch.View);
+                return (RelError(dw.ToArray(), Conv2d.Reference.Backward(x, wt, dy, g).Dw), Fwd, "");
+            }));
         // The tiled versions past one 64 x 64 tile (a GPU's), every pass, ragged in both directions.
-        foreach (var version in new[] { ConvVersion.V2Tiled, ConvVersion.V5RegisterTiles })
+        foreach (var version in new[] { ConvVersion.V2Tiled, ConvVersion.V5RegisterTiles, ConvVersion.V8Hoisted })
             list.Add(new Case($"conv2d.v{(int)version}.multi_tile", "x[2,5,9,10] w[70,5,3,3] s1", (d, rng) =>
             {
                 var g = ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1);
