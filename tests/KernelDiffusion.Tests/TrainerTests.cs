@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Security.Cryptography;
+using KernelDiffusion.Checkpoints;
 using KernelDiffusion.Data;
 using KernelDiffusion.Nn;
 using KernelDiffusion.Runtime;
@@ -80,6 +82,31 @@ public sealed class TrainerTests(DeviceFixture fx) : IDisposable
         // The plain model file holds the first EMA's weights and loads as a model.
         using var m = KernelDiffusion.Checkpoints.ModelCheckpoint.Load(fx.Device, Path.Combine(dir, TrainCheckpoint.ModelFile));
         Assert.Equal(Tiny.ToJson(), m.Config.ToJson());
+    }
+
+    [Fact]
+    public void TheStateFileNamesEveryParameterMomentAndAverageAsBefore()
+    {
+        using var t = Fresh(Synthetic(), Options);
+        t.TrainStep();
+        t.TrainStep();
+        TrainCheckpoint.Save(dir, t);
+        var file = SafeTensorsFile.Read(Path.Combine(dir, TrainCheckpoint.StateFile));
+        var named = t.Model.NamedParameters().ToList();
+        var expected = named.Select(p => ("model." + p.Name, p.Param))
+            .Concat(t.Emas.SelectMany(e => named.Select((p, i) => ($"ema_{e.Rate.ToString(CultureInfo.InvariantCulture)}.{p.Name}", e.Shadows[i]))))
+            .Concat(named.Select((p, i) => ("adam_m." + p.Name, t.Optimizer.State[i].M)))
+            .Concat(named.Select((p, i) => ("adam_v." + p.Name, t.Optimizer.State[i].V))).ToList();
+        Assert.Equal(expected.Select(x => x.Item1).Order(), file.Tensors.Select(x => x.Name).Order());
+        Assert.Contains(file.Tensors, x => x.Name == "adam_m.out.2.bias");
+        Assert.Contains(file.Tensors, x => x.Name == "ema_0.9.out.2.weight");
+        foreach (var (name, tensor) in expected)
+        {
+            Assert.Equal(tensor.Shape.Select(v => (long)v), file.Info(name).Shape);
+            Assert.Equal(tensor.ToArray(), file.ReadFloat32(name));
+        }
+        Assert.Contains(file.ReadFloat32("adam_v.out.2.weight"), v => v != 0);
+        t.Model.Dispose();
     }
 
     [Fact]

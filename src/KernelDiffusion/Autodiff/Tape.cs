@@ -94,7 +94,7 @@ public sealed class Tape(ComputeDevice device)
                 target.Grad = g.Shape.SequenceEqual(target.Shape) ? g : Ops.Reshape(g, target.Shape);
                 return;
             }
-            target.Grad = target.IsPersistent ? device.Empty(target.Shape, target.Name + ".grad") : device.Temporary(target.Shape, target.Name + ".grad");
+            target.Grad = target.IsPersistent ? target.NewGrad() : device.Temporary(target.Shape, target.Name + ".grad");
             target.Grad.CopyFrom(g);
             return;
         }

@@ -4,10 +4,14 @@ using KernelDiffusion.Runtime;
 namespace KernelDiffusion.Training;
 
 /// <summary>Exponential moving average of weights: ema = rate * ema + (1 - rate) * p after each step (with a warm-up
-/// of the rate when the step is given).</summary>
+/// of the rate when the step is given). The averages live in one flat buffer, in the parameters' order; when the
+/// parameters lie back to back in one arena (as AdamW places them), an update is one kernel launch over all of them,
+/// otherwise one per tensor (same values: the kernel is elementwise).</summary>
 public sealed class Ema : IDisposable
 {
     readonly List<(Tensor P, Tensor Shadow)> pairs = [];
+    readonly List<Tensor> parameters;
+    readonly Tensor shadows;
 
     public double Rate { get; }
 
@@ -15,14 +19,20 @@ public sealed class Ema : IDisposable
     {
         if (rate is < 0 or > 1) throw new KdException($"ema: rate {rate} is outside [0, 1]");
         Rate = rate;
-        foreach (var p in parameters)
+        this.parameters = parameters.ToList();
+        if (this.parameters.Count == 0) throw new KdException("ema: no parameters to average");
+        shadows = Tensor.Arena(this.parameters[0].Device, this.parameters.Sum(p => (long)p.Length), $"ema{rate}");
+        int offset = 0;
+        foreach (var p in this.parameters)
         {
-            var shadow = p.Device.Empty(p.Shape, $"{p.Name}.ema{rate}");
+            var shadow = shadows.Slice(offset, p.Shape, $"{p.Name}.ema{rate}");
             shadow.CopyFrom(p);
             pairs.Add((p, shadow));
+            offset += p.Length;
         }
     }
 
+    /// <summary>Each parameter's average: a slice of the flat buffer.</summary>
     public IReadOnlyList<Tensor> Shadows => pairs.Select(x => x.Shadow).ToList();
 
     /// <summary>Each parameter with its average (for checkpoints).</summary>
@@ -37,7 +47,11 @@ public sealed class Ema : IDisposable
 
     void Update(double rate)
     {
-        foreach (var (p, s) in pairs) Adam.Ema(p.Device.Accelerator, s.View, p.View, (float)rate, p.Length);
+        var acc = shadows.Device.Accelerator;
+        if (Tensor.Span(parameters) is { } all)
+            Adam.Ema(acc, shadows.View, all, (float)rate, shadows.Length);
+        else
+            foreach (var (p, s) in pairs) Adam.Ema(acc, s.View, p.View, (float)rate, p.Length);
     }
 
     public void Dispose()
