@@ -97,6 +97,37 @@ public static class Reduce
         }
     }
 
+    /// <summary>partials[group] = the sum of x[i]^2 over the group's share of i (grid-stride, then a shared-memory tree):
+    /// the caller adds the partials, so one launch over any length and no float atomics. Groups are powers of two.</summary>
+    static void SumOfSquaresKernel(ArrayView<float> x, ArrayView<float> partials, int n)
+    {
+        var sh = SharedMemory.Allocate<float>(MaxGroup);
+        int tid = Group.IdxX;
+        float acc = 0;
+        for (int i = Grid.GlobalIndex.X; i < n; i += Grid.DimX * Group.DimX) acc += x[i] * x[i];
+        sh[tid] = acc;
+        Group.Barrier();
+        for (int s = Group.DimX / 2; s > 0; s >>= 1)
+        {
+            if (tid < s) sh[tid] += sh[tid + s];
+            Group.Barrier();
+        }
+        if (tid == 0) partials[Grid.IdxX] = sh[0];
+    }
+
+    /// <summary>How many partial sums SumOfSquares writes on this accelerator (fixed per accelerator, so the result
+    /// is the same run to run): one per core on the CPU accelerator, 8 groups per multiprocessor on a GPU.</summary>
+    public static int SumOfSquaresPartials(Accelerator acc) => Launch.IsCpu(acc) ? acc.NumMultiprocessors : acc.NumMultiprocessors * 8;
+
+    /// <summary>Writes SumOfSquaresPartials(acc) partial sums of x[i]^2, i &lt; n, into partials (a global gradient
+    /// norm in one launch: the caller sums the partials, in float64 if it likes).</summary>
+    public static void SumOfSquares(Accelerator acc, ArrayView<float> x, ArrayView<float> partials, int n)
+    {
+        var k = KernelCache.Get(acc, "reduce.sum_of_squares",
+            a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(SumOfSquaresKernel));
+        k(new KernelConfig(SumOfSquaresPartials(acc), Launch.IsCpu(acc) ? 1 : Launch.PowerOfTwoGroup(acc, MaxGroup)), x, partials, n);
+    }
+
     /// <summary>Counts the non-finite values (NaN, +-Inf) of x into count[0] (integer atomics: exact).</summary>
     static void CountNonFiniteKernel(ArrayView<float> x, ArrayView<int> count, int n)
     {

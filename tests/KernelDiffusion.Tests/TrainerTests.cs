@@ -53,6 +53,25 @@ public sealed class TrainerTests(DeviceFixture fx) : IDisposable
         => t.Model.Parameters().Concat(t.Emas.SelectMany(e => e.Shadows)).Concat(t.Optimizer.State.SelectMany(s => new[] { s.M, s.V }))
             .Select(p => p.ToArray()).ToArray();
 
+    /// <summary>The step's gradient norm (one launch over the gradient arena) is the float64 norm of every parameter's
+    /// gradient, and clipping (one launch) scales them all to the clip norm.</summary>
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(1e-3)]
+    public void TheGradientNormCoversEveryParameterAndClippingScalesThemAll(double clip)
+    {
+        using var t = Fresh(Synthetic(), Options with { ClipNorm = clip });
+        var r = t.TrainStep();
+        double norm = Math.Sqrt(t.Model.Parameters().Sum(p => p.Grad!.ToArray().Sum(v => (double)v * v)));
+        if (clip == 0) Assert.Equal(r.GradNorm, norm, r.GradNorm * 1e-5);
+        else
+        {
+            Assert.True(r.GradNorm > 100 * clip, $"the test wants a norm well above the clip: {r.GradNorm}");
+            Assert.Equal(clip, norm, clip * 1e-4);
+        }
+        t.Model.Dispose();
+    }
+
     [Fact]
     public void FivePlusFiveResumedStepsEqualTenStepsBitwise()
     {

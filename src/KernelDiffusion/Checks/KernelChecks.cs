@@ -405,6 +405,17 @@ public static partial class KernelChecks
             list.Add(Forward($"mean.{tag}", [rs], Reduced(t => Ops.Mean(t[0], [2, 3])), mean, conditioned: true));
             list.Add(Forward($"sum.{tag}", [[1001]], Reduced(t => Ops.Sum(t[0])), v => Reduce.Reference.Sum(v[0], [1001], [1], 1), conditioned: true));
         }
+        // The training step's gradient norm: partial sums of squares in one launch, added here in float64.
+        list.Add(new Case("sum_of_squares", "[100003]", (d, r) =>
+        {
+            var x = Randn(r, 100003);
+            using var t = Upload(d, x, [x.Length], "x");
+            int count = Reduce.SumOfSquaresPartials(d.Accelerator);
+            using var partials = d.FromArray(Enumerable.Repeat(float.NaN, count).ToArray(), [count], "partials");
+            Reduce.SumOfSquares(d.Accelerator, t.View, partials.View, x.Length);
+            double got = partials.ToArray().Sum(v => (double)v), want = x.Sum(v => (double)(float)v * (float)v);
+            return (Math.Abs(got - want) / want, Fwd, $"{count} partials");
+        }));
         list.Add(Backward("sum", [rs], t => Ops.Sum(t[0], [0, 2]), sum));
         list.Add(Backward("mean", [rs], t => Ops.Mean(t[0], [2, 3]), mean));
 

@@ -72,6 +72,10 @@ public sealed class AdamW : IDisposable
         Adam.AdamW(m.Device.Accelerator, pv.Value, gv.Value, m.View, v.View, s, m.Length);
     }
 
+    /// <summary>Every parameter's gradient, back to back in the parameters' order (zeros where Backward gave a parameter
+    /// none since ZeroGrad): for one-launch work over all gradients (the global norm, clipping).</summary>
+    public Tensor Gradients => grads;
+
     /// <summary>Zeros every gradient: one fill over the gradient arena.</summary>
     public void ZeroGrad() => grads.Fill(0);
 

@@ -188,7 +188,7 @@ public sealed class Trainer : IDisposable
             }
             d.Tape.Backward(micros == 1 ? l : Ops.Scale(l, 1f / micros));
             // Each micro-batch's loss waits in the step buffer: one read per step, not one per micro-batch.
-            StepBuffer(micros).View.SubView(Model.Parameters().Count() + k, 1).CopyFrom(d.Accelerator.DefaultStream, l.View);
+            StepBuffer(micros).View.SubView(Reduce.SumOfSquaresPartials(d.Accelerator) + k, 1).CopyFrom(d.Accelerator.DefaultStream, l.View);
         }
         var (norm, microLosses) = ReadStepBuffer();
         double loss = microLosses.Average();
@@ -204,8 +204,10 @@ public sealed class Trainer : IDisposable
         {
             BadInARow = 0;
             if (Options.ClipNorm > 0 && norm > Options.ClipNorm)
-                foreach (var p in Model.Parameters())
-                    Elementwise.Unary(d.Accelerator, UnaryOp.Affine, p.Grad!.View, p.Grad.View, (float)(Options.ClipNorm / (norm + 1e-6)), 0, p.Length);
+            {
+                var all = Optimizer.Gradients;   // every gradient in one launch
+                Elementwise.Unary(d.Accelerator, UnaryOp.Affine, all.View, all.View, (float)(Options.ClipNorm / (norm + 1e-6)), 0, all.Length);
+            }
             Optimizer.LearningRate = lr;
             Optimizer.Step();
             foreach (var e in Emas) e.Update(Optimizer.StepCount - 1);
@@ -234,27 +236,19 @@ public sealed class Trainer : IDisposable
         }
     }
 
-    /// <summary>[per-parameter squared gradient sums, then each micro-batch's loss]: read once per step.</summary>
-    Tensor StepBuffer(int micros) => stepSums ??= d.Empty([Model.Parameters().Count() + micros], "step_sums");
+    /// <summary>[partial sums of squared gradients (Reduce.SumOfSquares), then each micro-batch's loss]: read once per step.</summary>
+    Tensor StepBuffer(int micros) => stepSums ??= d.Empty([Reduce.SumOfSquaresPartials(d.Accelerator) + micros], "step_sums");
 
-    /// <summary>The global gradient norm sqrt(sum of squared gradients), and the micro-batch losses, in one read.</summary>
+    /// <summary>The global gradient norm sqrt(sum of squared gradients) over the optimiser's gradient arena (one
+    /// launch), and the micro-batch losses, in one read.</summary>
     (double Norm, float[] Losses) ReadStepBuffer()
     {
-        var ps = Model.Parameters().ToList();
+        int parts = Reduce.SumOfSquaresPartials(d.Accelerator);
         var buffer = StepBuffer(Options.Batch / Options.Micro);
-        for (int i = 0; i < ps.Count; i++)
-        {
-            var g = ps[i].Grad;
-            if (g == null)
-            {
-                buffer.View.SubView(i, 1).MemSetToZero(d.Accelerator.DefaultStream);
-                continue;
-            }
-            var sq = Ops.Mul(g, g);
-            Reduce.Sum(d.Accelerator, sq.View, buffer.View.SubView(i, 1), ReducePlan.Create([g.Length], [1]), 1, 1f);
-        }
+        var grads = Optimizer.Gradients;
+        Reduce.SumOfSquares(d.Accelerator, grads.View, buffer.View.SubView(0, parts), grads.Length);
         var all = buffer.ToArray();
-        return (Math.Sqrt(all.Take(ps.Count).Sum(v => (double)v)), all[ps.Count..]);
+        return (Math.Sqrt(all.Take(parts).Sum(v => (double)v)), all[parts..]);
     }
 
     public void Dispose()
