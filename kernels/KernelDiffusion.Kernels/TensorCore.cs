@@ -18,7 +18,7 @@ namespace KernelDiffusion.Kernels;
 /// it: kd check --compile ptx).</summary>
 public static class TensorCore
 {
-    /// <summary>The block tiling GEMM v5 and conv v6 share: a group of four warps computes a 64 x 64 tile of C, each
+    /// <summary>The block tiling GEMM v5 and conv v6 and v7 share: a group of four warps computes a 64 x 64 tile of C, each
     /// warp a 32 x 32 <see cref="WarpTile"/>, staging 16 values of k at a time. A is staged row-major [64][16], B
     /// k-major [16][64], rows padded to strides 20 and 72 so that a warp's fragment loads hit 32 different banks.</summary>
     public const int Tile = 64, StageK = 16, Threads = 128, StrideA = StageK + 4, StrideB = Tile + 8;
