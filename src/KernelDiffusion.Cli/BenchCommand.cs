@@ -25,10 +25,15 @@ static class BenchCommand
         var quick = new Option<bool>("--quick") { Description = "the cases' small 'quick' shapes (a smoke run on the CPU accelerator)" };
         var budget = new Option<double>("--budget-ms") { Description = "time spent repeating each case, after its warm-up", DefaultValueFactory = _ => 300 };
         var outDir = new Option<string>("--out") { Description = "folder for bench.md and bench.json", DefaultValueFactory = _ => "out/bench" };
+        var skip = new Option<string[]>("--skip-versions")
+        {
+            Description = "versions not to time, as family=vN (gemm, conv, groupnorm, attention, reduce, elementwise), e.g. gemm=v3 conv=v1; a family's default is timed anyway",
+            AllowMultipleArgumentsPerToken = true,
+        };
         var cmd = new Command("bench", "Time every kernel version and whole-model step of bench/cases.json: ms, GB/s, TFLOP/s, roofline fraction, launches.");
-        foreach (var o in new Option[] { device, cases, kernels, noSteps, noKernels, defaults, quick, budget, outDir }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { device, cases, kernels, noSteps, noKernels, defaults, quick, budget, outDir, skip }) cmd.Options.Add(o);
         cmd.SetAction(r => Common.Guard(() => Run(r.GetValue(device), r.GetValue(cases), r.GetValue(kernels) ?? [], r.GetValue(noSteps), r.GetValue(noKernels),
-            r.GetValue(defaults), r.GetValue(quick), r.GetValue(budget), r.GetValue(outDir)!)));
+            r.GetValue(defaults), r.GetValue(quick), r.GetValue(budget), r.GetValue(outDir)!, r.GetValue(skip) ?? [])));
         return cmd;
     }
 
@@ -42,8 +47,11 @@ static class BenchCommand
         throw new KdException("bench: no bench/cases.json in this folder or above it: run from the repository or pass --cases FILE");
     }
 
-    static int Run(string? spec, string? casesPath, string[] only, bool noSteps, bool noKernels, bool defaultOnly, bool quick, double budgetMs, string outDir)
+    static int Run(string? spec, string? casesPath, string[] only, bool noSteps, bool noKernels, bool defaultOnly, bool quick, double budgetMs, string outDir,
+        string[] skipVersions)
     {
+        var skipped = KernelVersions.Parse(string.Join(",", skipVersions), "--skip-versions")
+            .Select(x => $"{x.Family}=v{Convert.ToInt32(x.Version)}").ToHashSet();
         casesPath ??= FindCases();
         var cases = BenchCases.Load(casesPath, quick);
         string root = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(casesPath)))!;
@@ -58,7 +66,7 @@ static class BenchCommand
         var peak = timer.MeasurePeak();
         AnsiConsole.MarkupLine($"measured ceilings: copy {peak.CopyGBs:F1} GB/s (read + write), fp32 FMA {peak.Fp32TFlops:F3} TFLOP/s, {Tf32Text(peak)}; " +
                                (timer.ColdCache ? "each run timed alone between stream markers after clearing the L2 cache" : "runs timed in host loops (warm cache)"));
-        var runner = new BenchRunner(d, peak, timer) { AllVersions = !defaultOnly };
+        var runner = new BenchRunner(d, peak, timer) { AllVersions = !defaultOnly, SkipVersions = skipped };
         var results = new List<BenchResult>();
         var started = DateTime.UtcNow;
         AnsiConsole.Progress().AutoClear(true).Start(ctx =>

@@ -125,6 +125,15 @@ public sealed class KernelVersionNamesTests
         Assert.Equal("gemm=v5,conv=v6,groupnorm=v2", v.ToString());
     }
 
+    [Fact]
+    public void ParseNamesTheFamilies()
+    {
+        var parsed = Runtime.KernelVersions.Parse("conv=v3 gemm=v1,conv=v1", "--skip-versions");
+        Assert.Equal([("conv", (Enum)ConvVersion.V3Planes), ("gemm", GemmVersion.V1Naive), ("conv", ConvVersion.V1Direct)], parsed);
+        Assert.Equal("groupnorm", Runtime.KernelVersions.FamilyOf(typeof(GroupNormVersion)));
+        Assert.Contains("--skip-versions", Assert.Throws<Runtime.KdException>(() => Runtime.KernelVersions.Parse("conv=v99", "--skip-versions")).Message);
+    }
+
     [Theory]
     [InlineData("gemm=v9", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32))")]
     [InlineData("gemm=5", "is not family=vN")]

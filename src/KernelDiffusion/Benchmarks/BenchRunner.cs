@@ -18,6 +18,9 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
     /// <summary>When false, only each family's default version runs.</summary>
     public bool AllVersions { get; init; } = true;
 
+    /// <summary>Versions not to time ("conv=v3", as KernelVersions.Parse reads them); a family's default is timed anyway.</summary>
+    public IReadOnlySet<string> SkipVersions { get; init; } = new HashSet<string>();
+
     /// <summary>One version of a kernel case, ready to run on inputs its PreparedCase owns.</summary>
     public sealed record PreparedRun(string Name, string Version, bool IsDefault, KernelCost Cost, Action Run);
 
@@ -58,10 +61,11 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
 
     /// <summary>A run per version of a family (only the default without AllVersions); run gets the version. A tf32
     /// version (its name ends in Tf32) is costed against the tensor cores' rate, and left out where the tensor-core
-    /// kernels cannot run (TensorCore.Runs: the CPU accelerator as kd opens it).</summary>
+    /// kernels cannot run (TensorCore.Runs: the CPU accelerator as kd opens it); SkipVersions are left out too.</summary>
     IEnumerable<PreparedRun> Versions<TV>(string name, TV chosen, KernelCost cost, Action<TV> run) where TV : struct, Enum
         => (AllVersions ? Enum.GetValues<TV>() : [chosen])
             .Where(v => !IsTf32(v) || TensorCore.Runs(d.Accelerator))
+            .Where(v => v.Equals(chosen) || !SkipVersions.Contains($"{KernelVersions.FamilyOf(typeof(TV))}=v{Convert.ToInt32(v)}"))
             .Select(v => new PreparedRun(name, VersionLabel(v), v.Equals(chosen), IsTf32(v) ? cost with { Tf32 = true } : cost, () => run(v)));
 
     static bool IsTf32<TV>(TV v) where TV : struct, Enum => v.ToString().EndsWith("Tf32", StringComparison.Ordinal);

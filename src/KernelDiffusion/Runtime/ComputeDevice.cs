@@ -31,32 +31,52 @@ public sealed class KernelVersions
     public void Force(string spec)
     {
         var parsed = new KernelVersions { Gemm = Gemm, Reduce = Reduce, Conv = Conv, GroupNorm = GroupNorm, Attention = Attention, Elementwise = Elementwise };
-        foreach (var part in spec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        foreach (var (family, version) in Parse(spec, EnvironmentVariable))
         {
-            var kv = part.Split('=', StringSplitOptions.TrimEntries);
-            if (kv.Length != 2 || !kv[1].StartsWith('v'))
-                throw new KdException($"{EnvironmentVariable}: '{part}' is not family=vN (for example gemm=v5,conv=v6)");
-            string number = kv[1][1..];
-            switch (kv[0].ToLowerInvariant())
+            switch (family)
             {
-                case "gemm": parsed.Gemm = Pick<GemmVersion>(part, number); break;
-                case "conv": parsed.Conv = Pick<ConvVersion>(part, number); break;
-                case "groupnorm": parsed.GroupNorm = Pick<GroupNormVersion>(part, number); break;
-                case "attention": parsed.Attention = Pick<AttentionVersion>(part, number); break;
-                case "reduce": parsed.Reduce = Pick<ReduceVersion>(part, number); break;
-                case "elementwise": parsed.Elementwise = Pick<ElementwiseVersion>(part, number); break;
-                default:
-                    throw new KdException($"{EnvironmentVariable}: unknown kernel family '{kv[0]}' in '{part}': use gemm, conv, groupnorm, attention, reduce or elementwise");
+                case "gemm": parsed.Gemm = (GemmVersion)version; break;
+                case "conv": parsed.Conv = (ConvVersion)version; break;
+                case "groupnorm": parsed.GroupNorm = (GroupNormVersion)version; break;
+                case "attention": parsed.Attention = (AttentionVersion)version; break;
+                case "reduce": parsed.Reduce = (ReduceVersion)version; break;
+                default: parsed.Elementwise = (ElementwiseVersion)version; break;
             }
         }
         (Gemm, Reduce, Conv, GroupNorm, Attention, Elementwise) = (parsed.Gemm, parsed.Reduce, parsed.Conv, parsed.GroupNorm, parsed.Attention, parsed.Elementwise);
     }
 
-    static T Pick<T>(string part, string number) where T : struct, Enum
+    /// <summary>The kernel families by the names KD_KERNELS and kd bench --skip-versions use.</summary>
+    public static IReadOnlyDictionary<string, Type> Families { get; } = new Dictionary<string, Type>
     {
-        if (int.TryParse(number, out int n) && Enum.IsDefined(typeof(T), n)) return (T)Enum.ToObject(typeof(T), n);
-        var known = string.Join(", ", Enum.GetValues<T>().Select(v => $"v{Convert.ToInt32(v)} ({v.ToString()[2..].ToLowerInvariant()})"));
-        throw new KdException($"{EnvironmentVariable}: '{part}': no such version (there are {known})");
+        ["gemm"] = typeof(GemmVersion), ["conv"] = typeof(ConvVersion), ["groupnorm"] = typeof(GroupNormVersion),
+        ["attention"] = typeof(AttentionVersion), ["reduce"] = typeof(ReduceVersion), ["elementwise"] = typeof(ElementwiseVersion),
+    };
+
+    /// <summary>The family name of a version enum (gemm for GemmVersion, ...).</summary>
+    public static string FamilyOf(Type versionEnum) => Families.First(f => f.Value == versionEnum).Key;
+
+    /// <summary>Reads "family=vN" entries separated by commas or spaces; refuses (naming <paramref name="source"/>) an
+    /// unknown family or version, listing the known ones.</summary>
+    public static IReadOnlyList<(string Family, Enum Version)> Parse(string spec, string source)
+    {
+        var list = new List<(string, Enum)>();
+        foreach (var part in spec.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var kv = part.Split('=', StringSplitOptions.TrimEntries);
+            if (kv.Length != 2 || !kv[1].StartsWith('v'))
+                throw new KdException($"{source}: '{part}' is not family=vN (for example gemm=v5,conv=v6)");
+            string family = kv[0].ToLowerInvariant();
+            if (!Families.TryGetValue(family, out var type))
+                throw new KdException($"{source}: unknown kernel family '{kv[0]}' in '{part}': use {string.Join(", ", Families.Keys)}");
+            if (!int.TryParse(kv[1][1..], out int n) || !Enum.IsDefined(type, n))
+            {
+                var known = string.Join(", ", Enum.GetValues(type).Cast<Enum>().Select(v => $"v{Convert.ToInt32(v)} ({v.ToString()[2..].ToLowerInvariant()})"));
+                throw new KdException($"{source}: '{part}': no such version (there are {known})");
+            }
+            list.Add((family, (Enum)Enum.ToObject(type, n)));
+        }
+        return list;
     }
 
     /// <summary>The forced versions, as Force reads them ("" when none is forced).</summary>
