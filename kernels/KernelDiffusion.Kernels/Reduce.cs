@@ -97,14 +97,21 @@ public static class Reduce
         }
     }
 
-    /// <summary>partials[group] = the sum of x[i]^2 over the group's share of i (grid-stride, then a shared-memory tree):
+    /// <summary>partials[group] = the sum of x[i]^2 over the group's share of i (grid-stride, compensated, then a shared-memory tree):
     /// the caller adds the partials, so one launch over any length and no float atomics. Groups are powers of two.</summary>
     static void SumOfSquaresKernel(ArrayView<float> x, ArrayView<float> partials, int n)
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup);
         int tid = Group.IdxX;
-        float acc = 0;
-        for (int i = Grid.GlobalIndex.X; i < n; i += Grid.DimX * Group.DimX) acc += x[i] * x[i];
+        // Compensated (Kahan) summation: a thread may add up millions of squares (the CPU accelerator runs one
+        // thread per core), where a plain fp32 sum drifts by about 1e-5.
+        float acc = 0, lost = 0;
+        for (int i = Grid.GlobalIndex.X; i < n; i += Grid.DimX * Group.DimX)
+        {
+            float term = x[i] * x[i] - lost, sum = acc + term;
+            lost = (sum - acc) - term;
+            acc = sum;
+        }
         sh[tid] = acc;
         Group.Barrier();
         for (int s = Group.DimX / 2; s > 0; s >>= 1)
