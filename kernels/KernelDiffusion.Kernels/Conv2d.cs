@@ -143,6 +143,48 @@ public static class Conv2d
         }
     }
 
+    /// <summary>How v5-v8 stage a (tileM x stageK) tile of A and a (stageK x tileN) tile of B into shared memory:
+    /// A(i, k) at at[i * aiStride + k * akStride], B(k, j) at bt[k * bkStride + j], zeros past the edges, rounded to
+    /// tf32 when tf32 is set. A struct type argument, so each version's kernel is compiled with its own staging (and
+    /// its own register allocation: one kernel with a runtime switch took v5 from 48 to 72 registers).</summary>
+    interface IConvStaging
+    {
+        void Stage(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ConvGeometry g, int pass,
+            ArrayView<float> at, int aiStride, int akStride, ArrayView<float> bt, int bkStride, bool tf32,
+            int m, int n, int m0, int n0, int k0, int kEnd, int tileM, int tileN, int stageK, int t, int threads);
+    }
+
+    /// <summary>v5 and v6: v2's gathers (LoadA, LoadB), which decode every value's indices by division.</summary>
+    struct GatheredStaging : IConvStaging
+    {
+        public readonly void Stage(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ConvGeometry g, int pass,
+            ArrayView<float> at, int aiStride, int akStride, ArrayView<float> bt, int bkStride, bool tf32,
+            int m, int n, int m0, int n0, int k0, int kEnd, int tileM, int tileN, int stageK, int t, int threads)
+        {
+            for (int e = t; e < tileM * stageK; e += threads)
+            {
+                int i = e / stageK, ka = e - i * stageK;
+                float v = m0 + i < m && k0 + ka < kEnd ? LoadA(w, dy, g, pass, m0 + i, k0 + ka) : 0f;
+                at[i * aiStride + ka * akStride] = tf32 ? TensorCore.RoundTf32(v) : v;
+            }
+            for (int e = t; e < stageK * tileN; e += threads)
+            {
+                int kb = e / tileN, j = e - kb * tileN;   // consecutive threads: consecutive output positions
+                float v = k0 + kb < kEnd && n0 + j < n ? LoadB(x, dy, g, pass, k0 + kb, n0 + j) : 0f;
+                bt[kb * bkStride + j] = tf32 ? TensorCore.RoundTf32(v) : v;
+            }
+        }
+    }
+
+    /// <summary>v7 and v8: StageHoisted.</summary>
+    struct HoistedStaging : IConvStaging
+    {
+        public readonly void Stage(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ConvGeometry g, int pass,
+            ArrayView<float> at, int aiStride, int akStride, ArrayView<float> bt, int bkStride, bool tf32,
+            int m, int n, int m0, int n0, int k0, int kEnd, int tileM, int tileN, int stageK, int t, int threads)
+            => StageHoisted(x, w, dy, g, pass, at, aiStride, akStride, bt, bkStride, tf32, m, n, m0, n0, k0, kEnd, tileM, tileN, stageK, t, threads);
+    }
+
     /// <summary>v5: v2's implicit GEMM with GEMM v4's register blocking. A group of tdim x tdim threads computes a
     /// (4 tdim) x (4 tdim) tile (64 x 64 on GPUs), each thread a Block4 of outputs tdim apart; per step of k a thread
     /// reads 8 shared values for 16 multiply-adds, where v2 reads 2 for 1. The gathers (LoadA, LoadB) are v2's.
@@ -150,6 +192,17 @@ public static class Conv2d
     /// item (split, tile) sums its slice of k into partial[split, i, j]; SplitSum adds the slices in a fixed order.</summary>
     static void V5Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
         ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
+        => RegisterTiles<GatheredStaging>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, tdim, splits, partial);
+
+    /// <summary>v8: v5 with StageHoisted's staging. With 256 threads a thread stages one k of A (t % 8) down rows
+    /// t / 8 + 32s and one column of B (t % 64) down rows t / 64 + 4s; any group size works.</summary>
+    static void V8Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
+        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
+        => RegisterTiles<HoistedStaging>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, tdim, splits, partial);
+
+    static void RegisterTiles<TStaging>(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
+        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
+        where TStaging : struct, IConvStaging
     {
         var at = SharedMemory.Allocate<float>(BlockK * BlockRows * MaxTile);   // [k][i], k-major
         var bt = SharedMemory.Allocate<float>(BlockK * BlockRows * MaxTile);   // [k][j]
@@ -163,13 +216,7 @@ public static class Conv2d
             var acc = new Block4();
             for (int k0 = split * chunk; k0 < kEnd; k0 += BlockK)
             {
-                for (int e = t; e < tile * BlockK; e += threads)
-                {
-                    int i = e / BlockK, ka = e - i * BlockK;
-                    at[ka * tile + i] = m0 + i < m && k0 + ka < kEnd ? LoadA(w, dy, g, pass, m0 + i, k0 + ka) : 0f;
-                    int kb = e / tile, j = e - kb * tile;   // consecutive threads: consecutive output positions
-                    bt[kb * tile + j] = k0 + kb < kEnd && n0 + j < n ? LoadB(x, dy, g, pass, k0 + kb, n0 + j) : 0f;
-                }
+                default(TStaging).Stage(x, w, dy, g, pass, at, 1, tile, bt, tile, false, m, n, m0, n0, k0, kEnd, tile, tile, BlockK, t, threads);
                 Group.Barrier();
                 for (int k = 0; k < BlockK; k++) acc = Block4.Step(acc, at, bt, k * tile + ty, k * tile + tx, tdim);
                 Group.Barrier();
@@ -190,6 +237,17 @@ public static class Conv2d
     /// weight gradient splits k as v5's does. Opt-in: its operands keep 10 mantissa bits.</summary>
     static void V6Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
         ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int splits, ArrayView<float> partial)
+        => TensorCoreTiles<GatheredStaging>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, splits, partial);
+
+    /// <summary>v7: v6 with StageHoisted's staging. With 128 threads a thread stages one k of A (t % 16) down rows
+    /// t / 16 + 8s and one column of B (t % 64) down rows t / 64 + 2s.</summary>
+    static void V7Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
+        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int splits, ArrayView<float> partial)
+        => TensorCoreTiles<HoistedStaging>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, splits, partial);
+
+    static void TensorCoreTiles<TStaging>(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
+        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int splits, ArrayView<float> partial)
+        where TStaging : struct, IConvStaging
     {
         const int tile = TensorCore.Tile, stage = TensorCore.StageK, sa = TensorCore.StrideA, sb = TensorCore.StrideB;
         var at = SharedMemory.Allocate<float>(tile * sa);     // [i][k]
@@ -206,13 +264,7 @@ public static class Conv2d
             var acc = WarpTile.Zero();
             for (int k0 = split * chunk; k0 < kEnd; k0 += stage)
             {
-                for (int e = t; e < tile * stage; e += TensorCore.Threads)
-                {
-                    int i = e / stage, ka = e - i * stage;
-                    at[i * sa + ka] = m0 + i < m && k0 + ka < kEnd ? TensorCore.RoundTf32(LoadA(w, dy, g, pass, m0 + i, k0 + ka)) : 0f;
-                    int kb = e / tile, j = e - kb * tile;   // consecutive threads: consecutive output positions
-                    bt[kb * sb + j] = k0 + kb < kEnd && n0 + j < n ? TensorCore.RoundTf32(LoadB(x, dy, g, pass, k0 + kb, n0 + j)) : 0f;
-                }
+                default(TStaging).Stage(x, w, dy, g, pass, at, sa, 1, bt, sb, true, m, n, m0, n0, k0, kEnd, tile, tile, stage, t, TensorCore.Threads);
                 Group.Barrier();
                 for (int k = 0; k < stage; k += 8) acc = WarpTile.Step(acc, at, wm, sa, bt, wn, sb, k, scratch);
                 Group.Barrier();
@@ -230,7 +282,6 @@ public static class Conv2d
                     }
         }
     }
-
     /// <summary>A position in mixed radix (Hi, Mid, Lo) with Mid in [0, midRadix) and Lo in [0, loRadix): a GEMM row
     /// or column of a convolution as (channel or sample, kernel row or output row, kernel column or output column).</summary>
     struct Digits
@@ -253,7 +304,7 @@ public static class Conv2d
         }
     }
 
-    /// <summary>Staging of v7 and v8: a (tileM x stageK) tile of A and a (stageK x tileN) tile of B into shared memory,
+    /// <summary>HoistedStaging (v7, v8): a (tileM x stageK) tile of A and a (stageK x tileN) tile of B into shared memory,
     /// with the gathers' index arithmetic out of the per-value loop. A thread stages A at one or a few fixed k (t mod
     /// stageK), each a run A(i, k) = src[aBase(k) + i * aStride], and B at one or a few fixed columns j (t mod tileN),
     /// each with its (sample, row, column) digits found once, down rows t / tileN + s * rowsPerPass whose digits are
@@ -299,78 +350,6 @@ public static class Conv2d
                 bt[kb * bkStride + jj] = tf32 ? TensorCore.RoundTf32(v) : v;
                 row = Digits.Plus(row, bRows, rowMid, rowLo);
             }
-        }
-    }
-
-    /// <summary>v7: v6 with StageHoisted's staging. With 128 threads, a thread stages one k of A (t % 16) down rows
-    /// t / 16 + 8s and one column of B (t % 64) down rows t / 64 + 2s.</summary>
-    static void V7Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
-        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int splits, ArrayView<float> partial)
-    {
-        const int tile = TensorCore.Tile, stage = TensorCore.StageK, sa = TensorCore.StrideA, sb = TensorCore.StrideB;
-        var at = SharedMemory.Allocate<float>(tile * sa);     // [i][k]
-        var bt = SharedMemory.Allocate<float>(stage * sb);    // [k][j]
-        var scratch = TensorCore.Scratch();
-        WarpTile.Declare();
-        int t = Group.IdxX, warp = Warp.WarpIdx, wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
-        int tilesN = (n + tile - 1) / tile, tiles = ((m + tile - 1) / tile) * tilesN;
-        int chunk = ((kk + splits - 1) / splits + stage - 1) / stage * stage;
-        for (int u = Grid.IdxX; u < tiles * splits; u += Grid.DimX)
-        {
-            int split = u / tiles, tu = u - split * tiles;
-            int m0 = (tu / tilesN) * tile, n0 = (tu % tilesN) * tile, kEnd = XMin(kk, (split + 1) * chunk);
-            var acc = WarpTile.Zero();
-            for (int k0 = split * chunk; k0 < kEnd; k0 += stage)
-            {
-                StageHoisted(x, w, dy, g, pass, at, sa, 1, bt, sb, true, m, n, m0, n0, k0, kEnd, tile, tile, stage, t, TensorCore.Threads);
-                Group.Barrier();
-                for (int k = 0; k < stage; k += 8) acc = WarpTile.Step(acc, at, wm, sa, bt, wn, sb, k, scratch);
-                Group.Barrier();
-            }
-            int lane = Warp.LaneIdx, row0 = m0 + wm + (lane >> 2), col0 = n0 + wn + 2 * (lane & 3);
-            for (int i = 0; i < 2; i++)
-                for (int jj = 0; jj < 4; jj++)
-                    for (int e = 0; e < 4; e++)
-                    {
-                        int r = row0 + 16 * i + 8 * (e >> 1), c = col0 + 8 * jj + (e & 1);
-                        if (r >= m || c >= n) continue;
-                        if (splits > 1) partial[(split * m + r) * n + c] = acc.Get(i, jj, e);
-                        else Store(o, bias, g, pass, hasBias, r, c, acc.Get(i, jj, e));
-                    }
-        }
-    }
-
-    /// <summary>v8: v5 (fp32, 4 x 4 register blocks, 64 x 64 tiles on GPUs) with StageHoisted's staging. With 256
-    /// threads, a thread stages one k of A (t % 8) down rows t / 8 + 32s and one column of B (t % 64) down rows
-    /// t / 64 + 4s. Any group size works (on the CPU accelerator's one-thread tiles a thread stages everything).</summary>
-    static void V8Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
-        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
-    {
-        var at = SharedMemory.Allocate<float>(BlockK * BlockRows * MaxTile);   // [k][i], k-major
-        var bt = SharedMemory.Allocate<float>(BlockK * BlockRows * MaxTile);   // [k][j]
-        int tile = BlockRows * tdim, threads = tdim * tdim, t = Group.IdxX, tx = t % tdim, ty = t / tdim;
-        int tilesN = (n + tile - 1) / tile, tiles = ((m + tile - 1) / tile) * tilesN;
-        int chunk = ((kk + splits - 1) / splits + BlockK - 1) / BlockK * BlockK;
-        for (int u = Grid.IdxX; u < tiles * splits; u += Grid.DimX)
-        {
-            int split = u / tiles, tu = u - split * tiles;
-            int m0 = (tu / tilesN) * tile, n0 = (tu % tilesN) * tile, kEnd = XMin(kk, (split + 1) * chunk);
-            var acc = new Block4();
-            for (int k0 = split * chunk; k0 < kEnd; k0 += BlockK)
-            {
-                StageHoisted(x, w, dy, g, pass, at, 1, tile, bt, tile, false, m, n, m0, n0, k0, kEnd, tile, tile, BlockK, t, threads);
-                Group.Barrier();
-                for (int k = 0; k < BlockK; k++) acc = Block4.Step(acc, at, bt, k * tile + ty, k * tile + tx, tdim);
-                Group.Barrier();
-            }
-            for (int i = 0; i < BlockRows; i++)
-                for (int j = 0; j < BlockRows; j++)
-                {
-                    int row = m0 + ty + i * tdim, col = n0 + tx + j * tdim;
-                    if (row >= m || col >= n) continue;
-                    if (splits > 1) partial[(split * m + row) * n + col] = acc.Get(i, j);
-                    else Store(o, bias, g, pass, hasBias, row, col, acc.Get(i, j));
-                }
         }
     }
 
