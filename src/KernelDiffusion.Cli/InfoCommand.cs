@@ -33,6 +33,12 @@ static class InfoCommand
             return 2;
         }
         AnsiConsole.MarkupLine($"would use [green]{chosen}[/] ({Markup.Escape(how)})");
+        if (Environment.GetEnvironmentVariable(KernelVersions.EnvironmentVariable) is { Length: > 0 } forced)
+        {
+            var versions = new KernelVersions();
+            versions.Force(forced);   // a bad name is refused here, as it would be by any command
+            AnsiConsole.MarkupLine($"kernel versions forced by {KernelVersions.EnvironmentVariable}: {Markup.Escape(versions.ToString())}");
+        }
         return 0;
     }
 }
