@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7's measurement on the lent GPU machine, about 6 minutes: kd check on CUDA, then kd bench (every kernel version
+# Issue 7's measurement on the lent GPU machine, about 7-8 minutes: kd check on CUDA, then kd bench (every kernel version
 # and the whole-model steps) and bench/torch_reference.py on the same card in the same run, joined into bench ratios.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
 # There: run with carry [".device"]:  bash scripts/gpu-bench.sh "$OUT"     ($OUT gets bench-results.tgz)
@@ -21,5 +21,18 @@ stamp "kd bench done"
 timeout 150 python3 bench/torch_reference.py --device cuda --both --out "$R/torch.json" > "$R/torch.log" 2>&1
 stamp "torch done"
 python3 bench/join.py "$R/bench/bench.json" "$R/torch.json" --out "$R/ratios.md" > "$R/join.log" 2>&1
-stamp "joined"
-cat "$R/timeline.txt"; cat "$R/ratios.md" 2>/dev/null | head -60
+python3 bench/fastest.py "$R/bench/bench.json" "$R/check/check.json" --out "$R/fastest.md" > "$R/fastest.log" 2>&1
+stamp "joined; fastest passing versions in fastest.md"
+# The tensor-core path on whole models: the fmnist steps with tf32 GEMM and conv (against torch's @tf32 steps), and how
+# far a tf32 forward lands from the fp32 one (kd compare of two traces of the same inputs).
+KD_KERNELS=gemm=v5,conv=v7 timeout 60 bash .device/run KernelDiffusion.Cli bench --device cuda --no-kernels --kernels fmnist \
+  --budget-ms 100 --out "$R/bench-tf32" > "$R/bench-tf32.log" 2>&1
+kd init --config configs/fmnist_unet.json --out "$R/m.safetensors" --randomize-zero-layers > "$R/tf32-trace.log" 2>&1
+kd trace-inputs --checkpoint "$R/m.safetensors" --batch 8 --seed 1 --out "$R/in.safetensors" >> "$R/tf32-trace.log" 2>&1
+kd trace --device cuda --checkpoint "$R/m.safetensors" --input "$R/in.safetensors" --output "$R/fp32.safetensors" >> "$R/tf32-trace.log" 2>&1
+KD_KERNELS=gemm=v5,conv=v7 timeout 30 bash .device/run KernelDiffusion.Cli trace --device cuda --checkpoint "$R/m.safetensors" \
+  --input "$R/in.safetensors" --output "$R/tf32.safetensors" >> "$R/tf32-trace.log" 2>&1
+kd compare "$R/fp32.safetensors" "$R/tf32.safetensors" --tolerance 1e-2 > "$R/tf32-compare.log" 2>&1
+rm -f "$R"/*.safetensors
+stamp "tf32 steps and trace comparison done"
+cat "$R/timeline.txt"; cat "$R/ratios.md" 2>/dev/null | head -60; cat "$R/fastest.md" 2>/dev/null; tail -5 "$R/tf32-compare.log" 2>/dev/null
