@@ -16,16 +16,18 @@ public struct GroupNormShape
     public readonly int Count => PerGroup * HW;
 }
 
-public enum GroupNormVersion { V1PerGroup = 1, V2GroupTree = 2 }
+public enum GroupNormVersion { V1PerGroup = 1, V2GroupTree = 2, V3FusedBackward = 3 }
 
 /// <summary>GroupNorm with fp32 two-pass statistics (mean, then the mean of squared deviations), fused with
 /// scale-shift and SiLU. A group's elements are contiguous in NCHW, so statistics read one run per (n, group).
 /// Backward: one pass per (n, c) sums what the parameter gradients need (v1: a thread per (n, c); v2: a group of
-/// threads per (n, c)); one elementwise pass gives dx from
+/// threads per (n, c)); one elementwise pass gives dx (v3 does both in one kernel per (n, group), its forward is v2's) from
 /// dxhat = dy gamma: dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), means over the group.</summary>
 public static class GroupNorm
 {
     const int MaxGroup = 256;
+    /// <summary>v3 keeps a group's per-channel sums in shared memory: at most this many channels per group.</summary>
+    public const int MaxChannelsPerGroupV3 = 64;
 
     // ---- forward ----
 
@@ -183,6 +185,60 @@ public static class GroupNorm
         }
     }
 
+    /// <summary>v3: the whole backward in one kernel, one group of threads per (n, group). It first forms v2's
+    /// channel sums for the group's channels (written out for the parameter gradients and the scale-shift gradient,
+    /// and kept in shared memory), then dx for the group's elements. The group's x and g (PerGroup x HW values) are read
+    /// twice in the same kernel, so the second read mostly hits in cache, where v1 and v2 read them again in a second
+    /// kernel.</summary>
+    static void BackwardV3Kernel(ArrayView<float> x, ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta,
+        ArrayView<float> ss, ArrayView<float> g, ArrayView<float> sums, ArrayView<float> dss, ArrayView<float> dx, GroupNormShape s)
+    {
+        var sh = SharedMemory.Allocate<float>(MaxGroup);
+        // Per channel of the group: gamma sum dy (-> the group's sum of dxhat), gamma sum dy xhat (-> of dxhat xhat).
+        var channel = SharedMemory.Allocate<float>(2 * MaxChannelsPerGroupV3);
+        int ng = s.N * s.Groups, tid = Group.IdxX;
+        for (int gi = Grid.IdxX; gi < ng; gi += Grid.DimX)
+        {
+            int n = gi / s.Groups, c0 = (gi % s.Groups) * s.PerGroup;
+            for (int cc = 0; cc < s.PerGroup; cc++)
+            {
+                int c = c0 + cc, nc = n * s.C + c;
+                var t = ChannelTerms.Over(x, stats, gamma, beta, ss, g, s, nc, tid, Group.DimX);
+                t.DyX = TreeSum(sh, t.DyX);
+                t.DySum = TreeSum(sh, t.DySum);
+                if (s.ScaleShift != 0)
+                {
+                    t.DzY = TreeSum(sh, t.DzY);
+                    t.DzSum = TreeSum(sh, t.DzSum);
+                }
+                if (tid == 0)
+                {
+                    t.Write(sums, dss, s, nc);
+                    channel[cc] = gamma[c] * t.DySum;
+                    channel[MaxChannelsPerGroupV3 + cc] = gamma[c] * t.DyX;
+                }
+            }
+            Group.Barrier();
+            float s1 = 0, s2 = 0;
+            for (int cc = 0; cc < s.PerGroup; cc++)
+            {
+                s1 += channel[cc];
+                s2 += channel[MaxChannelsPerGroupV3 + cc];
+            }
+            float mean = stats[gi], rstd = stats[ng + gi];
+            int first = gi * s.Count;   // a group's elements are contiguous in NCHW
+            for (int e = tid; e < s.Count; e += Group.DimX)
+            {
+                int i = first + e, c = c0 + e / s.HW;
+                float xhat = (x[i] - mean) * rstd;
+                float dz = Dz(g[i], Affine(xhat, gamma, beta, ss, s, n, c), s);
+                float dxhat = dz * (s.ScaleShift != 0 ? 1f + ss[n * 2 * s.C + c] : 1f) * gamma[c];
+                dx[i] = rstd * (dxhat - (s1 + xhat * s2) / s.Count);
+            }
+            Group.Barrier();   // channel[] is rewritten by the next (n, group)
+        }
+    }
+
     static void InputGradKernel(ArrayView<float> x, ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta,
         ArrayView<float> ss, ArrayView<float> g, ArrayView<float> sums, ArrayView<float> dx, GroupNormShape s)
     {
@@ -238,7 +294,18 @@ public static class GroupNorm
         ArrayView<float> ss, ArrayView<float> stats, ArrayView<float> g, ArrayView<float> sums, ArrayView<float> dss, ArrayView<float> dx,
         GroupNormVersion? version = null)
     {
-        if ((version ?? Choose(acc, s)) == GroupNormVersion.V1PerGroup)
+        var v = version ?? Choose(acc, s);
+        if (v == GroupNormVersion.V3FusedBackward)
+        {
+            if (s.PerGroup > MaxChannelsPerGroupV3)
+                throw new ArgumentException($"group norm v3 keeps at most {MaxChannelsPerGroupV3} channels per group in shared memory; this one has {s.PerGroup}");
+            var k = KernelCache.Get(acc, "groupnorm.backward_v3", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(BackwardV3Kernel));
+            int grid = Math.Min(s.N * s.Groups, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8);
+            k(new KernelConfig(grid, Launch.PowerOfTwoGroup(acc, Math.Min(MaxGroup, s.HW))), x, stats, gamma, beta, ss, g, sums, dss, dx, s);
+            return;
+        }
+        if (v == GroupNormVersion.V1PerGroup)
         {
             var k1 = KernelCache.Get(acc, "groupnorm.channel_sums", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(ChannelSumsKernel));

@@ -137,10 +137,12 @@ public sealed class GemmGpuShapeTests
     static double RelError(float[] got, double[] want)
         => Math.Sqrt(got.Zip(want, (x, y) => (x - y) * (x - y)).Sum() / want.Sum(y => y * y));
 
-    /// <summary>GroupNorm's v2 channel sums with 64-thread groups agree with v1 (which kd check compares with finite
-    /// differences) on every output of the backward.</summary>
-    [Fact]
-    public void GroupNormV2BackwardWithLargeGroupsMatchesV1()
+    /// <summary>GroupNorm's v2 channel sums and v3 fused backward with 64-thread groups agree with v1 (which kd check
+    /// compares with finite differences) on every output of the backward.</summary>
+    [Theory]
+    [InlineData(GroupNormVersion.V2GroupTree)]
+    [InlineData(GroupNormVersion.V3FusedBackward)]
+    public void GroupNormBackwardWithLargeGroupsMatchesV1(GroupNormVersion version)
     {
         using var context = ILGPU.Context.Create(b => b.CPU(new CPUDevice(4, 64, 1)));
         using var acc = context.CreateCPUAccelerator(0);
@@ -164,10 +166,10 @@ public sealed class GemmGpuShapeTests
             GroupNorm.Backward(acc, s, x.View, gamma.View, beta.View, ss.View, stats.View, g.View, sums.View, dss.View, dx.View, v);
             return [sums.GetAsArray1D(), dss.GetAsArray1D(), dx.GetAsArray1D()];
         }
-        var (v1, v2) = (Run(GroupNormVersion.V1PerGroup), Run(GroupNormVersion.V2GroupTree));
+        var (v1, v2) = (Run(GroupNormVersion.V1PerGroup), Run(version));
         for (int part = 0; part < 3; part++)
             for (int i = 0; i < v1[part].Length; i++)
-                Assert.True(Math.Abs(v1[part][i] - v2[part][i]) <= 1e-4 * (1 + Math.Abs(v1[part][i])), $"output {part}, element {i}: v1 {v1[part][i]}, v2 {v2[part][i]}");
+                Assert.True(Math.Abs(v1[part][i] - v2[part][i]) <= 1e-4 * (1 + Math.Abs(v1[part][i])), $"output {part}, element {i}: v1 {v1[part][i]}, v{(int)version} {v2[part][i]}");
     }
 
     [Theory]

@@ -242,7 +242,7 @@ public static partial class KernelChecks
                 return (e, Fwd, "max over y, dx, dw");
             }));
 
-        // GroupNorm: plain, +SiLU, +scale-shift +SiLU; both statistics versions.
+        // GroupNorm: plain, +SiLU, +scale-shift +SiLU; both statistics versions and the three backward versions.
         int[] gx = [2, 8, 3, 5];
         foreach (var (ss, silu) in new[] { (false, false), (false, true), (true, true) })
         {
@@ -253,8 +253,9 @@ public static partial class KernelChecks
             Func<double[][], double[]> reference = v => GroupNorm.Reference.Forward(v[0], v[1], v[2], ss ? v[3] : null, shape);
             list.Add(Forward(name + ".v1", shapes, With(v => v.GroupNorm = GroupNormVersion.V1PerGroup, op), reference));
             list.Add(Forward(name + ".v2", shapes, With(v => v.GroupNorm = GroupNormVersion.V2GroupTree, op), reference));
-            list.Add(Forced(v => v.GroupNorm = GroupNormVersion.V1PerGroup, Backward(name + ".v1", shapes, op, reference)));
-            list.Add(Forced(v => v.GroupNorm = GroupNormVersion.V2GroupTree, Backward(name + ".v2", shapes, op, reference)));
+            // v3's forward is v2's: only its backward is its own.
+            foreach (var version in new[] { GroupNormVersion.V1PerGroup, GroupNormVersion.V2GroupTree, GroupNormVersion.V3FusedBackward })
+                list.Add(Forced(v => v.GroupNorm = version, Backward($"{name}.v{(int)version}", shapes, op, reference)));
         }
 
         // Attention, both head orders, both GEMM versions.
