@@ -1,0 +1,94 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Xunit.Abstractions;
+
+namespace KernelDiffusion.Tests;
+
+/// <summary>The Python tools the GPU run ends with (bench/join.py, bench/fastest.py), on small hand-made results: a
+/// mistake there would only show after the lent GPU's minutes were spent. Skipped where there is no python3.</summary>
+public sealed class BenchScriptTests(ITestOutputHelper log) : IDisposable
+{
+    readonly string dir = Directory.CreateTempSubdirectory("kd-bench-scripts").FullName;
+    public void Dispose() => Directory.Delete(dir, recursive: true);
+
+    static string Root
+    {
+        get
+        {
+            for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+                if (File.Exists(Path.Combine(d.FullName, "bench", "join.py"))) return d.FullName;
+            throw new FileNotFoundException("bench/join.py above " + AppContext.BaseDirectory);
+        }
+    }
+
+    static string? Python()
+        => (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
+            .Select(d => Path.Combine(d, "python3")).FirstOrDefault(File.Exists);
+
+    string Run(string script, params string[] args)
+    {
+        var python = Python();
+        Skip.If(python == null, "python3 is not on PATH");
+        var psi = new ProcessStartInfo(python!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(Root, "bench", script));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var output = p.StandardOutput.ReadToEndAsync();
+        var error = p.StandardError.ReadToEndAsync();
+        p.WaitForExit();
+        log.WriteLine(output.Result + error.Result);
+        Assert.True(p.ExitCode == 0, $"{script} exited {p.ExitCode}: {error.Result}");
+        return output.Result;
+    }
+
+    string Write(string name, string json)
+    {
+        var path = Path.Combine(dir, name);
+        File.WriteAllText(path, json);
+        return path;
+    }
+
+    const string Ours = """
+        {"device": "H100", "peak": {"copy_gbs": 2940, "fp32_tflops": 59, "tf32_tflops": 300}, "results": [
+          {"name": "sgemm.4096", "version": "v2.tiled", "default": true, "ms": 30.0},
+          {"name": "sgemm.4096", "version": "v4.blocked", "default": false, "ms": 10.0},
+          {"name": "sgemm.4096", "version": "v5.tf32", "default": false, "ms": 0.6},
+          {"name": "silu", "version": "v1.scalar", "default": true, "ms": 0.9},
+          {"name": "silu", "version": "v2.float4", "default": false, "ms": 0.72}]}
+        """;
+
+    [SkippableFact]
+    public void JoinJudgesTheDefaultAgainstFp32AndTheTf32VersionAgainstTf32()
+    {
+        var torch = Write("torch.json", """
+            {"device": "H100", "results": [{"name": "sgemm.4096", "ms": 3.0}, {"name": "silu", "ms": 0.8},
+              {"name": "sgemm.4096@tf32", "ms": 0.5, "tf32": true}]}
+            """);
+        Run("join.py", Write("ours.json", Ours), torch, "--out", Path.Combine(dir, "ratios.md"));
+        var rows = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "ratios.json")))!["rows"]!.AsArray();
+        JsonNode Row(string name, string version) => rows.Single(r => (string)r!["name"]! == name && (string)r["version"]! == version)!;
+        // v2 (the default) is 10x PyTorch fp32: fails <= 1.5. v5 is 1.2x PyTorch tf32: meets <= 1.5 against tf32.
+        Assert.Equal(10.0, (double)Row("sgemm.4096", "v2.tiled")["ratio"]!, 6);
+        Assert.False((bool)Row("sgemm.4096", "v2.tiled")["meets_target"]!);
+        Assert.Equal(1.2, (double)Row("sgemm.4096", "v5.tf32")["ratio_tf32"]!, 6);
+        Assert.True((bool)Row("sgemm.4096", "v5.tf32")["meets_target"]!);
+        Assert.Equal("<= 1.5 vs tf32", (string)Row("sgemm.4096", "v5.tf32")["target"]!);
+        // A non-default fp32 version is listed but not judged.
+        Assert.Null(Row("sgemm.4096", "v4.blocked")["meets_target"]);
+    }
+
+    [SkippableFact]
+    public void FastestPicksTheFastestPassingFp32VersionAndListsTf32Apart()
+    {
+        // GEMM v4 failed a check, so v2 stays the fastest eligible fp32 version; SiLU v2 passed and is faster.
+        var check = Write("check.json", """
+            {"passed": 3, "failed": 1, "results": [
+              {"Kernel": "gemm.v4.nn", "Passed": false}, {"Kernel": "gemm.v5.nn", "Passed": true},
+              {"Kernel": "silu.v2", "Passed": true}, {"Kernel": "group_norm.silu.v2.backward", "Passed": true}]}
+            """);
+        var md = Run("fastest.py", Write("ours.json", Ours), check, "--out", Path.Combine(dir, "fastest.md"));
+        Assert.Contains("| sgemm.4096 | v2.tiled | 30.0 | v2.tiled | 30.0 | 1.00x | no | v5.tf32 | 0.6 |", md);
+        Assert.Contains("| silu | v1.scalar | 0.9 | v2.float4 | 0.72 | 1.25x | **yes** | - | - |", md);
+        Assert.Contains("1 of 2 cases would run faster with another passing fp32 version.", md);
+    }
+}
