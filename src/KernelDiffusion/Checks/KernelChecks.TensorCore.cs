@@ -8,13 +8,14 @@ namespace KernelDiffusion.Checks;
 
 public static partial class KernelChecks
 {
-    /// <summary>GEMM v5 and conv v6 (tf32 tensor cores) at the kernel level. GEMM: every transpose pair at a ragged shape inside one
-    /// 64 x 64 tile, a shared operand with alpha and beta, and ragged shapes past one tile in both directions.
+    /// <summary>GEMM v5 and conv v6 and v7 (tf32 tensor cores) at the kernel level. GEMM: every transpose pair at a ragged
+    /// shape inside one 64 x 64 tile, a shared operand with alpha and beta, attention's two-level batches, and ragged
+    /// shapes past one tile in both directions.
     /// <para>The reference is float64 on the inputs rounded to tf32 (what the tensor cores multiply), so the tolerance
     /// stays the forward one; the note gives the error against the unrounded inputs too (tf32's own, about 1e-4).</para>
     /// <para>Where the device cannot run v5's 128-thread groups of 32-lane warps (the CPU accelerator as kd opens it),
-    /// the case runs on a CPU accelerator built with 32-lane warps, where <see cref="TensorCore.Mma"/> is emulated with
-    /// shared memory, and says so.</para></summary>
+    /// the case runs on a CPU accelerator built with 32-lane warps, where each mma is emulated through shared memory
+    /// (see <see cref="TensorCore"/>), and says so.</para></summary>
     static void AddTensorCore(List<Case> list)
     {
         foreach (var (ta, tb) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
@@ -32,7 +33,7 @@ public static partial class KernelChecks
         list.Add(Tf32GemmCase("gemm.v5.multi_tile.tt",
             new GemmShape { Batch = 2, M = 19, N = 130, K = 41, TransA = 1, TransB = 1, StrideA = 19 * 41, StrideB = 41 * 130, StrideC = 19 * 130, Alpha = 0.5f, Beta = -1.5f }));
 
-        // Conv v6: all three passes at conv v1-v5's shapes (3x3 stride 1 and 2, 1x1), past one 64 x 64 tile, and the
+        // Conv v6 and v7: all three passes at conv v1-v5's shapes (3x3 stride 1 and 2, 1x1), past one 64 x 64 tile, and the
         // weight gradient with k split in 3 slices (K = 2*9*10 = 180 is not a multiple of them).
         foreach (var version in new[] { ConvVersion.V6Tf32, ConvVersion.V7HoistedTf32 })
         {
