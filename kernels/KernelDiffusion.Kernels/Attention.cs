@@ -27,15 +27,17 @@ public struct AttentionShape
     public readonly int Out(int b, int c, int pos) => ((b / Heads) * C + (b % Heads) * Ch + c) * T + pos;
 }
 
-public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2 }
+public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3 }
 
 /// <summary>v2, streaming: one thread per query row keeps a running max, sum and output (online softmax), so the
 /// T x T weights never exist; the backward recomputes them from the saved log-sum-exp: dQ by query row, dK and dV
 /// by key column (no atomics, deterministic). Memory O(T) instead of O(T^2), at the price of recomputing q k.
 /// v1, unfused: per head, S = alpha Q^T K [T, T] by GEMM, P = softmax(S) row-wise in place, a = V P^T; P is
 /// kept for the backward: dP = dA^T V, dV = dA P, dS = P (dP - rowsum(P dP)), dQ = alpha K dS^T, dK = alpha Q dS.
-/// Five GEMMs and two softmax passes, all existing kernels, batched over (sample, head) with two-level strides. A
-/// fused kernel that never stores P is a later version.</summary>
+/// Five GEMMs and two softmax passes, all existing kernels, batched over (sample, head) with two-level strides.
+/// v3, for short sequences (the 7x7 attention of the fmnist models): one group of threads per (sample, head) holds
+/// the head's q, k, v and weights in shared memory and does the whole forward in one launch, and the whole backward in
+/// another, where v1 launches 3 and 5 kernels; it keeps P for the backward as v1 does.</summary>
 public static class Attention
 {
     /// <summary>Element offset of q (0), k (1) or v (2) of head 0 of sample 0, and the stride between heads.</summary>
@@ -183,6 +185,161 @@ public static class Attention
                 }
             }
         }
+    }
+
+    // ---- v3: one group per (sample, head), everything in shared memory ----
+
+    /// <summary>Shared memory of a v3 group, in floats (48 KB, the most a kernel may allocate statically on CUDA).</summary>
+    public const int V3SharedFloats = 12288;
+
+    /// <summary>Whether a head fits v3: the backward keeps q, k, v, da [ch, T] and two [T, T] arrays.</summary>
+    public static bool FitsV3(AttentionShape s) => 4L * s.Ch * s.T + 2L * s.T * s.T <= V3SharedFloats;
+
+    /// <summary>Copies head b's part (0 q, 1 k, 2 v) into sh[at + c * T + t].</summary>
+    static void LoadHead(ArrayView<float> qkv, ArrayView<float> sh, int at, AttentionShape s, int b, int part)
+    {
+        for (int e = Group.IdxX; e < s.Ch * s.T; e += Group.DimX)
+        {
+            int c = e / s.T, t = e - c * s.T;
+            sh[at + e] = qkv[s.Qkv(b, part, c, t)];
+        }
+    }
+
+    /// <summary>v3 forward: S = alpha Q^T K, P = softmax(S) row by row (kept in shared memory and written to p for the
+    /// backward), a = V P^T.</summary>
+    static void SharedForwardKernel(ArrayView<float> qkv, ArrayView<float> p, ArrayView<float> a, AttentionShape s)
+    {
+        var sh = SharedMemory.Allocate<float>(V3SharedFloats);
+        int ct = s.Ch * s.T, tt = s.T * s.T, q = 0, k = ct, v = 2 * ct, w = 3 * ct;
+        float alpha = 1f / XMath.Sqrt(s.Ch);
+        for (int b = Grid.IdxX; b < s.Batch; b += Grid.DimX)
+        {
+            LoadHead(qkv, sh, q, s, b, 0);
+            LoadHead(qkv, sh, k, s, b, 1);
+            LoadHead(qkv, sh, v, s, b, 2);
+            Group.Barrier();
+            for (int e = Group.IdxX; e < tt; e += Group.DimX)
+            {
+                int t = e / s.T, u = e - t * s.T;
+                float acc = 0;
+                for (int c = 0; c < s.Ch; c++) acc += sh[q + c * s.T + t] * sh[k + c * s.T + u];
+                sh[w + e] = alpha * acc;
+            }
+            Group.Barrier();
+            for (int t = Group.IdxX; t < s.T; t += Group.DimX)
+            {
+                float max = float.NegativeInfinity, sum = 0;
+                for (int u = 0; u < s.T; u++) max = XMath.Max(max, sh[w + t * s.T + u]);
+                for (int u = 0; u < s.T; u++)
+                {
+                    float x = XMath.Exp(sh[w + t * s.T + u] - max);
+                    sh[w + t * s.T + u] = x;
+                    sum += x;
+                }
+                float inv = 1f / sum;
+                for (int u = 0; u < s.T; u++)
+                {
+                    float pr = sh[w + t * s.T + u] * inv;
+                    sh[w + t * s.T + u] = pr;
+                    p[b * tt + t * s.T + u] = pr;
+                }
+            }
+            Group.Barrier();
+            for (int e = Group.IdxX; e < ct; e += Group.DimX)
+            {
+                int c = e / s.T, t = e - c * s.T;
+                float acc = 0;
+                for (int u = 0; u < s.T; u++) acc += sh[w + t * s.T + u] * sh[v + c * s.T + u];
+                a[s.Out(b, c, t)] = acc;
+            }
+            Group.Barrier();
+        }
+    }
+
+    /// <summary>v3 backward from the saved P: dV = dA P, dP = dA^T V, dS = P (dP - rowsum(P dP)), dQ = alpha K dS^T,
+    /// dK = alpha Q dS, all for one head in one group.</summary>
+    static void SharedBackwardKernel(ArrayView<float> qkv, ArrayView<float> p, ArrayView<float> da, ArrayView<float> dqkv, AttentionShape s)
+    {
+        var sh = SharedMemory.Allocate<float>(V3SharedFloats);
+        int ct = s.Ch * s.T, tt = s.T * s.T, q = 0, k = ct, v = 2 * ct, g = 3 * ct, pw = 4 * ct, ds = 4 * ct + tt;
+        float alpha = 1f / XMath.Sqrt(s.Ch);
+        for (int b = Grid.IdxX; b < s.Batch; b += Grid.DimX)
+        {
+            LoadHead(qkv, sh, q, s, b, 0);
+            LoadHead(qkv, sh, k, s, b, 1);
+            LoadHead(qkv, sh, v, s, b, 2);
+            for (int e = Group.IdxX; e < ct; e += Group.DimX)
+            {
+                int c = e / s.T, t = e - c * s.T;
+                sh[g + e] = da[s.Out(b, c, t)];
+            }
+            for (int e = Group.IdxX; e < tt; e += Group.DimX) sh[pw + e] = p[b * tt + e];
+            Group.Barrier();
+            // dP[t, u] = sum_c da[c, t] v[c, u], kept in ds; dV[c, u] = sum_t P[t, u] da[c, t].
+            for (int e = Group.IdxX; e < tt; e += Group.DimX)
+            {
+                int t = e / s.T, u = e - t * s.T;
+                float acc = 0;
+                for (int c = 0; c < s.Ch; c++) acc += sh[g + c * s.T + t] * sh[v + c * s.T + u];
+                sh[ds + e] = acc;
+            }
+            for (int e = Group.IdxX; e < ct; e += Group.DimX)
+            {
+                int c = e / s.T, u = e - c * s.T;
+                float acc = 0;
+                for (int t = 0; t < s.T; t++) acc += sh[pw + t * s.T + u] * sh[g + c * s.T + t];
+                dqkv[s.Qkv(b, 2, c, u)] = acc;
+            }
+            Group.Barrier();
+            // dS[t, u] = P[t, u] (dP[t, u] - sum_u' P[t, u'] dP[t, u']), a row per thread.
+            for (int t = Group.IdxX; t < s.T; t += Group.DimX)
+            {
+                float row = 0;
+                for (int u = 0; u < s.T; u++) row += sh[pw + t * s.T + u] * sh[ds + t * s.T + u];
+                for (int u = 0; u < s.T; u++) sh[ds + t * s.T + u] = sh[pw + t * s.T + u] * (sh[ds + t * s.T + u] - row);
+            }
+            Group.Barrier();
+            // dQ[c, t] = alpha sum_u dS[t, u] k[c, u]; dK[c, u] = alpha sum_t dS[t, u] q[c, t].
+            for (int e = Group.IdxX; e < ct; e += Group.DimX)
+            {
+                int c = e / s.T, x = e - c * s.T;
+                float dq = 0, dk = 0;
+                for (int y = 0; y < s.T; y++)
+                {
+                    dq += sh[ds + x * s.T + y] * sh[k + c * s.T + y];
+                    dk += sh[ds + y * s.T + x] * sh[q + c * s.T + y];
+                }
+                dqkv[s.Qkv(b, 0, c, x)] = alpha * dq;
+                dqkv[s.Qkv(b, 1, c, x)] = alpha * dk;
+            }
+            Group.Barrier();
+        }
+    }
+
+    static void RequireV3(AttentionShape s)
+    {
+        if (!FitsV3(s))
+            throw new ArgumentException($"attention v3 holds a head in {V3SharedFloats} floats of shared memory; a head of {s.Ch} channels " +
+                                        $"and {s.T} positions needs {4L * s.Ch * s.T + 2L * s.T * s.T}");
+    }
+
+    static KernelConfig PerHead(Accelerator acc, AttentionShape s)
+        => new(Math.Min(s.Batch, Launch.IsCpu(acc) ? acc.NumMultiprocessors : acc.NumMultiprocessors * 8), Launch.PowerOfTwoGroup(acc, 128));
+
+    /// <summary>v3 forward: a [N, C, T] and the weights p [N*H, T, T], in one launch.</summary>
+    public static void SharedForward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> p, ArrayView<float> a)
+    {
+        RequireV3(s);
+        KernelCache.Get(acc, "attention.v3.forward", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(SharedForwardKernel))
+            (PerHead(acc, s), qkv, p, a, s);
+    }
+
+    /// <summary>v3 backward: dqkv [N, 3C, T] from da and the forward's weights p, in one launch.</summary>
+    public static void SharedBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> p, ArrayView<float> da, ArrayView<float> dqkv)
+    {
+        RequireV3(s);
+        KernelCache.Get(acc, "attention.v3.backward", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, AttentionShape>(SharedBackwardKernel))(PerHead(acc, s), qkv, p, da, dqkv, s);
     }
 
     /// <summary>v2 when the weights would be large (T above 1024, i.e. attention at 32x32 and up) on a GPU.</summary>

@@ -172,6 +172,35 @@ public sealed class GemmGpuShapeTests
                 Assert.True(Math.Abs(v1[part][i] - v2[part][i]) <= 1e-4 * (1 + Math.Abs(v1[part][i])), $"output {part}, element {i}: v1 {v1[part][i]}, v{(int)version} {v2[part][i]}");
     }
 
+    /// <summary>Attention v3 with 64-thread groups at the fmnist models' 49 positions: its forward against the float64
+    /// reference and its backward against v1's (which kd check compares with finite differences).</summary>
+    [Fact]
+    public void AttentionV3WithLargeGroupsMatchesV1()
+    {
+        using var context = ILGPU.Context.Create(b => b.CPU(new CPUDevice(4, 64, 1)));
+        using var acc = context.CreateCPUAccelerator(0);
+        var rng = new Random(11);
+        var s = new AttentionShape { N = 2, C = 16, T = 49, Heads = 2, NewOrder = 1 };
+        double[] R(int len) => Enumerable.Range(0, len).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
+        var (qkv, da) = (R(s.N * 3 * s.C * s.T), R(s.N * s.C * s.T));
+        using var dq = acc.Allocate1D(qkv.Select(v => (float)v).ToArray());
+        using var dda = acc.Allocate1D(da.Select(v => (float)v).ToArray());
+        int tt = s.Batch * s.T * s.T;
+        using var p3 = acc.Allocate1D<float>(tt);
+        using var a3 = acc.Allocate1D(Enumerable.Repeat(float.NaN, s.N * s.C * s.T).ToArray());
+        using var g3 = acc.Allocate1D(Enumerable.Repeat(float.NaN, qkv.Length).ToArray());
+        Attention.SharedForward(acc, s, dq.View, p3.View, a3.View);
+        Attention.SharedBackward(acc, s, dq.View, p3.View, dda.View, g3.View);
+        using var p1 = acc.Allocate1D<float>(tt);
+        using var a1 = acc.Allocate1D<float>(s.N * s.C * s.T);
+        using var scratch = acc.Allocate1D<float>(tt);
+        using var g1 = acc.Allocate1D<float>(qkv.Length);
+        Attention.Forward(acc, s, dq.View, p1.View, a1.View, GemmVersion.V3Rows);
+        Attention.Backward(acc, s, dq.View, p1.View, dda.View, scratch.View, g1.View, GemmVersion.V3Rows);
+        Assert.True(RelError(a3.GetAsArray1D(), Attention.Reference.Forward(qkv, s)) < 1e-5, "forward");
+        Assert.True(RelError(g3.GetAsArray1D(), g1.GetAsArray1D().Select(v => (double)v).ToArray()) < 1e-5, "backward against v1");
+    }
+
     [Theory]
     [InlineData(ConvVersion.V5RegisterTiles)]
     [InlineData(ConvVersion.V8Hoisted)]

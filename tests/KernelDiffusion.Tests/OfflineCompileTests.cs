@@ -18,14 +18,15 @@ public sealed class OfflineCompileTests(ITestOutputHelper output)
     public void KernelNamingFindsEveryKernel()
     {
         var names = OfflineCompile.KernelMethods().Select(OfflineCompile.NameOf).ToList();
-        // 58 kernels: every method passed to a LoadStreamKernel call (directly, or through Conv2d.RunPerPass).
-        Assert.Equal(58, names.Count);
+        // 60 kernels: every method passed to a LoadStreamKernel call (directly, or through Conv2d.RunPerPass).
+        Assert.Equal(60, names.Count);
         Assert.Contains("Gemm.V5Kernel", names);
         Assert.Contains("Conv2d.V6Kernel", names);
         Assert.Contains("Conv2d.V7Kernel", names);
         Assert.Contains("Conv2d.V8Kernel", names);
         Assert.Contains("Reduce.SumOfSquaresKernel", names);
         Assert.Contains("GroupNorm.BackwardV3Kernel", names);
+        Assert.Contains("Attention.SharedBackwardKernel", names);
         Assert.Contains("PeakRate.MmaKernel", names);
         Assert.Contains("Conv2d.V5Kernel", names);
         Assert.Contains("Gemm.V4Kernel", names);

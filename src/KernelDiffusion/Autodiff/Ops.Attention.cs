@@ -17,19 +17,26 @@ public static partial class Ops
             throw new KdException($"attention: {heads} heads do not divide the {c} channels of '{qkv.Name}' {qkv.ShapeText}");
         var s = new AttentionShape { N = qkv.Dim(0), C = c, T = qkv.Dim(2), Heads = heads, NewOrder = newOrder ? 1 : 0 };
         var a = Output(d, [s.N, c, s.T], "attention");
-        bool streaming = (d.Versions.Attention ?? Kernels.Attention.Choose(d.Accelerator, s)) == AttentionVersion.V2Streaming;
-        // v1 keeps the weights P [N*H, T, T] for its backward; v2 keeps only the log-sum-exp [N*H, T].
+        var version = d.Versions.Attention ?? Kernels.Attention.Choose(d.Accelerator, s);
+        bool streaming = version == AttentionVersion.V2Streaming;
+        // v1 and v3 keep the weights P [N*H, T, T] for their backward; v2 keeps only the log-sum-exp [N*H, T].
         var saved = Output(d, streaming ? [s.Batch, s.T] : [s.Batch, s.T, s.T], streaming ? "attention_lse" : "attention_weights");
         if (streaming) Kernels.Attention.StreamForward(d.Accelerator, s, qkv.View, a.View, saved.View);
+        else if (version == AttentionVersion.V3SharedHead) Kernels.Attention.SharedForward(d.Accelerator, s, qkv.View, saved.View, a.View);
         else Kernels.Attention.Forward(d.Accelerator, s, qkv.View, saved.View, a.View, d.Versions.Gemm);
         RecordReference(d, "attention", a, v => Kernels.Attention.Reference.Forward(v[0], s), qkv);
         if (d.Tape.ShouldRecord(qkv))
             d.Tape.Record("attention", a, g =>
             {
                 var dqkv = Output(d, qkv.Shape, "attention_grad");
-                var scratch = Output(d, saved.Shape, "attention_scratch");
-                if (streaming) Kernels.Attention.StreamBackward(d.Accelerator, s, qkv.View, a.View, saved.View, g.View, scratch.View, dqkv.View);
-                else Kernels.Attention.Backward(d.Accelerator, s, qkv.View, saved.View, g.View, scratch.View, dqkv.View, d.Versions.Gemm);
+                if (version == AttentionVersion.V3SharedHead)
+                    Kernels.Attention.SharedBackward(d.Accelerator, s, qkv.View, saved.View, g.View, dqkv.View);
+                else
+                {
+                    var scratch = Output(d, saved.Shape, "attention_scratch");
+                    if (streaming) Kernels.Attention.StreamBackward(d.Accelerator, s, qkv.View, a.View, saved.View, g.View, scratch.View, dqkv.View);
+                    else Kernels.Attention.Backward(d.Accelerator, s, qkv.View, saved.View, g.View, scratch.View, dqkv.View, d.Versions.Gemm);
+                }
                 d.Tape.Accumulate(qkv, dqkv, owned: true);
             });
         return a;

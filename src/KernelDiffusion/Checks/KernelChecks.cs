@@ -270,6 +270,8 @@ public static partial class KernelChecks
             list.Add(Forward(name + ".v1.gemm_v2", [[2, 24, 7]], With(v => { v.Attention = AttentionVersion.V1Gemm; v.Gemm = GemmVersion.V2Tiled; }, op), reference));
             list.Add(Forward(name + ".v1.gemm_v3", [[2, 24, 7]], With(v => { v.Attention = AttentionVersion.V1Gemm; v.Gemm = GemmVersion.V3Rows; }, op), reference));
             list.Add(Forward(name + ".v2", [[2, 24, 7]], streaming, reference));
+            list.Add(Forward(name + ".v3", [[2, 24, 7]], With(v => v.Attention = AttentionVersion.V3SharedHead, op), reference));
+            list.Add(Forced(v => v.Attention = AttentionVersion.V3SharedHead, Backward(name + ".v3", [[2, 24, 7]], op, reference)));
             // The backward runs with the version the forward chose: force it for the whole check.
             list.Add(Forced(v => v.Attention = AttentionVersion.V1Gemm, Backward(name + ".v1", [[2, 24, 7]], op, reference)));
             list.Add(Forced(v => v.Attention = AttentionVersion.V2Streaming, Backward(name + ".v2", [[2, 24, 7]], op, reference)));
@@ -280,6 +282,7 @@ public static partial class KernelChecks
             list.Add(Forward(name + ".one_head.v1", [[3, 12, 5]], With(v => v.Attention = AttentionVersion.V1Gemm, op1), reference1));
             list.Add(Forced(v => v.Attention = AttentionVersion.V1Gemm, Backward(name + ".one_head.v1", [[3, 12, 5]], op1, reference1)));
             list.Add(Forced(v => v.Attention = AttentionVersion.V2Streaming, Backward(name + ".one_head.v2", [[3, 12, 5]], op1, reference1)));
+            list.Add(Forced(v => v.Attention = AttentionVersion.V3SharedHead, Backward(name + ".one_head.v3", [[3, 12, 5]], op1, reference1)));
         }
 
         // Resampling (odd sizes for the pool), concat along channels and along the last axis, slice.
