@@ -316,10 +316,13 @@ public static class Attention
         }
     }
 
+    /// <summary>Whether a version can run at this shape (v3 needs the head to fit its shared memory).</summary>
+    public static bool Runs(AttentionShape s, AttentionVersion v) => v != AttentionVersion.V3SharedHead || FitsV3(s);
+
     static void RequireV3(AttentionShape s)
     {
         if (!FitsV3(s))
-            throw new ArgumentException($"attention v3 holds a head in {V3SharedFloats} floats of shared memory; a head of {s.Ch} channels " +
+            throw new VersionNotApplicableException($"attention v3 holds a head in {V3SharedFloats} floats of shared memory; a head of {s.Ch} channels " +
                                         $"and {s.T} positions needs {4L * s.Ch * s.T + 2L * s.T * s.T}");
     }
 

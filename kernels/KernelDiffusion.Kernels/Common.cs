@@ -48,25 +48,48 @@ public static class Launch
 }
 
 /// <summary>Loads each kernel once per accelerator: loading compiles, which is expensive. Every launch site fetches
-/// its kernel here right before launching it once, so <see cref="Launches"/> counts kernel launches.</summary>
+/// its kernel here right before launching it once, so <see cref="LaunchesByKernel"/> counts kernel launches.</summary>
 public static class KernelCache
 {
     static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<string, Delegate>> Loaded = new();
-    static long launches;
-
-    /// <summary>Kernel launches since the process started (for <c>kd bench</c>'s launches per step).</summary>
-    public static long Launches => Interlocked.Read(ref launches);
-
     static readonly ConcurrentDictionary<string, long> launchesByKernel = new();
 
     /// <summary>Launches since the process started, per kernel key ("conv2d.v4.forward", "adam.adamw", ...).</summary>
     public static Dictionary<string, long> LaunchesByKernel() => new(launchesByKernel);
 
+    /// <summary>All kernel launches since the process started.</summary>
+    public static long Launches => launchesByKernel.Values.Sum();
+
     public static T Get<T>(Accelerator acc, string key, Func<Accelerator, T> load) where T : Delegate
     {
-        Interlocked.Increment(ref launches);
         launchesByKernel.AddOrUpdate(key, 1, (_, n) => n + 1);
         return (T)Loaded.GetOrCreateValue(acc).GetOrAdd(key, _ => load(acc));
+    }
+}
+
+/// <summary>A kernel version that cannot run on this accelerator or at this shape (tensor cores without 32-lane warps,
+/// a head too large for attention v3's shared memory): another version can. kd bench leaves such a version out of a
+/// case instead of reporting an error.</summary>
+public sealed class VersionNotApplicableException(string message) : ArgumentException(message);
+
+/// <summary>Deterministic sums over a group of threads (power-of-two groups): a shared-memory tree, no float atomics.</summary>
+public static class GroupTree
+{
+    /// <summary>Sum of every thread's v, returned to all threads; <paramref name="sh"/> holds at least a float per thread.
+    /// Every thread of the group must call it (it has barriers).</summary>
+    public static float Sum(ArrayView<float> sh, float v)
+    {
+        int tid = Group.IdxX;
+        sh[tid] = v;
+        Group.Barrier();
+        for (int half = Group.DimX / 2; half > 0; half >>= 1)
+        {
+            if (tid < half) sh[tid] += sh[tid + half];
+            Group.Barrier();
+        }
+        float r = sh[0];
+        Group.Barrier();
+        return r;
     }
 }
 

@@ -369,7 +369,7 @@ public static class Conv2d
     /// gradient, split in WeightGradSplits slices, wants a [slices, Cout, Cin*R*R] buffer; everything else none.</summary>
     public static long ScratchLength(Accelerator acc, ConvGeometry g, ConvPass pass, ConvVersion version)
     {
-        if (version is not (ConvVersion.V5RegisterTiles or ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32 or ConvVersion.V8Hoisted) || pass != ConvPass.WeightGrad) return 0;
+        if (version < ConvVersion.V5RegisterTiles || pass != ConvPass.WeightGrad) return 0;   // v5 and every later version split
         int splits = WeightGradSplits(acc, g);
         return splits > 1 ? (long)splits * g.Cout * g.Cin * g.R * g.R : 0;
     }
@@ -807,6 +807,9 @@ public static class Conv2d
 
     /// <summary>v4 on the CPU accelerator (measured on 2 cores at the fmnist UNet's shapes: 1.7-5x v3's rate per pass, v3's own
     /// kernel where a pass blocks over 1 or 2 channels), v2 elsewhere.</summary>
+    /// <summary>Whether a version can run on this accelerator (the tf32 ones need TensorCore.Runs).</summary>
+    public static bool Runs(Accelerator acc, ConvVersion v) => v is not (ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32) || TensorCore.Runs(acc);
+
     public static ConvVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? ConvVersion.V4Blocked : ConvVersion.V2Tiled;
 
     /// <summary>Runs one pass. Unused views (dy for forward, x for input grad, bias without one) may be any view.</summary>
@@ -829,7 +832,7 @@ public static class Conv2d
         }
         if (v is ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32)
         {
-            if (!TensorCore.Runs(acc)) throw TensorCore.Refusal(acc, $"conv2d v{(int)v}");
+            if (!Runs(acc, v)) throw TensorCore.Refusal(acc, $"conv2d v{(int)v}");
             var k = v == ConvVersion.V6Tf32
                 ? KernelCache.Get(acc, "conv2d.v6", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                     ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, ArrayView<float>>(V6Kernel))

@@ -104,9 +104,7 @@ public static class Elementwise
         int stride = Grid.DimX * Group.DimX;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride)
         {
-            if (op == 2) { o[i] = alpha; continue; }
-            float v = x[i];
-            o[i] = op == 0 ? alpha * v + beta : op == 3 ? XMath.Clamp(v, alpha, beta) : v / (1f + XMath.Exp(-v));
+            o[i] = op == 2 ? alpha : UnaryOf(op, x[i], alpha, beta);   // a fill reads nothing
         }
     }
 

@@ -254,6 +254,9 @@ public static class Gemm
         c[ci] = s.Beta == 0 ? s.Alpha * acc : s.Alpha * acc + s.Beta * c[ci];
     }
 
+    /// <summary>Whether a version can run on this accelerator (v5 needs TensorCore.Runs).</summary>
+    public static bool Runs(Accelerator acc, GemmVersion v) => v != GemmVersion.V5Tf32 || TensorCore.Runs(acc);
+
     public static GemmVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? GemmVersion.V3Rows : GemmVersion.V2Tiled;
 
     public static void Run(Accelerator acc, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, GemmVersion? version = null)
@@ -273,7 +276,7 @@ public static class Gemm
         }
         else if (v == GemmVersion.V5Tf32)
         {
-            if (!TensorCore.Runs(acc)) throw TensorCore.Refusal(acc, "gemm v5");
+            if (!Runs(acc, v)) throw TensorCore.Refusal(acc, "gemm v5");
             var k = KernelCache.Get(acc, "gemm.v5",
                 x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(V5Kernel));
             long tiles = (long)s.Batch * ((s.M + V5Tile - 1) / V5Tile) * ((s.N + V5Tile - 1) / V5Tile);

@@ -57,32 +57,16 @@ public static class GroupNorm
             int o = i * s.Count;
             float acc = 0;
             for (int e = tid; e < s.Count; e += Group.DimX) acc += x[o + e];
-            float mean = TreeSum(sh, acc) / s.Count;
+            float mean = GroupTree.Sum(sh, acc) / s.Count;
             acc = 0;
             for (int e = tid; e < s.Count; e += Group.DimX) { float d = x[o + e] - mean; acc += d * d; }
-            float sq = TreeSum(sh, acc);
+            float sq = GroupTree.Sum(sh, acc);
             if (tid == 0)
             {
                 stats[i] = mean;
                 stats[ng + i] = XMath.Rsqrt(sq / s.Count + s.Eps);
             }
         }
-    }
-
-    /// <summary>Sum of every thread's value, returned to all threads of the group.</summary>
-    static float TreeSum(ArrayView<float> sh, float v)
-    {
-        int tid = Group.IdxX;
-        sh[tid] = v;
-        Group.Barrier();
-        for (int half = Group.DimX / 2; half > 0; half >>= 1)
-        {
-            if (tid < half) sh[tid] += sh[tid + half];
-            Group.Barrier();
-        }
-        float r = sh[0];
-        Group.Barrier();
-        return r;
     }
 
     /// <summary>z before SiLU, from xhat.</summary>
@@ -135,14 +119,7 @@ public static class GroupNorm
         var sh = SharedMemory.Allocate<float>(MaxGroup);
         for (int nc = Grid.IdxX; nc < s.N * s.C; nc += Grid.DimX)
         {
-            var t = ChannelTerms.Over(x, stats, gamma, beta, ss, g, s, nc, Group.IdxX, Group.DimX);
-            t.DyX = TreeSum(sh, t.DyX);
-            t.DySum = TreeSum(sh, t.DySum);
-            if (s.ScaleShift != 0)
-            {
-                t.DzY = TreeSum(sh, t.DzY);
-                t.DzSum = TreeSum(sh, t.DzSum);
-            }
+            var t = ChannelTerms.GroupSum(sh, ChannelTerms.Over(x, stats, gamma, beta, ss, g, s, nc, Group.IdxX, Group.DimX), s);
             if (Group.IdxX == 0) t.Write(sums, dss, s, nc);
         }
     }
@@ -169,6 +146,19 @@ public static class GroupNorm
                 t.DySum += dz * one;
                 t.DzY += dz * (xhat * gamma[c] + beta[c]);
                 t.DzSum += dz;
+            }
+            return t;
+        }
+
+        /// <summary>The group of threads' terms added up (shared-memory trees; every thread gets the sums).</summary>
+        public static ChannelTerms GroupSum(ArrayView<float> sh, ChannelTerms t, GroupNormShape s)
+        {
+            t.DyX = GroupTree.Sum(sh, t.DyX);
+            t.DySum = GroupTree.Sum(sh, t.DySum);
+            if (s.ScaleShift != 0)
+            {
+                t.DzY = GroupTree.Sum(sh, t.DzY);
+                t.DzSum = GroupTree.Sum(sh, t.DzSum);
             }
             return t;
         }
@@ -203,14 +193,7 @@ public static class GroupNorm
             for (int cc = 0; cc < s.PerGroup; cc++)
             {
                 int c = c0 + cc, nc = n * s.C + c;
-                var t = ChannelTerms.Over(x, stats, gamma, beta, ss, g, s, nc, tid, Group.DimX);
-                t.DyX = TreeSum(sh, t.DyX);
-                t.DySum = TreeSum(sh, t.DySum);
-                if (s.ScaleShift != 0)
-                {
-                    t.DzY = TreeSum(sh, t.DzY);
-                    t.DzSum = TreeSum(sh, t.DzSum);
-                }
+                var t = ChannelTerms.GroupSum(sh, ChannelTerms.Over(x, stats, gamma, beta, ss, g, s, nc, tid, Group.DimX), s);
                 if (tid == 0)
                 {
                     t.Write(sums, dss, s, nc);
@@ -228,13 +211,7 @@ public static class GroupNorm
             float mean = stats[gi], rstd = stats[ng + gi];
             int first = gi * s.Count;   // a group's elements are contiguous in NCHW
             for (int e = tid; e < s.Count; e += Group.DimX)
-            {
-                int i = first + e, c = c0 + e / s.HW;
-                float xhat = (x[i] - mean) * rstd;
-                float dz = Dz(g[i], Affine(xhat, gamma, beta, ss, s, n, c), s);
-                float dxhat = dz * (s.ScaleShift != 0 ? 1f + ss[n * 2 * s.C + c] : 1f) * gamma[c];
-                dx[i] = rstd * (dxhat - (s1 + xhat * s2) / s.Count);
-            }
+                dx[first + e] = InputGrad(x[first + e], g[first + e], mean, rstd, s1, s2, gamma, beta, ss, s, n, c0 + e / s.HW);
             Group.Barrier();   // channel[] is rewritten by the next (n, group)
         }
     }
@@ -253,14 +230,25 @@ public static class GroupNorm
                 s1 += gamma[cc] * sums[nch + n * s.C + cc];
                 s2 += gamma[cc] * sums[n * s.C + cc];
             }
-            float rstd = stats[ng + gi], xhat = (x[i] - stats[gi]) * rstd;
-            float dz = Dz(g[i], Affine(xhat, gamma, beta, ss, s, n, c), s);
-            float dxhat = dz * (s.ScaleShift != 0 ? 1f + ss[n * 2 * s.C + c] : 1f) * gamma[c];
-            dx[i] = rstd * (dxhat - (s1 + xhat * s2) / s.Count);
+            dx[i] = InputGrad(x[i], g[i], stats[gi], stats[ng + gi], s1, s2, gamma, beta, ss, s, n, c);
         }
     }
 
+    /// <summary>dx of one element: rstd (dxhat - (s1 + xhat s2) / count), with dxhat = dz (1 + scale) gamma and s1, s2
+    /// the group's sums of dxhat and dxhat xhat.</summary>
+    static float InputGrad(float x, float g, float mean, float rstd, float s1, float s2, ArrayView<float> gamma, ArrayView<float> beta,
+        ArrayView<float> ss, GroupNormShape s, int n, int c)
+    {
+        float xhat = (x - mean) * rstd;
+        float dz = Dz(g, Affine(xhat, gamma, beta, ss, s, n, c), s);
+        float dxhat = dz * (s.ScaleShift != 0 ? 1f + ss[n * 2 * s.C + c] : 1f) * gamma[c];
+        return rstd * (dxhat - (s1 + xhat * s2) / s.Count);
+    }
+
     // ---- launchers ----
+
+    /// <summary>Whether a version can run at this shape (v3 keeps at most MaxChannelsPerGroupV3 channels per group).</summary>
+    public static bool Runs(GroupNormShape s, GroupNormVersion v) => v != GroupNormVersion.V3FusedBackward || s.PerGroup <= MaxChannelsPerGroupV3;
 
     public static GroupNormVersion Choose(Accelerator acc, GroupNormShape s)
         => !Launch.IsCpu(acc) && s.Count >= 512 ? GroupNormVersion.V2GroupTree : GroupNormVersion.V1PerGroup;
@@ -297,8 +285,8 @@ public static class GroupNorm
         var v = version ?? Choose(acc, s);
         if (v == GroupNormVersion.V3FusedBackward)
         {
-            if (s.PerGroup > MaxChannelsPerGroupV3)
-                throw new ArgumentException($"group norm v3 keeps at most {MaxChannelsPerGroupV3} channels per group in shared memory; this one has {s.PerGroup}");
+            if (!Runs(s, v))
+                throw new VersionNotApplicableException($"group norm v3 keeps at most {MaxChannelsPerGroupV3} channels per group in shared memory; this one has {s.PerGroup}");
             var k = KernelCache.Get(acc, "groupnorm.backward_v3", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(BackwardV3Kernel));
             int grid = Math.Min(s.N * s.Groups, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8);

@@ -112,14 +112,8 @@ public static class Reduce
             lost = (sum - acc) - term;
             acc = sum;
         }
-        sh[tid] = acc;
-        Group.Barrier();
-        for (int s = Group.DimX / 2; s > 0; s >>= 1)
-        {
-            if (tid < s) sh[tid] += sh[tid + s];
-            Group.Barrier();
-        }
-        if (tid == 0) partials[Grid.IdxX] = sh[0];
+        float total = GroupTree.Sum(sh, acc);
+        if (tid == 0) partials[Grid.IdxX] = total;
     }
 
     /// <summary>How many partial sums SumOfSquares writes on this accelerator (fixed per accelerator, so the result

@@ -28,7 +28,7 @@ public static class TensorCore
     public static bool Runs(Accelerator acc) => acc.WarpSize == 32 && acc.MaxNumThreadsPerGroup >= Threads;
 
     /// <summary>The error for a device where <see cref="Runs"/> is false.</summary>
-    public static ArgumentException Refusal(Accelerator acc, string kernel) => new(
+    public static VersionNotApplicableException Refusal(Accelerator acc, string kernel) => new(
         $"{kernel} (tf32 tensor cores) needs 32-lane warps and groups of {Threads} threads; " +
         $"{acc.Name} has {acc.WarpSize}-lane warps and groups of up to {acc.MaxNumThreadsPerGroup}");
 

@@ -115,6 +115,8 @@ public sealed class BenchTests(DeviceFixture fx, ITestOutputHelper log)
                 Assert.True(double.IsFinite(r.Ms) && r.Ms > 0, $"{r.Name} {r.Version}: {r.Ms} ms");
                 Assert.True(r.Cost.Bytes > 0 && r.FloorMs > 0, $"{r.Name} {r.Version}: no cost");
                 Assert.True(r.Launches >= 1, $"{r.Name} {r.Version}: {r.Launches} launches");
+                // The CPU accelerator as kd opens it has no 32-lane warps: the tf32 versions are left out, not errors.
+                Assert.DoesNotContain("tf32", r.Version);
             }
         }
         Assert.Equal(["adamw", "attention", "conv3x3", "conv3x3_pass", "gemm", "group_norm", "sampling_step", "silu"], ops.Order());
@@ -137,6 +139,23 @@ public sealed class GemmGpuShapeTests
     static double RelError(float[] got, double[] want)
         => Math.Sqrt(got.Zip(want, (x, y) => (x - y) * (x - y)).Sum() / want.Sum(y => y * y));
 
+    /// <summary>A CPU accelerator whose groups hold 256 threads (4-thread warps), so kernels run with a GPU's launch
+    /// shapes, which the default CPU device (2-thread groups) cannot.</summary>
+    sealed class GpuShaped : IDisposable
+    {
+        readonly Context context = Context.Create(b => b.CPU(new CPUDevice(4, 64, 1)));
+        public Accelerator Acc { get; }
+        public GpuShaped() => Acc = context.CreateCPUAccelerator(0);
+        public void Dispose()
+        {
+            Acc.Dispose();
+            context.Dispose();
+        }
+    }
+
+    /// <summary>Uniform values in [-1, 1).</summary>
+    static double[] Uniform(Random rng, int len) => Enumerable.Range(0, len).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
+
     /// <summary>GroupNorm's v2 channel sums and v3 fused backward with 64-thread groups agree with v1 (which kd check
     /// compares with finite differences) on every output of the backward.</summary>
     [Theory]
@@ -144,12 +163,12 @@ public sealed class GemmGpuShapeTests
     [InlineData(GroupNormVersion.V3FusedBackward)]
     public void GroupNormBackwardWithLargeGroupsMatchesV1(GroupNormVersion version)
     {
-        using var context = ILGPU.Context.Create(b => b.CPU(new CPUDevice(4, 64, 1)));
-        using var acc = context.CreateCPUAccelerator(0);
+        using var cpu = new GpuShaped();
+        var acc = cpu.Acc;
         var rng = new Random(9);
         var s = new GroupNormShape { N = 3, C = 8, HW = 77, Groups = 4, ScaleShift = 1, Silu = 1, Eps = 1e-5f };
         int len = s.N * s.C * s.HW;
-        float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        float[] R(int n) => Uniform(rng, n).Select(v => (float)v).ToArray();
         using var x = acc.Allocate1D(R(len));
         using var gamma = acc.Allocate1D(R(s.C));
         using var beta = acc.Allocate1D(R(s.C));
@@ -177,11 +196,11 @@ public sealed class GemmGpuShapeTests
     [Fact]
     public void AttentionV3WithLargeGroupsMatchesV1()
     {
-        using var context = ILGPU.Context.Create(b => b.CPU(new CPUDevice(4, 64, 1)));
-        using var acc = context.CreateCPUAccelerator(0);
+        using var cpu = new GpuShaped();
+        var acc = cpu.Acc;
         var rng = new Random(11);
         var s = new AttentionShape { N = 2, C = 16, T = 49, Heads = 2, NewOrder = 1 };
-        double[] R(int len) => Enumerable.Range(0, len).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
+        double[] R(int len) => Uniform(rng, len);
         var (qkv, da) = (R(s.N * 3 * s.C * s.T), R(s.N * s.C * s.T));
         using var dq = acc.Allocate1D(qkv.Select(v => (float)v).ToArray());
         using var dda = acc.Allocate1D(da.Select(v => (float)v).ToArray());
@@ -198,6 +217,9 @@ public sealed class GemmGpuShapeTests
         Attention.Forward(acc, s, dq.View, p1.View, a1.View, GemmVersion.V3Rows);
         Attention.Backward(acc, s, dq.View, p1.View, dda.View, scratch.View, g1.View, GemmVersion.V3Rows);
         Assert.True(RelError(a3.GetAsArray1D(), Attention.Reference.Forward(qkv, s)) < 1e-5, "forward");
+        // adm64's 16x16 attention (9 heads of 64 channels over 256 positions) does not fit v3: kd bench leaves it out.
+        Assert.True(Attention.Runs(s, AttentionVersion.V3SharedHead));
+        Assert.False(Attention.Runs(new AttentionShape { N = 1, C = 576, T = 256, Heads = 9, NewOrder = 1 }, AttentionVersion.V3SharedHead));
         Assert.True(RelError(g3.GetAsArray1D(), g1.GetAsArray1D().Select(v => (double)v).ToArray()) < 1e-5, "backward against v1");
     }
 
@@ -206,10 +228,10 @@ public sealed class GemmGpuShapeTests
     [InlineData(ConvVersion.V8Hoisted)]
     public void ConvWithSixteenBySixteenGroupsMatchesTheReference(ConvVersion version)
     {
-        using var context = ILGPU.Context.Create(b => b.CPU(new CPUDevice(4, 64, 1)));
-        using var acc = context.CreateCPUAccelerator(0);
+        using var cpu = new GpuShaped();
+        var acc = cpu.Acc;
         var rng = new Random(8);
-        double[] R(int len) => Enumerable.Range(0, len).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
+        double[] R(int len) => Uniform(rng, len);
         foreach (var g in new[] { ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvGeometry.Create(1, 66, 7, 6, 3, 3, 2, 1) })
         {
             var (x, w, b, dy) = (R(g.N * g.Cin * g.H * g.W), R(g.Cout * g.Cin * 9), R(g.Cout), R(g.N * g.Cout * g.Ho * g.Wo));
@@ -237,14 +259,14 @@ public sealed class GemmGpuShapeTests
     [Fact]
     public void V4WithSixteenBySixteenGroupsMatchesTheReference()
     {
-        using var context = ILGPU.Context.Create(b => b.CPU(new CPUDevice(4, 64, 1)));
-        using var acc = context.CreateCPUAccelerator(0);
+        using var cpu = new GpuShaped();
+        var acc = cpu.Acc;
         Assert.Equal(256, acc.MaxNumThreadsPerGroup);
         var rng = new Random(7);
         foreach (var (m, n, k, ta, tb) in new[] { (70, 67, 33, 0, 0), (19, 130, 9, 1, 1) })
         {
             var s = new GemmShape { Batch = 2, M = m, N = n, K = k, TransA = ta, TransB = tb, StrideA = m * k, StrideB = k * n, StrideC = m * n, Alpha = 0.5f, Beta = -1.5f };
-            double[] R(int len) => Enumerable.Range(0, len).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
+            double[] R(int len) => Uniform(rng, len);
             var (a, b, c) = (R(2 * m * k), R(2 * k * n), R(2 * m * n));
             using var da = acc.Allocate1D(a.Select(v => (float)v).ToArray());
             using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());

@@ -42,12 +42,16 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
     {
         var acc = fx.Device.Accelerator;
         Assert.False(TensorCore.Runs(acc));
+        Assert.False(Gemm.Runs(acc, GemmVersion.V5Tf32));
+        Assert.True(Gemm.Runs(acc, GemmVersion.V4Blocked));
+        Assert.False(Conv2d.Runs(acc, ConvVersion.V7HoistedTf32));
+        Assert.True(Conv2d.Runs(acc, ConvVersion.V8Hoisted));
         using var a = acc.Allocate1D<float>(4);
         var s = new GemmShape { Batch = 1, M = 2, N = 2, K = 2, Alpha = 1 };
-        var e = Assert.Throws<ArgumentException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, GemmVersion.V5Tf32));
+        var e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, GemmVersion.V5Tf32));
         Assert.Contains("32-lane warps", e.Message);
         var g = ConvGeometry.Create(1, 1, 1, 1, 1, 1, 1, 0);
-        e = Assert.Throws<ArgumentException>(() => Conv2d.Run(acc, ConvPass.Forward, g, a.View, a.View, a.View, a.View, false, a.View, ConvVersion.V6Tf32));
+        e = Assert.Throws<VersionNotApplicableException>(() => Conv2d.Run(acc, ConvPass.Forward, g, a.View, a.View, a.View, a.View, false, a.View, ConvVersion.V6Tf32));
         Assert.Contains("conv2d v6", e.Message);
     }
 

@@ -78,17 +78,16 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
         int least = minReps ?? MinReps;
         run();
         d.Synchronize();
-        long before = KernelCache.Launches;
-        var byKernel = KernelCache.LaunchesByKernel();
+        var before = KernelCache.LaunchesByKernel();
         var clock = Stopwatch.StartNew();
         run();
         d.Synchronize();
         double once = Math.Max(clock.Elapsed.TotalMilliseconds, 1e-3);
-        long launches = KernelCache.Launches - before;
         LastLaunchesByKernel = KernelCache.LaunchesByKernel()
-            .Select(kv => (kv.Key, Count: kv.Value - byKernel.GetValueOrDefault(kv.Key)))
+            .Select(kv => (kv.Key, Count: kv.Value - before.GetValueOrDefault(kv.Key)))
             .Where(x => x.Count > 0).OrderByDescending(x => x.Count).ThenBy(x => x.Key, StringComparer.Ordinal)
             .ToDictionary(x => x.Key, x => x.Count);
+        long launches = LastLaunchesByKernel.Values.Sum();
         if (!Launch.IsCpu(d.Accelerator) && MarkersWork()) return (ColdCacheMedian(run, once, least), launches);
         int inner = Math.Clamp((int)(1.0 / once), 1, 200);
         // A run slower than the whole budget (a CPU-minded version on a GPU: seconds) is timed once more, not MinReps times.

@@ -59,20 +59,21 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
         }
     }
 
-    /// <summary>A run per version of a family (only the default without AllVersions); run gets the version. A tf32
-    /// version (its name ends in Tf32) is costed against the tensor cores' rate, and left out where the tensor-core
-    /// kernels cannot run (TensorCore.Runs: the CPU accelerator as kd opens it); SkipVersions are left out too.</summary>
-    IEnumerable<PreparedRun> Versions<TV>(string name, TV chosen, KernelCost cost, Action<TV> run) where TV : struct, Enum
+    /// <summary>A run per version of a family (only the default without AllVersions); run gets the version. Versions
+    /// the family says cannot run here (<paramref name="runs"/>: its Runs predicate) and SkipVersions are left out. A
+    /// tf32 version (its name ends in Tf32) is costed against the tensor cores' rate.</summary>
+    IEnumerable<PreparedRun> Versions<TV>(string name, TV chosen, KernelCost cost, Action<TV> run, Func<TV, bool>? runs = null) where TV : struct, Enum
         => (AllVersions ? Enum.GetValues<TV>() : [chosen])
-            .Where(v => !IsTf32(v) || TensorCore.Runs(d.Accelerator))
+            .Where(v => runs?.Invoke(v) ?? true)
             .Where(v => v.Equals(chosen) || !SkipVersions.Contains($"{KernelVersions.FamilyOf(typeof(TV))}=v{Convert.ToInt32(v)}"))
             .Select(v => new PreparedRun(name, VersionLabel(v), v.Equals(chosen), IsTf32(v) ? cost with { Tf32 = true } : cost, () => run(v)));
 
     static bool IsTf32<TV>(TV v) where TV : struct, Enum => v.ToString().EndsWith("Tf32", StringComparison.Ordinal);
 
     /// <summary>The same for an op-level run, with the version forced through the device's KernelVersions.</summary>
-    IEnumerable<PreparedRun> Forced<TV>(string name, TV chosen, Action<KernelVersions, TV> force, KernelCost cost, Action run) where TV : struct, Enum
-        => Versions(name, chosen, cost, (TV v) => d.Versions.With(x => force(x, v), () => { run(); return 0; }));
+    IEnumerable<PreparedRun> Forced<TV>(string name, TV chosen, Action<KernelVersions, TV> force, KernelCost cost, Action run,
+        Func<TV, bool>? runs = null) where TV : struct, Enum
+        => Versions(name, chosen, cost, (TV v) => d.Versions.With(x => force(x, v), () => { run(); return 0; }), runs);
 
     static string VersionLabel<TV>(TV v) where TV : struct, Enum => "v" + Convert.ToInt32(v) + "." + v.ToString()[2..].ToLowerInvariant();
 
@@ -153,7 +154,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 {
                     var y = Ops.GroupNorm(x, gamma, beta, groups, scaleShift, silu);
                     if (back) d.Tape.Backward(y, g!);
-                }))
+                }, v => GroupNorm.Runs(shape, v)))
                     yield return r;
                 break;
             }
@@ -172,7 +173,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 int m = Int(c, "m"), n = Int(c, "n"), k = Int(c, "k");
                 var (a, b, o) = (R([m, k], false), R([k, n], false), R([m, n], false));
                 var shape = new GemmShape { Batch = 1, M = m, N = n, K = k, StrideC = m * n, Alpha = 1 };
-                foreach (var r in Versions(name, Gemm.Choose(acc), Gemm.Cost(shape), (GemmVersion v) => Gemm.Run(acc, a.View, b.View, o.View, shape, v)))
+                foreach (var r in Versions(name, Gemm.Choose(acc), Gemm.Cost(shape), (GemmVersion v) => Gemm.Run(acc, a.View, b.View, o.View, shape, v), v => Gemm.Runs(acc, v)))
                     yield return r;
                 break;
             }
@@ -190,7 +191,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 {
                     var y = Ops.Conv2d(x, w, b);
                     if (back) d.Tape.Backward(y, g!);
-                }))
+                }, v => Conv2d.Runs(acc, v)))
                     yield return r;
                 break;
             }
@@ -205,11 +206,12 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 var dy = R([s[0], cout, s[2], s[3]], false);
                 var o = R(pass == ConvPass.InputGrad ? s : [cout, s[1], 3, 3], false);
                 var geo = ConvGeometry.Create(s[0], s[1], s[2], s[3], cout, 3, 1, 1);
-                // v5's weight gradient splits k as the autodiff op does.
+                // The weight gradient of v5 and later splits k as the autodiff op does (the same slices for each).
                 long room = Conv2d.ScratchLength(acc, geo, pass, ConvVersion.V5RegisterTiles);
                 var scratch = room > 0 ? R([(int)room], false).View : default;
                 foreach (var r in Versions(name, Conv2d.Choose(acc), Conv2d.Cost(geo, pass),
-                             (ConvVersion v) => Conv2d.Run(acc, pass, geo, x.View, w.View, dy.View, w.View, false, o.View, v, scratch)))
+                             (ConvVersion v) => Conv2d.Run(acc, pass, geo, x.View, w.View, dy.View, w.View, false, o.View, v, scratch),
+                             v => Conv2d.Runs(acc, v)))
                     yield return r;
                 break;
             }
@@ -225,7 +227,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 {
                     var y = Ops.Attention(qkv, heads, newOrder: true);
                     if (back) d.Tape.Backward(y, g!);
-                }))
+                }, v => Attention.Runs(shape, v)))
                     yield return r;
                 break;
             }

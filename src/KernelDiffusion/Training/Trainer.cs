@@ -206,7 +206,8 @@ public sealed class Trainer : IDisposable
             if (Options.ClipNorm > 0 && norm > Options.ClipNorm)
             {
                 var all = Optimizer.Gradients;   // every gradient in one launch
-                Elementwise.Unary(d.Accelerator, UnaryOp.Affine, all.View, all.View, (float)(Options.ClipNorm / (norm + 1e-6)), 0, all.Length);
+                Elementwise.Unary(d.Accelerator, UnaryOp.Affine, all.View, all.View, (float)(Options.ClipNorm / (norm + 1e-6)), 0, all.Length,
+                    d.Versions.Elementwise ?? Elementwise.Choose(d.Accelerator, all.Length));
             }
             Optimizer.LearningRate = lr;
             Optimizer.Step();
