@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7's measurement on the lent GPU machine, about 7-8 minutes: kd check on CUDA, then kd bench (every kernel version
+# Issue 7's measurement on the lent GPU machine, about 8-9 minutes: kd check on CUDA, then kd bench (every kernel version
 # and the whole-model steps) and bench/torch_reference.py on the same card in the same run, joined into bench ratios.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
 # There: run with carry [".device"]:  bash scripts/gpu-bench.sh "$OUT"     ($OUT gets bench-results.tgz)
@@ -23,6 +23,11 @@ stamp "torch done"
 python3 bench/join.py "$R/bench/bench.json" "$R/torch.json" --out "$R/ratios.md" > "$R/join.log" 2>&1
 python3 bench/fastest.py "$R/bench/bench.json" "$R/check/check.json" --out "$R/fastest.md" > "$R/fastest.log" 2>&1
 stamp "joined; fastest passing versions in fastest.md"
+# Per-shape tuning on whole models (KD_KERNELS=auto): the fmnist steps with each conv pass and GEMM shape at the fastest
+# fp32 version that matches the default's output; bench.md lists every shape's trials. Tuning runs in the warm-up step.
+KD_KERNELS=auto timeout 120 bash .device/run KernelDiffusion.Cli bench --device cuda --no-kernels --kernels fmnist \
+  --budget-ms 100 --out "$R/bench-auto" > "$R/bench-auto.log" 2>&1
+stamp "tuned fmnist steps done"
 # The tensor-core path on whole models: the fmnist steps with tf32 GEMM and conv (against torch's @tf32 steps), and how
 # far a tf32 forward lands from the fp32 one (kd compare of two traces of the same inputs).
 KD_KERNELS=gemm=v5,conv=v7 timeout 60 bash .device/run KernelDiffusion.Cli bench --device cuda --no-kernels --kernels fmnist \

@@ -42,6 +42,15 @@ namespace KernelDiffusion.Cli
             }
         }
 
+        /// <summary>Prints what the Autotuner chose per shape (KD_KERNELS=auto), one line each; nothing when it chose nothing.</summary>
+        public static void ReportTuning(ComputeDevice d)
+        {
+            var lines = d.Tuner.Summary().ToList();
+            if (lines.Count == 0) return;
+            AnsiConsole.MarkupLine($"tuned {lines.Count} shapes ({KernelVersions.EnvironmentVariable}={Markup.Escape(d.Versions.ToString())}):");
+            foreach (var line in lines) AnsiConsole.MarkupLine($"  [grey]{Markup.Escape(line)}[/]");
+        }
+
         public static string Bytes(long b) => b switch
         {
             >= 1L << 40 => "unbounded",

@@ -114,6 +114,7 @@ static class SampleCommand
             AnsiConsole.MarkupLine($"{seconds:F2} s in all, {1000 * seconds / (batches * plan.Length):F1} ms per step of up to {Math.Min(size, count)} samples" +
                                    (d.Profiler != null ? " (with per-op timing, which synchronises after every op)" : ""));
             if (d.Profiler != null) AnsiConsole.WriteLine(d.Profiler.Report(25));
+            Common.ReportTuning(d);
             return 0;
         }));
         return cmd;

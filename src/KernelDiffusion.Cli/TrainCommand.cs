@@ -158,6 +158,7 @@ static class TrainCommand
                     }
                 });
             TrainCheckpoint.Save(dir, t);
+            Common.ReportTuning(d);
             AnsiConsole.MarkupLine($"{(stop ? "stopped" : "done")} at step {t.Step} after {(DateTime.UtcNow - started).TotalSeconds:F0} s; {t.SkippedSteps} skipped steps; saved {Markup.Escape(Path.Combine(dir, TrainCheckpoint.StateFile))} and {TrainCheckpoint.ModelFile}");
             return 0;
         }

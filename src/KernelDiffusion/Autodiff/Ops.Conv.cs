@@ -1,3 +1,4 @@
+using ILGPU;
 using KernelDiffusion.Kernels;
 using KernelDiffusion.Runtime;
 
@@ -20,7 +21,7 @@ public static partial class Ops
         var g = ConvGeometry.Create(x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3), weight.Dim(0), r, stride, pad);
         if (g.Ho < 1 || g.Wo < 1) throw new KdException($"conv2d: input '{x.Name}' {x.ShapeText} is smaller than the {r}x{r} kernel");
         var y = Output(d, [g.N, g.Cout, g.Ho, g.Wo], "conv2d");
-        Kernels.Conv2d.Run(d.Accelerator, ConvPass.Forward, g, x.View, weight.View, x.View, (bias ?? weight).View, bias != null, y.View, d.Versions.Conv);
+        RunConv(d, ConvPass.Forward, g, x.View, weight.View, x.View, (bias ?? weight).View, bias != null, y);
         RecordReference(d, "conv2d", y, v => Kernels.Conv2d.Reference.Forward(v[0], v[1], bias == null ? null : v[2], g), bias == null ? [x, weight] : [x, weight, bias]);
         if (d.Tape.ShouldRecord(bias == null ? [x, weight] : [x, weight, bias]))
             d.Tape.Record("conv2d", y, dy =>
@@ -28,16 +29,13 @@ public static partial class Ops
                 if (x.RequiresGrad)
                 {
                     var dx = Output(d, x.Shape, "conv2d_input_grad");
-                    Kernels.Conv2d.Run(d.Accelerator, ConvPass.InputGrad, g, x.View, weight.View, dy.View, weight.View, false, dx.View, d.Versions.Conv);
+                    RunConv(d, ConvPass.InputGrad, g, x.View, weight.View, dy.View, weight.View, false, dx);
                     d.Tape.Accumulate(x, dx, owned: true);
                 }
                 if (weight.RequiresGrad)
                 {
                     var dw = Output(d, weight.Shape, "conv2d_weight_grad");
-                    var v = d.Versions.Conv ?? Kernels.Conv2d.Choose(d.Accelerator);
-                    long room = Kernels.Conv2d.ScratchLength(d.Accelerator, g, ConvPass.WeightGrad, v);
-                    var scratch = room > 0 ? Output(d, [(int)room], "conv2d_weight_grad_slices").View : default;
-                    Kernels.Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, g, x.View, weight.View, dy.View, weight.View, false, dw.View, v, scratch);
+                    RunConv(d, ConvPass.WeightGrad, g, x.View, weight.View, dy.View, weight.View, false, dw);
                     d.Tape.Accumulate(weight, dw, owned: true);
                 }
                 if (bias is { RequiresGrad: true })
@@ -47,6 +45,30 @@ public static partial class Ops
                 }
             });
         return y;
+    }
+
+    /// <summary>One pass at the forced version, else the tuned one (conv=auto), else the accelerator's default. The
+    /// weight gradient's split-k slices (v5 and later) get their scratch here.</summary>
+    static void RunConv(ComputeDevice d, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
+        ArrayView<float> bias, bool hasBias, Tensor o)
+    {
+        var acc = d.Accelerator;
+        var scratch = new Dictionary<ConvVersion, ArrayView<float>>();
+        void Run(ConvVersion v)
+        {
+            if (!scratch.TryGetValue(v, out var room))
+            {
+                long length = Kernels.Conv2d.ScratchLength(acc, g, pass, v);
+                scratch[v] = room = length > 0 ? Output(d, [(int)length], "conv2d_weight_grad_slices").View : default;
+            }
+            Kernels.Conv2d.Run(acc, pass, g, x, w, dy, bias, hasBias, o.View, v, room);
+        }
+        if (d.Versions.Conv is { } forced) Run(forced);
+        else if (d.Versions.Tunes("conv"))
+            d.Tuner.Choose("conv", $"{pass.ToString().ToLowerInvariant()} N{g.N} C{g.Cin}->{g.Cout} {g.H}x{g.W} r{g.R} s{g.S} p{g.P}",
+                Kernels.Conv2d.Choose(acc), Enum.GetValues<ConvVersion>().Where(v => Kernels.Conv2d.Runs(acc, v) && !KernelVersions.IsTf32(v)),
+                Run, o.View);
+        else Run(Kernels.Conv2d.Choose(acc));
     }
 
     /// <summary>Nearest 2x upsampling of [N, C, H, W].</summary>

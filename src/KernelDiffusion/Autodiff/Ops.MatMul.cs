@@ -1,3 +1,4 @@
+using ILGPU;
 using KernelDiffusion.Kernels;
 using KernelDiffusion.Runtime;
 
@@ -26,7 +27,7 @@ public static partial class Ops
             Batch = batch, M = m, N = n, K = ka, TransA = transA ? 1 : 0, TransB = transB ? 1 : 0,
             StrideA = a.Rank == 3 ? m * ka : 0, StrideB = b.Rank == 3 ? ka * n : 0, StrideC = m * n, Alpha = 1, Beta = 0,
         };
-        Gemm.Run(d.Accelerator, a.View, b.View, o.View, shape, d.Versions.Gemm);
+        RunGemm(d, a.View, b.View, o, shape);
         RecordReference(d, "matmul", o, v => Gemm.Reference.Run(v[0], v[1], null, shape), a, b);
         if (d.Tape.ShouldRecord(a, b))
             d.Tape.Record("matmul", o, g =>
@@ -46,6 +47,17 @@ public static partial class Ops
                 }
             });
         return o;
+    }
+
+    /// <summary>Gemm at the forced version, else the tuned one (gemm=auto), else the accelerator's default.</summary>
+    static void RunGemm(ComputeDevice d, ArrayView<float> a, ArrayView<float> b, Tensor o, GemmShape s)
+    {
+        var acc = d.Accelerator;
+        if (d.Versions.Gemm is null && d.Versions.Tunes("gemm"))
+            d.Tuner.Choose("gemm", $"batch {s.Batch} {s.M}x{s.K}{(s.TransA == 1 ? "^T" : "")} x {s.K}x{s.N}{(s.TransB == 1 ? "^T" : "")} strides {s.StrideA}/{s.StrideB}",
+                Gemm.Choose(acc), Enum.GetValues<GemmVersion>().Where(v => Gemm.Runs(acc, v) && !KernelVersions.IsTf32(v)),
+                v => Gemm.Run(acc, a, b, o.View, s, v), o.View);
+        else Gemm.Run(acc, a, b, o.View, s, d.Versions.Gemm);
     }
 
     /// <summary>y = x W^T + b for x [N, in], W [out, in] (PyTorch's layout), b [out].</summary>

@@ -1,3 +1,4 @@
+using ILGPU;
 using KernelDiffusion.Kernels;
 using KernelDiffusion.Runtime;
 
@@ -21,7 +22,8 @@ public static partial class Ops
         var stats = Output(d, [2, n * groups], "group_norm_stats");
         var y = Output(d, x.Shape, "group_norm");
         var ss = (scaleShift ?? x).View;
-        Kernels.GroupNorm.Forward(d.Accelerator, s, x.View, gamma.View, beta.View, ss, stats.View, y.View, d.Versions.GroupNorm);
+        Tuned(d, "forward", s, v => v != GroupNormVersion.V3FusedBackward,   // v3 is a backward: its forward is v2's
+            v => Kernels.GroupNorm.Forward(d.Accelerator, s, x.View, gamma.View, beta.View, ss, stats.View, y.View, v), stats.View, y.View);
         Tensor[] inputs = scaleShift == null ? [x, gamma, beta] : [x, gamma, beta, scaleShift];
         RecordReference(d, "group_norm", y, v => Kernels.GroupNorm.Reference.Forward(v[0], v[1], v[2], scaleShift == null ? null : v[3], s), inputs);
         if (d.Tape.ShouldRecord(inputs))
@@ -30,8 +32,9 @@ public static partial class Ops
                 var sums = Output(d, [2, n, c], "group_norm_sums");
                 var dss = scaleShift == null ? null : Output(d, scaleShift.Shape, "group_norm_scale_shift_grad");
                 var dx = Output(d, x.Shape, "group_norm_grad");
-                Kernels.GroupNorm.Backward(d.Accelerator, s, x.View, gamma.View, beta.View, ss, stats.View, g.View, sums.View, (dss ?? dx).View, dx.View,
-                    d.Versions.GroupNorm);
+                Tuned(d, "backward", s, v => Kernels.GroupNorm.Runs(s, v),
+                    v => Kernels.GroupNorm.Backward(d.Accelerator, s, x.View, gamma.View, beta.View, ss, stats.View, g.View, sums.View, (dss ?? dx).View, dx.View, v),
+                    dss == null ? [sums.View, dx.View] : [sums.View, dss.View, dx.View]);
                 d.Tape.Accumulate(x, dx, owned: true);
                 if (dss != null) d.Tape.Accumulate(scaleShift!, dss, owned: true);
                 if (gamma.RequiresGrad || beta.RequiresGrad)
@@ -42,5 +45,18 @@ public static partial class Ops
                 }
             });
         return y;
+    }
+
+    /// <summary>A GroupNorm pass at the forced version, else the tuned one (groupnorm=auto: among those <paramref name="runs"/>
+    /// allows), else the accelerator's default for the shape.</summary>
+    static void Tuned(ComputeDevice d, string pass, GroupNormShape s, Func<GroupNormVersion, bool> runs, Action<GroupNormVersion> run,
+        params ArrayView<float>[] outputs)
+    {
+        var fallback = Kernels.GroupNorm.Choose(d.Accelerator, s);
+        if (d.Versions.GroupNorm is { } forced) run(forced);
+        else if (d.Versions.Tunes("groupnorm"))
+            d.Tuner.Choose("groupnorm", $"{pass} N{s.N} C{s.C} HW{s.HW} G{s.Groups}{(s.ScaleShift != 0 ? " +scale-shift" : "")}{(s.Silu != 0 ? " +silu" : "")}",
+                fallback, Enum.GetValues<GroupNormVersion>().Where(runs), run, outputs);
+        else run(fallback);
     }
 }

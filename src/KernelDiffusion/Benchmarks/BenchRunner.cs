@@ -66,16 +66,12 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
         => (AllVersions ? Enum.GetValues<TV>() : [chosen])
             .Where(v => runs?.Invoke(v) ?? true)
             .Where(v => v.Equals(chosen) || !SkipVersions.Contains($"{KernelVersions.FamilyOf(typeof(TV))}=v{Convert.ToInt32(v)}"))
-            .Select(v => new PreparedRun(name, VersionLabel(v), v.Equals(chosen), IsTf32(v) ? cost with { Tf32 = true } : cost, () => run(v)));
-
-    static bool IsTf32<TV>(TV v) where TV : struct, Enum => v.ToString().EndsWith("Tf32", StringComparison.Ordinal);
+            .Select(v => new PreparedRun(name, KernelVersions.Label(v), v.Equals(chosen), KernelVersions.IsTf32(v) ? cost with { Tf32 = true } : cost, () => run(v)));
 
     /// <summary>The same for an op-level run, with the version forced through the device's KernelVersions.</summary>
     IEnumerable<PreparedRun> Forced<TV>(string name, TV chosen, Action<KernelVersions, TV> force, KernelCost cost, Action run,
         Func<TV, bool>? runs = null) where TV : struct, Enum
         => Versions(name, chosen, cost, (TV v) => d.Versions.With(x => force(x, v), () => { run(); return 0; }), runs);
-
-    static string VersionLabel<TV>(TV v) where TV : struct, Enum => "v" + Convert.ToInt32(v) + "." + v.ToString()[2..].ToLowerInvariant();
 
     /// <summary>Times every version of a kernel case; a case that cannot be set up (too large for the device) is one
     /// error row.</summary>

@@ -12,8 +12,9 @@ namespace KernelDiffusion.Runtime;
 public sealed record DeviceInfo(string Id, string Kind, string Name, long MemoryBytes, int WarpSize, int MaxGroupSize,
     long MaxSharedMemoryPerGroup, int Multiprocessors);
 
-/// <summary>Which numbered version of a kernel family runs; null picks the default for the accelerator. The KD_KERNELS
-/// variable forces some for a whole run (see <see cref="Force"/>).</summary>
+/// <summary>Which numbered version of a kernel family runs; null picks the default for the accelerator, or, for a
+/// family in <see cref="Auto"/>, the version the device's Autotuner finds fastest at each shape. The KD_KERNELS variable
+/// forces some for a whole run (see <see cref="Force"/>).</summary>
 public sealed class KernelVersions
 {
     public const string EnvironmentVariable = "KD_KERNELS";
@@ -25,14 +26,44 @@ public sealed class KernelVersions
     public AttentionVersion? Attention { get; set; }
     public ElementwiseVersion? Elementwise { get; set; }
 
+    /// <summary>The families that tune themselves per shape (KD_KERNELS=auto, or conv=auto): each shape's first call tries
+    /// the family's fp32 versions and keeps the fastest whose output matches the default's (see Autotuner). A version
+    /// forced by name wins over this.</summary>
+    public IReadOnlySet<string> Auto => auto;
+    HashSet<string> auto = [];
+
+    /// <summary>The families that can tune themselves: those whose ops overwrite their output and whose versions all
+    /// compute the same thing.</summary>
+    public static IReadOnlyList<string> Tunable { get; } = ["gemm", "conv", "groupnorm"];
+
+    /// <summary>Whether the device's Autotuner chooses this family's version (it is in Auto and no version is forced).</summary>
+    public bool Tunes(string family) => auto.Contains(family);
+
     /// <summary>Forces versions named as in "gemm=v5,conv=v6" (families gemm, conv, groupnorm, attention, reduce,
-    /// elementwise; a version is v and its number, as kd bench lists them). Throws, changing nothing, on a name it does
-    /// not know.</summary>
+    /// elementwise; a version is v and its number, as kd bench lists them), or tuned per shape: "conv=auto", and "auto"
+    /// alone for every tunable family (gemm, conv, groupnorm). Throws, changing nothing, on a name it does not know.</summary>
     public void Force(string spec)
     {
-        var parsed = new KernelVersions { Gemm = Gemm, Reduce = Reduce, Conv = Conv, GroupNorm = GroupNorm, Attention = Attention, Elementwise = Elementwise };
-        foreach (var (family, version) in Parse(spec, EnvironmentVariable))
+        var parsed = new KernelVersions { Gemm = Gemm, Reduce = Reduce, Conv = Conv, GroupNorm = GroupNorm, Attention = Attention, Elementwise = Elementwise, auto = [.. auto] };
+        var named = new List<string>();
+        foreach (var part in spec.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
+            var kv = part.Split('=', StringSplitOptions.TrimEntries);
+            if (kv.Length == 1 && kv[0].Equals("auto", StringComparison.OrdinalIgnoreCase))
+                foreach (var f in Tunable) parsed.SetAuto(f);
+            else if (kv.Length == 2 && kv[1].Equals("auto", StringComparison.OrdinalIgnoreCase))
+            {
+                string f = kv[0].ToLowerInvariant();
+                if (!Tunable.Contains(f))
+                    throw new KdException($"{EnvironmentVariable}: '{part}': only {string.Join(", ", Tunable)} tune themselves per shape" +
+                                          (Families.ContainsKey(f) ? $"; name a version of {f} instead (for example {f}=v2)" : $" ('{kv[0]}' is not a kernel family)"));
+                parsed.SetAuto(f);
+            }
+            else named.Add(part);
+        }
+        foreach (var (family, version) in Parse(string.Join(",", named), EnvironmentVariable))
+        {
+            parsed.auto.Remove(family);
             switch (family)
             {
                 case "gemm": parsed.Gemm = (GemmVersion)version; break;
@@ -44,7 +75,26 @@ public sealed class KernelVersions
             }
         }
         (Gemm, Reduce, Conv, GroupNorm, Attention, Elementwise) = (parsed.Gemm, parsed.Reduce, parsed.Conv, parsed.GroupNorm, parsed.Attention, parsed.Elementwise);
+        auto = parsed.auto;
     }
+
+    /// <summary>Tunes a family: clears a version forced by name.</summary>
+    void SetAuto(string family)
+    {
+        auto.Add(family);
+        switch (family)
+        {
+            case "gemm": Gemm = null; break;
+            case "conv": Conv = null; break;
+            default: GroupNorm = null; break;
+        }
+    }
+
+    /// <summary>A version as kd bench and the Autotuner print it: v8.hoisted.</summary>
+    public static string Label<TV>(TV v) where TV : struct, Enum => "v" + Convert.ToInt32(v) + "." + v.ToString()[2..].ToLowerInvariant();
+
+    /// <summary>Whether a version runs on tf32 tensor cores (its name ends in Tf32): opt-in by name, never tuned to.</summary>
+    public static bool IsTf32<TV>(TV v) where TV : struct, Enum => v.ToString().EndsWith("Tf32", StringComparison.Ordinal);
 
     /// <summary>The kernel families by the names KD_KERNELS and kd bench --skip-versions use.</summary>
     public static IReadOnlyDictionary<string, Type> Families { get; } = new Dictionary<string, Type>
@@ -82,15 +132,17 @@ public sealed class KernelVersions
     /// <summary>The forced versions, as Force reads them ("" when none is forced).</summary>
     public override string ToString() => string.Join(",", new (string, Enum?)[]
         { ("gemm", Gemm), ("conv", Conv), ("groupnorm", GroupNorm), ("attention", Attention), ("reduce", Reduce), ("elementwise", Elementwise) }
-        .Where(x => x.Item2 != null).Select(x => $"{x.Item1}=v{Convert.ToInt32(x.Item2)}"));
+        .Where(x => x.Item2 != null).Select(x => $"{x.Item1}=v{Convert.ToInt32(x.Item2)}")
+        .Concat(Tunable.Where(auto.Contains).Select(f => $"{f}=auto")));
 
     /// <summary>Runs f with some versions forced, then restores every choice.</summary>
     public T With<T>(Action<KernelVersions> force, Func<T> f)
     {
-        var (gemm, reduce, conv, gn, att, ew) = (Gemm, Reduce, Conv, GroupNorm, Attention, Elementwise);
+        var (gemm, reduce, conv, gn, att, ew, tuned) = (Gemm, Reduce, Conv, GroupNorm, Attention, Elementwise, auto);
+        auto = [.. auto];
         force(this);
         try { return f(); }
-        finally { (Gemm, Reduce, Conv, GroupNorm, Attention, Elementwise) = (gemm, reduce, conv, gn, att, ew); }
+        finally { (Gemm, Reduce, Conv, GroupNorm, Attention, Elementwise, auto) = (gemm, reduce, conv, gn, att, ew, tuned); }
     }
 }
 
@@ -113,6 +165,10 @@ public sealed class ComputeDevice : IDisposable
 
     /// <summary>Kernel versions forced for this device: KD_KERNELS's, changed by kd check and kd bench as they go.</summary>
     public KernelVersions Versions { get; }
+
+    /// <summary>The per-shape choices of the families in Versions.Auto.</summary>
+    public Autotuner Tuner => tuner ??= new Autotuner(Accelerator);
+    Autotuner? tuner;
 
     /// <summary>When set, every op also records its float64 reference there, so the graph can be replayed in float64.</summary>
     public ReferenceGraph? Reference { get; set; }

@@ -1,0 +1,177 @@
+using ILGPU;
+using ILGPU.Runtime;
+using KernelDiffusion.Autodiff;
+using KernelDiffusion.Kernels;
+using KernelDiffusion.Runtime;
+
+namespace KernelDiffusion.Tests;
+
+/// <summary>KD_KERNELS=auto: per-shape version choice by trial (Autotuner), checked against the default's output.</summary>
+[Collection("device")]
+public sealed class AutotunerTests(DeviceFixture fixture)
+{
+    ComputeDevice D => fixture.Device;
+
+    /// <summary>A tuner whose clock is a table: each "version" writes its own values, and takes the time the table gives
+    /// it, so the choice does not depend on this machine's speed.</summary>
+    sealed class FakeVersions(Accelerator acc, Dictionary<GemmVersion, (float[] Output, double Ms)> table)
+    {
+        public readonly List<GemmVersion> Ran = [];
+        GemmVersion last;
+        public readonly MemoryBuffer1D<float, Stride1D.Dense> Output = acc.Allocate1D<float>(4);
+        public Autotuner Tuner() => new(acc, run => { run(); return table[last].Ms; });
+        public void Run(GemmVersion v)
+        {
+            if (table[v].Output.Length == 0) throw new InvalidOperationException("cannot run here");
+            last = v;
+            Ran.Add(v);
+            Output.View.CopyFromCPU(table[v].Output);
+        }
+    }
+
+    static readonly float[] Right = [1.5f, -2f, 0.25f, 3f];
+
+    [Fact]
+    public void TheFastestVersionThatMatchesTheDefaultIsChosenAndKept()
+    {
+        var fake = new FakeVersions(D.Accelerator, new()
+        {
+            [GemmVersion.V2Tiled] = (Right, 5.0),                                     // the default
+            [GemmVersion.V1Naive] = ([1.5f, -2f, 0.25f, 3.0001f], 2.0),               // matches within 1e-4 of 3
+            [GemmVersion.V3Rows] = ([1.5f, -2f, 0.26f, 3f], 0.5),                     // fastest, but wrong
+            [GemmVersion.V4Blocked] = ([], 0.1),                                      // throws
+            [GemmVersion.V5Tf32] = ([1.5f, float.NaN, 0.25f, 3f], 0.1),               // not finite
+        });
+        var tuner = fake.Tuner();
+        var all = Enum.GetValues<GemmVersion>();
+        var v = tuner.Choose("gemm", "shape A", GemmVersion.V2Tiled, all, fake.Run, fake.Output.View);
+        Assert.Equal(GemmVersion.V1Naive, v);
+        Assert.Equal(GemmVersion.V1Naive, fake.Ran[^1]);   // the chosen version ran last: the output is its own
+        var choice = Assert.Single(tuner.Choices);
+        Assert.Equal(("v1.naive", "v2.tiled", 2.0, 5.0), (choice.Version, choice.Default, choice.Ms, choice.DefaultMs));
+        Assert.Contains("output 2 is 0.26 where the default gives 0.25", choice.Trials.Single(t => t.Version == "v3.rows").Rejected);
+        Assert.Contains("cannot run here", choice.Trials.Single(t => t.Version == "v4.blocked").Rejected);
+        Assert.Contains("NaN", choice.Trials.Single(t => t.Version == "v5.tf32").Rejected);
+        Assert.Contains("gemm shape A: v1.naive 2.000 ms (default v2.tiled 5.000 ms)", Assert.Single(tuner.Summary()));
+
+        fake.Ran.Clear();
+        Assert.Equal(GemmVersion.V1Naive, tuner.Choose("gemm", "shape A", GemmVersion.V2Tiled, all, fake.Run, fake.Output.View));
+        Assert.Equal([GemmVersion.V1Naive], fake.Ran);     // known shape: no trials
+        Assert.Single(tuner.Choices);
+
+        // Another shape tunes again; the default wins when nothing that matches is faster.
+        Assert.Equal(GemmVersion.V2Tiled, tuner.Choose("gemm", "shape B", GemmVersion.V2Tiled, [GemmVersion.V3Rows], fake.Run, fake.Output.View));
+        Assert.Equal(GemmVersion.V2Tiled, fake.Ran[^1]);
+        Assert.Equal(2, tuner.Choices.Count);
+    }
+
+    [Fact]
+    public void ADefaultOutputThatIsNotFiniteChoosesNothing()
+    {
+        var fake = new FakeVersions(D.Accelerator, new()
+        {
+            [GemmVersion.V2Tiled] = ([1f, float.PositiveInfinity, 0f, 0f], 5.0),
+            [GemmVersion.V1Naive] = ([1f, float.PositiveInfinity, 0f, 0f], 1.0),
+        });
+        var tuner = fake.Tuner();
+        Assert.Equal(GemmVersion.V2Tiled, tuner.Choose("gemm", "s", GemmVersion.V2Tiled, [GemmVersion.V1Naive], fake.Run, fake.Output.View));
+        Assert.DoesNotContain(GemmVersion.V1Naive, fake.Ran);
+        Assert.Empty(tuner.Choices);
+    }
+
+    [Fact]
+    public void AutoIsReadFromKdKernelsAndANamedVersionWins()
+    {
+        var v = new KernelVersions();
+        v.Force("auto");
+        Assert.True(v.Tunes("gemm") && v.Tunes("conv") && v.Tunes("groupnorm"));
+        Assert.Equal("gemm=auto,conv=auto,groupnorm=auto", v.ToString());
+        v.Force("conv=v5");
+        Assert.False(v.Tunes("conv"));
+        Assert.Equal(ConvVersion.V5RegisterTiles, v.Conv);
+        v.Force("Conv=AUTO");
+        Assert.Null(v.Conv);
+        Assert.True(v.Tunes("conv"));
+        var both = new KernelVersions();
+        both.Force("gemm=v4,auto");                        // a version named anywhere in the list wins over auto
+        Assert.Equal(("gemm=v4,conv=auto,groupnorm=auto", false), (both.ToString(), both.Tunes("gemm")));
+        var e = Assert.Throws<KdException>(() => new KernelVersions().Force("attention=auto"));
+        Assert.Contains("only gemm, conv, groupnorm tune themselves per shape; name a version of attention instead", e.Message);
+        Assert.Contains("'matmul' is not a kernel family", Assert.Throws<KdException>(() => new KernelVersions().Force("matmul=auto")).Message);
+        Assert.Equal("", new KernelVersions().With(x => x.Force("auto"), () => "") + v.With(x => x.Force("conv=v2"), () => ""));
+        Assert.True(v.Tunes("conv"));                      // With restores auto too
+    }
+
+    static float[] Values(int n, int seed)
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, n).Select(_ => (float)(2 * rng.NextDouble() - 1)).ToArray();
+    }
+
+    (float[] Y, float[] Dx, float[] Dw, float[] Db, float[] Mm, float[] Da, float[] Dg) ConvNormAndMatMul()
+    {
+        D.Tape.Reset();
+        using var x = D.FromArray(Values(2 * 3 * 5 * 6, 11), [2, 3, 5, 6], "x");
+        using var w = D.FromArray(Values(4 * 3 * 3 * 3, 12), [4, 3, 3, 3], "w");
+        using var b = D.FromArray(Values(4, 13), [4], "b");
+        using var r = D.FromArray(Values(2 * 4 * 5 * 6, 14), [2, 4, 5, 6], "r");
+        using var a = D.FromArray(Values(5 * 7, 15), [5, 7], "a");
+        using var m = D.FromArray(Values(7 * 3, 16), [7, 3], "m");
+        using var gamma = D.FromArray(Values(4, 17), [4], "gamma");
+        using var beta = D.FromArray(Values(4, 18), [4], "beta");
+        foreach (var t in new[] { x, w, b, a, gamma }) t.RequiresGrad = true;
+        var y = Ops.GroupNorm(Ops.Conv2d(x, w, b), gamma, beta, groups: 2, silu: true);
+        var mm = Ops.MatMul(a, m);
+        D.Tape.Backward(Ops.Add(Ops.Sum(Ops.Mul(y, r)), Ops.Sum(Ops.Mul(mm, mm))));
+        var result = (y.ToArray(), x.Grad!.ToArray(), w.Grad!.ToArray(), b.Grad!.ToArray(), mm.ToArray(), a.Grad!.ToArray(), gamma.Grad!.ToArray());
+        D.Tape.Reset();
+        return result;
+    }
+
+    static void Near(float[] want, float[] got, string what)
+    {
+        double scale = want.Max(v => Math.Abs((double)v));
+        for (int i = 0; i < want.Length; i++)
+            Assert.True(Math.Abs(want[i] - got[i]) <= 1e-4 * scale, $"{what}[{i}]: {got[i]} against {want[i]}");
+    }
+
+    [Fact]
+    public void TunedOpsGiveTheDefaultsResultsAndTuneEachShapeOnce()
+    {
+        var plain = ConvNormAndMatMul();
+        var (first, second, choices) = D.Versions.With(v => v.Force("auto"), () =>
+        {
+            var f = ConvNormAndMatMul();
+            int tuned = D.Tuner.Choices.Count;
+            var s = ConvNormAndMatMul();
+            Assert.Equal(tuned, D.Tuner.Choices.Count);   // the same shapes again: nothing new to tune
+            return (f, s, D.Tuner.Choices);
+        });
+        foreach (var run in new[] { first, second })
+        {
+            Near(plain.Y, run.Y, "y");
+            Near(plain.Dx, run.Dx, "dx");
+            Near(plain.Dw, run.Dw, "dw");
+            Near(plain.Db, run.Db, "db");
+            Near(plain.Mm, run.Mm, "a m");
+            Near(plain.Da, run.Da, "da");
+            Near(plain.Dg, run.Dg, "dgamma");
+        }
+        string[] passes = ["forward", "inputgrad", "weightgrad"];
+        foreach (var pass in passes)
+        {
+            var c = Assert.Single(choices, c => c.Family == "conv" && c.Key == $"{pass} N2 C3->4 5x6 r3 s1 p1");
+            // Every fp32 version that runs on the CPU accelerator was tried and matched; no tf32 version was.
+            Assert.Equal(["v1.direct", "v2.tiled", "v3.planes", "v4.blocked", "v5.registertiles", "v8.hoisted"], c.Trials.Select(t => t.Version).Order());
+            Assert.All(c.Trials, t => Assert.Null(t.Rejected));
+        }
+        Assert.Contains(choices, c => c.Family == "gemm" && c.Key == "batch 1 5x7 x 7x3 strides 0/0");
+        // GroupNorm's forward has two versions (v3 is a backward only), its backward three.
+        Assert.Equal(["v1.pergroup", "v2.grouptree"], choices.Single(c => c.Key == "forward N2 C4 HW30 G2 +silu").Trials.Select(t => t.Version).Order());
+        var back = choices.Single(c => c.Key == "backward N2 C4 HW30 G2 +silu");
+        Assert.Equal(["v1.pergroup", "v2.grouptree", "v3.fusedbackward"], back.Trials.Select(t => t.Version).Order());
+        Assert.All(back.Trials, t => Assert.Null(t.Rejected));
+        Assert.Null(D.Versions.Conv);
+        Assert.False(D.Versions.Tunes("conv"));
+    }
+}
