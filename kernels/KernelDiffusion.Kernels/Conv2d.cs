@@ -810,6 +810,13 @@ public static class Conv2d
     /// <summary>Whether a version can run on this accelerator (the tf32 ones need TensorCore.Runs).</summary>
     public static bool Runs(Accelerator acc, ConvVersion v) => v is not (ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32) || TensorCore.Runs(acc);
 
+    /// <summary>Whether KD_KERNELS=auto tries a version here: fp32 versions that run, less the other kind of
+    /// accelerator's version where it was measured hopeless (v2's shared tiles shrink to 1 x 1 in the CPU accelerator's
+    /// 2-thread groups: up to 5.7 s a pass at the quick fmnist shapes; v3's plane per thread took 433 ms against v2's 5.8
+    /// on an H100).</summary>
+    public static bool Tunable(Accelerator acc, ConvVersion v)
+        => v is not (ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32) && v != (Launch.IsCpu(acc) ? ConvVersion.V2Tiled : ConvVersion.V3Planes);
+
     public static ConvVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? ConvVersion.V4Blocked : ConvVersion.V2Tiled;
 
     /// <summary>Runs one pass. Unused views (dy for forward, x for input grad, bias without one) may be any view.</summary>

@@ -257,6 +257,12 @@ public static class Gemm
     /// <summary>Whether a version can run on this accelerator (v5 needs TensorCore.Runs).</summary>
     public static bool Runs(Accelerator acc, GemmVersion v) => v != GemmVersion.V5Tf32 || TensorCore.Runs(acc);
 
+    /// <summary>Whether KD_KERNELS=auto tries a version here: fp32 versions that run, less the other kind of
+    /// accelerator's version where it was measured hopeless (v2's shared tiles shrink to 1 x 1 in the CPU accelerator's
+    /// 2-thread groups; v3's row per thread took 5.3 s at 4096 on an H100).</summary>
+    public static bool Tunable(Accelerator acc, GemmVersion v)
+        => v != GemmVersion.V5Tf32 && Runs(acc, v) && v != (Launch.IsCpu(acc) ? GemmVersion.V2Tiled : GemmVersion.V3Rows);
+
     public static GemmVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? GemmVersion.V3Rows : GemmVersion.V2Tiled;
 
     public static void Run(Accelerator acc, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, GemmVersion? version = null)

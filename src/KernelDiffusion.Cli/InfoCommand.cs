@@ -37,7 +37,13 @@ static class InfoCommand
         {
             var versions = new KernelVersions();
             versions.Force(forced);   // a bad name is refused here, as it would be by any command
-            AnsiConsole.MarkupLine($"kernel versions forced by {KernelVersions.EnvironmentVariable}: {Markup.Escape(versions.ToString())}");
+            AnsiConsole.MarkupLine($"kernel versions set by {KernelVersions.EnvironmentVariable}: {Markup.Escape(versions.ToString())}");
+            if (versions.Auto.Count > 0)
+            {
+                var path = TuningCache.PathFor(devices.First(x => x.Id == chosen));
+                AnsiConsole.MarkupLine(path == null ? $"tuning cache: none ({TuningCache.EnvironmentVariable}=off)"
+                    : $"tuning cache: {Markup.Escape(path)}{(File.Exists(path) ? "" : " (not written yet)")}");
+            }
         }
         return 0;
     }

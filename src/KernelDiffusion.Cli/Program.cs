@@ -47,7 +47,10 @@ namespace KernelDiffusion.Cli
         {
             var lines = d.Tuner.Summary().ToList();
             if (lines.Count == 0) return;
-            AnsiConsole.MarkupLine($"tuned {lines.Count} shapes ({KernelVersions.EnvironmentVariable}={Markup.Escape(d.Versions.ToString())}):");
+            int cached = d.Tuner.Choices.Count(c => c.Cached);
+            string file = TuningCache.PathFor(d.Info) is { } path ? $"; choices kept in {path}" : $"; {TuningCache.EnvironmentVariable}=off";
+            AnsiConsole.MarkupLine(Markup.Escape($"tuned {lines.Count} shapes ({KernelVersions.EnvironmentVariable}={d.Versions}), " +
+                                                 $"{cached} of them read from the tuning cache{file}:"));
             foreach (var line in lines) AnsiConsole.MarkupLine($"  [grey]{Markup.Escape(line)}[/]");
         }
 

@@ -66,7 +66,7 @@ public static partial class Ops
         if (d.Versions.Conv is { } forced) Run(forced);
         else if (d.Versions.Tunes("conv"))
             d.Tuner.Choose("conv", $"{pass.ToString().ToLowerInvariant()} N{g.N} C{g.Cin}->{g.Cout} {g.H}x{g.W} r{g.R} s{g.S} p{g.P}",
-                Kernels.Conv2d.Choose(acc), Enum.GetValues<ConvVersion>().Where(v => Kernels.Conv2d.Runs(acc, v) && !KernelVersions.IsTf32(v)),
+                Kernels.Conv2d.Choose(acc), Enum.GetValues<ConvVersion>().Where(v => Kernels.Conv2d.Tunable(acc, v)),
                 Run, o.View);
         else Run(Kernels.Conv2d.Choose(acc));
     }

@@ -55,7 +55,7 @@ public static partial class Ops
         var acc = d.Accelerator;
         if (d.Versions.Gemm is null && d.Versions.Tunes("gemm"))
             d.Tuner.Choose("gemm", $"batch {s.Batch} {s.M}x{s.K}{(s.TransA == 1 ? "^T" : "")} x {s.K}x{s.N}{(s.TransB == 1 ? "^T" : "")} strides {s.StrideA}/{s.StrideB}",
-                Gemm.Choose(acc), Enum.GetValues<GemmVersion>().Where(v => Gemm.Runs(acc, v) && !KernelVersions.IsTf32(v)),
+                Gemm.Choose(acc), Enum.GetValues<GemmVersion>().Where(v => Gemm.Tunable(acc, v)),
                 v => Gemm.Run(acc, a, b, o.View, s, v), o.View);
         else Gemm.Run(acc, a, b, o.View, s, d.Versions.Gemm);
     }

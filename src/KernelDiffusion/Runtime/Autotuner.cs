@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -13,8 +15,9 @@ namespace KernelDiffusion.Runtime;
 /// mantissas) and are chosen only by name. A candidate that throws, or whose output differs from the default's by more
 /// than <see cref="Tolerance"/> of the outputs' largest magnitude (or is not finite where the default's is), is
 /// rejected and the rejection kept in <see cref="Choices"/>. Every op tuned this way overwrites its output, so trying a
-/// version has no other effect; the chosen one runs last, leaving its own result.</remarks>
-public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null)
+/// version has no other effect; the chosen one runs last, leaving its own result. With a <see cref="TuningCache"/>,
+/// choices are kept between processes: a shape found there is not tried again.</remarks>
+public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null, TuningCache? cache = null)
 {
     /// <summary>How far (relative to the default output's largest magnitude) a candidate may land from the default: far
     /// above fp32 reordering error (about 1e-6 here), far below what a wrong index gives.</summary>
@@ -27,8 +30,9 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
     /// <summary>One version tried at a shape: its best time, or why it was rejected.</summary>
     public sealed record Trial(string Version, double Ms, string? Rejected);
 
-    /// <summary>What was chosen at one shape, and every trial.</summary>
-    public sealed record Choice(string Family, string Key, string Version, string Default, IReadOnlyList<Trial> Trials)
+    /// <summary>What was chosen at one shape, and every trial (for a choice read from the cache: the chosen version's and
+    /// the default's times when it was made).</summary>
+    public sealed record Choice(string Family, string Key, string Version, string Default, IReadOnlyList<Trial> Trials, bool Cached = false)
     {
         public double Ms => Trials.First(t => t.Version == Version).Ms;
         public double DefaultMs => Trials.First(t => t.Version == Default).Ms;
@@ -49,6 +53,14 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
     {
         string fullKey = family + " " + key;
         if (chosen.TryGetValue(fullKey, out var known)) { run((TV)known.Version); return (TV)known.Version; }
+        var list = candidates.Distinct().ToList();
+        if (cache?.Find(fullKey) is { } saved && Number(saved.Version) is int n && list.Any(v => Convert.ToInt32(v) == n))
+        {
+            var v = (TV)Enum.ToObject(typeof(TV), n);
+            run(v);
+            chosen[fullKey] = (v, saved with { Family = family, Key = key, Cached = true });
+            return v;
+        }
 
         run(fallback);   // compiles it; its output is the reference
         acc.Synchronize();
@@ -57,7 +69,7 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
         double scale = reference.Max(v => Math.Abs((double)v));
         var order = new List<TV> { fallback };
         var rejected = new Dictionary<TV, string>();
-        foreach (var v in candidates.Distinct().Where(v => !v.Equals(fallback)))
+        foreach (var v in list.Where(v => !v.Equals(fallback)))
         {
             order.Add(v);
             try
@@ -82,9 +94,14 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
         run(best);
         var trials = order.Select(v => rejected.TryGetValue(v, out var why)
             ? new Trial(KernelVersions.Label(v), double.NaN, why) : new Trial(KernelVersions.Label(v), ms[v], null)).ToList();
-        chosen[fullKey] = (best, new Choice(family, key, KernelVersions.Label(best), KernelVersions.Label(fallback), trials));
+        var choice = new Choice(family, key, KernelVersions.Label(best), KernelVersions.Label(fallback), trials);
+        chosen[fullKey] = (best, choice);
+        cache?.Add(fullKey, choice);
         return best;
     }
+
+    /// <summary>8 for "v8.hoisted".</summary>
+    static int? Number(string label) => label.Length > 1 && label[0] == 'v' && int.TryParse(label[1..].Split('.')[0], out int n) ? n : null;
 
     static double TimeOnce(Accelerator acc, Action run)
     {
@@ -130,6 +147,83 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
     {
         string others = string.Join(", ", c.Trials.Where(t => t.Version != c.Version && t.Version != c.Default)
             .Select(t => t.Rejected is { } why ? $"{t.Version} rejected ({why})" : $"{t.Version} {t.Ms:F3} ms"));
-        return $"{c.Family} {c.Key}: {c.Version} {c.Ms:F3} ms (default {c.Default} {c.DefaultMs:F3} ms)" + (others.Length > 0 ? "; " + others : "");
+        return $"{c.Family} {c.Key}: {c.Version} {c.Ms:F3} ms (default {c.Default} {c.DefaultMs:F3} ms)" + (others.Length > 0 ? "; " + others : "") +
+               (c.Cached ? " [from the tuning cache]" : "");
     });
+}
+
+/// <summary>The Autotuner's choices kept in a JSON file per device, so that a later process (the next kd sample, a
+/// resumed training run) uses them without trying every version again, and chooses what the earlier one chose. Choices
+/// hold only for the kernels they were timed with: the file records the kernel assembly's build id, and a file from
+/// another build is ignored (and overwritten). A file that cannot be read is reported and ignored: it is only a cache.
+/// KD_TUNE_CACHE names the file, or "off"; by default it is ~/.cache/kerneldiffusion/tuning/KIND-DEVICE_NAME.json
+/// (XDG_CACHE_HOME where set).</summary>
+public sealed class TuningCache
+{
+    public const string EnvironmentVariable = "KD_TUNE_CACHE";
+
+    /// <summary>The build the choices belong to: the kernels assembly's module id (a deterministic build of the same
+    /// source gives the same id).</summary>
+    public static string KernelsBuild => typeof(Kernels.Conv2d).Assembly.ManifestModule.ModuleVersionId.ToString();
+
+    public string Path { get; }
+    readonly string build;
+    readonly Dictionary<string, Autotuner.Choice> choices = new();
+    bool saveFailed;
+
+    public TuningCache(string path, string? build = null)
+    {
+        Path = path;
+        this.build = build ?? KernelsBuild;
+        if (!File.Exists(path)) return;
+        try
+        {
+            var root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new JsonException("not a JSON object");
+            if ((string?)root["kernels_build"] != this.build) return;   // timed with other kernels
+            foreach (var (key, node) in root["choices"] as JsonObject ?? throw new JsonException("no \"choices\" object"))
+            {
+                var c = node as JsonObject ?? throw new JsonException($"choice '{key}' is not an object");
+                string version = (string?)c["version"] ?? throw new JsonException($"choice '{key}' has no version");
+                string fallback = (string?)c["default"] ?? version;
+                choices[key] = new Autotuner.Choice("", key, version, fallback,
+                    [new(version, (double?)c["ms"] ?? double.NaN, null), new(fallback, (double?)c["default_ms"] ?? double.NaN, null)]);
+            }
+        }
+        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException or InvalidOperationException or FormatException)
+        {
+            choices.Clear();
+            Console.Error.WriteLine($"kd: tuning cache '{path}' cannot be read ({e.Message}): tuning again; the file will be rewritten");
+        }
+    }
+
+    /// <summary>The file KD_TUNE_CACHE names for this device, or null when it says off.</summary>
+    public static string? PathFor(DeviceInfo device)
+    {
+        var env = Environment.GetEnvironmentVariable(EnvironmentVariable);
+        if (env is { Length: > 0 }) return env.Trim().Equals("off", StringComparison.OrdinalIgnoreCase) ? null : env.Trim();
+        string root = Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg
+            : System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+        string name = new((device.Kind + "-" + device.Name).Select(ch => char.IsAsciiLetterOrDigit(ch) || ch is '.' or '-' ? ch : '_').ToArray());
+        return System.IO.Path.Combine(root, "kerneldiffusion", "tuning", name + ".json");
+    }
+
+    public Autotuner.Choice? Find(string key) => choices.GetValueOrDefault(key);
+
+    /// <summary>Keeps a new choice and rewrites the file (atomically); a file that cannot be written is reported once.</summary>
+    public void Add(string key, Autotuner.Choice c)
+    {
+        choices[key] = c;
+        if (saveFailed) return;
+        static double? Ms(double v) => double.IsFinite(v) ? Math.Round(v, 6) : null;
+        var all = new JsonObject();
+        foreach (var (k, v) in choices)
+            all[k] = new JsonObject { ["version"] = v.Version, ["default"] = v.Default, ["ms"] = Ms(v.Ms), ["default_ms"] = Ms(v.DefaultMs) };
+        var root = new JsonObject { ["format"] = 1, ["kernels_build"] = build, ["choices"] = all };
+        try { AtomicFile.WriteAllText(Path, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true })); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            saveFailed = true;
+            Console.Error.WriteLine($"kd: tuning cache '{Path}' cannot be written ({e.Message}): choices are kept for this process only");
+        }
+    }
 }

@@ -166,8 +166,13 @@ public sealed class ComputeDevice : IDisposable
     /// <summary>Kernel versions forced for this device: KD_KERNELS's, changed by kd check and kd bench as they go.</summary>
     public KernelVersions Versions { get; }
 
-    /// <summary>The per-shape choices of the families in Versions.Auto.</summary>
-    public Autotuner Tuner => tuner ??= new Autotuner(Accelerator);
+    /// <summary>The per-shape choices of the families in Versions.Auto, kept in the device's tuning cache (see
+    /// TuningCache: KD_TUNE_CACHE).</summary>
+    public Autotuner Tuner
+    {
+        get => tuner ??= new Autotuner(Accelerator, cache: TuningCache.PathFor(Info) is { } path ? new TuningCache(path) : null);
+        set => tuner = value;
+    }
     Autotuner? tuner;
 
     /// <summary>When set, every op also records its float64 reference there, so the graph can be replayed in float64.</summary>
