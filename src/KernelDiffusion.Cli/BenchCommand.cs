@@ -72,6 +72,7 @@ static class BenchCommand
         AnsiConsole.Progress().AutoClear(true).Start(ctx =>
         {
             var task = ctx.AddTask("cases", maxValue: kernelCases.Count + stepCases.Count);
+            Common.ShowTuning(d, task);
             foreach (var c in kernelCases)
             {
                 task.Description = Markup.Escape((string)c["name"]!);

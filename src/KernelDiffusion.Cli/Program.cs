@@ -42,16 +42,40 @@ namespace KernelDiffusion.Cli
             }
         }
 
+        /// <summary>Shows on a progress task what the Autotuner is trying, then puts the task's text back.</summary>
+        public static void ShowTuning(ComputeDevice d, ProgressTask task)
+        {
+            string? before = null;
+            d.Tuner.Trying = what =>
+            {
+                if (what == null)
+                {
+                    if (before != null) task.Description = before;
+                    before = null;
+                    return;
+                }
+                before ??= task.Description;
+                task.Description = Markup.Escape(what);
+            };
+        }
+
         /// <summary>Prints what the Autotuner chose per shape (KD_KERNELS=auto), one line each; nothing when it chose nothing.</summary>
         public static void ReportTuning(ComputeDevice d)
         {
+            var choices = d.Tuner.Choices;
+            if (choices.Count == 0) return;
             var lines = d.Tuner.Summary().ToList();
-            if (lines.Count == 0) return;
-            int cached = d.Tuner.Choices.Count(c => c.Cached);
+            int cached = choices.Count(c => c.Cached), kept = choices.Count(c => c.Version == c.Default);
             string file = TuningCache.PathFor(d.Info) is { } path ? $"; choices kept in {path}" : $"; {TuningCache.EnvironmentVariable}=off";
-            AnsiConsole.MarkupLine(Markup.Escape($"tuned {lines.Count} shapes ({KernelVersions.EnvironmentVariable}={d.Versions}), " +
-                                                 $"{cached} of them read from the tuning cache{file}:"));
-            foreach (var line in lines) AnsiConsole.MarkupLine($"  [grey]{Markup.Escape(line)}[/]");
+            AnsiConsole.MarkupLine(Markup.Escape($"tuned {choices.Count} shapes ({KernelVersions.EnvironmentVariable}={d.Versions}), " +
+                                                 $"{cached} read from the tuning cache{file}; {kept} kept the default" +
+                                                 (kept < choices.Count ? ", these did not:" : "")));
+            for (int i = 0; i < choices.Count; i++)
+                if (choices[i].Version != choices[i].Default) AnsiConsole.MarkupLine($"  [grey]{Markup.Escape(lines[i])}[/]");
+            int rejected = choices.Sum(c => c.Trials.Count(t => t.Rejected != null));
+            if (rejected > 0)
+                AnsiConsole.MarkupLine(Markup.Escape($"  {rejected} trials were rejected (outputs unlike the default's, or errors): ") +
+                                       string.Join("; ", lines.Where(l => l.Contains(" rejected (")).Select(Markup.Escape)));
         }
 
         public static string Bytes(long b) => b switch

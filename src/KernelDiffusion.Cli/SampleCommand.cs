@@ -94,6 +94,7 @@ static class SampleCommand
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask("sampling", maxValue: batches * plan.Length);
+                    Common.ShowTuning(d, task);
                     pixels = GuidedSampler.SampleAll(d, model, guide, plan, all, o, size, (k, _) => task.Value = k);
                 });
             d.Synchronize();

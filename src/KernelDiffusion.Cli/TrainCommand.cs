@@ -139,6 +139,7 @@ static class TrainCommand
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask("training", maxValue: o.Steps);
+                    Common.ShowTuning(d, task);
                     task.Value = t.Step;
                     while (t.Step < o.Steps && !stop)
                     {

@@ -43,8 +43,13 @@ public sealed class AutotunerTests(DeviceFixture fixture)
             [GemmVersion.V5Tf32] = ([1.5f, float.NaN, 0.25f, 3f], 0.1),               // not finite
         });
         var tuner = fake.Tuner();
+        var said = new List<string?>();
+        tuner.Trying = said.Add;
         var all = Enum.GetValues<GemmVersion>();
         var v = tuner.Choose("gemm", "shape A", GemmVersion.V2Tiled, all, fake.Run, fake.Output.View);
+        Assert.Equal("tuning kernels, shape 1: gemm shape A: v2.tiled (the default)", said[0]);
+        Assert.Contains("tuning kernels, shape 1: gemm shape A: checking v3.rows against the default", said);
+        Assert.Null(said[^1]);                              // done: the progress bar gets its own text back
         Assert.Equal(GemmVersion.V1Naive, v);
         Assert.Equal(GemmVersion.V1Naive, fake.Ran[^1]);   // the chosen version ran last: the output is its own
         var choice = Assert.Single(tuner.Choices);

@@ -41,6 +41,10 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
     readonly Func<Action, double> time = time ?? (run => TimeOnce(acc, run));
     readonly Dictionary<string, (Enum Version, Choice Choice)> chosen = new();
 
+    /// <summary>Told what is being tried while a shape is tuned (for a progress bar: tuning can take seconds), and null
+    /// when the shape is done.</summary>
+    public Action<string?>? Trying { get; set; }
+
     /// <summary>Every shape tuned so far, in the order they were met.</summary>
     public IReadOnlyList<Choice> Choices => chosen.Values.Select(c => c.Choice).ToList();
 
@@ -62,16 +66,19 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
             return v;
         }
 
+        void Say(string what) => Trying?.Invoke($"tuning kernels, shape {chosen.Count + 1}: {family} {key}: {what}");
+        Say($"{KernelVersions.Label(fallback)} (the default)");
         run(fallback);   // compiles it; its output is the reference
         acc.Synchronize();
         var reference = Read(outputs);
-        if (reference.Any(v => !float.IsFinite(v))) return fallback;
+        if (reference.Any(v => !float.IsFinite(v))) { Trying?.Invoke(null); return fallback; }
         double scale = reference.Max(v => Math.Abs((double)v));
         var order = new List<TV> { fallback };
         var rejected = new Dictionary<TV, string>();
         foreach (var v in list.Where(v => !v.Equals(fallback)))
         {
             order.Add(v);
+            Say($"checking {KernelVersions.Label(v)} against the default");
             try
             {
                 run(v);   // compiles it
@@ -86,6 +93,7 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
         var inPlay = ms.Keys.ToList();
         for (int r = 0; r < Reps; r++)
         {
+            Say($"timing {inPlay.Count} versions, round {r + 1} of {Reps}");
             foreach (var v in inPlay) ms[v] = Math.Min(ms[v], time(() => run(v)));
             double lead = ms.Values.Min();
             inPlay.RemoveAll(v => !v.Equals(fallback) && ms[v] > 3 * lead);
@@ -97,6 +105,7 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
         var choice = new Choice(family, key, KernelVersions.Label(best), KernelVersions.Label(fallback), trials);
         chosen[fullKey] = (best, choice);
         cache?.Add(fullKey, choice);
+        Trying?.Invoke(null);
         return best;
     }
 
