@@ -71,6 +71,16 @@ public sealed class AutotunerTests(DeviceFixture fixture)
     }
 
     [Fact]
+    public void AShapeWithOneVersionIsNotTried()
+    {
+        var fake = new FakeVersions(D.Accelerator, new() { [GemmVersion.V2Tiled] = (Right, 5.0) });
+        var tuner = new Autotuner(D.Accelerator, _ => throw new InvalidOperationException("timed"));
+        Assert.Equal(GemmVersion.V2Tiled, tuner.Choose("gemm", "s", GemmVersion.V2Tiled, [GemmVersion.V2Tiled], fake.Run, fake.Output.View));
+        Assert.Equal([GemmVersion.V2Tiled], fake.Ran);
+        Assert.Empty(tuner.Choices);
+    }
+
+    [Fact]
     public void ADefaultOutputThatIsNotFiniteChoosesNothing()
     {
         var fake = new FakeVersions(D.Accelerator, new()
@@ -89,8 +99,8 @@ public sealed class AutotunerTests(DeviceFixture fixture)
     {
         var v = new KernelVersions();
         v.Force("auto");
-        Assert.True(v.Tunes("gemm") && v.Tunes("conv") && v.Tunes("groupnorm"));
-        Assert.Equal("gemm=auto,conv=auto,groupnorm=auto", v.ToString());
+        Assert.True(v.Tunes("gemm") && v.Tunes("conv") && v.Tunes("groupnorm") && v.Tunes("attention"));
+        Assert.Equal("gemm=auto,conv=auto,groupnorm=auto,attention=auto", v.ToString());
         v.Force("conv=v5");
         Assert.False(v.Tunes("conv"));
         Assert.Equal(ConvVersion.V5RegisterTiles, v.Conv);
@@ -99,9 +109,9 @@ public sealed class AutotunerTests(DeviceFixture fixture)
         Assert.True(v.Tunes("conv"));
         var both = new KernelVersions();
         both.Force("gemm=v4,auto");                        // a version named anywhere in the list wins over auto
-        Assert.Equal(("gemm=v4,conv=auto,groupnorm=auto", false), (both.ToString(), both.Tunes("gemm")));
-        var e = Assert.Throws<KdException>(() => new KernelVersions().Force("attention=auto"));
-        Assert.Contains("only gemm, conv, groupnorm tune themselves per shape; name a version of attention instead", e.Message);
+        Assert.Equal(("gemm=v4,conv=auto,groupnorm=auto,attention=auto", false), (both.ToString(), both.Tunes("gemm")));
+        var e = Assert.Throws<KdException>(() => new KernelVersions().Force("reduce=auto"));
+        Assert.Contains("only gemm, conv, groupnorm, attention tune themselves per shape; name a version of reduce instead", e.Message);
         Assert.Contains("'matmul' is not a kernel family", Assert.Throws<KdException>(() => new KernelVersions().Force("matmul=auto")).Message);
         Assert.Equal("", new KernelVersions().With(x => x.Force("auto"), () => "") + v.With(x => x.Force("conv=v2"), () => ""));
         Assert.True(v.Tunes("conv"));                      // With restores auto too
@@ -114,7 +124,8 @@ public sealed class AutotunerTests(DeviceFixture fixture)
         try
         {
             string path = Path.Combine(dir.FullName, "sub", "cuda-card.json");
-            var table = new Dictionary<GemmVersion, (float[] Output, double Ms)> { [GemmVersion.V2Tiled] = (Right, 5.0), [GemmVersion.V4Blocked] = (Right, 1.0) };
+            var table = new Dictionary<GemmVersion, (float[] Output, double Ms)>
+                { [GemmVersion.V2Tiled] = (Right, 5.0), [GemmVersion.V3Rows] = (Right, 5.0), [GemmVersion.V4Blocked] = (Right, 1.0) };
             var fake = new FakeVersions(D.Accelerator, table);
             GemmVersion[] both = [GemmVersion.V2Tiled, GemmVersion.V4Blocked];
             var first = new Autotuner(D.Accelerator, run => { run(); return fake.Ran[^1] == GemmVersion.V4Blocked ? 1.0 : 5.0; }, new TuningCache(path, "build-1"));
@@ -130,7 +141,7 @@ public sealed class AutotunerTests(DeviceFixture fixture)
             // ... unless the cached version cannot run here: then the shape is tuned again.
             fake.Ran.Clear();
             var narrower = new Autotuner(D.Accelerator, run => { run(); return 5.0; }, new TuningCache(path, "build-1"));
-            Assert.Equal(GemmVersion.V2Tiled, narrower.Choose("gemm", "s", GemmVersion.V2Tiled, [GemmVersion.V2Tiled], fake.Run, fake.Output.View));
+            Assert.Equal(GemmVersion.V2Tiled, narrower.Choose("gemm", "s", GemmVersion.V2Tiled, [GemmVersion.V2Tiled, GemmVersion.V3Rows], fake.Run, fake.Output.View));
             Assert.False(narrower.Choices.Single().Cached);
 
             // Other kernels: the file is ignored and rewritten.
@@ -175,7 +186,7 @@ public sealed class AutotunerTests(DeviceFixture fixture)
         return Enumerable.Range(0, n).Select(_ => (float)(2 * rng.NextDouble() - 1)).ToArray();
     }
 
-    (float[] Y, float[] Dx, float[] Dw, float[] Db, float[] Mm, float[] Da, float[] Dg) ConvNormAndMatMul()
+    (float[] Y, float[] Dx, float[] Dw, float[] Db, float[] Mm, float[] Da, float[] Dg, float[] At, float[] Dqkv) ConvNormAndMatMul()
     {
         D.Tape.Reset();
         using var x = D.FromArray(Values(2 * 3 * 5 * 6, 11), [2, 3, 5, 6], "x");
@@ -186,11 +197,14 @@ public sealed class AutotunerTests(DeviceFixture fixture)
         using var m = D.FromArray(Values(7 * 3, 16), [7, 3], "m");
         using var gamma = D.FromArray(Values(4, 17), [4], "gamma");
         using var beta = D.FromArray(Values(4, 18), [4], "beta");
-        foreach (var t in new[] { x, w, b, a, gamma }) t.RequiresGrad = true;
+        using var qkv = D.FromArray(Values(2 * 12 * 5, 19), [2, 12, 5], "qkv");
+        using var ra = D.FromArray(Values(2 * 4 * 5, 20), [2, 4, 5], "ra");
+        foreach (var t in new[] { x, w, b, a, gamma, qkv }) t.RequiresGrad = true;
         var y = Ops.GroupNorm(Ops.Conv2d(x, w, b), gamma, beta, groups: 2, silu: true);
         var mm = Ops.MatMul(a, m);
-        D.Tape.Backward(Ops.Add(Ops.Sum(Ops.Mul(y, r)), Ops.Sum(Ops.Mul(mm, mm))));
-        var result = (y.ToArray(), x.Grad!.ToArray(), w.Grad!.ToArray(), b.Grad!.ToArray(), mm.ToArray(), a.Grad!.ToArray(), gamma.Grad!.ToArray());
+        var at = Ops.Attention(qkv, heads: 2, newOrder: true);
+        D.Tape.Backward(Ops.Add(Ops.Add(Ops.Sum(Ops.Mul(y, r)), Ops.Sum(Ops.Mul(mm, mm))), Ops.Sum(Ops.Mul(at, ra))));
+        var result = (y.ToArray(), x.Grad!.ToArray(), w.Grad!.ToArray(), b.Grad!.ToArray(), mm.ToArray(), a.Grad!.ToArray(), gamma.Grad!.ToArray(), at.ToArray(), qkv.Grad!.ToArray());
         D.Tape.Reset();
         return result;
     }
@@ -224,6 +238,8 @@ public sealed class AutotunerTests(DeviceFixture fixture)
             Near(plain.Mm, run.Mm, "a m");
             Near(plain.Da, run.Da, "da");
             Near(plain.Dg, run.Dg, "dgamma");
+            Near(plain.At, run.At, "attention");
+            Near(plain.Dqkv, run.Dqkv, "dqkv");
         }
         string[] passes = ["forward", "inputgrad", "weightgrad"];
         foreach (var pass in passes)
@@ -240,6 +256,13 @@ public sealed class AutotunerTests(DeviceFixture fixture)
         var back = choices.Single(c => c.Key == "backward N2 C4 HW30 G2 +silu");
         Assert.Equal(["v1.pergroup", "v2.grouptree", "v3.fusedbackward"], back.Trials.Select(t => t.Version).Order());
         Assert.All(back.Trials, t => Assert.Null(t.Rejected));
+        // Attention chooses among the versions that keep the weights P (v1, v3), forward and backward apart.
+        foreach (var pass in new[] { "forward", "backward" })
+        {
+            var att = choices.Single(c => c.Family == "attention" && c.Key == $"{pass} N2 C4 T5 heads 2");
+            Assert.Equal(["v1.gemm", "v3.sharedhead"], att.Trials.Select(t => t.Version).Order());
+            Assert.All(att.Trials, t => Assert.Null(t.Rejected));
+        }
         Assert.Null(D.Versions.Conv);
         Assert.False(D.Versions.Tunes("conv"));
     }

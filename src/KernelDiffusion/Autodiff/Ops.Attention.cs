@@ -17,26 +17,43 @@ public static partial class Ops
             throw new KdException($"attention: {heads} heads do not divide the {c} channels of '{qkv.Name}' {qkv.ShapeText}");
         var s = new AttentionShape { N = qkv.Dim(0), C = c, T = qkv.Dim(2), Heads = heads, NewOrder = newOrder ? 1 : 0 };
         var a = Output(d, [s.N, c, s.T], "attention");
-        var version = d.Versions.Attention ?? Kernels.Attention.Choose(d.Accelerator, s);
-        bool streaming = version == AttentionVersion.V2Streaming;
-        // v1 and v3 keep the weights P [N*H, T, T] for their backward; v2 keeps only the log-sum-exp [N*H, T].
+        var fallback = Kernels.Attention.Choose(d.Accelerator, s);
+        bool streaming = (d.Versions.Attention ?? fallback) == AttentionVersion.V2Streaming;
+        // v1 and v3 keep the weights P [N*H, T, T] for their backward, in the same layout, so attention=auto chooses
+        // between them for the forward and the backward apart; v2 keeps only the log-sum-exp [N*H, T].
         var saved = Output(d, streaming ? [s.Batch, s.T] : [s.Batch, s.T, s.T], streaming ? "attention_lse" : "attention_weights");
-        if (streaming) Kernels.Attention.StreamForward(d.Accelerator, s, qkv.View, a.View, saved.View);
-        else if (version == AttentionVersion.V3SharedHead) Kernels.Attention.SharedForward(d.Accelerator, s, qkv.View, saved.View, a.View);
-        else Kernels.Attention.Forward(d.Accelerator, s, qkv.View, saved.View, a.View, d.Versions.Gemm);
+        var sameSaved = Enum.GetValues<AttentionVersion>().Where(v => (v == AttentionVersion.V2Streaming) == streaming && Kernels.Attention.Runs(s, v)).ToList();
+        string key = $"N{s.N} C{s.C} T{s.T} heads {s.Heads}{(newOrder ? "" : " legacy order")}";
+        void Forward(AttentionVersion v)
+        {
+            if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamForward(d.Accelerator, s, qkv.View, a.View, saved.View);
+            else if (v == AttentionVersion.V3SharedHead) Kernels.Attention.SharedForward(d.Accelerator, s, qkv.View, saved.View, a.View);
+            else Kernels.Attention.Forward(d.Accelerator, s, qkv.View, saved.View, a.View, d.Versions.Gemm);
+        }
+        var version = d.Versions.Attention ?? fallback;
+        if (d.Versions.Attention is null && d.Versions.Tunes("attention"))
+            version = d.Tuner.Choose("attention", "forward " + key, fallback, sameSaved, Forward, a.View, saved.View);
+        else Forward(version);
         RecordReference(d, "attention", a, v => Kernels.Attention.Reference.Forward(v[0], s), qkv);
         if (d.Tape.ShouldRecord(qkv))
             d.Tape.Record("attention", a, g =>
             {
                 var dqkv = Output(d, qkv.Shape, "attention_grad");
-                if (version == AttentionVersion.V3SharedHead)
-                    Kernels.Attention.SharedBackward(d.Accelerator, s, qkv.View, saved.View, g.View, dqkv.View);
-                else
+                Tensor? scratch = null;
+                void Backward(AttentionVersion v)
                 {
-                    var scratch = Output(d, saved.Shape, "attention_scratch");
-                    if (streaming) Kernels.Attention.StreamBackward(d.Accelerator, s, qkv.View, a.View, saved.View, g.View, scratch.View, dqkv.View);
+                    if (v == AttentionVersion.V3SharedHead)
+                    {
+                        Kernels.Attention.SharedBackward(d.Accelerator, s, qkv.View, saved.View, g.View, dqkv.View);
+                        return;
+                    }
+                    scratch ??= Output(d, saved.Shape, "attention_scratch");
+                    if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamBackward(d.Accelerator, s, qkv.View, a.View, saved.View, g.View, scratch.View, dqkv.View);
                     else Kernels.Attention.Backward(d.Accelerator, s, qkv.View, saved.View, g.View, scratch.View, dqkv.View, d.Versions.Gemm);
                 }
+                if (d.Versions.Attention is null && d.Versions.Tunes("attention"))
+                    d.Tuner.Choose("attention", "backward " + key, version, sameSaved, Backward, dqkv.View);
+                else Backward(version);
                 d.Tape.Accumulate(qkv, dqkv, owned: true);
             });
         return a;

@@ -58,6 +58,7 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
         string fullKey = family + " " + key;
         if (chosen.TryGetValue(fullKey, out var known)) { run((TV)known.Version); return (TV)known.Version; }
         var list = candidates.Distinct().ToList();
+        if (list.All(v => v.Equals(fallback))) { run(fallback); return fallback; }   // nothing to choose from
         if (cache?.Find(fullKey) is { } saved && Number(saved.Version) is int n && list.Any(v => Convert.ToInt32(v) == n))
         {
             var v = (TV)Enum.ToObject(typeof(TV), n);

@@ -34,14 +34,14 @@ public sealed class KernelVersions
 
     /// <summary>The families that can tune themselves: those whose ops overwrite their output and whose versions all
     /// compute the same thing.</summary>
-    public static IReadOnlyList<string> Tunable { get; } = ["gemm", "conv", "groupnorm"];
+    public static IReadOnlyList<string> Tunable { get; } = ["gemm", "conv", "groupnorm", "attention"];
 
     /// <summary>Whether the device's Autotuner chooses this family's version (it is in Auto and no version is forced).</summary>
     public bool Tunes(string family) => auto.Contains(family);
 
     /// <summary>Forces versions named as in "gemm=v5,conv=v6" (families gemm, conv, groupnorm, attention, reduce,
     /// elementwise; a version is v and its number, as kd bench lists them), or tuned per shape: "conv=auto", and "auto"
-    /// alone for every tunable family (gemm, conv, groupnorm). Throws, changing nothing, on a name it does not know.</summary>
+    /// alone for every tunable family (gemm, conv, groupnorm, attention). Throws, changing nothing, on a name it does not know.</summary>
     public void Force(string spec)
     {
         var parsed = new KernelVersions { Gemm = Gemm, Reduce = Reduce, Conv = Conv, GroupNorm = GroupNorm, Attention = Attention, Elementwise = Elementwise, auto = [.. auto] };
@@ -86,7 +86,8 @@ public sealed class KernelVersions
         {
             case "gemm": Gemm = null; break;
             case "conv": Conv = null; break;
-            default: GroupNorm = null; break;
+            case "groupnorm": GroupNorm = null; break;
+            default: Attention = null; break;
         }
     }
 
