@@ -135,7 +135,7 @@ static class BenchCommand
             md.AppendLine($"\n{r.Name}: {r.Launches} launches per step, by kernel: " +
                           string.Join(", ", r.LaunchesByKernel!.Select(kv => $"{kv.Key} {kv.Value}")) + ".");
         }
-        var tuned = d.Tuner.Summary().ToList();
+        var tuned = d.Versions.Auto.Count > 0 ? d.Tuner.Summary().ToList() : [];
         if (tuned.Count > 0)
         {
             // KD_KERNELS=auto: the steps ran with these per-shape choices (the kernel cases time each version by name).
@@ -148,7 +148,7 @@ static class BenchCommand
         {
             device = d.Info.Name, device_id = d.Info.Id, quick, seconds, timing = coldCache ? "cold L2, stream markers" : "host loop, warm cache",
             peak = new { copy_gbs = peak.CopyGBs, fp32_tflops = peak.Fp32TFlops, tf32_tflops = Num(peak.Tf32TFlops) },
-            autotune = d.Tuner.Summary().ToList(),
+            autotune = tuned,
             results = results.Select(r => new
             {
                 name = r.Name, version = r.Version, @default = r.IsDefault, ms = Num(r.Ms), flops = r.Cost.Flops, bytes = r.Cost.Bytes,

@@ -45,6 +45,7 @@ namespace KernelDiffusion.Cli
         /// <summary>Shows on a progress task what the Autotuner is trying, then puts the task's text back.</summary>
         public static void ShowTuning(ComputeDevice d, ProgressTask task)
         {
+            if (d.Versions.Auto.Count == 0) return;   // no tuner, no tuning cache read
             string? before = null;
             d.Tuner.Trying = what =>
             {
@@ -62,6 +63,7 @@ namespace KernelDiffusion.Cli
         /// <summary>Prints what the Autotuner chose per shape (KD_KERNELS=auto), one line each; nothing when it chose nothing.</summary>
         public static void ReportTuning(ComputeDevice d)
         {
+            if (d.Versions.Auto.Count == 0) return;
             var choices = d.Tuner.Choices;
             if (choices.Count == 0) return;
             var lines = d.Tuner.Summary().ToList();

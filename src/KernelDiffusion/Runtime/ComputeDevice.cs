@@ -36,7 +36,7 @@ public sealed class KernelVersions
     /// compute the same thing.</summary>
     public static IReadOnlyList<string> Tunable { get; } = ["gemm", "conv", "groupnorm", "attention"];
 
-    /// <summary>Whether the device's Autotuner chooses this family's version (it is in Auto and no version is forced).</summary>
+    /// <summary>Whether the family is in Auto: the ops ask this after finding no version forced by name, which wins.</summary>
     public bool Tunes(string family) => auto.Contains(family);
 
     /// <summary>Forces versions named as in "gemm=v5,conv=v6" (families gemm, conv, groupnorm, attention, reduce,
