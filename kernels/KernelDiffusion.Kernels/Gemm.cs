@@ -32,9 +32,11 @@ public struct Block4
     /// <summary>One step of k: rows ar, ar + step, ... of the k-major A tile times columns br, br + step, ... of the
     /// B tile, 8 shared-memory reads for 16 multiply-adds.</summary>
     public static Block4 Step(Block4 c, ArrayView<float> at, ArrayView<float> bt, int ar, int br, int step)
+        => Fma(c, at[ar], at[ar + step], at[ar + 2 * step], at[ar + 3 * step], bt[br], bt[br + step], bt[br + 2 * step], bt[br + 3 * step]);
+
+    /// <summary>c += a b^T for a column a and a row b of four values each: 16 multiply-adds on registers.</summary>
+    public static Block4 Fma(Block4 c, float a0, float a1, float a2, float a3, float b0, float b1, float b2, float b3)
     {
-        float a0 = at[ar], a1 = at[ar + step], a2 = at[ar + 2 * step], a3 = at[ar + 3 * step];
-        float b0 = bt[br], b1 = bt[br + step], b2 = bt[br + 2 * step], b3 = bt[br + 3 * step];
         c.C00 += a0 * b0; c.C01 += a0 * b1; c.C02 += a0 * b2; c.C03 += a0 * b3;
         c.C10 += a1 * b0; c.C11 += a1 * b1; c.C12 += a1 * b2; c.C13 += a1 * b3;
         c.C20 += a2 * b0; c.C21 += a2 * b1; c.C22 += a2 * b2; c.C23 += a2 * b3;
@@ -64,17 +66,45 @@ public struct Block4
     };
 }
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5 }
+/// <summary>The 8 x 8 accumulators of GEMM v6: four Block4 quadrants (rows 0-3 and 4-7 by columns 0-3 and 4-7).</summary>
+public struct Block8
+{
+    public Block4 Q00, Q01, Q10, Q11;
+
+    /// <summary>One step of k: rows ar, ar + step, ..., ar + 7 step of the k-major A tile times columns br, ..., br + 7 step
+    /// of the B tile, 16 shared-memory reads for 64 multiply-adds (Block4: 8 for 16).</summary>
+    public static Block8 Step(Block8 c, ArrayView<float> at, ArrayView<float> bt, int ar, int br, int step)
+    {
+        float a0 = at[ar], a1 = at[ar + step], a2 = at[ar + 2 * step], a3 = at[ar + 3 * step];
+        float a4 = at[ar + 4 * step], a5 = at[ar + 5 * step], a6 = at[ar + 6 * step], a7 = at[ar + 7 * step];
+        float b0 = bt[br], b1 = bt[br + step], b2 = bt[br + 2 * step], b3 = bt[br + 3 * step];
+        float b4 = bt[br + 4 * step], b5 = bt[br + 5 * step], b6 = bt[br + 6 * step], b7 = bt[br + 7 * step];
+        c.Q00 = Block4.Fma(c.Q00, a0, a1, a2, a3, b0, b1, b2, b3);
+        c.Q01 = Block4.Fma(c.Q01, a0, a1, a2, a3, b4, b5, b6, b7);
+        c.Q10 = Block4.Fma(c.Q10, a4, a5, a6, a7, b0, b1, b2, b3);
+        c.Q11 = Block4.Fma(c.Q11, a4, a5, a6, a7, b4, b5, b6, b7);
+        return c;
+    }
+
+    /// <summary>Accumulator (i, j), by quadrant.</summary>
+    public readonly float Get(int i, int j) => i < 4
+        ? (j < 4 ? Q00.Get(i, j) : Q01.Get(i, j - 4))
+        : (j < 4 ? Q10.Get(i - 4, j) : Q11.Get(i - 4, j - 4));
+}
+
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
 /// accelerator's default). v4: 64 x 64 tiles with 4 x 4 register blocks per thread. v5: tf32 tensor cores (opt-in: its
-/// operands keep 10 mantissa bits).</summary>
+/// operands keep 10 mantissa bits). v6: 128 x 128 tiles with 8 x 8 register blocks per thread.</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
     /// <summary>v4: each thread's block is V4Rows x V4Rows outputs; tiles advance V4K values of k at a time.</summary>
     const int V4Rows = 4, V4K = 8;
+    /// <summary>v6: each thread's block is V6Rows x V6Rows outputs; tiles advance V6K values of k at a time.</summary>
+    const int V6Rows = 8, V6K = 8;
     /// <summary>v5: TensorCore's block tiling.</summary>
     const int V5Tile = TensorCore.Tile, V5K = TensorCore.StageK, V5Threads = TensorCore.Threads,
         V5StrideA = TensorCore.StrideA, V5StrideB = TensorCore.StrideB;
@@ -197,6 +227,45 @@ public static class Gemm
         }
     }
 
+    /// <summary>v6: v4 with 8 x 8 blocks. A group of tdim x tdim threads computes a (8 tdim) x (8 tdim) tile (128 x 128 on
+    /// GPUs), each thread 8 rows and 8 columns tdim apart: per step of k, 16 shared reads for 64 FMAs, half v4's reads
+    /// per FMA, and each operand value loaded from global memory serves 128 outputs instead of 64. Staging runs along
+    /// each operand's contiguous direction, as v5's (one multiply-add per element's address).</summary>
+    static void V6Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tdim)
+    {
+        var at = SharedMemory.Allocate<float>(V6K * V6Rows * MaxTile);   // [k][m], k-major
+        var bt = SharedMemory.Allocate<float>(V6K * V6Rows * MaxTile);   // [k][n]
+        int tile = V6Rows * tdim, threads = tdim * tdim, t = Group.IdxX;
+        int tx = t % tdim, ty = t / tdim;
+        int tilesN = (s.N + tile - 1) / tile, tilesM = (s.M + tile - 1) / tile, perBatch = tilesM * tilesN;
+        for (int w = Grid.IdxX; w < s.Batch * perBatch; w += Grid.DimX)
+        {
+            int bi = w / perBatch, tr = w - bi * perBatch;
+            int m0 = (tr / tilesN) * tile, n0 = (tr % tilesN) * tile;
+            int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
+            var acc = new Block8();
+            for (int k0 = 0; k0 < s.K; k0 += V6K)
+            {
+                for (int e = t; e < tile * V6K; e += threads)
+                {
+                    // A: row m of op(A), column k; stored K x M when transposed. B: row k of op(B), column n; N x K when transposed.
+                    int m = s.TransA == 0 ? e / V6K : e % tile, k = s.TransA == 0 ? e % V6K : e / tile;
+                    at[k * tile + m] = m0 + m < s.M && k0 + k < s.K
+                        ? a[aBase + (s.TransA == 0 ? (m0 + m) * s.K + k0 + k : (k0 + k) * s.M + m0 + m)] : 0f;
+                    int n = s.TransB == 0 ? e % tile : e / V6K, kb = s.TransB == 0 ? e / tile : e % V6K;
+                    bt[kb * tile + n] = k0 + kb < s.K && n0 + n < s.N
+                        ? b[bBase + (s.TransB == 0 ? (k0 + kb) * s.N + n0 + n : (n0 + n) * s.K + k0 + kb)] : 0f;
+                }
+                Group.Barrier();
+                for (int kk = 0; kk < V6K; kk++) acc = Block8.Step(acc, at, bt, kk * tile + ty, kk * tile + tx, tdim);
+                Group.Barrier();
+            }
+            for (int i = 0; i < V6Rows; i++)
+                for (int j = 0; j < V6Rows; j++)
+                    Store(c, s, bi, m0 + ty + i * tdim, n0 + tx + j * tdim, acc.Get(i, j));
+        }
+    }
+
     /// <summary>v5: tf32 tensor cores (<see cref="TensorCore"/>). A group of four warps computes a 64 x 64 tile of C,
     /// each warp a 32 x 32 quarter (a <see cref="WarpTile"/>: 2 x 4 mma tiles of 16 x 8, 32 accumulators per lane).
     /// Operands are rounded to tf32 as they are staged in shared memory: the result is that of tf32 inputs with fp32
@@ -289,15 +358,16 @@ public static class Gemm
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8L);
             k(new KernelConfig(Math.Max(1, grid), V5Threads), a, b, c, s);
         }
-        else if (v == GemmVersion.V4Blocked)
+        else if (v is GemmVersion.V4Blocked or GemmVersion.V6Blocked8)
         {
-            var k = KernelCache.Get(acc, "gemm.v4",
-                x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V4Kernel));
+            var k = v == GemmVersion.V4Blocked
+                ? KernelCache.Get(acc, "gemm.v4", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V4Kernel))
+                : KernelCache.Get(acc, "gemm.v6", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V6Kernel));
             int tdim = MaxTile;
             while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
-            int tile = V4Rows * tdim;
+            int tile = (v == GemmVersion.V4Blocked ? V4Rows : V6Rows) * tdim;
             long tiles = (long)s.Batch * ((s.M + tile - 1) / tile) * ((s.N + tile - 1) / tile);
-            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 16L);
+            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * (v == GemmVersion.V4Blocked ? 16L : 8L));
             k(new KernelConfig(Math.Max(1, grid), tdim * tdim), a, b, c, s, tdim);
         }
         else

@@ -256,14 +256,17 @@ public sealed class GemmGpuShapeTests
         }
     }
 
-    [Fact]
-    public void V4WithSixteenBySixteenGroupsMatchesTheReference()
+    [Theory]
+    [InlineData(GemmVersion.V4Blocked)]
+    [InlineData(GemmVersion.V6Blocked8)]
+    public void GemmWithSixteenBySixteenGroupsMatchesTheReference(GemmVersion version)
     {
         using var cpu = new GpuShaped();
         var acc = cpu.Acc;
         Assert.Equal(256, acc.MaxNumThreadsPerGroup);
         var rng = new Random(7);
-        foreach (var (m, n, k, ta, tb) in new[] { (70, 67, 33, 0, 0), (19, 130, 9, 1, 1) })
+        // Past one tile (64 for v4, 128 for v6) with ragged edges, and a transposed pair over one tile's width.
+        foreach (var (m, n, k, ta, tb) in new[] { (70, 67, 33, 0, 0), (19, 130, 9, 1, 1), (140, 135, 17, 1, 0), (131, 20, 12, 0, 1) })
         {
             var s = new GemmShape { Batch = 2, M = m, N = n, K = k, TransA = ta, TransB = tb, StrideA = m * k, StrideB = k * n, StrideC = m * n, Alpha = 0.5f, Beta = -1.5f };
             double[] R(int len) => Uniform(rng, len);
@@ -271,7 +274,7 @@ public sealed class GemmGpuShapeTests
             using var da = acc.Allocate1D(a.Select(v => (float)v).ToArray());
             using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
             using var dc = acc.Allocate1D(c.Select(v => (float)v).ToArray());
-            Gemm.Run(acc, da.View, db.View, dc.View, s, GemmVersion.V4Blocked);
+            Gemm.Run(acc, da.View, db.View, dc.View, s, version);
             var got = dc.GetAsArray1D();
             var want = Gemm.Reference.Run(a, b, c, s);
             double err = RelError(got, want);
