@@ -34,7 +34,7 @@ public struct ConvGeometry
 
 public enum ConvPass { Forward = 0, InputGrad = 1, WeightGrad = 2 }
 
-public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7, V8Hoisted = 8 }
+public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7, V8Hoisted = 8, V9Hoisted8 = 9 }
 
 /// <summary>2-D convolution (any odd square kernel with padding, stride 1 or 2; the UNet uses 3x3 pad 1 and 1x1)
 /// as an implicit GEMM C[M, N] = sum_k A[M, K] B[K, N] whose operands are gathered from the tensors, so one
@@ -48,13 +48,15 @@ public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4
 /// The bias gradient is a sum of dy over (n, oh, ow): Reduce does it. v1: one output per thread in a
 /// grid-stride loop, no barriers. v2: T x T shared-memory tiles, as Gemm v2. v3: one output plane per thread. v4: register
 /// blocks of 8 channels x 4 columns per call of a tile function (the CPU accelerator's form). v5: v2 with GEMM v4's
-/// 64 x 64 tiles and 4 x 4 register blocks.
+/// 64 x 64 tiles and 4 x 4 register blocks. v6, v7: tf32 tensor cores (opt-in). v8: v5 with hoisted gathers. v9: v8
+/// with GEMM v6's 128 x 128 tiles and 8 x 8 blocks.
 /// Output elements a pass does not reach (none, for valid geometry) are not written.</summary>
 public static class Conv2d
 {
     const int MaxTile = 16;
-    /// <summary>v5: each thread's block is BlockRows x BlockRows outputs; tiles advance BlockK values of k at a time.</summary>
-    const int BlockRows = 4, BlockK = 8;
+    /// <summary>v5 and v8: each thread's block is BlockRows x BlockRows outputs (v9: Block8Rows); tiles advance BlockK
+    /// values of k at a time.</summary>
+    const int BlockRows = 4, Block8Rows = 8, BlockK = 8;
 
     public static (int M, int N, int K) Dims(ConvGeometry g, ConvPass pass) => pass switch
     {
@@ -192,37 +194,44 @@ public static class Conv2d
     /// item (split, tile) sums its slice of k into partial[split, i, j]; SplitSum adds the slices in a fixed order.</summary>
     static void V5Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
         ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
-        => RegisterTiles<GatheredStaging>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, tdim, splits, partial);
+        => RegisterTiles<GatheredStaging, Block4>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, tdim, splits, partial);
 
     /// <summary>v8: v5 with StageHoisted's staging. With 256 threads a thread stages one k of A (t % 8) down rows
     /// t / 8 + 32s and one column of B (t % 64) down rows t / 64 + 4s; any group size works.</summary>
     static void V8Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
         ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
-        => RegisterTiles<HoistedStaging>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, tdim, splits, partial);
+        => RegisterTiles<HoistedStaging, Block4>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, tdim, splits, partial);
 
-    static void RegisterTiles<TStaging>(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
+    /// <summary>v9: v8 with GEMM v6's 8 x 8 blocks: (8 tdim) x (8 tdim) tiles (128 x 128 on GPUs), 16 shared reads per
+    /// 64 FMAs, and each staged value serving 128 outputs instead of 64, so the gathers cost half as much per FMA.</summary>
+    static void V9Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
         ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
-        where TStaging : struct, IConvStaging
+        => RegisterTiles<HoistedStaging, Block8>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, tdim, splits, partial);
+
+    static void RegisterTiles<TStaging, TBlock>(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
+        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
+        where TStaging : struct, IConvStaging where TBlock : struct, IRegisterBlock<TBlock>
     {
-        var at = SharedMemory.Allocate<float>(BlockK * BlockRows * MaxTile);   // [k][i], k-major
-        var bt = SharedMemory.Allocate<float>(BlockK * BlockRows * MaxTile);   // [k][j]
-        int tile = BlockRows * tdim, threads = tdim * tdim, t = Group.IdxX, tx = t % tdim, ty = t / tdim;
+        var at = SharedMemory.Allocate<float>(BlockK * Block8Rows * MaxTile);   // [k][i], k-major (room for the larger block)
+        var bt = SharedMemory.Allocate<float>(BlockK * Block8Rows * MaxTile);   // [k][j]
+        int rows = default(TBlock).Rows;
+        int tile = rows * tdim, threads = tdim * tdim, t = Group.IdxX, tx = t % tdim, ty = t / tdim;
         int tilesN = (n + tile - 1) / tile, tiles = ((m + tile - 1) / tile) * tilesN;
         int chunk = ((kk + splits - 1) / splits + BlockK - 1) / BlockK * BlockK;
         for (int u = Grid.IdxX; u < tiles * splits; u += Grid.DimX)
         {
             int split = u / tiles, tu = u - split * tiles;
             int m0 = (tu / tilesN) * tile, n0 = (tu % tilesN) * tile, kEnd = XMin(kk, (split + 1) * chunk);
-            var acc = new Block4();
+            var acc = default(TBlock);
             for (int k0 = split * chunk; k0 < kEnd; k0 += BlockK)
             {
                 default(TStaging).Stage(x, w, dy, g, pass, at, 1, tile, bt, tile, false, m, n, m0, n0, k0, kEnd, tile, tile, BlockK, t, threads);
                 Group.Barrier();
-                for (int k = 0; k < BlockK; k++) acc = Block4.Step(acc, at, bt, k * tile + ty, k * tile + tx, tdim);
+                for (int k = 0; k < BlockK; k++) acc = acc.After(at, bt, k * tile + ty, k * tile + tx, tdim);
                 Group.Barrier();
             }
-            for (int i = 0; i < BlockRows; i++)
-                for (int j = 0; j < BlockRows; j++)
+            for (int i = 0; i < rows; i++)
+                for (int j = 0; j < rows; j++)
                 {
                     int row = m0 + ty + i * tdim, col = n0 + tx + j * tdim;
                     if (row >= m || col >= n) continue;
@@ -370,20 +379,20 @@ public static class Conv2d
     public static long ScratchLength(Accelerator acc, ConvGeometry g, ConvPass pass, ConvVersion version)
     {
         if (version < ConvVersion.V5RegisterTiles || pass != ConvPass.WeightGrad) return 0;   // v5 and every later version split
-        int splits = WeightGradSplits(acc, g);
+        int splits = WeightGradSplits(acc, g, version);
         return splits > 1 ? (long)splits * g.Cout * g.Cin * g.R * g.R : 0;
     }
 
-    /// <summary>How many slices of k v5's (and v6-v8's: the same 64 x 64 tiles on GPUs) weight gradient takes on this
-    /// accelerator: enough work items for two per multiprocessor, each slice at least 512 long; 1 on the CPU accelerator
-    /// (its two cores are already busy).</summary>
-    public static int WeightGradSplits(Accelerator acc, ConvGeometry g)
+    /// <summary>How many slices of k the weight gradient of v5 and later takes on this accelerator: enough work items for
+    /// two per multiprocessor, each slice at least 512 long; 1 on the CPU accelerator (its two cores are already busy).
+    /// v5-v8 have 64 x 64 tiles on GPUs, v9 128 x 128 (so more slices).</summary>
+    public static int WeightGradSplits(Accelerator acc, ConvGeometry g, ConvVersion version = ConvVersion.V5RegisterTiles)
     {
         if (Launch.IsCpu(acc)) return 1;
         var (m, n, kk) = Dims(g, ConvPass.WeightGrad);
         int tdim = MaxTile;
         while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
-        int tile = BlockRows * tdim;
+        int tile = (version == ConvVersion.V9Hoisted8 ? Block8Rows : BlockRows) * tdim;
         long tiles = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile);
         long wanted = (2L * acc.NumMultiprocessors + tiles - 1) / tiles;
         return (int)Math.Clamp(Math.Min(wanted, kk / 512), 1, 32);
@@ -854,19 +863,24 @@ public static class Conv2d
             SumSplits(acc, scratch, o, splits, m, n);
             return;
         }
-        if (v is ConvVersion.V5RegisterTiles or ConvVersion.V8Hoisted)
+        if (v is ConvVersion.V5RegisterTiles or ConvVersion.V8Hoisted or ConvVersion.V9Hoisted8)
         {
-            var k = v == ConvVersion.V5RegisterTiles
-                ? KernelCache.Get(acc, "conv2d.v5", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V5Kernel))
-                : KernelCache.Get(acc, "conv2d.v8", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V8Kernel));
+            var k = v switch
+            {
+                ConvVersion.V5RegisterTiles => KernelCache.Get(acc, "conv2d.v5", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V5Kernel)),
+                ConvVersion.V8Hoisted => KernelCache.Get(acc, "conv2d.v8", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V8Kernel)),
+                _ => KernelCache.Get(acc, "conv2d.v9", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V9Kernel)),
+            };
             int tdim = MaxTile;
             while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
-            int tile = BlockRows * tdim;
+            bool eights = v == ConvVersion.V9Hoisted8;
+            int tile = (eights ? Block8Rows : BlockRows) * tdim;
             int splits = SplitsIn(scratch, pass, m, n);
             long items = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile) * splits;
-            int grid = (int)Math.Min(items, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 16L);
+            int grid = (int)Math.Min(items, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * (eights ? 8L : 16L));
             k(new KernelConfig(Math.Max(1, grid), tdim * tdim), x, w, dy, bias, o, g, (int)pass, hasBias ? 1 : 0, m, n, kk, tdim, splits,
                 splits > 1 ? scratch : o);
             SumSplits(acc, scratch, o, splits, m, n);

@@ -23,10 +23,23 @@ public struct GemmShape
     public readonly int IndexC(int b, int i, int j) => Base(b, StrideC, OuterC) + i * N + j;
 }
 
+/// <summary>A thread's register block of accumulators, for kernel bodies generic over the block size (conv v5/v8 use
+/// Block4, v9 Block8): Rows x Rows outputs whose rows and columns are step apart in the tiles.</summary>
+public interface IRegisterBlock<TSelf> where TSelf : struct, IRegisterBlock<TSelf>
+{
+    int Rows { get; }
+    /// <summary>This block after one step of k (see Block4.Step).</summary>
+    TSelf After(ArrayView<float> at, ArrayView<float> bt, int ar, int br, int step);
+    float Get(int i, int j);
+}
+
 /// <summary>The 4 x 4 accumulators of a register-blocked tile (GEMM v4, conv v5), as fields of a value type: ILGPU
 /// 1.5.3 keeps them in registers (the PTX has no .local), where an array would live in local memory.</summary>
-public struct Block4
+public struct Block4 : IRegisterBlock<Block4>
 {
+    public readonly int Rows => 4;
+    public readonly Block4 After(ArrayView<float> at, ArrayView<float> bt, int ar, int br, int step) => Step(this, at, bt, ar, br, step);
+
     public float C00, C01, C02, C03, C10, C11, C12, C13, C20, C21, C22, C23, C30, C31, C32, C33;
 
     /// <summary>One step of k: rows ar, ar + step, ... of the k-major A tile times columns br, br + step, ... of the
@@ -66,10 +79,13 @@ public struct Block4
     };
 }
 
-/// <summary>The 8 x 8 accumulators of GEMM v6: four Block4 quadrants (rows 0-3 and 4-7 by columns 0-3 and 4-7).</summary>
-public struct Block8
+/// <summary>The 8 x 8 accumulators of GEMM v6 and conv v9: four Block4 quadrants (rows 0-3 and 4-7 by columns 0-3 and 4-7).</summary>
+public struct Block8 : IRegisterBlock<Block8>
 {
     public Block4 Q00, Q01, Q10, Q11;
+
+    public readonly int Rows => 8;
+    public readonly Block8 After(ArrayView<float> at, ArrayView<float> bt, int ar, int br, int step) => Step(this, at, bt, ar, br, step);
 
     /// <summary>One step of k: rows ar, ar + step, ..., ar + 7 step of the k-major A tile times columns br, ..., br + 7 step
     /// of the B tile, 16 shared-memory reads for 64 multiply-adds (Block4: 8 for 16).</summary>

@@ -226,13 +226,14 @@ public sealed class GemmGpuShapeTests
     [Theory]
     [InlineData(ConvVersion.V5RegisterTiles)]
     [InlineData(ConvVersion.V8Hoisted)]
+    [InlineData(ConvVersion.V9Hoisted8)]
     public void ConvWithSixteenBySixteenGroupsMatchesTheReference(ConvVersion version)
     {
         using var cpu = new GpuShaped();
         var acc = cpu.Acc;
         var rng = new Random(8);
         double[] R(int len) => Uniform(rng, len);
-        foreach (var g in new[] { ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvGeometry.Create(1, 66, 7, 6, 3, 3, 2, 1) })
+        foreach (var g in new[] { ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvGeometry.Create(1, 66, 7, 6, 3, 3, 2, 1), ConvGeometry.Create(1, 20, 6, 5, 130, 3, 1, 1) })
         {
             var (x, w, b, dy) = (R(g.N * g.Cin * g.H * g.W), R(g.Cout * g.Cin * 9), R(g.Cout), R(g.N * g.Cout * g.Ho * g.Wo));
             using var dxIn = acc.Allocate1D(x.Select(v => (float)v).ToArray());

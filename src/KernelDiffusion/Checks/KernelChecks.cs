@@ -206,7 +206,7 @@ public static partial class KernelChecks
             list.Add(Backward("conv2d", [xs, ws, [4]], t => Ops.Conv2d(t[0], t[1], t[2], stride), v => Conv2d.Reference.Forward(v[0], v[1], v[2], g)));
         }
         // v5's and v8's weight gradient with k split in 3 slices (a GPU's form; K = 2*9*10 = 180 is not a multiple of the slices).
-        foreach (var version in new[] { ConvVersion.V5RegisterTiles, ConvVersion.V8Hoisted })
+        foreach (var version in new[] { ConvVersion.V5RegisterTiles, ConvVersion.V8Hoisted, ConvVersion.V9Hoisted8 })
             list.Add(new Case($"conv2d.v{(int)version}.weight_grad_split_k", "x[2,5,9,10] w[7,5,3,3] s1, 3 slices", (d, rng) =>
             {
                 var g = ConvGeometry.Create(2, 5, 9, 10, 7, 3, 1, 1);
@@ -220,16 +220,18 @@ public static partial class KernelChecks
                 Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, g, tx.View, tw.View, tdy.View, tw.View, false, dw.View, version, scratch.View);
                 return (RelError(dw.ToArray(), Conv2d.Reference.Backward(x, wt, dy, g).Dw), Fwd, "");
             }));
-        // The tiled versions past one 64 x 64 tile (a GPU's), every pass, ragged in both directions.
-        foreach (var version in new[] { ConvVersion.V2Tiled, ConvVersion.V5RegisterTiles, ConvVersion.V8Hoisted })
-            list.Add(new Case($"conv2d.v{(int)version}.multi_tile", "x[2,5,9,10] w[70,5,3,3] s1", (d, rng) =>
+        // The tiled versions past one 64 x 64 tile (a GPU's; v9's are 128 x 128), every pass, ragged in both directions.
+        foreach (var version in new[] { ConvVersion.V2Tiled, ConvVersion.V5RegisterTiles, ConvVersion.V8Hoisted, ConvVersion.V9Hoisted8 })
+        {
+            int co = version == ConvVersion.V9Hoisted8 ? 130 : 70;
+            list.Add(new Case($"conv2d.v{(int)version}.multi_tile", $"x[2,5,9,10] w[{co},5,3,3] s1", (d, rng) =>
             {
-                var g = ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1);
-                int[] xs = [2, 5, 9, 10], ws = [70, 5, 3, 3], ys = [2, 70, 9, 10];
-                var (x, wt, b, dy) = (Randn(rng, Count(xs)), Randn(rng, Count(ws)), Randn(rng, 70), Randn(rng, Count(ys)));
+                var g = ConvGeometry.Create(2, 5, 9, 10, co, 3, 1, 1);
+                int[] xs = [2, 5, 9, 10], ws = [co, 5, 3, 3], ys = [2, co, 9, 10];
+                var (x, wt, b, dy) = (Randn(rng, Count(xs)), Randn(rng, Count(ws)), Randn(rng, co), Randn(rng, Count(ys)));
                 using var tx = Upload(d, x, xs, "x");
                 using var tw = Upload(d, wt, ws, "w");
-                using var tb = Upload(d, b, [70], "b");
+                using var tb = Upload(d, b, [co], "b");
                 using var tdy = Upload(d, dy, ys, "dy");
                 using var y = d.Empty(ys, "y");
                 using var dx = d.Empty(xs, "dx");
@@ -241,6 +243,7 @@ public static partial class KernelChecks
                 double e = Math.Max(RelError(y.ToArray(), Conv2d.Reference.Forward(x, wt, b, g)), Math.Max(RelError(dx.ToArray(), rdx), RelError(dw.ToArray(), rdw)));
                 return (e, Fwd, "max over y, dx, dw");
             }));
+        }
 
         // GroupNorm: plain, +SiLU, +scale-shift +SiLU; both statistics versions and the three backward versions.
         int[] gx = [2, 8, 3, 5];
