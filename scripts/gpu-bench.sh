@@ -41,3 +41,4 @@ kd compare "$R/fp32.safetensors" "$R/tf32.safetensors" --tolerance 1e-2 > "$R/tf
 rm -f "$R"/*.safetensors
 stamp "tf32 steps and trace comparison done"
 cat "$R/timeline.txt"; cat "$R/ratios.md" 2>/dev/null | head -60; cat "$R/fastest.md" 2>/dev/null; tail -5 "$R/tf32-compare.log" 2>/dev/null
+grep "fmnist" "$R/bench-auto/bench.md" 2>/dev/null | head -4; grep -c "^- " "$R/bench-auto/bench.md" 2>/dev/null
