@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Util;
 
 namespace KernelDiffusion.Kernels;
 
@@ -102,18 +103,29 @@ public struct Block8 : IRegisterBlock<Block8>
         return c;
     }
 
+    /// <summary>One step of k from 16-byte shared loads: rows a0 (4 of them) and a1 (4 more) times columns b0 and b1.</summary>
+    public static Block8 Step(Block8 c, Float4 a0, Float4 a1, Float4 b0, Float4 b1)
+    {
+        c.Q00 = Block4.Fma(c.Q00, a0.X, a0.Y, a0.Z, a0.W, b0.X, b0.Y, b0.Z, b0.W);
+        c.Q01 = Block4.Fma(c.Q01, a0.X, a0.Y, a0.Z, a0.W, b1.X, b1.Y, b1.Z, b1.W);
+        c.Q10 = Block4.Fma(c.Q10, a1.X, a1.Y, a1.Z, a1.W, b0.X, b0.Y, b0.Z, b0.W);
+        c.Q11 = Block4.Fma(c.Q11, a1.X, a1.Y, a1.Z, a1.W, b1.X, b1.Y, b1.Z, b1.W);
+        return c;
+    }
+
     /// <summary>Accumulator (i, j), by quadrant.</summary>
     public readonly float Get(int i, int j) => i < 4
         ? (j < 4 ? Q00.Get(i, j) : Q01.Get(i, j - 4))
         : (j < 4 ? Q10.Get(i - 4, j) : Q11.Get(i - 4, j - 4));
 }
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
 /// accelerator's default). v4: 64 x 64 tiles with 4 x 4 register blocks per thread. v5: tf32 tensor cores (opt-in: its
-/// operands keep 10 mantissa bits). v6: 128 x 128 tiles with 8 x 8 register blocks per thread.</summary>
+/// operands keep 10 mantissa bits). v6: 128 x 128 tiles with 8 x 8 register blocks per thread. v7: v6 reading its
+/// blocks from shared memory 16 bytes at a time.</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
@@ -282,6 +294,47 @@ public static class Gemm
         }
     }
 
+    /// <summary>v7: v6 with 16-byte shared reads. cuobjdump of v6 shows each k step as 64 FFMA among 120 instructions: 16
+    /// scalar LDS, each with its own address arithmetic. Here a thread's 8 rows are two runs of 4 (rows 4 ty.. and
+    /// 4 tdim + 4 ty..), and its 8 columns likewise, so a step is 4 Float4 loads: a warp's A reads are 2 broadcasts and
+    /// its B reads 16 consecutive 16-byte words (no bank conflicts). Staging and tiles are v6's.</summary>
+    static void V7Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tdim)
+    {
+        var at4 = SharedMemory.Allocate<Float4>(V6K * V6Rows * MaxTile / 4);   // [k][m], k-major, 4 rows a word
+        var bt4 = SharedMemory.Allocate<Float4>(V6K * V6Rows * MaxTile / 4);   // [k][n]
+        var at = at4.Cast<float>();
+        var bt = bt4.Cast<float>();
+        int tile = V6Rows * tdim, words = tile / 4, threads = tdim * tdim, t = Group.IdxX;
+        int tx = t % tdim, ty = t / tdim;
+        int tilesN = (s.N + tile - 1) / tile, tilesM = (s.M + tile - 1) / tile, perBatch = tilesM * tilesN;
+        for (int w = Grid.IdxX; w < s.Batch * perBatch; w += Grid.DimX)
+        {
+            int bi = w / perBatch, tr = w - bi * perBatch;
+            int m0 = (tr / tilesN) * tile, n0 = (tr % tilesN) * tile;
+            int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
+            var acc = new Block8();
+            for (int k0 = 0; k0 < s.K; k0 += V6K)
+            {
+                for (int e = t; e < tile * V6K; e += threads)
+                {
+                    int m = s.TransA == 0 ? e / V6K : e % tile, k = s.TransA == 0 ? e % V6K : e / tile;
+                    at[k * tile + m] = m0 + m < s.M && k0 + k < s.K
+                        ? a[aBase + (s.TransA == 0 ? (m0 + m) * s.K + k0 + k : (k0 + k) * s.M + m0 + m)] : 0f;
+                    int n = s.TransB == 0 ? e % tile : e / V6K, kb = s.TransB == 0 ? e / tile : e % V6K;
+                    bt[kb * tile + n] = k0 + kb < s.K && n0 + n < s.N
+                        ? b[bBase + (s.TransB == 0 ? (k0 + kb) * s.N + n0 + n : (n0 + n) * s.K + k0 + kb)] : 0f;
+                }
+                Group.Barrier();
+                for (int kk = 0; kk < V6K; kk++)
+                    acc = Block8.Step(acc, at4[kk * words + ty], at4[kk * words + tdim + ty], bt4[kk * words + tx], bt4[kk * words + tdim + tx]);
+                Group.Barrier();
+            }
+            for (int i = 0; i < V6Rows; i++)
+                for (int j = 0; j < V6Rows; j++)
+                    Store(c, s, bi, m0 + (i < 4 ? 4 * ty + i : 4 * (tdim + ty) + i - 4), n0 + (j < 4 ? 4 * tx + j : 4 * (tdim + tx) + j - 4), acc.Get(i, j));
+        }
+    }
+
     /// <summary>v5: tf32 tensor cores (<see cref="TensorCore"/>). A group of four warps computes a 64 x 64 tile of C,
     /// each warp a 32 x 32 quarter (a <see cref="WarpTile"/>: 2 x 4 mma tiles of 16 x 8, 32 accumulators per lane).
     /// Operands are rounded to tf32 as they are staged in shared memory: the result is that of tf32 inputs with fp32
@@ -374,11 +427,14 @@ public static class Gemm
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8L);
             k(new KernelConfig(Math.Max(1, grid), V5Threads), a, b, c, s);
         }
-        else if (v is GemmVersion.V4Blocked or GemmVersion.V6Blocked8)
+        else if (v is GemmVersion.V4Blocked or GemmVersion.V6Blocked8 or GemmVersion.V7Vector)
         {
-            var k = v == GemmVersion.V4Blocked
-                ? KernelCache.Get(acc, "gemm.v4", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V4Kernel))
-                : KernelCache.Get(acc, "gemm.v6", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V6Kernel));
+            var k = v switch
+            {
+                GemmVersion.V4Blocked => KernelCache.Get(acc, "gemm.v4", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V4Kernel)),
+                GemmVersion.V6Blocked8 => KernelCache.Get(acc, "gemm.v6", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V6Kernel)),
+                _ => KernelCache.Get(acc, "gemm.v7", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V7Kernel)),
+            };
             int tdim = MaxTile;
             while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
             int tile = (v == GemmVersion.V4Blocked ? V4Rows : V6Rows) * tdim;

@@ -260,13 +260,14 @@ public sealed class GemmGpuShapeTests
     [Theory]
     [InlineData(GemmVersion.V4Blocked)]
     [InlineData(GemmVersion.V6Blocked8)]
+    [InlineData(GemmVersion.V7Vector)]
     public void GemmWithSixteenBySixteenGroupsMatchesTheReference(GemmVersion version)
     {
         using var cpu = new GpuShaped();
         var acc = cpu.Acc;
         Assert.Equal(256, acc.MaxNumThreadsPerGroup);
         var rng = new Random(7);
-        // Past one tile (64 for v4, 128 for v6) with ragged edges, and a transposed pair over one tile's width.
+        // Past one tile (64 for v4, 128 for v6 and v7) with ragged edges, and a transposed pair over one tile's width.
         foreach (var (m, n, k, ta, tb) in new[] { (70, 67, 33, 0, 0), (19, 130, 9, 1, 1), (140, 135, 17, 1, 0), (131, 20, 12, 0, 1) })
         {
             var s = new GemmShape { Batch = 2, M = m, N = n, K = k, TransA = ta, TransB = tb, StrideA = m * k, StrideB = k * n, StrideC = m * n, Alpha = 0.5f, Beta = -1.5f };

@@ -427,7 +427,7 @@ public static partial class KernelChecks
         list.Add(Backward("mean", [rs], t => Ops.Mean(t[0], [2, 3]), mean));
 
         // Batched GEMM: all four transposes, ragged shapes, a shared operand, and alpha / beta at the kernel level.
-        foreach (var version in new[] { GemmVersion.V1Naive, GemmVersion.V2Tiled, GemmVersion.V3Rows, GemmVersion.V4Blocked, GemmVersion.V6Blocked8 })
+        foreach (var version in new[] { GemmVersion.V1Naive, GemmVersion.V2Tiled, GemmVersion.V3Rows, GemmVersion.V4Blocked, GemmVersion.V6Blocked8, GemmVersion.V7Vector })
         {
             string tag = "v" + (int)version;
             const int B = 2, M = 17, N = 19, K = 23;
@@ -452,8 +452,9 @@ public static partial class KernelChecks
                 Gemm.Run(d.Accelerator, ta.View, tb.View, tc.View, s, version);
                 return (RelError(tc.ToArray(), Gemm.Reference.Run(a, b, c, s)), Fwd, "");
             }));
-            // More than one 64 x 64 tile (v4 on a GPU; 128 x 128 for v6) with ragged edges in both directions.
-            int tm = version == GemmVersion.V6Blocked8 ? 140 : 70, tn = version == GemmVersion.V6Blocked8 ? 135 : 67;
+            // More than one 64 x 64 tile (v4 on a GPU; 128 x 128 for v6 and v7) with ragged edges in both directions.
+            bool wide = version is GemmVersion.V6Blocked8 or GemmVersion.V7Vector;
+            int tm = wide ? 140 : 70, tn = wide ? 135 : 67;
             list.Add(Forward($"gemm.{tag}.multi_tile", [[tm, 33], [33, tn]], With(v => v.Gemm = version, t => Ops.MatMul(t[0], t[1])),
                 v => Gemm.Reference.Run(v[0], v[1], null, new GemmShape { Batch = 1, M = tm, N = tn, K = 33, Alpha = 1 })));
         }
