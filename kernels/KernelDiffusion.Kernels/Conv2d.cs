@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Util;
 
 namespace KernelDiffusion.Kernels;
 
@@ -34,7 +35,7 @@ public struct ConvGeometry
 
 public enum ConvPass { Forward = 0, InputGrad = 1, WeightGrad = 2 }
 
-public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7, V8Hoisted = 8, V9Hoisted8 = 9 }
+public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7, V8Hoisted = 8, V9Hoisted8 = 9, V10Vector = 10 }
 
 /// <summary>2-D convolution (any odd square kernel with padding, stride 1 or 2; the UNet uses 3x3 pad 1 and 1x1)
 /// as an implicit GEMM C[M, N] = sum_k A[M, K] B[K, N] whose operands are gathered from the tensors, so one
@@ -49,7 +50,7 @@ public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4
 /// grid-stride loop, no barriers. v2: T x T shared-memory tiles, as Gemm v2. v3: one output plane per thread. v4: register
 /// blocks of 8 channels x 4 columns per call of a tile function (the CPU accelerator's form). v5: v2 with GEMM v4's
 /// 64 x 64 tiles and 4 x 4 register blocks. v6, v7: tf32 tensor cores (opt-in). v8: v5 with hoisted gathers. v9: v8
-/// with GEMM v6's 128 x 128 tiles and 8 x 8 blocks.
+/// with GEMM v6's 128 x 128 tiles and 8 x 8 blocks. v10: v9 with GEMM v7's 16-byte shared reads.
 /// Output elements a pass does not reach (none, for valid geometry) are not written.</summary>
 public static class Conv2d
 {
@@ -208,12 +209,18 @@ public static class Conv2d
         ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
         => RegisterTiles<HoistedStaging, Block8>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, tdim, splits, partial);
 
+    /// <summary>v10: v9 reading its blocks 16 bytes at a time (Block8Runs, as GEMM v7).</summary>
+    static void V10Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
+        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
+        => RegisterTiles<HoistedStaging, Block8Runs>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, tdim, splits, partial);
+
     static void RegisterTiles<TStaging, TBlock>(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
         ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
         where TStaging : struct, IConvStaging where TBlock : struct, IRegisterBlock<TBlock>
     {
-        var at = SharedMemory.Allocate<float>(BlockK * Block8Rows * MaxTile);   // [k][i], k-major (room for the larger block)
-        var bt = SharedMemory.Allocate<float>(BlockK * Block8Rows * MaxTile);   // [k][j]
+        // [k][i] and [k][j], k-major, room for the larger block, 16-byte aligned for Block8Runs.
+        var at = SharedMemory.Allocate<Float4>(BlockK * Block8Rows * MaxTile / 4).Cast<float>();
+        var bt = SharedMemory.Allocate<Float4>(BlockK * Block8Rows * MaxTile / 4).Cast<float>();
         int rows = default(TBlock).Rows;
         int tile = rows * tdim, threads = tdim * tdim, t = Group.IdxX, tx = t % tdim, ty = t / tdim;
         int tilesN = (n + tile - 1) / tile, tiles = ((m + tile - 1) / tile) * tilesN;
@@ -227,13 +234,13 @@ public static class Conv2d
             {
                 default(TStaging).Stage(x, w, dy, g, pass, at, 1, tile, bt, tile, false, m, n, m0, n0, k0, kEnd, tile, tile, BlockK, t, threads);
                 Group.Barrier();
-                for (int k = 0; k < BlockK; k++) acc = acc.After(at, bt, k * tile + ty, k * tile + tx, tdim);
+                for (int k = 0; k < BlockK; k++) acc = acc.After(at, bt, k * tile, ty, tx, tdim);
                 Group.Barrier();
             }
             for (int i = 0; i < rows; i++)
                 for (int j = 0; j < rows; j++)
                 {
-                    int row = m0 + ty + i * tdim, col = n0 + tx + j * tdim;
+                    int row = m0 + acc.Offset(i, ty, tdim), col = n0 + acc.Offset(j, tx, tdim);
                     if (row >= m || col >= n) continue;
                     if (splits > 1) partial[(split * m + row) * n + col] = acc.Get(i, j);
                     else Store(o, bias, g, pass, hasBias, row, col, acc.Get(i, j));
@@ -385,14 +392,14 @@ public static class Conv2d
 
     /// <summary>How many slices of k the weight gradient of v5 and later takes on this accelerator: enough work items for
     /// two per multiprocessor, each slice at least 512 long; 1 on the CPU accelerator (its two cores are already busy).
-    /// v5-v8 have 64 x 64 tiles on GPUs, v9 128 x 128 (so more slices).</summary>
+    /// v5-v8 have 64 x 64 tiles on GPUs, v9 and v10 128 x 128 (so more slices).</summary>
     public static int WeightGradSplits(Accelerator acc, ConvGeometry g, ConvVersion version = ConvVersion.V5RegisterTiles)
     {
         if (Launch.IsCpu(acc)) return 1;
         var (m, n, kk) = Dims(g, ConvPass.WeightGrad);
         int tdim = MaxTile;
         while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
-        int tile = (version == ConvVersion.V9Hoisted8 ? Block8Rows : BlockRows) * tdim;
+        int tile = (version >= ConvVersion.V9Hoisted8 ? Block8Rows : BlockRows) * tdim;
         long tiles = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile);
         long wanted = (2L * acc.NumMultiprocessors + tiles - 1) / tiles;
         return (int)Math.Clamp(Math.Min(wanted, kk / 512), 1, 32);
@@ -863,7 +870,7 @@ public static class Conv2d
             SumSplits(acc, scratch, o, splits, m, n);
             return;
         }
-        if (v is ConvVersion.V5RegisterTiles or ConvVersion.V8Hoisted or ConvVersion.V9Hoisted8)
+        if (v is ConvVersion.V5RegisterTiles or ConvVersion.V8Hoisted or ConvVersion.V9Hoisted8 or ConvVersion.V10Vector)
         {
             var k = v switch
             {
@@ -871,12 +878,14 @@ public static class Conv2d
                     ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V5Kernel)),
                 ConvVersion.V8Hoisted => KernelCache.Get(acc, "conv2d.v8", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                     ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V8Kernel)),
-                _ => KernelCache.Get(acc, "conv2d.v9", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ConvVersion.V9Hoisted8 => KernelCache.Get(acc, "conv2d.v9", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                     ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V9Kernel)),
+                _ => KernelCache.Get(acc, "conv2d.v10", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V10Kernel)),
             };
             int tdim = MaxTile;
             while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
-            bool eights = v == ConvVersion.V9Hoisted8;
+            bool eights = v >= ConvVersion.V9Hoisted8;
             int tile = (eights ? Block8Rows : BlockRows) * tdim;
             int splits = SplitsIn(scratch, pass, m, n);
             long items = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile) * splits;

@@ -24,13 +24,15 @@ public struct GemmShape
     public readonly int IndexC(int b, int i, int j) => Base(b, StrideC, OuterC) + i * N + j;
 }
 
-/// <summary>A thread's register block of accumulators, for kernel bodies generic over the block size (conv v5/v8 use
-/// Block4, v9 Block8): Rows x Rows outputs whose rows and columns are step apart in the tiles.</summary>
+/// <summary>A thread's register block of accumulators, for kernel bodies generic over the block (conv v5/v8 use Block4,
+/// v9 Block8, v10 and GEMM v7 Block8Runs): Rows x Rows outputs of a tile whose k-major shared rows are tile wide.</summary>
 public interface IRegisterBlock<TSelf> where TSelf : struct, IRegisterBlock<TSelf>
 {
     int Rows { get; }
-    /// <summary>This block after one step of k (see Block4.Step).</summary>
-    TSelf After(ArrayView<float> at, ArrayView<float> bt, int ar, int br, int step);
+    /// <summary>Where the thread's row (or column) i lies in the tile, for thread coordinate t of a side of tdim.</summary>
+    int Offset(int i, int t, int tdim);
+    /// <summary>This block after one step of k, whose A and B rows start at kRow in the shared tiles.</summary>
+    TSelf After(ArrayView<float> at, ArrayView<float> bt, int kRow, int ty, int tx, int tdim);
     float Get(int i, int j);
 }
 
@@ -39,7 +41,8 @@ public interface IRegisterBlock<TSelf> where TSelf : struct, IRegisterBlock<TSel
 public struct Block4 : IRegisterBlock<Block4>
 {
     public readonly int Rows => 4;
-    public readonly Block4 After(ArrayView<float> at, ArrayView<float> bt, int ar, int br, int step) => Step(this, at, bt, ar, br, step);
+    public readonly int Offset(int i, int t, int tdim) => t + i * tdim;
+    public readonly Block4 After(ArrayView<float> at, ArrayView<float> bt, int kRow, int ty, int tx, int tdim) => Step(this, at, bt, kRow + ty, kRow + tx, tdim);
 
     public float C00, C01, C02, C03, C10, C11, C12, C13, C20, C21, C22, C23, C30, C31, C32, C33;
 
@@ -86,7 +89,8 @@ public struct Block8 : IRegisterBlock<Block8>
     public Block4 Q00, Q01, Q10, Q11;
 
     public readonly int Rows => 8;
-    public readonly Block8 After(ArrayView<float> at, ArrayView<float> bt, int ar, int br, int step) => Step(this, at, bt, ar, br, step);
+    public readonly int Offset(int i, int t, int tdim) => t + i * tdim;
+    public readonly Block8 After(ArrayView<float> at, ArrayView<float> bt, int kRow, int ty, int tx, int tdim) => Step(this, at, bt, kRow + ty, kRow + tx, tdim);
 
     /// <summary>One step of k: rows ar, ar + step, ..., ar + 7 step of the k-major A tile times columns br, ..., br + 7 step
     /// of the B tile, 16 shared-memory reads for 64 multiply-adds (Block4: 8 for 16).</summary>
@@ -117,6 +121,27 @@ public struct Block8 : IRegisterBlock<Block8>
     public readonly float Get(int i, int j) => i < 4
         ? (j < 4 ? Q00.Get(i, j) : Q01.Get(i, j - 4))
         : (j < 4 ? Q10.Get(i - 4, j) : Q11.Get(i - 4, j - 4));
+}
+
+/// <summary>An 8 x 8 block read from shared memory 16 bytes at a time (GEMM v7, conv v10): the thread's rows are two
+/// runs of 4, at 4 t and 4 tdim + 4 t, and its columns likewise, so a step of k is four Float4 loads (LDS.128): a
+/// warp's A reads are broadcasts and its B reads consecutive words. The tiles must start 16-byte aligned (allocate
+/// them as Float4).</summary>
+public struct Block8Runs : IRegisterBlock<Block8Runs>
+{
+    Block8 c;
+
+    public readonly int Rows => 8;
+    public readonly int Offset(int i, int t, int tdim) => i < 4 ? 4 * t + i : 4 * (tdim + t) + i - 4;
+
+    public readonly Block8Runs After(ArrayView<float> at, ArrayView<float> bt, int kRow, int ty, int tx, int tdim)
+    {
+        ArrayView<Float4> a4 = at.Cast<Float4>(), b4 = bt.Cast<Float4>();
+        int w = kRow / 4;
+        return new Block8Runs { c = Block8.Step(c, a4[w + ty], a4[w + tdim + ty], b4[w + tx], b4[w + tdim + tx]) };
+    }
+
+    public readonly float Get(int i, int j) => c.Get(i, j);
 }
 
 public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7 }
@@ -294,17 +319,14 @@ public static class Gemm
         }
     }
 
-    /// <summary>v7: v6 with 16-byte shared reads. cuobjdump of v6 shows each k step as 64 FFMA among 120 instructions: 16
-    /// scalar LDS, each with its own address arithmetic. Here a thread's 8 rows are two runs of 4 (rows 4 ty.. and
-    /// 4 tdim + 4 ty..), and its 8 columns likewise, so a step is 4 Float4 loads: a warp's A reads are 2 broadcasts and
-    /// its B reads 16 consecutive 16-byte words (no bank conflicts). Staging and tiles are v6's.</summary>
+    /// <summary>v7: v6 with 16-byte shared reads (Block8Runs). cuobjdump of v6 shows each k step as 64 FFMA among 117
+    /// instructions: 16 scalar LDS, each with its own address arithmetic; v7's step is four LDS.128 and 81 instructions.
+    /// Staging and tiles are v6's.</summary>
     static void V7Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tdim)
     {
-        var at4 = SharedMemory.Allocate<Float4>(V6K * V6Rows * MaxTile / 4);   // [k][m], k-major, 4 rows a word
-        var bt4 = SharedMemory.Allocate<Float4>(V6K * V6Rows * MaxTile / 4);   // [k][n]
-        var at = at4.Cast<float>();
-        var bt = bt4.Cast<float>();
-        int tile = V6Rows * tdim, words = tile / 4, threads = tdim * tdim, t = Group.IdxX;
+        var at = SharedMemory.Allocate<Float4>(V6K * V6Rows * MaxTile / 4).Cast<float>();   // [k][m], k-major, 16-byte aligned
+        var bt = SharedMemory.Allocate<Float4>(V6K * V6Rows * MaxTile / 4).Cast<float>();   // [k][n]
+        int tile = V6Rows * tdim, threads = tdim * tdim, t = Group.IdxX;
         int tx = t % tdim, ty = t / tdim;
         int tilesN = (s.N + tile - 1) / tile, tilesM = (s.M + tile - 1) / tile, perBatch = tilesM * tilesN;
         for (int w = Grid.IdxX; w < s.Batch * perBatch; w += Grid.DimX)
@@ -312,7 +334,7 @@ public static class Gemm
             int bi = w / perBatch, tr = w - bi * perBatch;
             int m0 = (tr / tilesN) * tile, n0 = (tr % tilesN) * tile;
             int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
-            var acc = new Block8();
+            var acc = new Block8Runs();
             for (int k0 = 0; k0 < s.K; k0 += V6K)
             {
                 for (int e = t; e < tile * V6K; e += threads)
@@ -325,13 +347,12 @@ public static class Gemm
                         ? b[bBase + (s.TransB == 0 ? (k0 + kb) * s.N + n0 + n : (n0 + n) * s.K + k0 + kb)] : 0f;
                 }
                 Group.Barrier();
-                for (int kk = 0; kk < V6K; kk++)
-                    acc = Block8.Step(acc, at4[kk * words + ty], at4[kk * words + tdim + ty], bt4[kk * words + tx], bt4[kk * words + tdim + tx]);
+                for (int kk = 0; kk < V6K; kk++) acc = acc.After(at, bt, kk * tile, ty, tx, tdim);
                 Group.Barrier();
             }
             for (int i = 0; i < V6Rows; i++)
                 for (int j = 0; j < V6Rows; j++)
-                    Store(c, s, bi, m0 + (i < 4 ? 4 * ty + i : 4 * (tdim + ty) + i - 4), n0 + (j < 4 ? 4 * tx + j : 4 * (tdim + tx) + j - 4), acc.Get(i, j));
+                    Store(c, s, bi, m0 + acc.Offset(i, ty, tdim), n0 + acc.Offset(j, tx, tdim), acc.Get(i, j));
         }
     }
 

@@ -227,6 +227,7 @@ public sealed class GemmGpuShapeTests
     [InlineData(ConvVersion.V5RegisterTiles)]
     [InlineData(ConvVersion.V8Hoisted)]
     [InlineData(ConvVersion.V9Hoisted8)]
+    [InlineData(ConvVersion.V10Vector)]
     public void ConvWithSixteenBySixteenGroupsMatchesTheReference(ConvVersion version)
     {
         using var cpu = new GpuShaped();

@@ -92,7 +92,10 @@ public sealed class KernelVersions
     }
 
     /// <summary>A version as kd bench and the Autotuner print it: v8.hoisted.</summary>
-    public static string Label<TV>(TV v) where TV : struct, Enum => "v" + Convert.ToInt32(v) + "." + v.ToString()[2..].ToLowerInvariant();
+    public static string Label<TV>(TV v) where TV : struct, Enum => "v" + Convert.ToInt32(v) + "." + Tag(v);
+
+    /// <summary>A version's name without its number: "hoisted8" for V9Hoisted8, "vector" for V10Vector.</summary>
+    static string Tag(Enum v) => v.ToString().TrimStart('V').TrimStart("0123456789".ToCharArray()).ToLowerInvariant();
 
     /// <summary>Whether a version runs on tf32 tensor cores (its name ends in Tf32): opt-in by name, never tuned to.</summary>
     public static bool IsTf32<TV>(TV v) where TV : struct, Enum => v.ToString().EndsWith("Tf32", StringComparison.Ordinal);
@@ -122,7 +125,7 @@ public sealed class KernelVersions
                 throw new KdException($"{source}: unknown kernel family '{kv[0]}' in '{part}': use {string.Join(", ", Families.Keys)}");
             if (!int.TryParse(kv[1][1..], out int n) || !Enum.IsDefined(type, n))
             {
-                var known = string.Join(", ", Enum.GetValues(type).Cast<Enum>().Select(v => $"v{Convert.ToInt32(v)} ({v.ToString()[2..].ToLowerInvariant()})"));
+                var known = string.Join(", ", Enum.GetValues(type).Cast<Enum>().Select(v => $"v{Convert.ToInt32(v)} ({Tag(v)})"));
                 throw new KdException($"{source}: '{part}': no such version (there are {known})");
             }
             list.Add((family, (Enum)Enum.ToObject(type, n)));
