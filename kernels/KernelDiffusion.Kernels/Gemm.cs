@@ -285,10 +285,20 @@ public static class Gemm
     /// per FMA, and each operand value loaded from global memory serves 128 outputs instead of 64. Staging runs along
     /// each operand's contiguous direction, as v5's (one multiply-add per element's address).</summary>
     static void V6Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tdim)
+        => BlockedTiles<Block8>(a, b, c, s, tdim);
+
+    /// <summary>v7: v6 with 16-byte shared reads (Block8Runs). cuobjdump of v6 shows each k step as 64 FFMA among 117
+    /// instructions: 16 scalar LDS, each with its own address arithmetic; v7's step is four LDS.128 and 82 instructions.</summary>
+    static void V7Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tdim)
+        => BlockedTiles<Block8Runs>(a, b, c, s, tdim);
+
+    /// <summary>v6 and v7: (Rows tdim)-square tiles of C, one register block per thread, k staged V6K at a time.</summary>
+    static void BlockedTiles<TBlock>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tdim)
+        where TBlock : struct, IRegisterBlock<TBlock>
     {
-        var at = SharedMemory.Allocate<float>(V6K * V6Rows * MaxTile);   // [k][m], k-major
-        var bt = SharedMemory.Allocate<float>(V6K * V6Rows * MaxTile);   // [k][n]
-        int tile = V6Rows * tdim, threads = tdim * tdim, t = Group.IdxX;
+        var at = SharedMemory.Allocate<Float4>(V6K * V6Rows * MaxTile / 4).Cast<float>();   // [k][m], k-major, 16-byte aligned
+        var bt = SharedMemory.Allocate<Float4>(V6K * V6Rows * MaxTile / 4).Cast<float>();   // [k][n]
+        int rows = default(TBlock).Rows, tile = rows * tdim, threads = tdim * tdim, t = Group.IdxX;
         int tx = t % tdim, ty = t / tdim;
         int tilesN = (s.N + tile - 1) / tile, tilesM = (s.M + tile - 1) / tile, perBatch = tilesM * tilesN;
         for (int w = Grid.IdxX; w < s.Batch * perBatch; w += Grid.DimX)
@@ -296,7 +306,7 @@ public static class Gemm
             int bi = w / perBatch, tr = w - bi * perBatch;
             int m0 = (tr / tilesN) * tile, n0 = (tr % tilesN) * tile;
             int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
-            var acc = new Block8();
+            var acc = default(TBlock);
             for (int k0 = 0; k0 < s.K; k0 += V6K)
             {
                 for (int e = t; e < tile * V6K; e += threads)
@@ -310,48 +320,11 @@ public static class Gemm
                         ? b[bBase + (s.TransB == 0 ? (k0 + kb) * s.N + n0 + n : (n0 + n) * s.K + k0 + kb)] : 0f;
                 }
                 Group.Barrier();
-                for (int kk = 0; kk < V6K; kk++) acc = Block8.Step(acc, at, bt, kk * tile + ty, kk * tile + tx, tdim);
-                Group.Barrier();
-            }
-            for (int i = 0; i < V6Rows; i++)
-                for (int j = 0; j < V6Rows; j++)
-                    Store(c, s, bi, m0 + ty + i * tdim, n0 + tx + j * tdim, acc.Get(i, j));
-        }
-    }
-
-    /// <summary>v7: v6 with 16-byte shared reads (Block8Runs). cuobjdump of v6 shows each k step as 64 FFMA among 117
-    /// instructions: 16 scalar LDS, each with its own address arithmetic; v7's step is four LDS.128 and 81 instructions.
-    /// Staging and tiles are v6's.</summary>
-    static void V7Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tdim)
-    {
-        var at = SharedMemory.Allocate<Float4>(V6K * V6Rows * MaxTile / 4).Cast<float>();   // [k][m], k-major, 16-byte aligned
-        var bt = SharedMemory.Allocate<Float4>(V6K * V6Rows * MaxTile / 4).Cast<float>();   // [k][n]
-        int tile = V6Rows * tdim, threads = tdim * tdim, t = Group.IdxX;
-        int tx = t % tdim, ty = t / tdim;
-        int tilesN = (s.N + tile - 1) / tile, tilesM = (s.M + tile - 1) / tile, perBatch = tilesM * tilesN;
-        for (int w = Grid.IdxX; w < s.Batch * perBatch; w += Grid.DimX)
-        {
-            int bi = w / perBatch, tr = w - bi * perBatch;
-            int m0 = (tr / tilesN) * tile, n0 = (tr % tilesN) * tile;
-            int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
-            var acc = new Block8Runs();
-            for (int k0 = 0; k0 < s.K; k0 += V6K)
-            {
-                for (int e = t; e < tile * V6K; e += threads)
-                {
-                    int m = s.TransA == 0 ? e / V6K : e % tile, k = s.TransA == 0 ? e % V6K : e / tile;
-                    at[k * tile + m] = m0 + m < s.M && k0 + k < s.K
-                        ? a[aBase + (s.TransA == 0 ? (m0 + m) * s.K + k0 + k : (k0 + k) * s.M + m0 + m)] : 0f;
-                    int n = s.TransB == 0 ? e % tile : e / V6K, kb = s.TransB == 0 ? e / tile : e % V6K;
-                    bt[kb * tile + n] = k0 + kb < s.K && n0 + n < s.N
-                        ? b[bBase + (s.TransB == 0 ? (k0 + kb) * s.N + n0 + n : (n0 + n) * s.K + k0 + kb)] : 0f;
-                }
-                Group.Barrier();
                 for (int kk = 0; kk < V6K; kk++) acc = acc.After(at, bt, kk * tile, ty, tx, tdim);
                 Group.Barrier();
             }
-            for (int i = 0; i < V6Rows; i++)
-                for (int j = 0; j < V6Rows; j++)
+            for (int i = 0; i < rows; i++)
+                for (int j = 0; j < rows; j++)
                     Store(c, s, bi, m0 + acc.Offset(i, ty, tdim), n0 + acc.Offset(j, tx, tdim), acc.Get(i, j));
         }
     }
