@@ -24,8 +24,9 @@ public struct GemmShape
     public readonly int IndexC(int b, int i, int j) => Base(b, StrideC, OuterC) + i * N + j;
 }
 
-/// <summary>A thread's register block of accumulators, for kernel bodies generic over the block (conv v5/v8 use Block4,
-/// v9 Block8, v10 and GEMM v7 Block8Runs): Rows x Rows outputs of a tile whose k-major shared rows are tile wide.</summary>
+/// <summary>A thread's register block of accumulators, for kernel bodies generic over the block (Block4: conv v5 and v8;
+/// Block8: GEMM v6, conv v9; Block8Runs: GEMM v7, conv v10): Rows x Rows outputs of a tile whose k-major shared rows
+/// are tile wide.</summary>
 public interface IRegisterBlock<TSelf> where TSelf : struct, IRegisterBlock<TSelf>
 {
     int Rows { get; }
@@ -36,7 +37,7 @@ public interface IRegisterBlock<TSelf> where TSelf : struct, IRegisterBlock<TSel
     float Get(int i, int j);
 }
 
-/// <summary>The 4 x 4 accumulators of a register-blocked tile (GEMM v4, conv v5), as fields of a value type: ILGPU
+/// <summary>The 4 x 4 accumulators of a register-blocked tile (GEMM v4, conv v5 and v8), as fields of a value type: ILGPU
 /// 1.5.3 keeps them in registers (the PTX has no .local), where an array would live in local memory.</summary>
 public struct Block4 : IRegisterBlock<Block4>
 {
