@@ -35,7 +35,7 @@ public struct ConvGeometry
 
 public enum ConvPass { Forward = 0, InputGrad = 1, WeightGrad = 2 }
 
-public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7, V8Hoisted = 8, V9Hoisted8 = 9, V10Vector = 10 }
+public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7, V8Hoisted = 8, V9Hoisted8 = 9, V10Vector = 10, V11Vector4 = 11 }
 
 /// <summary>2-D convolution (any odd square kernel with padding, stride 1 or 2; the UNet uses 3x3 pad 1 and 1x1)
 /// as an implicit GEMM C[M, N] = sum_k A[M, K] B[K, N] whose operands are gathered from the tensors, so one
@@ -50,7 +50,8 @@ public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4
 /// grid-stride loop, no barriers. v2: T x T shared-memory tiles, as Gemm v2. v3: one output plane per thread. v4: register
 /// blocks of 8 channels x 4 columns per call of a tile function (the CPU accelerator's form). v5: v2 with GEMM v4's
 /// 64 x 64 tiles and 4 x 4 register blocks. v6, v7: tf32 tensor cores (opt-in). v8: v5 with hoisted gathers. v9: v8
-/// with GEMM v6's 128 x 128 tiles and 8 x 8 blocks. v10: v9 with GEMM v7's 16-byte shared reads.
+/// with GEMM v6's 128 x 128 tiles and 8 x 8 blocks. v10: v9 with GEMM v7's 16-byte shared reads. v11: v8 with 16-byte
+/// shared reads (GEMM v8's Block4Runs).
 /// Output elements a pass does not reach (none, for valid geometry) are not written.</summary>
 public static class Conv2d
 {
@@ -213,6 +214,12 @@ public static class Conv2d
     static void V10Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
         ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
         => RegisterTiles<HoistedStaging, Block8Runs>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, tdim, splits, partial);
+
+    /// <summary>v11: v8 reading its 4 x 4 blocks 16 bytes at a time (Block4Runs, as GEMM v8): v10's gain for 64 x 64 tiles,
+    /// which suit the 64-channel layers that leave half of v9's and v10's tiles idle.</summary>
+    static void V11Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
+        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
+        => RegisterTiles<HoistedStaging, Block4Runs>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, tdim, splits, partial);
 
     static void RegisterTiles<TStaging, TBlock>(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
         ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
@@ -392,14 +399,14 @@ public static class Conv2d
 
     /// <summary>How many slices of k the weight gradient of v5 and later takes on this accelerator: enough work items for
     /// two per multiprocessor, each slice at least 512 long; 1 on the CPU accelerator (its two cores are already busy).
-    /// v5-v8 have 64 x 64 tiles on GPUs, v9 and v10 128 x 128 (so more slices).</summary>
+    /// v5-v8 and v11 have 64 x 64 tiles on GPUs, v9 and v10 128 x 128 (so more slices).</summary>
     public static int WeightGradSplits(Accelerator acc, ConvGeometry g, ConvVersion version = ConvVersion.V5RegisterTiles)
     {
         if (Launch.IsCpu(acc)) return 1;
         var (m, n, kk) = Dims(g, ConvPass.WeightGrad);
         int tdim = MaxTile;
         while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
-        int tile = (version >= ConvVersion.V9Hoisted8 ? Block8Rows : BlockRows) * tdim;
+        int tile = (version is ConvVersion.V9Hoisted8 or ConvVersion.V10Vector ? Block8Rows : BlockRows) * tdim;
         long tiles = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile);
         long wanted = (2L * acc.NumMultiprocessors + tiles - 1) / tiles;
         return (int)Math.Clamp(Math.Min(wanted, kk / 512), 1, 32);
@@ -870,7 +877,7 @@ public static class Conv2d
             SumSplits(acc, scratch, o, splits, m, n);
             return;
         }
-        if (v is ConvVersion.V5RegisterTiles or ConvVersion.V8Hoisted or ConvVersion.V9Hoisted8 or ConvVersion.V10Vector)
+        if (v is ConvVersion.V5RegisterTiles or ConvVersion.V8Hoisted or ConvVersion.V9Hoisted8 or ConvVersion.V10Vector or ConvVersion.V11Vector4)
         {
             var k = v switch
             {
@@ -880,12 +887,14 @@ public static class Conv2d
                     ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V8Kernel)),
                 ConvVersion.V9Hoisted8 => KernelCache.Get(acc, "conv2d.v9", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                     ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V9Kernel)),
-                _ => KernelCache.Get(acc, "conv2d.v10", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ConvVersion.V10Vector => KernelCache.Get(acc, "conv2d.v10", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                     ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V10Kernel)),
+                _ => KernelCache.Get(acc, "conv2d.v11", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V11Kernel)),
             };
             int tdim = MaxTile;
             while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
-            bool eights = v >= ConvVersion.V9Hoisted8;
+            bool eights = v is ConvVersion.V9Hoisted8 or ConvVersion.V10Vector;
             int tile = (eights ? Block8Rows : BlockRows) * tdim;
             int splits = SplitsIn(scratch, pass, m, n);
             long items = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile) * splits;

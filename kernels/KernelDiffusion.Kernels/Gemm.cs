@@ -25,8 +25,8 @@ public struct GemmShape
 }
 
 /// <summary>A thread's register block of accumulators, for kernel bodies generic over the block (Block4: conv v5 and v8;
-/// Block8: GEMM v6, conv v9; Block8Runs: GEMM v7, conv v10): Rows x Rows outputs of a tile whose k-major shared rows
-/// are tile wide.</summary>
+/// Block8: GEMM v6, conv v9; Block8Runs: GEMM v7, conv v10; Block4Runs: GEMM v8, conv v11): Rows x Rows outputs of a
+/// tile whose k-major shared rows are tile wide.</summary>
 public interface IRegisterBlock<TSelf> where TSelf : struct, IRegisterBlock<TSelf>
 {
     int Rows { get; }
@@ -124,6 +124,25 @@ public struct Block8 : IRegisterBlock<Block8>
         : (j < 4 ? Q10.Get(i - 4, j) : Q11.Get(i - 4, j - 4));
 }
 
+/// <summary>A 4 x 4 block read from shared memory 16 bytes at a time (GEMM v8, conv v11): the thread's rows are 4 t..4 t + 3
+/// and its columns likewise, so a step of k is two Float4 loads (LDS.128) for 16 FMAs, where Block4 has 8 scalar loads.
+/// The tiles must start 16-byte aligned (allocate them as Float4).</summary>
+public struct Block4Runs : IRegisterBlock<Block4Runs>
+{
+    Block4 c;
+
+    public readonly int Rows => 4;
+    public readonly int Offset(int i, int t, int tdim) => 4 * t + i;
+
+    public readonly Block4Runs After(ArrayView<float> at, ArrayView<float> bt, int kRow, int ty, int tx, int tdim)
+    {
+        Float4 a = at.Cast<Float4>()[kRow / 4 + ty], b = bt.Cast<Float4>()[kRow / 4 + tx];
+        return new Block4Runs { c = Block4.Fma(c, a.X, a.Y, a.Z, a.W, b.X, b.Y, b.Z, b.W) };
+    }
+
+    public readonly float Get(int i, int j) => c.Get(i, j);
+}
+
 /// <summary>An 8 x 8 block read from shared memory 16 bytes at a time (GEMM v7, conv v10): the thread's rows are two
 /// runs of 4, at 4 t and 4 tdim + 4 t, and its columns likewise, so a step of k is four Float4 loads (LDS.128): a
 /// warp's A reads are broadcasts and its B reads consecutive words. The tiles must start 16-byte aligned (allocate
@@ -145,13 +164,13 @@ public struct Block8Runs : IRegisterBlock<Block8Runs>
     public readonly float Get(int i, int j) => c.Get(i, j);
 }
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
 /// accelerator's default). v4: 64 x 64 tiles with 4 x 4 register blocks per thread. v5: tf32 tensor cores (opt-in: its
 /// operands keep 10 mantissa bits). v6: 128 x 128 tiles with 8 x 8 register blocks per thread. v7: v6 reading its
-/// blocks from shared memory 16 bytes at a time.</summary>
+/// blocks from shared memory 16 bytes at a time. v8: the same for 64 x 64 tiles and 4 x 4 blocks.</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
@@ -293,7 +312,12 @@ public static class Gemm
     static void V7Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tdim)
         => BlockedTiles<Block8Runs>(a, b, c, s, tdim);
 
-    /// <summary>v6 and v7: (Rows tdim)-square tiles of C, one register block per thread, k staged V6K at a time.</summary>
+    /// <summary>v8: v7's 16-byte reads for v4's 64 x 64 tiles (Block4Runs), with v6's staging: for the small matrices of
+    /// the fmnist models, where 128-wide tiles leave multiprocessors idle.</summary>
+    static void V8Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tdim)
+        => BlockedTiles<Block4Runs>(a, b, c, s, tdim);
+
+    /// <summary>v6-v8: (Rows tdim)-square tiles of C, one register block per thread, k staged V6K at a time.</summary>
     static void BlockedTiles<TBlock>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tdim)
         where TBlock : struct, IRegisterBlock<TBlock>
     {
@@ -422,19 +446,21 @@ public static class Gemm
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8L);
             k(new KernelConfig(Math.Max(1, grid), V5Threads), a, b, c, s);
         }
-        else if (v is GemmVersion.V4Blocked or GemmVersion.V6Blocked8 or GemmVersion.V7Vector)
+        else if (v is GemmVersion.V4Blocked or GemmVersion.V6Blocked8 or GemmVersion.V7Vector or GemmVersion.V8Vector4)
         {
             var k = v switch
             {
+                GemmVersion.V8Vector4 => KernelCache.Get(acc, "gemm.v8", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V8Kernel)),
                 GemmVersion.V4Blocked => KernelCache.Get(acc, "gemm.v4", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V4Kernel)),
                 GemmVersion.V6Blocked8 => KernelCache.Get(acc, "gemm.v6", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V6Kernel)),
                 _ => KernelCache.Get(acc, "gemm.v7", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V7Kernel)),
             };
             int tdim = MaxTile;
             while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
-            int tile = (v == GemmVersion.V4Blocked ? V4Rows : V6Rows) * tdim;
+            bool fours = v is GemmVersion.V4Blocked or GemmVersion.V8Vector4;
+            int tile = (fours ? V4Rows : V6Rows) * tdim;
             long tiles = (long)s.Batch * ((s.M + tile - 1) / tile) * ((s.N + tile - 1) / tile);
-            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * (v == GemmVersion.V4Blocked ? 16L : 8L));
+            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * (fours ? 16L : 8L));
             k(new KernelConfig(Math.Max(1, grid), tdim * tdim), a, b, c, s, tdim);
         }
         else

@@ -246,11 +246,11 @@ public sealed class AutotunerTests(DeviceFixture fixture)
         {
             var c = Assert.Single(choices, c => c.Family == "conv" && c.Key == $"{pass} N2 C3->4 5x6 r3 s1 p1");
             // Every fp32 version meant for the CPU accelerator was tried and matched; no tf32 version, and not v2's 1 x 1 tiles.
-            Assert.Equal(new[] { "v1.direct", "v3.planes", "v4.blocked", "v5.registertiles", "v8.hoisted", "v9.hoisted8", "v10.vector" }.Order(),
+            Assert.Equal(new[] { "v1.direct", "v3.planes", "v4.blocked", "v5.registertiles", "v8.hoisted", "v9.hoisted8", "v10.vector", "v11.vector4" }.Order(),
                 c.Trials.Select(t => t.Version).Order());
             Assert.All(c.Trials, t => Assert.Null(t.Rejected));
         }
-        Assert.Equal(["v1.naive", "v3.rows", "v4.blocked", "v6.blocked8", "v7.vector"], choices.Single(c => c.Family == "gemm" && c.Key == "batch 1 5x7 x 7x3 strides 0/0")
+        Assert.Equal(["v1.naive", "v3.rows", "v4.blocked", "v6.blocked8", "v7.vector", "v8.vector4"], choices.Single(c => c.Family == "gemm" && c.Key == "batch 1 5x7 x 7x3 strides 0/0")
             .Trials.Select(t => t.Version).Order());
         // GroupNorm's forward has two versions (v3 is a backward only), its backward three.
         Assert.Equal(["v1.pergroup", "v2.grouptree"], choices.Single(c => c.Key == "forward N2 C4 HW30 G2 +silu").Trials.Select(t => t.Version).Order());

@@ -228,6 +228,7 @@ public sealed class GemmGpuShapeTests
     [InlineData(ConvVersion.V8Hoisted)]
     [InlineData(ConvVersion.V9Hoisted8)]
     [InlineData(ConvVersion.V10Vector)]
+    [InlineData(ConvVersion.V11Vector4)]
     public void ConvWithSixteenBySixteenGroupsMatchesTheReference(ConvVersion version)
     {
         using var cpu = new GpuShaped();
@@ -262,6 +263,7 @@ public sealed class GemmGpuShapeTests
     [InlineData(GemmVersion.V4Blocked)]
     [InlineData(GemmVersion.V6Blocked8)]
     [InlineData(GemmVersion.V7Vector)]
+    [InlineData(GemmVersion.V8Vector4)]
     public void GemmWithSixteenBySixteenGroupsMatchesTheReference(GemmVersion version)
     {
         using var cpu = new GpuShaped();

@@ -206,7 +206,7 @@ public static partial class KernelChecks
             list.Add(Backward("conv2d", [xs, ws, [4]], t => Ops.Conv2d(t[0], t[1], t[2], stride), v => Conv2d.Reference.Forward(v[0], v[1], v[2], g)));
         }
         // v5's and v8's weight gradient with k split in 3 slices (a GPU's form; K = 2*9*10 = 180 is not a multiple of the slices).
-        foreach (var version in new[] { ConvVersion.V5RegisterTiles, ConvVersion.V8Hoisted, ConvVersion.V9Hoisted8, ConvVersion.V10Vector })
+        foreach (var version in new[] { ConvVersion.V5RegisterTiles, ConvVersion.V8Hoisted, ConvVersion.V9Hoisted8, ConvVersion.V10Vector, ConvVersion.V11Vector4 })
             list.Add(new Case($"conv2d.v{(int)version}.weight_grad_split_k", "x[2,5,9,10] w[7,5,3,3] s1, 3 slices", (d, rng) =>
             {
                 var g = ConvGeometry.Create(2, 5, 9, 10, 7, 3, 1, 1);
@@ -221,9 +221,9 @@ public static partial class KernelChecks
                 return (RelError(dw.ToArray(), Conv2d.Reference.Backward(x, wt, dy, g).Dw), Fwd, "");
             }));
         // The tiled versions past one 64 x 64 tile (a GPU's; v9's and v10's are 128 x 128), every pass, ragged in both directions.
-        foreach (var version in new[] { ConvVersion.V2Tiled, ConvVersion.V5RegisterTiles, ConvVersion.V8Hoisted, ConvVersion.V9Hoisted8, ConvVersion.V10Vector })
+        foreach (var version in new[] { ConvVersion.V2Tiled, ConvVersion.V5RegisterTiles, ConvVersion.V8Hoisted, ConvVersion.V9Hoisted8, ConvVersion.V10Vector, ConvVersion.V11Vector4 })
         {
-            int co = version >= ConvVersion.V9Hoisted8 ? 130 : 70;
+            int co = version is ConvVersion.V9Hoisted8 or ConvVersion.V10Vector ? 130 : 70;
             list.Add(new Case($"conv2d.v{(int)version}.multi_tile", $"x[2,5,9,10] w[{co},5,3,3] s1", (d, rng) =>
             {
                 var g = ConvGeometry.Create(2, 5, 9, 10, co, 3, 1, 1);
@@ -427,7 +427,7 @@ public static partial class KernelChecks
         list.Add(Backward("mean", [rs], t => Ops.Mean(t[0], [2, 3]), mean));
 
         // Batched GEMM: all four transposes, ragged shapes, a shared operand, and alpha / beta at the kernel level.
-        foreach (var version in new[] { GemmVersion.V1Naive, GemmVersion.V2Tiled, GemmVersion.V3Rows, GemmVersion.V4Blocked, GemmVersion.V6Blocked8, GemmVersion.V7Vector })
+        foreach (var version in new[] { GemmVersion.V1Naive, GemmVersion.V2Tiled, GemmVersion.V3Rows, GemmVersion.V4Blocked, GemmVersion.V6Blocked8, GemmVersion.V7Vector, GemmVersion.V8Vector4 })
         {
             string tag = "v" + (int)version;
             const int B = 2, M = 17, N = 19, K = 23;
