@@ -1,6 +1,9 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Util;
+// The entry shape of the register-tiled versions (v5, v8-v11): x, w, dy, bias, o, geometry, pass, hasBias, m, n, k, tdim, splits, partial.
+using RegisterTilesEntry = System.Action<ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>,
+    ILGPU.ArrayView<float>, KernelDiffusion.Kernels.ConvGeometry, int, int, int, int, int, int, int, ILGPU.ArrayView<float>>;
 
 namespace KernelDiffusion.Kernels;
 
@@ -406,7 +409,7 @@ public static class Conv2d
         var (m, n, kk) = Dims(g, ConvPass.WeightGrad);
         int tdim = MaxTile;
         while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
-        int tile = (version is ConvVersion.V9Hoisted8 or ConvVersion.V10Vector ? Block8Rows : BlockRows) * tdim;
+        int tile = Math.Max(BlockRows, RegisterBlockRows(version)) * tdim;
         long tiles = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile);
         long wanted = (2L * acc.NumMultiprocessors + tiles - 1) / tiles;
         return (int)Math.Clamp(Math.Min(wanted, kk / 512), 1, 32);
@@ -840,6 +843,15 @@ public static class Conv2d
     public static bool Tunable(Accelerator acc, ConvVersion v)
         => v is not (ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32) && v != (Launch.IsCpu(acc) ? ConvVersion.V2Tiled : ConvVersion.V3Planes);
 
+    /// <summary>The side of a thread's register block for the register-tiled versions (v5, v8-v11; their tiles on a GPU
+    /// are 16 times that), 0 for the others.</summary>
+    public static int RegisterBlockRows(ConvVersion v) => v switch
+    {
+        ConvVersion.V5RegisterTiles or ConvVersion.V8Hoisted or ConvVersion.V11Vector4 => BlockRows,
+        ConvVersion.V9Hoisted8 or ConvVersion.V10Vector => Block8Rows,
+        _ => 0,
+    };
+
     public static ConvVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? ConvVersion.V4Blocked : ConvVersion.V2Tiled;
 
     /// <summary>Runs one pass. Unused views (dy for forward, x for input grad, bias without one) may be any view.</summary>
@@ -877,28 +889,23 @@ public static class Conv2d
             SumSplits(acc, scratch, o, splits, m, n);
             return;
         }
-        if (v is ConvVersion.V5RegisterTiles or ConvVersion.V8Hoisted or ConvVersion.V9Hoisted8 or ConvVersion.V10Vector or ConvVersion.V11Vector4)
+        if (RegisterBlockRows(v) > 0)
         {
-            var k = v switch
+            var (key, entry) = v switch
             {
-                ConvVersion.V5RegisterTiles => KernelCache.Get(acc, "conv2d.v5", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V5Kernel)),
-                ConvVersion.V8Hoisted => KernelCache.Get(acc, "conv2d.v8", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V8Kernel)),
-                ConvVersion.V9Hoisted8 => KernelCache.Get(acc, "conv2d.v9", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V9Kernel)),
-                ConvVersion.V10Vector => KernelCache.Get(acc, "conv2d.v10", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V10Kernel)),
-                _ => KernelCache.Get(acc, "conv2d.v11", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, int, ArrayView<float>>(V11Kernel)),
+                ConvVersion.V5RegisterTiles => ("conv2d.v5", (RegisterTilesEntry)V5Kernel),
+                ConvVersion.V8Hoisted => ("conv2d.v8", V8Kernel),
+                ConvVersion.V9Hoisted8 => ("conv2d.v9", V9Kernel),
+                ConvVersion.V10Vector => ("conv2d.v10", V10Kernel),
+                _ => ("conv2d.v11", V11Kernel),
             };
+            var k = KernelCache.Get(acc, key, a => a.LoadStreamKernel(entry));
             int tdim = MaxTile;
             while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
-            bool eights = v is ConvVersion.V9Hoisted8 or ConvVersion.V10Vector;
-            int tile = (eights ? Block8Rows : BlockRows) * tdim;
+            int rows = RegisterBlockRows(v), tile = rows * tdim;
             int splits = SplitsIn(scratch, pass, m, n);
             long items = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile) * splits;
-            int grid = (int)Math.Min(items, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * (eights ? 8L : 16L));
+            int grid = (int)Math.Min(items, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * (rows == BlockRows ? 16L : 8L));
             k(new KernelConfig(Math.Max(1, grid), tdim * tdim), x, w, dy, bias, o, g, (int)pass, hasBias ? 1 : 0, m, n, kk, tdim, splits,
                 splits > 1 ? scratch : o);
             SumSplits(acc, scratch, o, splits, m, n);

@@ -420,6 +420,15 @@ public static class Gemm
     public static bool Tunable(Accelerator acc, GemmVersion v)
         => v != GemmVersion.V5Tf32 && Runs(acc, v) && v != (Launch.IsCpu(acc) ? GemmVersion.V2Tiled : GemmVersion.V3Rows);
 
+    /// <summary>The side of a thread's register block for the register-tiled versions (v4, v6-v8; their tiles on a GPU are
+    /// 16 times that), 0 for the others.</summary>
+    public static int BlockRows(GemmVersion v) => v switch
+    {
+        GemmVersion.V4Blocked or GemmVersion.V8Vector4 => V4Rows,
+        GemmVersion.V6Blocked8 or GemmVersion.V7Vector => V6Rows,
+        _ => 0,
+    };
+
     public static GemmVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? GemmVersion.V3Rows : GemmVersion.V2Tiled;
 
     public static void Run(Accelerator acc, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, GemmVersion? version = null)
@@ -446,21 +455,21 @@ public static class Gemm
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8L);
             k(new KernelConfig(Math.Max(1, grid), V5Threads), a, b, c, s);
         }
-        else if (v is GemmVersion.V4Blocked or GemmVersion.V6Blocked8 or GemmVersion.V7Vector or GemmVersion.V8Vector4)
+        else if (BlockRows(v) > 0)
         {
-            var k = v switch
+            var (key, entry) = v switch
             {
-                GemmVersion.V8Vector4 => KernelCache.Get(acc, "gemm.v8", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V8Kernel)),
-                GemmVersion.V4Blocked => KernelCache.Get(acc, "gemm.v4", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V4Kernel)),
-                GemmVersion.V6Blocked8 => KernelCache.Get(acc, "gemm.v6", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V6Kernel)),
-                _ => KernelCache.Get(acc, "gemm.v7", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V7Kernel)),
+                GemmVersion.V4Blocked => ("gemm.v4", (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>)V4Kernel),
+                GemmVersion.V6Blocked8 => ("gemm.v6", V6Kernel),
+                GemmVersion.V7Vector => ("gemm.v7", V7Kernel),
+                _ => ("gemm.v8", V8Kernel),
             };
+            var k = KernelCache.Get(acc, key, x => x.LoadStreamKernel(entry));
             int tdim = MaxTile;
             while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
-            bool fours = v is GemmVersion.V4Blocked or GemmVersion.V8Vector4;
-            int tile = (fours ? V4Rows : V6Rows) * tdim;
+            int rows = BlockRows(v), tile = rows * tdim;
             long tiles = (long)s.Batch * ((s.M + tile - 1) / tile) * ((s.N + tile - 1) / tile);
-            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * (fours ? 16L : 8L));
+            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * (rows == V4Rows ? 16L : 8L));
             k(new KernelConfig(Math.Max(1, grid), tdim * tdim), a, b, c, s, tdim);
         }
         else

@@ -113,8 +113,11 @@ public sealed class AutotunerTests(DeviceFixture fixture)
         var e = Assert.Throws<KdException>(() => new KernelVersions().Force("reduce=auto"));
         Assert.Contains("only gemm, conv, groupnorm, attention tune themselves per shape; name a version of reduce instead", e.Message);
         Assert.Contains("'matmul' is not a kernel family", Assert.Throws<KdException>(() => new KernelVersions().Force("matmul=auto")).Message);
-        Assert.Equal("", new KernelVersions().With(x => x.Force("auto"), () => "") + v.With(x => x.Force("conv=v2"), () => ""));
-        Assert.True(v.Tunes("conv"));                      // With restores auto too
+        Assert.False(v.With(x => x.Force("conv=v2"), () => v.Tunes("conv")));   // inside: the named version
+        Assert.True(v.Tunes("conv"));                      // after: With restores auto too
+        var none = new KernelVersions();
+        Assert.True(none.With(x => x.Force("auto"), () => none.Tunes("gemm")));
+        Assert.Equal("", none.ToString());
     }
 
     [Fact]

@@ -22,18 +22,15 @@ public static partial class Ops
         // v1 and v3 keep the weights P [N*H, T, T] for their backward, in the same layout, so attention=auto chooses
         // between them for the forward and the backward apart; v2 keeps only the log-sum-exp [N*H, T].
         var saved = Output(d, streaming ? [s.Batch, s.T] : [s.Batch, s.T, s.T], streaming ? "attention_lse" : "attention_weights");
-        var sameSaved = Enum.GetValues<AttentionVersion>().Where(v => (v == AttentionVersion.V2Streaming) == streaming && Kernels.Attention.Runs(s, v)).ToList();
-        string key = $"N{s.N} C{s.C} T{s.T} heads {s.Heads}{(newOrder ? "" : " legacy order")}";
+        IEnumerable<AttentionVersion> SameSaved() => Enum.GetValues<AttentionVersion>().Where(v => (v == AttentionVersion.V2Streaming) == streaming && Kernels.Attention.Runs(s, v));
+        string Key(string pass) => $"{pass} N{s.N} C{s.C} T{s.T} heads {s.Heads}{(newOrder ? "" : " legacy order")}";
         void Forward(AttentionVersion v)
         {
             if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamForward(d.Accelerator, s, qkv.View, a.View, saved.View);
             else if (v == AttentionVersion.V3SharedHead) Kernels.Attention.SharedForward(d.Accelerator, s, qkv.View, saved.View, a.View);
             else Kernels.Attention.Forward(d.Accelerator, s, qkv.View, saved.View, a.View, d.Versions.Gemm);
         }
-        var version = d.Versions.Attention ?? fallback;
-        if (d.Versions.Attention is null && d.Versions.Tunes("attention"))
-            version = d.Tuner.Choose("attention", "forward " + key, fallback, sameSaved, Forward, a.View, saved.View);
-        else Forward(version);
+        var version = d.RunVersion("attention", d.Versions.Attention, fallback, () => Key("forward"), SameSaved, Forward, a.View, saved.View);
         RecordReference(d, "attention", a, v => Kernels.Attention.Reference.Forward(v[0], s), qkv);
         if (d.Tape.ShouldRecord(qkv))
             d.Tape.Record("attention", a, g =>
@@ -51,9 +48,7 @@ public static partial class Ops
                     if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamBackward(d.Accelerator, s, qkv.View, a.View, saved.View, g.View, scratch.View, dqkv.View);
                     else Kernels.Attention.Backward(d.Accelerator, s, qkv.View, saved.View, g.View, scratch.View, dqkv.View, d.Versions.Gemm);
                 }
-                if (d.Versions.Attention is null && d.Versions.Tunes("attention"))
-                    d.Tuner.Choose("attention", "backward " + key, version, sameSaved, Backward, dqkv.View);
-                else Backward(version);
+                d.RunVersion("attention", d.Versions.Attention, version, () => Key("backward"), SameSaved, Backward, dqkv.View);
                 d.Tape.Accumulate(qkv, dqkv, owned: true);
             });
         return a;

@@ -48,27 +48,23 @@ public static partial class Ops
     }
 
     /// <summary>One pass at the forced version, else the tuned one (conv=auto), else the accelerator's default. The
-    /// weight gradient's split-k slices (v5 and later) get their scratch here.</summary>
+    /// weight gradient's split-k slices (v5 and later) get their scratch here, once per version tried.</summary>
     static void RunConv(ComputeDevice d, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
         ArrayView<float> bias, bool hasBias, Tensor o)
     {
         var acc = d.Accelerator;
-        var scratch = new Dictionary<ConvVersion, ArrayView<float>>();
+        Dictionary<ConvVersion, ArrayView<float>>? scratch = null;
         void Run(ConvVersion v)
         {
-            if (!scratch.TryGetValue(v, out var room))
-            {
-                long length = Kernels.Conv2d.ScratchLength(acc, g, pass, v);
-                scratch[v] = room = length > 0 ? Output(d, [(int)length], "conv2d_weight_grad_slices").View : default;
-            }
+            long length = Kernels.Conv2d.ScratchLength(acc, g, pass, v);
+            ArrayView<float> room = default;
+            if (length > 0 && !(scratch ??= []).TryGetValue(v, out room))
+                scratch[v] = room = Output(d, [(int)length], "conv2d_weight_grad_slices").View;
             Kernels.Conv2d.Run(acc, pass, g, x, w, dy, bias, hasBias, o.View, v, room);
         }
-        if (d.Versions.Conv is { } forced) Run(forced);
-        else if (d.Versions.Tunes("conv"))
-            d.Tuner.Choose("conv", $"{pass.ToString().ToLowerInvariant()} N{g.N} C{g.Cin}->{g.Cout} {g.H}x{g.W} r{g.R} s{g.S} p{g.P}",
-                Kernels.Conv2d.Choose(acc), Enum.GetValues<ConvVersion>().Where(v => Kernels.Conv2d.Tunable(acc, v)),
-                Run, o.View);
-        else Run(Kernels.Conv2d.Choose(acc));
+        d.RunVersion("conv", d.Versions.Conv, Kernels.Conv2d.Choose(acc),
+            () => $"{pass.ToString().ToLowerInvariant()} N{g.N} C{g.Cin}->{g.Cout} {g.H}x{g.W} r{g.R} s{g.S} p{g.P}",
+            () => Enum.GetValues<ConvVersion>().Where(v => Kernels.Conv2d.Tunable(acc, v)), Run, o.View);
     }
 
     /// <summary>Nearest 2x upsampling of [N, C, H, W].</summary>

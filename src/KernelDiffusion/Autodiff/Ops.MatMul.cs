@@ -53,11 +53,10 @@ public static partial class Ops
     static void RunGemm(ComputeDevice d, ArrayView<float> a, ArrayView<float> b, Tensor o, GemmShape s)
     {
         var acc = d.Accelerator;
-        if (d.Versions.Gemm is null && d.Versions.Tunes("gemm"))
-            d.Tuner.Choose("gemm", $"batch {s.Batch} {s.M}x{s.K}{(s.TransA == 1 ? "^T" : "")} x {s.K}x{s.N}{(s.TransB == 1 ? "^T" : "")} strides {s.StrideA}/{s.StrideB}",
-                Gemm.Choose(acc), Enum.GetValues<GemmVersion>().Where(v => Gemm.Tunable(acc, v)),
-                v => Gemm.Run(acc, a, b, o.View, s, v), o.View);
-        else Gemm.Run(acc, a, b, o.View, s, d.Versions.Gemm);
+        d.RunVersion("gemm", d.Versions.Gemm, Gemm.Choose(acc),
+            () => $"batch {s.Batch} {s.M}x{s.K}{(s.TransA == 1 ? "^T" : "")} x {s.K}x{s.N}{(s.TransB == 1 ? "^T" : "")} strides {s.StrideA}/{s.StrideB}",
+            () => Enum.GetValues<GemmVersion>().Where(v => Gemm.Tunable(acc, v)),
+            v => Gemm.Run(acc, a, b, o.View, s, v), o.View);
     }
 
     /// <summary>y = x W^T + b for x [N, in], W [out, in] (PyTorch's layout), b [out].</summary>

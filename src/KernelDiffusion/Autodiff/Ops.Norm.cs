@@ -51,12 +51,7 @@ public static partial class Ops
     /// allows), else the accelerator's default for the shape.</summary>
     static void Tuned(ComputeDevice d, string pass, GroupNormShape s, Func<GroupNormVersion, bool> runs, Action<GroupNormVersion> run,
         params ArrayView<float>[] outputs)
-    {
-        var fallback = Kernels.GroupNorm.Choose(d.Accelerator, s);
-        if (d.Versions.GroupNorm is { } forced) run(forced);
-        else if (d.Versions.Tunes("groupnorm"))
-            d.Tuner.Choose("groupnorm", $"{pass} N{s.N} C{s.C} HW{s.HW} G{s.Groups}{(s.ScaleShift != 0 ? " +scale-shift" : "")}{(s.Silu != 0 ? " +silu" : "")}",
-                fallback, Enum.GetValues<GroupNormVersion>().Where(runs), run, outputs);
-        else run(fallback);
-    }
+        => d.RunVersion("groupnorm", d.Versions.GroupNorm, Kernels.GroupNorm.Choose(d.Accelerator, s),
+            () => $"{pass} N{s.N} C{s.C} HW{s.HW} G{s.Groups}{(s.ScaleShift != 0 ? " +scale-shift" : "")}{(s.Silu != 0 ? " +silu" : "")}",
+            () => Enum.GetValues<GroupNormVersion>().Where(runs), run, outputs);
 }

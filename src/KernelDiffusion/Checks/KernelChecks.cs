@@ -205,8 +205,8 @@ public static partial class KernelChecks
             }
             list.Add(Backward("conv2d", [xs, ws, [4]], t => Ops.Conv2d(t[0], t[1], t[2], stride), v => Conv2d.Reference.Forward(v[0], v[1], v[2], g)));
         }
-        // v5's and v8's weight gradient with k split in 3 slices (a GPU's form; K = 2*9*10 = 180 is not a multiple of the slices).
-        foreach (var version in new[] { ConvVersion.V5RegisterTiles, ConvVersion.V8Hoisted, ConvVersion.V9Hoisted8, ConvVersion.V10Vector, ConvVersion.V11Vector4 })
+        // The register-tiled versions' weight gradient with k split in 3 slices (a GPU's form; K = 2*9*10 = 180 is not a multiple of the slices).
+        foreach (var version in Enum.GetValues<ConvVersion>().Where(v => Conv2d.RegisterBlockRows(v) > 0))
             list.Add(new Case($"conv2d.v{(int)version}.weight_grad_split_k", "x[2,5,9,10] w[7,5,3,3] s1, 3 slices", (d, rng) =>
             {
                 var g = ConvGeometry.Create(2, 5, 9, 10, 7, 3, 1, 1);
@@ -221,9 +221,9 @@ public static partial class KernelChecks
                 return (RelError(dw.ToArray(), Conv2d.Reference.Backward(x, wt, dy, g).Dw), Fwd, "");
             }));
         // The tiled versions past one 64 x 64 tile (a GPU's; v9's and v10's are 128 x 128), every pass, ragged in both directions.
-        foreach (var version in new[] { ConvVersion.V2Tiled, ConvVersion.V5RegisterTiles, ConvVersion.V8Hoisted, ConvVersion.V9Hoisted8, ConvVersion.V10Vector, ConvVersion.V11Vector4 })
+        foreach (var version in Enum.GetValues<ConvVersion>().Where(v => v == ConvVersion.V2Tiled || Conv2d.RegisterBlockRows(v) > 0))
         {
-            int co = version is ConvVersion.V9Hoisted8 or ConvVersion.V10Vector ? 130 : 70;
+            int co = Conv2d.RegisterBlockRows(version) == 8 ? 130 : 70;
             list.Add(new Case($"conv2d.v{(int)version}.multi_tile", $"x[2,5,9,10] w[{co},5,3,3] s1", (d, rng) =>
             {
                 var g = ConvGeometry.Create(2, 5, 9, 10, co, 3, 1, 1);
@@ -453,7 +453,7 @@ public static partial class KernelChecks
                 return (RelError(tc.ToArray(), Gemm.Reference.Run(a, b, c, s)), Fwd, "");
             }));
             // More than one 64 x 64 tile (v4 on a GPU; 128 x 128 for v6 and v7) with ragged edges in both directions.
-            bool wide = version is GemmVersion.V6Blocked8 or GemmVersion.V7Vector;
+            bool wide = Gemm.BlockRows(version) == 8;
             int tm = wide ? 140 : 70, tn = wide ? 135 : 67;
             list.Add(Forward($"gemm.{tag}.multi_tile", [[tm, 33], [33, tn]], With(v => v.Gemm = version, t => Ops.MatMul(t[0], t[1])),
                 v => Gemm.Reference.Run(v[0], v[1], null, new GemmShape { Batch = 1, M = tm, N = tn, K = 33, Alpha = 1 })));

@@ -20,7 +20,8 @@ namespace KernelDiffusion.Runtime;
 public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null, TuningCache? cache = null)
 {
     /// <summary>How far (relative to the default output's largest magnitude) a candidate may land from the default: far
-    /// above fp32 reordering error (about 1e-6 here), far below what a wrong index gives.</summary>
+    /// above fp32 reordering error (kd check's fp32 GEMM and conv cases land within 7e-7 of float64), far below what a
+    /// wrong index gives.</summary>
     public const double Tolerance = 1e-4;
 
     /// <summary>Timed runs per candidate after its first (which compiles it and is checked); fewer for a candidate

@@ -170,6 +170,17 @@ public sealed class ComputeDevice : IDisposable
     /// <summary>Kernel versions forced for this device: KD_KERNELS's, changed by kd check and kd bench as they go.</summary>
     public KernelVersions Versions { get; }
 
+    /// <summary>Runs an op's kernel family at the version KD_KERNELS names, else, for a family in Versions.Auto, at the
+    /// version the Autotuner chooses for this shape, else at <paramref name="fallback"/> (the accelerator's default);
+    /// returns the version run. The shape's key and the candidates are built only when tuning.</summary>
+    public TV RunVersion<TV>(string family, TV? forced, TV fallback, Func<string> key, Func<IEnumerable<TV>> candidates, Action<TV> run,
+        params ArrayView<float>[] outputs) where TV : struct, Enum
+    {
+        if (forced is { } named) { run(named); return named; }
+        if (!Versions.Tunes(family)) { run(fallback); return fallback; }
+        return Tuner.Choose(family, key(), fallback, candidates(), run, outputs);
+    }
+
     /// <summary>The per-shape choices of the families in Versions.Auto, kept in the device's tuning cache (see
     /// TuningCache: KD_TUNE_CACHE).</summary>
     public Autotuner Tuner
