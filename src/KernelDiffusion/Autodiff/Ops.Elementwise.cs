@@ -39,7 +39,7 @@ public static partial class Ops
     }
 
     /// <summary>Tensor views start at a pool buffer's start (16-byte aligned), so the float4 version may run on them.</summary>
-    static ElementwiseVersion UnaryVersion(ComputeDevice d, int n) => d.Versions.Elementwise ?? Elementwise.Choose(d.Accelerator, n);
+    internal static ElementwiseVersion UnaryVersion(ComputeDevice d, int n) => d.Versions.Elementwise ?? Elementwise.Choose(d.Accelerator, n);
 
     /// <summary>alpha * x + beta.</summary>
     public static Tensor Scale(Tensor x, float alpha, float beta = 0)

@@ -207,7 +207,7 @@ public sealed class Trainer : IDisposable
             {
                 var all = Optimizer.Gradients;   // every gradient in one launch
                 Elementwise.Unary(d.Accelerator, UnaryOp.Affine, all.View, all.View, (float)(Options.ClipNorm / (norm + 1e-6)), 0, all.Length,
-                    d.Versions.Elementwise ?? Elementwise.Choose(d.Accelerator, all.Length));
+                    Ops.UnaryVersion(d, all.Length));
             }
             Optimizer.LearningRate = lr;
             Optimizer.Step();
