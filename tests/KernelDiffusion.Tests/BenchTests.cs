@@ -156,6 +156,77 @@ public sealed class GemmGpuShapeTests
     /// <summary>Uniform values in [-1, 1).</summary>
     static double[] Uniform(Random rng, int len) => Enumerable.Range(0, len).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
 
+    /// <summary>Conv v12 (Winograd) with 256-thread groups, its GEMMs run by each of the GPU's tiled GEMM versions, every
+    /// pass, at ragged planes (odd sides overhang a 2 x 2 tile) and past one 128-wide GEMM tile, the weight gradient whole
+    /// and in 5 slices; scratch poisoned with NaN. Geometries Winograd does not cover run the default.</summary>
+    [Theory]
+    [InlineData(GemmVersion.V2Tiled)]
+    [InlineData(GemmVersion.V4Blocked)]
+    [InlineData(GemmVersion.V7Vector)]
+    [InlineData(GemmVersion.V8Vector4)]
+    public void WinogradWithSixteenBySixteenGroupsMatchesTheReference(GemmVersion gemm)
+    {
+        using var cpu = new GpuShaped();
+        var acc = cpu.Acc;
+        var rng = new Random(12);
+        double[] R(int len) => Uniform(rng, len);
+        foreach (var g in new[] { ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvGeometry.Create(1, 130, 7, 6, 3, 3, 1, 1), ConvGeometry.Create(3, 20, 6, 5, 130, 3, 1, 1) })
+        {
+            var (x, w, b, dy) = (R(g.N * g.Cin * g.H * g.W), R(g.Cout * g.Cin * 9), R(g.Cout), R(g.N * g.Cout * g.Ho * g.Wo));
+            using var dxIn = acc.Allocate1D(x.Select(v => (float)v).ToArray());
+            using var dwIn = acc.Allocate1D(w.Select(v => (float)v).ToArray());
+            using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
+            using var ddy = acc.Allocate1D(dy.Select(v => (float)v).ToArray());
+            using var y = acc.Allocate1D<float>(dy.Length);
+            using var dx = acc.Allocate1D<float>(x.Length);
+            using var dw = acc.Allocate1D<float>(w.Length);
+            using var dwSplit = acc.Allocate1D<float>(w.Length);
+            long room = new[] { ConvPass.Forward, ConvPass.InputGrad }.Max(p => Winograd.ScratchFloats(g, p, 1));
+            using var scratch = acc.Allocate1D<float>(Math.Max(room, Winograd.ScratchFloats(g, ConvPass.WeightGrad, 5)));
+            void Run(ConvPass pass, ArrayView<float> o, int slices)
+            {
+                Elementwise.Fill(acc, scratch.View, float.NaN, (int)scratch.Length);
+                Winograd.Run(acc, pass, g, dxIn.View, dwIn.View, ddy.View, db.View, pass == ConvPass.Forward, o, scratch.View, slices, gemm);
+            }
+            Run(ConvPass.Forward, y.View, 1);
+            Run(ConvPass.InputGrad, dx.View, 1);
+            Run(ConvPass.WeightGrad, dw.View, 1);
+            Run(ConvPass.WeightGrad, dwSplit.View, 5);
+            var (rdx, rdw) = Conv2d.Reference.Backward(x, w, dy, g);
+            string at = $"{g.Cin}->{g.Cout} {g.H}x{g.W}";
+            Assert.True(RelError(y.GetAsArray1D(), Conv2d.Reference.Forward(x, w, b, g)) < 1e-5, $"forward {at}");
+            Assert.True(RelError(dx.GetAsArray1D(), rdx) < 1e-5, $"input grad {at}");
+            Assert.True(RelError(dw.GetAsArray1D(), rdw) < 1e-5, $"weight grad {at}");
+            Assert.True(RelError(dwSplit.GetAsArray1D(), rdw) < 1e-5, $"weight grad in 5 slices {at}");
+        }
+    }
+
+    /// <summary>v12 refuses, naming the geometry, what Winograd does not cover and a scratch too small; through
+    /// Conv2d.Run a 1x1 or stride-2 convolution runs the default version instead (no scratch asked for).</summary>
+    [Fact]
+    public void WinogradRefusesWhatItDoesNotCoverAndConvRunHandsItOn()
+    {
+        using var cpu = new GpuShaped();
+        var acc = cpu.Acc;
+        var stride2 = ConvGeometry.Create(1, 2, 6, 6, 3, 3, 2, 1);
+        using var a = acc.Allocate1D<float>(4096);
+        var e = Assert.Throws<VersionNotApplicableException>(() => Winograd.Run(acc, ConvPass.Forward, stride2, a.View, a.View, a.View, a.View, false, a.View, a.View, 1));
+        Assert.Contains("r3 s2 p1", e.Message);
+        var g = ConvGeometry.Create(1, 2, 6, 6, 3, 3, 1, 1);
+        var small = Assert.Throws<ArgumentException>(() => Winograd.Run(acc, ConvPass.Forward, g, a.View, a.View, a.View, a.View, false, a.View, a.View.SubView(0, 10), 1));
+        Assert.Contains($"needs {Winograd.ScratchFloats(g, ConvPass.Forward, 1)} floats of scratch, given 10", small.Message);
+        Assert.Equal(0, Conv2d.ScratchLength(acc, stride2, ConvPass.Forward, ConvVersion.V12Winograd));
+        Assert.False(Conv2d.Covers(stride2, ConvVersion.V12Winograd));
+        Assert.True(Conv2d.Covers(stride2, ConvVersion.V4Blocked) && Conv2d.Covers(g, ConvVersion.V12Winograd));
+        var rng = new Random(3);
+        var (x, w) = (Uniform(rng, 2 * 6 * 6), Uniform(rng, 3 * 2 * 9));
+        using var tx = acc.Allocate1D(x.Select(v => (float)v).ToArray());
+        using var tw = acc.Allocate1D(w.Select(v => (float)v).ToArray());
+        using var y = acc.Allocate1D<float>(3 * 3 * 3);
+        Conv2d.Run(acc, ConvPass.Forward, stride2, tx.View, tw.View, tx.View, tw.View, false, y.View, ConvVersion.V12Winograd);
+        Assert.True(RelError(y.GetAsArray1D(), Conv2d.Reference.Forward(x, w, null, stride2)) < 1e-5);
+    }
+
     /// <summary>GroupNorm's v2 channel sums and v3 fused backward with 64-thread groups agree with v1 (which kd check
     /// compares with finite differences) on every output of the backward.</summary>
     [Theory]

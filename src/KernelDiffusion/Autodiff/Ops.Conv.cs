@@ -48,23 +48,26 @@ public static partial class Ops
     }
 
     /// <summary>One pass at the forced version, else the tuned one (conv=auto), else the accelerator's default. The
-    /// weight gradient's split-k slices (v5 and later) get their scratch here, once per version tried.</summary>
+    /// weight gradient's split-k slices (v5 and later) and Winograd's transformed operands (v12) get their scratch here,
+    /// once per version tried; v12's GEMMs run the GEMM version KD_KERNELS names, if any.</summary>
     static void RunConv(ComputeDevice d, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
         ArrayView<float> bias, bool hasBias, Tensor o)
     {
         var acc = d.Accelerator;
-        Dictionary<ConvVersion, ArrayView<float>>? scratch = null;
+        Dictionary<ConvVersion, Tensor>? scratch = null;
         void Run(ConvVersion v)
         {
             long length = Kernels.Conv2d.ScratchLength(acc, g, pass, v);
-            ArrayView<float> room = default;
+            Tensor? room = null;
             if (length > 0 && !(scratch ??= []).TryGetValue(v, out room))
-                scratch[v] = room = Output(d, [(int)length], "conv2d_weight_grad_slices").View;
-            Kernels.Conv2d.Run(acc, pass, g, x, w, dy, bias, hasBias, o.View, v, room);
+                scratch[v] = room = Output(d, [(int)length], "conv2d_scratch");
+            Kernels.Conv2d.Run(acc, pass, g, x, w, dy, bias, hasBias, o.View, v, room?.View ?? default, d.Versions.Gemm);
         }
         d.RunVersion("conv", d.Versions.Conv, Kernels.Conv2d.Choose(acc),
             () => $"{pass.ToString().ToLowerInvariant()} N{g.N} C{g.Cin}->{g.Cout} {g.H}x{g.W} r{g.R} s{g.S} p{g.P}",
-            () => Enum.GetValues<ConvVersion>().Where(v => Kernels.Conv2d.Tunable(acc, v)), Run, o.View);
+            () => Enum.GetValues<ConvVersion>().Where(v => Kernels.Conv2d.Tunable(acc, v) && Kernels.Conv2d.Covers(g, v)), Run, o.View);
+        // Back to the pool now, not at the tape's reset: v12's is 8 times the activations (the stream orders its reuse).
+        foreach (var t in scratch?.Values ?? Enumerable.Empty<Tensor>()) t.Release();
     }
 
     /// <summary>Nearest 2x upsampling of [N, C, H, W].</summary>

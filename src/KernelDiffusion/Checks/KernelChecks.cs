@@ -166,6 +166,15 @@ public static partial class KernelChecks
     static Case Forced(Action<KernelVersions> force, Case inner)
         => inner with { Run = (d, r) => d.Versions.With(force, () => inner.Run(d, r)) };
 
+    /// <summary>One conv pass at a version, with the scratch the version asks for (split-k slices, Winograd's transformed
+    /// operands), poisoned by the pool as every check's allocation is.</summary>
+    static void RunConv(ComputeDevice d, ConvPass pass, ConvGeometry g, Tensor x, Tensor w, Tensor dy, Tensor bias, bool hasBias, Tensor o, ConvVersion v)
+    {
+        long length = Conv2d.ScratchLength(d.Accelerator, g, pass, v);
+        using var scratch = length > 0 ? d.Empty([(int)length], "scratch") : null;
+        Conv2d.Run(d.Accelerator, pass, g, x.View, w.View, dy.View, bias.View, hasBias, o.View, v, scratch?.View ?? default);
+    }
+
     /// <summary>Convolution, GroupNorm, attention, resampling, layout, embeddings and dropout (the UNet's kernels).</summary>
     static void AddModelKernels(List<Case> list)
     {
@@ -186,7 +195,7 @@ public static partial class KernelChecks
                     using var tw = Upload(d, wt, ws, "w");
                     using var tb = Upload(d, b, [4], "b");
                     using var y = d.Empty([2, 4, g.Ho, g.Wo], "y");
-                    Conv2d.Run(d.Accelerator, ConvPass.Forward, g, tx.View, tw.View, tx.View, tb.View, true, y.View, version);
+                    RunConv(d, ConvPass.Forward, g, tx, tw, tx, tb, true, y, version);
                     return (RelError(y.ToArray(), Conv2d.Reference.Forward(x, wt, b, g)), Fwd, "");
                 }));
                 list.Add(new Case($"conv2d.{tag}.input_and_weight_grad", shape, (d, rng) =>
@@ -197,8 +206,8 @@ public static partial class KernelChecks
                     using var tdy = Upload(d, dy, [2, 4, g.Ho, g.Wo], "dy");
                     using var dx = d.Empty(xs, "dx");
                     using var dw = d.Empty(ws, "dw");
-                    Conv2d.Run(d.Accelerator, ConvPass.InputGrad, g, tx.View, tw.View, tdy.View, tw.View, false, dx.View, version);
-                    Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, g, tx.View, tw.View, tdy.View, tw.View, false, dw.View, version);
+                    RunConv(d, ConvPass.InputGrad, g, tx, tw, tdy, tw, false, dx, version);
+                    RunConv(d, ConvPass.WeightGrad, g, tx, tw, tdy, tw, false, dw, version);
                     var (rdx, rdw) = Conv2d.Reference.Backward(x, wt, dy, g);
                     return (Math.Max(RelError(dx.ToArray(), rdx), RelError(dw.ToArray(), rdw)), Fwd, "max over dx, dw");
                 }));
@@ -220,8 +229,24 @@ public static partial class KernelChecks
                 Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, g, tx.View, tw.View, tdy.View, tw.View, false, dw.View, version, scratch.View);
                 return (RelError(dw.ToArray(), Conv2d.Reference.Backward(x, wt, dy, g).Dw), Fwd, "");
             }));
-        // The tiled versions past one 64 x 64 tile (a GPU's; v9's and v10's are 128 x 128), every pass, ragged in both directions.
-        foreach (var version in Enum.GetValues<ConvVersion>().Where(v => v == ConvVersion.V2Tiled || Conv2d.RegisterBlockRows(v) > 0))
+        // Winograd's weight gradient with its tiles split in 3 slices (a GPU's form; 2*5*5 = 50 tiles, so the last slice is
+        // padded).
+        list.Add(new Case("conv2d.v12.weight_grad_slices", "x[2,5,9,10] w[7,5,3,3] s1, 3 slices", (d, rng) =>
+        {
+            var g = ConvGeometry.Create(2, 5, 9, 10, 7, 3, 1, 1);
+            int[] xs = [2, 5, 9, 10], ws = [7, 5, 3, 3], ys = [2, 7, 9, 10];
+            var (x, wt, dy) = (Randn(rng, Count(xs)), Randn(rng, Count(ws)), Randn(rng, Count(ys)));
+            using var tx = Upload(d, x, xs, "x");
+            using var tw = Upload(d, wt, ws, "w");
+            using var tdy = Upload(d, dy, ys, "dy");
+            using var dw = d.Empty(ws, "dw");
+            using var scratch = d.Empty([(int)Winograd.ScratchFloats(g, ConvPass.WeightGrad, 3)], "scratch");
+            Winograd.Run(d.Accelerator, ConvPass.WeightGrad, g, tx.View, tw.View, tdy.View, tw.View, false, dw.View, scratch.View, 3);
+            return (RelError(dw.ToArray(), Conv2d.Reference.Backward(x, wt, dy, g).Dw), Fwd, "");
+        }));
+        // The tiled versions past one 64 x 64 tile (a GPU's; v9's and v10's are 128 x 128), every pass, ragged in both
+        // directions; and v12, whose GEMMs then span several tiles.
+        foreach (var version in Enum.GetValues<ConvVersion>().Where(v => v is ConvVersion.V2Tiled or ConvVersion.V12Winograd || Conv2d.RegisterBlockRows(v) > 0))
         {
             int co = Conv2d.RegisterBlockRows(version) == 8 ? 130 : 70;
             list.Add(new Case($"conv2d.v{(int)version}.multi_tile", $"x[2,5,9,10] w[{co},5,3,3] s1", (d, rng) =>
@@ -236,9 +261,9 @@ public static partial class KernelChecks
                 using var y = d.Empty(ys, "y");
                 using var dx = d.Empty(xs, "dx");
                 using var dw = d.Empty(ws, "dw");
-                Conv2d.Run(d.Accelerator, ConvPass.Forward, g, tx.View, tw.View, tx.View, tb.View, true, y.View, version);
-                Conv2d.Run(d.Accelerator, ConvPass.InputGrad, g, tx.View, tw.View, tdy.View, tw.View, false, dx.View, version);
-                Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, g, tx.View, tw.View, tdy.View, tw.View, false, dw.View, version);
+                RunConv(d, ConvPass.Forward, g, tx, tw, tx, tb, true, y, version);
+                RunConv(d, ConvPass.InputGrad, g, tx, tw, tdy, tw, false, dx, version);
+                RunConv(d, ConvPass.WeightGrad, g, tx, tw, tdy, tw, false, dw, version);
                 var (rdx, rdw) = Conv2d.Reference.Backward(x, wt, dy, g);
                 double e = Math.Max(RelError(y.ToArray(), Conv2d.Reference.Forward(x, wt, b, g)), Math.Max(RelError(dx.ToArray(), rdx), RelError(dw.ToArray(), rdw)));
                 return (e, Fwd, "max over y, dx, dw");
