@@ -864,10 +864,10 @@ public static class Conv2d
     /// <summary>Runs one pass. Unused views (dy for forward, x for input grad, bias without one) may be any view.</summary>
     /// <remarks>v5's weight gradient splits k into S slices when <paramref name="scratch"/> holds S * Cout * Cin*R*R floats
     /// (S up to 32; WeightGradSplits says how many suit the accelerator). v12 wants ScratchLength floats in every pass, and
-    /// runs its GEMMs with <paramref name="gemm"/> (default: GEMM's default).</remarks>
+    /// runs its GEMMs through <paramref name="gemm"/> (default: Gemm.Run at GEMM's default version).</remarks>
     public static void Run(Accelerator acc, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
         ArrayView<float> bias, bool hasBias, ArrayView<float> o, ConvVersion? version = null, ArrayView<float> scratch = default,
-        GemmVersion? gemm = null)
+        GemmRunner? gemm = null)
     {
         var (m, n, kk) = Dims(g, pass);
         var v = version ?? Choose(acc);

@@ -76,16 +76,17 @@ public static class Winograd
     }
 
     /// <summary>Runs one pass through Winograd with <paramref name="slices"/> slices for the weight gradient (see Slices);
-    /// <paramref name="scratch"/> holds at least ScratchFloats; the GEMMs run <paramref name="gemm"/> (default: GEMM's
-    /// default for the accelerator).</summary>
+    /// <paramref name="scratch"/> holds at least ScratchFloats; the GEMMs run through <paramref name="gemm"/> (default:
+    /// Gemm.Run at GEMM's default version; the autodiff op passes its own, which honours KD_KERNELS and gemm=auto).</summary>
     public static void Run(Accelerator acc, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
-        ArrayView<float> bias, bool hasBias, ArrayView<float> o, ArrayView<float> scratch, int slices, GemmVersion? gemm = null)
+        ArrayView<float> bias, bool hasBias, ArrayView<float> o, ArrayView<float> scratch, int slices, GemmRunner? gemm = null)
     {
         if (!Covers(g)) throw new VersionNotApplicableException($"conv2d v12 (Winograd) takes 3x3 kernels at stride 1 and pad 1 within 2^31 scratch floats, not r{g.R} s{g.S} p{g.P} at N{g.N} C{g.Cin}->{g.Cout} {g.H}x{g.W}");
         if (pass != ConvPass.WeightGrad) slices = 1;
         long need = ScratchFloats(g, pass, slices);
         if (!scratch.IsValid || scratch.Length < need)
             throw new ArgumentException($"conv2d v12 (Winograd) {pass} at N{g.N} C{g.Cin}->{g.Cout} {g.H}x{g.W} needs {need} floats of scratch, given {(scratch.IsValid ? scratch.Length : 0)}");
+        gemm ??= (a, b, c, shape) => Gemm.Run(acc, a, b, c, shape);
         var s = WinogradShape.Create(g.N, g.H, g.W, slices);
         long tiles = 16L * s.Slices * s.SliceTiles;
         if (pass == ConvPass.WeightGrad)
@@ -98,11 +99,11 @@ public static class Winograd
             og(Launch.GridStride(acc, tiles * g.Cout), dy, yhat, s, g.Cout);
             InputTransform(acc, x, v, s, g.Cin);
             // dU[b] (Cout x Cin) = Yhat[b] (Cout x SliceTiles) V[b]^T, for the 16 components of each slice.
-            Gemm.Run(acc, yhat, v, dhat, new GemmShape
+            gemm(yhat, v, dhat, new GemmShape
             {
                 Batch = 16 * s.Slices, M = g.Cout, N = g.Cin, K = s.SliceTiles, TransB = 1,
                 StrideA = g.Cout * s.SliceTiles, StrideB = g.Cin * s.SliceTiles, StrideC = g.Cout * g.Cin, Alpha = 1,
-            }, gemm);
+            });
             var wg = KernelCache.Get(acc, "conv2d.v12.weight_grad_transform",
                 a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(WeightGradTransformKernel));
             wg(Launch.GridStride(acc, 16L * s.Slices * g.Cout * g.Cin), dhat, o, g.Cout, g.Cin, s.Slices);
@@ -119,10 +120,10 @@ public static class Winograd
         wt(Launch.GridStride(acc, 16L * cin * cout), w, u, g.Cout, g.Cin, forward ? 0 : 1);
         InputTransform(acc, forward ? x : dy, vin, s, cin);
         // M[xi] (cout x P) = U[xi] (cout x cin) V[xi] (cin x P).
-        Gemm.Run(acc, u, vin, m, new GemmShape
+        gemm(u, vin, m, new GemmShape
         {
             Batch = 16, M = cout, N = s.P, K = cin, StrideA = cout * cin, StrideB = cin * s.P, StrideC = cout * s.P, Alpha = 1,
-        }, gemm);
+        });
         var ot = KernelCache.Get(acc, "conv2d.v12.output_transform",
             a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, WinogradShape, int>(OutputTransformKernel));
         ot(Launch.GridStride(acc, tiles * cout / 4), m, bias, o, hasBias ? 1 : 0, s, cout);

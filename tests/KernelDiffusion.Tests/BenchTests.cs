@@ -186,7 +186,8 @@ public sealed class GemmGpuShapeTests
             void Run(ConvPass pass, ArrayView<float> o, int slices)
             {
                 Elementwise.Fill(acc, scratch.View, float.NaN, (int)scratch.Length);
-                Winograd.Run(acc, pass, g, dxIn.View, dwIn.View, ddy.View, db.View, pass == ConvPass.Forward, o, scratch.View, slices, gemm);
+                Winograd.Run(acc, pass, g, dxIn.View, dwIn.View, ddy.View, db.View, pass == ConvPass.Forward, o, scratch.View, slices,
+                    (a, b, c, s) => Gemm.Run(acc, a, b, c, s, gemm));
             }
             Run(ConvPass.Forward, y.View, 1);
             Run(ConvPass.InputGrad, dx.View, 1);

@@ -49,7 +49,7 @@ public static partial class Ops
 
     /// <summary>One pass at the forced version, else the tuned one (conv=auto), else the accelerator's default. The
     /// weight gradient's split-k slices (v5 and later) and Winograd's transformed operands (v12) get their scratch here,
-    /// once per version tried; v12's GEMMs run the GEMM version KD_KERNELS names, if any.</summary>
+    /// once per version tried; v12's GEMMs run as MatMul's do (the GEMM version KD_KERNELS names, or tuned with gemm=auto).</summary>
     static void RunConv(ComputeDevice d, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
         ArrayView<float> bias, bool hasBias, Tensor o)
     {
@@ -61,7 +61,7 @@ public static partial class Ops
             Tensor? room = null;
             if (length > 0 && !(scratch ??= []).TryGetValue(v, out room))
                 scratch[v] = room = Output(d, [(int)length], "conv2d_scratch");
-            Kernels.Conv2d.Run(acc, pass, g, x, w, dy, bias, hasBias, o.View, v, room?.View ?? default, d.Versions.Gemm);
+            Kernels.Conv2d.Run(acc, pass, g, x, w, dy, bias, hasBias, o.View, v, room?.View ?? default, (a, b, c, s) => RunGemm(d, a, b, c, s));
         }
         d.RunVersion("conv", d.Versions.Conv, Kernels.Conv2d.Choose(acc),
             () => $"{pass.ToString().ToLowerInvariant()} N{g.N} C{g.Cin}->{g.Cout} {g.H}x{g.W} r{g.R} s{g.S} p{g.P}",

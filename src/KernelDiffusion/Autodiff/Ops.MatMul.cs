@@ -27,7 +27,7 @@ public static partial class Ops
             Batch = batch, M = m, N = n, K = ka, TransA = transA ? 1 : 0, TransB = transB ? 1 : 0,
             StrideA = a.Rank == 3 ? m * ka : 0, StrideB = b.Rank == 3 ? ka * n : 0, StrideC = m * n, Alpha = 1, Beta = 0,
         };
-        RunGemm(d, a.View, b.View, o, shape);
+        RunGemm(d, a.View, b.View, o.View, shape);
         RecordReference(d, "matmul", o, v => Gemm.Reference.Run(v[0], v[1], null, shape), a, b);
         if (d.Tape.ShouldRecord(a, b))
             d.Tape.Record("matmul", o, g =>
@@ -50,13 +50,13 @@ public static partial class Ops
     }
 
     /// <summary>Gemm at the forced version, else the tuned one (gemm=auto), else the accelerator's default.</summary>
-    static void RunGemm(ComputeDevice d, ArrayView<float> a, ArrayView<float> b, Tensor o, GemmShape s)
+    static void RunGemm(ComputeDevice d, ArrayView<float> a, ArrayView<float> b, ArrayView<float> o, GemmShape s)
     {
         var acc = d.Accelerator;
         d.RunVersion("gemm", d.Versions.Gemm, Gemm.Choose(acc),
             () => $"batch {s.Batch} {s.M}x{s.K}{(s.TransA == 1 ? "^T" : "")} x {s.K}x{s.N}{(s.TransB == 1 ? "^T" : "")} strides {s.StrideA}/{s.StrideB}",
             () => Enum.GetValues<GemmVersion>().Where(v => Gemm.Tunable(acc, v)),
-            v => Gemm.Run(acc, a, b, o.View, s, v), o.View);
+            v => Gemm.Run(acc, a, b, o, s, v), o);
     }
 
     /// <summary>y = x W^T + b for x [N, in], W [out, in] (PyTorch's layout), b [out].</summary>
