@@ -61,7 +61,7 @@ public static partial class Ops
             Tensor? room = null;
             if (length > 0 && !(scratch ??= []).TryGetValue(v, out room))
                 scratch[v] = room = Output(d, [(int)length], "conv2d_scratch");
-            Kernels.Conv2d.Run(acc, pass, g, x, w, dy, bias, hasBias, o.View, v, room?.View ?? default, (a, b, c, s) => RunGemm(d, a, b, c, s));
+            Kernels.Conv2d.Run(acc, pass, g, x, w, dy, bias, hasBias, o.View, v, room?.View ?? default, GemmAsMatMul(d));
         }
         d.RunVersion("conv", d.Versions.Conv, Kernels.Conv2d.Choose(acc),
             () => $"{pass.ToString().ToLowerInvariant()} N{g.N} C{g.Cin}->{g.Cout} {g.H}x{g.W} r{g.R} s{g.S} p{g.P}",

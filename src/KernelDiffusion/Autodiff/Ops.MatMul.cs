@@ -49,6 +49,9 @@ public static partial class Ops
         return o;
     }
 
+    /// <summary>GEMMs run as MatMul runs its own (for conv v12's batched GEMMs).</summary>
+    public static GemmRunner GemmAsMatMul(ComputeDevice d) => (a, b, c, s) => RunGemm(d, a, b, c, s);
+
     /// <summary>Gemm at the forced version, else the tuned one (gemm=auto), else the accelerator's default.</summary>
     static void RunGemm(ComputeDevice d, ArrayView<float> a, ArrayView<float> b, ArrayView<float> o, GemmShape s)
     {

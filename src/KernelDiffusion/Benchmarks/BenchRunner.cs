@@ -203,13 +203,13 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 var o = R(pass == ConvPass.InputGrad ? s : [cout, s[1], 3, 3], false);
                 var geo = ConvGeometry.Create(s[0], s[1], s[2], s[3], cout, 3, 1, 1);
                 // The weight gradient of v5 and later splits k as the autodiff op does (each version its own slices); v12's
-                // GEMMs run the GEMM version KD_KERNELS names.
+                // GEMMs run as the op's do (KD_KERNELS gemm=vN or gemm=auto).
                 long room = Enum.GetValues<ConvVersion>().Max(v => Conv2d.ScratchLength(acc, geo, pass, v));
                 var scratch = room > 0 ? R([(int)room], false).View : default;
                 foreach (var r in Versions(name, Conv2d.Choose(acc), Conv2d.Cost(geo, pass),
                              (ConvVersion v) => Conv2d.Run(acc, pass, geo, x.View, w.View, dy.View, w.View, false, o.View, v,
                                  Conv2d.ScratchLength(acc, geo, pass, v) is > 0 and var mine ? scratch.SubView(0, mine) : default,
-                                 d.Versions.Gemm is { } gemm ? (a, b, c, s) => Gemm.Run(acc, a, b, c, s, gemm) : null),
+                                 Ops.GemmAsMatMul(d)),
                              v => Conv2d.Runs(acc, v)))
                     yield return r;
                 break;
