@@ -308,16 +308,4 @@ public static class Winograd
         dw[f + 1] = 0.5f * (r.X1 - r.X2);
         dw[f + 2] = 0.5f * (r.X1 + r.X2) + r.X3;
     }
-
-    /// <summary>2 M N K FLOPs of the batched GEMMs plus the transforms' adds, and the bytes of every transformed tensor
-    /// written and read once: what this version moves, against Conv2d.Cost's direct floor.</summary>
-    public static KernelCost Cost(ConvGeometry g, ConvPass pass, int slices = 1)
-    {
-        var s = WinogradShape.Create(g.N, g.H, g.W, pass == ConvPass.WeightGrad ? slices : 1);
-        double tiles = 16.0 * s.Slices * s.SliceTiles, weights = 16.0 * g.Cout * g.Cin;
-        double x = (double)g.N * g.Cin * g.H * g.W, y = (double)g.N * g.Cout * g.H * g.W;
-        double gemm = 2.0 * tiles * g.Cout * g.Cin;
-        double bytes = 4 * (x + y + 9.0 * g.Cout * g.Cin + 2 * tiles * (g.Cin + g.Cout) + 2 * weights * s.Slices);
-        return new(gemm, bytes);
-    }
 }
