@@ -164,6 +164,10 @@ public struct Block8Runs : IRegisterBlock<Block8Runs>
     public readonly float Get(int i, int j) => c.Get(i, j);
 }
 
+/// <summary>Runs a GEMM C = op(A) op(B) as <see cref="Gemm.Run"/> does, at a version of the caller's choosing (conv v12's
+/// batched GEMMs go through the autodiff op's choice, which KD_KERNELS and per-shape tuning steer).</summary>
+public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
+
 public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
@@ -171,10 +175,6 @@ public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V
 /// accelerator's default). v4: 64 x 64 tiles with 4 x 4 register blocks per thread. v5: tf32 tensor cores (opt-in: its
 /// operands keep 10 mantissa bits). v6: 128 x 128 tiles with 8 x 8 register blocks per thread. v7: v6 reading its
 /// blocks from shared memory 16 bytes at a time. v8: the same for 64 x 64 tiles and 4 x 4 blocks.</summary>
-/// <summary>Runs a GEMM C = op(A) op(B) as <see cref="Gemm.Run"/> does, at a version of the caller's choosing (conv v12's
-/// batched GEMMs go through the autodiff op's choice, which KD_KERNELS and per-shape tuning steer).</summary>
-public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
-
 public static class Gemm
 {
     const int MaxTile = 16;

@@ -158,21 +158,36 @@ public sealed class GemmGpuShapeTests
 
     /// <summary>Conv v12 (Winograd) with 256-thread groups, its GEMMs run by each of the GPU's tiled GEMM versions, every
     /// pass, at ragged planes (odd sides overhang a 2 x 2 tile) and past one 128-wide GEMM tile, the weight gradient whole
-    /// and in 5 slices; scratch poisoned with NaN. Geometries Winograd does not cover run the default.</summary>
+    /// and in 5 slices; scratch poisoned with NaN.</summary>
     [Theory]
     [InlineData(GemmVersion.V2Tiled)]
     [InlineData(GemmVersion.V4Blocked)]
     [InlineData(GemmVersion.V7Vector)]
     [InlineData(GemmVersion.V8Vector4)]
     public void WinogradWithSixteenBySixteenGroupsMatchesTheReference(GemmVersion gemm)
+        => ConvPassesMatchTheReference(12, [ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvGeometry.Create(1, 130, 7, 6, 3, 3, 1, 1), ConvGeometry.Create(3, 20, 6, 5, 130, 3, 1, 1)],
+            (acc, g, pass, x, w, b, dy, o, slices) =>
+            {
+                using var scratch = acc.Allocate1D<float>(Winograd.ScratchFloats(g, pass, slices));
+                Elementwise.Fill(acc, scratch.View, float.NaN, (int)scratch.Length);
+                Winograd.Run(acc, pass, g, x, w, dy, b, pass == ConvPass.Forward, o, scratch.View, slices, (ga, gb, gc, s) => Gemm.Run(acc, ga, gb, gc, s, gemm));
+            });
+
+    /// <summary>How a test runs one conv pass into o; a weight gradient in 5 slices where <paramref name="slices"/> is 5.</summary>
+    delegate void ConvPassRun(Accelerator acc, ConvGeometry g, ConvPass pass, ArrayView<float> x, ArrayView<float> w, ArrayView<float> b,
+        ArrayView<float> dy, ArrayView<float> o, int slices);
+
+    /// <summary>Each pass, and the weight gradient again in 5 slices, on a CPU device with 256-thread groups at random inputs,
+    /// against the float64 reference.</summary>
+    static void ConvPassesMatchTheReference(int seed, ConvGeometry[] geometries, ConvPassRun run)
     {
         using var cpu = new GpuShaped();
         var acc = cpu.Acc;
-        var rng = new Random(12);
+        var rng = new Random(seed);
         double[] R(int len) => Uniform(rng, len);
-        foreach (var g in new[] { ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvGeometry.Create(1, 130, 7, 6, 3, 3, 1, 1), ConvGeometry.Create(3, 20, 6, 5, 130, 3, 1, 1) })
+        foreach (var g in geometries)
         {
-            var (x, w, b, dy) = (R(g.N * g.Cin * g.H * g.W), R(g.Cout * g.Cin * 9), R(g.Cout), R(g.N * g.Cout * g.Ho * g.Wo));
+            var (x, w, b, dy) = (R(g.N * g.Cin * g.H * g.W), R(g.Cout * g.Cin * g.R * g.R), R(g.Cout), R(g.N * g.Cout * g.Ho * g.Wo));
             using var dxIn = acc.Allocate1D(x.Select(v => (float)v).ToArray());
             using var dwIn = acc.Allocate1D(w.Select(v => (float)v).ToArray());
             using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
@@ -181,20 +196,12 @@ public sealed class GemmGpuShapeTests
             using var dx = acc.Allocate1D<float>(x.Length);
             using var dw = acc.Allocate1D<float>(w.Length);
             using var dwSplit = acc.Allocate1D<float>(w.Length);
-            long room = new[] { ConvPass.Forward, ConvPass.InputGrad }.Max(p => Winograd.ScratchFloats(g, p, 1));
-            using var scratch = acc.Allocate1D<float>(Math.Max(room, Winograd.ScratchFloats(g, ConvPass.WeightGrad, 5)));
-            void Run(ConvPass pass, ArrayView<float> o, int slices)
-            {
-                Elementwise.Fill(acc, scratch.View, float.NaN, (int)scratch.Length);
-                Winograd.Run(acc, pass, g, dxIn.View, dwIn.View, ddy.View, db.View, pass == ConvPass.Forward, o, scratch.View, slices,
-                    (a, b, c, s) => Gemm.Run(acc, a, b, c, s, gemm));
-            }
-            Run(ConvPass.Forward, y.View, 1);
-            Run(ConvPass.InputGrad, dx.View, 1);
-            Run(ConvPass.WeightGrad, dw.View, 1);
-            Run(ConvPass.WeightGrad, dwSplit.View, 5);
+            run(acc, g, ConvPass.Forward, dxIn.View, dwIn.View, db.View, ddy.View, y.View, 1);
+            run(acc, g, ConvPass.InputGrad, dxIn.View, dwIn.View, db.View, ddy.View, dx.View, 1);
+            run(acc, g, ConvPass.WeightGrad, dxIn.View, dwIn.View, db.View, ddy.View, dw.View, 1);
+            run(acc, g, ConvPass.WeightGrad, dxIn.View, dwIn.View, db.View, ddy.View, dwSplit.View, 5);
             var (rdx, rdw) = Conv2d.Reference.Backward(x, w, dy, g);
-            string at = $"{g.Cin}->{g.Cout} {g.H}x{g.W}";
+            string at = $"{g.Cin}->{g.Cout} {g.H}x{g.W} s{g.S}";
             Assert.True(RelError(y.GetAsArray1D(), Conv2d.Reference.Forward(x, w, b, g)) < 1e-5, $"forward {at}");
             Assert.True(RelError(dx.GetAsArray1D(), rdx) < 1e-5, $"input grad {at}");
             Assert.True(RelError(dw.GetAsArray1D(), rdw) < 1e-5, $"weight grad {at}");
@@ -203,7 +210,7 @@ public sealed class GemmGpuShapeTests
     }
 
     /// <summary>v12 refuses, naming the geometry, what Winograd does not cover and a scratch too small; through
-    /// Conv2d.Run a 1x1 or stride-2 convolution runs the default version instead (no scratch asked for).</summary>
+    /// Conv2d.Run a stride-2 convolution runs the default version instead (no scratch asked for).</summary>
     [Fact]
     public void WinogradRefusesWhatItDoesNotCoverAndConvRunHandsItOn()
     {
@@ -295,6 +302,8 @@ public sealed class GemmGpuShapeTests
         Assert.True(RelError(g3.GetAsArray1D(), g1.GetAsArray1D().Select(v => (double)v).ToArray()) < 1e-5, "backward against v1");
     }
 
+    /// <summary>The register-tiled conv versions with 256-thread groups (a GPU's launch shape): past one tile, stride 2,
+    /// the weight gradient whole and split in 5 slices of k.</summary>
     [Theory]
     [InlineData(ConvVersion.V5RegisterTiles)]
     [InlineData(ConvVersion.V8Hoisted)]
@@ -302,34 +311,12 @@ public sealed class GemmGpuShapeTests
     [InlineData(ConvVersion.V10Vector)]
     [InlineData(ConvVersion.V11Vector4)]
     public void ConvWithSixteenBySixteenGroupsMatchesTheReference(ConvVersion version)
-    {
-        using var cpu = new GpuShaped();
-        var acc = cpu.Acc;
-        var rng = new Random(8);
-        double[] R(int len) => Uniform(rng, len);
-        foreach (var g in new[] { ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvGeometry.Create(1, 66, 7, 6, 3, 3, 2, 1), ConvGeometry.Create(1, 20, 6, 5, 130, 3, 1, 1) })
-        {
-            var (x, w, b, dy) = (R(g.N * g.Cin * g.H * g.W), R(g.Cout * g.Cin * 9), R(g.Cout), R(g.N * g.Cout * g.Ho * g.Wo));
-            using var dxIn = acc.Allocate1D(x.Select(v => (float)v).ToArray());
-            using var dwIn = acc.Allocate1D(w.Select(v => (float)v).ToArray());
-            using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
-            using var ddy = acc.Allocate1D(dy.Select(v => (float)v).ToArray());
-            using var y = acc.Allocate1D<float>(dy.Length);
-            using var dx = acc.Allocate1D<float>(x.Length);
-            using var dw = acc.Allocate1D<float>(w.Length);
-            Conv2d.Run(acc, ConvPass.Forward, g, dxIn.View, dwIn.View, dxIn.View, db.View, true, y.View, version);
-            Conv2d.Run(acc, ConvPass.InputGrad, g, dxIn.View, dwIn.View, ddy.View, dwIn.View, false, dx.View, version);
-            Conv2d.Run(acc, ConvPass.WeightGrad, g, dxIn.View, dwIn.View, ddy.View, dwIn.View, false, dw.View, version);
-            using var dwSplit = acc.Allocate1D<float>(w.Length);
-            using var slices = acc.Allocate1D<float>(5L * w.Length);
-            Conv2d.Run(acc, ConvPass.WeightGrad, g, dxIn.View, dwIn.View, ddy.View, dwIn.View, false, dwSplit.View, version, slices.View);
-            var (rdx, rdw) = Conv2d.Reference.Backward(x, w, dy, g);
-            Assert.True(RelError(dwSplit.GetAsArray1D(), rdw) < 1e-5, $"weight grad in 5 slices of k {g.Cin}->{g.Cout}");
-            Assert.True(RelError(y.GetAsArray1D(), Conv2d.Reference.Forward(x, w, b, g)) < 1e-5, $"forward {g.Cin}->{g.Cout}");
-            Assert.True(RelError(dx.GetAsArray1D(), rdx) < 1e-5, $"input grad {g.Cin}->{g.Cout}");
-            Assert.True(RelError(dw.GetAsArray1D(), rdw) < 1e-5, $"weight grad {g.Cin}->{g.Cout}");
-        }
-    }
+        => ConvPassesMatchTheReference(8, [ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvGeometry.Create(1, 66, 7, 6, 3, 3, 2, 1), ConvGeometry.Create(1, 20, 6, 5, 130, 3, 1, 1)],
+            (acc, g, pass, x, w, b, dy, o, slices) =>
+            {
+                using var scratch = slices > 1 ? acc.Allocate1D<float>((long)slices * g.Cout * g.Cin * g.R * g.R) : null;
+                Conv2d.Run(acc, pass, g, x, w, dy, b, pass == ConvPass.Forward, o, version, scratch?.View ?? default);
+            });
 
     [Theory]
     [InlineData(GemmVersion.V4Blocked)]

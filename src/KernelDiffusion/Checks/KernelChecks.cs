@@ -214,36 +214,27 @@ public static partial class KernelChecks
             }
             list.Add(Backward("conv2d", [xs, ws, [4]], t => Ops.Conv2d(t[0], t[1], t[2], stride), v => Conv2d.Reference.Forward(v[0], v[1], v[2], g)));
         }
-        // The register-tiled versions' weight gradient with k split in 3 slices (a GPU's form; K = 2*9*10 = 180 is not a multiple of the slices).
-        foreach (var version in Enum.GetValues<ConvVersion>().Where(v => Conv2d.RegisterBlockRows(v) > 0))
-            list.Add(new Case($"conv2d.v{(int)version}.weight_grad_split_k", "x[2,5,9,10] w[7,5,3,3] s1, 3 slices", (d, rng) =>
+        // The weight gradient split in 3 slices (a GPU's form): the register-tiled versions split k (K = 2*9*10 = 180 is not
+        // a multiple of the slices), Winograd its 2*5*5 = 50 tiles (so the last slice is padded).
+        var split = ConvGeometry.Create(2, 5, 9, 10, 7, 3, 1, 1);
+        Case SplitWeightGrad(string kernel, long scratchFloats, Action<ComputeDevice, Tensor, Tensor, Tensor, Tensor, Tensor> run)
+            => new(kernel, "x[2,5,9,10] w[7,5,3,3] s1, 3 slices", (d, rng) =>
             {
-                var g = ConvGeometry.Create(2, 5, 9, 10, 7, 3, 1, 1);
                 int[] xs = [2, 5, 9, 10], ws = [7, 5, 3, 3], ys = [2, 7, 9, 10];
                 var (x, wt, dy) = (Randn(rng, Count(xs)), Randn(rng, Count(ws)), Randn(rng, Count(ys)));
                 using var tx = Upload(d, x, xs, "x");
                 using var tw = Upload(d, wt, ws, "w");
                 using var tdy = Upload(d, dy, ys, "dy");
                 using var dw = d.Empty(ws, "dw");
-                using var scratch = d.Empty([3 * Count(ws)], "slices");
-                Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, g, tx.View, tw.View, tdy.View, tw.View, false, dw.View, version, scratch.View);
-                return (RelError(dw.ToArray(), Conv2d.Reference.Backward(x, wt, dy, g).Dw), Fwd, "");
-            }));
-        // Winograd's weight gradient with its tiles split in 3 slices (a GPU's form; 2*5*5 = 50 tiles, so the last slice is
-        // padded).
-        list.Add(new Case("conv2d.v12.weight_grad_slices", "x[2,5,9,10] w[7,5,3,3] s1, 3 slices", (d, rng) =>
-        {
-            var g = ConvGeometry.Create(2, 5, 9, 10, 7, 3, 1, 1);
-            int[] xs = [2, 5, 9, 10], ws = [7, 5, 3, 3], ys = [2, 7, 9, 10];
-            var (x, wt, dy) = (Randn(rng, Count(xs)), Randn(rng, Count(ws)), Randn(rng, Count(ys)));
-            using var tx = Upload(d, x, xs, "x");
-            using var tw = Upload(d, wt, ws, "w");
-            using var tdy = Upload(d, dy, ys, "dy");
-            using var dw = d.Empty(ws, "dw");
-            using var scratch = d.Empty([(int)Winograd.ScratchFloats(g, ConvPass.WeightGrad, 3)], "scratch");
-            Winograd.Run(d.Accelerator, ConvPass.WeightGrad, g, tx.View, tw.View, tdy.View, tw.View, false, dw.View, scratch.View, 3);
-            return (RelError(dw.ToArray(), Conv2d.Reference.Backward(x, wt, dy, g).Dw), Fwd, "");
-        }));
+                using var scratch = d.Empty([(int)scratchFloats], "slices");
+                run(d, tx, tw, tdy, dw, scratch);
+                return (RelError(dw.ToArray(), Conv2d.Reference.Backward(x, wt, dy, split).Dw), Fwd, "");
+            });
+        foreach (var version in Enum.GetValues<ConvVersion>().Where(v => Conv2d.RegisterBlockRows(v) > 0))
+            list.Add(SplitWeightGrad($"conv2d.v{(int)version}.weight_grad_split_k", 3 * 7 * 5 * 9, (d, x, w, dy, dw, scratch)
+                => Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, split, x.View, w.View, dy.View, w.View, false, dw.View, version, scratch.View)));
+        list.Add(SplitWeightGrad("conv2d.v12.weight_grad_slices", Winograd.ScratchFloats(split, ConvPass.WeightGrad, 3), (d, x, w, dy, dw, scratch)
+            => Winograd.Run(d.Accelerator, ConvPass.WeightGrad, split, x.View, w.View, dy.View, w.View, false, dw.View, scratch.View, 3)));
         // The tiled versions past one 64 x 64 tile (a GPU's; v9's and v10's are 128 x 128), every pass, ragged in both
         // directions; and v12, whose GEMMs then span several tiles.
         foreach (var version in Enum.GetValues<ConvVersion>().Where(v => v is ConvVersion.V2Tiled or ConvVersion.V12Winograd || Conv2d.RegisterBlockRows(v) > 0))
