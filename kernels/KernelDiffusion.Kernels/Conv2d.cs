@@ -38,7 +38,7 @@ public struct ConvGeometry
 
 public enum ConvPass { Forward = 0, InputGrad = 1, WeightGrad = 2 }
 
-public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7, V8Hoisted = 8, V9Hoisted8 = 9, V10Vector = 10, V11Vector4 = 11, V12Winograd = 12 }
+public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7, V8Hoisted = 8, V9Hoisted8 = 9, V10Vector = 10, V11Vector4 = 11, V12Winograd = 12, V13Winograd4 = 13 }
 
 /// <summary>2-D convolution (any odd square kernel with padding, stride 1 or 2; the UNet uses 3x3 pad 1 and 1x1)
 /// as an implicit GEMM C[M, N] = sum_k A[M, K] B[K, N] whose operands are gathered from the tensors, so one
@@ -54,8 +54,8 @@ public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4
 /// blocks of 8 channels x 4 columns per call of a tile function (the CPU accelerator's form). v5: v2 with GEMM v4's
 /// 64 x 64 tiles and 4 x 4 register blocks. v6, v7: tf32 tensor cores (opt-in). v8: v5 with hoisted gathers. v9: v8
 /// with GEMM v6's 128 x 128 tiles and 8 x 8 blocks. v10: v9 with GEMM v7's 16-byte shared reads. v11: v8 with 16-byte
-/// shared reads (GEMM v8's Block4Runs). v12: Winograd F(2x2, 3x3) through batched GEMMs (Winograd.cs) for 3x3 stride-1
-/// pad-1 convolutions; other geometries run the accelerator's default version.
+/// shared reads (GEMM v8's Block4Runs). v12, v13: Winograd F(2x2, 3x3) and F(4x4, 3x3) through batched GEMMs
+/// (Winograd.cs) for 3x3 stride-1 pad-1 convolutions; other geometries run the accelerator's default version.
 /// Output elements a pass does not reach (none, for valid geometry) are not written.</summary>
 public static class Conv2d
 {
@@ -396,8 +396,8 @@ public static class Conv2d
     /// gradient, split in WeightGradSplits slices, wants a [slices, Cout, Cin*R*R] buffer; everything else none.</summary>
     public static long ScratchLength(Accelerator acc, ConvGeometry g, ConvPass pass, ConvVersion version)
     {
-        if (version == ConvVersion.V12Winograd)   // its transformed operands, every pass
-            return Winograd.Covers(g) ? Winograd.ScratchFloats(g, pass, pass == ConvPass.WeightGrad ? Winograd.Slices(acc, g) : 1) : 0;
+        if (WinogradTile(version) is > 0 and var tile)   // its transformed operands, every pass
+            return Winograd.Covers(g, tile) ? Winograd.ScratchFloats(g, pass, Winograd.Slices(acc, g, tile), tile) : 0;
         if (version < ConvVersion.V5RegisterTiles || pass != ConvPass.WeightGrad) return 0;   // v5 and every later version split
         int splits = WeightGradSplits(acc, g, version);
         return splits > 1 ? (long)splits * g.Cout * g.Cin * g.R * g.R : 0;
@@ -857,13 +857,16 @@ public static class Conv2d
 
     public static ConvVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? ConvVersion.V4Blocked : ConvVersion.V2Tiled;
 
-    /// <summary>Whether a version computes this geometry itself: v12 hands what Winograd does not cover (1x1, stride 2)
-    /// to the default, so tuning skips it there.</summary>
-    public static bool Covers(ConvGeometry g, ConvVersion v) => v != ConvVersion.V12Winograd || Winograd.Covers(g);
+    /// <summary>Whether a version computes this geometry itself: v12 and v13 hand what Winograd does not cover (1x1,
+    /// stride 2) to the default, so tuning skips them there.</summary>
+    public static bool Covers(ConvGeometry g, ConvVersion v) => WinogradTile(v) is not (> 0 and var tile) || Winograd.Covers(g, tile);
+
+    /// <summary>The side of a Winograd version's output tiles (v12: 2, v13: 4), 0 for the others.</summary>
+    public static int WinogradTile(ConvVersion v) => v switch { ConvVersion.V12Winograd => 2, ConvVersion.V13Winograd4 => 4, _ => 0 };
 
     /// <summary>Runs one pass. Unused views (dy for forward, x for input grad, bias without one) may be any view.</summary>
     /// <remarks>v5's weight gradient splits k into S slices when <paramref name="scratch"/> holds S * Cout * Cin*R*R floats
-    /// (S up to 32; WeightGradSplits says how many suit the accelerator). v12 wants ScratchLength floats in every pass, and
+    /// (S up to 32; WeightGradSplits says how many suit the accelerator). v12 and v13 want ScratchLength floats in every pass, and
     /// runs its GEMMs through <paramref name="gemm"/> (default: Gemm.Run at GEMM's default version).</remarks>
     public static void Run(Accelerator acc, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
         ArrayView<float> bias, bool hasBias, ArrayView<float> o, ConvVersion? version = null, ArrayView<float> scratch = default,
@@ -871,11 +874,11 @@ public static class Conv2d
     {
         var (m, n, kk) = Dims(g, pass);
         var v = version ?? Choose(acc);
-        if (v == ConvVersion.V12Winograd)
+        if (WinogradTile(v) is > 0 and var side)
         {
-            if (Winograd.Covers(g))
+            if (Winograd.Covers(g, side))
             {
-                Winograd.Run(acc, pass, g, x, w, dy, bias, hasBias, o, scratch, Winograd.Slices(acc, g), gemm);
+                Winograd.Run(acc, pass, g, x, w, dy, bias, hasBias, o, scratch, Winograd.Slices(acc, g, side), side, gemm);
                 return;
             }
             v = Choose(acc);

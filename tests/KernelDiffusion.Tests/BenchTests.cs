@@ -156,21 +156,23 @@ public sealed class GemmGpuShapeTests
     /// <summary>Uniform values in [-1, 1).</summary>
     static double[] Uniform(Random rng, int len) => Enumerable.Range(0, len).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
 
-    /// <summary>Conv v12 (Winograd) with 256-thread groups, its GEMMs run by each of the GPU's tiled GEMM versions, every
-    /// pass, at ragged planes (odd sides overhang a 2 x 2 tile) and past one 128-wide GEMM tile, the weight gradient whole
-    /// and in 5 slices; scratch poisoned with NaN.</summary>
+    /// <summary>Conv v12 and v13 (Winograd F(2x2) and F(4x4)) with 256-thread groups, their GEMMs run by the GPU's tiled
+    /// GEMM versions, every pass, at ragged planes (sides overhang a tile) and past one 128-wide GEMM tile, the weight
+    /// gradient whole and in 5 slices; scratch poisoned with NaN.</summary>
     [Theory]
-    [InlineData(GemmVersion.V2Tiled)]
-    [InlineData(GemmVersion.V4Blocked)]
-    [InlineData(GemmVersion.V7Vector)]
-    [InlineData(GemmVersion.V8Vector4)]
-    public void WinogradWithSixteenBySixteenGroupsMatchesTheReference(GemmVersion gemm)
+    [InlineData(GemmVersion.V2Tiled, 2)]
+    [InlineData(GemmVersion.V4Blocked, 2)]
+    [InlineData(GemmVersion.V7Vector, 2)]
+    [InlineData(GemmVersion.V8Vector4, 2)]
+    [InlineData(GemmVersion.V2Tiled, 4)]
+    [InlineData(GemmVersion.V8Vector4, 4)]
+    public void WinogradWithSixteenBySixteenGroupsMatchesTheReference(GemmVersion gemm, int side)
         => ConvPassesMatchTheReference(12, [ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvGeometry.Create(1, 130, 7, 6, 3, 3, 1, 1), ConvGeometry.Create(3, 20, 6, 5, 130, 3, 1, 1)],
             (acc, g, pass, x, w, b, dy, o, slices) =>
             {
-                using var scratch = acc.Allocate1D<float>(Winograd.ScratchFloats(g, pass, slices));
+                using var scratch = acc.Allocate1D<float>(Winograd.ScratchFloats(g, pass, slices, side));
                 Elementwise.Fill(acc, scratch.View, float.NaN, (int)scratch.Length);
-                Winograd.Run(acc, pass, g, x, w, dy, b, pass == ConvPass.Forward, o, scratch.View, slices, (ga, gb, gc, s) => Gemm.Run(acc, ga, gb, gc, s, gemm));
+                Winograd.Run(acc, pass, g, x, w, dy, b, pass == ConvPass.Forward, o, scratch.View, slices, side, (ga, gb, gc, s) => Gemm.Run(acc, ga, gb, gc, s, gemm));
             });
 
     /// <summary>How a test runs one conv pass into o; a weight gradient in 5 slices where <paramref name="slices"/> is 5.</summary>
@@ -218,20 +220,22 @@ public sealed class GemmGpuShapeTests
         var acc = cpu.Acc;
         var stride2 = ConvGeometry.Create(1, 2, 6, 6, 3, 3, 2, 1);
         using var a = acc.Allocate1D<float>(4096);
-        var e = Assert.Throws<VersionNotApplicableException>(() => Winograd.Run(acc, ConvPass.Forward, stride2, a.View, a.View, a.View, a.View, false, a.View, a.View, 1));
+        var e = Assert.Throws<VersionNotApplicableException>(() => Winograd.Run(acc, ConvPass.Forward, stride2, a.View, a.View, a.View, a.View, false, a.View, a.View, 1, 4));
+        Assert.Contains("conv2d v13 (Winograd) takes 3x3 kernels at stride 1 and pad 1", e.Message);
         Assert.Contains("r3 s2 p1", e.Message);
         var g = ConvGeometry.Create(1, 2, 6, 6, 3, 3, 1, 1);
-        var small = Assert.Throws<ArgumentException>(() => Winograd.Run(acc, ConvPass.Forward, g, a.View, a.View, a.View, a.View, false, a.View, a.View.SubView(0, 10), 1));
-        Assert.Contains($"needs {Winograd.ScratchFloats(g, ConvPass.Forward, 1)} floats of scratch, given 10", small.Message);
+        var small = Assert.Throws<ArgumentException>(() => Winograd.Run(acc, ConvPass.Forward, g, a.View, a.View, a.View, a.View, false, a.View, a.View.SubView(0, 10), 1, 2));
+        Assert.Contains($"needs {Winograd.ScratchFloats(g, ConvPass.Forward, 1, 2)} floats of scratch, given 10", small.Message);
+        Assert.Throws<ArgumentException>(() => Winograd.Run(acc, ConvPass.Forward, g, a.View, a.View, a.View, a.View, false, a.View, a.View, 1, 3));
         Assert.Equal(0, Conv2d.ScratchLength(acc, stride2, ConvPass.Forward, ConvVersion.V12Winograd));
-        Assert.False(Conv2d.Covers(stride2, ConvVersion.V12Winograd));
-        Assert.True(Conv2d.Covers(stride2, ConvVersion.V4Blocked) && Conv2d.Covers(g, ConvVersion.V12Winograd));
+        Assert.False(Conv2d.Covers(stride2, ConvVersion.V12Winograd) || Conv2d.Covers(stride2, ConvVersion.V13Winograd4));
+        Assert.True(Conv2d.Covers(stride2, ConvVersion.V4Blocked) && Conv2d.Covers(g, ConvVersion.V12Winograd) && Conv2d.Covers(g, ConvVersion.V13Winograd4));
         var rng = new Random(3);
         var (x, w) = (Uniform(rng, 2 * 6 * 6), Uniform(rng, 3 * 2 * 9));
         using var tx = acc.Allocate1D(x.Select(v => (float)v).ToArray());
         using var tw = acc.Allocate1D(w.Select(v => (float)v).ToArray());
         using var y = acc.Allocate1D<float>(3 * 3 * 3);
-        Conv2d.Run(acc, ConvPass.Forward, stride2, tx.View, tw.View, tx.View, tw.View, false, y.View, ConvVersion.V12Winograd);
+        Conv2d.Run(acc, ConvPass.Forward, stride2, tx.View, tw.View, tx.View, tw.View, false, y.View, ConvVersion.V13Winograd4);
         Assert.True(RelError(y.GetAsArray1D(), Conv2d.Reference.Forward(x, w, null, stride2)) < 1e-5);
     }
 

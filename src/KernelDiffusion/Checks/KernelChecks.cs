@@ -215,7 +215,7 @@ public static partial class KernelChecks
             list.Add(Backward("conv2d", [xs, ws, [4]], t => Ops.Conv2d(t[0], t[1], t[2], stride), v => Conv2d.Reference.Forward(v[0], v[1], v[2], g)));
         }
         // The weight gradient split in 3 slices (a GPU's form): the register-tiled versions split k (K = 2*9*10 = 180 is not
-        // a multiple of the slices), Winograd its 2*5*5 = 50 tiles (so the last slice is padded).
+        // a multiple of the slices), Winograd its 2*5*5 = 50 tiles of 2x2 or 2*3*3 = 18 of 4x4 (the last slice of 50 is padded).
         var split = ConvGeometry.Create(2, 5, 9, 10, 7, 3, 1, 1);
         Case SplitWeightGrad(string kernel, long scratchFloats, Action<ComputeDevice, Tensor, Tensor, Tensor, Tensor, Tensor> run)
             => new(kernel, "x[2,5,9,10] w[7,5,3,3] s1, 3 slices", (d, rng) =>
@@ -233,11 +233,15 @@ public static partial class KernelChecks
         foreach (var version in Enum.GetValues<ConvVersion>().Where(v => Conv2d.RegisterBlockRows(v) > 0))
             list.Add(SplitWeightGrad($"conv2d.v{(int)version}.weight_grad_split_k", 3 * 7 * 5 * 9, (d, x, w, dy, dw, scratch)
                 => Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, split, x.View, w.View, dy.View, w.View, false, dw.View, version, scratch.View)));
-        list.Add(SplitWeightGrad("conv2d.v12.weight_grad_slices", Winograd.ScratchFloats(split, ConvPass.WeightGrad, 3), (d, x, w, dy, dw, scratch)
-            => Winograd.Run(d.Accelerator, ConvPass.WeightGrad, split, x.View, w.View, dy.View, w.View, false, dw.View, scratch.View, 3)));
+        foreach (var version in Enum.GetValues<ConvVersion>().Where(v => Conv2d.WinogradTile(v) > 0))
+        {
+            int side = Conv2d.WinogradTile(version);
+            list.Add(SplitWeightGrad($"conv2d.v{(int)version}.weight_grad_slices", Winograd.ScratchFloats(split, ConvPass.WeightGrad, 3, side), (d, x, w, dy, dw, scratch)
+                => Winograd.Run(d.Accelerator, ConvPass.WeightGrad, split, x.View, w.View, dy.View, w.View, false, dw.View, scratch.View, 3, side)));
+        }
         // The tiled versions past one 64 x 64 tile (a GPU's; v9's and v10's are 128 x 128), every pass, ragged in both
-        // directions; and v12, whose GEMMs then span several tiles.
-        foreach (var version in Enum.GetValues<ConvVersion>().Where(v => v is ConvVersion.V2Tiled or ConvVersion.V12Winograd || Conv2d.RegisterBlockRows(v) > 0))
+        // directions; and Winograd's, whose GEMMs then span several tiles.
+        foreach (var version in Enum.GetValues<ConvVersion>().Where(v => v == ConvVersion.V2Tiled || Conv2d.RegisterBlockRows(v) > 0 || Conv2d.WinogradTile(v) > 0))
         {
             int co = Conv2d.RegisterBlockRows(version) == 8 ? 130 : 70;
             list.Add(new Case($"conv2d.v{(int)version}.multi_tile", $"x[2,5,9,10] w[{co},5,3,3] s1", (d, rng) =>
