@@ -28,7 +28,7 @@ stamp "joined; fastest passing versions in fastest.md"
 KD_KERNELS=auto timeout 120 bash .device/run KernelDiffusion.Cli bench --device cuda --no-kernels --kernels fmnist \
   --budget-ms 100 --out "$R/bench-auto" > "$R/bench-auto.log" 2>&1
 stamp "tuned fmnist steps done"
-# Conv v12 (Winograd) against the default with its batched GEMMs tuned per shape (the main kd bench ran them on GEMM's
+# Conv v12 and v13 (Winograd) against the default with their batched GEMMs tuned per shape (the main kd bench ran them on GEMM's
 # default, v2).
 KD_KERNELS=gemm=auto timeout 75 bash .device/run KernelDiffusion.Cli bench --device cuda --no-steps --kernels conv3x3 --budget-ms 50 \
   --skip-versions conv=v1 conv=v3 conv=v4 conv=v5 conv=v6 conv=v7 conv=v8 conv=v9 conv=v10 conv=v11 --out "$R/bench-winograd" > "$R/bench-winograd.log" 2>&1
@@ -46,4 +46,4 @@ kd compare "$R/fp32.safetensors" "$R/tf32.safetensors" --tolerance 1e-2 > "$R/tf
 rm -f "$R"/*.safetensors
 stamp "tf32 steps and trace comparison done"
 cat "$R/timeline.txt"; cat "$R/ratios.md" 2>/dev/null | head -60; cat "$R/fastest.md" 2>/dev/null; tail -5 "$R/tf32-compare.log" 2>/dev/null
-grep "v12" "$R/bench-winograd/bench.md" 2>/dev/null; grep "fmnist" "$R/bench-auto/bench.md" 2>/dev/null | head -4; grep -c "^- " "$R/bench-auto/bench.md" 2>/dev/null
+grep "v1[23]" "$R/bench-winograd/bench.md" 2>/dev/null; grep "fmnist" "$R/bench-auto/bench.md" 2>/dev/null | head -4; grep -c "^- " "$R/bench-auto/bench.md" 2>/dev/null
