@@ -834,8 +834,6 @@ public static class Conv2d
         RunPerPass(acc, "v4", pass, g, x, w, dy, bias, hasBias, o, V4ForwardKernel, V4InputGradKernel, V4WeightGradKernel);
     }
 
-    /// <summary>v4 on the CPU accelerator (measured on 2 cores at the fmnist UNet's shapes: 1.7-5x v3's rate per pass, v3's own
-    /// kernel where a pass blocks over 1 or 2 channels), v2 elsewhere.</summary>
     /// <summary>Whether a version can run on this accelerator (the tf32 ones need TensorCore.Runs).</summary>
     public static bool Runs(Accelerator acc, ConvVersion v) => v is not (ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32) || TensorCore.Runs(acc);
 
@@ -855,6 +853,8 @@ public static class Conv2d
         _ => 0,
     };
 
+    /// <summary>v4 on the CPU accelerator (measured on 2 cores at the fmnist UNet's shapes: 1.7-5x v3's rate per pass, v3's own
+    /// kernel where a pass blocks over 1 or 2 channels), v2 elsewhere.</summary>
     public static ConvVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? ConvVersion.V4Blocked : ConvVersion.V2Tiled;
 
     /// <summary>Whether a version computes this geometry itself: v12 and v13 hand what Winograd does not cover (1x1,

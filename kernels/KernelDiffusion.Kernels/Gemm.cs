@@ -168,13 +168,14 @@ public struct Block8Runs : IRegisterBlock<Block8Runs>
 /// batched GEMMs go through the autodiff op's choice, which KD_KERNELS and per-shape tuning steer).</summary>
 public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
 /// accelerator's default). v4: 64 x 64 tiles with 4 x 4 register blocks per thread. v5: tf32 tensor cores (opt-in: its
 /// operands keep 10 mantissa bits). v6: 128 x 128 tiles with 8 x 8 register blocks per thread. v7: v6 reading its
-/// blocks from shared memory 16 bytes at a time. v8: the same for 64 x 64 tiles and 4 x 4 blocks.</summary>
+/// blocks from shared memory 16 bytes at a time. v8: the same for 64 x 64 tiles and 4 x 4 blocks. v9: a 4 x 8 register
+/// block per unit of work with no shared memory (for the CPU accelerator).</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
@@ -408,6 +409,52 @@ public static class Gemm
         }
     }
 
+    /// <summary>v9, for the CPU accelerator: each unit of work is a 4 x 8 block of C, its 32 accumulators two Block4
+    /// values (columns 0-3 and 4-7), k innermost. Per step of k it reads 4 values of A and 8 of B for 32 multiply-adds,
+    /// where v3 reads and writes C once per multiply-add. Blocks past the edges load the last row or column again and
+    /// store only what exists.</summary>
+    static void V9Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
+    {
+        int rowBlocks = (s.M + 3) / 4, colBlocks = (s.N + 7) / 8, units = s.Batch * rowBlocks * colBlocks, stride = Grid.DimX * Group.DimX;
+        // A(i, k) = a[row(i) + k ak], B(k, j) = b[col(j) + k bk].
+        int ak = s.TransA == 0 ? 1 : s.M, bk = s.TransB == 0 ? s.N : 1;
+        for (int u = Grid.GlobalIndex.X; u < units; u += stride)
+        {
+            int jb = u % colBlocks, t = u / colBlocks, i0 = t % rowBlocks * 4, bi = t / rowBlocks, j0 = jb * 8;
+            int ab = s.Base(bi, s.StrideA, s.OuterA), bb = s.Base(bi, s.StrideB, s.OuterB);
+            int r0 = ARow(s, ab, i0), r1 = ARow(s, ab, i0 + 1), r2 = ARow(s, ab, i0 + 2), r3 = ARow(s, ab, i0 + 3);
+            int c0 = BCol(s, bb, j0), c1 = BCol(s, bb, j0 + 1), c2 = BCol(s, bb, j0 + 2), c3 = BCol(s, bb, j0 + 3);
+            int c4 = BCol(s, bb, j0 + 4), c5 = BCol(s, bb, j0 + 5), c6 = BCol(s, bb, j0 + 6), c7 = BCol(s, bb, j0 + 7);
+            Block4 lo = default, hi = default;
+            for (int k = 0, ka = 0, kb = 0; k < s.K; k++, ka += ak, kb += bk)
+            {
+                float a0 = a[r0 + ka], a1 = a[r1 + ka], a2 = a[r2 + ka], a3 = a[r3 + ka];
+                lo = Block4.Fma(lo, a0, a1, a2, a3, b[c0 + kb], b[c1 + kb], b[c2 + kb], b[c3 + kb]);
+                hi = Block4.Fma(hi, a0, a1, a2, a3, b[c4 + kb], b[c5 + kb], b[c6 + kb], b[c7 + kb]);
+            }
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++)
+                {
+                    Store(c, s, bi, i0 + i, j0 + j, lo.Get(i, j));
+                    Store(c, s, bi, i0 + i, j0 + 4 + j, hi.Get(i, j));
+                }
+        }
+    }
+
+    /// <summary>Where row i of op(A) starts (i past the last row: the last row), for v9.</summary>
+    static int ARow(GemmShape s, int ab, int i)
+    {
+        int r = i < s.M ? i : s.M - 1;
+        return ab + (s.TransA == 0 ? r * s.K : r);
+    }
+
+    /// <summary>Where column j of op(B) starts (j past the last column: the last column), for v9.</summary>
+    static int BCol(GemmShape s, int bb, int j)
+    {
+        int col = j < s.N ? j : s.N - 1;
+        return bb + (s.TransB == 0 ? col : col * s.K);
+    }
+
     static void Store(ArrayView<float> c, GemmShape s, int bi, int i, int j, float acc)
     {
         if (i >= s.M || j >= s.N) return;
@@ -438,7 +485,13 @@ public static class Gemm
     public static void Run(Accelerator acc, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, GemmVersion? version = null)
     {
         var v = version ?? Choose(acc);
-        if (v == GemmVersion.V3Rows)
+        if (v == GemmVersion.V9CpuBlocks)
+        {
+            var k = KernelCache.Get(acc, "gemm.v9",
+                x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(V9Kernel));
+            k(Launch.GridStride(acc, (long)s.Batch * s.M * s.N * Math.Max(1, s.K / 16)), a, b, c, s);
+        }
+        else if (v == GemmVersion.V3Rows)
         {
             var k = KernelCache.Get(acc, "gemm.v3",
                 x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(V3Kernel));

@@ -447,7 +447,7 @@ public static partial class KernelChecks
         list.Add(Backward("mean", [rs], t => Ops.Mean(t[0], [2, 3]), mean));
 
         // Batched GEMM: all four transposes, ragged shapes, a shared operand, and alpha / beta at the kernel level.
-        foreach (var version in new[] { GemmVersion.V1Naive, GemmVersion.V2Tiled, GemmVersion.V3Rows, GemmVersion.V4Blocked, GemmVersion.V6Blocked8, GemmVersion.V7Vector, GemmVersion.V8Vector4 })
+        foreach (var version in new[] { GemmVersion.V1Naive, GemmVersion.V2Tiled, GemmVersion.V3Rows, GemmVersion.V4Blocked, GemmVersion.V6Blocked8, GemmVersion.V7Vector, GemmVersion.V8Vector4, GemmVersion.V9CpuBlocks })
         {
             string tag = "v" + (int)version;
             const int B = 2, M = 17, N = 19, K = 23;
