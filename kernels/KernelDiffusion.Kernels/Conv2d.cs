@@ -853,9 +853,11 @@ public static class Conv2d
         _ => 0,
     };
 
-    /// <summary>v4 on the CPU accelerator (measured on 2 cores at the fmnist UNet's shapes: 1.7-5x v3's rate per pass, v3's own
-    /// kernel where a pass blocks over 1 or 2 channels), v2 elsewhere.</summary>
-    public static ConvVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? ConvVersion.V4Blocked : ConvVersion.V2Tiled;
+    /// <summary>On the CPU accelerator v13 (Winograd F(4x4, 3x3)) where it covers the geometry, else v4 (measured on 2
+    /// cores: kd sample took 47-51 s with v13 and GEMM v9 against 71 s with v4 and GEMM v3; v4 itself runs 1.7-5x v3's
+    /// rate per pass, v3's own kernel where a pass blocks over 1 or 2 channels); v2 on GPUs.</summary>
+    public static ConvVersion Choose(Accelerator acc, ConvGeometry g)
+        => !Launch.IsCpu(acc) ? ConvVersion.V2Tiled : Winograd.Covers(g, 4) ? ConvVersion.V13Winograd4 : ConvVersion.V4Blocked;
 
     /// <summary>Whether a version computes this geometry itself: v12 and v13 hand what Winograd does not cover (1x1,
     /// stride 2) to the default, so tuning skips them there.</summary>
@@ -873,7 +875,7 @@ public static class Conv2d
         GemmRunner? gemm = null)
     {
         var (m, n, kk) = Dims(g, pass);
-        var v = version ?? Choose(acc);
+        var v = version ?? Choose(acc, g);
         if (WinogradTile(v) is > 0 and var side)
         {
             if (Winograd.Covers(g, side))
@@ -881,7 +883,7 @@ public static class Conv2d
                 Winograd.Run(acc, pass, g, x, w, dy, bias, hasBias, o, scratch, Winograd.Slices(acc, g, side), side, gemm);
                 return;
             }
-            v = Choose(acc);
+            v = Choose(acc, g);
         }
         if (v == ConvVersion.V3Planes)
         {

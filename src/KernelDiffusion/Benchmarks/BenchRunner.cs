@@ -183,7 +183,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 var g = back ? R([s[0], cout, s[2], s[3]], false) : null;
                 var geo = ConvGeometry.Create(s[0], s[1], s[2], s[3], cout, 3, 1, 1);
                 var cost = Conv2d.Cost(geo, ConvPass.Forward) + (back ? Conv2d.Cost(geo, ConvPass.InputGrad) + Conv2d.Cost(geo, ConvPass.WeightGrad) : default);
-                foreach (var r in Forced(name, Conv2d.Choose(acc), (v, ver) => v.Conv = ver, cost, () =>
+                foreach (var r in Forced(name, Conv2d.Choose(acc, geo), (v, ver) => v.Conv = ver, cost, () =>
                 {
                     var y = Ops.Conv2d(x, w, b);
                     if (back) d.Tape.Backward(y, g!);
@@ -206,7 +206,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 // GEMMs run as the op's do (KD_KERNELS gemm=vN or gemm=auto).
                 long room = Enum.GetValues<ConvVersion>().Max(v => Conv2d.ScratchLength(acc, geo, pass, v));
                 var scratch = room > 0 ? R([(int)room], false).View : default;
-                foreach (var r in Versions(name, Conv2d.Choose(acc), Conv2d.Cost(geo, pass),
+                foreach (var r in Versions(name, Conv2d.Choose(acc, geo), Conv2d.Cost(geo, pass),
                              (ConvVersion v) => Conv2d.Run(acc, pass, geo, x.View, w.View, dy.View, w.View, false, o.View, v,
                                  Conv2d.ScratchLength(acc, geo, pass, v) is > 0 and var mine ? scratch.SubView(0, mine) : default,
                                  Ops.GemmAsMatMul(d)),
