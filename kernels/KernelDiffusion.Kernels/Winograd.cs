@@ -45,6 +45,20 @@ public struct Taps
     }
 }
 
+/// <summary>Work item e of a weight transform: the filter it reads from w [Cout, Cin, 3, 3], and where its components go in
+/// U [xi, rows, cols] (Cout x Cin forward; Cin x Cout, rotated, for the input gradient). Consecutive items write
+/// consecutive columns of U.</summary>
+public struct FilterSlot
+{
+    public int Filter, Plane, At;
+
+    public static FilterSlot Of(int e, int cout, int cin, int rotate)
+    {
+        int cols = rotate == 0 ? cin : cout, col = e % cols, row = e / cols;
+        return new FilterSlot { Filter = rotate == 0 ? row * cin + col : col * cin + row, Plane = cout * cin, At = e };
+    }
+}
+
 /// <summary>Parameters shared by the Winograd kernels: a 3x3, stride 1, pad 1 convolution of C-channel planes H x W, cut
 /// into Out x Out output tiles (Out 2 or 4; TilesH x TilesW per plane, P = N TilesH TilesW in all), each with (Out + 2)^2
 /// components. Transformed tensors are laid out [components * Slices, channels, SliceTiles]: component xi of slice s of
@@ -269,14 +283,13 @@ public static class Winograd
     static void WeightTransformF23Kernel(ArrayView<float> w, ArrayView<float> u, int cout, int cin, int rotate)
     {
         int stride = Grid.DimX * Group.DimX, count = cout * cin;
-        int rows = rotate == 0 ? cout : cin, cols = rotate == 0 ? cin : cout;
         for (int e = Grid.GlobalIndex.X; e < count; e += stride)
         {
-            int col = e % cols, row = e / cols;
-            var g = Taps.Read(w, rotate == 0 ? row * cin + col : col * cin + row, rotate);
+            var slot = FilterSlot.Of(e, cout, cin, rotate);
+            var g = Taps.Read(w, slot.Filter, rotate);
             // G g: the three columns of g, each to four rows; then (G g) G^T: row i of G g to four columns.
             Quad c0 = G(g.G00, g.G10, g.G20), c1 = G(g.G01, g.G11, g.G21), c2 = G(g.G02, g.G12, g.G22);
-            int plane = rows * cols, at = row * cols + col;
+            int plane = slot.Plane, at = slot.At;
             StorePlanes(u, plane, at, 0, G(c0.X0, c1.X0, c2.X0));
             StorePlanes(u, plane, at, 1, G(c0.X1, c1.X1, c2.X1));
             StorePlanes(u, plane, at, 2, G(c0.X2, c1.X2, c2.X2));
@@ -429,13 +442,12 @@ public static class Winograd
     static void WeightTransformF43Kernel(ArrayView<float> w, ArrayView<float> u, int cout, int cin, int rotate)
     {
         int stride = Grid.DimX * Group.DimX, count = cout * cin;
-        int rows = rotate == 0 ? cout : cin, cols = rotate == 0 ? cin : cout;
         for (int e = Grid.GlobalIndex.X; e < count; e += stride)
         {
-            int col = e % cols, row = e / cols;
-            var g = Taps.Read(w, rotate == 0 ? row * cin + col : col * cin + row, rotate);
+            var slot = FilterSlot.Of(e, cout, cin, rotate);
+            var g = Taps.Read(w, slot.Filter, rotate);
             Six c0 = G6(g.G00, g.G10, g.G20), c1 = G6(g.G01, g.G11, g.G21), c2 = G6(g.G02, g.G12, g.G22);
-            int plane = rows * cols, at = row * cols + col;
+            int plane = slot.Plane, at = slot.At;
             StorePlanes(u, plane, at, 0, G6(c0.X0, c1.X0, c2.X0));
             StorePlanes(u, plane, at, 1, G6(c0.X1, c1.X1, c2.X1));
             StorePlanes(u, plane, at, 2, G6(c0.X2, c1.X2, c2.X2));
