@@ -172,10 +172,10 @@ public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
-/// accelerator's default). v4: 64 x 64 tiles with 4 x 4 register blocks per thread. v5: tf32 tensor cores (opt-in: its
+/// accelerator's default before v9). v4: 64 x 64 tiles with 4 x 4 register blocks per thread. v5: tf32 tensor cores (opt-in: its
 /// operands keep 10 mantissa bits). v6: 128 x 128 tiles with 8 x 8 register blocks per thread. v7: v6 reading its
 /// blocks from shared memory 16 bytes at a time. v8: the same for 64 x 64 tiles and 4 x 4 blocks. v9: a 4 x 8 register
-/// block per unit of work with no shared memory (for the CPU accelerator).</summary>
+/// block per unit of work with no shared memory (the CPU accelerator's default).</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
