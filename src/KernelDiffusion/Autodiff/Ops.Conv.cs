@@ -60,7 +60,7 @@ public static partial class Ops
             long length = Kernels.Conv2d.ScratchLength(acc, g, pass, v);
             Tensor? room = null;
             if (length > 0 && !(scratch ??= []).TryGetValue(v, out room))
-                scratch[v] = room = Output(d, [(int)length], "conv2d_scratch");
+                scratch[v] = room = d.Temporary([(int)length], "conv2d_scratch");   // not Output: the profiler counts it as conv2d
             Kernels.Conv2d.Run(acc, pass, g, x, w, dy, bias, hasBias, o.View, v, room?.View ?? default, GemmAsMatMul(d));
         }
         d.RunVersion("conv", d.Versions.Conv, Kernels.Conv2d.Choose(acc, g),
