@@ -869,7 +869,7 @@ public static class Conv2d
     /// <summary>Runs one pass. Unused views (dy for forward, x for input grad, bias without one) may be any view.</summary>
     /// <remarks>v5's weight gradient splits k into S slices when <paramref name="scratch"/> holds S * Cout * Cin*R*R floats
     /// (S up to 32; WeightGradSplits says how many suit the accelerator). v12 and v13 want ScratchLength floats in every pass, and
-    /// runs its GEMMs through <paramref name="gemm"/> (default: Gemm.Run at GEMM's default version).</remarks>
+    /// run their GEMMs through <paramref name="gemm"/> (default: Gemm.Run at GEMM's default version).</remarks>
     public static void Run(Accelerator acc, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
         ArrayView<float> bias, bool hasBias, ArrayView<float> o, ConvVersion? version = null, ArrayView<float> scratch = default,
         GemmRunner? gemm = null)

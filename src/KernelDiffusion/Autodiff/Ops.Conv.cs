@@ -48,8 +48,8 @@ public static partial class Ops
     }
 
     /// <summary>One pass at the forced version, else the tuned one (conv=auto), else the accelerator's default. The
-    /// weight gradient's split-k slices (v5 and later) and Winograd's transformed operands (v12) get their scratch here,
-    /// once per version tried; v12's GEMMs run as MatMul's do (the GEMM version KD_KERNELS names, or tuned with gemm=auto).</summary>
+    /// weight gradient's split-k slices (v5 and later) and Winograd's transformed operands (v12, v13) get their scratch
+    /// here, once per version tried; their GEMMs run as MatMul's do (the GEMM version KD_KERNELS names, or tuned with gemm=auto).</summary>
     static void RunConv(ComputeDevice d, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
         ArrayView<float> bias, bool hasBias, Tensor o)
     {
@@ -66,7 +66,7 @@ public static partial class Ops
         d.RunVersion("conv", d.Versions.Conv, Kernels.Conv2d.Choose(acc, g),
             () => $"{pass.ToString().ToLowerInvariant()} N{g.N} C{g.Cin}->{g.Cout} {g.H}x{g.W} r{g.R} s{g.S} p{g.P}",
             () => Enum.GetValues<ConvVersion>().Where(v => Kernels.Conv2d.Tunable(acc, v) && Kernels.Conv2d.Covers(g, v)), Run, o.View);
-        // Back to the pool now, not at the tape's reset: v12's is 8 times the activations (the stream orders its reuse).
+        // Back to the pool now, not at the tape's reset: Winograd's is 4.5-8 times the activations (the stream orders its reuse).
         foreach (var t in scratch?.Values ?? Enumerable.Empty<Tensor>()) t.Release();
     }
 
