@@ -212,7 +212,8 @@ public sealed class GemmGpuShapeTests
     }
 
     /// <summary>v12 refuses, naming the geometry, what Winograd does not cover and a scratch too small; through
-    /// Conv2d.Run a stride-2 convolution runs the default version instead (no scratch asked for).</summary>
+    /// Conv2d.Run a stride-2 convolution runs the default version instead (no scratch asked for); the CPU's default is
+    /// v13 only where it covers.</summary>
     [Fact]
     public void WinogradRefusesWhatItDoesNotCoverAndConvRunHandsItOn()
     {
@@ -230,6 +231,8 @@ public sealed class GemmGpuShapeTests
         Assert.Equal(0, Conv2d.ScratchLength(acc, stride2, ConvPass.Forward, ConvVersion.V12Winograd));
         Assert.False(Conv2d.Covers(stride2, ConvVersion.V12Winograd) || Conv2d.Covers(stride2, ConvVersion.V13Winograd4));
         Assert.True(Conv2d.Covers(stride2, ConvVersion.V4Blocked) && Conv2d.Covers(g, ConvVersion.V12Winograd) && Conv2d.Covers(g, ConvVersion.V13Winograd4));
+        // The CPU accelerator's default: v13 where Winograd covers the convolution, v4 elsewhere.
+        Assert.Equal((ConvVersion.V13Winograd4, ConvVersion.V4Blocked), (Conv2d.Choose(acc, g), Conv2d.Choose(acc, stride2)));
         var rng = new Random(3);
         var (x, w) = (Uniform(rng, 2 * 6 * 6), Uniform(rng, 3 * 2 * 9));
         using var tx = acc.Allocate1D(x.Select(v => (float)v).ToArray());
