@@ -56,30 +56,32 @@ public static class Attention
     static ArrayView<float> At(ArrayView<float> v, int offset) => v.SubView(offset, v.Length - offset);
 
     /// <summary>a [N, C, T] and the attention weights p [N*H, T, T].</summary>
-    public static void Forward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> p, ArrayView<float> a, GemmVersion? version = null)
+    public static void Forward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> p, ArrayView<float> a, GemmRunner? gemm = null)
     {
+        gemm ??= Gemm.At(acc);
         var (q, hs) = Part(s, 0);
         var (k, _) = Part(s, 1);
         var (v, _) = Part(s, 2);
         int qkvOuter = 3 * s.C * s.T, tt = s.T * s.T, ptOuter = s.Heads * tt, chT = s.Ch * s.T, cT = s.C * s.T;
-        Gemm.Run(acc, At(qkv, q), At(qkv, k), p, Shape(s, s.T, s.T, s.Ch, true, false, hs, qkvOuter, hs, qkvOuter, tt, ptOuter, s.Alpha), version);
+        gemm(At(qkv, q), At(qkv, k), p, Shape(s, s.T, s.T, s.Ch, true, false, hs, qkvOuter, hs, qkvOuter, tt, ptOuter, s.Alpha));
         Softmax.Forward(acc, p, p, s.Batch * s.T, s.T, log: false);
-        Gemm.Run(acc, At(qkv, v), p, a, Shape(s, s.Ch, s.T, s.T, false, true, hs, qkvOuter, tt, ptOuter, chT, cT, 1), version);
+        gemm(At(qkv, v), p, a, Shape(s, s.Ch, s.T, s.T, false, true, hs, qkvOuter, tt, ptOuter, chT, cT, 1));
     }
 
     /// <summary>dqkv [N, 3C, T] from da [N, C, T]; dp [N*H, T, T] is scratch.</summary>
     public static void Backward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> p, ArrayView<float> da,
-        ArrayView<float> dp, ArrayView<float> dqkv, GemmVersion? version = null)
+        ArrayView<float> dp, ArrayView<float> dqkv, GemmRunner? gemm = null)
     {
+        gemm ??= Gemm.At(acc);
         var (q, hs) = Part(s, 0);
         var (k, _) = Part(s, 1);
         var (v, _) = Part(s, 2);
         int qkvOuter = 3 * s.C * s.T, tt = s.T * s.T, ptOuter = s.Heads * tt, chT = s.Ch * s.T, cT = s.C * s.T;
-        Gemm.Run(acc, da, At(qkv, v), dp, Shape(s, s.T, s.T, s.Ch, true, false, chT, cT, hs, qkvOuter, tt, ptOuter, 1), version);
-        Gemm.Run(acc, da, p, At(dqkv, v), Shape(s, s.Ch, s.T, s.T, false, false, chT, cT, tt, ptOuter, hs, qkvOuter, 1), version);
+        gemm(da, At(qkv, v), dp, Shape(s, s.T, s.T, s.Ch, true, false, chT, cT, hs, qkvOuter, tt, ptOuter, 1));
+        gemm(da, p, At(dqkv, v), Shape(s, s.Ch, s.T, s.T, false, false, chT, cT, tt, ptOuter, hs, qkvOuter, 1));
         Softmax.Backward(acc, p, dp, dp, s.Batch * s.T, s.T, log: false);
-        Gemm.Run(acc, At(qkv, k), dp, At(dqkv, q), Shape(s, s.Ch, s.T, s.T, false, true, hs, qkvOuter, tt, ptOuter, hs, qkvOuter, s.Alpha), version);
-        Gemm.Run(acc, At(qkv, q), dp, At(dqkv, k), Shape(s, s.Ch, s.T, s.T, false, false, hs, qkvOuter, tt, ptOuter, hs, qkvOuter, s.Alpha), version);
+        gemm(At(qkv, k), dp, At(dqkv, q), Shape(s, s.Ch, s.T, s.T, false, true, hs, qkvOuter, tt, ptOuter, hs, qkvOuter, s.Alpha));
+        gemm(At(qkv, q), dp, At(dqkv, k), Shape(s, s.Ch, s.T, s.T, false, false, hs, qkvOuter, tt, ptOuter, hs, qkvOuter, s.Alpha));
     }
 
     // ---- v2: streaming ----

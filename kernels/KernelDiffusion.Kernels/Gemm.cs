@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using ILGPU.Util;
 
@@ -164,8 +165,9 @@ public struct Block8Runs : IRegisterBlock<Block8Runs>
     public readonly float Get(int i, int j) => c.Get(i, j);
 }
 
-/// <summary>Runs a GEMM C = op(A) op(B) as <see cref="Gemm.Run"/> does, at a version of the caller's choosing (conv v12's
-/// batched GEMMs go through the autodiff op's choice, which KD_KERNELS and per-shape tuning steer).</summary>
+/// <summary>Runs a GEMM C = op(A) op(B) as <see cref="Gemm.Run"/> does, at a version of the caller's choosing: the kernels
+/// built on GEMMs (attention v1, conv v12 and v13) take one, so the autodiff ops can pass their own choice (KD_KERNELS,
+/// per-shape tuning) and the checks a version (Gemm.At).</summary>
 public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
 
 public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9 }
@@ -416,15 +418,16 @@ public static class Gemm
     static void V9Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
     {
         int rowBlocks = (s.M + 3) / 4, colBlocks = (s.N + 7) / 8, units = s.Batch * rowBlocks * colBlocks, stride = Grid.DimX * Group.DimX;
-        // A(i, k) = a[row(i) + k ak], B(k, j) = b[col(j) + k bk].
-        int ak = s.TransA == 0 ? 1 : s.M, bk = s.TransB == 0 ? s.N : 1;
+        // A(i, k) = a[IndexA(i, 0) + k ak], B(k, j) = b[IndexB(0, j) + k bk]; rows and columns past the edge read the last one again.
+        int ak = s.TransA == 0 ? 1 : s.M, bk = s.TransB == 0 ? s.N : 1, lastI = s.M - 1, lastJ = s.N - 1;
         for (int u = Grid.GlobalIndex.X; u < units; u += stride)
         {
             int jb = u % colBlocks, t = u / colBlocks, i0 = t % rowBlocks * 4, bi = t / rowBlocks, j0 = jb * 8;
-            int ab = s.Base(bi, s.StrideA, s.OuterA), bb = s.Base(bi, s.StrideB, s.OuterB);
-            int r0 = ARow(s, ab, i0), r1 = ARow(s, ab, i0 + 1), r2 = ARow(s, ab, i0 + 2), r3 = ARow(s, ab, i0 + 3);
-            int c0 = BCol(s, bb, j0), c1 = BCol(s, bb, j0 + 1), c2 = BCol(s, bb, j0 + 2), c3 = BCol(s, bb, j0 + 3);
-            int c4 = BCol(s, bb, j0 + 4), c5 = BCol(s, bb, j0 + 5), c6 = BCol(s, bb, j0 + 6), c7 = BCol(s, bb, j0 + 7);
+            int r0 = s.IndexA(bi, i0, 0), r1 = s.IndexA(bi, XMath.Min(i0 + 1, lastI), 0);
+            int r2 = s.IndexA(bi, XMath.Min(i0 + 2, lastI), 0), r3 = s.IndexA(bi, XMath.Min(i0 + 3, lastI), 0);
+            int c0 = s.IndexB(bi, 0, j0), c1 = s.IndexB(bi, 0, XMath.Min(j0 + 1, lastJ)), c2 = s.IndexB(bi, 0, XMath.Min(j0 + 2, lastJ));
+            int c3 = s.IndexB(bi, 0, XMath.Min(j0 + 3, lastJ)), c4 = s.IndexB(bi, 0, XMath.Min(j0 + 4, lastJ));
+            int c5 = s.IndexB(bi, 0, XMath.Min(j0 + 5, lastJ)), c6 = s.IndexB(bi, 0, XMath.Min(j0 + 6, lastJ)), c7 = s.IndexB(bi, 0, XMath.Min(j0 + 7, lastJ));
             Block4 lo = default, hi = default;
             for (int k = 0, ka = 0, kb = 0; k < s.K; k++, ka += ak, kb += bk)
             {
@@ -439,20 +442,6 @@ public static class Gemm
                     Store(c, s, bi, i0 + i, j0 + 4 + j, hi.Get(i, j));
                 }
         }
-    }
-
-    /// <summary>Where row i of op(A) starts (i past the last row: the last row), for v9.</summary>
-    static int ARow(GemmShape s, int ab, int i)
-    {
-        int r = i < s.M ? i : s.M - 1;
-        return ab + (s.TransA == 0 ? r * s.K : r);
-    }
-
-    /// <summary>Where column j of op(B) starts (j past the last column: the last column), for v9.</summary>
-    static int BCol(GemmShape s, int bb, int j)
-    {
-        int col = j < s.N ? j : s.N - 1;
-        return bb + (s.TransB == 0 ? col : col * s.K);
     }
 
     static void Store(ArrayView<float> c, GemmShape s, int bi, int i, int j, float acc)
@@ -483,6 +472,9 @@ public static class Gemm
     /// <summary>v9 on the CPU accelerator (measured on 2 cores: 2.6-3.5x v3 at 512^3, 64 x 25088 x 64 and 192 x 196 x 64),
     /// v2 on GPUs.</summary>
     public static GemmVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? GemmVersion.V9CpuBlocks : GemmVersion.V2Tiled;
+
+    /// <summary>Gemm.Run at <paramref name="version"/> (default: the accelerator's), as a GemmRunner.</summary>
+    public static GemmRunner At(Accelerator acc, GemmVersion? version = null) => (a, b, c, s) => Run(acc, a, b, c, s, version);
 
     public static void Run(Accelerator acc, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, GemmVersion? version = null)
     {

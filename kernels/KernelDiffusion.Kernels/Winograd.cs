@@ -158,7 +158,7 @@ public static class Winograd
         long need = ScratchFloats(g, pass, slices, outTile);
         if (!scratch.IsValid || scratch.Length < need)
             throw new ArgumentException($"conv2d {name} (Winograd) {pass} at N{g.N} C{g.Cin}->{g.Cout} {g.H}x{g.W} needs {need} floats of scratch, given {(scratch.IsValid ? scratch.Length : 0)}");
-        gemm ??= (a, b, c, shape) => Gemm.Run(acc, a, b, c, shape);
+        gemm ??= Gemm.At(acc);
         var s = WinogradShape.Create(g.N, g.H, g.W, slices, outTile);
         int xi = s.Components;
         long tiles = (long)xi * s.Slices * s.SliceTiles;

@@ -172,7 +172,7 @@ public sealed class GemmGpuShapeTests
             {
                 using var scratch = acc.Allocate1D<float>(Winograd.ScratchFloats(g, pass, slices, side));
                 Elementwise.Fill(acc, scratch.View, float.NaN, (int)scratch.Length);
-                Winograd.Run(acc, pass, g, x, w, dy, b, pass == ConvPass.Forward, o, scratch.View, slices, side, (ga, gb, gc, s) => Gemm.Run(acc, ga, gb, gc, s, gemm));
+                Winograd.Run(acc, pass, g, x, w, dy, b, pass == ConvPass.Forward, o, scratch.View, slices, side, Gemm.At(acc, gemm));
             });
 
     /// <summary>How a test runs one conv pass into o; a weight gradient in 5 slices where <paramref name="slices"/> is 5.</summary>
@@ -300,8 +300,8 @@ public sealed class GemmGpuShapeTests
         using var a1 = acc.Allocate1D<float>(s.N * s.C * s.T);
         using var scratch = acc.Allocate1D<float>(tt);
         using var g1 = acc.Allocate1D<float>(qkv.Length);
-        Attention.Forward(acc, s, dq.View, p1.View, a1.View, GemmVersion.V3Rows);
-        Attention.Backward(acc, s, dq.View, p1.View, dda.View, scratch.View, g1.View, GemmVersion.V3Rows);
+        Attention.Forward(acc, s, dq.View, p1.View, a1.View, Gemm.At(acc, GemmVersion.V3Rows));
+        Attention.Backward(acc, s, dq.View, p1.View, dda.View, scratch.View, g1.View, Gemm.At(acc, GemmVersion.V3Rows));
         Assert.True(RelError(a3.GetAsArray1D(), Attention.Reference.Forward(qkv, s)) < 1e-5, "forward");
         // adm64's 16x16 attention (9 heads of 64 channels over 256 positions) does not fit v3: kd bench leaves it out.
         Assert.True(Attention.Runs(s, AttentionVersion.V3SharedHead));

@@ -28,7 +28,7 @@ public static partial class Ops
         {
             if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamForward(d.Accelerator, s, qkv.View, a.View, saved.View);
             else if (v == AttentionVersion.V3SharedHead) Kernels.Attention.SharedForward(d.Accelerator, s, qkv.View, saved.View, a.View);
-            else Kernels.Attention.Forward(d.Accelerator, s, qkv.View, saved.View, a.View, d.Versions.Gemm);
+            else Kernels.Attention.Forward(d.Accelerator, s, qkv.View, saved.View, a.View, GemmAsMatMul(d));
         }
         var version = d.RunVersion("attention", d.Versions.Attention, fallback, () => Key("forward"), SameSaved, Forward, a.View, saved.View);
         RecordReference(d, "attention", a, v => Kernels.Attention.Reference.Forward(v[0], s), qkv);
@@ -46,7 +46,7 @@ public static partial class Ops
                     }
                     scratch ??= Output(d, saved.Shape, "attention_scratch");
                     if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamBackward(d.Accelerator, s, qkv.View, a.View, saved.View, g.View, scratch.View, dqkv.View);
-                    else Kernels.Attention.Backward(d.Accelerator, s, qkv.View, saved.View, g.View, scratch.View, dqkv.View, d.Versions.Gemm);
+                    else Kernels.Attention.Backward(d.Accelerator, s, qkv.View, saved.View, g.View, scratch.View, dqkv.View, GemmAsMatMul(d));
                 }
                 d.RunVersion("attention", d.Versions.Attention, version, () => Key("backward"), SameSaved, Backward, dqkv.View);
                 d.Tape.Accumulate(qkv, dqkv, owned: true);

@@ -49,7 +49,7 @@ public static partial class Ops
         return o;
     }
 
-    /// <summary>GEMMs run as MatMul runs its own (for conv v12's batched GEMMs).</summary>
+    /// <summary>GEMMs run as MatMul runs its own (for the kernels built on GEMMs: attention v1, conv v12 and v13).</summary>
     public static GemmRunner GemmAsMatMul(ComputeDevice d) => (a, b, c, s) => RunGemm(d, a, b, c, s);
 
     /// <summary>Gemm at the forced version, else the tuned one (gemm=auto), else the accelerator's default.</summary>
@@ -57,7 +57,7 @@ public static partial class Ops
     {
         var acc = d.Accelerator;
         d.RunVersion("gemm", d.Versions.Gemm, Gemm.Choose(acc),
-            () => $"batch {s.Batch} {s.M}x{s.K}{(s.TransA == 1 ? "^T" : "")} x {s.K}x{s.N}{(s.TransB == 1 ? "^T" : "")} strides {s.StrideA}/{s.StrideB}",
+            () => $"batch {s.Batch} {s.M}x{s.K}{(s.TransA == 1 ? "^T" : "")} x {s.K}x{s.N}{(s.TransB == 1 ? "^T" : "")} strides {s.StrideA}/{s.StrideB}{(s.Split > 0 ? $" heads {s.Split}" : "")}",
             () => Enum.GetValues<GemmVersion>().Where(v => Gemm.Tunable(acc, v)),
             v => Gemm.Run(acc, a, b, o, s, v), o);
     }
