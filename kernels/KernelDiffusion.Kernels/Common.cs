@@ -67,6 +67,27 @@ public static class KernelCache
     }
 }
 
+/// <summary>Launch bounds of a kernel entry method (PTX .maxntid and .minnctapersm): with at most MaxThreads threads a
+/// group and MinGroups groups resident per multiprocessor, ptxas keeps the kernel within 65536 / (MaxThreads MinGroups)
+/// registers a thread. For kernels that would otherwise take a few registers too many for the occupancy they were
+/// designed for (GEMM v10: 131 without, 112 with (256, 2)). Loaded through <see cref="Of"/>, which kd check's offline
+/// compile uses too.</summary>
+[AttributeUsage(AttributeTargets.Method)]
+public sealed class LaunchBoundsAttribute(int maxThreads, int minGroups) : Attribute
+{
+    public int MaxThreads { get; } = maxThreads;
+    public int MinGroups { get; } = minGroups;
+
+    /// <summary>The specialization a kernel method asks for, its thread bound cut to what the accelerator's groups
+    /// hold (null: any); Empty without the attribute.</summary>
+    public static KernelSpecialization Of(Delegate kernel, int? maxGroupThreads = null) => Of(kernel.Method, maxGroupThreads);
+
+    public static KernelSpecialization Of(System.Reflection.MethodInfo method, int? maxGroupThreads = null)
+        => method.GetCustomAttributes(typeof(LaunchBoundsAttribute), false) is [LaunchBoundsAttribute b]
+            ? new KernelSpecialization(Math.Min(b.MaxThreads, maxGroupThreads ?? b.MaxThreads), b.MinGroups)
+            : KernelSpecialization.Empty;
+}
+
 /// <summary>A kernel version that cannot run on this accelerator or at this shape (tensor cores without 32-lane warps,
 /// a head too large for attention v3's shared memory): another version can. kd bench leaves such a version out of a
 /// case instead of reporting an error.</summary>

@@ -170,14 +170,15 @@ public struct Block8Runs : IRegisterBlock<Block8Runs>
 /// per-shape tuning) and the checks a version (Gemm.At).</summary>
 public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
 /// accelerator's default before v9). v4: 64 x 64 tiles with 4 x 4 register blocks per thread. v5: tf32 tensor cores (opt-in: its
 /// operands keep 10 mantissa bits). v6: 128 x 128 tiles with 8 x 8 register blocks per thread. v7: v6 reading its
 /// blocks from shared memory 16 bytes at a time. v8: the same for 64 x 64 tiles and 4 x 4 blocks. v9: a 4 x 8 register
-/// block per unit of work with no shared memory (the CPU accelerator's default).</summary>
+/// block per unit of work with no shared memory (the CPU accelerator's default). v10 and v11: v7 and v8 software-pipelined
+/// (the next stage loaded into registers while this one is multiplied; two shared buffers, one barrier per stage).</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
@@ -324,6 +325,41 @@ public static class Gemm
     static void V8Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tdim)
         => BlockedTiles<Block4Runs>(a, b, c, s, tdim);
 
+    /// <summary>v10: v7 software-pipelined (PipelinedTiles). Its launch bounds keep it at 2 groups of 256 threads per
+    /// multiprocessor, as v7 (ptxas: 131 registers without them, 112 with, no spills).</summary>
+    [LaunchBounds(256, 2)]
+    static void V10Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tdim)
+        => PipelinedTiles<Block8Runs>(a, b, c, s, tdim);
+
+    /// <summary>v11: v8 software-pipelined (PipelinedTiles), for the smaller GEMMs.</summary>
+    static void V11Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tdim)
+        => PipelinedTiles<Block4Runs>(a, b, c, s, tdim);
+
+    /// <summary>v6-v8's staging: element e of a stage of V6K values of k by tile rows r (A's m, B's n) of an operand
+    /// stored with k fastest (at r K + k) or r fastest (at k R + r), 0 past the edges. Consecutive e walk the stored order,
+    /// so a warp's loads are coalesced.</summary>
+    static float StageValue(ArrayView<float> src, int srcBase, int kFastest, int rLimit, int kLimit, int r0, int k0, int e, int tile)
+    {
+        int r = kFastest != 0 ? e / V6K : e % tile, k = kFastest != 0 ? e % V6K : e / tile;
+        return r0 + r < rLimit && k0 + k < kLimit
+            ? src[srcBase + (kFastest != 0 ? (r0 + r) * kLimit + k0 + k : (k0 + k) * rLimit + r0 + r)] : 0f;
+    }
+
+    /// <summary>Where StageValue's element e goes in the k-major shared tile: [k][r], tile wide.</summary>
+    static int StageSlot(int kFastest, int e, int tile) => kFastest != 0 ? (e % V6K) * tile + e / V6K : e;
+
+    /// <summary>v6-v8's staging of the stage at k0 of both operands, an element at a time (thread t: elements t, t + threads,
+    /// ...). A is stored with k fastest unless transposed, B when transposed.</summary>
+    static void StageElements(ArrayView<float> a, ArrayView<float> b, GemmShape s, int aBase, int bBase, ArrayView<float> at, ArrayView<float> bt,
+        int m0, int n0, int k0, int tile, int t, int threads)
+    {
+        for (int e = t; e < tile * V6K; e += threads)
+        {
+            at[StageSlot(1 - s.TransA, e, tile)] = StageValue(a, aBase, 1 - s.TransA, s.M, s.K, m0, k0, e, tile);
+            bt[StageSlot(s.TransB, e, tile)] = StageValue(b, bBase, s.TransB, s.N, s.K, n0, k0, e, tile);
+        }
+    }
+
     /// <summary>v6-v8: (Rows tdim)-square tiles of C, one register block per thread, k staged V6K at a time.</summary>
     static void BlockedTiles<TBlock>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tdim)
         where TBlock : struct, IRegisterBlock<TBlock>
@@ -341,24 +377,107 @@ public static class Gemm
             var acc = default(TBlock);
             for (int k0 = 0; k0 < s.K; k0 += V6K)
             {
-                for (int e = t; e < tile * V6K; e += threads)
-                {
-                    // A: row m of op(A), column k; stored K x M when transposed. B: row k of op(B), column n; N x K when transposed.
-                    int m = s.TransA == 0 ? e / V6K : e % tile, k = s.TransA == 0 ? e % V6K : e / tile;
-                    at[k * tile + m] = m0 + m < s.M && k0 + k < s.K
-                        ? a[aBase + (s.TransA == 0 ? (m0 + m) * s.K + k0 + k : (k0 + k) * s.M + m0 + m)] : 0f;
-                    int n = s.TransB == 0 ? e % tile : e / V6K, kb = s.TransB == 0 ? e / tile : e % V6K;
-                    bt[kb * tile + n] = k0 + kb < s.K && n0 + n < s.N
-                        ? b[bBase + (s.TransB == 0 ? (k0 + kb) * s.N + n0 + n : (n0 + n) * s.K + k0 + kb)] : 0f;
-                }
+                StageElements(a, b, s, aBase, bBase, at, bt, m0, n0, k0, tile, t, threads);
                 Group.Barrier();
                 for (int kk = 0; kk < V6K; kk++) acc = acc.After(at, bt, kk * tile, ty, tx, tdim);
                 Group.Barrier();
             }
-            for (int i = 0; i < rows; i++)
-                for (int j = 0; j < rows; j++)
-                    Store(c, s, bi, m0 + acc.Offset(i, ty, tdim), n0 + acc.Offset(j, tx, tdim), acc.Get(i, j));
+            StoreBlock(c, s, bi, m0, n0, acc, ty, tx, tdim);
         }
+    }
+
+    /// <summary>v10 and v11 stage in chunks: chunk c holds 4 values of an operand's stage (V6K values of k by tile rows r,
+    /// stored with k fastest or r fastest, as StageValue) at one k, in rows a quarter of the tile apart. Consecutive
+    /// chunks are consecutive stored values (along k when k is fastest, else along r), so each of a warp's load
+    /// instructions is coalesced, and a chunk's values, like their shared slots, lie one address plus a fixed step
+    /// apart. Its first value's row and k:</summary>
+    static int ChunkRow(int kFastest, int c, int tile) => kFastest != 0 ? c / V6K : c % (tile / 4);
+    static int ChunkK(int kFastest, int c, int tile) => kFastest != 0 ? c % V6K : c / (tile / 4);
+
+    /// <summary>Chunks in a stage of tile x V6K values.</summary>
+    static int Chunks(int tile) => tile * V6K / 4;
+
+    /// <summary>Chunk c of the stage at (r0, k0), 0 past the edges and for c past the stage's chunks.</summary>
+    static Quad LoadChunk(ArrayView<float> src, int srcBase, int kFastest, int rLimit, int kLimit, int r0, int k0, int c, int tile)
+    {
+        int r = r0 + ChunkRow(kFastest, c, tile), k = k0 + ChunkK(kFastest, c, tile), quarter = tile / 4;
+        int at = srcBase + (kFastest != 0 ? r * kLimit + k : k * rLimit + r), step = kFastest != 0 ? quarter * kLimit : quarter;
+        int rows = k < kLimit && c < Chunks(tile) ? rLimit - r : 0;   // value q exists when rows > q quarter
+        return new Quad(rows > 0 ? src[at] : 0f, rows > quarter ? src[at + step] : 0f,
+            rows > 2 * quarter ? src[at + 2 * step] : 0f, rows > 3 * quarter ? src[at + 3 * step] : 0f);
+    }
+
+    /// <summary>Chunk c into the k-major shared tile ([k][r], tile wide) at offset buffer.</summary>
+    static void PutChunk(ArrayView<float> dst, int buffer, Quad v, int kFastest, int c, int tile)
+    {
+        if (c >= Chunks(tile)) return;   // the threads of a large group past the stage's chunks
+        int slot = buffer + ChunkK(kFastest, c, tile) * tile + ChunkRow(kFastest, c, tile), quarter = tile / 4;
+        dst[slot] = v.X0;
+        dst[slot + quarter] = v.X1;
+        dst[slot + 2 * quarter] = v.X2;
+        dst[slot + 3 * quarter] = v.X3;
+    }
+
+    /// <summary>Stages chunks c = first, first + threads, ... of the stage at k0 of both operands into their shared tiles
+    /// at offset buffer. A is stored with k fastest unless transposed, B when transposed.</summary>
+    static void StageChunks(ArrayView<float> a, ArrayView<float> b, GemmShape s, int aBase, int bBase, ArrayView<float> at, ArrayView<float> bt,
+        int buffer, int m0, int n0, int k0, int tile, int first, int threads)
+    {
+        for (int c = first; c < Chunks(tile); c += threads)
+        {
+            PutChunk(at, buffer, LoadChunk(a, aBase, 1 - s.TransA, s.M, s.K, m0, k0, c, tile), 1 - s.TransA, c, tile);
+            PutChunk(bt, buffer, LoadChunk(b, bBase, s.TransB, s.N, s.K, n0, k0, c, tile), s.TransB, c, tile);
+        }
+    }
+
+    /// <summary>v10 and v11: BlockedTiles software-pipelined, with two shared buffers per operand. While the group multiplies
+    /// the stage in one buffer, each thread loads a chunk of each operand's next stage into registers (4 values: with 256
+    /// threads one chunk is a thread's whole share of a 128-wide tile), then stores them into the other
+    /// buffer: the global loads' latency hides behind a stage of FMAs, and a stage takes one barrier instead of two (a
+    /// buffer is written only after the barrier that ends its last reads). In smaller groups (the CPU accelerator's) the
+    /// rest of a thread's share is staged after the FMAs, unpipelined.</summary>
+    static void PipelinedTiles<TBlock>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int tdim)
+        where TBlock : struct, IRegisterBlock<TBlock>
+    {
+        const int Buffer = V6K * V6Rows * MaxTile;   // floats of one operand's stage: buffers at 0 and Buffer
+        var at = SharedMemory.Allocate<Float4>(2 * Buffer / 4).Cast<float>();   // [k][m], k-major, 16-byte aligned
+        var bt = SharedMemory.Allocate<Float4>(2 * Buffer / 4).Cast<float>();   // [k][n]
+        int rows = default(TBlock).Rows, tile = rows * tdim, threads = tdim * tdim, t = Group.IdxX;
+        int tx = t % tdim, ty = t / tdim, kA = 1 - s.TransA, kB = s.TransB;
+        int tilesN = (s.N + tile - 1) / tile, tilesM = (s.M + tile - 1) / tile, perBatch = tilesM * tilesN;
+        for (int w = Grid.IdxX; w < s.Batch * perBatch; w += Grid.DimX)
+        {
+            int bi = w / perBatch, tr = w - bi * perBatch;
+            int m0 = (tr / tilesN) * tile, n0 = (tr % tilesN) * tile;
+            int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
+            var acc = default(TBlock);
+            StageChunks(a, b, s, aBase, bBase, at, bt, 0, m0, n0, 0, tile, t, threads);
+            Group.Barrier();
+            for (int k0 = 0, cur = 0; k0 < s.K; k0 += V6K, cur = Buffer - cur)
+            {
+                int kNext = k0 + V6K, next = Buffer - cur;
+                // Past the last stage (kNext >= K) the loads are skipped and zeros come back.
+                Quad pa = LoadChunk(a, aBase, kA, s.M, s.K, m0, kNext, t, tile), pb = LoadChunk(b, bBase, kB, s.N, s.K, n0, kNext, t, tile);
+                for (int kk = 0; kk < V6K; kk++) acc = acc.After(at, bt, cur + kk * tile, ty, tx, tdim);
+                if (kNext < s.K)
+                {
+                    PutChunk(at, next, pa, kA, t, tile);
+                    PutChunk(bt, next, pb, kB, t, tile);
+                    StageChunks(a, b, s, aBase, bBase, at, bt, next, m0, n0, kNext, tile, t + threads, threads);
+                }
+                Group.Barrier();
+            }
+            StoreBlock(c, s, bi, m0, n0, acc, ty, tx, tdim);
+        }
+    }
+
+    /// <summary>A thread's register block into C at tile (m0, n0), what lies inside.</summary>
+    static void StoreBlock<TBlock>(ArrayView<float> c, GemmShape s, int bi, int m0, int n0, TBlock acc, int ty, int tx, int tdim)
+        where TBlock : struct, IRegisterBlock<TBlock>
+    {
+        for (int i = 0; i < acc.Rows; i++)
+            for (int j = 0; j < acc.Rows; j++)
+                Store(c, s, bi, m0 + acc.Offset(i, ty, tdim), n0 + acc.Offset(j, tx, tdim), acc.Get(i, j));
     }
 
     /// <summary>v5: tf32 tensor cores (<see cref="TensorCore"/>). A group of four warps computes a 64 x 64 tile of C,
@@ -460,12 +579,12 @@ public static class Gemm
     public static bool Tunable(Accelerator acc, GemmVersion v)
         => v != GemmVersion.V5Tf32 && Runs(acc, v) && v != (Launch.IsCpu(acc) ? GemmVersion.V2Tiled : GemmVersion.V3Rows);
 
-    /// <summary>The side of a thread's register block for the register-tiled versions (v4, v6-v8; their tiles on a GPU are
+    /// <summary>The side of a thread's register block for the register-tiled versions (v4, v6-v8, v10, v11; their tiles on a GPU are
     /// 16 times that), 0 for the others.</summary>
     public static int BlockRows(GemmVersion v) => v switch
     {
-        GemmVersion.V4Blocked or GemmVersion.V8Vector4 => V4Rows,
-        GemmVersion.V6Blocked8 or GemmVersion.V7Vector => V6Rows,
+        GemmVersion.V4Blocked or GemmVersion.V8Vector4 or GemmVersion.V11Pipelined4 => V4Rows,
+        GemmVersion.V6Blocked8 or GemmVersion.V7Vector or GemmVersion.V10Pipelined => V6Rows,
         _ => 0,
     };
 
@@ -513,9 +632,11 @@ public static class Gemm
                 GemmVersion.V4Blocked => ("gemm.v4", (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>)V4Kernel),
                 GemmVersion.V6Blocked8 => ("gemm.v6", V6Kernel),
                 GemmVersion.V7Vector => ("gemm.v7", V7Kernel),
-                _ => ("gemm.v8", V8Kernel),
+                GemmVersion.V8Vector4 => ("gemm.v8", V8Kernel),
+                GemmVersion.V10Pipelined => ("gemm.v10", V10Kernel),
+                _ => ("gemm.v11", V11Kernel),
             };
-            var k = KernelCache.Get(acc, key, x => x.LoadStreamKernel(entry));
+            var k = KernelCache.Get(acc, key, x => x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)));
             int tdim = MaxTile;
             while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
             int rows = BlockRows(v), tile = rows * tdim;

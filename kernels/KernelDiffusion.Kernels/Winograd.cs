@@ -3,7 +3,8 @@ using ILGPU.Runtime;
 
 namespace KernelDiffusion.Kernels;
 
-/// <summary>Four values: a row or a column of an F(2x2, 3x3) tile. ILGPU keeps value-type fields in registers.</summary>
+/// <summary>Four values: a row or a column of an F(2x2, 3x3) tile, or GEMM v10's and v11's share of a stage. ILGPU keeps
+/// value-type fields in registers.</summary>
 public struct Quad
 {
     public float X0, X1, X2, X3;

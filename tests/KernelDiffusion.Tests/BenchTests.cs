@@ -164,8 +164,10 @@ public sealed class GemmGpuShapeTests
     [InlineData(GemmVersion.V4Blocked, 2)]
     [InlineData(GemmVersion.V7Vector, 2)]
     [InlineData(GemmVersion.V8Vector4, 2)]
+    [InlineData(GemmVersion.V10Pipelined, 2)]
     [InlineData(GemmVersion.V2Tiled, 4)]
     [InlineData(GemmVersion.V8Vector4, 4)]
+    [InlineData(GemmVersion.V11Pipelined4, 4)]
     public void WinogradWithSixteenBySixteenGroupsMatchesTheReference(GemmVersion gemm, int side)
         => ConvPassesMatchTheReference(12, [ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvGeometry.Create(1, 130, 7, 6, 3, 3, 1, 1), ConvGeometry.Create(3, 20, 6, 5, 130, 3, 1, 1)],
             (acc, g, pass, x, w, b, dy, o, slices) =>
@@ -330,6 +332,8 @@ public sealed class GemmGpuShapeTests
     [InlineData(GemmVersion.V6Blocked8)]
     [InlineData(GemmVersion.V7Vector)]
     [InlineData(GemmVersion.V8Vector4)]
+    [InlineData(GemmVersion.V10Pipelined)]
+    [InlineData(GemmVersion.V11Pipelined4)]
     public void GemmWithSixteenBySixteenGroupsMatchesTheReference(GemmVersion version)
     {
         using var cpu = new GpuShaped();

@@ -447,7 +447,8 @@ public static partial class KernelChecks
         list.Add(Backward("mean", [rs], t => Ops.Mean(t[0], [2, 3]), mean));
 
         // Batched GEMM: all four transposes, ragged shapes, a shared operand, and alpha / beta at the kernel level.
-        foreach (var version in new[] { GemmVersion.V1Naive, GemmVersion.V2Tiled, GemmVersion.V3Rows, GemmVersion.V4Blocked, GemmVersion.V6Blocked8, GemmVersion.V7Vector, GemmVersion.V8Vector4, GemmVersion.V9CpuBlocks })
+        foreach (var version in new[] { GemmVersion.V1Naive, GemmVersion.V2Tiled, GemmVersion.V3Rows, GemmVersion.V4Blocked, GemmVersion.V6Blocked8, GemmVersion.V7Vector, GemmVersion.V8Vector4, GemmVersion.V9CpuBlocks,
+            GemmVersion.V10Pipelined, GemmVersion.V11Pipelined4 })
         {
             string tag = "v" + (int)version;
             const int B = 2, M = 17, N = 19, K = 23;
@@ -472,7 +473,7 @@ public static partial class KernelChecks
                 Gemm.Run(d.Accelerator, ta.View, tb.View, tc.View, s, version);
                 return (RelError(tc.ToArray(), Gemm.Reference.Run(a, b, c, s)), Fwd, "");
             }));
-            // More than one 64 x 64 tile (v4 on a GPU; 128 x 128 for v6 and v7) with ragged edges in both directions.
+            // More than one 64 x 64 tile (v4, v8, v11 on a GPU; 128 x 128 for v6, v7, v10) with ragged edges in both directions.
             bool wide = Gemm.BlockRows(version) == 8;
             int tm = wide ? 140 : 70, tn = wide ? 135 : 67;
             list.Add(Forward($"gemm.{tag}.multi_tile", [[tm, 33], [33, tn]], With(v => v.Gemm = version, t => Ops.MatMul(t[0], t[1])),

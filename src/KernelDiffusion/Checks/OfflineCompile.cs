@@ -20,8 +20,8 @@ namespace KernelDiffusion.Checks;
 /// <see cref="CudaAccelerator"/> builds <c>new PTXBackend(context, new CudaCapabilityContext(arch), arch, isa, nvvm)</c>
 /// and an OpenCL accelerator <c>new CLBackend(context, capabilities, vendor, clStdVersion)</c>; we build the same
 /// here and call <see cref="Backend.Compile(in EntryPointDescription, in KernelSpecialization)"/> with what
-/// <c>LoadStreamKernel</c> passes (<see cref="EntryPointDescription.FromExplicitlyGroupedKernel"/>,
-/// <see cref="KernelSpecialization.Empty"/>). No driver is called: that is only in the accelerator's
+/// <c>LoadStreamKernel</c> passes (<see cref="EntryPointDescription.FromExplicitlyGroupedKernel"/>, and the kernel's
+/// <see cref="LaunchBoundsAttribute"/> if it has one, else <see cref="KernelSpecialization.Empty"/>). No driver is called: that is only in the accelerator's
 /// <c>LoadKernel(CompiledKernel)</c>.</para>
 /// <para>The driver's own step: on the GPU the CUDA driver assembles the PTX at load. <see cref="Ptxas"/> does that
 /// offline when a ptxas is at hand (scripts/get-ptxas.sh), which catches an invalid instruction inside inline PTX
@@ -75,7 +75,7 @@ public static class OfflineCompile
                 current ??= Create(target);
                 try
                 {
-                    var compiled = current.Value.Backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(m), KernelSpecialization.Empty);
+                    var compiled = current.Value.Backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(m), LaunchBoundsAttribute.Of(m));
                     var (code, ext) = compiled switch
                     {
                         PTXCompiledKernel p => (p.PTXAssembly, "ptx"),
