@@ -78,17 +78,37 @@ public static class GroupNorm
 
     static float Sigmoid(float z) => 1f / (1f + XMath.Exp(-z));
 
+    /// <summary>y from x and the statistics, over runs of up to <paramref name="run"/> elements of a plane (n, c): a
+    /// run finds its plane's scale and shift once (z = (x - mean) a + b), so the divisions that locate the plane are
+    /// per run, not per element. GPUs take runs of 1 (neighbouring threads, neighbouring elements); the CPU
+    /// accelerator a plane a run (ApplyRun).</summary>
     static void ApplyKernel(ArrayView<float> x, ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> ss,
-        ArrayView<float> y, GroupNormShape s)
+        ArrayView<float> y, GroupNormShape s, int run)
     {
-        int total = s.N * s.C * s.HW, ng = s.N * s.Groups, stride = Grid.DimX * Group.DimX;
-        for (int i = Grid.GlobalIndex.X; i < total; i += stride)
+        int runsPerPlane = (s.HW + run - 1) / run, units = s.N * s.C * runsPerPlane, ng = s.N * s.Groups, stride = Grid.DimX * Group.DimX;
+        for (int u = Grid.GlobalIndex.X; u < units; u += stride)
         {
-            int nc = i / s.HW, n = nc / s.C, c = nc % s.C, gi = n * s.Groups + c / s.PerGroup;
-            float z = Affine((x[i] - stats[gi]) * stats[ng + gi], gamma, beta, ss, s, n, c);
-            y[i] = s.Silu != 0 ? z * Sigmoid(z) : z;
+            int nc = u / runsPerPlane, e0 = (u - nc * runsPerPlane) * run, n = nc / s.C, c = nc - n * s.C, gi = n * s.Groups + c / s.PerGroup;
+            float mean = stats[gi], a = stats[ng + gi] * gamma[c], b = beta[c];
+            if (s.ScaleShift != 0)
+            {
+                float scale = 1f + ss[n * 2 * s.C + c];
+                a *= scale;
+                b = b * scale + ss[n * 2 * s.C + s.C + c];
+            }
+            int o = nc * s.HW, end = XMath.Min(e0 + run, s.HW);
+            for (int e = e0; e < end; e++)
+            {
+                float z = (x[o + e] - mean) * a + b;
+                y[o + e] = s.Silu != 0 ? z * Sigmoid(z) : z;
+            }
         }
     }
+
+    /// <summary>ApplyKernel's run: a whole plane on the CPU accelerator, where one thread per core walks the planes
+    /// (measured on 2 cores: the N40 C64 28x28 +SiLU forward, statistics included, 19.8 ms against 35.2 with runs of 1),
+    /// 1 on GPUs.</summary>
+    public static int ApplyRun(Accelerator acc, GroupNormShape s) => Launch.IsCpu(acc) ? s.HW : 1;
 
     // ---- backward ----
 
@@ -271,9 +291,16 @@ public static class GroupNorm
             int grid = Math.Min(ng, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8);
             k(new KernelConfig(grid, Launch.PowerOfTwoGroup(acc, MaxGroup)), x, stats, s);
         }
+        Apply(acc, s, x, gamma, beta, ss, stats, y, ApplyRun(acc, s));
+    }
+
+    /// <summary>The forward's second kernel, y from the statistics, in runs of <paramref name="run"/> elements of a plane.</summary>
+    public static void Apply(Accelerator acc, GroupNormShape s, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
+        ArrayView<float> ss, ArrayView<float> stats, ArrayView<float> y, int run)
+    {
         var apply = KernelCache.Get(acc, "groupnorm.apply", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(ApplyKernel));
-        apply(Launch.GridStride(acc, (long)s.N * s.C * s.HW), x, stats, gamma, beta, ss, y, s);
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape, int>(ApplyKernel));
+        apply(Launch.GridStride(acc, (long)s.N * s.C * s.HW), x, stats, gamma, beta, ss, y, s, Math.Clamp(run, 1, s.HW));
     }
 
     /// <summary>Writes sums ([2, N*C]: per-channel sum dy xhat, then sum dy; dgamma and dbeta are their sums over n),
