@@ -377,7 +377,8 @@ def kernel_case(c, dev):
         opt, impl = make_adamw([p], dev)
         return opt.step, impl
     if op == "gemm":
-        a, b = rnd(c["m"], c["k"]), rnd(c["k"], c["n"])
+        lead = [c["batch"]] if "batch" in c else []   # batched: torch.matmul runs a batched GEMM (cuBLAS)
+        a, b = rnd(*lead, c["m"], c["k"]), rnd(*lead, c["k"], c["n"])
         return (lambda: a @ b), None
     if op == "conv3x3":
         cin, bk = c["x"][1], c["backward"]
