@@ -32,7 +32,7 @@ stamp "tuned fmnist steps done"
 # Conv v12 and v13 (Winograd) against the default with their batched GEMMs tuned per shape (the main kd bench ran them on GEMM's
 # default, v2).
 KD_KERNELS=gemm=auto timeout 75 bash .device/run KernelDiffusion.Cli bench --device cuda --no-steps --kernels conv3x3 --budget-ms 50 \
-  --skip-versions conv=v1 conv=v3 conv=v4 conv=v5 conv=v6 conv=v7 conv=v8 conv=v9 conv=v10 conv=v11 --out "$R/bench-winograd" > "$R/bench-winograd.log" 2>&1
+  --skip-versions conv=v1 conv=v3 conv=v4 conv=v5 conv=v6 conv=v7 conv=v8 conv=v9 conv=v10 conv=v11 conv=v14 conv=v15 --out "$R/bench-winograd" > "$R/bench-winograd.log" 2>&1
 stamp "Winograd with tuned GEMMs done"
 # The tensor-core path on whole models: the fmnist steps with tf32 GEMM and conv (against torch's @tf32 steps), and how
 # far a tf32 forward lands from the fp32 one (kd compare of two traces of the same inputs).

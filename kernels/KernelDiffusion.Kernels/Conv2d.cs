@@ -1,7 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Util;
-// The entry shape of the register-tiled versions (v5, v8-v11): x, w, dy, bias, o, geometry, pass, hasBias, m, n, k, tdim, splits, partial.
+// The entry shape of the register-tiled versions (v5, v8-v11, v14, v15): x, w, dy, bias, o, geometry, pass, hasBias, m, n, k, tdim, splits, partial.
 using RegisterTilesEntry = System.Action<ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>,
     ILGPU.ArrayView<float>, KernelDiffusion.Kernels.ConvGeometry, int, int, int, int, int, int, int, ILGPU.ArrayView<float>>;
 
@@ -38,7 +38,7 @@ public struct ConvGeometry
 
 public enum ConvPass { Forward = 0, InputGrad = 1, WeightGrad = 2 }
 
-public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7, V8Hoisted = 8, V9Hoisted8 = 9, V10Vector = 10, V11Vector4 = 11, V12Winograd = 12, V13Winograd4 = 13 }
+public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7, V8Hoisted = 8, V9Hoisted8 = 9, V10Vector = 10, V11Vector4 = 11, V12Winograd = 12, V13Winograd4 = 13, V14Pipelined = 14, V15Pipelined4 = 15 }
 
 /// <summary>2-D convolution (any odd square kernel with padding, stride 1 or 2; the UNet uses 3x3 pad 1 and 1x1)
 /// as an implicit GEMM C[M, N] = sum_k A[M, K] B[K, N] whose operands are gathered from the tensors, so one
@@ -55,7 +55,8 @@ public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4
 /// 64 x 64 tiles and 4 x 4 register blocks. v6, v7: tf32 tensor cores (opt-in). v8: v5 with hoisted gathers. v9: v8
 /// with GEMM v6's 128 x 128 tiles and 8 x 8 blocks. v10: v9 with GEMM v7's 16-byte shared reads. v11: v8 with 16-byte
 /// shared reads (GEMM v8's Block4Runs). v12, v13: Winograd F(2x2, 3x3) and F(4x4, 3x3) through batched GEMMs
-/// (Winograd.cs) for 3x3 stride-1 pad-1 convolutions; other geometries run the accelerator's default version.
+/// (Winograd.cs) for 3x3 stride-1 pad-1 convolutions; other geometries run the accelerator's default version. v14, v15:
+/// v10 and v11 software-pipelined as GEMM v10 and v11 (the next stage's gathers in flight during this stage's FMAs).
 /// Output elements a pass does not reach (none, for valid geometry) are not written.</summary>
 public static class Conv2d
 {
@@ -225,6 +226,18 @@ public static class Conv2d
         ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
         => RegisterTiles<HoistedStaging, Block4Runs>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, tdim, splits, partial);
 
+    /// <summary>v14: v10 software-pipelined (PipelinedTiles). Launch bounds as GEMM v10's: 2 groups of 256 threads per
+    /// multiprocessor.</summary>
+    [LaunchBounds(256, 2)]
+    static void V14Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
+        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
+        => PipelinedTiles<Block8Runs>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, tdim, splits, partial);
+
+    /// <summary>v15: v11 software-pipelined (PipelinedTiles), for the 64-channel layers.</summary>
+    static void V15Kernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
+        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
+        => PipelinedTiles<Block4Runs>(x, w, dy, bias, o, g, pass, hasBias, m, n, kk, tdim, splits, partial);
+
     static void RegisterTiles<TStaging, TBlock>(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
         ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
         where TStaging : struct, IConvStaging where TBlock : struct, IRegisterBlock<TBlock>
@@ -248,14 +261,133 @@ public static class Conv2d
                 for (int k = 0; k < BlockK; k++) acc = acc.After(at, bt, k * tile, ty, tx, tdim);
                 Group.Barrier();
             }
-            for (int i = 0; i < rows; i++)
-                for (int j = 0; j < rows; j++)
+            StoreBlock(o, bias, g, pass, hasBias, m, n, m0, n0, acc, ty, tx, tdim, split, splits, partial);
+        }
+    }
+
+    /// <summary>A thread's register block at tile (m0, n0), what lies inside: into the output, or with splits &gt; 1 into
+    /// its slice of partial.</summary>
+    static void StoreBlock<TBlock>(ArrayView<float> o, ArrayView<float> bias, ConvGeometry g, int pass, int hasBias, int m, int n,
+        int m0, int n0, TBlock acc, int ty, int tx, int tdim, int split, int splits, ArrayView<float> partial)
+        where TBlock : struct, IRegisterBlock<TBlock>
+    {
+        for (int i = 0; i < acc.Rows; i++)
+            for (int j = 0; j < acc.Rows; j++)
+            {
+                int row = m0 + acc.Offset(i, ty, tdim), col = n0 + acc.Offset(j, tx, tdim);
+                if (row >= m || col >= n) continue;
+                if (splits > 1) partial[(split * m + row) * n + col] = acc.Get(i, j);
+                else Store(o, bias, g, pass, hasBias, row, col, acc.Get(i, j));
+            }
+    }
+
+    /// <summary>v14 and v15: RegisterTiles software-pipelined, as GEMM v10 (Gemm.PipelinedTiles): two shared buffers per
+    /// operand; while the group multiplies the stage in one, each thread gathers a chunk of each operand's next stage
+    /// into registers (ChunkA, ChunkB), and stores them into the other after the FMAs; one barrier per stage. With 256
+    /// threads a chunk is a thread's whole share of a 128-wide stage; in smaller groups (the CPU accelerator's) the rest
+    /// is staged after the FMAs, unpipelined. Staging follows StageHoisted's pattern, in chunks.</summary>
+    static void PipelinedTiles<TBlock>(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ArrayView<float> bias, ArrayView<float> o,
+        ConvGeometry g, int pass, int hasBias, int m, int n, int kk, int tdim, int splits, ArrayView<float> partial)
+        where TBlock : struct, IRegisterBlock<TBlock>
+    {
+        const int Buffer = BlockK * Block8Rows * MaxTile;   // floats of one operand's stage: buffers at 0 and Buffer
+        var at = SharedMemory.Allocate<Float4>(2 * Buffer / 4).Cast<float>();   // [k][i], k-major, 16-byte aligned
+        var bt = SharedMemory.Allocate<Float4>(2 * Buffer / 4).Cast<float>();   // [k][j]
+        int tile = default(TBlock).Rows * tdim, threads = tdim * tdim, t = Group.IdxX, tx = t % tdim, ty = t / tdim;
+        int tilesN = (n + tile - 1) / tile, tiles = ((m + tile - 1) / tile) * tilesN;
+        int chunk = ((kk + splits - 1) / splits + BlockK - 1) / BlockK * BlockK;
+        for (int u = Grid.IdxX; u < tiles * splits; u += Grid.DimX)
+        {
+            int split = u / tiles, tu = u - split * tiles;
+            int m0 = (tu / tilesN) * tile, n0 = (tu % tilesN) * tile, kBegin = split * chunk, kEnd = XMin(kk, (split + 1) * chunk);
+            var acc = default(TBlock);
+            StageChunks(x, w, dy, g, pass, at, bt, 0, m, n, m0, n0, kBegin, kEnd, tile, t, threads);
+            Group.Barrier();
+            for (int k0 = kBegin, cur = 0; k0 < kEnd; k0 += BlockK, cur = Buffer - cur)
+            {
+                int kNext = k0 + BlockK, next = Buffer - cur;
+                // Past the last stage (kNext >= kEnd) nothing is gathered and zeros come back.
+                Quad pa = ChunkA(w, dy, g, pass, m, m0, kNext, kEnd, tile, t), pb = ChunkB(x, dy, g, pass, n, n0, kNext, kEnd, tile, t);
+                for (int k = 0; k < BlockK; k++) acc = acc.After(at, bt, cur + k * tile, ty, tx, tdim);
+                if (kNext < kEnd)
                 {
-                    int row = m0 + acc.Offset(i, ty, tdim), col = n0 + acc.Offset(j, tx, tdim);
-                    if (row >= m || col >= n) continue;
-                    if (splits > 1) partial[(split * m + row) * n + col] = acc.Get(i, j);
-                    else Store(o, bias, g, pass, hasBias, row, col, acc.Get(i, j));
+                    PutChunkA(at, next, pa, tile, t);
+                    PutChunkB(bt, next, pb, tile, t);
+                    StageChunks(x, w, dy, g, pass, at, bt, next, m, n, m0, n0, kNext, kEnd, tile, t + threads, threads);
                 }
+                Group.Barrier();
+            }
+            StoreBlock(o, bias, g, pass, hasBias, m, n, m0, n0, acc, ty, tx, tdim, split, splits, partial);
+        }
+    }
+
+    /// <summary>Chunks in a stage of tile x BlockK values of one operand (4 values a chunk).</summary>
+    static int Chunks(int tile) => tile * BlockK / 4;
+
+    /// <summary>Chunk c of A's stage at k0: k = k0 + c mod BlockK, rows i, i + tile/4, i + tile/2, i + 3 tile/4 from
+    /// i = m0 + c / BlockK (StageHoisted's run down rows, its base address found once); 0 past the edges and for c past
+    /// the stage's chunks.</summary>
+    static Quad ChunkA(ArrayView<float> w, ArrayView<float> dy, ConvGeometry g, int pass, int m, int m0, int k0, int kEnd, int tile, int c)
+    {
+        int rr = g.R * g.R, hwo = g.Ho * g.Wo, quarter = tile / 4, k = k0 + c % BlockK, i = m0 + c / BlockK;
+        var src = pass == 2 ? dy : w;
+        int stride = pass == 0 ? g.Cin * rr : pass == 1 ? rr : hwo;
+        int at = (pass == 0 ? k : pass == 1 ? (k / rr) * g.Cin * rr + k % rr : (k / hwo) * g.Cout * hwo + k % hwo) + i * stride;
+        int step = quarter * stride, rows = k < kEnd && c < Chunks(tile) ? m - i : 0;   // value q exists when rows > q quarter
+        return new Quad(rows > 0 ? src[at] : 0f, rows > quarter ? src[at + step] : 0f,
+            rows > 2 * quarter ? src[at + 2 * step] : 0f, rows > 3 * quarter ? src[at + 3 * step] : 0f);
+    }
+
+    /// <summary>Chunk c of B's stage at k0: column j = n0 + c mod tile, rows kb, kb + 2, kb + 4, kb + 6 from kb = c / tile
+    /// (BlockK / 4 apart), the column's digits found once and the rows' carried, as StageHoisted's.</summary>
+    static Quad ChunkB(ArrayView<float> x, ArrayView<float> dy, ConvGeometry g, int pass, int n, int n0, int k0, int kEnd, int tile, int c)
+    {
+        int rowMid = pass == 2 ? g.Ho : g.R, rowLo = pass == 2 ? g.Wo : g.R;
+        int colMid = pass == 0 ? g.Ho : pass == 1 ? g.H : g.R, colLo = pass == 0 ? g.Wo : pass == 1 ? g.W : g.R;
+        int j = n0 + c % tile, k = k0 + c / tile, step = BlockK / 4;
+        bool inside = j < n && c < Chunks(tile);
+        var col = Digits.Of(j, colMid, colLo);
+        var row = Digits.Of(k, rowMid, rowLo);
+        float v0 = inside && k < kEnd ? Gather(x, dy, g, pass, row, col) : 0f;
+        row = Digits.Plus(row, step, rowMid, rowLo);
+        float v1 = inside && k + step < kEnd ? Gather(x, dy, g, pass, row, col) : 0f;
+        row = Digits.Plus(row, step, rowMid, rowLo);
+        float v2 = inside && k + 2 * step < kEnd ? Gather(x, dy, g, pass, row, col) : 0f;
+        row = Digits.Plus(row, step, rowMid, rowLo);
+        float v3 = inside && k + 3 * step < kEnd ? Gather(x, dy, g, pass, row, col) : 0f;
+        return new Quad(v0, v1, v2, v3);
+    }
+
+    /// <summary>ChunkA's values into the k-major shared tile at offset buffer.</summary>
+    static void PutChunkA(ArrayView<float> at, int buffer, Quad v, int tile, int c)
+    {
+        if (c >= Chunks(tile)) return;
+        int slot = buffer + (c % BlockK) * tile + c / BlockK, quarter = tile / 4;
+        at[slot] = v.X0;
+        at[slot + quarter] = v.X1;
+        at[slot + 2 * quarter] = v.X2;
+        at[slot + 3 * quarter] = v.X3;
+    }
+
+    /// <summary>ChunkB's values into the k-major shared tile at offset buffer.</summary>
+    static void PutChunkB(ArrayView<float> bt, int buffer, Quad v, int tile, int c)
+    {
+        if (c >= Chunks(tile)) return;
+        int slot = buffer + (c / tile) * tile + c % tile, step = BlockK / 4 * tile;
+        bt[slot] = v.X0;
+        bt[slot + step] = v.X1;
+        bt[slot + 2 * step] = v.X2;
+        bt[slot + 3 * step] = v.X3;
+    }
+
+    /// <summary>Stages chunks c = first, first + threads, ... of both operands' stage at k0 into the shared tiles at offset buffer.</summary>
+    static void StageChunks(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy, ConvGeometry g, int pass, ArrayView<float> at,
+        ArrayView<float> bt, int buffer, int m, int n, int m0, int n0, int k0, int kEnd, int tile, int first, int threads)
+    {
+        for (int c = first; c < Chunks(tile); c += threads)
+        {
+            PutChunkA(at, buffer, ChunkA(w, dy, g, pass, m, m0, k0, kEnd, tile, c), tile, c);
+            PutChunkB(bt, buffer, ChunkB(x, dy, g, pass, n, n0, k0, kEnd, tile, c), tile, c);
         }
     }
 
@@ -367,17 +499,20 @@ public static class Conv2d
             var row = Digits.Of(k0 + t / bCols, rowMid, rowLo);
             for (int kb = t / bCols; kb < stageK; kb += bRows)
             {
-                float v = 0f;
-                if (k0 + kb < kEnd && j < n)
-                {
-                    if (pass == 0) v = g.Input(x, col.Hi, row.Hi, col.Mid, col.Lo, row.Mid, row.Lo);
-                    else if (pass == 1) v = g.OutputGrad(dy, col.Hi, row.Hi, col.Mid, col.Lo, row.Mid, row.Lo);
-                    else v = g.Input(x, row.Hi, col.Hi, row.Mid, row.Lo, col.Mid, col.Lo);
-                }
+                float v = k0 + kb < kEnd && j < n ? Gather(x, dy, g, pass, row, col) : 0f;
                 bt[kb * bkStride + jj] = tf32 ? TensorCore.RoundTf32(v) : v;
                 row = Digits.Plus(row, bRows, rowMid, rowLo);
             }
         }
+    }
+
+    /// <summary>B(k, j) from its row digits (forward (ci, kh, kw), input grad (co, kh, kw), weight grad (n, oh, ow)) and
+    /// column digits (forward (n, oh, ow), input grad (n, ih, iw), weight grad (ci, kh, kw)).</summary>
+    static float Gather(ArrayView<float> x, ArrayView<float> dy, ConvGeometry g, int pass, Digits row, Digits col)
+    {
+        if (pass == 0) return g.Input(x, col.Hi, row.Hi, col.Mid, col.Lo, row.Mid, row.Lo);
+        if (pass == 1) return g.OutputGrad(dy, col.Hi, row.Hi, col.Mid, col.Lo, row.Mid, row.Lo);
+        return g.Input(x, row.Hi, col.Hi, row.Mid, row.Lo, col.Mid, col.Lo);
     }
 
     /// <summary>o[e] = sum over s of partial[s, e], s in order (deterministic): the weight gradient's layout is [m, n].</summary>
@@ -405,7 +540,7 @@ public static class Conv2d
 
     /// <summary>How many slices of k the weight gradient of v5 and later takes on this accelerator: enough work items for
     /// two per multiprocessor, each slice at least 512 long; 1 on the CPU accelerator (its two cores are already busy).
-    /// v5-v8 and v11 have 64 x 64 tiles on GPUs, v9 and v10 128 x 128 (so more slices).</summary>
+    /// v5-v8, v11 and v15 have 64 x 64 tiles on GPUs, v9, v10 and v14 128 x 128 (so more slices).</summary>
     public static int WeightGradSplits(Accelerator acc, ConvGeometry g, ConvVersion version = ConvVersion.V5RegisterTiles)
     {
         if (Launch.IsCpu(acc)) return 1;
@@ -844,12 +979,12 @@ public static class Conv2d
     public static bool Tunable(Accelerator acc, ConvVersion v)
         => v is not (ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32) && v != (Launch.IsCpu(acc) ? ConvVersion.V2Tiled : ConvVersion.V3Planes);
 
-    /// <summary>The side of a thread's register block for the register-tiled versions (v5, v8-v11; their tiles on a GPU
+    /// <summary>The side of a thread's register block for the register-tiled versions (v5, v8-v11, v14, v15; their tiles on a GPU
     /// are 16 times that), 0 for the others.</summary>
     public static int RegisterBlockRows(ConvVersion v) => v switch
     {
-        ConvVersion.V5RegisterTiles or ConvVersion.V8Hoisted or ConvVersion.V11Vector4 => BlockRows,
-        ConvVersion.V9Hoisted8 or ConvVersion.V10Vector => Block8Rows,
+        ConvVersion.V5RegisterTiles or ConvVersion.V8Hoisted or ConvVersion.V11Vector4 or ConvVersion.V15Pipelined4 => BlockRows,
+        ConvVersion.V9Hoisted8 or ConvVersion.V10Vector or ConvVersion.V14Pipelined => Block8Rows,
         _ => 0,
     };
 
@@ -920,9 +1055,11 @@ public static class Conv2d
                 ConvVersion.V8Hoisted => ("conv2d.v8", V8Kernel),
                 ConvVersion.V9Hoisted8 => ("conv2d.v9", V9Kernel),
                 ConvVersion.V10Vector => ("conv2d.v10", V10Kernel),
-                _ => ("conv2d.v11", V11Kernel),
+                ConvVersion.V11Vector4 => ("conv2d.v11", V11Kernel),
+                ConvVersion.V14Pipelined => ("conv2d.v14", V14Kernel),
+                _ => ("conv2d.v15", V15Kernel),
             };
-            var k = KernelCache.Get(acc, key, a => a.LoadStreamKernel(entry));
+            var k = KernelCache.Get(acc, key, a => a.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, a.MaxNumThreadsPerGroup)));
             int tdim = MaxTile;
             while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
             int rows = RegisterBlockRows(v), tile = rows * tdim;

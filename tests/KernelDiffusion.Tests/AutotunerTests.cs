@@ -250,7 +250,7 @@ public sealed class AutotunerTests(DeviceFixture fixture)
             var c = Assert.Single(choices, c => c.Family == "conv" && c.Key == $"{pass} N2 C3->4 5x6 r3 s1 p1");
             // Every fp32 version meant for the CPU accelerator was tried and matched (v12, v13: Winograd covers 3x3 stride 1); no tf32
             // version, and not v2's 1 x 1 tiles.
-            Assert.Equal(new[] { "v1.direct", "v3.planes", "v4.blocked", "v5.registertiles", "v8.hoisted", "v9.hoisted8", "v10.vector", "v11.vector4", "v12.winograd", "v13.winograd4" }.Order(),
+            Assert.Equal(new[] { "v1.direct", "v3.planes", "v4.blocked", "v5.registertiles", "v8.hoisted", "v9.hoisted8", "v10.vector", "v11.vector4", "v12.winograd", "v13.winograd4", "v14.pipelined", "v15.pipelined4" }.Order(),
                 c.Trials.Select(t => t.Version).Order());
             Assert.All(c.Trials, t => Assert.Null(t.Rejected));
         }

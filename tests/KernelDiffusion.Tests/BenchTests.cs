@@ -349,6 +349,8 @@ public sealed class GemmGpuShapeTests
     [InlineData(ConvVersion.V9Hoisted8)]
     [InlineData(ConvVersion.V10Vector)]
     [InlineData(ConvVersion.V11Vector4)]
+    [InlineData(ConvVersion.V14Pipelined)]
+    [InlineData(ConvVersion.V15Pipelined4)]
     public void ConvWithSixteenBySixteenGroupsMatchesTheReference(ConvVersion version)
         => ConvPassesMatchTheReference(8, [ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvGeometry.Create(1, 66, 7, 6, 3, 3, 2, 1), ConvGeometry.Create(1, 20, 6, 5, 130, 3, 1, 1)],
             (acc, g, pass, x, w, b, dy, o, slices) =>
