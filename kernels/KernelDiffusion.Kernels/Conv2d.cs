@@ -972,12 +972,13 @@ public static class Conv2d
     /// <summary>Whether a version can run on this accelerator (the tf32 ones need TensorCore.Runs).</summary>
     public static bool Runs(Accelerator acc, ConvVersion v) => v is not (ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32) || TensorCore.Runs(acc);
 
-    /// <summary>Whether KD_KERNELS=auto tries a version here: fp32 versions that run, less the other kind of
-    /// accelerator's version where it was measured hopeless (v2's shared tiles shrink to 1 x 1 in the CPU accelerator's
-    /// 2-thread groups: up to 5.7 s a pass at the quick fmnist shapes; v3's plane per thread took 433 ms against v2's 5.8
-    /// on an H100).</summary>
+    /// <summary>Whether KD_KERNELS=auto tries a version here: fp32 versions that run, less those measured hopeless on
+    /// this kind of accelerator: on the CPU accelerator v2 (its shared tiles shrink to 1 x 1 in 2-thread groups: up to
+    /// 5.7 s a pass at the quick fmnist shapes); on GPUs v3 (a plane per thread: 433 ms against v2's 5.8 on an H100) and
+    /// v1 (6.3-7.7x v2 in all five conv cases of that run, 29-174 ms a run: trying it cost the most tuning time).</summary>
     public static bool Tunable(Accelerator acc, ConvVersion v)
-        => v is not (ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32) && v != (Launch.IsCpu(acc) ? ConvVersion.V2Tiled : ConvVersion.V3Planes);
+        => v is not (ConvVersion.V6Tf32 or ConvVersion.V7HoistedTf32)
+           && (Launch.IsCpu(acc) ? v != ConvVersion.V2Tiled : v is not (ConvVersion.V1Direct or ConvVersion.V3Planes));
 
     /// <summary>The side of a thread's register block for the register-tiled versions (v5, v8-v11, v14, v15; their tiles on a GPU
     /// are 16 times that), 0 for the others.</summary>
