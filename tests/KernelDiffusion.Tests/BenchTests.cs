@@ -349,8 +349,6 @@ public sealed class GemmGpuShapeTests
     [InlineData(ConvVersion.V9Hoisted8)]
     [InlineData(ConvVersion.V10Vector)]
     [InlineData(ConvVersion.V11Vector4)]
-    [InlineData(ConvVersion.V14Pipelined)]
-    [InlineData(ConvVersion.V15Pipelined4)]
     public void ConvWithSixteenBySixteenGroupsMatchesTheReference(ConvVersion version)
         => ConvPassesMatchTheReference(8, [ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvGeometry.Create(1, 66, 7, 6, 3, 3, 2, 1), ConvGeometry.Create(1, 20, 6, 5, 130, 3, 1, 1)],
             (acc, g, pass, x, w, b, dy, o, slices) =>
@@ -364,8 +362,6 @@ public sealed class GemmGpuShapeTests
     [InlineData(GemmVersion.V6Blocked8)]
     [InlineData(GemmVersion.V7Vector)]
     [InlineData(GemmVersion.V8Vector4)]
-    [InlineData(GemmVersion.V10Pipelined)]
-    [InlineData(GemmVersion.V11Pipelined4)]
     public void GemmWithSixteenBySixteenGroupsMatchesTheReference(GemmVersion version)
     {
         using var cpu = new GpuShaped();

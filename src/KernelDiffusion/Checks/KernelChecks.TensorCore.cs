@@ -57,22 +57,7 @@ public static partial class KernelChecks
         {
             int xn = g.N * g.Cin * g.H * g.W, wn = g.Cout * g.Cin * g.R * g.R, yn = g.N * g.Cout * g.Ho * g.Wo;
             var (x, w, b, dy) = (Randn(r, xn), Randn(r, wn), Randn(r, g.Cout), Randn(r, yn));
-            float[] got = OnTensorCoreTiles(d, acc =>
-            {
-                using var dx = acc.Allocate1D(x.Select(v => (float)v).ToArray());
-                using var dw = acc.Allocate1D(w.Select(v => (float)v).ToArray());
-                using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
-                using var ddy = acc.Allocate1D(dy.Select(v => (float)v).ToArray());
-                using var y = acc.Allocate1D(Enumerable.Repeat(float.NaN, yn).ToArray());
-                using var gx = acc.Allocate1D(Enumerable.Repeat(float.NaN, xn).ToArray());
-                using var gw = acc.Allocate1D(Enumerable.Repeat(float.NaN, wn).ToArray());
-                using var partial = acc.Allocate1D(Enumerable.Repeat(float.NaN, slices * wn).ToArray());
-                Conv2d.Run(acc, ConvPass.Forward, g, dx.View, dw.View, dx.View, db.View, true, y.View, version);
-                Conv2d.Run(acc, ConvPass.InputGrad, g, dx.View, dw.View, ddy.View, dw.View, false, gx.View, version);
-                Conv2d.Run(acc, ConvPass.WeightGrad, g, dx.View, dw.View, ddy.View, dw.View, false, gw.View, version,
-                    slices > 1 ? partial.View : default);
-                return [.. y.GetAsArray1D(), .. gx.GetAsArray1D(), .. gw.GetAsArray1D()];
-            }, out string where);
+            float[] got = OnTensorCoreTiles(d, acc => ConvPasses(acc, g, version, slices, x, w, b, dy), out string where);
             var (tx, tw, tdy) = (Tf32(x), Tf32(w), Tf32(dy));
             var (rdx, rdw) = Conv2d.Reference.Backward(tx, tw, tdy, g);
             double err = Math.Max(RelError(got[..yn], Conv2d.Reference.Forward(tx, tw, b, g)),
@@ -107,15 +92,6 @@ public static partial class KernelChecks
     /// <summary>Runs f on the device's accelerator when it can run 128-thread groups of 32-lane warps, else on a CPU
     /// accelerator made so (created for the call: kd's own CPU device keeps 2-thread groups for speed).</summary>
     static float[] OnTensorCoreTiles(ComputeDevice d, Func<Accelerator, float[]> f, out string where)
-    {
-        if (TensorCore.Runs(d.Accelerator))
-        {
-            where = "";
-            return f(d.Accelerator);
-        }
-        using var context = Context.Create(b => b.CPU(new CPUDevice(32, 4, 1)).EnableAlgorithms());
-        using var acc = context.CreateCPUAccelerator(0);
-        where = $"; emulated through shared memory on a CPU device of 32-lane warps ({d.Info.Id} has {d.Info.WarpSize}-lane warps)";
-        return f(acc);
-    }
+        => OnShapedDevice(d, TensorCore.Runs(d.Accelerator), new CPUDevice(32, 4, 1),
+            $"; emulated through shared memory on a CPU device of 32-lane warps ({d.Info.Id} has {d.Info.WarpSize}-lane warps)", f, out where);
 }

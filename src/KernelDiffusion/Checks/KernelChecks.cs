@@ -532,6 +532,7 @@ public static partial class KernelChecks
         AddDiffusionLoss(list);
         AddSampling(list);
         AddTensorCore(list);
+        AddPipelined(list);
 
         // AdamW and EMA.
         list.Add(new Case("adamw", "[1003]", (d, r) =>
