@@ -54,7 +54,65 @@ public sealed class BenchCases
                 o.Remove("quick");
                 return o;
             }).ToList();
-        return new BenchCases { Kernels = Read("kernels"), Steps = Read("steps") };
+        var cases = new BenchCases { Kernels = Read("kernels"), Steps = Read("steps") };
+        foreach (var c in cases.Kernels) Check(path, c, KernelOps);
+        foreach (var c in cases.Steps) Check(path, c, StepOps);
+        return cases;
+    }
+
+    /// <summary>Each op's fields, as "name:kind" (kind: i a positive integer, x four of them (NCHW), n a number, s a
+    /// string, b true or false; "?" after the kind: optional). What BenchRunner reads.</summary>
+    static readonly Dictionary<string, string[]> KernelOps = new()
+    {
+        ["silu"] = ["n:i"],
+        ["sampling_step"] = ["x:x", "w:n"],
+        ["group_norm"] = ["x:x", "groups:i", "silu:b?", "scale_shift:b?", "backward:b?"],
+        ["adamw"] = ["n:i"],
+        ["gemm"] = ["m:i", "n:i", "k:i", "batch:i?"],
+        ["conv3x3"] = ["x:x", "cout:i", "backward:b?"],
+        ["conv3x3_pass"] = ["pass:s", "x:x", "cout:i"],
+        ["attention"] = ["batch:i", "heads:i", "head_dim:i", "tokens:i", "backward:b?"],
+    };
+    static readonly Dictionary<string, string[]> StepOps = new()
+    {
+        ["train_step"] = ["config:s", "batch:i"],
+        ["cfg_step"] = ["config:s", "batch:i"],
+        ["classifier_gradient"] = ["config:s", "batch:i"],
+    };
+
+    /// <summary>Refuses a case that BenchRunner could not read, before anything runs: naming the file, the case, the field
+    /// and what it should be.</summary>
+    static void Check(string path, JsonObject c, Dictionary<string, string[]> ops)
+    {
+        string name = c["name"] is JsonValue nv && nv.TryGetValue(out string? nm) ? nm : throw new KdException($"bench: '{path}': a case has no \"name\"");
+        string op = c["op"] is JsonValue ov && ov.TryGetValue(out string? o) ? o : "";
+        if (!ops.TryGetValue(op, out var fields))
+            throw new KdException($"bench: '{path}': case '{name}' has {(op == "" ? "no op" : $"an unknown op '{op}'")} (ops here: {string.Join(", ", ops.Keys)})");
+        foreach (var f in fields)
+        {
+            string key = f[..f.IndexOf(':')], kind = f[(f.IndexOf(':') + 1)..];
+            var v = c[key];
+            if (v == null && kind.EndsWith('?')) continue;
+            bool ok = kind.TrimEnd('?') switch
+            {
+                "i" => v is JsonValue iv && iv.TryGetValue(out int i) && i > 0,
+                "x" => v is JsonArray a && a.Count == 4 && a.All(e => e is JsonValue ev && ev.TryGetValue(out int d) && d > 0),
+                "n" => v is JsonValue dv && dv.TryGetValue(out double _),
+                "s" => v is JsonValue sv && sv.TryGetValue(out string? _),
+                _ => v is JsonValue bv && bv.TryGetValue(out bool _),
+            };
+            if (!ok)
+                throw new KdException($"bench: '{path}': case '{name}' ({op}) needs \"{key}\": " + kind.TrimEnd('?') switch
+                {
+                    "i" => "a positive integer",
+                    "x" => "four positive integers [N, C, H, W]",
+                    "n" => "a number",
+                    "s" => "a string",
+                    _ => "true or false",
+                } + (v == null ? ", and has none" : $", not {v.ToJsonString()}"));
+        }
+        if (op == "conv3x3_pass" && (string)c["pass"]! is not ("input_grad" or "weight_grad"))
+            throw new KdException($"bench: '{path}': case '{name}' (conv3x3_pass) needs \"pass\": input_grad or weight_grad, not '{(string)c["pass"]!}'");
     }
 }
 
