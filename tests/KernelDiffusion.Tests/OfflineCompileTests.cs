@@ -61,6 +61,22 @@ public sealed class OfflineCompileTests(ITestOutputHelper output)
             + (nowCompiling.Count > 0 ? $"\nnow compile, remove from KnownFailures: {string.Join(", ", nowCompiling)}" : ""));
     }
 
+    /// <summary>A kernel's LaunchBounds reach its PTX (GEMM v10 and conv v14 carry (256, 2)); kernels without keep none.</summary>
+    [Fact]
+    public void LaunchBoundsReachThePtx()
+    {
+        var methods = OfflineCompile.KernelMethods().Where(m => OfflineCompile.NameOf(m) is "Gemm.V10Kernel" or "Conv2d.V14Kernel" or "Gemm.V7Kernel").ToList();
+        var results = OfflineCompile.Compile("ptx", methods);
+        Assert.Equal(3, results.Count);
+        foreach (var r in results)
+        {
+            Assert.True(r.Ok, r.Message);
+            bool bounded = r.Kernel != "Gemm.V7Kernel";
+            Assert.Equal(bounded, r.Code!.Contains(".maxntid 256, 1, 1"));
+            Assert.Equal(bounded, r.Code!.Contains(".minnctapersm 2"));
+        }
+    }
+
     // Kernels the CPU accelerator runs happily but ILGPU's GPU compiler must reject.
     static void AllocatingKernel(ArrayView<float> x) => x[0] = new object().GetHashCode();
     static void MathClampKernel(ArrayView<float> x) => x[0] = Math.Clamp(x[0], 0f, 1f);
