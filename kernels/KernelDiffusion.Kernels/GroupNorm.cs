@@ -81,7 +81,7 @@ public static class GroupNorm
     /// <summary>y from x and the statistics, over runs of up to <paramref name="run"/> elements of a plane (n, c): a
     /// run finds its plane's scale and shift once (z = (x - mean) a + b), so the divisions that locate the plane are
     /// per run, not per element. GPUs take runs of 1 (neighbouring threads, neighbouring elements); the CPU
-    /// accelerator a plane a run (ApplyRun).</summary>
+    /// accelerator a plane a run (PlaneRun).</summary>
     static void ApplyKernel(ArrayView<float> x, ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> ss,
         ArrayView<float> y, GroupNormShape s, int run)
     {
@@ -105,10 +105,10 @@ public static class GroupNorm
         }
     }
 
-    /// <summary>ApplyKernel's run: a whole plane on the CPU accelerator, where one thread per core walks the planes
-    /// (measured on 2 cores: the N40 C64 28x28 +SiLU forward, statistics included, 19.8 ms against 35.2 with runs of 1),
-    /// 1 on GPUs.</summary>
-    public static int ApplyRun(Accelerator acc, GroupNormShape s) => Launch.IsCpu(acc) ? s.HW : 1;
+    /// <summary>The run of ApplyKernel and InputGradKernel: a whole plane on the CPU accelerator, where one thread per
+    /// core walks the planes (measured on 2 cores: the N40 C64 28x28 +SiLU forward, statistics included, 19.8 ms against
+    /// 35.2 with runs of 1), 1 on GPUs.</summary>
+    public static int PlaneRun(Accelerator acc, GroupNormShape s) => Launch.IsCpu(acc) ? s.HW : 1;
 
     // ---- backward ----
 
@@ -236,13 +236,16 @@ public static class GroupNorm
         }
     }
 
+    /// <summary>dx over runs of up to <paramref name="run"/> elements of a plane (n, c), as ApplyKernel: a run finds its
+    /// plane and its group's sums of dxhat and dxhat xhat once.</summary>
     static void InputGradKernel(ArrayView<float> x, ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta,
-        ArrayView<float> ss, ArrayView<float> g, ArrayView<float> sums, ArrayView<float> dx, GroupNormShape s)
+        ArrayView<float> ss, ArrayView<float> g, ArrayView<float> sums, ArrayView<float> dx, GroupNormShape s, int run)
     {
-        int total = s.N * s.C * s.HW, ng = s.N * s.Groups, nch = s.N * s.C, stride = Grid.DimX * Group.DimX;
-        for (int i = Grid.GlobalIndex.X; i < total; i += stride)
+        int runsPerPlane = (s.HW + run - 1) / run, units = s.N * s.C * runsPerPlane, ng = s.N * s.Groups, nch = s.N * s.C;
+        int stride = Grid.DimX * Group.DimX;
+        for (int u = Grid.GlobalIndex.X; u < units; u += stride)
         {
-            int nc = i / s.HW, n = nc / s.C, c = nc % s.C, grp = c / s.PerGroup, gi = n * s.Groups + grp;
+            int nc = u / runsPerPlane, e0 = (u - nc * runsPerPlane) * run, n = nc / s.C, c = nc - n * s.C, grp = c / s.PerGroup, gi = n * s.Groups + grp;
             // Group sums of dxhat and dxhat * xhat from the per-channel sums.
             float s1 = 0, s2 = 0;
             for (int cc = grp * s.PerGroup; cc < (grp + 1) * s.PerGroup; cc++)
@@ -250,7 +253,10 @@ public static class GroupNorm
                 s1 += gamma[cc] * sums[nch + n * s.C + cc];
                 s2 += gamma[cc] * sums[n * s.C + cc];
             }
-            dx[i] = InputGrad(x[i], g[i], stats[gi], stats[ng + gi], s1, s2, gamma, beta, ss, s, n, c);
+            float mean = stats[gi], rstd = stats[ng + gi];
+            int o = nc * s.HW, end = XMath.Min(e0 + run, s.HW);
+            for (int e = e0; e < end; e++)
+                dx[o + e] = InputGrad(x[o + e], g[o + e], mean, rstd, s1, s2, gamma, beta, ss, s, n, c);
         }
     }
 
@@ -273,9 +279,10 @@ public static class GroupNorm
     public static GroupNormVersion Choose(Accelerator acc, GroupNormShape s)
         => !Launch.IsCpu(acc) && s.Count >= 512 ? GroupNormVersion.V2GroupTree : GroupNormVersion.V1PerGroup;
 
-    /// <summary>Writes the statistics ([2, N*Groups]) and y. ss may be any view without scale-shift.</summary>
+    /// <summary>Writes the statistics ([2, N*Groups]) and y. ss may be any view without scale-shift. <paramref name="run"/>:
+    /// the apply kernel's runs (default PlaneRun; the tests try others).</summary>
     public static void Forward(Accelerator acc, GroupNormShape s, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
-        ArrayView<float> ss, ArrayView<float> stats, ArrayView<float> y, GroupNormVersion? version = null)
+        ArrayView<float> ss, ArrayView<float> stats, ArrayView<float> y, GroupNormVersion? version = null, int? run = null)
     {
         int ng = s.N * s.Groups;
         if ((version ?? Choose(acc, s)) == GroupNormVersion.V1PerGroup)
@@ -291,23 +298,16 @@ public static class GroupNorm
             int grid = Math.Min(ng, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8);
             k(new KernelConfig(grid, Launch.PowerOfTwoGroup(acc, MaxGroup)), x, stats, s);
         }
-        Apply(acc, s, x, gamma, beta, ss, stats, y, ApplyRun(acc, s));
-    }
-
-    /// <summary>The forward's second kernel, y from the statistics, in runs of <paramref name="run"/> elements of a plane.</summary>
-    public static void Apply(Accelerator acc, GroupNormShape s, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
-        ArrayView<float> ss, ArrayView<float> stats, ArrayView<float> y, int run)
-    {
         var apply = KernelCache.Get(acc, "groupnorm.apply", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape, int>(ApplyKernel));
-        apply(Launch.GridStride(acc, (long)s.N * s.C * s.HW), x, stats, gamma, beta, ss, y, s, Math.Clamp(run, 1, s.HW));
+        apply(Launch.GridStride(acc, (long)s.N * s.C * s.HW), x, stats, gamma, beta, ss, y, s, Math.Clamp(run ?? PlaneRun(acc, s), 1, s.HW));
     }
 
     /// <summary>Writes sums ([2, N*C]: per-channel sum dy xhat, then sum dy; dgamma and dbeta are their sums over n),
-    /// dss (with scale-shift) and dx.</summary>
+    /// dss (with scale-shift) and dx. <paramref name="run"/>: v1's and v2's input-gradient kernel's runs (default PlaneRun).</summary>
     public static void Backward(Accelerator acc, GroupNormShape s, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
         ArrayView<float> ss, ArrayView<float> stats, ArrayView<float> g, ArrayView<float> sums, ArrayView<float> dss, ArrayView<float> dx,
-        GroupNormVersion? version = null)
+        GroupNormVersion? version = null, int? run = null)
     {
         var v = version ?? Choose(acc, s);
         if (v == GroupNormVersion.V3FusedBackward)
@@ -334,8 +334,8 @@ public static class GroupNorm
             k1(new KernelConfig(grid, Launch.PowerOfTwoGroup(acc, Math.Min(MaxGroup, s.HW))), x, stats, gamma, beta, ss, g, sums, dss, s);
         }
         var k2 = KernelCache.Get(acc, "groupnorm.input_grad", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(InputGradKernel));
-        k2(Launch.GridStride(acc, (long)s.N * s.C * s.HW), x, stats, gamma, beta, ss, g, sums, dx, s);
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape, int>(InputGradKernel));
+        k2(Launch.GridStride(acc, (long)s.N * s.C * s.HW), x, stats, gamma, beta, ss, g, sums, dx, s, Math.Clamp(run ?? PlaneRun(acc, s), 1, s.HW));
     }
 
     /// <summary>Forward: statistics read x twice, apply reads x once and writes y. Backward: x and g read twice, dx written.</summary>

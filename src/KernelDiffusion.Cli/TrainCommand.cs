@@ -50,10 +50,11 @@ static class TrainCommand
         var sampleSteps = new Option<int>("--sample-steps") { Description = "DDIM steps of those samples", DefaultValueFactory = _ => 25 };
         var guidance = new Option<float>("--guidance") { Description = "classifier-free guidance weight w of those samples: (1 + w) eps(x, c) - w eps(x)", DefaultValueFactory = _ => 1f };
         var perClass = new Option<int>("--samples-per-class") { Description = "columns of the grid (one row per class)", DefaultValueFactory = _ => 4 };
+        var profile = new Option<bool>("--profile") { Description = "time every op, forward and backward, and print the table at the end (it synchronises after every op: steps run slower)" };
         var cmd = new Command(unet ? "train" : "train-classifier",
             unet ? "Train the UNet denoiser (epsilon prediction; classifier-free guidance by dropping labels to the null label)."
                  : "Train the noise-aware classifier on x_t at uniformly drawn timesteps.");
-        var options = new List<Option> { config, data, limit, outDir, resume, steps, batch, micro, lr, wd, warmup, anneal, clip, ema, schedule, timesteps, seed, saveEvery, maxBad, flip, minutes, device };
+        var options = new List<Option> { config, data, limit, outDir, resume, steps, batch, micro, lr, wd, warmup, anneal, clip, ema, schedule, timesteps, seed, saveEvery, maxBad, flip, minutes, profile, device };
         if (!unet) options.Insert(options.Count - 1, clean);
         if (unet)
         {
@@ -86,6 +87,7 @@ static class TrainCommand
             var set = DataSources.Open(o.Data, train: true, size: modelConfig?.ImageSize, channels: modelConfig?.InChannels ?? 1);
             if (r.GetValue(limit) > 0) set = set.Take(r.GetValue(limit));
             using var d = ComputeDevice.Open(r.GetValue(device));
+            if (r.GetValue(profile)) d.Profiler = new OpProfiler();
             Directory.CreateDirectory(dir);
             Trainer t;
             if (r.GetValue(resume)) t = TrainCheckpoint.Resume(d, dir, set, o);
@@ -160,6 +162,13 @@ static class TrainCommand
                 });
             TrainCheckpoint.Save(dir, t);
             Common.ReportTuning(d);
+            if (d.Profiler != null)
+            {
+                d.Synchronize();
+                d.Profiler.Close();
+                AnsiConsole.WriteLine($"time per op over {t.Step - first} steps (per-op timing synchronises after every op{(grid is { Every: > 0 } ? "; the sample grids are included" : "")}):");
+                AnsiConsole.WriteLine(d.Profiler.Report(25));
+            }
             AnsiConsole.MarkupLine($"{(stop ? "stopped" : "done")} at step {t.Step} after {(DateTime.UtcNow - started).TotalSeconds:F0} s; {t.SkippedSteps} skipped steps; saved {Markup.Escape(Path.Combine(dir, TrainCheckpoint.StateFile))} and {TrainCheckpoint.ModelFile}");
             return 0;
         }

@@ -266,33 +266,47 @@ public sealed class GemmGpuShapeTests
         Assert.True(RelError(y.GetAsArray1D(), Conv2d.Reference.Forward(x, w, null, stride2)) < 1e-5);
     }
 
-    /// <summary>GroupNorm's apply in runs of 1 (GPUs), of a ragged length and of a whole plane (the CPU accelerator),
-    /// with and without scale-shift and SiLU, against the float64 forward; y poisoned with NaN first.</summary>
+    /// <summary>GroupNorm's elementwise kernels (the forward's apply, v1's input gradient) in runs of 1 (GPUs), of a ragged
+    /// length and of a whole plane (the CPU accelerator), with and without scale-shift and SiLU: y against the float64
+    /// forward, dx and the sums equal to those of whole-plane runs (which kd check compares with finite differences);
+    /// outputs poisoned with NaN first.</summary>
     [Theory]
     [InlineData(1, 1)]
     [InlineData(1, 0)]
     [InlineData(0, 1)]
-    public void GroupNormApplyInRunsMatchesTheReference(int scaleShift, int silu)
+    public void GroupNormInRunsMatchesTheReference(int scaleShift, int silu)
     {
         using var cpu = new GpuShaped();
         var acc = cpu.Acc;
         var rng = new Random(10 + 2 * scaleShift + silu);
         var s = new GroupNormShape { N = 3, C = 6, HW = 23, Groups = 3, ScaleShift = scaleShift, Silu = silu, Eps = 1e-5f };
         int len = s.N * s.C * s.HW;
-        var (x, gamma, beta, ss) = (Uniform(rng, len), Uniform(rng, s.C), Uniform(rng, s.C), Uniform(rng, s.N * 2 * s.C));
+        var (x, gamma, beta, ss, g) = (Uniform(rng, len), Uniform(rng, s.C), Uniform(rng, s.C), Uniform(rng, s.N * 2 * s.C), Uniform(rng, len));
         var want = GroupNorm.Reference.Forward(x, gamma, beta, scaleShift != 0 ? ss : null, s);
-        using var dx = acc.Allocate1D(x.Select(v => (float)v).ToArray());
-        using var dg = acc.Allocate1D(gamma.Select(v => (float)v).ToArray());
-        using var db = acc.Allocate1D(beta.Select(v => (float)v).ToArray());
-        using var dss = acc.Allocate1D(ss.Select(v => (float)v).ToArray());
-        using var stats = acc.Allocate1D<float>(2 * s.N * s.Groups);
-        using var y = acc.Allocate1D<float>(len);
-        GroupNorm.Forward(acc, s, dx.View, dg.View, db.View, dss.View, stats.View, y.View);
-        foreach (int run in new[] { 1, 5, s.HW })
+        ArrayView<float> Up(double[] v, List<IDisposable> own) { var b = acc.Allocate1D(v.Select(e => (float)e).ToArray()); own.Add(b); return b.View; }
+        ArrayView1D<float, Stride1D.Dense> Poisoned(int n, List<IDisposable> own) { var b = acc.Allocate1D(Enumerable.Repeat(float.NaN, n).ToArray()); own.Add(b); return b.View; }
+        float[][] Run(int run)
         {
-            Elementwise.Fill(acc, y.View, float.NaN, len);
-            GroupNorm.Apply(acc, s, dx.View, dg.View, db.View, dss.View, stats.View, y.View, run);
-            Assert.True(RelError(y.GetAsArray1D(), want) < 1e-6, $"runs of {run}");
+            var own = new List<IDisposable>();
+            try
+            {
+                var (dx, dg, db, dss, dgo) = (Up(x, own), Up(gamma, own), Up(beta, own), Up(ss, own), Up(g, own));
+                var (stats, y, sums, dssOut, dxOut) = (Poisoned(2 * s.N * s.Groups, own), Poisoned(len, own), Poisoned(2 * s.N * s.C, own), Poisoned(s.N * 2 * s.C, own), Poisoned(len, own));
+                GroupNorm.Forward(acc, s, dx, dg, db, dss, stats, y, GroupNormVersion.V1PerGroup, run);
+                GroupNorm.Backward(acc, s, dx, dg, db, dss, stats, dgo, sums, dssOut, dxOut, GroupNormVersion.V1PerGroup, run);
+                return [y.GetAsArray1D(), dxOut.GetAsArray1D(), sums.GetAsArray1D()];
+            }
+            finally { foreach (var b in own) b.Dispose(); }
+        }
+        var plane = Run(s.HW);
+        Assert.True(RelError(plane[0], want) < 1e-6, "whole-plane runs");
+        foreach (int run in new[] { 1, 5 })
+        {
+            var r = Run(run);
+            Assert.True(RelError(r[0], want) < 1e-6, $"y in runs of {run}");
+            Assert.Equal(plane[1], r[1]);   // the same arithmetic per element: equal, not close
+            Assert.Equal(plane[2], r[2]);
+            Assert.DoesNotContain(r[1], float.IsNaN);
         }
     }
 

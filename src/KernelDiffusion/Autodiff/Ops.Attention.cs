@@ -21,7 +21,8 @@ public static partial class Ops
         bool streaming = (d.Versions.Attention ?? fallback) == AttentionVersion.V2Streaming;
         // v1 and v3 keep the weights P [N*H, T, T] for their backward, in the same layout, so attention=auto chooses
         // between them for the forward and the backward apart; v2 keeps only the log-sum-exp [N*H, T].
-        var saved = Output(d, streaming ? [s.Batch, s.T] : [s.Batch, s.T, s.T], streaming ? "attention_lse" : "attention_weights");
+        // Allocated without a profiler mark (not Output), so the per-op profile charges the forward to "attention".
+        var saved = d.Temporary(streaming ? [s.Batch, s.T] : [s.Batch, s.T, s.T], streaming ? "attention_lse" : "attention_weights");
         IEnumerable<AttentionVersion> SameSaved() => Enum.GetValues<AttentionVersion>().Where(v => (v == AttentionVersion.V2Streaming) == streaming && Kernels.Attention.Runs(s, v));
         string Key(string pass) => $"{pass} N{s.N} C{s.C} T{s.T} heads {s.Heads}{(newOrder ? "" : " legacy order")}";
         void Forward(AttentionVersion v)
@@ -44,7 +45,7 @@ public static partial class Ops
                         Kernels.Attention.SharedBackward(d.Accelerator, s, qkv.View, saved.View, g.View, dqkv.View);
                         return;
                     }
-                    scratch ??= Output(d, saved.Shape, "attention_scratch");
+                    scratch ??= d.Temporary(saved.Shape, "attention_scratch");   // charged to "attention_grad" in the profile
                     if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamBackward(d.Accelerator, s, qkv.View, a.View, saved.View, g.View, scratch.View, dqkv.View);
                     else Kernels.Attention.Backward(d.Accelerator, s, qkv.View, saved.View, g.View, scratch.View, dqkv.View, GemmAsMatMul(d));
                 }
