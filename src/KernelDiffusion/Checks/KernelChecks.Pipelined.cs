@@ -33,6 +33,30 @@ public static partial class KernelChecks
                         return (RelError(got, Gemm.Reference.Run(a, b, c, s)), Fwd, where.TrimStart(';', ' '));
                     }));
             }
+        // Attention's two-level batches (2 samples x 2 heads, heads StrideX apart, samples OuterX with a gap), B transposed.
+        foreach (var version in new[] { GemmVersion.V10Pipelined, GemmVersion.V11Pipelined4 })
+        {
+            var s = new GemmShape
+            {
+                Batch = 4, M = 70, N = 40, K = 20, TransB = 1, Alpha = 1, Split = 2,
+                StrideA = 70 * 20, OuterA = 3 * 70 * 20, StrideB = 40 * 20, OuterB = 3 * 40 * 20, StrideC = 70 * 40, OuterC = 2 * 70 * 40,
+            };
+            list.Add(new Case($"gemm.v{(int)version}.groups256.two_level_batch", "[4,70,20]x[4,40,20] B^T 2x2 batches", (d, r) =>
+            {
+                var (a, b) = (Randn(r, 2 * s.OuterA), Randn(r, 2 * s.OuterB));
+                float[] got = OnGroupsOf256(d, acc =>
+                {
+                    using var da = acc.Allocate1D(a.Select(v => (float)v).ToArray());
+                    using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
+                    using var dc = acc.Allocate1D(Enumerable.Repeat(float.NaN, 2 * s.OuterC).ToArray());
+                    Gemm.Run(acc, da.View, db.View, dc.View, s, version);
+                    // The matrices of C, in batch order (the gaps between samples are not written).
+                    var all = dc.GetAsArray1D();
+                    return Enumerable.Range(0, s.Batch).SelectMany(bi => all.Skip(s.Base(bi, s.StrideC, s.OuterC)).Take(s.M * s.N)).ToArray();
+                }, out string where);
+                return (RelError(got, Gemm.Reference.Run(a, b, null, s)), Fwd, where.TrimStart(';', ' '));
+            }));
+        }
         // Conv: all three passes past one tile (Cout 130 and 70), stride 2, and the weight gradient in 3 slices.
         foreach (var version in new[] { ConvVersion.V14Pipelined, ConvVersion.V15Pipelined4 })
             foreach (var (g, slices) in new[] { (ConvGeometry.Create(2, 5, 9, 10, 130, 3, 1, 1), 1), (ConvGeometry.Create(1, 66, 7, 6, 3, 3, 2, 1), 1),
