@@ -66,6 +66,9 @@ static class BenchCommand
         var peak = timer.MeasurePeak();
         AnsiConsole.MarkupLine($"measured ceilings: copy {peak.CopyGBs:F1} GB/s (read + write), fp32 FMA {peak.Fp32TFlops:F3} TFLOP/s, {Tf32Text(peak)}; " +
                                (timer.ColdCache ? "each run timed alone between stream markers after clearing the L2 cache" : "runs timed in host loops (warm cache)"));
+        if (KernelDiffusion.Kernels.Launch.IsCpu(d.Accelerator) && Environment.GetEnvironmentVariable("DOTNET_TieredCompilation") != "0")
+            AnsiConsole.MarkupLine("[grey]on the CPU accelerator the runtime's background JIT takes a core from the kernels while code warms up, " +
+                                   "so the first cases can read up to 2x slow: DOTNET_TieredCompilation=0 gives steadier figures (bench/NOTES.md)[/]");
         var runner = new BenchRunner(d, peak, timer) { AllVersions = !defaultOnly, SkipVersions = skipped };
         var results = new List<BenchResult>();
         var started = DateTime.UtcNow;

@@ -102,7 +102,7 @@ public sealed class BenchTests(DeviceFixture fx, ITestOutputHelper log)
     [InlineData("""{"name": "g", "op": "gemm", "m": 4, "k": 4}""", "case 'g' (gemm) needs \"n\": a positive integer, and has none")]
     [InlineData("""{"name": "g", "op": "gemm", "m": 4, "n": -2, "k": 4}""", "case 'g' (gemm) needs \"n\": a positive integer, not -2")]
     [InlineData("""{"name": "c", "op": "conv3x3", "x": [2, 3, 4], "cout": 4}""", "case 'c' (conv3x3) needs \"x\": four positive integers [N, C, H, W], not [2,3,4]")]
-    [InlineData("""{"name": "p", "op": "conv3x3_pass", "pass": "forward", "x": [2, 3, 4, 4], "cout": 4}""", "needs \"pass\": input_grad or weight_grad, not 'forward'")]
+    [InlineData("""{"name": "p", "op": "conv3x3_pass", "pass": "backward", "x": [2, 3, 4, 4], "cout": 4}""", "needs \"pass\": forward, input_grad or weight_grad, not 'backward'")]
     [InlineData("""{"name": "a", "op": "attention", "batch": 2, "heads": 2, "head_dim": 4, "tokens": 5, "backward": "yes"}""", "case 'a' (attention) needs \"backward\": true or false")]
     [InlineData("""{"name": "f", "op": "fft"}""", "case 'f' has an unknown op 'fft' (ops here: silu,")]
     [InlineData("""{"op": "silu", "n": 4}""", "a case has no \"name\"")]

@@ -111,8 +111,8 @@ public sealed class BenchCases
                     _ => "true or false",
                 } + (v == null ? ", and has none" : $", not {v.ToJsonString()}"));
         }
-        if (op == "conv3x3_pass" && (string)c["pass"]! is not ("input_grad" or "weight_grad"))
-            throw new KdException($"bench: '{path}': case '{name}' (conv3x3_pass) needs \"pass\": input_grad or weight_grad, not '{(string)c["pass"]!}'");
+        if (op == "conv3x3_pass" && (string)c["pass"]! is not ("forward" or "input_grad" or "weight_grad"))
+            throw new KdException($"bench: '{path}': case '{name}' (conv3x3_pass) needs \"pass\": forward, input_grad or weight_grad, not '{(string)c["pass"]!}'");
     }
 }
 

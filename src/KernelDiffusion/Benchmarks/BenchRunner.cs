@@ -194,14 +194,14 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
             }
             case "conv3x3_pass":
             {
-                // One backward pass alone at the kernel level: which version suits which pass.
+                // One pass alone at the kernel level (no op, no tape, no pool): which version suits which pass.
                 var s = Shape(c, "x");
                 int cout = Int(c, "cout");
-                var pass = (string)c["pass"]! == "input_grad" ? ConvPass.InputGrad : ConvPass.WeightGrad;
+                var pass = (string)c["pass"]! switch { "forward" => ConvPass.Forward, "input_grad" => ConvPass.InputGrad, _ => ConvPass.WeightGrad };
                 var x = R(s, false);
                 var w = R([cout, s[1], 3, 3], false);
                 var dy = R([s[0], cout, s[2], s[3]], false);
-                var o = R(pass == ConvPass.InputGrad ? s : [cout, s[1], 3, 3], false);
+                var o = R(pass switch { ConvPass.Forward => [s[0], cout, s[2], s[3]], ConvPass.InputGrad => s, _ => [cout, s[1], 3, 3] }, false);
                 var geo = ConvGeometry.Create(s[0], s[1], s[2], s[3], cout, 3, 1, 1);
                 // The weight gradient of v5 and later splits k as the autodiff op does (each version its own slices); v12's
                 // GEMMs run as the op's do (KD_KERNELS gemm=vN or gemm=auto).
