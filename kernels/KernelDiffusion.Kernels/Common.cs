@@ -70,8 +70,9 @@ public static class KernelCache
 /// <summary>Launch bounds of a kernel entry method (PTX .maxntid and .minnctapersm): with at most MaxThreads threads a
 /// group and MinGroups groups resident per multiprocessor, ptxas keeps the kernel within 65536 / (MaxThreads MinGroups)
 /// registers a thread. For kernels that would otherwise take a few registers too many for the occupancy they were
-/// designed for (GEMM v10: 131 without, 112 with (256, 2)). Loaded through <see cref="Of"/>, which kd check's offline
-/// compile uses too.</summary>
+/// designed for (GEMM v10: 131 without, 112 with (256, 2)). It takes effect only where a kernel is loaded with
+/// <see cref="Of"/>: the register-tiled launchers of Gemm.Run and Conv2d.Run (every version they load), and kd check's
+/// offline compile (every kernel). OfflineCompileTests checks that it reaches the PTX.</summary>
 [AttributeUsage(AttributeTargets.Method)]
 public sealed class LaunchBoundsAttribute(int maxThreads, int minGroups) : Attribute
 {

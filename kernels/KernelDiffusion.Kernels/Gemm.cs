@@ -23,6 +23,16 @@ public struct GemmShape
     public readonly int IndexA(int b, int i, int k) => Base(b, StrideA, OuterA) + (TransA == 0 ? i * K + k : k * M + i);
     public readonly int IndexB(int b, int k, int j) => Base(b, StrideB, OuterB) + (TransB == 0 ? k * N + j : j * K + k);
     public readonly int IndexC(int b, int i, int j) => Base(b, StrideC, OuterC) + i * N + j;
+
+    /// <summary>Work items when each matrix of C is cut in tile x tile blocks (the blocked kernels' grid-stride loops).</summary>
+    public readonly int Tiles(int tile) => Batch * ((M + tile - 1) / tile) * ((N + tile - 1) / tile);
+
+    /// <summary>Work item w of Tiles(tile): its matrix, and its block's first row and column.</summary>
+    public readonly (int Batch, int M0, int N0) TileAt(int w, int tile)
+    {
+        int tilesN = (N + tile - 1) / tile, perBatch = ((M + tile - 1) / tile) * tilesN, bi = w / perBatch, tr = w - bi * perBatch;
+        return (bi, (tr / tilesN) * tile, (tr % tilesN) * tile);
+    }
 }
 
 /// <summary>A thread's register block of accumulators, for kernel bodies generic over the block (Block4: conv v5 and v8;
@@ -282,11 +292,9 @@ public static class Gemm
         var bt = SharedMemory.Allocate<float>(V4K * V4Rows * MaxTile);   // [k][n]
         int tile = V4Rows * tdim, threads = tdim * tdim, t = Group.IdxX;
         int tx = t % tdim, ty = t / tdim;
-        int tilesN = (s.N + tile - 1) / tile, tilesM = (s.M + tile - 1) / tile, perBatch = tilesM * tilesN;
-        for (int w = Grid.IdxX; w < s.Batch * perBatch; w += Grid.DimX)
+        for (int w = Grid.IdxX, tiles = s.Tiles(tile); w < tiles; w += Grid.DimX)
         {
-            int bi = w / perBatch, tr = w - bi * perBatch;
-            int m0 = (tr / tilesN) * tile, n0 = (tr % tilesN) * tile;
+            var (bi, m0, n0) = s.TileAt(w, tile);
             var acc = new Block4();
             for (int k0 = 0; k0 < s.K; k0 += V4K)
             {
@@ -368,11 +376,9 @@ public static class Gemm
         var bt = SharedMemory.Allocate<Float4>(V6K * V6Rows * MaxTile / 4).Cast<float>();   // [k][n]
         int rows = default(TBlock).Rows, tile = rows * tdim, threads = tdim * tdim, t = Group.IdxX;
         int tx = t % tdim, ty = t / tdim;
-        int tilesN = (s.N + tile - 1) / tile, tilesM = (s.M + tile - 1) / tile, perBatch = tilesM * tilesN;
-        for (int w = Grid.IdxX; w < s.Batch * perBatch; w += Grid.DimX)
+        for (int w = Grid.IdxX, tiles = s.Tiles(tile); w < tiles; w += Grid.DimX)
         {
-            int bi = w / perBatch, tr = w - bi * perBatch;
-            int m0 = (tr / tilesN) * tile, n0 = (tr % tilesN) * tile;
+            var (bi, m0, n0) = s.TileAt(w, tile);
             int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
             var acc = default(TBlock);
             for (int k0 = 0; k0 < s.K; k0 += V6K)
@@ -444,11 +450,9 @@ public static class Gemm
         var bt = SharedMemory.Allocate<Float4>(2 * Buffer / 4).Cast<float>();   // [k][n]
         int rows = default(TBlock).Rows, tile = rows * tdim, threads = tdim * tdim, t = Group.IdxX;
         int tx = t % tdim, ty = t / tdim, kA = 1 - s.TransA, kB = s.TransB;
-        int tilesN = (s.N + tile - 1) / tile, tilesM = (s.M + tile - 1) / tile, perBatch = tilesM * tilesN;
-        for (int w = Grid.IdxX; w < s.Batch * perBatch; w += Grid.DimX)
+        for (int w = Grid.IdxX, tiles = s.Tiles(tile); w < tiles; w += Grid.DimX)
         {
-            int bi = w / perBatch, tr = w - bi * perBatch;
-            int m0 = (tr / tilesN) * tile, n0 = (tr % tilesN) * tile;
+            var (bi, m0, n0) = s.TileAt(w, tile);
             int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
             var acc = default(TBlock);
             StageChunks(a, b, s, aBase, bBase, at, bt, 0, m0, n0, 0, tile, t, threads);
@@ -493,11 +497,9 @@ public static class Gemm
         WarpTile.Declare();
         int t = Group.IdxX, warp = Warp.WarpIdx;
         int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
-        int tilesN = (s.N + V5Tile - 1) / V5Tile, tilesM = (s.M + V5Tile - 1) / V5Tile, perBatch = tilesM * tilesN;
-        for (int w = Grid.IdxX; w < s.Batch * perBatch; w += Grid.DimX)
+        for (int w = Grid.IdxX, tiles = s.Tiles(V5Tile); w < tiles; w += Grid.DimX)
         {
-            int bi = w / perBatch, tr = w - bi * perBatch;
-            int m0 = (tr / tilesN) * V5Tile, n0 = (tr % tilesN) * V5Tile;
+            var (bi, m0, n0) = s.TileAt(w, V5Tile);
             var acc = WarpTile.Zero();
             // Each thread stages 8 values of each tile per stage, along the operand's contiguous direction where
             // that keeps a warp's loads coalesced: A (m, k) with k fastest unless A is stored transposed, B (k, n)

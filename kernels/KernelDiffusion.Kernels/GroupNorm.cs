@@ -106,8 +106,8 @@ public static class GroupNorm
     }
 
     /// <summary>The run of ApplyKernel and InputGradKernel: a whole plane on the CPU accelerator, where one thread per
-    /// core walks the planes (measured on 2 cores: the N40 C64 28x28 +SiLU forward, statistics included, 19.8 ms against
-    /// 35.2 with runs of 1), 1 on GPUs.</summary>
+    /// core walks the planes (measured on 2 cores: the N40 C64 28x28 +SiLU forward, statistics included, 14.1-14.8 ms
+    /// against 29.8-30.9 with runs of 1; bench/NOTES.md), 1 on GPUs.</summary>
     public static int PlaneRun(Accelerator acc, GroupNormShape s) => Launch.IsCpu(acc) ? s.HW : 1;
 
     // ---- backward ----
