@@ -60,6 +60,10 @@ public static class KernelCache
     /// <summary>All kernel launches since the process started.</summary>
     public static long Launches => launchesByKernel.Values.Sum();
 
+    /// <summary>Counts a stream operation that is not one of our kernels (a device-to-device copy) with the launches:
+    /// it costs a launch's latency too.</summary>
+    public static void Count(string key) => launchesByKernel.AddOrUpdate(key, 1, (_, n) => n + 1);
+
     public static T Get<T>(Accelerator acc, string key, Func<Accelerator, T> load) where T : Delegate
     {
         launchesByKernel.AddOrUpdate(key, 1, (_, n) => n + 1);

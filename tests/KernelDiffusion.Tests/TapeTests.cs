@@ -1,4 +1,5 @@
 using KernelDiffusion.Autodiff;
+using KernelDiffusion.Kernels;
 using KernelDiffusion.Runtime;
 
 namespace KernelDiffusion.Tests;
@@ -79,5 +80,88 @@ public sealed class TapeTests(DeviceFixture fx)
         D.Tape.Backward(Ops.Sum(Ops.Add(Ops.Mul(a, a), a)));  // d(a^2 + a)/da = 2a + 1
         Assert.Equal(7f, a.Grad!.ToArray()[0]);
         D.Tape.Reset();
+    }
+    [Fact]
+    public void AnAddHandsItsGradientToOneInputAndCopiesItForTheOther()
+    {
+        // c reads b before the add: its backward runs after the add's and adds into b's gradient, which must not be
+        // the buffer a's gradient is.
+        using var v = D.Parameter([3f, 4f], [2], "v");
+        using var w = D.Parameter([1f, 2f], [2], "w");
+        var a = Ops.Scale(v, 2);
+        var b = Ops.Scale(w, 3);
+        var c = Ops.Scale(b, 5);
+        D.Tape.Backward(Ops.Add(Ops.Sum(Ops.Add(a, b)), Ops.Sum(c)));
+        Assert.Equal(new[] { 2f, 2f }, v.Grad!.ToArray());
+        Assert.Equal(new[] { 18f, 18f }, w.Grad!.ToArray());
+        D.Tape.Reset();
+    }
+
+    [Fact]
+    public void ParameterGradientsAreWrittenInPlaceAndStillSumAcrossUsesAndBackwardCalls()
+    {
+        var rng = new Random(7);
+        float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        (float[] Values, int[] Shape, string Name)[] specs =
+            [(R(8 * 4 * 9), [8, 4, 3, 3], "conv.weight"), (R(8), [8], "conv.bias"), (R(8), [8], "norm.weight"), (R(8), [8], "norm.bias"),
+             (R(3 * 8), [3, 8], "w"), (R(3), [3], "b")];
+        var ps = specs.Select(s => D.Parameter(s.Values, s.Shape, s.Name)).ToArray();
+        using var x = D.FromArray(R(2 * 4 * 5 * 5), [2, 4, 5, 5], "x");
+        using var c1 = D.FromArray(R(2 * 3), [2, 3], "c1");
+        using var c2 = D.FromArray(R(3 * 2), [3, 2], "c2");
+        using var c3 = D.FromArray(R(3), [3], "c3");
+        // Every parameter is used twice (Features runs twice; w also through a reshape view), so each gradient is
+        // first written over what its buffer holds and then added to.
+        Tensor Features(Tensor[] p) => Ops.Mean(Ops.GroupNorm(Ops.Conv2d(x, p[0], p[1]), p[2], p[3], groups: 4, silu: true), [2, 3]);
+        Tensor Linear(Tensor[] p) => Ops.Sum(Ops.Mul(Ops.Linear(Features(p), p[4], p[5]), c1));
+        Tensor ThroughView(Tensor[] p) => Ops.Sum(Ops.Mul(Ops.MatMul(Ops.Reshape(p[4], 3, 8), Features(p), transB: true), c2));
+        Tensor Both(Tensor[] p) => Ops.Add(Linear(p), ThroughView(p));
+
+        long launches = 0;   // of the last Grads call's backward passes: kernels and device copies
+        float[][] Grads(Tensor[] p, params Func<Tensor[], Tensor>[] losses)
+        {
+            foreach (var t in p) t.ZeroGrad();
+            long start = 0;
+            foreach (var loss in losses)
+            {
+                var l = loss(p);
+                start -= KernelCache.Launches;
+                D.Tape.Backward(l);
+                start += KernelCache.Launches;
+            }
+            launches = start;
+            var g = p.Select(t => t.Grad!.ToArray()).ToArray();
+            D.Tape.Reset();
+            return g;
+        }
+
+        // The same graph over temporary leaves (op outputs marked RequiresGrad by hand), which adopt their first
+        // gradient without a copy: a parameter's, written straight into its slot, must cost no more.
+        var sources = specs.Select(s => D.FromArray(s.Values, s.Shape, s.Name + ".leaf")).ToArray();
+        var leaves = sources.Select(t => Ops.Scale(t, 1)).ToArray();
+        foreach (var t in leaves) t.RequiresGrad = true;
+        var leafGrads = Grads(leaves, Both);
+        long leafLaunches = launches;
+        Grads(ps, Both);   // the parameters' first gradients
+        var both = Grads(ps, Both);   // after ZeroGrad
+        Assert.Equal(leafLaunches, launches);
+        for (int k = 0; k < ps.Length; k++) Assert.Equal(leafGrads[k], both[k]);
+
+        var linear = Grads(ps, Linear);
+        var view = Grads(ps, ThroughView);
+        var twice = Grads(ps, Linear, ThroughView);
+        for (int k = 0; k < ps.Length; k++)
+            for (int i = 0; i < linear[k].Length; i++)
+            {
+                float want = linear[k][i] + view[k][i];
+                Assert.True(Math.Abs(both[k][i] - want) <= 1e-5f * (1 + Math.Abs(want)), $"{ps[k].Name}[{i}] in one graph: {both[k][i]} against {want}");
+                Assert.True(Math.Abs(twice[k][i] - want) <= 1e-5f * (1 + Math.Abs(want)), $"{ps[k].Name}[{i}] over two backward calls: {twice[k][i]} against {want}");
+            }
+        // b's first gradient through Accumulate (an op of b's own shape, whose backward runs before Linear's), then
+        // Linear's bias gradient: the second must be added, not written over the first.
+        var own = Grads(ps, p => Ops.Add(Linear(p), Ops.Sum(Ops.Mul(p[5], c3))));
+        var c3v = c3.ToArray();
+        for (int i = 0; i < 3; i++) Assert.Equal(linear[5][i] + c3v[i], own[5][i], 5);
+        foreach (var t in ps.Concat(sources)) t.Dispose();
     }
 }

@@ -36,7 +36,7 @@ public static partial class Ops
         if (d.Tape.ShouldRecord(qkv))
             d.Tape.Record("attention", a, g =>
             {
-                var dqkv = Output(d, qkv.Shape, "attention_grad");
+                var dqkv = GradOutput(d, qkv, "attention_grad");
                 Tensor? scratch = null;
                 void Backward(AttentionVersion v)
                 {
@@ -50,7 +50,7 @@ public static partial class Ops
                     else Kernels.Attention.Backward(d.Accelerator, s, qkv.View, saved.View, g.View, scratch.View, dqkv.View, GemmAsMatMul(d));
                 }
                 d.RunVersion("attention", d.Versions.Attention, version, () => Key("backward"), SameSaved, Backward, dqkv.View);
-                d.Tape.Accumulate(qkv, dqkv, owned: true);
+                dqkv.Commit();
             });
         return a;
     }

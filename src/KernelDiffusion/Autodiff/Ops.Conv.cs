@@ -21,28 +21,25 @@ public static partial class Ops
         var g = ConvGeometry.Create(x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3), weight.Dim(0), r, stride, pad);
         if (g.Ho < 1 || g.Wo < 1) throw new KdException($"conv2d: input '{x.Name}' {x.ShapeText} is smaller than the {r}x{r} kernel");
         var y = Output(d, [g.N, g.Cout, g.Ho, g.Wo], "conv2d");
-        RunConv(d, ConvPass.Forward, g, x.View, weight.View, x.View, (bias ?? weight).View, bias != null, y);
+        RunConv(d, ConvPass.Forward, g, x.View, weight.View, x.View, (bias ?? weight).View, bias != null, y.View);
         RecordReference(d, "conv2d", y, v => Kernels.Conv2d.Reference.Forward(v[0], v[1], bias == null ? null : v[2], g), bias == null ? [x, weight] : [x, weight, bias]);
         if (d.Tape.ShouldRecord(bias == null ? [x, weight] : [x, weight, bias]))
             d.Tape.Record("conv2d", y, dy =>
             {
                 if (x.RequiresGrad)
                 {
-                    var dx = Output(d, x.Shape, "conv2d_input_grad");
-                    RunConv(d, ConvPass.InputGrad, g, x.View, weight.View, dy.View, weight.View, false, dx);
-                    d.Tape.Accumulate(x, dx, owned: true);
+                    var dx = GradOutput(d, x, "conv2d_input_grad");
+                    RunConv(d, ConvPass.InputGrad, g, x.View, weight.View, dy.View, weight.View, false, dx.View);
+                    dx.Commit();
                 }
                 if (weight.RequiresGrad)
                 {
-                    var dw = Output(d, weight.Shape, "conv2d_weight_grad");
-                    RunConv(d, ConvPass.WeightGrad, g, x.View, weight.View, dy.View, weight.View, false, dw);
-                    d.Tape.Accumulate(weight, dw, owned: true);
+                    var dw = GradOutput(d, weight, "conv2d_weight_grad");
+                    RunConv(d, ConvPass.WeightGrad, g, x.View, weight.View, dy.View, weight.View, false, dw.View);
+                    dw.Commit();
                 }
                 if (bias is { RequiresGrad: true })
-                {
-                    var db = SumTo(Reshape(dy, g.N, g.Cout, g.Ho * g.Wo), [1, g.Cout, 1], 1, false).G;
-                    d.Tape.Accumulate(bias, Reshape(db, g.Cout), owned: false);
-                }
+                    SumGradInto(d, dy.View, [g.N, g.Cout, g.Ho * g.Wo], [1, g.Cout, 1], bias);
             });
         return y;
     }
@@ -51,7 +48,7 @@ public static partial class Ops
     /// weight gradient's split-k slices (v5 and later) and Winograd's transformed operands (v12, v13) get their scratch
     /// here, once per version tried; their GEMMs run as MatMul's do (the GEMM version KD_KERNELS names, or tuned with gemm=auto).</summary>
     static void RunConv(ComputeDevice d, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
-        ArrayView<float> bias, bool hasBias, Tensor o)
+        ArrayView<float> bias, bool hasBias, ArrayView<float> o)
     {
         var acc = d.Accelerator;
         Dictionary<ConvVersion, Tensor>? scratch = null;
@@ -61,11 +58,11 @@ public static partial class Ops
             Tensor? room = null;
             if (length > 0 && !(scratch ??= []).TryGetValue(v, out room))
                 scratch[v] = room = d.Temporary([(int)length], "conv2d_scratch");   // not Output: the profiler counts it as conv2d
-            Kernels.Conv2d.Run(acc, pass, g, x, w, dy, bias, hasBias, o.View, v, room?.View ?? default, GemmAsMatMul(d));
+            Kernels.Conv2d.Run(acc, pass, g, x, w, dy, bias, hasBias, o, v, room?.View ?? default, GemmAsMatMul(d));
         }
         d.RunVersion("conv", d.Versions.Conv, Kernels.Conv2d.Choose(acc, g),
             () => $"{pass.ToString().ToLowerInvariant()} N{g.N} C{g.Cin}->{g.Cout} {g.H}x{g.W} r{g.R} s{g.S} p{g.P}",
-            () => Enum.GetValues<ConvVersion>().Where(v => Kernels.Conv2d.Tunable(acc, v) && Kernels.Conv2d.Covers(g, v)), Run, o.View);
+            () => Enum.GetValues<ConvVersion>().Where(v => Kernels.Conv2d.Tunable(acc, v) && Kernels.Conv2d.Covers(g, v)), Run, o);
         // Back to the pool now, not at the tape's reset: Winograd's is 4.5-8 times the activations (the stream orders its reuse).
         foreach (var t in scratch?.Values ?? Enumerable.Empty<Tensor>()) t.Release();
     }
@@ -82,9 +79,9 @@ public static partial class Ops
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record("upsample", y, g =>
             {
-                var dx = Output(d, x.Shape, "upsample_grad");
+                var dx = GradOutput(d, x, "upsample_grad");
                 Resample.Pool(d.Accelerator, g.View, dx.View, p, 2 * h, 2 * w, 1);
-                d.Tape.Accumulate(x, dx, owned: true);
+                dx.Commit();
             });
         return y;
     }
@@ -102,9 +99,9 @@ public static partial class Ops
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record("avg_pool", y, g =>
             {
-                var dx = Output(d, x.Shape, "avg_pool_grad");
+                var dx = GradOutput(d, x, "avg_pool_grad");
                 Resample.Up(d.Accelerator, g.View, dx.View, p, h / 2, w / 2, h, w, 0.25f);
-                d.Tape.Accumulate(x, dx, owned: true);
+                dx.Commit();
             });
         return y;
     }

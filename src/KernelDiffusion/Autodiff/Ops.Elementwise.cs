@@ -23,16 +23,16 @@ public static partial class Ops
         if (d.Tape.ShouldRecord(a, b))
             d.Tape.Record(op, o, g =>
             {
+                // g is read by nothing after this node (Tape.Propagate): the first input it passes to unchanged may keep it.
                 if (a.RequiresGrad)
                 {
-                    var (ga, owned) = kind == BinaryOp.Mul ? SumTo(Mul(g, b), a.Shape, 1, true) : SumTo(g, a.Shape, 1, false);
-                    d.Tape.Accumulate(a, ga, owned);
+                    if (kind == BinaryOp.Mul) AccumulateSummed(d, Mul(g, b), a, 1, gOwned: true);
+                    else AccumulateSummed(d, g, a, 1, gOwned: true);
                 }
                 if (b.RequiresGrad)
                 {
-                    var (gb, owned) = kind == BinaryOp.Mul ? SumTo(Mul(g, a), b.Shape, 1, true)
-                        : SumTo(g, b.Shape, kind == BinaryOp.Sub ? -1 : 1, false);
-                    d.Tape.Accumulate(b, gb, owned);
+                    if (kind == BinaryOp.Mul) AccumulateSummed(d, Mul(g, a), b, 1, gOwned: true);
+                    else AccumulateSummed(d, g, b, kind == BinaryOp.Sub ? -1 : 1, gOwned: !a.RequiresGrad);
                 }
             });
         return o;
@@ -49,7 +49,7 @@ public static partial class Ops
         Elementwise.Unary(d.Accelerator, UnaryOp.Affine, x.View, o.View, alpha, beta, x.Length, UnaryVersion(d, x.Length));
         RecordReference(d, "scale", o, v => Elementwise.Reference.Affine(v[0], alpha, beta), x);
         if (d.Tape.ShouldRecord(x))
-            d.Tape.Record("scale", o, g => d.Tape.Accumulate(x, alpha == 1 ? g : Scale(g, alpha), owned: alpha != 1));
+            d.Tape.Record("scale", o, g => d.Tape.Accumulate(x, alpha == 1 ? g : Scale(g, alpha), owned: true));
         return o;
     }
 
@@ -76,9 +76,9 @@ public static partial class Ops
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record("silu", o, g =>
             {
-                var dx = Output(d, x.Shape, "silu_backward");
+                var dx = GradOutput(d, x, "silu_backward");
                 Elementwise.SiluBackward(d.Accelerator, x.View, g.View, dx.View, x.Length);
-                d.Tape.Accumulate(x, dx, owned: true);
+                dx.Commit();
             });
         return o;
     }

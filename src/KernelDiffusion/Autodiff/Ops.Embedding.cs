@@ -30,9 +30,9 @@ public static partial class Ops
         if (d.Tape.ShouldRecord(table))
             d.Tape.Record("embedding", y, g =>
             {
-                var dt = Output(d, table.Shape, "embedding_grad");
+                var dt = GradOutput(d, table, "embedding_grad");
                 Kernels.Embedding.LookupGrad(d.Accelerator, labels.View, g.View, dt.View, n, dim, rows);
-                d.Tape.Accumulate(table, dt, owned: true);
+                dt.Commit();
             });
         return y;
     }
@@ -50,9 +50,9 @@ public static partial class Ops
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record("dropout", y, g =>
             {
-                var dx = Output(d, x.Shape, "dropout_grad");
+                var dx = GradOutput(d, x, "dropout_grad");
                 Kernels.Dropout.Apply(d.Accelerator, g.View, dx.View, x.Length, p, seed, offset);
-                d.Tape.Accumulate(x, dx, owned: true);
+                dx.Commit();
             });
         return y;
     }

@@ -47,10 +47,10 @@ public static partial class Ops
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record("slice", o, g =>
             {
-                var dx = Output(d, x.Shape, "slice_grad");
-                dx.Fill(0);
+                var dx = GradOutput(d, x, "slice_grad");
+                dx.Buffer.Fill(0);
                 Layout.Copy(d.Accelerator, g.View, dx.View, outer, inner, whole, offset, toWhole: true);
-                d.Tape.Accumulate(x, dx, owned: true);
+                dx.Commit();
             });
         return o;
     }

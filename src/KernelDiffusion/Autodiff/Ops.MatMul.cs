@@ -11,6 +11,31 @@ public static partial class Ops
     public static Tensor MatMul(Tensor a, Tensor b, bool transA = false, bool transB = false)
     {
         var d = Inputs("matmul", a, b);
+        var (shape, gemm) = MatMulPlan(a, b, transA, transB);
+        var o = Output(d, shape, "matmul");
+        RunGemm(d, a.View, b.View, o.View, gemm);
+        RecordReference(d, "matmul", o, v => Gemm.Reference.Run(v[0], v[1], null, gemm), a, b);
+        if (d.Tape.ShouldRecord(a, b))
+            d.Tape.Record("matmul", o, g =>
+            {
+                // C = op(A) op(B): d op(A) = dC op(B)^T, d op(B) = op(A)^T dC; a transposed operand takes the transpose.
+                if (a.RequiresGrad)
+                {
+                    if (transA) MatMulGrad(d, a, b, g, transB, true);
+                    else MatMulGrad(d, a, g, b, false, !transB);
+                }
+                if (b.RequiresGrad)
+                {
+                    if (transB) MatMulGrad(d, b, g, a, true, transA);
+                    else MatMulGrad(d, b, a, g, !transA, false);
+                }
+            });
+        return o;
+    }
+
+    /// <summary>The output shape and GEMM of op(a) op(b), or an error naming the operands.</summary>
+    static (int[] Shape, GemmShape Gemm) MatMulPlan(Tensor a, Tensor b, bool transA, bool transB)
+    {
         if (a.Rank is < 2 or > 3 || b.Rank is < 2 or > 3)
             throw new KdException($"matmul: '{a.Name}' {a.ShapeText} and '{b.Name}' {b.ShapeText} must be matrices or batches of matrices (rank 2 or 3)");
         int batchA = a.Rank == 3 ? a.Dim(0) : 1, batchB = b.Rank == 3 ? b.Dim(0) : 1;
@@ -21,32 +46,27 @@ public static partial class Ops
         if (a.Rank == 3 && b.Rank == 3 && batchA != batchB)
             throw new KdException($"matmul: batch sizes differ in '{a.Name}' x '{b.Name}': {ops}");
         int batch = Math.Max(batchA, batchB);
-        var o = Output(d, a.Rank == 3 || b.Rank == 3 ? [batch, m, n] : [m, n], "matmul");
-        var shape = new GemmShape
+        var gemm = new GemmShape
         {
             Batch = batch, M = m, N = n, K = ka, TransA = transA ? 1 : 0, TransB = transB ? 1 : 0,
             StrideA = a.Rank == 3 ? m * ka : 0, StrideB = b.Rank == 3 ? ka * n : 0, StrideC = m * n, Alpha = 1, Beta = 0,
         };
-        RunGemm(d, a.View, b.View, o.View, shape);
-        RecordReference(d, "matmul", o, v => Gemm.Reference.Run(v[0], v[1], null, shape), a, b);
-        if (d.Tape.ShouldRecord(a, b))
-            d.Tape.Record("matmul", o, g =>
-            {
-                // C = op(A) op(B): d op(A) = dC op(B)^T, d op(B) = op(A)^T dC; a transposed operand takes the transpose.
-                if (a.RequiresGrad)
-                {
-                    var ga = transA ? MatMul(b, g, transB, true) : MatMul(g, b, false, !transB);
-                    var (s, owned) = SumTo(ga, a.Shape, 1, true);
-                    d.Tape.Accumulate(a, s, owned);
-                }
-                if (b.RequiresGrad)
-                {
-                    var gb = transB ? MatMul(g, a, true, transA) : MatMul(a, g, !transA, false);
-                    var (s, owned) = SumTo(gb, b.Shape, 1, true);
-                    d.Tape.Accumulate(b, s, owned);
-                }
-            });
-        return o;
+        return (a.Rank == 3 || b.Rank == 3 ? [batch, m, n] : [m, n], gemm);
+    }
+
+    /// <summary>target's gradient += op(x) op(y): one GEMM straight into the gradient (or a temporary, Tape.ClearGrad);
+    /// where target is a matrix shared across a batch, the batch of products is summed down to it.</summary>
+    static void MatMulGrad(ComputeDevice d, Tensor target, Tensor x, Tensor y, bool transX, bool transY)
+    {
+        var (shape, gemm) = MatMulPlan(x, y, transX, transY);
+        if (!shape.SequenceEqual(target.Shape))
+        {
+            AccumulateSummed(d, MatMul(x, y, transX, transY), target, 1, gOwned: true);
+            return;
+        }
+        var sink = GradOutput(d, target, "matmul");
+        RunGemm(d, x.View, y.View, sink.View, gemm);
+        sink.Commit();
     }
 
     /// <summary>GEMMs run as MatMul runs its own (for the kernels built on GEMMs: attention v1, conv v12 and v13).</summary>

@@ -30,19 +30,16 @@ public static partial class Ops
             d.Tape.Record("group_norm", y, g =>
             {
                 var sums = Output(d, [2, n, c], "group_norm_sums");
-                var dss = scaleShift == null ? null : Output(d, scaleShift.Shape, "group_norm_scale_shift_grad");
-                var dx = Output(d, x.Shape, "group_norm_grad");
+                var dss = scaleShift == null ? (GradSink?)null : GradOutput(d, scaleShift, "group_norm_scale_shift_grad");
+                var dx = GradOutput(d, x, "group_norm_grad");
                 Tuned(d, "backward", s, v => Kernels.GroupNorm.Runs(s, v),
                     v => Kernels.GroupNorm.Backward(d.Accelerator, s, x.View, gamma.View, beta.View, ss, stats.View, g.View, sums.View, (dss ?? dx).View, dx.View, v),
-                    dss == null ? [sums.View, dx.View] : [sums.View, dss.View, dx.View]);
-                d.Tape.Accumulate(x, dx, owned: true);
-                if (dss != null) d.Tape.Accumulate(scaleShift!, dss, owned: true);
-                if (gamma.RequiresGrad || beta.RequiresGrad)
-                {
-                    var perChannel = SumTo(sums, [2, 1, c], 1, true).G;   // [dgamma; dbeta]
-                    d.Tape.Accumulate(gamma, Reshape(Slice(perChannel, 0, 0, 1), gamma.Shape), owned: true);
-                    d.Tape.Accumulate(beta, Reshape(Slice(perChannel, 0, 1, 1), beta.Shape), owned: true);
-                }
+                    dss == null ? [sums.View, dx.View] : [sums.View, dss.Value.View, dx.View]);
+                dx.Commit();
+                dss?.Commit();
+                // sums holds per sample and channel [dgamma; dbeta] terms; each parameter's gradient sums its half over the batch.
+                if (gamma.RequiresGrad) SumGradInto(d, sums.View.SubView(0, n * c), [n, c], [1, c], gamma);
+                if (beta.RequiresGrad) SumGradInto(d, sums.View.SubView(n * c, n * c), [n, c], [1, c], beta);
             });
         return y;
     }

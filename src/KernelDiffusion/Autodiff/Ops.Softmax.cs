@@ -21,9 +21,9 @@ public static partial class Ops
         if (d.Tape.ShouldRecord(x))
             d.Tape.Record(op, o, g =>
             {
-                var dx = Output(d, x.Shape, op + "_backward");
+                var dx = GradOutput(d, x, op + "_backward");
                 Kernels.Softmax.Backward(d.Accelerator, o.View, g.View, dx.View, rows, cols, log);
-                d.Tape.Accumulate(x, dx, owned: true);
+                dx.Commit();
             });
         return o;
     }
@@ -43,9 +43,9 @@ public static partial class Ops
         if (d.Tape.ShouldRecord(logits))
             d.Tape.Record("cross_entropy", o, g =>
             {
-                var dx = Output(d, logits.Shape, "cross_entropy_backward");
+                var dx = GradOutput(d, logits, "cross_entropy_backward");
                 Kernels.Softmax.CrossEntropyBackward(d.Accelerator, logits.View, labels.View, g.View, dx.View, rows, cols);
-                d.Tape.Accumulate(logits, dx, owned: true);
+                dx.Commit();
             });
         return o;
     }

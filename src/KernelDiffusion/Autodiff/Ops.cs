@@ -1,3 +1,4 @@
+using ILGPU;
 using KernelDiffusion.Kernels;
 using KernelDiffusion.Runtime;
 
@@ -37,6 +38,43 @@ public static partial class Ops
         return d.Temporary(shape, $"{op}#{Interlocked.Increment(ref outputCounter)}");
     }
 
+    /// <summary>Where a backward writes <paramref name="target"/>'s gradient: its persistent gradient itself while that
+    /// holds nothing yet (Tape.ClearGrad: a parameter after ZeroGrad), else a new temporary. Call Commit once written.</summary>
+    static GradSink GradOutput(ComputeDevice d, Tensor target, string op)
+    {
+        if (d.Tape.ClearGrad(target) is not { } clear) return new GradSink(d.Tape, target, Output(d, target.Shape, op), false);
+        d.Profiler?.Mark(d, op);
+        return new GradSink(d.Tape, target, clear, true);
+    }
+
+    /// <summary>A gradient being written: Buffer has Target's shape; Commit accumulates it unless it was Target's own
+    /// (and drops it when Target wants no gradient).</summary>
+    readonly record struct GradSink(Tape Tape, Tensor Target, Tensor Buffer, bool Direct)
+    {
+        public ArrayView<float> View => Buffer.View;
+        public void Commit()
+        {
+            if (!Direct) Tape.Accumulate(Target, Buffer, owned: true);
+        }
+    }
+
+    /// <summary>target's gradient += scale * x (of shape <paramref name="from"/>) summed down to <paramref name="to"/>
+    /// (from's rank, 1 where summed; same element count as target): one reduction, written straight into a clear
+    /// gradient.</summary>
+    static void SumGradInto(ComputeDevice d, ArrayView<float> x, int[] from, int[] to, Tensor target, float scale = 1)
+    {
+        var sink = GradOutput(d, target, "sum_to");
+        Reduce.Sum(d.Accelerator, x, sink.View, ReducePlan.Create(from, to), target.Length, scale, d.Versions.Reduce);
+        sink.Commit();
+    }
+
+    /// <summary>target's gradient += scale * g summed down to target's shape (g broadcast from it).</summary>
+    static void AccumulateSummed(ComputeDevice d, Tensor g, Tensor target, float scale, bool gOwned)
+    {
+        if (scale == 1 && g.Shape.SequenceEqual(target.Shape)) d.Tape.Accumulate(target, g, gOwned);
+        else SumGradInto(d, g.View, g.Shape, Pad(target.Shape, g.Rank), target, scale);
+    }
+
     static string Text(int[] shape) => "[" + string.Join(",", shape) + "]";
 
     /// <summary>A view of <paramref name="x"/> with another shape (same element count, no copy).</summary>
@@ -47,7 +85,7 @@ public static partial class Ops
         d.Tape.Own(o);
         RecordReference(d, "reshape", o, v => v[0], x);
         if (d.Tape.ShouldRecord(x))
-            d.Tape.Record("reshape", o, g => d.Tape.Accumulate(x, Reshape(g, x.Shape), owned: false));
+            d.Tape.Record("reshape", o, g => d.Tape.Accumulate(x, Reshape(g, x.Shape), owned: true));
         return o;
     }
 
@@ -94,16 +132,6 @@ public static partial class Ops
 
     /// <summary>Left-pads a shape with 1s to <paramref name="rank"/>.</summary>
     static int[] Pad(int[] shape, int rank) => Enumerable.Repeat(1, Math.Max(0, rank - shape.Length)).Concat(shape).ToArray();
-
-    /// <summary>Sums a gradient down to the shape of the input it broadcast from (times scale). Returns g itself, not
-    /// owned by the caller, when nothing is to be done.</summary>
-    static (Tensor G, bool Owned) SumTo(Tensor g, int[] shape, float scale, bool gOwned)
-    {
-        if (scale == 1 && g.Shape.SequenceEqual(shape)) return (g, gOwned);
-        var o = Output(g.Device, shape, "sum_to");
-        SumInto(g.Device, g, o, scale);
-        return (o, true);
-    }
 
     /// <summary>Broadcasts g (shape with 1s where reduced, or fewer leading dims) to <paramref name="shape"/>, times scale.</summary>
     static Tensor Expand(Tensor g, int[] shape, float scale)

@@ -67,6 +67,9 @@ public sealed class Tape(ComputeDevice device)
         Propagate();
     }
 
+    /// <summary>Runs each recorded node's backward once, newest first. An op output's gradient is complete when its
+    /// node runs and is read by nothing after it, so a backward may hand it on to an input unchanged (owned), without
+    /// a copy: read an intermediate tensor's Grad only before Backward returns, if at all.</summary>
     void Propagate()
     {
         using (NoGrad())
@@ -87,6 +90,8 @@ public sealed class Tape(ComputeDevice device)
         if (!target.RequiresGrad) return;
         if (g.Length != target.Length)
             throw new InvalidOperationException($"backward: a gradient {g.ShapeText} reached '{target.Name}' {target.ShapeText} (an op's backward is wrong)");
+        bool clear = target.GradIsClear && target.IsPersistent;
+        target.GradIsClear = false;
         if (target.Grad == null)
         {
             if (owned && !target.IsPersistent && !g.IsPersistent)
@@ -95,11 +100,34 @@ public sealed class Tape(ComputeDevice device)
                 return;
             }
             target.Grad = target.IsPersistent ? target.NewGrad() : device.Temporary(target.Shape, target.Name + ".grad");
-            target.Grad.CopyFrom(g);
+            clear = true;
+        }
+        if (clear)
+        {
+            target.Grad.CopyFrom(g);   // nothing to add to
             return;
         }
         Kernels.Elementwise.Binary(device.Accelerator, Kernels.BinaryOp.Add, target.Grad.View, g.View, target.Grad.View,
             Kernels.Broadcast4.Create([target.Length], [target.Length], [target.Length]), target.Length);
+    }
+
+    /// <summary>The buffer a backward may write <paramref name="target"/>'s gradient into, over what it holds: the
+    /// persistent gradient of target (or of the tensor target is a reshape of) while nothing has reached it since
+    /// ZeroGrad, shaped as target. Null otherwise: then write a temporary and Accumulate it. For parameters this saves
+    /// an add (a launch and two passes over the gradient) per parameter and step. Whatever the view's own gradient
+    /// collects later still reaches the source through the reshape's backward.</summary>
+    internal Tensor? ClearGrad(Tensor target)
+    {
+        if (!target.RequiresGrad) return null;
+        var root = target;
+        while (root.ReshapeSource is { } source) root = source;
+        if (!root.IsPersistent || !root.RequiresGrad || !root.GradIsClear) return null;
+        root.Grad ??= root.NewGrad();
+        root.GradIsClear = false;
+        if (root == target) return root.Grad;
+        var view = root.Grad.ViewAs(target.Shape, target.Name + ".grad");
+        Own(view);
+        return view;
     }
 
     /// <summary>Forgets the graph and returns every op output (and its gradient) to the pool. Persistent tensors

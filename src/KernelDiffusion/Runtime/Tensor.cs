@@ -38,6 +38,14 @@ public sealed class Tensor : IDisposable
     /// with zeros), temporary otherwise.</summary>
     public Tensor? Grad { get; internal set; }
 
+    /// <summary>Nothing has reached Grad since ZeroGrad (or there is none yet): a backward may then write the gradient
+    /// straight into it instead of adding a temporary (Tape.ClearGrad).</summary>
+    internal bool GradIsClear { get; set; } = true;
+
+    /// <summary>The tensor a reshape view shares its memory with (null for anything else: an arena slice is a
+    /// tensor of its own).</summary>
+    internal Tensor? ReshapeSource => viewOf is { isArena: false } source ? source : null;
+
     internal Tensor(ComputeDevice device, int[] shape, string name, bool persistent, bool arena = false)
     {
         Device = device;
@@ -209,12 +217,17 @@ public sealed class Tensor : IDisposable
         if (source.Length != Length)
             throw new KdException($"copy: tensor '{source.Name}' {source.ShapeText} does not fit tensor '{Name}' {ShapeText}");
         View.CopyFrom(Device.Accelerator.DefaultStream, source.View);
+        Kernels.KernelCache.Count("copy.device");
     }
 
     public void Fill(float value) => Kernels.Elementwise.Fill(Device.Accelerator, View, value, Length);
 
     /// <summary>Fills the gradient with zeros (keeps its buffer: no allocation in the next step).</summary>
-    public void ZeroGrad() => Grad?.Fill(0);
+    public void ZeroGrad()
+    {
+        Grad?.Fill(0);
+        GradIsClear = true;
+    }
 
     /// <summary>A persistent copy of a temporary, to outlive the tape (the caller disposes it); a persistent tensor returns itself.</summary>
     public Tensor Keep()

@@ -77,7 +77,11 @@ public sealed class AdamW : IDisposable
     public Tensor Gradients => grads;
 
     /// <summary>Zeros every gradient: one fill over the gradient arena.</summary>
-    public void ZeroGrad() => grads.Fill(0);
+    public void ZeroGrad()
+    {
+        grads.Fill(0);
+        foreach (var p in parameters) p.GradIsClear = true;
+    }
 
     /// <summary>Something moved the parameters after construction (another AdamW over the same tensors) or disposed
     /// one: a launch over the arena would miss them.</summary>

@@ -189,6 +189,7 @@ public sealed class Trainer : IDisposable
             d.Tape.Backward(micros == 1 ? l : Ops.Scale(l, 1f / micros));
             // Each micro-batch's loss waits in the step buffer: one read per step, not one per micro-batch.
             StepBuffer(micros).View.SubView(Reduce.SumOfSquaresPartials(d.Accelerator) + k, 1).CopyFrom(d.Accelerator.DefaultStream, l.View);
+            KernelCache.Count("copy.device");
         }
         var (norm, microLosses) = ReadStepBuffer();
         double loss = microLosses.Average();
