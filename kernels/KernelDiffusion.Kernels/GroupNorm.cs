@@ -16,13 +16,40 @@ public struct GroupNormShape
     public readonly int Count => PerGroup * HW;
 }
 
-public enum GroupNormVersion { V1PerGroup = 1, V2GroupTree = 2, V3FusedBackward = 3 }
+public enum GroupNormVersion { V1PerGroup = 1, V2GroupTree = 2, V3FusedBackward = 3, V4Fused = 4 }
+
+/// <summary>A plane's (n, c) normalisation as one multiply-add, z = (x - mean) A + B: gamma, beta and the scale-shift
+/// folded together, found once per run of the plane.</summary>
+public struct PlaneAffine
+{
+    public float A, B;
+
+    public static PlaneAffine Of(float rstd, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> ss, GroupNormShape s, int n, int c)
+    {
+        float a = rstd * gamma[c], b = beta[c];
+        if (s.ScaleShift != 0)
+        {
+            float scale = 1f + ss[n * 2 * s.C + c];
+            a *= scale;
+            b = b * scale + ss[n * 2 * s.C + s.C + c];
+        }
+        return new PlaneAffine { A = a, B = b };
+    }
+
+    /// <summary>The output for x: z, through SiLU when fused.</summary>
+    public readonly float Apply(float x, float mean, GroupNormShape s)
+    {
+        float z = (x - mean) * A + B;
+        return s.Silu != 0 ? z * (1f / (1f + XMath.Exp(-z))) : z;
+    }
+}
 
 /// <summary>GroupNorm with fp32 two-pass statistics (mean, then the mean of squared deviations), fused with
 /// scale-shift and SiLU. A group's elements are contiguous in NCHW, so statistics read one run per (n, group).
 /// Backward: one pass per (n, c) sums what the parameter gradients need (v1: a thread per (n, c); v2: a group of
 /// threads per (n, c)); one elementwise pass gives dx (v3 does both in one kernel per (n, group), its forward is v2's) from
-/// dxhat = dy gamma: dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), means over the group.</summary>
+/// dxhat = dy gamma: dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), means over the group. v4 is v3 with the
+/// forward in one kernel per (n, group) too: one launch each way.</summary>
 public static class GroupNorm
 {
     const int MaxGroup = 256;
@@ -89,18 +116,42 @@ public static class GroupNorm
         for (int u = Grid.GlobalIndex.X; u < units; u += stride)
         {
             int nc = u / runsPerPlane, e0 = (u - nc * runsPerPlane) * run, n = nc / s.C, c = nc - n * s.C, gi = n * s.Groups + c / s.PerGroup;
-            float mean = stats[gi], a = stats[ng + gi] * gamma[c], b = beta[c];
-            if (s.ScaleShift != 0)
-            {
-                float scale = 1f + ss[n * 2 * s.C + c];
-                a *= scale;
-                b = b * scale + ss[n * 2 * s.C + s.C + c];
-            }
+            float mean = stats[gi];
+            var plane = PlaneAffine.Of(stats[ng + gi], gamma, beta, ss, s, n, c);
             int o = nc * s.HW, end = XMath.Min(e0 + run, s.HW);
-            for (int e = e0; e < end; e++)
+            for (int e = e0; e < end; e++) y[o + e] = plane.Apply(x[o + e], mean, s);
+        }
+    }
+
+    /// <summary>v4's forward in one launch: one group of threads per (n, group) forms the statistics (two passes, as v2)
+    /// and then writes the group's outputs, channel by channel (so no element needs a division to find its channel).
+    /// x comes from memory once: the group (PerGroup x HW values) is read again twice right after, mostly from cache,
+    /// where v1 and v2 read all of x again in a second launch with four divisions per element.</summary>
+    static void ForwardV4Kernel(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> ss,
+        ArrayView<float> stats, ArrayView<float> y, GroupNormShape s)
+    {
+        var sh = SharedMemory.Allocate<float>(MaxGroup);
+        int ng = s.N * s.Groups, tid = Group.IdxX;
+        for (int gi = Grid.IdxX; gi < ng; gi += Grid.DimX)
+        {
+            int first = gi * s.Count;   // a group's elements are contiguous in NCHW
+            float acc = 0;
+            for (int e = tid; e < s.Count; e += Group.DimX) acc += x[first + e];
+            float mean = GroupTree.Sum(sh, acc) / s.Count;
+            acc = 0;
+            for (int e = tid; e < s.Count; e += Group.DimX) { float d = x[first + e] - mean; acc += d * d; }
+            float rstd = XMath.Rsqrt(GroupTree.Sum(sh, acc) / s.Count + s.Eps);
+            if (tid == 0)
             {
-                float z = (x[o + e] - mean) * a + b;
-                y[o + e] = s.Silu != 0 ? z * Sigmoid(z) : z;
+                stats[gi] = mean;
+                stats[ng + gi] = rstd;
+            }
+            int n = gi / s.Groups, c0 = (gi - n * s.Groups) * s.PerGroup;
+            for (int cc = 0; cc < s.PerGroup; cc++)
+            {
+                var plane = PlaneAffine.Of(rstd, gamma, beta, ss, s, n, c0 + cc);
+                int o = first + cc * s.HW;
+                for (int e = tid; e < s.HW; e += Group.DimX) y[o + e] = plane.Apply(x[o + e], mean, s);
             }
         }
     }
@@ -273,8 +324,10 @@ public static class GroupNorm
 
     // ---- launchers ----
 
-    /// <summary>Whether a version can run at this shape (v3 keeps at most MaxChannelsPerGroupV3 channels per group).</summary>
-    public static bool Runs(GroupNormShape s, GroupNormVersion v) => v != GroupNormVersion.V3FusedBackward || s.PerGroup <= MaxChannelsPerGroupV3;
+    /// <summary>Whether a version can run at this shape (v3's backward, also v4's, keeps at most MaxChannelsPerGroupV3
+    /// channels per group).</summary>
+    public static bool Runs(GroupNormShape s, GroupNormVersion v)
+        => v is not (GroupNormVersion.V3FusedBackward or GroupNormVersion.V4Fused) || s.PerGroup <= MaxChannelsPerGroupV3;
 
     public static GroupNormVersion Choose(Accelerator acc, GroupNormShape s)
         => !Launch.IsCpu(acc) && s.Count >= 512 ? GroupNormVersion.V2GroupTree : GroupNormVersion.V1PerGroup;
@@ -285,7 +338,18 @@ public static class GroupNorm
         ArrayView<float> ss, ArrayView<float> stats, ArrayView<float> y, GroupNormVersion? version = null, int? run = null)
     {
         int ng = s.N * s.Groups;
-        if ((version ?? Choose(acc, s)) == GroupNormVersion.V1PerGroup)
+        var v = version ?? Choose(acc, s);
+        if (v == GroupNormVersion.V4Fused)
+        {
+            var k = KernelCache.Get(acc, "groupnorm.forward_v4", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(ForwardV4Kernel));
+            // Threads walk a plane per channel: no more than its HW; as many groups as the multiprocessors hold.
+            int threads = Launch.PowerOfTwoGroup(acc, Math.Min(MaxGroup, s.HW));
+            int grid = Math.Min(ng, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * Math.Max(1, acc.MaxNumThreadsPerMultiprocessor / threads));
+            k(new KernelConfig(grid, threads), x, gamma, beta, ss, stats, y, s);
+            return;
+        }
+        if (v == GroupNormVersion.V1PerGroup)
         {
             var k = KernelCache.Get(acc, "groupnorm.stats_v1",
                 a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, GroupNormShape>(StatsV1Kernel));
@@ -310,10 +374,10 @@ public static class GroupNorm
         GroupNormVersion? version = null, int? run = null)
     {
         var v = version ?? Choose(acc, s);
-        if (v == GroupNormVersion.V3FusedBackward)
+        if (v is GroupNormVersion.V3FusedBackward or GroupNormVersion.V4Fused)
         {
             if (!Runs(s, v))
-                throw new VersionNotApplicableException($"group norm v3 keeps at most {MaxChannelsPerGroupV3} channels per group in shared memory; this one has {s.PerGroup}");
+                throw new VersionNotApplicableException($"group norm v{(int)v}'s backward keeps at most {MaxChannelsPerGroupV3} channels per group in shared memory; this one has {s.PerGroup}");
             var k = KernelCache.Get(acc, "groupnorm.backward_v3", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(BackwardV3Kernel));
             int grid = Math.Min(s.N * s.Groups, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8);

@@ -123,8 +123,8 @@ static class BenchCommand
                                  : "Runs are timed in host loops with a warm cache. ") +
                       "Default versions in bold. Steps: training step (forward, loss, backward, clipping, AdamW, EMA); CFG sampling step " +
                       "(one forward of 2N and the fused step, averaged over 4 steps); classifier guidance gradient (forward and backward to x). " +
-                      "Forward + backward cases accumulate into their inputs' gradients, one add per input after the first run " +
-                      "(PyTorch's reference clears them between runs).\n");
+                      "Forward + backward cases write their inputs' gradients anew in each run, as PyTorch's reference, which sets " +
+                      "them to None between runs.\n");
         md.AppendLine("| case | version | ms | GB/s | TFLOP/s | floor ms | roofline | launches | note |\n|---|---|---|---|---|---|---|---|---|");
         foreach (var r in results)
         {

@@ -310,6 +310,40 @@ public sealed class GemmGpuShapeTests
         }
     }
 
+    /// <summary>GroupNorm v4's one-launch forward in groups of 16 threads (a 23-position plane) and 64 (77 positions),
+    /// several (n, group) per group of threads: y against the float64 forward, the statistics against v2's; outputs
+    /// poisoned with NaN first.</summary>
+    [Theory]
+    [InlineData(23, 1, 1)]
+    [InlineData(77, 1, 1)]
+    [InlineData(77, 0, 0)]
+    public void GroupNormForwardV4MatchesTheReference(int hw, int scaleShift, int silu)
+    {
+        using var cpu = new GpuShaped();
+        var acc = cpu.Acc;
+        var rng = new Random(hw + 2 * scaleShift + silu);
+        var s = new GroupNormShape { N = 3, C = 8, HW = hw, Groups = 4, ScaleShift = scaleShift, Silu = silu, Eps = 1e-5f };
+        int len = s.N * s.C * s.HW;
+        var (x, gamma, beta, ss) = (Uniform(rng, len), Uniform(rng, s.C), Uniform(rng, s.C), Uniform(rng, s.N * 2 * s.C));
+        var want = GroupNorm.Reference.Forward(x, gamma, beta, scaleShift != 0 ? ss : null, s);
+        MemoryBuffer1D<float, Stride1D.Dense> Up(double[] v) => acc.Allocate1D(v.Select(e => (float)e).ToArray());
+        MemoryBuffer1D<float, Stride1D.Dense> Poisoned(int n) => acc.Allocate1D(Enumerable.Repeat(float.NaN, n).ToArray());
+        using var dx = Up(x);
+        using var dg = Up(gamma);
+        using var db = Up(beta);
+        using var dss = Up(ss);
+        float[][] Run(GroupNormVersion v)
+        {
+            using var stats = Poisoned(2 * s.N * s.Groups);
+            using var y = Poisoned(len);
+            GroupNorm.Forward(acc, s, dx.View, dg.View, db.View, dss.View, stats.View, y.View, v);
+            return [y.GetAsArray1D(), stats.GetAsArray1D()];
+        }
+        var (v4, v2) = (Run(GroupNormVersion.V4Fused), Run(GroupNormVersion.V2GroupTree));
+        Assert.True(RelError(v4[0], want) < 1e-6, $"y: {RelError(v4[0], want)}");
+        for (int i = 0; i < v2[1].Length; i++) Assert.True(Math.Abs(v4[1][i] - v2[1][i]) <= 1e-6f * (1 + Math.Abs(v2[1][i])), $"statistic {i}: v4 {v4[1][i]}, v2 {v2[1][i]}");
+    }
+
     /// <summary>GroupNorm's v2 channel sums and v3 fused backward with 64-thread groups agree with v1 (which kd check
     /// compares with finite differences) on every output of the backward.</summary>
     [Theory]

@@ -147,6 +147,14 @@ public sealed class TapeTests(DeviceFixture fx)
         Assert.Equal(leafLaunches, launches);
         for (int k = 0; k < ps.Length; k++) Assert.Equal(leafGrads[k], both[k]);
 
+        // In AdamW's arenas a GroupNorm's gamma and beta gradients lie back to back: one reduction writes both.
+        using (var opt = new KernelDiffusion.Training.AdamW(ps, 1e-3))
+        {
+            var inArena = Grads(ps, Both);
+            Assert.Equal(leafLaunches - 1, launches);   // Features runs twice; only its first norm finds both clear
+            for (int k = 0; k < ps.Length; k++) Assert.Equal(both[k], inArena[k]);
+        }
+
         var linear = Grads(ps, Linear);
         var view = Grads(ps, ThroughView);
         var twice = Grads(ps, Linear, ThroughView);

@@ -22,7 +22,7 @@ public static partial class Ops
         var stats = Output(d, [2, n * groups], "group_norm_stats");
         var y = Output(d, x.Shape, "group_norm");
         var ss = (scaleShift ?? x).View;
-        Tuned(d, "forward", s, v => v != GroupNormVersion.V3FusedBackward,   // v3 is a backward: its forward is v2's
+        Tuned(d, "forward", s, v => v != GroupNormVersion.V3FusedBackward,   // v3's forward is v2's
             v => Kernels.GroupNorm.Forward(d.Accelerator, s, x.View, gamma.View, beta.View, ss, stats.View, y.View, v), stats.View, y.View);
         Tensor[] inputs = scaleShift == null ? [x, gamma, beta] : [x, gamma, beta, scaleShift];
         RecordReference(d, "group_norm", y, v => Kernels.GroupNorm.Reference.Forward(v[0], v[1], v[2], scaleShift == null ? null : v[3], s), inputs);
@@ -32,14 +32,24 @@ public static partial class Ops
                 var sums = Output(d, [2, n, c], "group_norm_sums");
                 var dss = scaleShift == null ? (GradSink?)null : GradOutput(d, scaleShift, "group_norm_scale_shift_grad");
                 var dx = GradOutput(d, x, "group_norm_grad");
-                Tuned(d, "backward", s, v => Kernels.GroupNorm.Runs(s, v),
+                Tuned(d, "backward", s, v => Kernels.GroupNorm.Runs(s, v) && v != GroupNormVersion.V4Fused,   // v4's backward is v3's
                     v => Kernels.GroupNorm.Backward(d.Accelerator, s, x.View, gamma.View, beta.View, ss, stats.View, g.View, sums.View, (dss ?? dx).View, dx.View, v),
                     dss == null ? [sums.View, dx.View] : [sums.View, dss.Value.View, dx.View]);
                 dx.Commit();
                 dss?.Commit();
-                // sums holds per sample and channel [dgamma; dbeta] terms; each parameter's gradient sums its half over the batch.
-                if (gamma.RequiresGrad) SumGradInto(d, sums.View.SubView(0, n * c), [n, c], [1, c], gamma);
-                if (beta.RequiresGrad) SumGradInto(d, sums.View.SubView(n * c, n * c), [n, c], [1, c], beta);
+                // sums holds [dgamma; dbeta] terms per sample and channel, summed over the batch into the two gradients:
+                // one reduction where they lie back to back (a GroupNorm layer's, in AdamW's gradient arena), else two.
+                GradSink? dgamma = gamma.RequiresGrad ? GradOutput(d, gamma, "group_norm_param_grad") : null;
+                GradSink? dbeta = beta.RequiresGrad ? GradOutput(d, beta, "group_norm_param_grad") : null;
+                if (dgamma is { Direct: true } a && dbeta is { Direct: true } b && Tensor.Span([a.Buffer, b.Buffer]) is { } both)
+                    Reduce.Sum(d.Accelerator, sums.View, both, ReducePlan.Create([2, n, c], [2, 1, c]), 2 * c, 1, d.Versions.Reduce);
+                else
+                    for (int half = 0; half < 2; half++)
+                        if ((half == 0 ? dgamma : dbeta) is { } sink)
+                        {
+                            Reduce.Sum(d.Accelerator, sums.View.SubView(half * n * c, n * c), sink.View, ReducePlan.Create([n, c], [1, c]), c, 1, d.Versions.Reduce);
+                            sink.Commit();
+                        }
             });
         return y;
     }

@@ -39,6 +39,14 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
         return t;
     }
 
+    /// <summary>The backward of a forward + backward case, its inputs' gradients then forgotten as PyTorch's reference
+    /// sets them to None: each run writes them anew (as a training step after ZeroGrad), none adds into the last.</summary>
+    void Backward(Tensor y, Tensor g, params Tensor?[] inputs)
+    {
+        d.Tape.Backward(y, g);
+        foreach (var t in inputs) t?.ForgetGrad();
+    }
+
     static int[] Shape(JsonObject c, string key) => c[key]!.AsArray().Select(v => (int)v!).ToArray();
     static int Int(JsonObject c, string key) => (int)c[key]!;
     static bool Flag(JsonObject c, string key) => c[key] is JsonNode n && (bool)n;
@@ -149,7 +157,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 foreach (var r in Forced(name, GroupNorm.Choose(acc, shape), (v, ver) => v.GroupNorm = ver, cost, () =>
                 {
                     var y = Ops.GroupNorm(x, gamma, beta, groups, scaleShift, silu);
-                    if (back) d.Tape.Backward(y, g!);
+                    if (back) Backward(y, g!, x, gamma, beta, scaleShift);
                 }, v => GroupNorm.Runs(shape, v)))
                     yield return r;
                 break;
@@ -187,7 +195,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 foreach (var r in Forced(name, Conv2d.Choose(acc, geo), (v, ver) => v.Conv = ver, cost, () =>
                 {
                     var y = Ops.Conv2d(x, w, b);
-                    if (back) d.Tape.Backward(y, g!);
+                    if (back) Backward(y, g!, x, w, b);
                 }, v => Conv2d.Runs(acc, v)))
                     yield return r;
                 break;
@@ -226,7 +234,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 foreach (var r in Forced(name, Attention.Choose(acc, shape), (v, ver) => v.Attention = ver, cost, () =>
                 {
                     var y = Ops.Attention(qkv, heads, newOrder: true);
-                    if (back) d.Tape.Backward(y, g!);
+                    if (back) Backward(y, g!, qkv);
                 }, v => Attention.Runs(shape, v)))
                     yield return r;
                 break;

@@ -265,7 +265,7 @@ public static partial class KernelChecks
             }));
         }
 
-        // GroupNorm: plain, +SiLU, +scale-shift +SiLU; both statistics versions and the three backward versions.
+        // GroupNorm: plain, +SiLU, +scale-shift +SiLU; every forward and backward version.
         int[] gx = [2, 8, 3, 5];
         foreach (var (ss, silu) in new[] { (false, false), (false, true), (true, true) })
         {
@@ -276,8 +276,9 @@ public static partial class KernelChecks
             Func<double[][], double[]> reference = v => GroupNorm.Reference.Forward(v[0], v[1], v[2], ss ? v[3] : null, shape);
             list.Add(Forward(name + ".v1", shapes, With(v => v.GroupNorm = GroupNormVersion.V1PerGroup, op), reference));
             list.Add(Forward(name + ".v2", shapes, With(v => v.GroupNorm = GroupNormVersion.V2GroupTree, op), reference));
-            // v3's forward is v2's: only its backward is its own.
-            foreach (var version in new[] { GroupNormVersion.V1PerGroup, GroupNormVersion.V2GroupTree, GroupNormVersion.V3FusedBackward })
+            list.Add(Forward(name + ".v4", shapes, With(v => v.GroupNorm = GroupNormVersion.V4Fused, op), reference));
+            // v3's forward is v2's; v4's backward is v3's (after v4's own forward).
+            foreach (var version in Enum.GetValues<GroupNormVersion>())
                 list.Add(Forced(v => v.GroupNorm = version, Backward($"{name}.v{(int)version}", shapes, op, reference)));
         }
 

@@ -77,7 +77,7 @@ public sealed class ResBlock : Module, IBlockLayer
             x = Resample(x);
         }
         h = inConv.Forward(h);
-        var e = emb.Forward(Ops.Silu(embedding));
+        var e = emb.Forward(s.SiluOfEmbedding(embedding));
         if (scaleShift) h = outNorm.Forward(h, silu: true, scaleShift: e);
         else h = outNorm.Forward(Ops.Add(h, Ops.Reshape(e, e.Dim(0), outChannels, 1, 1)), silu: true);
         if (s.Training && dropout > 0)

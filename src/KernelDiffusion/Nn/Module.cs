@@ -1,3 +1,4 @@
+using KernelDiffusion.Autodiff;
 using KernelDiffusion.Kernels;
 using KernelDiffusion.Runtime;
 
@@ -28,6 +29,16 @@ public sealed class ForwardState
     public Dictionary<string, Tensor>? Trace { get; init; }
 
     public static ForwardState Eval() => new();
+
+    Tensor? siluSource, silu;
+
+    /// <summary>SiLU of the timestep embedding, which every ResBlock's emb_layers starts with: one launch per forward
+    /// (and one in the backward) instead of one per block; the blocks' gradients meet in its gradient.</summary>
+    public Tensor SiluOfEmbedding(Tensor embedding)
+    {
+        if (silu == null || siluSource != embedding || silu.IsReleased) (siluSource, silu) = (embedding, Ops.Silu(embedding));
+        return silu;
+    }
 }
 
 /// <summary>A tree of named parameters with guided-diffusion's state_dict names: a child registered as "in_layers"

@@ -42,6 +42,11 @@ public sealed class Tensor : IDisposable
     /// straight into it instead of adding a temporary (Tape.ClearGrad).</summary>
     internal bool GradIsClear { get; set; } = true;
 
+    /// <summary>PyTorch's grad = None without giving the buffer back: the next backward writes the gradient over what
+    /// Grad holds, which is stale until then. For benchmarks, whose every input gets a gradient in every run (a
+    /// parameter that got none would keep its old one: use ZeroGrad in training).</summary>
+    internal void ForgetGrad() => GradIsClear = true;
+
     /// <summary>The tensor a reshape view shares its memory with (null for anything else: an arena slice is a
     /// tensor of its own).</summary>
     internal Tensor? ReshapeSource => viewOf is { isArena: false } source ? source : null;
