@@ -38,6 +38,15 @@ public static class Launch
         return new KernelConfig((int)Math.Min(groups, cap), group);
     }
 
+    /// <summary>The side of the largest square group, halving from <paramref name="max"/>, whose side x side threads the
+    /// accelerator allows (16 on GPUs for max 16; 1 on the CPU accelerator's 2-thread groups).</summary>
+    public static int SquareSide(Accelerator acc, int max)
+    {
+        int side = max;
+        while (side * side > acc.MaxNumThreadsPerGroup) side /= 2;
+        return side;
+    }
+
     /// <summary>The largest power-of-two group size up to <paramref name="wanted"/> the accelerator allows.</summary>
     public static int PowerOfTwoGroup(Accelerator acc, int wanted)
     {

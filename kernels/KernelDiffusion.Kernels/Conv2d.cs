@@ -545,8 +545,7 @@ public static class Conv2d
     {
         if (Launch.IsCpu(acc)) return 1;
         var (m, n, kk) = Dims(g, ConvPass.WeightGrad);
-        int tdim = MaxTile;
-        while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
+        int tdim = Launch.SquareSide(acc, MaxTile);
         int tile = Math.Max(BlockRows, RegisterBlockRows(version)) * tdim;
         long tiles = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile);
         long wanted = (2L * acc.NumMultiprocessors + tiles - 1) / tiles;
@@ -1061,8 +1060,7 @@ public static class Conv2d
                 _ => ("conv2d.v15", V15Kernel),
             };
             var k = KernelCache.Get(acc, key, a => a.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, a.MaxNumThreadsPerGroup)));
-            int tdim = MaxTile;
-            while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
+            int tdim = Launch.SquareSide(acc, MaxTile);
             int rows = RegisterBlockRows(v), tile = rows * tdim;
             int splits = SplitsIn(scratch, pass, m, n);
             long items = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile) * splits;
@@ -1082,8 +1080,7 @@ public static class Conv2d
         {
             var k = KernelCache.Get(acc, "conv2d.v2", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int>(V2Kernel));
-            int tile = MaxTile;
-            while (tile * tile > acc.MaxNumThreadsPerGroup) tile /= 2;
+            int tile = Launch.SquareSide(acc, MaxTile);
             long tiles = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile);
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 16L);
             k(new KernelConfig(Math.Max(1, grid), tile * tile), x, w, dy, bias, o, g, (int)pass, hasBias ? 1 : 0, m, n, kk, tile);

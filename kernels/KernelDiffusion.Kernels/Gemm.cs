@@ -639,8 +639,7 @@ public static class Gemm
                 _ => ("gemm.v11", V11Kernel),
             };
             var k = KernelCache.Get(acc, key, x => x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)));
-            int tdim = MaxTile;
-            while (tdim * tdim > acc.MaxNumThreadsPerGroup) tdim /= 2;
+            int tdim = Launch.SquareSide(acc, MaxTile);
             int rows = BlockRows(v), tile = rows * tdim;
             long tiles = (long)s.Batch * ((s.M + tile - 1) / tile) * ((s.N + tile - 1) / tile);
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * (rows == V4Rows ? 16L : 8L));
@@ -650,8 +649,7 @@ public static class Gemm
         {
             var k = KernelCache.Get(acc, "gemm.v2",
                 x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V2Kernel));
-            int tile = MaxTile;
-            while (tile * tile > acc.MaxNumThreadsPerGroup) tile /= 2;
+            int tile = Launch.SquareSide(acc, MaxTile);
             long tiles = (long)s.Batch * ((s.M + tile - 1) / tile) * ((s.N + tile - 1) / tile);
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 16L);
             k(new KernelConfig(Math.Max(1, grid), tile * tile), a, b, c, s, tile);
