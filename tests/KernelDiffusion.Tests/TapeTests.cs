@@ -82,6 +82,23 @@ public sealed class TapeTests(DeviceFixture fx)
         D.Tape.Reset();
     }
     [Fact]
+    public void AGradientGivenToBackwardIsOnlyRead()
+    {
+        // Backward(y, g) lends g to y without a copy. It reaches a through a reshape and an add unchanged, and c's backward
+        // (run after the add's) adds into a's gradient: that must not be g's memory.
+        using var v = D.Parameter([1f, 2f], [2], "v");
+        var a = Ops.Scale(v, 1);
+        var c = Ops.Scale(a, 3);
+        var y = Ops.Reshape(Ops.Add(a, c), 1, 2);
+        using var g = D.FromArray([10f, 20f], [1, 2], "g");
+        D.Tape.Backward(y, g);
+        Assert.Equal(new[] { 10f, 20f }, g.ToArray());
+        Assert.Equal(new[] { 40f, 80f }, v.Grad!.ToArray());   // d(a + 3a)/dv = 4
+        D.Tape.Reset();
+        Assert.Equal(new[] { 10f, 20f }, g.ToArray());
+    }
+
+    [Fact]
     public void AnAddHandsItsGradientToOneInputAndCopiesItForTheOther()
     {
         // c reads b before the add: its backward runs after the add's and adds into b's gradient, which must not be

@@ -63,8 +63,18 @@ public sealed class Tape(ComputeDevice device)
             throw new KdException($"backward: gradient '{grad.Name}' {grad.ShapeText} does not match output '{output.Name}' {output.ShapeText}");
         if (!output.RequiresGrad || !nodes.Any(n => n.Output == output))
             throw new KdException($"backward: '{output.Name}' has no recorded graph");
-        Accumulate(output, grad, owned: false);
+        // Lent, not copied: no backward writes into its output's gradient, and a tensor the tape does not own is never
+        // handed on (Accumulate copies it), so the caller's grad is only read.
+        if (output.Grad == null && !output.IsPersistent && !OwnedByTape(grad)) output.Grad = grad;
+        else Accumulate(output, grad, owned: false);
         Propagate();
+    }
+
+    /// <summary>Whether g's memory is a temporary of the tape's (a reshape of one included), which a gradient may adopt.</summary>
+    static bool OwnedByTape(Tensor g)
+    {
+        while (g.ReshapeSource is { } source) g = source;
+        return !g.IsPersistent;
     }
 
     /// <summary>Runs each recorded node's backward once, newest first. An op output's gradient is complete when its
@@ -94,7 +104,7 @@ public sealed class Tape(ComputeDevice device)
         target.GradIsClear = false;
         if (target.Grad == null)
         {
-            if (owned && !target.IsPersistent && !g.IsPersistent)
+            if (owned && !target.IsPersistent && OwnedByTape(g))
             {
                 target.Grad = g.Shape.SequenceEqual(target.Shape) ? g : Ops.Reshape(g, target.Shape);
                 return;
