@@ -40,7 +40,7 @@ public struct PlaneAffine
     public readonly float Apply(float x, float mean, GroupNormShape s)
     {
         float z = (x - mean) * A + B;
-        return s.Silu != 0 ? z * (1f / (1f + XMath.Exp(-z))) : z;
+        return s.Silu != 0 ? z * GroupNorm.Sigmoid(z) : z;
     }
 }
 
@@ -103,7 +103,7 @@ public static class GroupNorm
         return s.ScaleShift != 0 ? y * (1f + ss[n * 2 * s.C + c]) + ss[n * 2 * s.C + s.C + c] : y;
     }
 
-    static float Sigmoid(float z) => 1f / (1f + XMath.Exp(-z));
+    internal static float Sigmoid(float z) => 1f / (1f + XMath.Exp(-z));
 
     /// <summary>y from x and the statistics, over runs of up to <paramref name="run"/> elements of a plane (n, c): a
     /// run finds its plane's scale and shift once (z = (x - mean) a + b), so the divisions that locate the plane are

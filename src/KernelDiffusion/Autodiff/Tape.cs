@@ -94,7 +94,8 @@ public sealed class Tape(ComputeDevice device)
     }
 
     /// <summary>Adds <paramref name="g"/> into target.Grad. An <paramref name="owned"/> temporary that no one else
-    /// holds is adopted without a copy; otherwise the gradient is copied or added in place.</summary>
+    /// holds is adopted without a copy; otherwise g is copied (into a new gradient, or a persistent one nothing has
+    /// reached since ZeroGrad) or added in place.</summary>
     internal void Accumulate(Tensor target, Tensor g, bool owned)
     {
         if (!target.RequiresGrad) return;
