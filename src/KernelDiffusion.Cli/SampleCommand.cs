@@ -12,7 +12,7 @@ using Spectre.Console;
 namespace KernelDiffusion.Cli;
 
 /// <summary><c>kd sample</c>: a labelled PNG grid (a row per class) and optionally guided-diffusion's NPZ, with any
-/// sampler and guidance; a progress bar, and at the end the time per op.</summary>
+/// sampler and guidance; a progress bar, and at the end the time and launches per op.</summary>
 static class SampleCommand
 {
     /// <summary>The shipped weights <c>kd sample</c> uses when no checkpoint is given (looked up from the working

@@ -82,6 +82,29 @@ public sealed class TapeTests(DeviceFixture fx)
         D.Tape.Reset();
     }
     [Fact]
+    public void TheOpProfileCountsEachOpsLaunches()
+    {
+        var profile = new OpProfiler();
+        using var x = D.FromArray(Enumerable.Range(0, 2 * 8 * 15).Select(i => MathF.Sin(i)).ToArray(), [2, 8, 3, 5], "x");
+        using var gamma = D.FromArray(Enumerable.Repeat(1f, 8).ToArray(), [8], "gamma");
+        using var beta = D.FromArray(Enumerable.Repeat(0f, 8).ToArray(), [8], "beta");
+        D.Profiler = profile;
+        try
+        {
+            Ops.Add(x, x);
+            Ops.Add(x, x);
+            Ops.GroupNorm(x, gamma, beta, groups: 4);   // CPU default v1: statistics, then the apply
+            D.Synchronize();
+            profile.Close();
+        }
+        finally { D.Profiler = null; }
+        Assert.Equal((2L, 2L), (profile.Totals["add"].Count, profile.Totals["add"].Launches));
+        Assert.Equal(2L, profile.Totals["group_norm_stats"].Launches + profile.Totals["group_norm"].Launches);
+        Assert.Contains("launches", profile.Report());
+        D.Tape.Reset();
+    }
+
+    [Fact]
     public void AGradientGivenToBackwardIsOnlyRead()
     {
         // Backward(y, g) lends g to y without a copy. It reaches a through a reshape and an add unchanged, and c's backward

@@ -3,20 +3,23 @@ using System.Text;
 
 namespace KernelDiffusion.Runtime;
 
-/// <summary>Time per op name, for finding where a step goes. When attached to a device, every op output
+/// <summary>Time and launches per op name, for finding where a step goes. When attached to a device, every op output
 /// synchronises the device and charges the time since the previous op output to that previous op (its kernels plus
-/// its host work), so the figures are approximate and the run is slower; never leave it on for speed measurements.</summary>
+/// its host work), so the figures are approximate and the run is slower; never leave it on for speed measurements.
+/// The launches (kernels and device copies) are exact: the fusion candidates.</summary>
 public sealed class OpProfiler
 {
-    readonly Dictionary<string, (long Count, double Ms)> ops = [];
+    readonly Dictionary<string, (long Count, double Ms, long Launches)> ops = [];
     readonly Stopwatch clock = new();
     string? current;
+    long launchesAtStart;
 
     internal void Mark(ComputeDevice d, string op)
     {
         d.Synchronize();
         Close();
         current = op;
+        launchesAtStart = Kernels.KernelCache.Launches;
         clock.Restart();
     }
 
@@ -24,19 +27,20 @@ public sealed class OpProfiler
     public void Close()
     {
         if (current == null) return;
-        var (n, ms) = ops.GetValueOrDefault(current);
-        ops[current] = (n + 1, ms + clock.Elapsed.TotalMilliseconds);
+        var (n, ms, launches) = ops.GetValueOrDefault(current);
+        ops[current] = (n + 1, ms + clock.Elapsed.TotalMilliseconds, launches + Kernels.KernelCache.Launches - launchesAtStart);
         current = null;
     }
 
-    public IReadOnlyDictionary<string, (long Count, double Ms)> Totals => ops;
+    /// <summary>Per op name: calls, milliseconds, and the kernel launches and device copies made meanwhile.</summary>
+    public IReadOnlyDictionary<string, (long Count, double Ms, long Launches)> Totals => ops;
 
     public string Report(int top = 20)
     {
         double total = ops.Values.Sum(v => v.Ms);
-        var sb = new StringBuilder($"{"op",-32} {"calls",8} {"ms",10} {"share",7}\n");
-        foreach (var (name, (n, ms)) in ops.OrderByDescending(kv => kv.Value.Ms).Take(top))
-            sb.AppendLine($"{name,-32} {n,8} {ms,10:F1} {ms / Math.Max(total, 1e-9),7:P1}");
-        return sb.Append($"{"total",-32} {ops.Values.Sum(v => v.Count),8} {total,10:F1}").ToString();
+        var sb = new StringBuilder($"{"op",-32} {"calls",8} {"launches",9} {"ms",10} {"share",7}\n");
+        foreach (var (name, (n, ms, launches)) in ops.OrderByDescending(kv => kv.Value.Ms).Take(top))
+            sb.AppendLine($"{name,-32} {n,8} {launches,9} {ms,10:F1} {ms / Math.Max(total, 1e-9),7:P1}");
+        return sb.Append($"{"total",-32} {ops.Values.Sum(v => v.Count),8} {ops.Values.Sum(v => v.Launches),9} {total,10:F1}").ToString();
     }
 }
