@@ -247,14 +247,12 @@ public static class Conv2d
         var bt = SharedMemory.Allocate<Float4>(BlockK * Block8Rows * MaxTile / 4).Cast<float>();
         int rows = default(TBlock).Rows;
         int tile = rows * tdim, threads = tdim * tdim, t = Group.IdxX, tx = t % tdim, ty = t / tdim;
-        int tilesN = (n + tile - 1) / tile, tiles = ((m + tile - 1) / tile) * tilesN;
-        int chunk = ((kk + splits - 1) / splits + BlockK - 1) / BlockK * BlockK;
-        for (int u = Grid.IdxX; u < tiles * splits; u += Grid.DimX)
+        var items = SplitTiles.Create(m, n, kk, tile, splits, BlockK);
+        for (int u = Grid.IdxX; u < items.Count; u += Grid.DimX)
         {
-            int split = u / tiles, tu = u - split * tiles;
-            int m0 = (tu / tilesN) * tile, n0 = (tu % tilesN) * tile, kEnd = XMin(kk, (split + 1) * chunk);
+            var (split, m0, n0, kBegin, kEnd) = items.At(u);
             var acc = default(TBlock);
-            for (int k0 = split * chunk; k0 < kEnd; k0 += BlockK)
+            for (int k0 = kBegin; k0 < kEnd; k0 += BlockK)
             {
                 default(TStaging).Stage(x, w, dy, g, pass, at, 1, tile, bt, tile, false, m, n, m0, n0, k0, kEnd, tile, tile, BlockK, t, threads);
                 Group.Barrier();
@@ -294,12 +292,10 @@ public static class Conv2d
         var at = SharedMemory.Allocate<Float4>(2 * Buffer / 4).Cast<float>();   // [k][i], k-major, 16-byte aligned
         var bt = SharedMemory.Allocate<Float4>(2 * Buffer / 4).Cast<float>();   // [k][j]
         int tile = default(TBlock).Rows * tdim, threads = tdim * tdim, t = Group.IdxX, tx = t % tdim, ty = t / tdim;
-        int tilesN = (n + tile - 1) / tile, tiles = ((m + tile - 1) / tile) * tilesN;
-        int chunk = ((kk + splits - 1) / splits + BlockK - 1) / BlockK * BlockK;
-        for (int u = Grid.IdxX; u < tiles * splits; u += Grid.DimX)
+        var items = SplitTiles.Create(m, n, kk, tile, splits, BlockK);
+        for (int u = Grid.IdxX; u < items.Count; u += Grid.DimX)
         {
-            int split = u / tiles, tu = u - split * tiles;
-            int m0 = (tu / tilesN) * tile, n0 = (tu % tilesN) * tile, kBegin = split * chunk, kEnd = XMin(kk, (split + 1) * chunk);
+            var (split, m0, n0, kBegin, kEnd) = items.At(u);
             var acc = default(TBlock);
             StageChunks(x, w, dy, g, pass, at, bt, 0, m, n, m0, n0, kBegin, kEnd, tile, t, threads);
             Group.Barrier();
@@ -414,14 +410,12 @@ public static class Conv2d
         var scratch = TensorCore.Scratch();
         WarpTile.Declare();
         int t = Group.IdxX, warp = Warp.WarpIdx, wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
-        int tilesN = (n + tile - 1) / tile, tiles = ((m + tile - 1) / tile) * tilesN;
-        int chunk = ((kk + splits - 1) / splits + stage - 1) / stage * stage;
-        for (int u = Grid.IdxX; u < tiles * splits; u += Grid.DimX)
+        var items = SplitTiles.Create(m, n, kk, tile, splits, stage);
+        for (int u = Grid.IdxX; u < items.Count; u += Grid.DimX)
         {
-            int split = u / tiles, tu = u - split * tiles;
-            int m0 = (tu / tilesN) * tile, n0 = (tu % tilesN) * tile, kEnd = XMin(kk, (split + 1) * chunk);
+            var (split, m0, n0, kBegin, kEnd) = items.At(u);
             var acc = WarpTile.Zero();
-            for (int k0 = split * chunk; k0 < kEnd; k0 += stage)
+            for (int k0 = kBegin; k0 < kEnd; k0 += stage)
             {
                 default(TStaging).Stage(x, w, dy, g, pass, at, sa, 1, bt, sb, true, m, n, m0, n0, k0, kEnd, tile, tile, stage, t, TensorCore.Threads);
                 Group.Barrier();
@@ -561,6 +555,33 @@ public static class Conv2d
     static int ColumnLo(ConvGeometry g, int kw) => g.P - kw <= 0 ? 0 : (g.P - kw + g.S - 1) / g.S;
     static int ColumnHi(ConvGeometry g, int kw) => g.W - 1 + g.P - kw < 0 ? -1 : XMin(g.Wo - 1, (g.W - 1 + g.P - kw) / g.S);
     static int XMin(int a, int b) => a < b ? a : b;
+
+    /// <summary>The work items of the register-tiled and tensor-core versions: the m x n output cut in tile x tile blocks,
+    /// times Splits slices of k, each a whole number of stages (the weight gradient's split-k; 1 slice otherwise). Item u
+    /// is block u mod Tiles of slice u / Tiles.</summary>
+    struct SplitTiles
+    {
+        int tile, tilesN, tiles, chunk, kk;
+
+        public int Count;
+
+        public static SplitTiles Create(int m, int n, int kk, int tile, int splits, int stage)
+        {
+            int tilesN = (n + tile - 1) / tile, tiles = ((m + tile - 1) / tile) * tilesN;
+            return new SplitTiles
+            {
+                tile = tile, tilesN = tilesN, tiles = tiles, kk = kk, Count = tiles * splits,
+                chunk = ((kk + splits - 1) / splits + stage - 1) / stage * stage,
+            };
+        }
+
+        /// <summary>Item u: its slice, its block's first row and column, and its range of k.</summary>
+        public readonly (int Split, int M0, int N0, int KBegin, int KEnd) At(int u)
+        {
+            int split = u / tiles, tu = u - split * tiles;
+            return (split, (tu / tilesN) * tile, (tu % tilesN) * tile, split * chunk, XMin(kk, (split + 1) * chunk));
+        }
+    }
 
     static void V3ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> y, ConvGeometry g, int hasBias)
     {
@@ -1039,8 +1060,7 @@ public static class Conv2d
                 : KernelCache.Get(acc, "conv2d.v7", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                     ArrayView<float>, ArrayView<float>, ConvGeometry, int, int, int, int, int, int, ArrayView<float>>(V7Kernel));
             int splits = SplitsIn(scratch, pass, m, n);
-            const int tile = TensorCore.Tile;
-            long items = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile) * splits;
+            long items = SplitTiles.Create(m, n, kk, TensorCore.Tile, splits, TensorCore.StageK).Count;
             int grid = (int)Math.Min(items, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8L);
             k(new KernelConfig(Math.Max(1, grid), TensorCore.Threads), x, w, dy, bias, o, g, (int)pass, hasBias ? 1 : 0, m, n, kk, splits,
                 splits > 1 ? scratch : o);
@@ -1063,7 +1083,7 @@ public static class Conv2d
             int tdim = Launch.SquareSide(acc, MaxTile);
             int rows = RegisterBlockRows(v), tile = rows * tdim;
             int splits = SplitsIn(scratch, pass, m, n);
-            long items = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile) * splits;
+            long items = SplitTiles.Create(m, n, kk, tile, splits, BlockK).Count;
             int grid = (int)Math.Min(items, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * (rows == BlockRows ? 16L : 8L));
             k(new KernelConfig(Math.Max(1, grid), tdim * tdim), x, w, dy, bias, o, g, (int)pass, hasBias ? 1 : 0, m, n, kk, tdim, splits,
                 splits > 1 ? scratch : o);

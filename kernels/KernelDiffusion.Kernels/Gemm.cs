@@ -623,7 +623,7 @@ public static class Gemm
             if (!Runs(acc, v)) throw TensorCore.Refusal(acc, "gemm v5");
             var k = KernelCache.Get(acc, "gemm.v5",
                 x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(V5Kernel));
-            long tiles = (long)s.Batch * ((s.M + V5Tile - 1) / V5Tile) * ((s.N + V5Tile - 1) / V5Tile);
+            long tiles = s.Tiles(V5Tile);
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8L);
             k(new KernelConfig(Math.Max(1, grid), V5Threads), a, b, c, s);
         }
@@ -641,7 +641,7 @@ public static class Gemm
             var k = KernelCache.Get(acc, key, x => x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)));
             int tdim = Launch.SquareSide(acc, MaxTile);
             int rows = BlockRows(v), tile = rows * tdim;
-            long tiles = (long)s.Batch * ((s.M + tile - 1) / tile) * ((s.N + tile - 1) / tile);
+            long tiles = s.Tiles(tile);
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * (rows == V4Rows ? 16L : 8L));
             k(new KernelConfig(Math.Max(1, grid), tdim * tdim), a, b, c, s, tdim);
         }
@@ -650,7 +650,7 @@ public static class Gemm
             var k = KernelCache.Get(acc, "gemm.v2",
                 x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(V2Kernel));
             int tile = Launch.SquareSide(acc, MaxTile);
-            long tiles = (long)s.Batch * ((s.M + tile - 1) / tile) * ((s.N + tile - 1) / tile);
+            long tiles = s.Tiles(tile);
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 16L);
             k(new KernelConfig(Math.Max(1, grid), tile * tile), a, b, c, s, tile);
         }

@@ -402,7 +402,9 @@ public static class GroupNorm
         k2(Launch.GridStride(acc, (long)s.N * s.C * s.HW), x, stats, gamma, beta, ss, g, sums, dx, s, Math.Clamp(run ?? PlaneRun(acc, s), 1, s.HW));
     }
 
-    /// <summary>Forward: statistics read x twice, apply reads x once and writes y. Backward: x and g read twice, dx written.</summary>
+    /// <summary>Forward: 3 floats moved per element (x read for the statistics and again for the apply, y written; v1's and
+    /// v2's second statistics pass over x is not counted, v4 reads x from memory about once). Backward: x and g read
+    /// twice, dx written.</summary>
     public static KernelCost ForwardCost(GroupNormShape s)
     {
         double n = (double)s.N * s.C * s.HW;

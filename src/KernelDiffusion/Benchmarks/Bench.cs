@@ -80,6 +80,16 @@ public sealed class BenchCases
         ["classifier_gradient"] = ["config:s", "batch:i"],
     };
 
+    /// <summary>Each field kind: whether a value is one, and what it should be, for the error.</summary>
+    static readonly Dictionary<string, (Func<JsonNode?, bool> Ok, string Want)> Kinds = new()
+    {
+        ["i"] = (v => v is JsonValue iv && iv.TryGetValue(out int i) && i > 0, "a positive integer"),
+        ["x"] = (v => v is JsonArray a && a.Count == 4 && a.All(e => e is JsonValue ev && ev.TryGetValue(out int d) && d > 0), "four positive integers [N, C, H, W]"),
+        ["n"] = (v => v is JsonValue dv && dv.TryGetValue(out double _), "a number"),
+        ["s"] = (v => v is JsonValue sv && sv.TryGetValue(out string? _), "a string"),
+        ["b"] = (v => v is JsonValue bv && bv.TryGetValue(out bool _), "true or false"),
+    };
+
     /// <summary>Refuses a case that BenchRunner could not read, before anything runs: naming the file, the case, the field
     /// and what it should be.</summary>
     static void Check(string path, JsonObject c, Dictionary<string, string[]> ops)
@@ -93,23 +103,9 @@ public sealed class BenchCases
             string key = f[..f.IndexOf(':')], kind = f[(f.IndexOf(':') + 1)..];
             var v = c[key];
             if (v == null && kind.EndsWith('?')) continue;
-            bool ok = kind.TrimEnd('?') switch
-            {
-                "i" => v is JsonValue iv && iv.TryGetValue(out int i) && i > 0,
-                "x" => v is JsonArray a && a.Count == 4 && a.All(e => e is JsonValue ev && ev.TryGetValue(out int d) && d > 0),
-                "n" => v is JsonValue dv && dv.TryGetValue(out double _),
-                "s" => v is JsonValue sv && sv.TryGetValue(out string? _),
-                _ => v is JsonValue bv && bv.TryGetValue(out bool _),
-            };
-            if (!ok)
-                throw new KdException($"bench: '{path}': case '{name}' ({op}) needs \"{key}\": " + kind.TrimEnd('?') switch
-                {
-                    "i" => "a positive integer",
-                    "x" => "four positive integers [N, C, H, W]",
-                    "n" => "a number",
-                    "s" => "a string",
-                    _ => "true or false",
-                } + (v == null ? ", and has none" : $", not {v.ToJsonString()}"));
+            var (ok, want) = Kinds[kind.TrimEnd('?')];
+            if (!ok(v))
+                throw new KdException($"bench: '{path}': case '{name}' ({op}) needs \"{key}\": {want}" + (v == null ? ", and has none" : $", not {v.ToJsonString()}"));
         }
         if (op == "conv3x3_pass" && (string)c["pass"]! is not ("forward" or "input_grad" or "weight_grad"))
             throw new KdException($"bench: '{path}': case '{name}' (conv3x3_pass) needs \"pass\": forward, input_grad or weight_grad, not '{(string)c["pass"]!}'");
