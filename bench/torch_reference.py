@@ -535,7 +535,7 @@ def main():
     ap.add_argument("--out", default="torch.json")
     ap.add_argument("--quick", action="store_true", help="use each case's 'quick' shapes")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--only", default=None, help="only cases whose name contains this substring")
+    ap.add_argument("--only", default=None, help="only cases whose name contains one of these comma-separated substrings")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 in matmul and cuDNN; names get '@tf32'")
     ap.add_argument("--both", action="store_true", help="fp32 set, then the gemm/conv/attention/step cases again with TF32")
     ap.add_argument("--check-params", action="store_true", help="only check the models against params.txt and exit")
@@ -548,13 +548,14 @@ def main():
     a = ap.parse_args()
     ATTN_IMPL = a.attention
     cases = json.load(open(a.cases))
+    wanted = lambda name: not a.only or any(w and w in name for w in a.only.split(","))
     os.chdir(REPO)  # config paths in cases.json are relative to the repository root
 
     if a.check_params:  # every config; otherwise only those this run builds
         configs = sorted(os.path.join("configs", f) for f in os.listdir("configs") if f.endswith(".json"))
     else:
         configs = sorted({dict(s, **(s.get("quick", {}) if a.quick else {}))["config"] for s in cases["steps"]
-                          if not a.only or a.only in s["name"]})
+                          if wanted(s["name"])})
     ok = True
     for path in configs:
         ref = params_file(path)
@@ -580,8 +581,7 @@ def main():
     print(f"device {devname}, torch {torch.__version__}, timer {timer.name}, cudnn.benchmark "
           f"{torch.backends.cudnn.benchmark}, model attention {ATTN_IMPL}{' (quick shapes)' if a.quick else ''}")
     all_cases = [(c, "kernel") for c in cases["kernels"]] + [(c, "step") for c in cases["steps"]]
-    if a.only:
-        all_cases = [(c, k) for c, k in all_cases if a.only in c["name"]]
+    all_cases = [(c, k) for c, k in all_cases if wanted(c["name"])]
     passes = [False, True] if a.both else [a.tf32]
     results, models = [], {}
 

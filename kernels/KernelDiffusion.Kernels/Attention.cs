@@ -347,9 +347,12 @@ public static class Attention
             ArrayView<float>, AttentionShape>(SharedBackwardKernel))(PerHead(acc, s), qkv, p, da, dqkv, s);
     }
 
-    /// <summary>v2 when the weights would be large (T above 1024, i.e. attention at 32x32 and up) on a GPU.</summary>
+    /// <summary>v1 on the CPU accelerator. On GPUs v3 where a head fits its shared memory (an H100,
+    /// bench/results/h100-2026-11-26b: 0.33 ms against v1's 0.61 forward + backward at fmnist's 7x7), v2 when the weights
+    /// would be large (T above 1024, i.e. attention at 32x32 and up), else v1.</summary>
     public static AttentionVersion Choose(Accelerator acc, AttentionShape s)
-        => !Launch.IsCpu(acc) && s.T > 1024 ? AttentionVersion.V2Streaming : AttentionVersion.V1Gemm;
+        => Launch.IsCpu(acc) ? AttentionVersion.V1Gemm
+         : FitsV3(s) ? AttentionVersion.V3SharedHead : s.T > 1024 ? AttentionVersion.V2Streaming : AttentionVersion.V1Gemm;
 
     /// <summary>v2 forward: a [N, C, T] and lse [N*H, T].</summary>
     public static void StreamForward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse)

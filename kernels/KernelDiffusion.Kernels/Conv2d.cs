@@ -1009,11 +1009,14 @@ public static class Conv2d
         _ => 0,
     };
 
-    /// <summary>On the CPU accelerator v13 (Winograd F(4x4, 3x3)) where it covers the geometry, else v4 (measured on 2
-    /// cores: kd sample took 47-51 s with v13 and GEMM v9 against 71 s with v4 and GEMM v3; v4 itself runs 1.7-5x v3's
-    /// rate per pass, v3's own kernel where a pass blocks over 1 or 2 channels); v2 on GPUs.</summary>
+    /// <summary>v13 (Winograd F(4x4, 3x3)) where it covers the geometry, on every accelerator; elsewhere v4 on the CPU
+    /// accelerator and v14 (pipelined register tiles) on GPUs. Measured on 2 CPU cores: kd sample took 47-51 s with v13
+    /// and GEMM v9 against 71 s with v4 and GEMM v3; v4 itself runs 1.7-5x v3's rate per pass. On an H100
+    /// (bench/results/h100-2026-11-26b): v13 with pipelined GEMMs ran 2.8-5.9x v14 in every conv case (a forward pass
+    /// 0.33-0.46 ms at the reference shapes); v14 was the fastest direct version in 6 of the 10, v11 in the other 4 by
+    /// 12-26%.</summary>
     public static ConvVersion Choose(Accelerator acc, ConvGeometry g)
-        => !Launch.IsCpu(acc) ? ConvVersion.V2Tiled : Winograd.Covers(g, 4) ? ConvVersion.V13Winograd4 : ConvVersion.V4Blocked;
+        => Winograd.Covers(g, 4) ? ConvVersion.V13Winograd4 : Launch.IsCpu(acc) ? ConvVersion.V4Blocked : ConvVersion.V14Pipelined;
 
     /// <summary>Whether a version computes this geometry itself: v12 and v13 hand what Winograd does not cover (1x1,
     /// stride 2) to the default, so tuning skips them there.</summary>

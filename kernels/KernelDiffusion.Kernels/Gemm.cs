@@ -575,11 +575,13 @@ public static class Gemm
     /// <summary>Whether a version can run on this accelerator (v5 needs TensorCore.Runs).</summary>
     public static bool Runs(Accelerator acc, GemmVersion v) => v != GemmVersion.V5Tf32 || TensorCore.Runs(acc);
 
-    /// <summary>Whether KD_KERNELS=auto tries a version here: fp32 versions that run, less the other kind of
-    /// accelerator's version where it was measured hopeless (v2's shared tiles shrink to 1 x 1 in the CPU accelerator's
-    /// 2-thread groups; v3's row per thread took 5.3 s at 4096 on an H100).</summary>
+    /// <summary>Whether KD_KERNELS=auto tries a version here: fp32 versions that run, less those measured hopeless on
+    /// this kind of accelerator: on the CPU accelerator v2 (its shared tiles shrink to 1 x 1 in 2-thread groups); on GPUs
+    /// v3 (a row per thread: 5.3 s at 4096 on an H100), v1 and v9 (on an H100 they lost at all 8 of conv v13's GEMM shapes
+    /// whose trials bench/results/h100-2026-11-26b lists, 3-36x the winner, up to 91 ms a trial).</summary>
     public static bool Tunable(Accelerator acc, GemmVersion v)
-        => v != GemmVersion.V5Tf32 && Runs(acc, v) && v != (Launch.IsCpu(acc) ? GemmVersion.V2Tiled : GemmVersion.V3Rows);
+        => v != GemmVersion.V5Tf32 && Runs(acc, v)
+           && (Launch.IsCpu(acc) ? v != GemmVersion.V2Tiled : v is not (GemmVersion.V1Naive or GemmVersion.V3Rows or GemmVersion.V9CpuBlocks));
 
     /// <summary>The side of a thread's register block for the register-tiled versions (v4, v6-v8, v10, v11; their tiles on a GPU are
     /// 16 times that), 0 for the others.</summary>
@@ -590,16 +592,20 @@ public static class Gemm
         _ => 0,
     };
 
-    /// <summary>v9 on the CPU accelerator (measured on 2 cores: 2.6-3.5x v3 at 512^3, 64 x 25088 x 64 and 192 x 196 x 64),
-    /// v2 on GPUs.</summary>
-    public static GemmVersion Choose(Accelerator acc) => Launch.IsCpu(acc) ? GemmVersion.V9CpuBlocks : GemmVersion.V2Tiled;
+    /// <summary>v9 on the CPU accelerator (measured on 2 cores: 2.6-3.5x v3 at 512^3, 64 x 25088 x 64 and 192 x 196 x 64).
+    /// On GPUs the pipelined versions (an H100, bench/results/h100-2026-11-26b: v10 6.8x v2 at 4096^3, 3.5-5x at
+    /// Winograd's batched GEMMs): v11's 64 x 64 tiles where M or N is at most 64, where a 128-wide tile would be half
+    /// empty, else v10's 128 x 128. Of the 14 GEMM shapes the tuner tried in conv v13 there, v11 won the 4 with 64
+    /// channels and v10 9 of the other 10.</summary>
+    public static GemmVersion Choose(Accelerator acc, GemmShape s)
+        => Launch.IsCpu(acc) ? GemmVersion.V9CpuBlocks : Math.Min(s.M, s.N) <= 64 ? GemmVersion.V11Pipelined4 : GemmVersion.V10Pipelined;
 
     /// <summary>Gemm.Run at <paramref name="version"/> (default: the accelerator's), as a GemmRunner.</summary>
     public static GemmRunner At(Accelerator acc, GemmVersion? version = null) => (a, b, c, s) => Run(acc, a, b, c, s, version);
 
     public static void Run(Accelerator acc, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, GemmVersion? version = null)
     {
-        var v = version ?? Choose(acc);
+        var v = version ?? Choose(acc, s);
         if (v == GemmVersion.V9CpuBlocks)
         {
             var k = KernelCache.Get(acc, "gemm.v9",

@@ -76,7 +76,7 @@ public static partial class Ops
     static void RunGemm(ComputeDevice d, ArrayView<float> a, ArrayView<float> b, ArrayView<float> o, GemmShape s)
     {
         var acc = d.Accelerator;
-        d.RunVersion("gemm", d.Versions.Gemm, Gemm.Choose(acc),
+        d.RunVersion("gemm", d.Versions.Gemm, Gemm.Choose(acc, s),
             () => $"batch {s.Batch} {s.M}x{s.K}{(s.TransA == 1 ? "^T" : "")} x {s.K}x{s.N}{(s.TransB == 1 ? "^T" : "")} strides {s.StrideA}/{s.StrideB}{(s.Split > 0 ? $" heads {s.Split}" : "")}",
             () => Enum.GetValues<GemmVersion>().Where(v => Gemm.Tunable(acc, v)),
             v => Gemm.Run(acc, a, b, o, s, v), o);

@@ -178,7 +178,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 int m = Int(c, "m"), n = Int(c, "n"), k = Int(c, "k"), batch = c["batch"] is null ? 1 : Int(c, "batch");
                 var (a, b, o) = (R([batch, m, k], false), R([batch, k, n], false), R([batch, m, n], false));
                 var shape = new GemmShape { Batch = batch, M = m, N = n, K = k, StrideA = m * k, StrideB = k * n, StrideC = m * n, Alpha = 1 };
-                foreach (var r in Versions(name, Gemm.Choose(acc), Gemm.Cost(shape), (GemmVersion v) => Gemm.Run(acc, a.View, b.View, o.View, shape, v), v => Gemm.Runs(acc, v)))
+                foreach (var r in Versions(name, Gemm.Choose(acc, shape), Gemm.Cost(shape), (GemmVersion v) => Gemm.Run(acc, a.View, b.View, o.View, shape, v), v => Gemm.Runs(acc, v)))
                     yield return r;
                 break;
             }

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# After the GPU defaults change (the Choose functions): the defaults alone on the lent GPU machine, under 7.5 minutes:
+# kd check on CUDA, whole-model gradients against a float64 replay, the whole steps and the conv cases at the default
+# versions beside PyTorch in the same run, and the fmnist training step tuned per shape (KD_KERNELS=auto) for comparison.
+# Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
+# There: run with carry [".device"] and timeout_s 460:  bash scripts/gpu-defaults.sh "$OUT"
+set -u
+out=${1:?usage: gpu-defaults.sh OUTDIR}
+R=/tmp/kd-defaults; mkdir -p "$R" "$out"
+begin=$(date +%s); stamp() { echo "$(( $(date +%s) - begin )) s: $*" | tee -a "$R/timeline.txt"; tar czf "$out/defaults-results.tgz" -C "$R" .; }
+kd() { bash .device/run KernelDiffusion.Cli "$@"; }
+joined() {
+  python3 - "$R/bench-steps/bench.json" "$R/bench-conv/bench.json" "$R/bench-all.json" <<'PY'
+import json, os, sys
+parts = [json.load(open(p)) for p in sys.argv[1:3] if os.path.exists(p)]
+if parts:
+    whole = dict(parts[-1]); whole["results"] = [r for p in parts for r in p["results"]]
+    json.dump(whole, open(sys.argv[3], "w"), indent=1)
+PY
+  python3 bench/join.py "$R/bench-all.json" "$R/torch.json" --out "$R/ratios.md" > "$R/join.log" 2>&1
+}
+kd info > "$R/info.txt" 2>&1
+timeout 60 bash .device/run KernelDiffusion.Cli check --device cuda --out "$R/check" > "$R/check.log" 2>&1
+stamp "check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
+timeout 45 bash .device/run KernelDiffusion.Cli check --device cuda --filter none --model configs/fmnist14_unet.json \
+  --model configs/fmnist14_classifier.json --out "$R/check-models" > "$R/check-models.log" 2>&1
+stamp "whole-model check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check-models.log" | tail -1)"
+timeout 120 bash .device/run KernelDiffusion.Cli bench --device cuda --default-only --no-kernels --budget-ms 100 --out "$R/bench-steps" \
+  > "$R/bench-steps.log" 2>&1
+stamp "steps at the defaults done"
+timeout 110 python3 bench/torch_reference.py --device cuda --both --only step,guidance,conv3x3 --out "$R/torch.json" > "$R/torch.log" 2>&1
+joined; stamp "torch done"
+timeout 50 bash .device/run KernelDiffusion.Cli bench --device cuda --default-only --no-steps --kernels conv3x3 --budget-ms 60 \
+  --out "$R/bench-conv" > "$R/bench-conv.log" 2>&1
+joined; stamp "conv cases at the defaults done"
+KD_KERNELS=auto timeout 60 bash .device/run KernelDiffusion.Cli bench --device cuda --no-kernels --kernels fmnist_unet.train_step \
+  --budget-ms 100 --out "$R/bench-auto" > "$R/bench-auto.log" 2>&1
+stamp "tuned fmnist training step done"
+cat "$R/timeline.txt"; grep -E "^\| (fmnist|adm64|conv3x3)" "$R/ratios.md" 2>/dev/null | head -30; grep "fmnist" "$R/bench-auto/bench.md" 2>/dev/null | head -3
