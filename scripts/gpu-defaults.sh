@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# After the GPU defaults change (the Choose functions): the defaults alone on the lent GPU machine, under 7.5 minutes:
+# After the GPU defaults change (the Choose functions): the defaults alone on the lent GPU machine, under 8 minutes:
 # kd check on CUDA, whole-model gradients against a float64 replay, the whole steps and the conv cases at the default
 # versions beside PyTorch in the same run, and the fmnist training step tuned per shape (KD_KERNELS=auto) for comparison.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
-# There: run with carry [".device"] and timeout_s 460:  bash scripts/gpu-defaults.sh "$OUT"
+# There: run with carry [".device"] and timeout_s 480:  bash scripts/gpu-defaults.sh "$OUT"
 set -u
 out=${1:?usage: gpu-defaults.sh OUTDIR}
 R=/tmp/kd-defaults; mkdir -p "$R" "$out"
@@ -33,7 +33,10 @@ joined; stamp "torch done"
 timeout 50 bash .device/run KernelDiffusion.Cli bench --device cuda --default-only --no-steps --kernels conv3x3 --budget-ms 60 \
   --out "$R/bench-conv" > "$R/bench-conv.log" 2>&1
 joined; stamp "conv cases at the defaults done"
-KD_KERNELS=auto timeout 60 bash .device/run KernelDiffusion.Cli bench --device cuda --no-kernels --kernels fmnist_unet.train_step \
+# Where a sampling step's time goes at the defaults: kd sample's per-op table (shipped CFG model, batch 40, 20 steps).
+timeout 35 bash .device/run KernelDiffusion.Cli sample --device cuda --steps 20 --out "$R/sample.png" > "$R/sample.log" 2>&1
+stamp "kd sample profiled"
+KD_KERNELS=auto timeout 50 bash .device/run KernelDiffusion.Cli bench --device cuda --no-kernels --kernels fmnist_unet.train_step \
   --budget-ms 100 --out "$R/bench-auto" > "$R/bench-auto.log" 2>&1
 stamp "tuned fmnist training step done"
-cat "$R/timeline.txt"; grep -E "^\| (fmnist|adm64|conv3x3)" "$R/ratios.md" 2>/dev/null | head -30; grep "fmnist" "$R/bench-auto/bench.md" 2>/dev/null | head -3
+cat "$R/timeline.txt"; grep -E "^\| (fmnist|adm64|conv3x3)" "$R/ratios.md" 2>/dev/null | head -30; grep "fmnist" "$R/bench-auto/bench.md" 2>/dev/null | head -3; tail -25 "$R/sample.log"
