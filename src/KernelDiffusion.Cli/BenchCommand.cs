@@ -108,7 +108,10 @@ static class BenchCommand
 
     static void Say(BenchResult r) => AnsiConsole.MarkupLine(r.Error != null
         ? $"[red]error[/] {Markup.Escape($"{r.Name} {r.Version}: {r.Error}")}"
-        : Markup.Escape($"{r.Name} {r.Version}: {r.Ms:F3} ms{(r.FloorMs > 0 ? $", {r.Roofline:P1} of the roofline" : "")}, {r.Launches} launches"));
+        : Markup.Escape($"{r.Name} {r.Version}: {r.Ms:F3} ms{(r.FloorMs > 0 ? $", {r.Roofline:P1} of the roofline" : "")}, {r.Launches} launches" +
+                        (r.PoolMiB is { } mib ? $", {mib:F0} MiB of device memory" : "")));
+
+    static string Note(BenchResult r) => (r.Error ?? (r.PoolMiB is { } mib ? $"{mib:F0} MiB of device memory" : "")).Replace("|", "/");
 
     static string F(double v, string format) => double.IsFinite(v) ? v.ToString(format, CultureInfo.InvariantCulture) : "-";
 
@@ -130,7 +133,7 @@ static class BenchCommand
         {
             string v = r.IsDefault ? $"**{r.Version}**" : r.Version;
             md.AppendLine($"| {r.Name} | {v} | {F(r.Ms, "F3")} | {(r.Cost.Bytes > 0 ? F(r.GBs, "F1") : "-")} | {(r.Cost.Flops > 0 ? F(r.TFlops, "F3") : "-")} | " +
-                          $"{(r.FloorMs > 0 ? F(r.FloorMs, "F3") : "-")} | {(r.FloorMs > 0 ? F(r.Roofline, "P1") : "-")} | {r.Launches} | {(r.Error ?? "").Replace("|", "/")} |");
+                          $"{(r.FloorMs > 0 ? F(r.FloorMs, "F3") : "-")} | {(r.FloorMs > 0 ? F(r.Roofline, "P1") : "-")} | {r.Launches} | {Note(r)} |");
         }
         foreach (var r in results.Where(r => r.LaunchesByKernel is { Count: > 0 }))
         {
@@ -156,7 +159,7 @@ static class BenchCommand
             {
                 name = r.Name, version = r.Version, @default = r.IsDefault, ms = Num(r.Ms), flops = r.Cost.Flops, bytes = r.Cost.Bytes,
                 gbs = r.Cost.Bytes > 0 ? Num(r.GBs) : null, tflops = r.Cost.Flops > 0 ? Num(r.TFlops) : null,
-                floor_ms = r.FloorMs > 0 ? Num(r.FloorMs) : null, roofline = r.FloorMs > 0 ? Num(r.Roofline) : null, launches = r.Launches, launches_by_kernel = r.LaunchesByKernel, error = r.Error,
+                floor_ms = r.FloorMs > 0 ? Num(r.FloorMs) : null, roofline = r.FloorMs > 0 ? Num(r.Roofline) : null, launches = r.Launches, launches_by_kernel = r.LaunchesByKernel, pool_mib = r.PoolMiB, error = r.Error,
             }),
         };
         AtomicFile.WriteAllText(Path.Combine(outDir, "bench.json"), JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));

@@ -103,4 +103,40 @@ public sealed class BadInputTests(DeviceFixture fx)
         Assert.Contains("axis 3", Assert.Throws<KdException>(() => Ops.Sum(p, [3])).Message);
         D.Tape.Reset();
     }
+
+    /// <summary>A device of 100 floats: the pool frees what it caches at other lengths and tries again before it gives up,
+    /// and then names the request and what it holds.</summary>
+    [Fact]
+    public void PoolMakesRoomFromItsCacheThenNamesTheRequest()
+    {
+        const int capacity = 100;
+        var allocated = new List<ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>>();
+        ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense> Allocate(int n)
+        {
+            if (allocated.Where(b => !b.IsDisposed).Sum(b => b.Length) + n > capacity) throw new OutOfMemoryException("out of memory");
+            var b = D.Accelerator.Allocate1D<float>(n);
+            allocated.Add(b);
+            return b;
+        }
+        using var pool = new BufferPool(D.Accelerator, Allocate);
+        var a = pool.Rent(60);
+        pool.Return(a);                                   // cached at 60
+        var b = pool.Rent(50);                            // 60 + 50 > 100: the cache is freed, then it fits
+        Assert.True(a.IsDisposed);
+        Assert.Equal((1, 2L), (pool.TrimsForRoom, pool.Allocations));
+        Assert.Equal(4L * 50, pool.BytesHeld);
+        var c = pool.Rent(50);                            // fits beside b without trimming
+        Assert.Equal(1, pool.TrimsForRoom);
+        var e = Assert.Throws<KdException>(() => pool.Rent(10));   // nothing cached: a clear error
+        Assert.Contains("could not allocate", e.Message);
+        Assert.Contains("10 floats", e.Message);
+        Assert.Contains("out of memory", e.Message);
+        Assert.Contains("2 rented buffers", e.Message);
+        Assert.Equal(2, pool.InUse);
+        pool.Return(b);
+        pool.Return(c);
+        var again = pool.Rent(50);                        // the cache hands b or c back: no allocation
+        Assert.Equal(3L, pool.Allocations);
+        pool.Return(again);
+    }
 }

@@ -54,7 +54,7 @@ public static partial class Ops
         Dictionary<ConvVersion, Tensor>? scratch = null;
         void Run(ConvVersion v)
         {
-            long length = Kernels.Conv2d.ScratchLength(acc, g, pass, v);
+            long length = ScratchRoom(Kernels.Conv2d.ScratchLength(acc, g, pass, v));
             Tensor? room = null;
             if (length > 0 && !(scratch ??= []).TryGetValue(v, out room))
                 scratch[v] = room = d.Temporary([(int)length], "conv2d_scratch");   // not Output: the profiler counts it as conv2d
@@ -66,6 +66,12 @@ public static partial class Ops
         // Back to the pool now, not at the tape's reset: Winograd's is 4.5-8 times the activations (the stream orders its reuse).
         foreach (var t in scratch?.Values ?? Enumerable.Empty<Tensor>()) t.Release();
     }
+
+    /// <summary>Scratch lengths above 1M floats rounded up to a power of two (up to 2^30), so that the pool, which caches by
+    /// exact length, hands the same few buffers to every geometry and pass: Winograd's scratch is 4.5-8 times the
+    /// activations, and a model's dozens of exact lengths held 10s of GB (the adm64 steps ran out of an H100's 80 GB).</summary>
+    internal static long ScratchRoom(long length)
+        => length <= 1 << 20 || length > 1 << 30 ? length : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)length);
 
     /// <summary>Nearest 2x upsampling of [N, C, H, W].</summary>
     public static Tensor Upsample2x(Tensor x)

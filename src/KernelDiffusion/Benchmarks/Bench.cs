@@ -12,8 +12,10 @@ namespace KernelDiffusion.Benchmarks;
 /// <summary>One timed case: a kernel (at one version) or a whole-model step. Ms is the median time; Cost the
 /// kernel's FLOP and byte counts (zero for steps); FloorMs the roofline floor max(FLOPs / peak, bytes / bandwidth);
 /// Launches the kernel launches of one run; for whole steps, LaunchesByKernel splits them by kernel.</summary>
+/// <param name="PoolMiB">Whole-model steps: the device memory the buffer pool held after the case (started empty), i.e. the
+/// step's footprint, since the pool keeps what it allocated.</param>
 public sealed record BenchResult(string Name, string Version, bool IsDefault, double Ms, KernelCost Cost, double FloorMs, long Launches, string? Error = null,
-    IReadOnlyDictionary<string, long>? LaunchesByKernel = null)
+    IReadOnlyDictionary<string, long>? LaunchesByKernel = null, double? PoolMiB = null)
 {
     public double GBs => Cost.Bytes / (Ms * 1e6);
     public double TFlops => Cost.Flops / (Ms * 1e9);

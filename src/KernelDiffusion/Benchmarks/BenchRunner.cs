@@ -250,18 +250,21 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
     {
         string name = (string)c["name"]!, op = (string)c["op"]!;
         int batch = Int(c, "batch");
+        d.Pool.Trim();   // the last case's cached buffers: each step's footprint is what the pool allocates for it
+        long before = d.Pool.BytesHeld;
         try
         {
             var config = ModelConfig.FromFile(Path.Combine(root, (string)c["config"]!));
             using DiffusionTrunk model = config.IsClassifier ? new Classifier(d, config) : new UNet(d, config);
             model.Initialize(1, randomizeConstants: true);
-            return op switch
+            var r = op switch
             {
                 "train_step" => TrainStep(name, (UNet)model, batch),
                 "cfg_step" => CfgStep(name, (UNet)model, batch),
                 "classifier_gradient" => GuidanceGradient(name, (Classifier)model, batch),
                 _ => new BenchResult(name, "-", true, double.NaN, default, 0, 0, $"unknown op '{op}'"),
             };
+            return r with { PoolMiB = (d.Pool.BytesHeld - before) / (1024.0 * 1024) };
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
