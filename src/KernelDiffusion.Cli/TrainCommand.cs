@@ -137,6 +137,7 @@ static class TrainCommand
         {
             var started = DateTime.UtcNow;
             long first = t.Step;
+            bool firstUnprofiled = false;
             AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                 .Start(ctx =>
                 {
@@ -146,6 +147,13 @@ static class TrainCommand
                     while (t.Step < o.Steps && !stop)
                     {
                         var s = t.TrainStep();
+                        if (d.Profiler != null && t.Step == first + 1 && o.Steps > t.Step)
+                        {
+                            // The first step compiles every kernel (and tunes, with KD_KERNELS=auto): profile the steps after it.
+                            d.Synchronize();
+                            d.Profiler = new OpProfiler();
+                            firstUnprofiled = true;
+                        }
                         log.Append(s, (DateTime.UtcNow - started).TotalSeconds);
                         double rate = (t.Step - first) / Math.Max(1e-9, (DateTime.UtcNow - started).TotalSeconds);
                         string acc = s.QuarterAccuracy == null ? "" : " acc/quarter " + string.Join(" ", s.QuarterAccuracy.Select(a => double.IsNaN(a) ? "-" : a.ToString("F2")));
@@ -166,7 +174,8 @@ static class TrainCommand
             {
                 d.Synchronize();
                 d.Profiler.Close();
-                AnsiConsole.WriteLine($"time and launches per op over {t.Step - first} steps (per-op timing synchronises after every op{(grid is { Every: > 0 } ? "; the sample grids are included" : "")}):");
+                AnsiConsole.WriteLine($"time and launches per op over {t.Step - first - (firstUnprofiled ? 1 : 0)} steps{(firstUnprofiled ? " after the first (which compiles the kernels)" : "")} " +
+                                      $"(per-op timing synchronises after every op{(grid is { Every: > 0 } ? "; the sample grids are included" : "")}):");
                 AnsiConsole.WriteLine(d.Profiler.Report(25));
             }
             AnsiConsole.MarkupLine($"{(stop ? "stopped" : "done")} at step {t.Step} after {(DateTime.UtcNow - started).TotalSeconds:F0} s; {t.SkippedSteps} skipped steps; saved {Markup.Escape(Path.Combine(dir, TrainCheckpoint.StateFile))} and {TrainCheckpoint.ModelFile}");
