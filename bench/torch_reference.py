@@ -378,7 +378,10 @@ def kernel_case(c, dev):
         return opt.step, impl
     if op == "gemm":
         lead = [c["batch"]] if "batch" in c else []   # batched: torch.matmul runs a batched GEMM (cuBLAS)
-        a, b = rnd(*lead, c["m"], c["k"]), rnd(*lead, c["k"], c["n"])
+        lead_a = [] if c.get("shared_a") else lead     # one A broadcast over the batch, as a Conv1x1's weight
+        # stored transposed where asked, multiplied as views: cuBLAS takes the transposes itself
+        a = rnd(*lead_a, c["k"], c["m"]).transpose(-1, -2) if c.get("trans_a") else rnd(*lead_a, c["m"], c["k"])
+        b = rnd(*lead, c["n"], c["k"]).transpose(-1, -2) if c.get("trans_b") else rnd(*lead, c["k"], c["n"])
         return (lambda: a @ b), None
     if op == "conv3x3":
         cin, bk = c["x"][1], c["backward"]

@@ -70,7 +70,7 @@ public sealed class BenchCases
         ["sampling_step"] = ["x:x", "w:n"],
         ["group_norm"] = ["x:x", "groups:i", "silu:b?", "scale_shift:b?", "backward:b?"],
         ["adamw"] = ["n:i"],
-        ["gemm"] = ["m:i", "n:i", "k:i", "batch:i?"],
+        ["gemm"] = ["m:i", "n:i", "k:i", "batch:i?", "shared_a:b?", "trans_a:b?", "trans_b:b?"],
         ["conv3x3"] = ["x:x", "cout:i", "backward:b?"],
         ["conv3x3_pass"] = ["pass:s", "x:x", "cout:i"],
         ["attention"] = ["batch:i", "heads:i", "head_dim:i", "tokens:i", "backward:b?"],

@@ -174,10 +174,16 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
             }
             case "gemm":
             {
-                // "batch" (optional): that many independent products, as the GEMMs inside Winograd and attention.
+                // "batch" (optional): that many independent products, as the GEMMs inside Winograd and attention;
+                // "shared_a": one A for the whole batch (a Conv1x1's weight); "trans_a", "trans_b": A stored [k, m], B [n, k].
                 int m = Int(c, "m"), n = Int(c, "n"), k = Int(c, "k"), batch = c["batch"] is null ? 1 : Int(c, "batch");
-                var (a, b, o) = (R([batch, m, k], false), R([batch, k, n], false), R([batch, m, n], false));
-                var shape = new GemmShape { Batch = batch, M = m, N = n, K = k, StrideA = m * k, StrideB = k * n, StrideC = m * n, Alpha = 1 };
+                bool sharedA = Flag(c, "shared_a");
+                var (a, b, o) = (R([sharedA ? 1 : batch, m, k], false), R([batch, k, n], false), R([batch, m, n], false));
+                var shape = new GemmShape
+                {
+                    Batch = batch, M = m, N = n, K = k, TransA = Flag(c, "trans_a") ? 1 : 0, TransB = Flag(c, "trans_b") ? 1 : 0,
+                    StrideA = sharedA ? 0 : m * k, StrideB = k * n, StrideC = m * n, Alpha = 1,
+                };
                 foreach (var r in Versions(name, Gemm.Choose(acc, shape), Gemm.Cost(shape), (GemmVersion v) => Gemm.Run(acc, a.View, b.View, o.View, shape, v), v => Gemm.Runs(acc, v)))
                     yield return r;
                 break;
