@@ -46,13 +46,40 @@ public struct ReducePlan
         return o0 * S0 + o1 * S1 + o2 * S2 + o3 * S3;
     }
 
-    public int Offset(int j)
+    public int Offset(int j) => OffsetOf(Walk(j));
+
+    /// <summary>Reduced index j as its digits (j0 top, then radices Q1, Q2, Q3).</summary>
+    public readonly ReduceWalk Walk(int j)
     {
         int j3 = j % Q3, t = j / Q3;
         int j2 = t % Q2; t /= Q2;
-        int j1 = t % Q1, j0 = t / Q1;
-        return j0 * T0 + j1 * T1 + j2 * T2 + j3 * T3;
+        return new ReduceWalk { J0 = t / Q1, J1 = t % Q1, J2 = j2, J3 = j3 };
     }
+
+    public readonly int OffsetOf(ReduceWalk w) => w.J0 * T0 + w.J1 * T1 + w.J2 * T2 + w.J3 * T3;
+
+    /// <summary>The digits of j + k from those of j and k, carrying without a division: each digit of k is below its
+    /// radix, so a digit's sum with a carry stays below twice the radix. The kernels step through their share of the
+    /// reduced elements this way: decoding j afresh costs three divisions and three remainders per element, which left
+    /// a GPU's reductions bound by integer arithmetic instead of memory.</summary>
+    public readonly ReduceWalk Advance(ReduceWalk j, ReduceWalk k)
+    {
+        int j3 = j.J3 + k.J3, c = j3 >= Q3 ? 1 : 0;
+        j3 -= c * Q3;
+        int j2 = j.J2 + k.J2 + c;
+        c = j2 >= Q2 ? 1 : 0;
+        j2 -= c * Q2;
+        int j1 = j.J1 + k.J1 + c;
+        c = j1 >= Q1 ? 1 : 0;
+        j1 -= c * Q1;
+        return new ReduceWalk { J0 = j.J0 + k.J0 + c, J1 = j1, J2 = j2, J3 = j3 };
+    }
+}
+
+/// <summary>A reduced index as digits (ReducePlan.Walk).</summary>
+public struct ReduceWalk
+{
+    public int J0, J1, J2, J3;
 }
 
 public enum ReduceVersion { V1PerOutput = 1, V2GroupTree = 2 }
@@ -70,7 +97,9 @@ public static class Reduce
         {
             int b = p.Base(o);
             float acc = 0;
-            for (int j = 0; j < p.Count; j++) acc += x[b + p.Offset(j)];
+            var one = p.Walk(1);
+            var w = p.Walk(0);
+            for (int j = 0; j < p.Count; j++, w = p.Advance(w, one)) acc += x[b + p.OffsetOf(w)];
             y[o] = acc * scale;
         }
     }
@@ -84,7 +113,9 @@ public static class Reduce
         {
             int b = p.Base(o);
             float acc = 0;
-            for (int j = tid; j < p.Count; j += Group.DimX) acc += x[b + p.Offset(j)];
+            var step = p.Walk(Group.DimX);
+            var w = p.Walk(tid);
+            for (int j = tid; j < p.Count; j += Group.DimX, w = p.Advance(w, step)) acc += x[b + p.OffsetOf(w)];
             sh[tid] = acc;
             Group.Barrier();
             for (int s = Group.DimX / 2; s > 0; s >>= 1)

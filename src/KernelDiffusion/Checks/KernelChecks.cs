@@ -1,3 +1,4 @@
+using ILGPU.Runtime;
 using KernelDiffusion.Autodiff;
 using KernelDiffusion.Kernels;
 using KernelDiffusion.Runtime;
@@ -433,6 +434,23 @@ public static partial class KernelChecks
             list.Add(Forward($"mean.{tag}", [rs], Reduced(t => Ops.Mean(t[0], [2, 3])), mean, conditioned: true));
             list.Add(Forward($"sum.{tag}", [[1001]], Reduced(t => Ops.Sum(t[0])), v => Reduce.Reference.Sum(v[0], [1001], [1], 1), conditioned: true));
         }
+        // v2 in 256-thread groups (a GPU's launch shape): each thread's stride of 256 carries across several digits of
+        // the reduced index, as a conv bias's gradient over [N, C, H, W] does; 680 and 1001 elements per output.
+        foreach (var (shape, outShape) in new[] { (new[] { 3, 40, 2, 17 }, new[] { 3, 1, 2, 1 }), (new[] { 11, 4, 13, 7 }, new[] { 1, 4, 1, 1 }) })
+            list.Add(new Case("sum.v2.groups256", $"[{string.Join(",", shape)}] to [{string.Join(",", outShape)}]", (d, r) =>
+            {
+                var x = Randn(r, shape.Aggregate(1, (a, b) => a * b));
+                var plan = ReducePlan.Create(shape, outShape);
+                int outCount = outShape.Aggregate(1, (a, b) => a * b);
+                float[] got = OnGroupsOf256(d, acc =>
+                {
+                    using var dx = acc.Allocate1D(x.Select(v => (float)v).ToArray());
+                    using var dy = acc.Allocate1D(Enumerable.Repeat(float.NaN, outCount).ToArray());
+                    Reduce.Sum(acc, dx.View, dy.View, plan, outCount, 0.5f, ReduceVersion.V2GroupTree);
+                    return dy.GetAsArray1D();
+                }, out string where);
+                return (RelError(got, Reduce.Reference.Sum(x, shape, outShape, 0.5)), Fwd, where.TrimStart(';', ' '));
+            }));
         // The training step's gradient norm: partial sums of squares in one launch, added here in float64.
         list.Add(new Case("sum_of_squares", "[100003]", (d, r) =>
         {
