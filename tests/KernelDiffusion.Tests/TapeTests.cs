@@ -104,6 +104,28 @@ public sealed class TapeTests(DeviceFixture fx)
         D.Tape.Reset();
     }
 
+    /// <summary>A backward node's work is charged to it ("op_grad"), not to the op marked before it: an add's backward
+    /// allocates no output of its own, only copies its gradient into both parameters' clear gradients.</summary>
+    [Fact]
+    public void TheOpProfileChargesEachBackwardNodeItsOwnWork()
+    {
+        using var a = D.Parameter([1f, 2f, 3f], [3], "a");
+        using var b = D.Parameter([4f, 5f, 6f], [3], "b");
+        var profile = new OpProfiler();
+        D.Profiler = profile;
+        try
+        {
+            D.Tape.Backward(Ops.Sum(Ops.Add(a, b)));
+            D.Synchronize();
+            profile.Close();
+        }
+        finally { D.Profiler = null; }
+        Assert.Equal((1L, 2L), (profile.Totals["add_grad"].Count, profile.Totals["add_grad"].Launches));
+        Assert.Equal([1f, 1f, 1f], a.Grad!.ToArray());
+        Assert.Equal([1f, 1f, 1f], b.Grad!.ToArray());
+        D.Tape.Reset();
+    }
+
     [Fact]
     public void AGradientGivenToBackwardIsOnlyRead()
     {

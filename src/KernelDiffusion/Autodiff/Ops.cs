@@ -25,6 +25,7 @@ public static partial class Ops
         }
         if (d.CheckNumerics)
             foreach (var t in inputs) d.AssertFinite(op, t);
+        d.Profiler?.Mark(d, op);   // at the op's start: work before its output is allocated is charged to it too
         return d;
     }
 
@@ -34,7 +35,7 @@ public static partial class Ops
 
     static Tensor Output(ComputeDevice d, int[] shape, string op)
     {
-        d.Profiler?.Mark(d, op);
+        d.Profiler?.Mark(d, op, part: true);
         return d.Temporary(shape, $"{op}#{Interlocked.Increment(ref outputCounter)}");
     }
 
@@ -43,7 +44,7 @@ public static partial class Ops
     static GradSink GradOutput(ComputeDevice d, Tensor target, string op)
     {
         if (d.Tape.ClearGrad(target) is not { } clear) return new GradSink(d.Tape, target, Output(d, target.Shape, op), false);
-        d.Profiler?.Mark(d, op);
+        d.Profiler?.Mark(d, op, part: true);
         return new GradSink(d.Tape, target, clear, true);
     }
 

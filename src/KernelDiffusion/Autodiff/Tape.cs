@@ -87,7 +87,9 @@ public sealed class Tape(ComputeDevice device)
             for (int i = nodes.Count - 1; i >= 0; i--)
             {
                 var n = nodes[i];
-                if (n.Output.Grad != null) n.Backward(n.Output.Grad);
+                if (n.Output.Grad == null) continue;
+                device.Profiler?.Mark(device, n.Op + "_grad");
+                n.Backward(n.Output.Grad);
             }
         }
         nodes.Clear();

@@ -3,10 +3,12 @@ using System.Text;
 
 namespace KernelDiffusion.Runtime;
 
-/// <summary>Time and launches per op name, for finding where a step goes. When attached to a device, every op output
-/// synchronises the device and charges the time since the previous op output to that previous op (its kernels plus
-/// its host work), so the figures are approximate and the run is slower; never leave it on for speed measurements.
-/// The launches (kernels and device copies) are exact: the fusion candidates.</summary>
+/// <summary>Time and launches per op name, for finding where a step goes. When attached to a device, every op's start
+/// (and every recorded node's backward, as "op_grad") synchronises the device and charges the time since the previous
+/// mark to the op marked then (its kernels plus its host work), so the run is slower; never leave it on for speed
+/// measurements. Inside an op, a named part (an output or gradient labelled otherwise, such as conv2d_weight_grad)
+/// takes the charge from there on. The launches (kernels and device copies) are counted the same way: the fusion
+/// candidates.</summary>
 public sealed class OpProfiler
 {
     readonly Dictionary<string, (long Count, double Ms, long Launches)> ops = [];
@@ -14,8 +16,11 @@ public sealed class OpProfiler
     string? current;
     long launchesAtStart;
 
-    internal void Mark(ComputeDevice d, string op)
+    /// <summary>Charges what ran since the last mark and starts charging <paramref name="op"/>. A part
+    /// (<paramref name="part"/>) under the name already charged continues that call instead of starting another.</summary>
+    internal void Mark(ComputeDevice d, string op, bool part = false)
     {
+        if (part && op == current) return;
         d.Synchronize();
         Close();
         current = op;

@@ -161,9 +161,13 @@ public sealed class Trainer : IDisposable
         int micros = Options.Batch / Options.Micro;
         var correct = new double[4];
         var seen = new double[4];
+        // Profiler marks: the batch's host work and uploads, and the step's tail (gradient norm, clipping, AdamW, EMA),
+        // which otherwise go to the op before them (the last backward node: the time embedding's first Linear).
+        d.Profiler?.Mark(d, "optimizer");
         Optimizer.ZeroGrad();
         for (int k = 0; k < micros; k++)
         {
+            d.Profiler?.Mark(d, "batch_inputs");
             var (xt, noise) = NoisyInputs(k);
             Tensor l;
             if (Model is UNet unet)
@@ -191,6 +195,7 @@ public sealed class Trainer : IDisposable
             StepBuffer(micros).View.SubView(Reduce.SumOfSquaresPartials(d.Accelerator) + k, 1).CopyFrom(d.Accelerator.DefaultStream, l.View);
             KernelCache.Count("copy.device");
         }
+        d.Profiler?.Mark(d, "optimizer");
         var (norm, microLosses) = ReadStepBuffer();
         double loss = microLosses.Average();
         double lr = Options.LrAt(Step);
