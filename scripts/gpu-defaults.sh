@@ -9,14 +9,8 @@ out=${1:?usage: gpu-defaults.sh OUTDIR}
 R=/tmp/kd-defaults; mkdir -p "$R" "$out"
 begin=$(date +%s); stamp() { echo "$(( $(date +%s) - begin )) s: $*" | tee -a "$R/timeline.txt"; tar czf "$out/defaults-results.tgz" -C "$R" .; }
 kd() { bash .device/run KernelDiffusion.Cli "$@"; }
-joined() {
-  python3 - "$R/bench-steps/bench.json" "$R/bench-conv/bench.json" "$R/bench-all.json" <<'PY'
-import json, os, sys
-parts = [json.load(open(p)) for p in sys.argv[1:3] if os.path.exists(p)]
-if parts:
-    whole = dict(parts[-1]); whole["results"] = [r for p in parts for r in p["results"]]
-    json.dump(whole, open(sys.argv[3], "w"), indent=1)
-PY
+joined() {  # steps and kernel cases come from two kd bench runs: one table
+  python3 bench/merge.py "$R/bench-all.json" "$R/bench-steps/bench.json" "$R/bench-conv/bench.json" > /dev/null 2>&1
   python3 bench/join.py "$R/bench-all.json" "$R/torch.json" --out "$R/ratios.md" > "$R/join.log" 2>&1
 }
 kd info > "$R/info.txt" 2>&1

@@ -91,4 +91,18 @@ public sealed class BenchScriptTests(ITestOutputHelper log) : IDisposable
         Assert.Contains("| silu | v1.scalar | 0.9 | v2.float4 | 0.72 | 1.25x | **yes** | - | - |", md);
         Assert.Contains("1 of 2 cases would run faster with another passing fp32 version.", md);
     }
+
+    [SkippableFact]
+    public void MergeKeepsEveryRunsResultsInOrderAndSkipsAMissingFile()
+    {
+        var steps = Write("steps.json", """
+            {"device": "H100", "seconds": 9, "results": [{"name": "fmnist_unet.train_step.b256", "version": "default", "default": true, "ms": 140.0}]}
+            """);
+        var merged = Path.Combine(dir, "all.json");
+        Run("merge.py", merged, steps, Path.Combine(dir, "missing.json"), Write("ours.json", Ours));
+        var all = JsonNode.Parse(File.ReadAllText(merged))!;
+        var names = all["results"]!.AsArray().Select(r => (string)r!["name"]!).ToArray();
+        Assert.Equal(["fmnist_unet.train_step.b256", "sgemm.4096", "sgemm.4096", "sgemm.4096", "silu", "silu"], names);
+        Assert.Equal(2940, (double)all["peak"]!["copy_gbs"]!);   // the last file's header
+    }
 }
