@@ -90,12 +90,23 @@ static class SampleCommand
             int size = r.GetValue(batch), batches = (count + size - 1) / size;
             var clock = Stopwatch.StartNew();
             float[] pixels = [];
+            bool firstUnprofiled = false;
             AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask("sampling", maxValue: batches * plan.Length);
                     Common.ShowTuning(d, task);
-                    pixels = GuidedSampler.SampleAll(d, model, guide, plan, all, o, size, (k, _) => task.Value = k);
+                    pixels = GuidedSampler.SampleAll(d, model, guide, plan, all, o, size, (k, total) =>
+                    {
+                        task.Value = k;
+                        if (k == 1 && total > 1 && d.Profiler != null)
+                        {
+                            // The first step compiles every kernel (and tunes, with KD_KERNELS=auto): profile the steps after it.
+                            d.Synchronize();
+                            d.Profiler = new OpProfiler();
+                            firstUnprofiled = true;
+                        }
+                    });
                 });
             d.Synchronize();
             d.Profiler?.Close();
@@ -114,7 +125,11 @@ static class SampleCommand
             }
             AnsiConsole.MarkupLine($"{seconds:F2} s in all, {1000 * seconds / (batches * plan.Length):F1} ms per step of up to {Math.Min(size, count)} samples" +
                                    (d.Profiler != null ? " (with per-op timing, which synchronises after every op)" : ""));
-            if (d.Profiler != null) AnsiConsole.WriteLine(d.Profiler.Report(25));
+            if (d.Profiler != null)
+            {
+                if (firstUnprofiled) AnsiConsole.WriteLine("time and launches per op over the steps after the first (which compiles the kernels):");
+                AnsiConsole.WriteLine(d.Profiler.Report(25));
+            }
             Common.ReportTuning(d);
             return 0;
         }));

@@ -462,6 +462,20 @@ public static partial class KernelChecks
             double got = partials.ToArray().Sum(v => (double)v), want = x.Sum(v => (double)(float)v * (float)v);
             return (Math.Abs(got - want) / want, Fwd, $"{count} partials");
         }));
+        // The autotuner's comparison: the largest |a - b| in one launch; a NaN anywhere makes it +Inf.
+        list.Add(new Case("max_abs_difference", "[100003], and with a NaN", (d, r) =>
+        {
+            var (a, b) = (Randn(r, 100003), Randn(r, 100003));
+            using var ta = Upload(d, a, [a.Length], "a");
+            using var tb = Upload(d, b, [b.Length], "b");
+            using var largest = d.Accelerator.Allocate1D<uint>(1);
+            float got = Reduce.MaxAbsDifference(d.Accelerator, ta.View, tb.View, largest.View, a.Length);
+            double want = a.Zip(b).Max(p => Math.Abs((double)(float)p.First - (float)p.Second));
+            using var nan = Upload(d, b.Select((v, i) => i == 77_777 ? double.NaN : v).ToArray(), [b.Length], "b with a NaN");
+            float withNan = Reduce.MaxAbsDifference(d.Accelerator, ta.View, nan.View, largest.View, a.Length);
+            return (float.IsPositiveInfinity(withNan) ? Math.Abs(got - want) / want : double.PositiveInfinity, Fwd,
+                $"largest difference {got:G4}; with a NaN {withNan}");
+        }));
         list.Add(Backward("sum", [rs], t => Ops.Sum(t[0], [0, 2]), sum));
         list.Add(Backward("mean", [rs], t => Ops.Mean(t[0], [2, 3]), mean));
 
