@@ -7,15 +7,8 @@
 # There: run with carry [".device"] and timeout_s 590:  bash scripts/gpu-bench.sh "$OUT"
 set -u
 out=${1:?usage: gpu-bench.sh OUTDIR}
-R=/tmp/kd-bench; mkdir -p "$R" "$out"
-begin=$(date +%s); stamp() { echo "$(( $(date +%s) - begin )) s: $*" | tee -a "$R/timeline.txt"; tar czf "$out/bench-results.tgz" -C "$R" .; }
-kd() { bash .device/run KernelDiffusion.Cli "$@"; }
-join() {  # steps and kernel cases come from two kd bench runs: one table
-  python3 bench/merge.py "$R/bench-all.json" "$R/bench-steps/bench.json" "$R/bench/bench.json" > /dev/null 2>&1
-  python3 bench/join.py "$R/bench-all.json" "$R/torch.json" --out "$R/ratios.md" > "$R/join.log" 2>&1
-}
-kd info > "$R/info.txt" 2>&1
-nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=csv >> "$R/info.txt" 2>&1
+R=/tmp/kd-bench; tarball=bench-results.tgz
+. scripts/gpu-common.sh
 timeout 70 bash .device/run KernelDiffusion.Cli check --device cuda --out "$R/check" > "$R/check.log" 2>&1
 stamp "check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
 # A kernel that traps (the tensor cores' inline PTX runs here for the first time) spoils the CUDA context for the rest
@@ -38,10 +31,10 @@ timeout 75 bash .device/run KernelDiffusion.Cli bench --device cuda --no-kernels
 stamp "whole steps (default versions) done"
 # --both: the fp32 cases, then GEMM, conv, attention and the steps again with TF32 (the tensor-core versions' yardstick).
 timeout 100 python3 bench/torch_reference.py --device cuda --both --out "$R/torch.json" > "$R/torch.log" 2>&1
-join; stamp "torch done"
+join_ratios "$R/bench/bench.json"; stamp "torch done"
 timeout 165 bash .device/run KernelDiffusion.Cli bench --device cuda --no-steps --budget-ms 60 --skip-versions $skip \
   --out "$R/bench" > "$R/bench.log" 2>&1
-join
+join_ratios "$R/bench/bench.json"
 python3 bench/fastest.py "$R/bench-all.json" "$R/check/check.json" --out "$R/fastest.md" > "$R/fastest.log" 2>&1
 stamp "kernel versions done; ratios.md, fastest.md"
 # Per-shape tuning on whole models (KD_KERNELS=auto): the fmnist steps with each conv pass and GEMM shape at the fastest

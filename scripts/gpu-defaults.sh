@@ -6,14 +6,8 @@
 # There: run with carry [".device"] and timeout_s 480:  bash scripts/gpu-defaults.sh "$OUT"
 set -u
 out=${1:?usage: gpu-defaults.sh OUTDIR}
-R=/tmp/kd-defaults; mkdir -p "$R" "$out"
-begin=$(date +%s); stamp() { echo "$(( $(date +%s) - begin )) s: $*" | tee -a "$R/timeline.txt"; tar czf "$out/defaults-results.tgz" -C "$R" .; }
-kd() { bash .device/run KernelDiffusion.Cli "$@"; }
-joined() {  # steps and kernel cases come from two kd bench runs: one table
-  python3 bench/merge.py "$R/bench-all.json" "$R/bench-steps/bench.json" "$R/bench-conv/bench.json" > /dev/null 2>&1
-  python3 bench/join.py "$R/bench-all.json" "$R/torch.json" --out "$R/ratios.md" > "$R/join.log" 2>&1
-}
-kd info > "$R/info.txt" 2>&1
+R=/tmp/kd-defaults; tarball=defaults-results.tgz
+. scripts/gpu-common.sh
 timeout 60 bash .device/run KernelDiffusion.Cli check --device cuda --out "$R/check" > "$R/check.log" 2>&1
 stamp "check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
 timeout 45 bash .device/run KernelDiffusion.Cli check --device cuda --filter none --model configs/fmnist14_unet.json \
@@ -23,10 +17,10 @@ timeout 120 bash .device/run KernelDiffusion.Cli bench --device cuda --default-o
   > "$R/bench-steps.log" 2>&1
 stamp "steps at the defaults done"
 timeout 110 python3 bench/torch_reference.py --device cuda --both --only step,guidance,conv3x3 --out "$R/torch.json" > "$R/torch.log" 2>&1
-joined; stamp "torch done"
+join_ratios "$R/bench-conv/bench.json"; stamp "torch done"
 timeout 50 bash .device/run KernelDiffusion.Cli bench --device cuda --default-only --no-steps --kernels conv3x3 --budget-ms 60 \
   --out "$R/bench-conv" > "$R/bench-conv.log" 2>&1
-joined; stamp "conv cases at the defaults done"
+join_ratios "$R/bench-conv/bench.json"; stamp "conv cases at the defaults done"
 # Where a sampling step's time goes at the defaults: kd sample's per-op table (shipped CFG model, batch 40, 20 steps).
 timeout 35 bash .device/run KernelDiffusion.Cli sample --device cuda --steps 20 --out "$R/sample.png" > "$R/sample.log" 2>&1
 stamp "kd sample profiled"
