@@ -9,8 +9,7 @@ set -u
 out=${1:?usage: gpu-bench.sh OUTDIR}
 R=/tmp/kd-bench; tarball=bench-results.tgz
 . scripts/gpu-common.sh
-timeout 70 bash .device/run KernelDiffusion.Cli check --device cuda --out "$R/check" > "$R/check.log" 2>&1
-stamp "check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
+check_cuda 70
 # A kernel that traps (the tensor cores' inline PTX runs here for the first time) spoils the CUDA context for the rest
 # of its process: when failures cascade, the first failing case's version is left out of the timed runs.
 skip_failed=$(python3 - "$R/check/check.json" <<'EOF' 2>/dev/null

@@ -8,8 +8,7 @@ set -u
 out=${1:?usage: gpu-defaults.sh OUTDIR}
 R=/tmp/kd-defaults; tarball=defaults-results.tgz
 . scripts/gpu-common.sh
-timeout 60 bash .device/run KernelDiffusion.Cli check --device cuda --out "$R/check" > "$R/check.log" 2>&1
-stamp "check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
+check_cuda 60
 timeout 45 bash .device/run KernelDiffusion.Cli check --device cuda --filter none --model configs/fmnist14_unet.json \
   --model configs/fmnist14_classifier.json --out "$R/check-models" > "$R/check-models.log" 2>&1
 stamp "whole-model check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check-models.log" | tail -1)"
