@@ -593,8 +593,8 @@ public static class Gemm
     };
 
     /// <summary>v9 on the CPU accelerator (measured on 2 cores: 2.6-3.5x v3 at 512^3, 64 x 25088 x 64 and 192 x 196 x 64).
-    /// On GPUs the pipelined versions (an H100, bench/results/h100-2026-11-26b: v10 6.8x v2 at 4096^3, 3.5-5x at
-    /// Winograd's batched GEMMs): v11's 64 x 64 tiles where M or N is at most 64, where a 128-wide tile would be half
+    /// On GPUs the pipelined versions (an H100, bench/results/h100-2026-11-26b: v10 6.8x v2 at 4096^3; at Winograd's two
+    /// batched GEMM cases the faster of v10 and v11 3.5x and 5.1x v2): v11's 64 x 64 tiles where M or N is at most 64, where a 128-wide tile would be half
     /// empty, else v10's 128 x 128. Of the 14 GEMM shapes the tuner tried in conv v13 there, v11 won the 4 with 64
     /// channels and v10 9 of the other 10.</summary>
     public static GemmVersion Choose(Accelerator acc, GemmShape s)

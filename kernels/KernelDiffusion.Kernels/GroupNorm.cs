@@ -329,7 +329,7 @@ public static class GroupNorm
     public static bool Runs(GroupNormShape s, GroupNormVersion v)
         => v is not (GroupNormVersion.V3FusedBackward or GroupNormVersion.V4Fused) || s.PerGroup <= MaxChannelsPerGroupV3;
 
-    /// <summary>v1 on the CPU accelerator (group barriers are OS-thread barriers there: v2 and v4 26-113x slower) and for
+    /// <summary>v1 on the CPU accelerator (group barriers are OS-thread barriers there: at kd sample's shapes v4 ran 26-113x and v2 17-72x slower) and for
     /// small groups; on GPUs v4 (one-launch forward, v3's backward) where it runs, else v2. On an H100
     /// (bench/results/h100-2026-11-26b) v4 took 0.047 ms against v2's 0.097 for the forward + SiLU at [64, 128, 32, 32],
     /// 0.23 against 0.32 with the backward.</summary>

@@ -160,15 +160,15 @@ public static class Reduce
         k(new KernelConfig(SumOfSquaresPartials(acc), Launch.IsCpu(acc) ? 1 : Launch.PowerOfTwoGroup(acc, MaxGroup)), x, partials, n);
     }
 
-    /// <summary>largest[0] = max(largest[0], |a[i] - b[i]|) over i &lt; n, as float bits: integer atomics order
+    /// <summary>largest[0] = max(largest[0], |a[i] - w b[i]|) over i &lt; n, as float bits: integer atomics order
     /// non-negative floats as the floats themselves, so the result is exact and the same every run. A NaN difference
-    /// counts as +Inf.</summary>
-    static void MaxAbsDifferenceKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<uint> largest, int n)
+    /// counts as +Inf. w is 1 (a difference) or 0 (a's own largest magnitude).</summary>
+    static void MaxAbsDifferenceKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<uint> largest, int n, float w)
     {
         float local = 0;
         for (int i = Grid.GlobalIndex.X; i < n; i += Grid.DimX * Group.DimX)
         {
-            float d = XMath.Abs(a[i] - b[i]);
+            float d = XMath.Abs(a[i] - w * b[i]);
             local = XMath.IsNaN(d) ? float.PositiveInfinity : XMath.Max(local, d);
         }
         if (local > 0) Atomic.Max(ref largest[0], Interop.FloatAsInt(local));
@@ -178,11 +178,17 @@ public static class Reduce
     /// host: the autotuner compares each candidate's outputs with the default's this way instead of copying them
     /// over (a conv pass's output at batch 256 is 51 MB). <paramref name="largest"/> is one uint of scratch.</summary>
     public static float MaxAbsDifference(Accelerator acc, ArrayView<float> a, ArrayView<float> b, ArrayView<uint> largest, int n)
+        => LargestMagnitude(acc, a, b, 1, largest, n);
+
+    /// <summary>The largest |a[i]|, i &lt; n (+Inf where one is not a number or infinite), one float back to the host.</summary>
+    public static float MaxAbs(Accelerator acc, ArrayView<float> a, ArrayView<uint> largest, int n) => LargestMagnitude(acc, a, a, 0, largest, n);
+
+    static float LargestMagnitude(Accelerator acc, ArrayView<float> a, ArrayView<float> b, float w, ArrayView<uint> largest, int n)
     {
         var k = KernelCache.Get(acc, "reduce.max_abs_difference",
-            x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<uint>, int>(MaxAbsDifferenceKernel));
+            x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<uint>, int, float>(MaxAbsDifferenceKernel));
         largest.SubView(0, 1).MemSetToZero(acc.DefaultStream);
-        k(Launch.GridStride(acc, n), a, b, largest, n);
+        k(Launch.GridStride(acc, n), a, b, largest, n, w);
         var bits = new uint[1];
         largest.SubView(0, 1).CopyToCPU(acc.DefaultStream, bits);
         acc.DefaultStream.Synchronize();

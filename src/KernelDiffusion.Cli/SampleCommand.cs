@@ -90,7 +90,6 @@ static class SampleCommand
             int size = r.GetValue(batch), batches = (count + size - 1) / size;
             var clock = Stopwatch.StartNew();
             float[] pixels = [];
-            bool firstUnprofiled = false;
             AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
                 .Start(ctx =>
                 {
@@ -99,13 +98,7 @@ static class SampleCommand
                     pixels = GuidedSampler.SampleAll(d, model, guide, plan, all, o, size, (k, total) =>
                     {
                         task.Value = k;
-                        if (k == 1 && total > 1 && d.Profiler != null)
-                        {
-                            // The first step compiles every kernel (and tunes, with KD_KERNELS=auto): profile the steps after it.
-                            d.Synchronize();
-                            d.Profiler = new OpProfiler();
-                            firstUnprofiled = true;
-                        }
+                        if (k == 1 && total > 1) d.Profiler?.Restart(d);
                     });
                 });
             d.Synchronize();
@@ -127,7 +120,7 @@ static class SampleCommand
                                    (d.Profiler != null ? " (with per-op timing, which synchronises after every op)" : ""));
             if (d.Profiler != null)
             {
-                if (firstUnprofiled) AnsiConsole.WriteLine("time and launches per op over the steps after the first (which compiles the kernels):");
+                if (d.Profiler.WarmUpLeftOut) AnsiConsole.WriteLine("time and launches per op over the steps after the first (which compiles the kernels):");
                 AnsiConsole.WriteLine(d.Profiler.Report(25));
             }
             Common.ReportTuning(d);

@@ -137,7 +137,6 @@ static class TrainCommand
         {
             var started = DateTime.UtcNow;
             long first = t.Step;
-            bool firstUnprofiled = false;
             AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                 .Start(ctx =>
                 {
@@ -147,13 +146,7 @@ static class TrainCommand
                     while (t.Step < o.Steps && !stop)
                     {
                         var s = t.TrainStep();
-                        if (d.Profiler != null && t.Step == first + 1 && o.Steps > t.Step)
-                        {
-                            // The first step compiles every kernel (and tunes, with KD_KERNELS=auto): profile the steps after it.
-                            d.Synchronize();
-                            d.Profiler = new OpProfiler();
-                            firstUnprofiled = true;
-                        }
+                        if (t.Step == first + 1 && o.Steps > t.Step) d.Profiler?.Restart(d);
                         log.Append(s, (DateTime.UtcNow - started).TotalSeconds);
                         double rate = (t.Step - first) / Math.Max(1e-9, (DateTime.UtcNow - started).TotalSeconds);
                         string acc = s.QuarterAccuracy == null ? "" : " acc/quarter " + string.Join(" ", s.QuarterAccuracy.Select(a => double.IsNaN(a) ? "-" : a.ToString("F2")));
@@ -174,7 +167,8 @@ static class TrainCommand
             {
                 d.Synchronize();
                 d.Profiler.Close();
-                AnsiConsole.WriteLine($"time and launches per op over {t.Step - first - (firstUnprofiled ? 1 : 0)} steps{(firstUnprofiled ? " after the first (which compiles the kernels)" : "")} " +
+                bool warm = d.Profiler.WarmUpLeftOut;
+                AnsiConsole.WriteLine($"time and launches per op over {t.Step - first - (warm ? 1 : 0)} steps{(warm ? " after the first (which compiles the kernels)" : "")} " +
                                       $"(per-op timing synchronises after every op{(grid is { Every: > 0 } ? "; the sample grids are included" : "")}):");
                 AnsiConsole.WriteLine(d.Profiler.Report(25));
             }

@@ -24,16 +24,10 @@ public static partial class Ops
             d.Tape.Record(op, o, g =>
             {
                 // g is read by nothing after this node (Tape.Propagate): the first input it passes to unchanged may keep it.
-                if (a.RequiresGrad)
-                {
-                    if (kind == BinaryOp.Mul) AccumulateSummed(d, Mul(g, b), a, 1, gOwned: true);
-                    else AccumulateSummed(d, g, a, 1, gOwned: true);
-                }
+                if (a.RequiresGrad) AccumulateSummed(d, kind == BinaryOp.Mul ? Mul(g, b) : g, a, 1, gOwned: true);
                 if (b.RequiresGrad)
-                {
-                    if (kind == BinaryOp.Mul) AccumulateSummed(d, Mul(g, a), b, 1, gOwned: true);
-                    else AccumulateSummed(d, g, b, kind == BinaryOp.Sub ? -1 : 1, gOwned: !a.RequiresGrad);
-                }
+                    AccumulateSummed(d, kind == BinaryOp.Mul ? Mul(g, a) : g, b, kind == BinaryOp.Sub ? -1 : 1,
+                        gOwned: kind == BinaryOp.Mul || !a.RequiresGrad);
             });
         return o;
     }

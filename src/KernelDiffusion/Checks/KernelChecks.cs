@@ -463,7 +463,7 @@ public static partial class KernelChecks
             return (Math.Abs(got - want) / want, Fwd, $"{count} partials");
         }));
         // The autotuner's comparison: the largest |a - b| in one launch; a NaN anywhere makes it +Inf.
-        list.Add(new Case("max_abs_difference", "[100003], and with a NaN", (d, r) =>
+        list.Add(new Case("max_abs_difference", "[100003], |a - b| and |a|, and with a NaN", (d, r) =>
         {
             var (a, b) = (Randn(r, 100003), Randn(r, 100003));
             using var ta = Upload(d, a, [a.Length], "a");
@@ -473,8 +473,12 @@ public static partial class KernelChecks
             double want = a.Zip(b).Max(p => Math.Abs((double)(float)p.First - (float)p.Second));
             using var nan = Upload(d, b.Select((v, i) => i == 77_777 ? double.NaN : v).ToArray(), [b.Length], "b with a NaN");
             float withNan = Reduce.MaxAbsDifference(d.Accelerator, ta.View, nan.View, largest.View, a.Length);
-            return (float.IsPositiveInfinity(withNan) ? Math.Abs(got - want) / want : double.PositiveInfinity, Fwd,
-                $"largest difference {got:G4}; with a NaN {withNan}");
+            // MaxAbs: a's own largest magnitude (the tuner's scale), +Inf over the NaN.
+            float magnitude = Reduce.MaxAbs(d.Accelerator, ta.View, largest.View, a.Length), nanMagnitude = Reduce.MaxAbs(d.Accelerator, nan.View, largest.View, a.Length);
+            double wantMagnitude = a.Max(v => Math.Abs((double)(float)v));
+            bool infinities = float.IsPositiveInfinity(withNan) && float.IsPositiveInfinity(nanMagnitude);
+            return (infinities ? Math.Max(Math.Abs(got - want) / want, Math.Abs(magnitude - wantMagnitude) / wantMagnitude) : double.PositiveInfinity, Fwd,
+                $"largest difference {got:G4}, largest magnitude {magnitude:G4}; with a NaN {withNan} and {nanMagnitude}");
         }));
         list.Add(Backward("sum", [rs], t => Ops.Sum(t[0], [0, 2]), sum));
         list.Add(Backward("mean", [rs], t => Ops.Mean(t[0], [2, 3]), mean));

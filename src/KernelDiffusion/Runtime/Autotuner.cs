@@ -46,8 +46,8 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
     /// when the shape is done.</summary>
     public Action<string?>? Trying { get; set; }
 
-    /// <summary>Times outputs were copied to the host: once per tuned shape (the default's: its scale and whether it is
-    /// finite), and again only to explain a rejected candidate; matching candidates are compared on the device.</summary>
+    /// <summary>Times outputs were copied to the host: only to explain a rejected candidate (its outputs and the
+    /// default's, two reads); the default's scale and every match are found on the device.</summary>
     public int HostReads { get; private set; }
 
     /// <summary>Every shape tuned so far, in the order they were met.</summary>
@@ -75,19 +75,19 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
         void Say(string what) => Trying?.Invoke($"tuning kernels, shape {chosen.Count + 1}: {family} {key}: {what}");
         Say($"{KernelVersions.Label(fallback)} (the default)");
         run(fallback);   // compiles it; its output is the reference
-        acc.Synchronize();
-        var reference = Read(outputs);
-        if (reference.Any(v => !float.IsFinite(v))) { Trying?.Invoke(null); return fallback; }
-        double scale = reference.Max(v => Math.Abs((double)v));
+        // Everything is compared on the device, one float back per output (a conv pass's output at batch 256 is 51 MB):
+        // the reference's largest magnitude (+Inf where a value is not finite: nothing to compare against then), and
+        // each candidate's largest difference from a device copy of it. Outputs reach the host only to explain a rejection.
+        using var largest = acc.Allocate1D<uint>(1);
+        double scale = outputs.Select(o => (double)Kernels.Reduce.MaxAbs(acc, o, largest.View, (int)o.Length)).DefaultIfEmpty(0).Max();
+        if (!double.IsFinite(scale)) { Trying?.Invoke(null); return fallback; }
         var order = new List<TV> { fallback };
         var rejected = new Dictionary<TV, string>();
-        // The candidates are compared with a device copy of the default's outputs: one float per output comes back
-        // (a conv pass's output at batch 256 is 51 MB); the outputs cross to the host only to explain a rejection.
         var kept = outputs.Select(o => acc.Allocate1D<float>(Math.Max(1, o.Length))).ToList();
-        using var largest = acc.Allocate1D<uint>(1);
+        var reference = outputs.Select((o, i) => (ArrayView<float>)kept[i].View.SubView(0, o.Length)).ToArray();
         try
         {
-            for (int i = 0; i < outputs.Length; i++) kept[i].View.SubView(0, outputs[i].Length).CopyFrom(acc.DefaultStream, outputs[i]);
+            for (int i = 0; i < outputs.Length; i++) reference[i].CopyFrom(acc.DefaultStream, outputs[i]);
             foreach (var v in list.Where(v => !v.Equals(fallback)))
             {
                 order.Add(v);
@@ -95,10 +95,10 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
                 try
                 {
                     run(v);   // compiles it
-                    double worst = outputs.Select((o, i) => (double)Kernels.Reduce.MaxAbsDifference(acc, o, kept[i].View, largest.View, (int)o.Length))
+                    double worst = outputs.Select((o, i) => (double)Kernels.Reduce.MaxAbsDifference(acc, o, reference[i], largest.View, (int)o.Length))
                         .DefaultIfEmpty(0).Max();
                     if (!(worst <= Tolerance * scale))
-                        rejected[v] = Mismatch(reference, Read(outputs), scale) ?? $"largest difference {worst:G3} on the device, allowed {Tolerance * scale:G3}";
+                        rejected[v] = Mismatch(Read(reference), Read(outputs), scale) ?? $"largest difference {worst:G3} on the device, allowed {Tolerance * scale:G3}";
                 }
                 catch (Exception e) when (e is not OutOfMemoryException) { rejected[v] = e.GetType().Name + ": " + e.Message; }
             }

@@ -28,6 +28,19 @@ public sealed class OpProfiler
         clock.Restart();
     }
 
+    /// <summary>Set by <see cref="Restart"/>: the table leaves out what ran before (a first step, which compiles the kernels).</summary>
+    public bool WarmUpLeftOut { get; private set; }
+
+    /// <summary>Forgets what was measured so far, once the device has finished it: call after a warm-up (the first step
+    /// compiles every kernel, and tunes with KD_KERNELS=auto) so the table shows the steps after it.</summary>
+    public void Restart(ComputeDevice d)
+    {
+        d.Synchronize();
+        ops.Clear();
+        current = null;
+        WarmUpLeftOut = true;
+    }
+
     /// <summary>Charges the running op; call after the last op of what is measured (after a synchronise).</summary>
     public void Close()
     {
