@@ -71,6 +71,11 @@ public sealed class AutotunerTests(DeviceFixture fixture)
         Assert.Equal(GemmVersion.V2Tiled, tuner.Choose("gemm", "shape B", GemmVersion.V2Tiled, [GemmVersion.V3Rows], fake.Run, fake.Output.View));
         Assert.Equal(GemmVersion.V2Tiled, fake.Ran[^1]);
         Assert.Equal(2, tuner.Choices.Count);
+        // v3's rejection there was explained from the host (two reads); a shape whose candidate matches reads nothing
+        // (before the device comparison, every candidate and the default were read: this would add two).
+        Assert.Equal(6, tuner.HostReads);
+        Assert.Equal(GemmVersion.V1Naive, tuner.Choose("gemm", "shape C", GemmVersion.V2Tiled, [GemmVersion.V1Naive], fake.Run, fake.Output.View));
+        Assert.Equal(6, tuner.HostReads);
     }
 
     [Fact]
