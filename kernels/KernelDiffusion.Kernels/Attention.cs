@@ -27,7 +27,7 @@ public struct AttentionShape
     public readonly int Out(int b, int c, int pos) => ((b / Heads) * C + (b % Heads) * Ch + c) * T + pos;
 }
 
-public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3 }
+public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4Tiled = 4 }
 
 /// <summary>v2, streaming: one thread per query row keeps a running max, sum and output (online softmax), so the
 /// T x T weights never exist; the backward recomputes them from the saved log-sum-exp: dQ by query row, dK and dV
@@ -37,7 +37,9 @@ public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3 }
 /// Five GEMMs and two softmax passes, all existing kernels, batched over (sample, head) with two-level strides.
 /// v3, for short sequences (the 7x7 attention of the fmnist models): one group of threads per (sample, head) holds
 /// the head's q, k, v and weights in shared memory and does the whole forward in one launch, and the whole backward in
-/// another, where v1 launches 3 and 5 kernels; it keeps P for the backward as v1 does.</summary>
+/// another, where v1 launches 3 and 5 kernels; it keeps P for the backward as v1 does.
+/// v4, tiled (FlashAttention-2's schedule): v2's online softmax over tiles of queries and keys, each product a 4 x 4
+/// register block per thread over shared tiles; keeps the log-sum-exp as v2 does.</summary>
 public static class Attention
 {
     /// <summary>Element offset of q (0), k (1) or v (2) of head 0 of sample 0, and the stride between heads.</summary>
@@ -318,8 +320,366 @@ public static class Attention
         }
     }
 
+    // ---- v4: tiled, FlashAttention-2's schedule on SIMT cores ----
+
+    /// <summary>A v4 group of TY x TX threads. Each thread keeps a 4 x 4 register block (Block4) of every product
+    /// tile, so a tile is 4 TY rows (queries, or keys in the key-side backward) by 4 TX columns.</summary>
+    public struct AttentionTiles
+    {
+        public int TY, TX;
+        public readonly int Rows => 4 * TY;
+        public readonly int Cols => 4 * TX;
+        /// <summary>Channels rounded up to whole chunks of 4 TX columns: the products over channels run chunk by chunk.</summary>
+        public readonly int Padded(int ch) => (ch + Cols - 1) / Cols * Cols;
+    }
+
+    /// <summary>Shared memory, in floats, of v4's forward (0), query-side backward (1) and key-side backward (2) per
+    /// group. Padded strides (+1) keep a warp's column reads of a row-major region on distinct banks.</summary>
+    public static int TiledSharedFloats(AttentionTiles f, int ch, int pass)
+    {
+        int r = f.Rows, c = f.Cols, cp = f.Padded(ch);
+        return pass switch
+        {
+            0 => cp * r + 2 * cp * (c + 1) + c * (r + 1) + r * (cp + 1) + 3 * r,
+            1 => 2 * cp * r + 2 * cp * (c + 1) + 2 * c * (r + 1) + r * (cp + 1) + 2 * r,
+            _ => 2 * cp * r + 2 * cp * (c + 1) + 2 * c * (r + 1) + 2 * r * (cp + 1) + 2 * c,
+        };
+    }
+
+    /// <summary>Static shared memory a CUDA kernel may use without raising its limit (48 KB); v4 asks for its share
+    /// dynamically, sized to the tiles, so small heads let more groups share a multiprocessor.</summary>
+    public const int TiledSharedLimit = 12288;
+
+    /// <summary>The largest group up to 128 threads (TY = 2 TX or TX) whose tiles fit the shared memory, or null.</summary>
+    public static AttentionTiles? Tiles(Accelerator acc, AttentionShape s, int pass)
+    {
+        for (int g = Launch.PowerOfTwoGroup(acc, 128); g >= 1; g /= 2)
+        {
+            int tx = 1;
+            while (tx * tx * 4 <= g) tx *= 2;   // TX = TY or TY / 2: 128 threads are 16 x 8
+            var f = new AttentionTiles { TY = g / tx, TX = tx };
+            if (TiledSharedFloats(f, s.Ch, pass) <= TiledSharedLimit) return f;
+        }
+        return null;
+    }
+
+    /// <summary>Copies positions pos0 .. pos0 + width - 1 of part (0 q, 1 k, 2 v of qkv; 3 an [N, C, T] array such as
+    /// da) of head-batch b into sh[at + c stride + x], zero past the positions and for channels ch .. cp - 1.</summary>
+    static void LoadTile(ArrayView<float> src, ArrayView<float> sh, int at, int stride, AttentionShape s, int b, int part, int pos0, int width, int cp)
+    {
+        int head = part < 3 ? s.Qkv(b, part, 0, pos0) : s.Out(b, 0, pos0);   // a head's channels lie T apart in both layouts
+        for (var w = new TileWalk(width); w.Row < cp; w.Next())
+        {
+            bool inside = w.Row < s.Ch && pos0 + w.Col < s.T;
+            sh[at + w.Row * stride + w.Col] = inside ? src[head + w.Row * s.T + w.Col] : 0f;
+        }
+    }
+
+    /// <summary>A group's walk over a tile's entries (row, column), entry row x width + column for e = thread, thread +
+    /// group size, ...: the digits advance by carries, where dividing e by width for each entry would cost a division.</summary>
+    struct TileWalk
+    {
+        public int Row, Col;
+        readonly int width, rowStep, colStep;
+
+        public TileWalk(int width)
+        {
+            this.width = width;
+            Row = Group.IdxX / width;
+            Col = Group.IdxX - Row * width;
+            rowStep = Group.DimX / width;
+            colStep = Group.DimX - rowStep * width;
+        }
+
+        public void Next()
+        {
+            Row += rowStep;
+            Col += colStep;
+            if (Col >= width)
+            {
+                Col -= width;
+                Row++;
+            }
+        }
+    }
+
+    /// <summary>c(i, j) += sum over x &lt; k of A(x, i) B(x, j), with A(x, i) at sh[a + x aK + i aStep] and B(x, j) at
+    /// sh[b + x bK + j bStep]: 8 shared reads for 16 multiply-adds.</summary>
+    static Block4 TileProduct(ArrayView<float> sh, int a, int aK, int aStep, int b, int bK, int bStep, int k)
+    {
+        var c = default(Block4);
+        for (int x = 0; x < k; x++, a += aK, b += bK)
+            c = Block4.Fma(c, sh[a], sh[a + aStep], sh[a + 2 * aStep], sh[a + 3 * aStep], sh[b], sh[b + bStep], sh[b + 2 * bStep], sh[b + 3 * bStep]);
+        return c;
+    }
+
+    /// <summary>sh[at + i rowStep + j colStep] = keep_i sh[..] + c(i, j) (keep 0 stores: the old value is not read,
+    /// so uninitialised memory cannot leak in).</summary>
+    static void PutBlock(ArrayView<float> sh, int at, int rowStep, int colStep, Block4 c, float k0, float k1, float k2, float k3)
+    {
+        PutRow(sh, at, colStep, k0, c.C00, c.C01, c.C02, c.C03);
+        PutRow(sh, at + rowStep, colStep, k1, c.C10, c.C11, c.C12, c.C13);
+        PutRow(sh, at + 2 * rowStep, colStep, k2, c.C20, c.C21, c.C22, c.C23);
+        PutRow(sh, at + 3 * rowStep, colStep, k3, c.C30, c.C31, c.C32, c.C33);
+    }
+
+    static void PutRow(ArrayView<float> sh, int at, int step, float keep, float x0, float x1, float x2, float x3)
+    {
+        if (keep == 0f)
+        {
+            sh[at] = x0; sh[at + step] = x1; sh[at + 2 * step] = x2; sh[at + 3 * step] = x3;
+            return;
+        }
+        sh[at] = keep * sh[at] + x0;
+        sh[at + step] = keep * sh[at + step] + x1;
+        sh[at + 2 * step] = keep * sh[at + 2 * step] + x2;
+        sh[at + 3 * step] = keep * sh[at + 3 * step] + x3;
+    }
+
+    /// <summary>v4 forward: one group per (head-batch, tile of 4 TY queries) streams the keys in tiles of 4 TX, keeping
+    /// a running row max m, sum l and output O (online softmax), so the T x T weights never exist; writes a = O / l and
+    /// lse = m + log l for the backward.</summary>
+    [LaunchBounds(128, 5)]
+    static void TiledForwardKernel(ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse, AttentionShape s, AttentionTiles f)
+    {
+        var sh = SharedMemory.GetDynamic<float>();
+        int br = f.Rows, bc = f.Cols, cp = f.Padded(s.Ch), ty = Group.IdxX / f.TX, tx = Group.IdxX - ty * f.TX;
+        // Q [cp][br]; K, V [cp][bc + 1]; P [bc][br + 1] (key-major: A of P V); O [br][cp + 1]; per row m, l, rescale.
+        int q = 0, k = q + cp * br, v = k + cp * (bc + 1), p = v + cp * (bc + 1), o = p + bc * (br + 1), m = o + br * (cp + 1), l = m + br, r = l + br;
+        float alpha = 1f / XMath.Sqrt(s.Ch);
+        int tiles = (s.T + br - 1) / br;
+        for (int w = Grid.IdxX; w < s.Batch * tiles; w += Grid.DimX)
+        {
+            int b = w / tiles, t0 = (w - b * tiles) * br;
+            LoadTile(qkv, sh, q, br, s, b, 0, t0, br, cp);
+            for (int e = Group.IdxX; e < br; e += Group.DimX)
+            {
+                sh[m + e] = float.NegativeInfinity;
+                sh[l + e] = 0f;
+            }
+            for (int u0 = 0; u0 < s.T; u0 += bc)
+            {
+                LoadTile(qkv, sh, k, bc + 1, s, b, 1, u0, bc, cp);
+                LoadTile(qkv, sh, v, bc + 1, s, b, 2, u0, bc, cp);
+                Group.Barrier();
+                var scores = TileProduct(sh, q + ty, br, f.TY, k + tx, bc + 1, f.TX, s.Ch);
+                PutBlock(sh, p + ty + tx * (br + 1), f.TY, f.TX * (br + 1), scores, 0, 0, 0, 0);
+                Group.Barrier();
+                // Row by row: the new max, P = exp(alpha S - max) (0 past the keys), how much of the old O and l to keep.
+                int valid = XMath.Min(bc, s.T - u0);
+                for (int i = Group.IdxX; i < br; i += Group.DimX)
+                {
+                    float old = sh[m + i], max = old, sum = 0;
+                    for (int u = 0; u < valid; u++) max = XMath.Max(max, alpha * sh[p + u * (br + 1) + i]);
+                    for (int u = 0; u < bc; u++)
+                    {
+                        float e = u < valid ? XMath.Exp(alpha * sh[p + u * (br + 1) + i] - max) : 0f;
+                        sh[p + u * (br + 1) + i] = e;
+                        sum += e;
+                    }
+                    float keep = XMath.Exp(old - max);   // 0 on the first tile (old = -inf)
+                    sh[r + i] = keep;
+                    sh[l + i] = keep * sh[l + i] + sum;
+                    sh[m + i] = max;
+                }
+                Group.Barrier();
+                // O = keep O + P V, chunk by chunk of channels; each thread owns its O entries, so no barrier between chunks.
+                float k0 = sh[r + ty], k1 = sh[r + ty + f.TY], k2 = sh[r + ty + 2 * f.TY], k3 = sh[r + ty + 3 * f.TY];
+                for (int c0 = 0; c0 < cp; c0 += bc)
+                {
+                    var pv = TileProduct(sh, p + ty, br + 1, f.TY, v + (c0 + tx) * (bc + 1), 1, f.TX * (bc + 1), bc);
+                    PutBlock(sh, o + ty * (cp + 1) + c0 + tx, f.TY * (cp + 1), f.TX, pv, k0, k1, k2, k3);   // keep 0 on the first tile
+                }
+                Group.Barrier();
+            }
+            int head = s.Out(b, 0, t0);
+            for (var e = new TileWalk(br); e.Row < s.Ch; e.Next())
+                if (t0 + e.Col < s.T) a[head + e.Row * s.T + e.Col] = sh[o + e.Col * (cp + 1) + e.Row] / sh[l + e.Col];
+            for (int i = Group.IdxX; i < br; i += Group.DimX)
+                if (t0 + i < s.T) lse[b * s.T + t0 + i] = sh[m + i] + XMath.Log(sh[l + i]);
+            Group.Barrier();
+        }
+    }
+
+    /// <summary>dS = P (dP - delta) in place over a stored tile pair: S (raw scores) becomes P and dP becomes dS, for
+    /// the tile's entries at sh[s + x (stride) + y]; x indexes the columns of the stored layout, y its rows. Entries past
+    /// the queries or keys get 0.</summary>
+    static void ScoreGrads(ArrayView<float> sh, int sAt, int dpAt, int stride, int xs, int ys, bool xIsQuery, int lseAt, int deltaAt,
+        int x0, int y0, int T, float alpha)
+    {
+        for (var w = new TileWalk(ys); w.Row < xs; w.Next())
+        {
+            int x = w.Row, y = w.Col, at = x * stride + y, qi = xIsQuery ? x : y;
+            bool inside = x0 + x < T && y0 + y < T;
+            float pr = inside ? XMath.Exp(alpha * sh[sAt + at] - sh[lseAt + qi]) : 0f;
+            sh[sAt + at] = pr;
+            sh[dpAt + at] = pr * (sh[dpAt + at] - sh[deltaAt + qi]);
+        }
+    }
+
+    /// <summary>Copies lse and delta of queries t0 .. t0 + width - 1 of head-batch b into sh (0 past the queries).</summary>
+    static void LoadRowTerms(ArrayView<float> lse, ArrayView<float> delta, ArrayView<float> sh, int lseAt, int deltaAt, AttentionShape s, int b, int t0, int width)
+    {
+        for (int i = Group.IdxX; i < width; i += Group.DimX)
+        {
+            bool inside = t0 + i < s.T;
+            sh[lseAt + i] = inside ? lse[b * s.T + t0 + i] : 0f;
+            sh[deltaAt + i] = inside ? delta[b * s.T + t0 + i] : 0f;
+        }
+    }
+
+    /// <summary>Writes scale acc[i][c] (a [rows][cp + 1] region) to part (0 q, 1 k, 2 v) of dqkv at positions pos0 ..,
+    /// a position per thread within a channel so the writes coalesce.</summary>
+    static void StoreTile(ArrayView<float> sh, int acc, int cp, ArrayView<float> dqkv, AttentionShape s, int b, int part, int pos0, int rows, float scale)
+    {
+        int head = s.Qkv(b, part, 0, pos0);
+        for (var w = new TileWalk(rows); w.Row < s.Ch; w.Next())
+            if (pos0 + w.Col < s.T) dqkv[head + w.Row * s.T + w.Col] = scale * sh[acc + w.Col * (cp + 1) + w.Row];
+    }
+
+    /// <summary>v4 backward, query side: one group per (head-batch, tile of 4 TY queries) streams the keys, recomputing
+    /// S = Q^T K and dP = dA^T V, and accumulates dQ = alpha dS K^T. The key side is its own launch, so no output is
+    /// written by two groups: no atomics, the same result every run.</summary>
+    [LaunchBounds(128, 5)]
+    static void TiledQueryGradKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
+        ArrayView<float> dqkv, AttentionShape s, AttentionTiles f)
+    {
+        var sh = SharedMemory.GetDynamic<float>();
+        int br = f.Rows, bc = f.Cols, cp = f.Padded(s.Ch), ty = Group.IdxX / f.TX, tx = Group.IdxX - ty * f.TX;
+        // Q, dA [cp][br]; K, V [cp][bc + 1]; S, dP [bc][br + 1]; dQ [br][cp + 1]; lse, delta [br].
+        int q = 0, g = cp * br, k = 2 * cp * br, v = k + cp * (bc + 1), sc = v + cp * (bc + 1), dp = sc + bc * (br + 1),
+            dq = dp + bc * (br + 1), ls = dq + br * (cp + 1), dl = ls + br;
+        float alpha = 1f / XMath.Sqrt(s.Ch);
+        int tiles = (s.T + br - 1) / br;
+        for (int w = Grid.IdxX; w < s.Batch * tiles; w += Grid.DimX)
+        {
+            int b = w / tiles, t0 = (w - b * tiles) * br;
+            LoadTile(qkv, sh, q, br, s, b, 0, t0, br, cp);
+            LoadTile(da, sh, g, br, s, b, 3, t0, br, cp);
+            LoadRowTerms(lse, delta, sh, ls, dl, s, b, t0, br);
+            for (int u0 = 0; u0 < s.T; u0 += bc)
+            {
+                LoadTile(qkv, sh, k, bc + 1, s, b, 1, u0, bc, cp);
+                LoadTile(qkv, sh, v, bc + 1, s, b, 2, u0, bc, cp);
+                Group.Barrier();
+                PutBlock(sh, sc + ty + tx * (br + 1), f.TY, f.TX * (br + 1), TileProduct(sh, q + ty, br, f.TY, k + tx, bc + 1, f.TX, s.Ch), 0, 0, 0, 0);
+                PutBlock(sh, dp + ty + tx * (br + 1), f.TY, f.TX * (br + 1), TileProduct(sh, g + ty, br, f.TY, v + tx, bc + 1, f.TX, s.Ch), 0, 0, 0, 0);
+                Group.Barrier();
+                ScoreGrads(sh, sc, dp, br + 1, bc, br, false, ls, dl, u0, t0, s.T, alpha);
+                Group.Barrier();
+                float keep = u0 == 0 ? 0f : 1f;
+                for (int c0 = 0; c0 < cp; c0 += bc)
+                {
+                    var x = TileProduct(sh, dp + ty, br + 1, f.TY, k + (c0 + tx) * (bc + 1), 1, f.TX * (bc + 1), bc);
+                    PutBlock(sh, dq + ty * (cp + 1) + c0 + tx, f.TY * (cp + 1), f.TX, x, keep, keep, keep, keep);
+                }
+                Group.Barrier();
+            }
+            StoreTile(sh, dq, cp, dqkv, s, b, 0, t0, br, alpha);
+            Group.Barrier();
+        }
+    }
+
+    /// <summary>v4 backward, key side: one group per (head-batch, tile of 4 TY keys) streams the queries, recomputing
+    /// S^T = K^T Q, P^T = exp(alpha S^T - lse) and dP^T = V^T dA, and accumulates dV = dA P and dK = alpha Q dS.</summary>
+    [LaunchBounds(128, 4)]   // at 5 groups (96 registers) ptxas spills 28 B here; the other two do not
+    static void TiledKeyValueGradKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
+        ArrayView<float> dqkv, AttentionShape s, AttentionTiles f)
+    {
+        var sh = SharedMemory.GetDynamic<float>();
+        int bk = f.Rows, bq = f.Cols, cp = f.Padded(s.Ch), ty = Group.IdxX / f.TX, tx = Group.IdxX - ty * f.TX;
+        // K, V [cp][bk]; Q, dA [cp][bq + 1]; S^T, dP^T [bq][bk + 1] (query-major: A of the products over queries);
+        // dK, dV [bk][cp + 1]; lse, delta [bq].
+        int k = 0, v = cp * bk, q = 2 * cp * bk, g = q + cp * (bq + 1), sc = g + cp * (bq + 1), dp = sc + bq * (bk + 1),
+            dk = dp + bq * (bk + 1), dv = dk + bk * (cp + 1), ls = dv + bk * (cp + 1), dl = ls + bq;
+        float alpha = 1f / XMath.Sqrt(s.Ch);
+        int tiles = (s.T + bk - 1) / bk;
+        for (int w = Grid.IdxX; w < s.Batch * tiles; w += Grid.DimX)
+        {
+            int b = w / tiles, u0 = (w - b * tiles) * bk;
+            LoadTile(qkv, sh, k, bk, s, b, 1, u0, bk, cp);
+            LoadTile(qkv, sh, v, bk, s, b, 2, u0, bk, cp);
+            for (int t0 = 0; t0 < s.T; t0 += bq)
+            {
+                LoadTile(qkv, sh, q, bq + 1, s, b, 0, t0, bq, cp);
+                LoadTile(da, sh, g, bq + 1, s, b, 3, t0, bq, cp);
+                LoadRowTerms(lse, delta, sh, ls, dl, s, b, t0, bq);
+                Group.Barrier();
+                PutBlock(sh, sc + ty + tx * (bk + 1), f.TY, f.TX * (bk + 1), TileProduct(sh, k + ty, bk, f.TY, q + tx, bq + 1, f.TX, s.Ch), 0, 0, 0, 0);
+                PutBlock(sh, dp + ty + tx * (bk + 1), f.TY, f.TX * (bk + 1), TileProduct(sh, v + ty, bk, f.TY, g + tx, bq + 1, f.TX, s.Ch), 0, 0, 0, 0);
+                Group.Barrier();
+                ScoreGrads(sh, sc, dp, bk + 1, bq, bk, true, ls, dl, t0, u0, s.T, alpha);
+                Group.Barrier();
+                float keep = t0 == 0 ? 0f : 1f;
+                for (int c0 = 0; c0 < cp; c0 += bq)
+                {
+                    var x = TileProduct(sh, sc + ty, bk + 1, f.TY, g + (c0 + tx) * (bq + 1), 1, f.TX * (bq + 1), bq);
+                    PutBlock(sh, dv + ty * (cp + 1) + c0 + tx, f.TY * (cp + 1), f.TX, x, keep, keep, keep, keep);
+                    x = TileProduct(sh, dp + ty, bk + 1, f.TY, q + (c0 + tx) * (bq + 1), 1, f.TX * (bq + 1), bq);
+                    PutBlock(sh, dk + ty * (cp + 1) + c0 + tx, f.TY * (cp + 1), f.TX, x, keep, keep, keep, keep);
+                }
+                Group.Barrier();
+            }
+            StoreTile(sh, dk, cp, dqkv, s, b, 1, u0, bk, alpha);
+            StoreTile(sh, dv, cp, dqkv, s, b, 2, u0, bk, 1f);
+            Group.Barrier();
+        }
+    }
+
+    /// <summary>Whether v4's smallest tiles (one thread, 4 x 4) fit its shared memory: heads up to about 470 channels.</summary>
+    public static bool FitsV4(AttentionShape s) => TiledSharedFloats(new AttentionTiles { TY = 1, TX = 1 }, s.Ch, 2) <= TiledSharedLimit;
+
+    static AttentionTiles RequireTiles(Accelerator acc, AttentionShape s, int pass)
+        => Tiles(acc, s, pass) ?? throw new VersionNotApplicableException(
+            $"attention v4 keeps 4 x 4 tiles of a head in {TiledSharedLimit} floats of shared memory; a head of {s.Ch} channels needs " +
+            $"{TiledSharedFloats(new AttentionTiles { TY = 1, TX = 1 }, s.Ch, 2)}");
+
+    /// <summary>One group per (head-batch, row tile), at most 16 per multiprocessor on GPUs (one per core on the CPU),
+    /// with the tiles' shared memory requested dynamically.</summary>
+    static KernelConfig TiledLaunch(Accelerator acc, AttentionShape s, AttentionTiles f, int pass)
+    {
+        long work = (long)s.Batch * ((s.T + f.Rows - 1) / f.Rows);
+        long cap = Launch.IsCpu(acc) ? acc.NumMultiprocessors : acc.NumMultiprocessors * 16L;
+        return new KernelConfig((int)Math.Min(work, cap), f.TY * f.TX, SharedMemoryConfig.RequestDynamic<float>(TiledSharedFloats(f, s.Ch, pass)));
+    }
+
+    /// <summary>v4 forward: a [N, C, T] and lse [N*H, T], in one launch.</summary>
+    public static void TiledForward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse)
+    {
+        var f = RequireTiles(acc, s, 0);
+        KernelCache.Get(acc, "attention.v4.forward", x =>
+        {
+            Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, AttentionTiles> k = TiledForwardKernel;
+            return x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup));
+        })(TiledLaunch(acc, s, f, 0), qkv, a, lse, s, f);
+    }
+
+    /// <summary>v4 backward: dqkv from da, the forward's a and lse, in three launches (delta = rowsum(da a), as v2's;
+    /// the query side; the key side); delta [N*H, T] is scratch.</summary>
+    public static void TiledBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
+        ArrayView<float> da, ArrayView<float> delta, ArrayView<float> dqkv)
+    {
+        AttentionTiles fq = RequireTiles(acc, s, 1), fk = RequireTiles(acc, s, 2);
+        RowDeltas(acc, s, a, da, delta);
+        KernelCache.Get(acc, "attention.v4.query_grad", x => LoadTiledGrad(x, TiledQueryGradKernel))(TiledLaunch(acc, s, fq, 1), qkv, da, lse, delta, dqkv, s, fq);
+        KernelCache.Get(acc, "attention.v4.key_value_grad", x => LoadTiledGrad(x, TiledKeyValueGradKernel))(TiledLaunch(acc, s, fk, 2), qkv, da, lse, delta, dqkv, s, fk);
+    }
+
+    static Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, AttentionTiles> LoadTiledGrad(
+        Accelerator acc, Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, AttentionTiles> kernel)
+        => acc.LoadStreamKernel(kernel, LaunchBoundsAttribute.Of(kernel, acc.MaxNumThreadsPerGroup));
+
     /// <summary>Whether a version can run at this shape (v3 needs the head to fit its shared memory).</summary>
-    public static bool Runs(AttentionShape s, AttentionVersion v) => v != AttentionVersion.V3SharedHead || FitsV3(s);
+    public static bool Runs(AttentionShape s, AttentionVersion v) => v switch
+    {
+        AttentionVersion.V3SharedHead => FitsV3(s),
+        AttentionVersion.V4Tiled => FitsV4(s),
+        _ => true,
+    };
+
+    /// <summary>Whether a version's forward keeps the log-sum-exp [N*H, T] for its backward (v2, v4), not the weights
+    /// P [N*H, T, T] (v1, v3).</summary>
+    public static bool SavesLogSumExp(AttentionVersion v) => v is AttentionVersion.V2Streaming or AttentionVersion.V4Tiled;
 
     static void RequireV3(AttentionShape s)
     {
@@ -362,30 +722,36 @@ public static class Attention
         k(Launch.GridStride(acc, (long)s.Batch * s.T * s.T), qkv, a, lse, s);
     }
 
+    /// <summary>delta [N*H, T] = rowsum(da a), the softmax backward's row term, for v2 and v4.</summary>
+    static void RowDeltas(Accelerator acc, AttentionShape s, ArrayView<float> a, ArrayView<float> da, ArrayView<float> delta)
+        => KernelCache.Get(acc, "attention.v2.delta", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(StreamDeltaKernel))
+            (Launch.GridStride(acc, (long)s.Batch * s.T * s.Ch), a, da, delta, s);
+
     /// <summary>v2 backward: dqkv from da, the forward's a and lse; delta [N*H, T] is scratch.</summary>
     public static void StreamBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
         ArrayView<float> da, ArrayView<float> delta, ArrayView<float> dqkv)
     {
         var cfg = Launch.GridStride(acc, (long)s.Batch * s.T * s.T);
-        KernelCache.Get(acc, "attention.v2.delta", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(StreamDeltaKernel))
-            (cfg, a, da, delta, s);
+        RowDeltas(acc, s, a, da, delta);
         KernelCache.Get(acc, "attention.v2.query_grad", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, AttentionShape>(StreamQueryGradKernel))(cfg, qkv, da, lse, delta, dqkv, s);
         KernelCache.Get(acc, "attention.v2.key_value_grad", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, AttentionShape>(StreamKeyValueGradKernel))(cfg, qkv, da, lse, delta, dqkv, s);
     }
 
-    /// <summary>Two GEMMs of 2 B T T ch FLOPs plus the softmax; bytes: qkv read, a written, P written and read.</summary>
+    /// <summary>Two products of 2 B T T ch FLOPs plus the softmax; bytes: what any version must move, qkv read and a
+    /// written (v1 and v3 also write and read the weights P, v4 recomputes instead: the floor is the operation's).</summary>
     public static KernelCost ForwardCost(AttentionShape s)
     {
         double b = s.Batch, t = s.T, ch = s.Ch;
-        return new(4 * b * t * t * ch + 5 * b * t * t, 4 * (3.0 * s.N * s.C * s.T + s.N * s.C * s.T + 3 * b * t * t));
+        return new(4 * b * t * t * ch + 5 * b * t * t, 4 * (3.0 * s.N * s.C * s.T + s.N * s.C * s.T));
     }
 
+    /// <summary>Four products (dP, dV, dQ, dK) plus the softmax's backward; bytes: qkv, a and da read, dqkv written.</summary>
     public static KernelCost BackwardCost(AttentionShape s)
     {
         double b = s.Batch, t = s.T, ch = s.Ch;
-        return new(8 * b * t * t * ch + 4 * b * t * t, 4 * (3.0 * s.N * s.C * s.T * 2 + s.N * s.C * s.T + 6 * b * t * t));
+        return new(8 * b * t * t * ch + 4 * b * t * t, 4 * (3.0 * s.N * s.C * s.T * 2 + 2.0 * s.N * s.C * s.T));
     }
 
     public static class Reference

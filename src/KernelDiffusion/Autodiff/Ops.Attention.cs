@@ -18,16 +18,18 @@ public static partial class Ops
         var s = new AttentionShape { N = qkv.Dim(0), C = c, T = qkv.Dim(2), Heads = heads, NewOrder = newOrder ? 1 : 0 };
         var a = Output(d, [s.N, c, s.T], "attention");
         var fallback = Kernels.Attention.Choose(d.Accelerator, s);
-        bool streaming = (d.Versions.Attention ?? fallback) == AttentionVersion.V2Streaming;
-        // v1 and v3 keep the weights P [N*H, T, T] for their backward, in the same layout, so attention=auto chooses
-        // between them for the forward and the backward apart; v2 keeps only the log-sum-exp [N*H, T].
-        // Allocated without a profiler mark (not Output), so the per-op profile charges the forward to "attention".
-        var saved = d.Temporary(streaming ? [s.Batch, s.T] : [s.Batch, s.T, s.T], streaming ? "attention_lse" : "attention_weights");
-        IEnumerable<AttentionVersion> SameSaved() => Enum.GetValues<AttentionVersion>().Where(v => (v == AttentionVersion.V2Streaming) == streaming && Kernels.Attention.Runs(s, v));
+        bool lse = Kernels.Attention.SavesLogSumExp(d.Versions.Attention ?? fallback);
+        // v1 and v3 keep the weights P [N*H, T, T] for their backward, in the same layout; v2 and v4 keep the
+        // log-sum-exp [N*H, T]. attention=auto chooses among the versions that keep the same thing, for the forward and
+        // the backward apart. Allocated without a profiler mark (not Output), so the per-op profile charges the forward
+        // to "attention".
+        var saved = d.Temporary(lse ? [s.Batch, s.T] : [s.Batch, s.T, s.T], lse ? "attention_lse" : "attention_weights");
+        IEnumerable<AttentionVersion> SameSaved() => Enum.GetValues<AttentionVersion>().Where(v => Kernels.Attention.SavesLogSumExp(v) == lse && Kernels.Attention.Runs(s, v));
         string Key(string pass) => $"{pass} N{s.N} C{s.C} T{s.T} heads {s.Heads}{(newOrder ? "" : " legacy order")}";
         void Forward(AttentionVersion v)
         {
             if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamForward(d.Accelerator, s, qkv.View, a.View, saved.View);
+            else if (v == AttentionVersion.V4Tiled) Kernels.Attention.TiledForward(d.Accelerator, s, qkv.View, a.View, saved.View);
             else if (v == AttentionVersion.V3SharedHead) Kernels.Attention.SharedForward(d.Accelerator, s, qkv.View, saved.View, a.View);
             else Kernels.Attention.Forward(d.Accelerator, s, qkv.View, saved.View, a.View, GemmAsMatMul(d));
         }
@@ -46,7 +48,8 @@ public static partial class Ops
                         return;
                     }
                     scratch ??= d.Temporary(saved.Shape, "attention_scratch");   // charged to "attention_grad" in the profile
-                    if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamBackward(d.Accelerator, s, qkv.View, a.View, saved.View, g.View, scratch.View, dqkv.View);
+                    if (v == AttentionVersion.V4Tiled) Kernels.Attention.TiledBackward(d.Accelerator, s, qkv.View, a.View, saved.View, g.View, scratch.View, dqkv.View);
+                    else if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamBackward(d.Accelerator, s, qkv.View, a.View, saved.View, g.View, scratch.View, dqkv.View);
                     else Kernels.Attention.Backward(d.Accelerator, s, qkv.View, saved.View, g.View, scratch.View, dqkv.View, GemmAsMatMul(d));
                 }
                 d.RunVersion("attention", d.Versions.Attention, version, () => Key("backward"), SameSaved, Backward, dqkv.View);

@@ -300,6 +300,13 @@ public static partial class KernelChecks
             // The backward runs with the version the forward chose: force it for the whole check.
             list.Add(Forced(v => v.Attention = AttentionVersion.V1Gemm, Backward(name + ".v1", [[2, 24, 7]], op, reference)));
             list.Add(Forced(v => v.Attention = AttentionVersion.V2Streaming, Backward(name + ".v2", [[2, 24, 7]], op, reference)));
+            list.Add(Forward(name + ".v4", [[2, 24, 7]], With(v => v.Attention = AttentionVersion.V4Tiled, op), reference));
+            list.Add(Forced(v => v.Attention = AttentionVersion.V4Tiled, Backward(name + ".v4", [[2, 24, 7]], op, reference)));
+            // v4 at ragged tiles: 6 channels (padded to whole column chunks), 13 positions (two query tiles on the CPU).
+            var ragged = a with { C = 18, T = 13, Heads = 3 };
+            Func<Tensor[], Tensor> op3 = t => Ops.Attention(t[0], 3, newOrder);
+            Func<double[][], double[]> reference3 = v => Attention.Reference.Forward(v[0], ragged);
+            list.Add(Forced(v => v.Attention = AttentionVersion.V4Tiled, Backward(name + ".ragged.v4", [[2, 54, 13]], op3, reference3)));
             // One head (the classifier's attention pool): samples are then the GEMMs' only batch level.
             var one = a with { N = 3, C = 4, T = 5, Heads = 1 };
             Func<Tensor[], Tensor> op1 = t => Ops.Attention(t[0], 1, newOrder);
@@ -308,6 +315,7 @@ public static partial class KernelChecks
             list.Add(Forced(v => v.Attention = AttentionVersion.V1Gemm, Backward(name + ".one_head.v1", [[3, 12, 5]], op1, reference1)));
             list.Add(Forced(v => v.Attention = AttentionVersion.V2Streaming, Backward(name + ".one_head.v2", [[3, 12, 5]], op1, reference1)));
             list.Add(Forced(v => v.Attention = AttentionVersion.V3SharedHead, Backward(name + ".one_head.v3", [[3, 12, 5]], op1, reference1)));
+            list.Add(Forced(v => v.Attention = AttentionVersion.V4Tiled, Backward(name + ".one_head.v4", [[3, 12, 5]], op1, reference1)));
         }
 
         // Resampling (odd sizes for the pool), concat along channels and along the last axis, slice.

@@ -1,0 +1,57 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using KernelDiffusion.Kernels;
+
+namespace KernelDiffusion.Tests;
+
+/// <summary>Attention v4 at the tile sizes GPUs get. kd check runs v4 on the CPU accelerator's 2-thread groups (8 x 4
+/// tiles); here a CPU device of 128-thread groups gives the forward GPU-sized tiles (64 queries x 32 keys) and the
+/// backward the smaller ones its shared memory allows, at a ragged head: 70 positions (a partial query and key tile),
+/// 24 channels (padded to a whole column chunk of 32).</summary>
+public sealed class AttentionTiledTests
+{
+    [Fact]
+    public void TiledMatchesTheReferenceAndV1AtGpuTiles()
+    {
+        using var context = Context.Create(b => b.CPU(new CPUDevice(32, 4, 1)).EnableAlgorithms());
+        using var acc = context.CreateCPUAccelerator(0);
+        var s = new AttentionShape { N = 2, C = 48, T = 70, Heads = 2, NewOrder = 1 };
+        Assert.Equal((16, 8), (Attention.Tiles(acc, s, 0)!.Value.TY, Attention.Tiles(acc, s, 0)!.Value.TX));
+        Assert.Equal((8, 8), (Attention.Tiles(acc, s, 2)!.Value.TY, Attention.Tiles(acc, s, 2)!.Value.TX));
+
+        var rng = new Random(11);
+        float[] Random(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
+        int qkvLength = s.N * 3 * s.C * s.T, aLength = s.N * s.C * s.T, rows = s.Batch * s.T;
+        var qkvHost = Random(qkvLength);
+        var daHost = Random(aLength);
+        MemoryBuffer1D<float, Stride1D.Dense> Poisoned(int n) => acc.Allocate1D(Enumerable.Repeat(float.NaN, n).ToArray());
+        using var qkv = acc.Allocate1D(qkvHost);
+        using var da = acc.Allocate1D(daHost);
+        using MemoryBuffer1D<float, Stride1D.Dense> a = Poisoned(aLength), lse = Poisoned(rows), delta = Poisoned(rows), dqkv = Poisoned(qkvLength);
+
+        Attention.TiledForward(acc, s, qkv.View, a.View, lse.View);
+        Attention.TiledBackward(acc, s, qkv.View, a.View, lse.View, da.View, delta.View, dqkv.View);
+        acc.Synchronize();
+        var want = Attention.Reference.Forward(qkvHost.Select(x => (double)x).ToArray(), s);
+        AssertClose(want, a.GetAsArray1D(), 1e-5, "forward");
+
+        // The backward against v1's (GEMMs and a softmax; kd check holds it to finite differences).
+        using MemoryBuffer1D<float, Stride1D.Dense> p = Poisoned(rows * s.T), dp = Poisoned(rows * s.T), a1 = Poisoned(aLength), dqkv1 = Poisoned(qkvLength);
+        Attention.Forward(acc, s, qkv.View, p.View, a1.View);
+        Attention.Backward(acc, s, qkv.View, p.View, da.View, dp.View, dqkv1.View);
+        acc.Synchronize();
+        AssertClose(dqkv1.GetAsArray1D().Select(x => (double)x).ToArray(), dqkv.GetAsArray1D(), 1e-4, "backward");
+    }
+
+    static void AssertClose(double[] want, float[] got, double tolerance, string what)
+    {
+        double scale = want.Max(Math.Abs), worst = 0;
+        for (int i = 0; i < want.Length; i++)
+        {
+            Assert.False(float.IsNaN(got[i]), $"{what}: element {i} is NaN (never written)");
+            worst = Math.Max(worst, Math.Abs(got[i] - want[i]) / scale);
+        }
+        Assert.True(worst <= tolerance, $"{what}: largest error {worst:E2} of the largest magnitude, tolerance {tolerance:E0}");
+    }
+}
