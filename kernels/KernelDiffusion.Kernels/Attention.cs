@@ -677,6 +677,12 @@ public static class Attention
         _ => true,
     };
 
+    /// <summary>Whether attention=auto tries a version here: on the CPU accelerator not v2 and v4, where forward +
+    /// backward at fmnist's 14x14 (batch 4) took 4x and 15x v1's time (barriers are OS-thread barriers there), except at
+    /// shapes small enough (under 2^16 multiply-adds per product) that a trial costs nothing.</summary>
+    public static bool Tunable(Accelerator acc, AttentionShape s, AttentionVersion v)
+        => !Launch.IsCpu(acc) || !SavesLogSumExp(v) || (long)s.Batch * s.T * s.T * s.Ch < 1 << 16;
+
     /// <summary>Whether a version's forward keeps the log-sum-exp [N*H, T] for its backward (v2, v4), not the weights
     /// P [N*H, T, T] (v1, v3).</summary>
     public static bool SavesLogSumExp(AttentionVersion v) => v is AttentionVersion.V2Streaming or AttentionVersion.V4Tiled;

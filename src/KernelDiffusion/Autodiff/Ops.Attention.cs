@@ -18,22 +18,28 @@ public static partial class Ops
         var s = new AttentionShape { N = qkv.Dim(0), C = c, T = qkv.Dim(2), Heads = heads, NewOrder = newOrder ? 1 : 0 };
         var a = Output(d, [s.N, c, s.T], "attention");
         var fallback = Kernels.Attention.Choose(d.Accelerator, s);
-        bool lse = Kernels.Attention.SavesLogSumExp(d.Versions.Attention ?? fallback);
         // v1 and v3 keep the weights P [N*H, T, T] for their backward, in the same layout; v2 and v4 keep the
-        // log-sum-exp [N*H, T]. attention=auto chooses among the versions that keep the same thing, for the forward and
-        // the backward apart. Allocated without a profiler mark (not Output), so the per-op profile charges the forward
-        // to "attention".
-        var saved = d.Temporary(lse ? [s.Batch, s.T] : [s.Batch, s.T, s.T], lse ? "attention_lse" : "attention_weights");
-        IEnumerable<AttentionVersion> SameSaved() => Enum.GetValues<AttentionVersion>().Where(v => Kernels.Attention.SavesLogSumExp(v) == lse && Kernels.Attention.Runs(s, v));
+        // log-sum-exp [N*H, T]. Each is allocated when a version that keeps it runs, without a profiler mark (not
+        // Output), so the per-op profile charges the forward to "attention". attention=auto chooses the forward among
+        // every version, comparing a alone (the one forward a sampler runs), and the backward among the versions that
+        // keep what the chosen forward kept.
+        Tensor? weights = null, logSumExp = null;
+        Tensor Saved(AttentionVersion v) => Kernels.Attention.SavesLogSumExp(v)
+            ? logSumExp ??= d.Temporary([s.Batch, s.T], "attention_lse")
+            : weights ??= d.Temporary([s.Batch, s.T, s.T], "attention_weights");
+        IEnumerable<AttentionVersion> Candidates() => Enum.GetValues<AttentionVersion>().Where(v => Kernels.Attention.Runs(s, v) && Kernels.Attention.Tunable(d.Accelerator, s, v));
         string Key(string pass) => $"{pass} N{s.N} C{s.C} T{s.T} heads {s.Heads}{(newOrder ? "" : " legacy order")}";
         void Forward(AttentionVersion v)
         {
+            var saved = Saved(v);
             if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamForward(d.Accelerator, s, qkv.View, a.View, saved.View);
             else if (v == AttentionVersion.V4Tiled) Kernels.Attention.TiledForward(d.Accelerator, s, qkv.View, a.View, saved.View);
             else if (v == AttentionVersion.V3SharedHead) Kernels.Attention.SharedForward(d.Accelerator, s, qkv.View, saved.View, a.View);
             else Kernels.Attention.Forward(d.Accelerator, s, qkv.View, saved.View, a.View, GemmAsMatMul(d));
         }
-        var version = d.RunVersion("attention", d.Versions.Attention, fallback, () => Key("forward"), SameSaved, Forward, a.View, saved.View);
+        var version = d.RunVersion("attention", d.Versions.Attention, fallback, () => Key("forward"), Candidates, Forward, a.View);
+        var kept = Saved(version);
+        bool lse = Kernels.Attention.SavesLogSumExp(version);
         RecordReference(d, "attention", a, v => Kernels.Attention.Reference.Forward(v[0], s), qkv);
         if (d.Tape.ShouldRecord(qkv))
             d.Tape.Record("attention", a, g =>
@@ -44,15 +50,16 @@ public static partial class Ops
                 {
                     if (v == AttentionVersion.V3SharedHead)
                     {
-                        Kernels.Attention.SharedBackward(d.Accelerator, s, qkv.View, saved.View, g.View, dqkv.View);
+                        Kernels.Attention.SharedBackward(d.Accelerator, s, qkv.View, kept.View, g.View, dqkv.View);
                         return;
                     }
-                    scratch ??= d.Temporary(saved.Shape, "attention_scratch");   // charged to "attention_grad" in the profile
-                    if (v == AttentionVersion.V4Tiled) Kernels.Attention.TiledBackward(d.Accelerator, s, qkv.View, a.View, saved.View, g.View, scratch.View, dqkv.View);
-                    else if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamBackward(d.Accelerator, s, qkv.View, a.View, saved.View, g.View, scratch.View, dqkv.View);
-                    else Kernels.Attention.Backward(d.Accelerator, s, qkv.View, saved.View, g.View, scratch.View, dqkv.View, GemmAsMatMul(d));
+                    scratch ??= d.Temporary(kept.Shape, "attention_scratch");   // charged to "attention_grad" in the profile
+                    if (v == AttentionVersion.V4Tiled) Kernels.Attention.TiledBackward(d.Accelerator, s, qkv.View, a.View, kept.View, g.View, scratch.View, dqkv.View);
+                    else if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamBackward(d.Accelerator, s, qkv.View, a.View, kept.View, g.View, scratch.View, dqkv.View);
+                    else Kernels.Attention.Backward(d.Accelerator, s, qkv.View, kept.View, g.View, scratch.View, dqkv.View, GemmAsMatMul(d));
                 }
-                d.RunVersion("attention", d.Versions.Attention, version, () => Key("backward"), SameSaved, Backward, dqkv.View);
+                d.RunVersion("attention", d.Versions.Attention, version, () => Key("backward"),
+                    () => Candidates().Where(v => Kernels.Attention.SavesLogSumExp(v) == lse), Backward, dqkv.View);
                 dqkv.Commit();
             });
         return a;
