@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The next lent-GPU run (written 2026-11-27 without a GPU), under 5 minutes: kd check on CUDA (attention v4's first
-# run there); every attention version and the Conv1x1 / Linear GEMM cases beside PyTorch; the fmnist steps at the
+# run there); every attention version, the Conv1x1 / Linear GEMM cases, the bias-gradient reductions (reduce v3's
+# first run) and GroupNorm (v5's first run) beside PyTorch; the fmnist steps at the
 # defaults and with attention v4 forced (KD_KERNELS=attention=v4) beside PyTorch's; the corrected per-op profile of
 # the fmnist training step; PyTorch's adm64 steps last, with what time is left.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
@@ -13,7 +14,7 @@ mkdir -p /tmp/fx; K="bash .device/run KernelDiffusion.Cli"
 cp tests/KernelDiffusion.Tests/fixtures/fmnist-300-images-idx3-ubyte.gz /tmp/fx/train-images-idx3-ubyte.gz
 cp tests/KernelDiffusion.Tests/fixtures/fmnist-300-labels-idx1-ubyte.gz /tmp/fx/train-labels-idx1-ubyte.gz
 check_cuda 45
-timeout 40 $K bench --device cuda --no-steps --kernels attention. gemm.conv1x1 gemm.linear \
+timeout 40 $K bench --device cuda --no-steps --kernels attention. gemm.conv1x1 gemm.linear sum. group_norm \
   --budget-ms 60 --out "$R/bench-kernels" > "$R/bench-kernels.log" 2>&1
 stamp "attention and GEMM cases done"
 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels fmnist --budget-ms 100 \
@@ -22,7 +23,7 @@ stamp "fmnist steps at the defaults done"
 KD_KERNELS=attention=v4 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels fmnist \
   --budget-ms 100 --out "$R/bench-steps-v4" > "$R/bench-steps-v4.log" 2>&1
 stamp "fmnist steps with attention v4 done"
-timeout 70 python3 bench/torch_reference.py --device cuda --only attention.,gemm.conv1x1,gemm.linear,fmnist --out "$R/torch.json" \
+timeout 70 python3 bench/torch_reference.py --device cuda --only attention.,gemm.conv1x1,gemm.linear,sum.,group_norm,fmnist_unet.,fmnist_classifier. --out "$R/torch.json" \
   > "$R/torch.log" 2>&1
 join_ratios "$R/bench-kernels/bench.json"; stamp "torch done"
 rm -rf /tmp/tr; timeout 45 $K train --config configs/fmnist_unet.json --data idx:/tmp/fx --steps 6 \
@@ -30,5 +31,5 @@ rm -rf /tmp/tr; timeout 45 $K train --config configs/fmnist_unet.json --data idx
 stamp "training profile done"
 timeout 50 python3 bench/torch_reference.py --device cuda --only adm64 --out "$R/torch-adm64.json" > "$R/torch-adm64.log" 2>&1
 stamp "torch adm64 done"
-cat "$R/timeline.txt"; grep -E "^\| (attention|gemm|fmnist)" "$R/ratios.md" 2>/dev/null | head -30
+cat "$R/timeline.txt"; grep -E "^\| (attention|gemm|sum|group_norm|fmnist)" "$R/ratios.md" 2>/dev/null | head -30
 grep -h "train_step\|cfg_sampling\|guidance" "$R/bench-steps-v4.log" | tail -3; grep -A30 "time and launches" "$R/train-profile.log"

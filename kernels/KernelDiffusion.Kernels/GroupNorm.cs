@@ -16,7 +16,7 @@ public struct GroupNormShape
     public readonly int Count => PerGroup * HW;
 }
 
-public enum GroupNormVersion { V1PerGroup = 1, V2GroupTree = 2, V3FusedBackward = 3, V4Fused = 4 }
+public enum GroupNormVersion { V1PerGroup = 1, V2GroupTree = 2, V3FusedBackward = 3, V4Fused = 4, V5FusedRows = 5 }
 
 /// <summary>A plane's (n, c) normalisation as one multiply-add, z = (x - mean) A + B: gamma, beta and the scale-shift
 /// folded together, found once per run of the plane.</summary>
@@ -49,7 +49,8 @@ public struct PlaneAffine
 /// Backward: one pass per (n, c) sums what the parameter gradients need (v1: a thread per (n, c); v2: a group of
 /// threads per (n, c)); one elementwise pass gives dx (v3 does both in one kernel per (n, group), its forward is v2's) from
 /// dxhat = dy gamma: dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), means over the group. v4 is v3 with the
-/// forward in one kernel per (n, group) too: one launch each way.</summary>
+/// forward in one kernel per (n, group) too: one launch each way. v5 is v4 with a backward whose channel sums share
+/// their trees: one tree of rows for all of a group's channels and terms, where v3 runs a tree per channel and term.</summary>
 public static class GroupNorm
 {
     const int MaxGroup = 256;
@@ -287,6 +288,84 @@ public static class GroupNorm
         }
     }
 
+    /// <summary>v5's shared memory for the rows of its trees (32 KB: 32 rows of 256 threads).</summary>
+    const int V5SharedFloats = 8192;
+
+    /// <summary>v5's backward: v3's, with the channel sums' trees merged. Each thread first forms its share of every
+    /// term (2, or 4 with scale-shift) of every channel of the (n, group), with no barrier in between, so its loads
+    /// for all the channels can be in flight together; then one tree adds all those rows at once (TreeRows). v3 runs one
+    /// tree per channel and term: at 4 channels and 256 threads, 8 trees of 10 barriers where v5 has 1 of 9. Groups with
+    /// more channels than the rows hold take several passes.</summary>
+    static void BackwardV5Kernel(ArrayView<float> x, ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta,
+        ArrayView<float> ss, ArrayView<float> g, ArrayView<float> sums, ArrayView<float> dss, ArrayView<float> dx, GroupNormShape s)
+    {
+        var sh = SharedMemory.Allocate<float>(V5SharedFloats);
+        int ng = s.N * s.Groups, tid = Group.IdxX, threads = Group.DimX, terms = s.ScaleShift != 0 ? 4 : 2;
+        int perPass = XMath.Max(1, V5SharedFloats / threads / terms);   // channels per tree
+        for (int gi = Grid.IdxX; gi < ng; gi += Grid.DimX)
+        {
+            int n = gi / s.Groups, c0 = (gi - n * s.Groups) * s.PerGroup;
+            float s1 = 0, s2 = 0;   // the group's sums of dxhat and dxhat xhat: every thread adds the same rows in the same order
+            for (int p0 = 0; p0 < s.PerGroup; p0 += perPass)
+            {
+                int count = XMath.Min(perPass, s.PerGroup - p0);
+                for (int cc = 0; cc < count; cc++)
+                {
+                    var t = ChannelTerms.Over(x, stats, gamma, beta, ss, g, s, n * s.C + c0 + p0 + cc, tid, threads);
+                    int row = cc * terms * threads + tid;
+                    sh[row] = t.DyX;
+                    sh[row + threads] = t.DySum;
+                    if (terms == 4)
+                    {
+                        sh[row + 2 * threads] = t.DzY;
+                        sh[row + 3 * threads] = t.DzSum;
+                    }
+                }
+                TreeRows(sh, count * terms);
+                for (int cc = 0; cc < count; cc++)
+                {
+                    int row = cc * terms * threads;
+                    s1 += gamma[c0 + p0 + cc] * sh[row + threads];
+                    s2 += gamma[c0 + p0 + cc] * sh[row];
+                }
+                for (int cc = tid; cc < count; cc += threads)
+                {
+                    int row = cc * terms * threads;
+                    var t = new ChannelTerms { DyX = sh[row], DySum = sh[row + threads] };
+                    if (terms == 4)
+                    {
+                        t.DzY = sh[row + 2 * threads];
+                        t.DzSum = sh[row + 3 * threads];
+                    }
+                    t.Write(sums, dss, s, n * s.C + c0 + p0 + cc);
+                }
+                Group.Barrier();   // the rows are rewritten by the next pass or (n, group)
+            }
+            float mean = stats[gi], rstd = stats[ng + gi];
+            int first = gi * s.Count;   // a group's elements are contiguous in NCHW
+            for (int e = tid; e < s.Count; e += threads)
+                dx[first + e] = InputGrad(x[first + e], g[first + e], mean, rstd, s1, s2, gamma, beta, ss, s, n, c0 + e / s.HW);
+        }
+    }
+
+    /// <summary>Adds each of rows rows of sh (a float per thread each, row r at r x group size) into its first float, all
+    /// rows in the same tree: log2(group size) steps, each step's additions spread over every thread.</summary>
+    static void TreeRows(ArrayView<float> sh, int rows)
+    {
+        int threads = Group.DimX, shift = 0;
+        while ((2 << shift) < threads) shift++;   // half = 1 << shift = threads / 2
+        Group.Barrier();
+        for (int half = threads >> 1; half > 0; half >>= 1, shift--)
+        {
+            for (int e = Group.IdxX; e < rows << shift; e += threads)
+            {
+                int r = e >> shift, i = e & (half - 1);
+                sh[r * threads + i] += sh[r * threads + i + half];
+            }
+            Group.Barrier();
+        }
+    }
+
     /// <summary>dx over runs of up to <paramref name="run"/> elements of a plane (n, c), as ApplyKernel: a run finds its
     /// plane and its group's sums of dxhat and dxhat xhat once.</summary>
     static void InputGradKernel(ArrayView<float> x, ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta,
@@ -344,7 +423,7 @@ public static class GroupNorm
     {
         int ng = s.N * s.Groups;
         var v = version ?? Choose(acc, s);
-        if (v == GroupNormVersion.V4Fused)
+        if (v is GroupNormVersion.V4Fused or GroupNormVersion.V5FusedRows)   // v5's forward is v4's
         {
             var k = KernelCache.Get(acc, "groupnorm.forward_v4", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(ForwardV4Kernel));
@@ -385,6 +464,14 @@ public static class GroupNorm
                 throw new VersionNotApplicableException($"group norm v{(int)v}'s backward keeps at most {MaxChannelsPerGroupV3} channels per group in shared memory; this one has {s.PerGroup}");
             var k = KernelCache.Get(acc, "groupnorm.backward_v3", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(BackwardV3Kernel));
+            int grid = Math.Min(s.N * s.Groups, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8);
+            k(new KernelConfig(grid, Launch.PowerOfTwoGroup(acc, Math.Min(MaxGroup, s.HW))), x, stats, gamma, beta, ss, g, sums, dss, dx, s);
+            return;
+        }
+        if (v == GroupNormVersion.V5FusedRows)
+        {
+            var k = KernelCache.Get(acc, "groupnorm.backward_v5", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(BackwardV5Kernel));
             int grid = Math.Min(s.N * s.Groups, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8);
             k(new KernelConfig(grid, Launch.PowerOfTwoGroup(acc, Math.Min(MaxGroup, s.HW))), x, stats, gamma, beta, ss, g, sums, dss, dx, s);
             return;

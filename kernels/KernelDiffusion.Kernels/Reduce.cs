@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -82,10 +83,11 @@ public struct ReduceWalk
     public int J0, J1, J2, J3;
 }
 
-public enum ReduceVersion { V1PerOutput = 1, V2GroupTree = 2 }
+public enum ReduceVersion { V1PerOutput = 1, V2GroupTree = 2, V3Split = 3 }
 
 /// <summary>Sum (times a scale, so mean too) over chosen axes. Deterministic: every output is summed in a
-/// fixed order by one thread (v1) or by one group with a shared-memory tree (v2); no float atomics.</summary>
+/// fixed order by one thread (v1), by one group with a shared-memory tree (v2), or, for few outputs of long sums, by
+/// several groups over slices of it whose partial sums a second launch adds in order (v3); no float atomics.</summary>
 public static class Reduce
 {
     const int MaxGroup = 256;
@@ -125,6 +127,48 @@ public static class Reduce
             }
             if (tid == 0) y[o] = sh[0] * scale;
             Group.Barrier();
+        }
+    }
+
+    /// <summary>v3's first launch: partials[o slices + s] = the sum of slice s of output o's reduced elements, one group
+    /// per (output, slice) with v2's walk and a shared-memory tree.</summary>
+    static void SumSlicesKernel(ArrayView<float> x, ArrayView<float> partials, ReducePlan p, int outCount, int slices)
+    {
+        var sh = SharedMemory.Allocate<float>(MaxGroup);
+        int tid = Group.IdxX, length = (p.Count + slices - 1) / slices;
+        for (int w = Grid.IdxX; w < outCount * slices; w += Grid.DimX)
+        {
+            int o = w / slices, from = (w - o * slices) * length, to = XMath.Min(p.Count, from + length), b = p.Base(o);
+            // Four independent sums, so each thread has four loads in flight where one sum waits on each load.
+            float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            var step = p.Walk(Group.DimX);
+            var walk = p.Walk(XMath.Min(from + tid, p.Count));
+            int j = from + tid;
+            for (; j + 3 * Group.DimX < to; j += 4 * Group.DimX)
+            {
+                a0 += x[b + p.OffsetOf(walk)];
+                walk = p.Advance(walk, step);
+                a1 += x[b + p.OffsetOf(walk)];
+                walk = p.Advance(walk, step);
+                a2 += x[b + p.OffsetOf(walk)];
+                walk = p.Advance(walk, step);
+                a3 += x[b + p.OffsetOf(walk)];
+                walk = p.Advance(walk, step);
+            }
+            for (; j < to; j += Group.DimX, walk = p.Advance(walk, step)) a0 += x[b + p.OffsetOf(walk)];
+            float sum = GroupTree.Sum(sh, (a0 + a1) + (a2 + a3));
+            if (tid == 0) partials[w] = sum;
+        }
+    }
+
+    /// <summary>v3's second launch: y[o] = scale (partials[o slices] + ... + partials[o slices + slices - 1]), in order.</summary>
+    static void SumPartialsKernel(ArrayView<float> partials, ArrayView<float> y, int outCount, int slices, float scale)
+    {
+        for (int o = Grid.GlobalIndex.X; o < outCount; o += Grid.DimX * Group.DimX)
+        {
+            float acc = 0;
+            for (int s = 0; s < slices; s++) acc += partials[o * slices + s];
+            y[o] = acc * scale;
         }
     }
 
@@ -218,6 +262,8 @@ public static class Reduce
                 a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ReducePlan, int, float>(SumV1Kernel));
             k(Launch.GridStride(acc, (long)outCount * p.Count), x, y, p, outCount, scale);
         }
+        else if (v == ReduceVersion.V3Split && Slices(acc, p, outCount) is int slices and > 1)
+            SumSplit(acc, x, y, p, outCount, scale, slices);
         else
         {
             var k = KernelCache.Get(acc, "reduce.sum_v2",
@@ -225,6 +271,49 @@ public static class Reduce
             int group = Launch.PowerOfTwoGroup(acc, MaxGroup);
             int grid = Math.Max(1, Math.Min(outCount, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8));
             k(new KernelConfig(grid, group), x, y, p, outCount, scale);
+        }
+    }
+
+    /// <summary>v3's slices per output: enough (output, slice) groups for 8 per multiprocessor, each slice at least 8
+    /// group-widths long; 1 (v2) when the outputs alone fill the device or the sums are short.</summary>
+    public static int Slices(Accelerator acc, ReducePlan p, int outCount)
+    {
+        int groups = Launch.IsCpu(acc) ? acc.NumMultiprocessors : acc.NumMultiprocessors * 8;
+        return Math.Max(1, Math.Min(groups / Math.Max(1, outCount), p.Count / (8 * Launch.PowerOfTwoGroup(acc, MaxGroup))));
+    }
+
+    /// <summary>v3 with a given number of slices per output (Sum chooses it with Slices; the checks force ragged ones).
+    /// Its partial sums go to a scratch buffer the accelerator keeps (a float per (output, slice), 1056 on an H100),
+    /// which later launches on the same stream reuse.</summary>
+    public static void SumSplit(Accelerator acc, ArrayView<float> x, ArrayView<float> y, ReducePlan p, int outCount, float scale, int slices)
+    {
+        var partials = Partials(acc, (long)outCount * slices);
+        int group = Launch.PowerOfTwoGroup(acc, MaxGroup);
+        int grid = Math.Max(1, Math.Min(outCount * slices, Launch.IsCpu(acc) ? acc.NumMultiprocessors : acc.NumMultiprocessors * 8));
+        KernelCache.Get(acc, "reduce.sum_v3.slices", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ReducePlan, int, int>(SumSlicesKernel))
+            (new KernelConfig(grid, group), x, partials, p, outCount, slices);
+        KernelCache.Get(acc, "reduce.sum_v3.partials", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, float>(SumPartialsKernel))
+            (Launch.GridStride(acc, (long)outCount * slices), partials, y, outCount, slices, scale);
+    }
+
+    static readonly ConditionalWeakTable<Accelerator, MemoryBuffer1D<float, Stride1D.Dense>> partialsByAccelerator = new();
+
+    /// <summary>The accelerator's v3 scratch, grown to at least n floats (and never below 8 per multiprocessor).</summary>
+    static ArrayView<float> Partials(Accelerator acc, long n)
+    {
+        lock (partialsByAccelerator)
+        {
+            if (!partialsByAccelerator.TryGetValue(acc, out var buffer) || buffer.Length < n)
+            {
+                if (buffer != null)
+                {
+                    acc.Synchronize();   // a launch still queued may read the old buffer
+                    buffer.Dispose();
+                }
+                buffer = acc.Allocate1D<float>(Math.Max(n, acc.NumMultiprocessors * 8L));
+                partialsByAccelerator.AddOrUpdate(acc, buffer);
+            }
+            return buffer.View;
         }
     }
 

@@ -264,10 +264,10 @@ public sealed class AutotunerTests(DeviceFixture fixture)
         }
         Assert.Equal(new[] { "v1.naive", "v3.rows", "v4.blocked", "v6.blocked8", "v7.vector", "v8.vector4", "v9.cpublocks", "v10.pipelined", "v11.pipelined4" }.Order(), choices.Single(c => c.Family == "gemm" && c.Key == "batch 1 5x7 x 7x3 strides 0/0")
             .Trials.Select(t => t.Version).Order());
-        // GroupNorm's forward has three versions (v3's is v2's), its backward three (v4's is v3's).
+        // GroupNorm's forward has three versions (v3's is v2's, v5's v4's), its backward four (v4's is v3's).
         Assert.Equal(["v1.pergroup", "v2.grouptree", "v4.fused"], choices.Single(c => c.Key == "forward N2 C4 HW30 G2 +silu").Trials.Select(t => t.Version).Order());
         var back = choices.Single(c => c.Key == "backward N2 C4 HW30 G2 +silu");
-        Assert.Equal(["v1.pergroup", "v2.grouptree", "v3.fusedbackward"], back.Trials.Select(t => t.Version).Order());
+        Assert.Equal(["v1.pergroup", "v2.grouptree", "v3.fusedbackward", "v5.fusedrows"], back.Trials.Select(t => t.Version).Order());
         Assert.All(back.Trials, t => Assert.Null(t.Rejected));
         // Attention's forward tries every version (v2 and v4 too: on the CPU only at shapes this small); the backward
         // those that keep what the chosen forward kept (v1 and v3 the weights P, v2 and v4 the log-sum-exp).

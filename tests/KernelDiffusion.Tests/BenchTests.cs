@@ -141,7 +141,7 @@ public sealed class BenchTests(DeviceFixture fx, ITestOutputHelper log)
                 Assert.DoesNotContain("tf32", r.Version);
             }
         }
-        Assert.Equal(["adamw", "attention", "conv3x3", "conv3x3_pass", "gemm", "group_norm", "sampling_step", "silu"], ops.Order());
+        Assert.Equal(["adamw", "attention", "conv3x3", "conv3x3_pass", "gemm", "group_norm", "sampling_step", "silu", "sum"], ops.Order());
         var step = runner.Step(cases.Steps.Single(c => (string)c["name"]! == "fmnist_unet.cfg_sampling_step.b20"), Path.GetDirectoryName(Path.GetDirectoryName(CasesPath))!);
         log.WriteLine($"{step.Name}: {step.Ms:F1} ms, {step.Launches} launches per step");
         Assert.Null(step.Error);
@@ -344,17 +344,20 @@ public sealed class GemmGpuShapeTests
         for (int i = 0; i < v2[1].Length; i++) Assert.True(Math.Abs(v4[1][i] - v2[1][i]) <= 1e-6f * (1 + Math.Abs(v2[1][i])), $"statistic {i}: v4 {v4[1][i]}, v2 {v2[1][i]}");
     }
 
-    /// <summary>GroupNorm's v2 channel sums and v3 fused backward with 64-thread groups agree with v1 (which kd check
-    /// compares with finite differences) on every output of the backward.</summary>
+    /// <summary>GroupNorm's v2 channel sums and v3 and v5 fused backwards with 64-thread groups agree with v1 (which kd
+    /// check compares with finite differences) on every output of the backward; v5 also with 256-thread groups at 18
+    /// channels per group, whose rows take three trees (8, 8 and 2 channels of 4 terms).</summary>
     [Theory]
-    [InlineData(GroupNormVersion.V2GroupTree)]
-    [InlineData(GroupNormVersion.V3FusedBackward)]
-    public void GroupNormBackwardWithLargeGroupsMatchesV1(GroupNormVersion version)
+    [InlineData(GroupNormVersion.V2GroupTree, 8, 77, 4)]
+    [InlineData(GroupNormVersion.V3FusedBackward, 8, 77, 4)]
+    [InlineData(GroupNormVersion.V5FusedRows, 8, 77, 4)]
+    [InlineData(GroupNormVersion.V5FusedRows, 36, 260, 2)]
+    public void GroupNormBackwardWithLargeGroupsMatchesV1(GroupNormVersion version, int channels, int hw, int groups)
     {
         using var cpu = new GpuShaped();
         var acc = cpu.Acc;
         var rng = new Random(9);
-        var s = new GroupNormShape { N = 3, C = 8, HW = 77, Groups = 4, ScaleShift = 1, Silu = 1, Eps = 1e-5f };
+        var s = new GroupNormShape { N = 3, C = channels, HW = hw, Groups = groups, ScaleShift = 1, Silu = 1, Eps = 1e-5f };
         int len = s.N * s.C * s.HW;
         float[] R(int n) => Uniform(rng, n).Select(v => (float)v).ToArray();
         using var x = acc.Allocate1D(R(len));

@@ -74,6 +74,7 @@ public sealed class BenchCases
         ["conv3x3"] = ["x:x", "cout:i", "backward:b?"],
         ["conv3x3_pass"] = ["pass:s", "x:x", "cout:i"],
         ["attention"] = ["batch:i", "heads:i", "head_dim:i", "tokens:i", "backward:b?"],
+        ["sum"] = ["x:x", "to:x"],
     };
     static readonly Dictionary<string, string[]> StepOps = new()
     {

@@ -229,6 +229,18 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                     yield return r;
                 break;
             }
+            case "sum":
+            {
+                // A reduction as the backward's bias and broadcast gradients make them (sum_to).
+                int[] from = Shape(c, "x"), to = Shape(c, "to");
+                var plan = ReducePlan.Create(from, to);
+                int outCount = to.Aggregate(1, (p, v) => p * v);
+                var (x, y) = (R(from, false), R(to, false));
+                foreach (var r in Versions(name, Reduce.Choose(acc, plan, outCount), Reduce.SumCost(x.Length, outCount),
+                             (ReduceVersion v) => Reduce.Sum(acc, x.View, y.View, plan, outCount, 1, v)))
+                    yield return r;
+                break;
+            }
             case "attention":
             {
                 int n = Int(c, "batch"), heads = Int(c, "heads"), ch = Int(c, "head_dim"), tokens = Int(c, "tokens");

@@ -278,7 +278,7 @@ public static partial class KernelChecks
             list.Add(Forward(name + ".v1", shapes, With(v => v.GroupNorm = GroupNormVersion.V1PerGroup, op), reference));
             list.Add(Forward(name + ".v2", shapes, With(v => v.GroupNorm = GroupNormVersion.V2GroupTree, op), reference));
             list.Add(Forward(name + ".v4", shapes, With(v => v.GroupNorm = GroupNormVersion.V4Fused, op), reference));
-            // v3's forward is v2's; v4's backward is v3's (after v4's own forward).
+            // v3's forward is v2's; v4's backward is v3's (after v4's own forward); v5's forward is v4's.
             foreach (var version in Enum.GetValues<GroupNormVersion>())
                 list.Add(Forced(v => v.GroupNorm = version, Backward($"{name}.v{(int)version}", shapes, op, reference)));
         }
@@ -434,7 +434,7 @@ public static partial class KernelChecks
         int[] rs = [3, 5, 7, 2];
         Func<double[][], double[]> sum = v => Reduce.Reference.Sum(v[0], rs, [1, 5, 1, 2], 1);
         Func<double[][], double[]> mean = v => Reduce.Reference.Sum(v[0], rs, [3, 5, 1, 1], 1.0 / 14);
-        foreach (var version in new[] { ReduceVersion.V1PerOutput, ReduceVersion.V2GroupTree })
+        foreach (var version in Enum.GetValues<ReduceVersion>())
         {
             string tag = "v" + (int)version;
             Func<Tensor[], Tensor> Reduced(Func<Tensor[], Tensor> f) => With(v => v.Reduce = version, f);
@@ -457,6 +457,27 @@ public static partial class KernelChecks
                     Reduce.Sum(acc, dx.View, dy.View, plan, outCount, 0.5f, ReduceVersion.V2GroupTree);
                     return dy.GetAsArray1D();
                 }, out string where);
+                return (RelError(got, Reduce.Reference.Sum(x, shape, outShape, 0.5)), Fwd, where.TrimStart(';', ' '));
+            }));
+        // v3: each output's sum split into slices (3 and 7 here: the last slice shorter), on this device's groups and on
+        // 256-thread groups, at the two shapes above.
+        foreach (var (shape, outShape) in new[] { (new[] { 3, 40, 2, 17 }, new[] { 3, 1, 2, 1 }), (new[] { 11, 4, 13, 7 }, new[] { 1, 4, 1, 1 }) })
+        foreach (int slices in new[] { 3, 7 })
+        foreach (bool groups256 in new[] { false, true })
+            list.Add(new Case($"sum.v3.slices{slices}{(groups256 ? ".groups256" : "")}", $"[{string.Join(",", shape)}] to [{string.Join(",", outShape)}]", (d, r) =>
+            {
+                var x = Randn(r, shape.Aggregate(1, (a, b) => a * b));
+                var plan = ReducePlan.Create(shape, outShape);
+                int outCount = outShape.Aggregate(1, (a, b) => a * b);
+                float[] Run(Accelerator acc)
+                {
+                    using var dx = acc.Allocate1D(x.Select(v => (float)v).ToArray());
+                    using var dy = acc.Allocate1D(Enumerable.Repeat(float.NaN, outCount).ToArray());
+                    Reduce.SumSplit(acc, dx.View, dy.View, plan, outCount, 0.5f, slices);
+                    return dy.GetAsArray1D();
+                }
+                string where = "";
+                float[] got = groups256 ? OnGroupsOf256(d, Run, out where) : Run(d.Accelerator);
                 return (RelError(got, Reduce.Reference.Sum(x, shape, outShape, 0.5)), Fwd, where.TrimStart(';', ' '));
             }));
         // The training step's gradient norm: partial sums of squares in one launch, added here in float64.
