@@ -436,6 +436,33 @@ public static class Attention
         sh[at + 3 * step] = keep * sh[at + 3 * step] + x3;
     }
 
+    /// <summary>acc[i][c] = keep_i acc[i][c] + sum over x &lt; k of A(x, i) B(x, c) for the thread's rows i and every
+    /// channel c &lt; cp, a chunk of 4 TX channels at a time: A(x, i) at sh[a + x aK + i], B(x, c) at sh[b + c bStride + x],
+    /// acc a [rows][cp + 1] region. Each thread owns its entries, so chunks need no barrier between them.</summary>
+    static void AccumulateChannels(ArrayView<float> sh, AttentionTiles f, int ty, int tx, int a, int aK, int b, int bStride, int k,
+        int acc, int cp, float k0, float k1, float k2, float k3)
+    {
+        for (int c0 = 0; c0 < cp; c0 += f.Cols)
+        {
+            var x = TileProduct(sh, a + ty, aK, f.TY, b + (c0 + tx) * bStride, 1, f.TX * bStride, k);
+            PutBlock(sh, acc + ty * (cp + 1) + c0 + tx, f.TY * (cp + 1), f.TX, x, k0, k1, k2, k3);
+        }
+    }
+
+    /// <summary>The backward's scores of a tile pair: S = A1^T B1 into sc and dP = A2^T B2 into dp (rows: the tile's 4 TY
+    /// positions, A(x, i) at sh[a + x aK + i]; columns: the streamed 4 TX, B(x, j) at sh[b + x bK + j]; entry (i, j) at
+    /// i + j (rows + 1)), then P and dS in place of them (ScoreGrads).</summary>
+    static void ScoreGradTile(ArrayView<float> sh, AttentionTiles f, int ty, int tx, int sc, int dp, int a1, int a2, int aK, int b1, int b2, int bK,
+        int ch, bool columnsAreQueries, int ls, int dl, int column0, int row0, int T, float alpha)
+    {
+        int stride = f.Rows + 1;
+        PutBlock(sh, sc + ty + tx * stride, f.TY, f.TX * stride, TileProduct(sh, a1 + ty, aK, f.TY, b1 + tx, bK, f.TX, ch), 0, 0, 0, 0);
+        PutBlock(sh, dp + ty + tx * stride, f.TY, f.TX * stride, TileProduct(sh, a2 + ty, aK, f.TY, b2 + tx, bK, f.TX, ch), 0, 0, 0, 0);
+        Group.Barrier();
+        ScoreGrads(sh, sc, dp, stride, f.Cols, f.Rows, columnsAreQueries, ls, dl, column0, row0, T, alpha);
+        Group.Barrier();
+    }
+
     /// <summary>v4 forward: one group per (head-batch, tile of 4 TY queries) streams the keys in tiles of 4 TX, keeping
     /// a running row max m, sum l and output O (online softmax), so the T x T weights never exist; writes a = O / l and
     /// lse = m + log l for the backward.</summary>
@@ -484,12 +511,8 @@ public static class Attention
                 }
                 Group.Barrier();
                 // O = keep O + P V, chunk by chunk of channels; each thread owns its O entries, so no barrier between chunks.
-                float k0 = sh[r + ty], k1 = sh[r + ty + f.TY], k2 = sh[r + ty + 2 * f.TY], k3 = sh[r + ty + 3 * f.TY];
-                for (int c0 = 0; c0 < cp; c0 += bc)
-                {
-                    var pv = TileProduct(sh, p + ty, br + 1, f.TY, v + (c0 + tx) * (bc + 1), 1, f.TX * (bc + 1), bc);
-                    PutBlock(sh, o + ty * (cp + 1) + c0 + tx, f.TY * (cp + 1), f.TX, pv, k0, k1, k2, k3);   // keep 0 on the first tile
-                }
+                AccumulateChannels(sh, f, ty, tx, p, br + 1, v, bc + 1, bc, o, cp,   // keep 0 on the first tile
+                    sh[r + ty], sh[r + ty + f.TY], sh[r + ty + 2 * f.TY], sh[r + ty + 3 * f.TY]);
                 Group.Barrier();
             }
             int head = s.Out(b, 0, t0);
@@ -562,17 +585,9 @@ public static class Attention
                 LoadTile(qkv, sh, k, bc + 1, s, b, 1, u0, bc, cp);
                 LoadTile(qkv, sh, v, bc + 1, s, b, 2, u0, bc, cp);
                 Group.Barrier();
-                PutBlock(sh, sc + ty + tx * (br + 1), f.TY, f.TX * (br + 1), TileProduct(sh, q + ty, br, f.TY, k + tx, bc + 1, f.TX, s.Ch), 0, 0, 0, 0);
-                PutBlock(sh, dp + ty + tx * (br + 1), f.TY, f.TX * (br + 1), TileProduct(sh, g + ty, br, f.TY, v + tx, bc + 1, f.TX, s.Ch), 0, 0, 0, 0);
-                Group.Barrier();
-                ScoreGrads(sh, sc, dp, br + 1, bc, br, false, ls, dl, u0, t0, s.T, alpha);
-                Group.Barrier();
+                ScoreGradTile(sh, f, ty, tx, sc, dp, q, g, br, k, v, bc + 1, s.Ch, false, ls, dl, u0, t0, s.T, alpha);
                 float keep = u0 == 0 ? 0f : 1f;
-                for (int c0 = 0; c0 < cp; c0 += bc)
-                {
-                    var x = TileProduct(sh, dp + ty, br + 1, f.TY, k + (c0 + tx) * (bc + 1), 1, f.TX * (bc + 1), bc);
-                    PutBlock(sh, dq + ty * (cp + 1) + c0 + tx, f.TY * (cp + 1), f.TX, x, keep, keep, keep, keep);
-                }
+                AccumulateChannels(sh, f, ty, tx, dp, br + 1, k, bc + 1, bc, dq, cp, keep, keep, keep, keep);
                 Group.Barrier();
             }
             StoreTile(sh, dq, cp, dqkv, s, b, 0, t0, br, alpha);
@@ -605,19 +620,10 @@ public static class Attention
                 LoadTile(da, sh, g, bq + 1, s, b, 3, t0, bq, cp);
                 LoadRowTerms(lse, delta, sh, ls, dl, s, b, t0, bq);
                 Group.Barrier();
-                PutBlock(sh, sc + ty + tx * (bk + 1), f.TY, f.TX * (bk + 1), TileProduct(sh, k + ty, bk, f.TY, q + tx, bq + 1, f.TX, s.Ch), 0, 0, 0, 0);
-                PutBlock(sh, dp + ty + tx * (bk + 1), f.TY, f.TX * (bk + 1), TileProduct(sh, v + ty, bk, f.TY, g + tx, bq + 1, f.TX, s.Ch), 0, 0, 0, 0);
-                Group.Barrier();
-                ScoreGrads(sh, sc, dp, bk + 1, bq, bk, true, ls, dl, t0, u0, s.T, alpha);
-                Group.Barrier();
+                ScoreGradTile(sh, f, ty, tx, sc, dp, k, v, bk, q, g, bq + 1, s.Ch, true, ls, dl, t0, u0, s.T, alpha);
                 float keep = t0 == 0 ? 0f : 1f;
-                for (int c0 = 0; c0 < cp; c0 += bq)
-                {
-                    var x = TileProduct(sh, sc + ty, bk + 1, f.TY, g + (c0 + tx) * (bq + 1), 1, f.TX * (bq + 1), bq);
-                    PutBlock(sh, dv + ty * (cp + 1) + c0 + tx, f.TY * (cp + 1), f.TX, x, keep, keep, keep, keep);
-                    x = TileProduct(sh, dp + ty, bk + 1, f.TY, q + (c0 + tx) * (bq + 1), 1, f.TX * (bq + 1), bq);
-                    PutBlock(sh, dk + ty * (cp + 1) + c0 + tx, f.TY * (cp + 1), f.TX, x, keep, keep, keep, keep);
-                }
+                AccumulateChannels(sh, f, ty, tx, sc, bk + 1, g, bq + 1, bq, dv, cp, keep, keep, keep, keep);
+                AccumulateChannels(sh, f, ty, tx, dp, bk + 1, q, bq + 1, bq, dk, cp, keep, keep, keep, keep);
                 Group.Barrier();
             }
             StoreTile(sh, dk, cp, dqkv, s, b, 1, u0, bk, alpha);
