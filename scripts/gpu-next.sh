@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The next lent-GPU run (written 2026-11-27 without a GPU), under 5 minutes: kd check on CUDA (attention v4's first
+# The next lent-GPU run (written 2026-11-27 without a GPU), under 8.5 minutes: kd check on CUDA (attention v4's first
 # run there); every attention version, the Conv1x1 / Linear GEMM cases, the bias-gradient reductions (reduce v3's
 # first run) and GroupNorm (v5's first run) beside PyTorch; the fmnist steps at the
-# defaults and with attention v4 forced (KD_KERNELS=attention=v4) beside PyTorch's; the corrected per-op profile of
-# the fmnist training step; PyTorch's adm64 steps last, with what time is left.
+# defaults, with attention v4 forced (KD_KERNELS=attention=v4) and with all three new versions, beside PyTorch's; the corrected per-op profile of
+# the fmnist training step; the adm64 steps at the defaults and with attention v4, and PyTorch's beside them.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
-# There: run with carry [".device"] and timeout_s 300:  bash scripts/gpu-next.sh "$OUT"
+# There: run with carry [".device"] and timeout_s 510:  bash scripts/gpu-next.sh "$OUT"
 set -u
 out=${1:?usage: gpu-next.sh OUTDIR}
 R=/tmp/kd-next; tarball=next-results.tgz
@@ -23,13 +23,24 @@ stamp "fmnist steps at the defaults done"
 KD_KERNELS=attention=v4 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels fmnist \
   --budget-ms 100 --out "$R/bench-steps-v4" > "$R/bench-steps-v4.log" 2>&1
 stamp "fmnist steps with attention v4 done"
+KD_KERNELS=attention=v4,groupnorm=v5,reduce=v3 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels fmnist \
+  --budget-ms 100 --out "$R/bench-steps-new" > "$R/bench-steps-new.log" 2>&1
+stamp "fmnist steps with attention v4, GroupNorm v5 and reduce v3 done"
 timeout 70 python3 bench/torch_reference.py --device cuda --only attention.,gemm.conv1x1,gemm.linear,sum.,group_norm,fmnist_unet.,fmnist_classifier. --out "$R/torch.json" \
   > "$R/torch.log" 2>&1
 join_ratios "$R/bench-kernels/bench.json"; stamp "torch done"
 rm -rf /tmp/tr; timeout 45 $K train --config configs/fmnist_unet.json --data idx:/tmp/fx --steps 6 \
   --batch 256 --profile --out /tmp/tr --device cuda > "$R/train-profile.log" 2>&1
 stamp "training profile done"
-timeout 50 python3 bench/torch_reference.py --device cuda --only adm64 --out "$R/torch-adm64.json" > "$R/torch-adm64.log" 2>&1
+# adm64 (attention at 32x32, 16x16 and 8x8: T = 1024, 256, 64), at the defaults and with attention v4, then PyTorch's
+# adm64 steps in the same call (they ran past 50 s before: 90 here).
+timeout 45 $K bench --device cuda --default-only --no-kernels --kernels adm64 --budget-ms 100 --out "$R/bench-adm64" \
+  > "$R/bench-adm64.log" 2>&1
+stamp "adm64 steps at the defaults done"
+KD_KERNELS=attention=v4 timeout 45 $K bench --device cuda --default-only --no-kernels --kernels adm64 --budget-ms 100 \
+  --out "$R/bench-adm64-v4" > "$R/bench-adm64-v4.log" 2>&1
+stamp "adm64 steps with attention v4 done"
+timeout 90 python3 bench/torch_reference.py --device cuda --only adm64 --out "$R/torch-adm64.json" > "$R/torch-adm64.log" 2>&1
 stamp "torch adm64 done"
 cat "$R/timeline.txt"; grep -E "^\| (attention|gemm|sum|group_norm|fmnist)" "$R/ratios.md" 2>/dev/null | head -30
-grep -h "train_step\|cfg_sampling\|guidance" "$R/bench-steps-v4.log" | tail -3; grep -A30 "time and launches" "$R/train-profile.log"
+grep -h "default:" "$R"/bench-steps*.log "$R"/bench-adm64*.log; grep -A30 "time and launches" "$R/train-profile.log"
