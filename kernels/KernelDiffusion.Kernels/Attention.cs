@@ -202,7 +202,8 @@ public static class Attention
     /// <summary>Copies head b's part (0 q, 1 k, 2 v) into sh[at + c * T + t].</summary>
     static void LoadHead(ArrayView<float> qkv, ArrayView<float> sh, int at, AttentionShape s, int b, int part)
     {
-        for (int e = Group.IdxX; e < s.Ch * s.T; e += Group.DimX)
+        int threads = Group.DimX;   // read once: on the CPU accelerator each read is a runtime call
+        for (int e = Group.IdxX; e < s.Ch * s.T; e += threads)
         {
             int c = e / s.T, t = e - c * s.T;
             sh[at + e] = qkv[s.Qkv(b, part, c, t)];
@@ -213,6 +214,7 @@ public static class Attention
     /// backward), a = V P^T.</summary>
     static void SharedForwardKernel(ArrayView<float> qkv, ArrayView<float> p, ArrayView<float> a, AttentionShape s)
     {
+        int threads = Group.DimX;   // read once: on the CPU accelerator each read is a runtime call
         var sh = SharedMemory.Allocate<float>(V3SharedFloats);
         int ct = s.Ch * s.T, tt = s.T * s.T, q = 0, k = ct, v = 2 * ct, w = 3 * ct;
         float alpha = 1f / XMath.Sqrt(s.Ch);
@@ -222,7 +224,7 @@ public static class Attention
             LoadHead(qkv, sh, k, s, b, 1);
             LoadHead(qkv, sh, v, s, b, 2);
             Group.Barrier();
-            for (int e = Group.IdxX; e < tt; e += Group.DimX)
+            for (int e = Group.IdxX; e < tt; e += threads)
             {
                 int t = e / s.T, u = e - t * s.T;
                 float acc = 0;
@@ -230,7 +232,7 @@ public static class Attention
                 sh[w + e] = alpha * acc;
             }
             Group.Barrier();
-            for (int t = Group.IdxX; t < s.T; t += Group.DimX)
+            for (int t = Group.IdxX; t < s.T; t += threads)
             {
                 float max = float.NegativeInfinity, sum = 0;
                 for (int u = 0; u < s.T; u++) max = XMath.Max(max, sh[w + t * s.T + u]);
@@ -249,7 +251,7 @@ public static class Attention
                 }
             }
             Group.Barrier();
-            for (int e = Group.IdxX; e < ct; e += Group.DimX)
+            for (int e = Group.IdxX; e < ct; e += threads)
             {
                 int c = e / s.T, t = e - c * s.T;
                 float acc = 0;
@@ -264,6 +266,7 @@ public static class Attention
     /// dK = alpha Q dS, all for one head in one group.</summary>
     static void SharedBackwardKernel(ArrayView<float> qkv, ArrayView<float> p, ArrayView<float> da, ArrayView<float> dqkv, AttentionShape s)
     {
+        int threads = Group.DimX;   // read once: on the CPU accelerator each read is a runtime call
         var sh = SharedMemory.Allocate<float>(V3SharedFloats);
         int ct = s.Ch * s.T, tt = s.T * s.T, q = 0, k = ct, v = 2 * ct, g = 3 * ct, pw = 4 * ct, ds = 4 * ct + tt;
         float alpha = 1f / XMath.Sqrt(s.Ch);
@@ -272,22 +275,22 @@ public static class Attention
             LoadHead(qkv, sh, q, s, b, 0);
             LoadHead(qkv, sh, k, s, b, 1);
             LoadHead(qkv, sh, v, s, b, 2);
-            for (int e = Group.IdxX; e < ct; e += Group.DimX)
+            for (int e = Group.IdxX; e < ct; e += threads)
             {
                 int c = e / s.T, t = e - c * s.T;
                 sh[g + e] = da[s.Out(b, c, t)];
             }
-            for (int e = Group.IdxX; e < tt; e += Group.DimX) sh[pw + e] = p[b * tt + e];
+            for (int e = Group.IdxX; e < tt; e += threads) sh[pw + e] = p[b * tt + e];
             Group.Barrier();
             // dP[t, u] = sum_c da[c, t] v[c, u], kept in ds; dV[c, u] = sum_t P[t, u] da[c, t].
-            for (int e = Group.IdxX; e < tt; e += Group.DimX)
+            for (int e = Group.IdxX; e < tt; e += threads)
             {
                 int t = e / s.T, u = e - t * s.T;
                 float acc = 0;
                 for (int c = 0; c < s.Ch; c++) acc += sh[g + c * s.T + t] * sh[v + c * s.T + u];
                 sh[ds + e] = acc;
             }
-            for (int e = Group.IdxX; e < ct; e += Group.DimX)
+            for (int e = Group.IdxX; e < ct; e += threads)
             {
                 int c = e / s.T, u = e - c * s.T;
                 float acc = 0;
@@ -296,7 +299,7 @@ public static class Attention
             }
             Group.Barrier();
             // dS[t, u] = P[t, u] (dP[t, u] - sum_u' P[t, u'] dP[t, u']), a row per thread.
-            for (int t = Group.IdxX; t < s.T; t += Group.DimX)
+            for (int t = Group.IdxX; t < s.T; t += threads)
             {
                 float row = 0;
                 for (int u = 0; u < s.T; u++) row += sh[pw + t * s.T + u] * sh[ds + t * s.T + u];
@@ -304,7 +307,7 @@ public static class Attention
             }
             Group.Barrier();
             // dQ[c, t] = alpha sum_u dS[t, u] k[c, u]; dK[c, u] = alpha sum_t dS[t, u] q[c, t].
-            for (int e = Group.IdxX; e < ct; e += Group.DimX)
+            for (int e = Group.IdxX; e < ct; e += threads)
             {
                 int c = e / s.T, x = e - c * s.T;
                 float dq = 0, dk = 0;
@@ -469,6 +472,7 @@ public static class Attention
     [LaunchBounds(128, 5)]
     static void TiledForwardKernel(ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse, AttentionShape s, AttentionTiles f)
     {
+        int threads = Group.DimX;   // read once: on the CPU accelerator each read is a runtime call
         var sh = SharedMemory.GetDynamic<float>();
         int br = f.Rows, bc = f.Cols, cp = f.Padded(s.Ch), ty = Group.IdxX / f.TX, tx = Group.IdxX - ty * f.TX;
         // Q [cp][br]; K, V [cp][bc + 1]; P [bc][br + 1] (key-major: A of P V); O [br][cp + 1]; per row m, l, rescale.
@@ -479,7 +483,7 @@ public static class Attention
         {
             int b = w / tiles, t0 = (w - b * tiles) * br;
             LoadTile(qkv, sh, q, br, s, b, 0, t0, br, cp);
-            for (int e = Group.IdxX; e < br; e += Group.DimX)
+            for (int e = Group.IdxX; e < br; e += threads)
             {
                 sh[m + e] = float.NegativeInfinity;
                 sh[l + e] = 0f;
@@ -494,7 +498,7 @@ public static class Attention
                 Group.Barrier();
                 // Row by row: the new max, P = exp(alpha S - max) (0 past the keys), how much of the old O and l to keep.
                 int valid = XMath.Min(bc, s.T - u0);
-                for (int i = Group.IdxX; i < br; i += Group.DimX)
+                for (int i = Group.IdxX; i < br; i += threads)
                 {
                     float old = sh[m + i], max = old, sum = 0;
                     for (int u = 0; u < valid; u++) max = XMath.Max(max, alpha * sh[p + u * (br + 1) + i]);
@@ -518,7 +522,7 @@ public static class Attention
             int head = s.Out(b, 0, t0);
             for (var e = new TileWalk(br); e.Row < s.Ch; e.Next())
                 if (t0 + e.Col < s.T) a[head + e.Row * s.T + e.Col] = sh[o + e.Col * (cp + 1) + e.Row] / sh[l + e.Col];
-            for (int i = Group.IdxX; i < br; i += Group.DimX)
+            for (int i = Group.IdxX; i < br; i += threads)
                 if (t0 + i < s.T) lse[b * s.T + t0 + i] = sh[m + i] + XMath.Log(sh[l + i]);
             Group.Barrier();
         }
@@ -543,7 +547,8 @@ public static class Attention
     /// <summary>Copies lse and delta of queries t0 .. t0 + width - 1 of head-batch b into sh (0 past the queries).</summary>
     static void LoadRowTerms(ArrayView<float> lse, ArrayView<float> delta, ArrayView<float> sh, int lseAt, int deltaAt, AttentionShape s, int b, int t0, int width)
     {
-        for (int i = Group.IdxX; i < width; i += Group.DimX)
+        int threads = Group.DimX;   // read once: on the CPU accelerator each read is a runtime call
+        for (int i = Group.IdxX; i < width; i += threads)
         {
             bool inside = t0 + i < s.T;
             sh[lseAt + i] = inside ? lse[b * s.T + t0 + i] : 0f;
@@ -684,7 +689,7 @@ public static class Attention
     };
 
     /// <summary>Whether attention=auto tries a version here: on the CPU accelerator not v2 and v4, where forward +
-    /// backward at fmnist's 14x14 (batch 4) took 4x and 15x v1's time (barriers are OS-thread barriers there), except at
+    /// backward at fmnist's 14x14 (batch 4) took 6.5x and 12x v1's time (barriers are OS-thread barriers there), except at
     /// shapes small enough (under 2^16 multiply-adds per product) that a trial costs nothing.</summary>
     public static bool Tunable(Accelerator acc, AttentionShape s, AttentionVersion v)
         => !Launch.IsCpu(acc) || !SavesLogSumExp(v) || (long)s.Batch * s.T * s.T * s.Ch < 1 << 16;

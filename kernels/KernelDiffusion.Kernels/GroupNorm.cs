@@ -79,15 +79,15 @@ public static class GroupNorm
     static void StatsV2Kernel(ArrayView<float> x, ArrayView<float> stats, GroupNormShape s)
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup);
-        int ng = s.N * s.Groups, tid = Group.IdxX;
+        int ng = s.N * s.Groups, tid = Group.IdxX, threads = Group.DimX;   // read once: a runtime call per read on the CPU accelerator
         for (int i = Grid.IdxX; i < ng; i += Grid.DimX)
         {
             int o = i * s.Count;
             float acc = 0;
-            for (int e = tid; e < s.Count; e += Group.DimX) acc += x[o + e];
+            for (int e = tid; e < s.Count; e += threads) acc += x[o + e];
             float mean = GroupTree.Sum(sh, acc) / s.Count;
             acc = 0;
-            for (int e = tid; e < s.Count; e += Group.DimX) { float d = x[o + e] - mean; acc += d * d; }
+            for (int e = tid; e < s.Count; e += threads) { float d = x[o + e] - mean; acc += d * d; }
             float sq = GroupTree.Sum(sh, acc);
             if (tid == 0)
             {
@@ -132,15 +132,15 @@ public static class GroupNorm
         ArrayView<float> stats, ArrayView<float> y, GroupNormShape s)
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup);
-        int ng = s.N * s.Groups, tid = Group.IdxX;
+        int ng = s.N * s.Groups, tid = Group.IdxX, threads = Group.DimX;   // read once: a runtime call per read on the CPU accelerator
         for (int gi = Grid.IdxX; gi < ng; gi += Grid.DimX)
         {
             int first = gi * s.Count;   // a group's elements are contiguous in NCHW
             float acc = 0;
-            for (int e = tid; e < s.Count; e += Group.DimX) acc += x[first + e];
+            for (int e = tid; e < s.Count; e += threads) acc += x[first + e];
             float mean = GroupTree.Sum(sh, acc) / s.Count;
             acc = 0;
-            for (int e = tid; e < s.Count; e += Group.DimX) { float d = x[first + e] - mean; acc += d * d; }
+            for (int e = tid; e < s.Count; e += threads) { float d = x[first + e] - mean; acc += d * d; }
             float rstd = XMath.Rsqrt(GroupTree.Sum(sh, acc) / s.Count + s.Eps);
             if (tid == 0)
             {
@@ -152,7 +152,7 @@ public static class GroupNorm
             {
                 var plane = PlaneAffine.Of(rstd, gamma, beta, ss, s, n, c0 + cc);
                 int o = first + cc * s.HW;
-                for (int e = tid; e < s.HW; e += Group.DimX) y[o + e] = plane.Apply(x[o + e], mean, s);
+                for (int e = tid; e < s.HW; e += threads) y[o + e] = plane.Apply(x[o + e], mean, s);
             }
         }
     }
@@ -258,7 +258,7 @@ public static class GroupNorm
         var sh = SharedMemory.Allocate<float>(MaxGroup);
         // Per channel of the group: gamma sum dy (-> the group's sum of dxhat), gamma sum dy xhat (-> of dxhat xhat).
         var channel = SharedMemory.Allocate<float>(2 * MaxChannelsPerGroupV3);
-        int ng = s.N * s.Groups, tid = Group.IdxX;
+        int ng = s.N * s.Groups, tid = Group.IdxX, threads = Group.DimX;   // read once: a runtime call per read on the CPU accelerator
         for (int gi = Grid.IdxX; gi < ng; gi += Grid.DimX)
         {
             int n = gi / s.Groups, c0 = (gi % s.Groups) * s.PerGroup;
@@ -282,7 +282,7 @@ public static class GroupNorm
             }
             float mean = stats[gi], rstd = stats[ng + gi];
             int first = gi * s.Count;   // a group's elements are contiguous in NCHW
-            for (int e = tid; e < s.Count; e += Group.DimX)
+            for (int e = tid; e < s.Count; e += threads)
                 dx[first + e] = InputGrad(x[first + e], g[first + e], mean, rstd, s1, s2, gamma, beta, ss, s, n, c0 + e / s.HW);
             Group.Barrier();   // channel[] is rewritten by the next (n, group)
         }
@@ -408,7 +408,8 @@ public static class GroupNorm
     public static bool Runs(GroupNormShape s, GroupNormVersion v)
         => v is not (GroupNormVersion.V3FusedBackward or GroupNormVersion.V4Fused) || s.PerGroup <= MaxChannelsPerGroupV3;
 
-    /// <summary>v1 on the CPU accelerator (group barriers are OS-thread barriers there: at kd sample's shapes v4 ran 26-113x and v2 17-72x slower) and for
+    /// <summary>v1 on the CPU accelerator (group barriers are OS-thread barriers there: at kd sample's shapes, batch 40, v4's forward
+    /// took 1.5-2x v1's and forward + backward v5 1.2-1.6x, v4 1.3-2.7x; bench/NOTES.md) and for
     /// small groups; on GPUs v4 (one-launch forward, v3's backward) where it runs, else v2. On an H100
     /// (bench/results/h100-2026-11-26b) v4 took 0.047 ms against v2's 0.097 for the forward + SiLU at [64, 128, 32, 32],
     /// 0.23 against 0.32 with the backward.</summary>

@@ -152,7 +152,11 @@ static class TrainCommand
                         string acc = s.QuarterAccuracy == null ? "" : " acc/quarter " + string.Join(" ", s.QuarterAccuracy.Select(a => double.IsNaN(a) ? "-" : a.ToString("F2")));
                         task.Description = Markup.Escape($"step {t.Step}/{o.Steps} loss {s.Loss:F4}{acc} {rate:F2} steps/s{(s.Skipped ? " SKIPPED (non-finite)" : "")}");
                         task.Value = t.Step;
-                        if (o.SaveEvery > 0 && t.Step % o.SaveEvery == 0) TrainCheckpoint.Save(dir, t);
+                        if (o.SaveEvery > 0 && t.Step % o.SaveEvery == 0)
+                        {
+                            d.Profiler?.Mark(d, "checkpoint");   // its own row, not the step's tail ("optimizer")
+                            TrainCheckpoint.Save(dir, t);
+                        }
                         if (maxMinutes > 0 && (DateTime.UtcNow - started).TotalMinutes >= maxMinutes) stop = true;
                         if (grid is { Every: > 0 } && t.Step % grid.Every == 0)
                         {
@@ -161,12 +165,13 @@ static class TrainCommand
                         }
                     }
                 });
+            // The profile ends with the last step: the final save would otherwise be charged to its tail ("optimizer").
+            d.Synchronize();
+            d.Profiler?.Close();
             TrainCheckpoint.Save(dir, t);
             Common.ReportTuning(d);
             if (d.Profiler != null)
             {
-                d.Synchronize();
-                d.Profiler.Close();
                 bool warm = d.Profiler.WarmUpLeftOut;
                 AnsiConsole.WriteLine($"time and launches per op over {t.Step - first - (warm ? 1 : 0)} steps{(warm ? " after the first (which compiles the kernels)" : "")} " +
                                       $"(per-op timing synchronises after every op{(grid is { Every: > 0 } ? "; the sample grids are included" : "")}):");

@@ -18,7 +18,7 @@ public sealed class OpProfiler
 
     /// <summary>Charges what ran since the last mark and starts charging <paramref name="op"/>. A part
     /// (<paramref name="part"/>) under the name already charged continues that call instead of starting another.</summary>
-    internal void Mark(ComputeDevice d, string op, bool part = false)
+    public void Mark(ComputeDevice d, string op, bool part = false)
     {
         if (part && op == current) return;
         d.Synchronize();
