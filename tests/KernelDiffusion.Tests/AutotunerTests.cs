@@ -269,48 +269,59 @@ public sealed class AutotunerTests(DeviceFixture fixture)
         var back = choices.Single(c => c.Key == "backward N2 C4 HW30 G2 +silu");
         Assert.Equal(["v1.pergroup", "v2.grouptree", "v3.fusedbackward", "v5.fusedrows"], back.Trials.Select(t => t.Version).Order());
         Assert.All(back.Trials, t => Assert.Null(t.Rejected));
-        // Attention's forward tries every version (v2 and v4 too: on the CPU only at shapes this small); the backward
-        // those that keep what the chosen forward kept (v1 and v3 the weights P, v2 and v4 the log-sum-exp).
-        var forward = choices.Single(c => c.Family == "attention" && c.Key == "forward N2 C4 T5 heads 2");
-        Assert.Equal(["v1.gemm", "v2.streaming", "v3.sharedhead", "v4.tiled"], forward.Trials.Select(t => t.Version).Order());
-        var backward = choices.Single(c => c.Family == "attention" && c.Key == "backward N2 C4 T5 heads 2");
-        Assert.Equal(forward.Version is "v2.streaming" or "v4.tiled" ? ["v2.streaming", "v4.tiled"] : ["v1.gemm", "v3.sharedhead"],
-            backward.Trials.Select(t => t.Version).Order());
-        Assert.All(forward.Trials.Concat(backward.Trials), t => Assert.Null(t.Rejected));
+        // Attention in training tries every version's forward with its backward (v2 and v4 too: on the CPU only at
+        // shapes this small); the backward then runs with the chosen version.
+        var attention = Assert.Single(choices, c => c.Family == "attention");
+        Assert.Equal("forward+backward N2 C4 T5 heads 2", attention.Key);
+        Assert.Equal(["v1.gemm", "v2.streaming", "v3.sharedhead", "v4.tiled"], attention.Trials.Select(t => t.Version).Order());
+        Assert.All(attention.Trials, t => Assert.Null(t.Rejected));
         Assert.Null(D.Versions.Conv);
         Assert.False(D.Versions.Tunes("conv"));
     }
-    /// <summary>Attention tuned across what the forward keeps: a timer that finds every run launching v4's kernels fastest
-    /// makes the forward v4 (which keeps the log-sum-exp, where the default v1 keeps the weights), and the backward then
-    /// runs from v4's saved log-sum-exp, choosing between v2 and v4 only; the results are the default's.</summary>
+    /// <summary>Attention tuned across what the forward keeps (v1 the weights, v4 the log-sum-exp): a timer that finds
+    /// every run launching v4's kernels fastest makes the training choice v4, tried forward and backward together; the
+    /// results are the default's; once chosen, a step launches v4's backward once (the trial's extra backward is not
+    /// repeated); a forward alone (no gradient, as in sampling) is tuned apart, under its own key.</summary>
     [Fact]
-    public void AttentionTunedToAnotherSavedKindRunsItsBackwardFromIt()
+    public void AttentionTunesForwardAndBackwardTogetherInTraining()
     {
-        (float[] A, float[] Dqkv) Run()
+        (float[] A, float[] Dqkv) Run(bool grad)
         {
             D.Tape.Reset();
             using var qkv = D.FromArray(Values(2 * 12 * 5, 21), [2, 12, 5], "qkv");
             using var r = D.FromArray(Values(2 * 4 * 5, 22), [2, 4, 5], "r");
-            qkv.RequiresGrad = true;
+            qkv.RequiresGrad = grad;
             var a = Ops.Attention(qkv, heads: 2, newOrder: true);
-            D.Tape.Backward(Ops.Sum(Ops.Mul(a, r)));
-            var result = (a.ToArray(), qkv.Grad!.ToArray());
+            if (grad) D.Tape.Backward(Ops.Sum(Ops.Mul(a, r)));
+            var result = (a.ToArray(), grad ? qkv.Grad!.ToArray() : []);
             D.Tape.Reset();
             return result;
         }
-        static long V4Launches() => KernelCache.LaunchesByKernel().Where(kv => kv.Key.StartsWith("attention.v4.")).Sum(kv => kv.Value);
-        var plain = Run();
+        static long Launches(string prefix) => KernelCache.LaunchesByKernel().Where(kv => kv.Key.StartsWith(prefix)).Sum(kv => kv.Value);
+        var plain = Run(grad: true);
         var before = D.Tuner;
         try
         {
-            D.Tuner = new Autotuner(D.Accelerator, time: run => { long n = V4Launches(); run(); return V4Launches() > n ? 1 : 2; });
-            var (tuned, choices) = D.Versions.With(v => v.Force("attention=auto"), () => (Run(), D.Tuner.Choices));
-            Near(plain.A, tuned.A, "a");
-            Near(plain.Dqkv, tuned.Dqkv, "dqkv");
-            Assert.Equal("v4.tiled", choices.Single(c => c.Key == "forward N2 C4 T5 heads 2").Version);
-            var backward = choices.Single(c => c.Key == "backward N2 C4 T5 heads 2");
-            Assert.Equal(("v4.tiled", "v4.tiled"), (backward.Version, backward.Default));
-            Assert.Equal(["v2.streaming", "v4.tiled"], backward.Trials.Select(t => t.Version).Order());
+            D.Tuner = new Autotuner(D.Accelerator, time: run => { long n = Launches("attention.v4."); run(); return Launches("attention.v4.") > n ? 1 : 2; });
+            var (tuned, again, backwardsInAStep, choices) = D.Versions.With(v => v.Force("attention=auto"), () =>
+            {
+                var t = Run(grad: true);
+                long n = Launches("attention.v4.query_grad");
+                var a = Run(grad: true);
+                long once = Launches("attention.v4.query_grad") - n;
+                Run(grad: false);
+                return (t, a, once, D.Tuner.Choices);
+            });
+            foreach (var run in new[] { tuned, again })
+            {
+                Near(plain.A, run.A, "a");
+                Near(plain.Dqkv, run.Dqkv, "dqkv");
+            }
+            var both = choices.Single(c => c.Key == "forward+backward N2 C4 T5 heads 2");
+            Assert.Equal(("v4.tiled", "v1.gemm"), (both.Version, both.Default));
+            Assert.Equal(1, backwardsInAStep);
+            var forwardAlone = choices.Single(c => c.Key == "forward N2 C4 T5 heads 2");
+            Assert.Equal(["v1.gemm", "v2.streaming", "v3.sharedhead", "v4.tiled"], forwardAlone.Trials.Select(t => t.Version).Order());
         }
         finally { D.Tuner = before; }
     }

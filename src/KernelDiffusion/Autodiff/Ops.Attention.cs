@@ -1,3 +1,4 @@
+using ILGPU;
 using KernelDiffusion.Kernels;
 using KernelDiffusion.Runtime;
 
@@ -20,13 +21,14 @@ public static partial class Ops
         var fallback = Kernels.Attention.Choose(d.Accelerator, s);
         // v1 and v3 keep the weights P [N*H, T, T] for their backward, in the same layout; v2 and v4 keep the
         // log-sum-exp [N*H, T]. Each is allocated when a version that keeps it runs, without a profiler mark (not
-        // Output), so the per-op profile charges the forward to "attention". attention=auto chooses the forward among
-        // every version, comparing a alone (the one forward a sampler runs), and the backward among the versions that
-        // keep what the chosen forward kept.
-        Tensor? weights = null, logSumExp = null;
+        // Output), so the per-op profile charges the forward to "attention".
+        Tensor? weights = null, logSumExp = null, scratchWeights = null, scratchRows = null, probe = null;
         Tensor Saved(AttentionVersion v) => Kernels.Attention.SavesLogSumExp(v)
             ? logSumExp ??= d.Temporary([s.Batch, s.T], "attention_lse")
             : weights ??= d.Temporary([s.Batch, s.T, s.T], "attention_weights");
+        Tensor Scratch(AttentionVersion v) => Kernels.Attention.SavesLogSumExp(v)
+            ? scratchRows ??= d.Temporary([s.Batch, s.T], "attention_scratch")
+            : scratchWeights ??= d.Temporary([s.Batch, s.T, s.T], "attention_scratch");
         IEnumerable<AttentionVersion> Candidates() => Enum.GetValues<AttentionVersion>().Where(v => Kernels.Attention.Runs(s, v) && Kernels.Attention.Tunable(d.Accelerator, s, v));
         string Key(string pass) => $"{pass} N{s.N} C{s.C} T{s.T} heads {s.Heads}{(newOrder ? "" : " legacy order")}";
         void Forward(AttentionVersion v)
@@ -37,29 +39,32 @@ public static partial class Ops
             else if (v == AttentionVersion.V3SharedHead) Kernels.Attention.SharedForward(d.Accelerator, s, qkv.View, saved.View, a.View);
             else Kernels.Attention.Forward(d.Accelerator, s, qkv.View, saved.View, a.View, GemmAsMatMul(d));
         }
-        var version = d.RunVersion("attention", d.Versions.Attention, fallback, () => Key("forward"), Candidates, Forward, a.View);
-        var kept = Saved(version);
-        bool lse = Kernels.Attention.SavesLogSumExp(version);
+        // dqkv from da with version v's backward, from what v's forward kept.
+        void Backward(AttentionVersion v, ArrayView<float> da, ArrayView<float> dqkv)
+        {
+            var saved = Saved(v);
+            if (v == AttentionVersion.V3SharedHead) Kernels.Attention.SharedBackward(d.Accelerator, s, qkv.View, saved.View, da, dqkv);
+            else if (v == AttentionVersion.V4Tiled) Kernels.Attention.TiledBackward(d.Accelerator, s, qkv.View, a.View, saved.View, da, Scratch(v).View, dqkv);
+            else if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamBackward(d.Accelerator, s, qkv.View, a.View, saved.View, da, Scratch(v).View, dqkv);
+            else Kernels.Attention.Backward(d.Accelerator, s, qkv.View, saved.View, da, Scratch(v).View, dqkv, GemmAsMatMul(d));
+        }
+        // attention=auto chooses among every version. A forward whose backward will run (training) is tried with that
+        // backward, on da = a into a scratch dqkv, so the choice counts both passes and the backward follows it; once
+        // chosen, the forward runs alone. A forward alone (sampling) is tried alone.
+        bool training = d.Tape.ShouldRecord(qkv), joint = training && d.Versions.Attention == null && d.Versions.Tunes("attention");
+        Tensor Probe() => probe ??= d.Temporary(qkv.Shape, "attention_tuning_grad");
+        AttentionVersion version;
+        if (joint && d.Tuner.Known<AttentionVersion>("attention", Key("forward+backward")) is { } known) Forward(version = known);
+        else if (joint)
+            version = d.RunVersion("attention", null, fallback, () => Key("forward+backward"), Candidates,
+                v => { Forward(v); Backward(v, a.View, Probe().View); }, a.View, Probe().View);
+        else version = d.RunVersion("attention", d.Versions.Attention, fallback, () => Key("forward"), Candidates, Forward, a.View);
         RecordReference(d, "attention", a, v => Kernels.Attention.Reference.Forward(v[0], s), qkv);
-        if (d.Tape.ShouldRecord(qkv))
+        if (training)
             d.Tape.Record("attention", a, g =>
             {
                 var dqkv = GradOutput(d, qkv, "attention_grad");
-                Tensor? scratch = null;
-                void Backward(AttentionVersion v)
-                {
-                    if (v == AttentionVersion.V3SharedHead)
-                    {
-                        Kernels.Attention.SharedBackward(d.Accelerator, s, qkv.View, kept.View, g.View, dqkv.View);
-                        return;
-                    }
-                    scratch ??= d.Temporary(kept.Shape, "attention_scratch");   // charged to "attention_grad" in the profile
-                    if (v == AttentionVersion.V4Tiled) Kernels.Attention.TiledBackward(d.Accelerator, s, qkv.View, a.View, kept.View, g.View, scratch.View, dqkv.View);
-                    else if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamBackward(d.Accelerator, s, qkv.View, a.View, kept.View, g.View, scratch.View, dqkv.View);
-                    else Kernels.Attention.Backward(d.Accelerator, s, qkv.View, kept.View, g.View, scratch.View, dqkv.View, GemmAsMatMul(d));
-                }
-                d.RunVersion("attention", d.Versions.Attention, version, () => Key("backward"),
-                    () => Candidates().Where(v => Kernels.Attention.SavesLogSumExp(v) == lse), Backward, dqkv.View);
+                Backward(version, g.View, dqkv.View);   // the scratch it takes is charged to "attention_grad" in the profile
                 dqkv.Commit();
             });
         return a;

@@ -53,6 +53,11 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
     /// <summary>Every shape tuned so far, in the order they were met.</summary>
     public IReadOnlyList<Choice> Choices => chosen.Values.Select(c => c.Choice).ToList();
 
+    /// <summary>The version already chosen at <paramref name="key"/> in this process, without running anything: for an op
+    /// whose trials do more than its calls (attention tries each forward with its backward).</summary>
+    public TV? Known<TV>(string family, string key) where TV : struct, Enum
+        => chosen.TryGetValue(family + " " + key, out var known) ? (TV)known.Version : null;
+
     /// <summary>The version to run at <paramref name="key"/> (a family's shape, as it names it). The first time, tunes:
     /// <paramref name="run"/> runs a version, overwriting <paramref name="outputs"/> (all compared); afterwards they hold
     /// the chosen version's results. When the default's own output is not finite, nothing is chosen (there is nothing to compare
