@@ -349,9 +349,8 @@ public static class Attention
         };
     }
 
-    /// <summary>Static shared memory a CUDA kernel may use without raising its limit (48 KB); v4 asks for its share
-    /// dynamically, sized to the tiles, so small heads let more groups share a multiprocessor.</summary>
-    public const int TiledSharedLimit = 12288;
+    // v4 asks for its shared memory dynamically, sized to the tiles (so small heads let more groups share a
+    // multiprocessor), up to the same 48 KB as v3's static allocation (V3SharedFloats: more needs the kernel's limit raised).
 
     /// <summary>The largest group up to 128 threads (TY = 2 TX or TX) whose tiles fit the shared memory, or null.</summary>
     public static AttentionTiles? Tiles(Accelerator acc, AttentionShape s, int pass)
@@ -361,7 +360,7 @@ public static class Attention
             int tx = 1;
             while (tx * tx * 4 <= g) tx *= 2;   // TX = TY or TY / 2: 128 threads are 16 x 8
             var f = new AttentionTiles { TY = g / tx, TX = tx };
-            if (TiledSharedFloats(f, s.Ch, pass) <= TiledSharedLimit) return f;
+            if (TiledSharedFloats(f, s.Ch, pass) <= V3SharedFloats) return f;
         }
         return null;
     }
@@ -638,11 +637,11 @@ public static class Attention
     }
 
     /// <summary>Whether v4's smallest tiles (one thread, 4 x 4) fit its shared memory: heads up to about 470 channels.</summary>
-    public static bool FitsV4(AttentionShape s) => TiledSharedFloats(new AttentionTiles { TY = 1, TX = 1 }, s.Ch, 2) <= TiledSharedLimit;
+    public static bool FitsV4(AttentionShape s) => TiledSharedFloats(new AttentionTiles { TY = 1, TX = 1 }, s.Ch, 2) <= V3SharedFloats;
 
     static AttentionTiles RequireTiles(Accelerator acc, AttentionShape s, int pass)
         => Tiles(acc, s, pass) ?? throw new VersionNotApplicableException(
-            $"attention v4 keeps 4 x 4 tiles of a head in {TiledSharedLimit} floats of shared memory; a head of {s.Ch} channels needs " +
+            $"attention v4 keeps 4 x 4 tiles of a head in {V3SharedFloats} floats of shared memory; a head of {s.Ch} channels needs " +
             $"{TiledSharedFloats(new AttentionTiles { TY = 1, TX = 1 }, s.Ch, 2)}");
 
     /// <summary>One group per (head-batch, row tile), at most 16 per multiprocessor on GPUs (one per core on the CPU),

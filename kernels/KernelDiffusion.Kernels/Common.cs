@@ -114,17 +114,30 @@ public static class GroupTree
     /// Every thread of the group must call it (it has barriers).</summary>
     public static float Sum(ArrayView<float> sh, float v)
     {
-        int tid = Group.IdxX;
-        sh[tid] = v;
-        Group.Barrier();
-        for (int half = Group.DimX / 2; half > 0; half >>= 1)
-        {
-            if (tid < half) sh[tid] += sh[tid + half];
-            Group.Barrier();
-        }
+        sh[Group.IdxX] = v;
+        SumRows(sh, 1);
         float r = sh[0];
         Group.Barrier();
         return r;
+    }
+
+    /// <summary>Adds each of <paramref name="rows"/> rows of sh (a float per thread each, row r at r x group size) into
+    /// its first float, all rows in one tree: log2(group size) steps, each step's additions spread over every thread (a
+    /// tree per row would take that many barriers per row). Every thread must call it; it starts and ends with a barrier.</summary>
+    public static void SumRows(ArrayView<float> sh, int rows)
+    {
+        int threads = Group.DimX, shift = 0;
+        while ((2 << shift) < threads) shift++;   // half = 1 << shift = threads / 2
+        Group.Barrier();
+        for (int half = threads >> 1; half > 0; half >>= 1, shift--)
+        {
+            for (int e = Group.IdxX; e < rows << shift; e += threads)
+            {
+                int r = e >> shift, i = e & (half - 1);
+                sh[r * threads + i] += sh[r * threads + i + half];
+            }
+            Group.Barrier();
+        }
     }
 }
 

@@ -293,7 +293,7 @@ public static class GroupNorm
 
     /// <summary>v5's backward: v3's, with the channel sums' trees merged. Each thread first forms its share of every
     /// term (2, or 4 with scale-shift) of every channel of the (n, group), with no barrier in between, so its loads
-    /// for all the channels can be in flight together; then one tree adds all those rows at once (TreeRows). v3 runs one
+    /// for all the channels can be in flight together; then one tree adds all those rows at once (GroupTree.SumRows). v3 runs one
     /// tree per channel and term: at 4 channels and 256 threads, 8 trees of 10 barriers where v5 has 1 of 9. Groups with
     /// more channels than the rows hold take several passes.</summary>
     static void BackwardV5Kernel(ArrayView<float> x, ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta,
@@ -321,7 +321,7 @@ public static class GroupNorm
                         sh[row + 3 * threads] = t.DzSum;
                     }
                 }
-                TreeRows(sh, count * terms);
+                GroupTree.SumRows(sh, count * terms);
                 for (int cc = 0; cc < count; cc++)
                 {
                     int row = cc * terms * threads;
@@ -345,24 +345,6 @@ public static class GroupNorm
             int first = gi * s.Count;   // a group's elements are contiguous in NCHW
             for (int e = tid; e < s.Count; e += threads)
                 dx[first + e] = InputGrad(x[first + e], g[first + e], mean, rstd, s1, s2, gamma, beta, ss, s, n, c0 + e / s.HW);
-        }
-    }
-
-    /// <summary>Adds each of rows rows of sh (a float per thread each, row r at r x group size) into its first float, all
-    /// rows in the same tree: log2(group size) steps, each step's additions spread over every thread.</summary>
-    static void TreeRows(ArrayView<float> sh, int rows)
-    {
-        int threads = Group.DimX, shift = 0;
-        while ((2 << shift) < threads) shift++;   // half = 1 << shift = threads / 2
-        Group.Barrier();
-        for (int half = threads >> 1; half > 0; half >>= 1, shift--)
-        {
-            for (int e = Group.IdxX; e < rows << shift; e += threads)
-            {
-                int r = e >> shift, i = e & (half - 1);
-                sh[r * threads + i] += sh[r * threads + i + half];
-            }
-            Group.Barrier();
         }
     }
 

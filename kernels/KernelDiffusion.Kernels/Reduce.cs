@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -259,7 +258,10 @@ public static class Reduce
     public static ReduceVersion Choose(Accelerator acc, ReducePlan p, int outCount)
         => !Launch.IsCpu(acc) && p.Count >= 256 && outCount < 16384 ? ReduceVersion.V2GroupTree : ReduceVersion.V1PerOutput;
 
-    public static void Sum(Accelerator acc, ArrayView<float> x, ArrayView<float> y, ReducePlan p, int outCount, float scale, ReduceVersion? version = null)
+    /// <summary>y = scale * x summed by plan p. v3 adds its slices' sums in <paramref name="partials"/>, which the caller
+    /// provides (PartialsLength floats; the ops take them from the buffer pool, as conv's scratch).</summary>
+    public static void Sum(Accelerator acc, ArrayView<float> x, ArrayView<float> y, ReducePlan p, int outCount, float scale, ReduceVersion? version = null,
+        ArrayView<float> partials = default)
     {
         var v = version ?? Choose(acc, p, outCount);
         if (v == ReduceVersion.V1PerOutput)
@@ -269,7 +271,7 @@ public static class Reduce
             k(Launch.GridStride(acc, (long)outCount * p.Count), x, y, p, outCount, scale);
         }
         else if (v == ReduceVersion.V3Split && Slices(acc, p, outCount) is int slices and > 1)
-            SumSplit(acc, x, y, p, outCount, scale, slices);
+            SumSplit(acc, x, y, p, outCount, scale, slices, partials);
         else
         {
             var k = KernelCache.Get(acc, "reduce.sum_v2",
@@ -288,39 +290,24 @@ public static class Reduce
         return Math.Max(1, Math.Min(groups / Math.Max(1, outCount), p.Count / (8 * Launch.PowerOfTwoGroup(acc, MaxGroup))));
     }
 
-    /// <summary>v3 with a given number of slices per output (Sum chooses it with Slices; the checks force ragged ones).
-    /// Its partial sums go to a scratch buffer the accelerator keeps (a float per (output, slice), 1056 on an H100),
-    /// which later launches on the same stream reuse.</summary>
-    public static void SumSplit(Accelerator acc, ArrayView<float> x, ArrayView<float> y, ReducePlan p, int outCount, float scale, int slices)
+    /// <summary>The partial sums v3 needs at this shape (a float per (output, slice); 1056 at most on an H100); 0 where it
+    /// runs as v2 or the version is another.</summary>
+    public static long PartialsLength(Accelerator acc, ReducePlan p, int outCount, ReduceVersion v)
+        => v == ReduceVersion.V3Split && Slices(acc, p, outCount) is int slices and > 1 ? (long)outCount * slices : 0;
+
+    /// <summary>v3 with a given number of slices per output (Sum chooses it with Slices; the checks force ragged ones), its
+    /// partial sums in <paramref name="partials"/> (at least outCount x slices floats).</summary>
+    public static void SumSplit(Accelerator acc, ArrayView<float> x, ArrayView<float> y, ReducePlan p, int outCount, float scale, int slices,
+        ArrayView<float> partials)
     {
-        var partials = Partials(acc, (long)outCount * slices);
+        if (partials.Length < (long)outCount * slices)
+            throw new ArgumentException($"reduce v3: {outCount} outputs in {slices} slices need {(long)outCount * slices} floats of partial sums, given {partials.Length}");
         int group = Launch.PowerOfTwoGroup(acc, MaxGroup);
         int grid = Math.Max(1, Math.Min(outCount * slices, Launch.IsCpu(acc) ? acc.NumMultiprocessors : acc.NumMultiprocessors * 8));
         KernelCache.Get(acc, "reduce.sum_v3.slices", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ReducePlan, int, int>(SumSlicesKernel))
             (new KernelConfig(grid, group), x, partials, p, outCount, slices);
         KernelCache.Get(acc, "reduce.sum_v3.partials", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, float>(SumPartialsKernel))
             (Launch.GridStride(acc, (long)outCount * slices), partials, y, outCount, slices, scale);
-    }
-
-    static readonly ConditionalWeakTable<Accelerator, MemoryBuffer1D<float, Stride1D.Dense>> partialsByAccelerator = new();
-
-    /// <summary>The accelerator's v3 scratch, grown to at least n floats (and never below 8 per multiprocessor).</summary>
-    static ArrayView<float> Partials(Accelerator acc, long n)
-    {
-        lock (partialsByAccelerator)
-        {
-            if (!partialsByAccelerator.TryGetValue(acc, out var buffer) || buffer.Length < n)
-            {
-                if (buffer != null)
-                {
-                    acc.Synchronize();   // a launch still queued may read the old buffer
-                    buffer.Dispose();
-                }
-                buffer = acc.Allocate1D<float>(Math.Max(n, acc.NumMultiprocessors * 8L));
-                partialsByAccelerator.AddOrUpdate(acc, buffer);
-            }
-            return buffer.View;
-        }
     }
 
     public static void CountNonFinite(Accelerator acc, ArrayView<float> x, ArrayView<int> count, int n)

@@ -42,12 +42,12 @@ public static partial class Ops
                 GradSink? dgamma = gamma.RequiresGrad ? GradOutput(d, gamma, "group_norm_param_grad") : null;
                 GradSink? dbeta = beta.RequiresGrad ? GradOutput(d, beta, "group_norm_param_grad") : null;
                 if (dgamma is { Direct: true } a && dbeta is { Direct: true } b && Tensor.Span([a.Buffer, b.Buffer]) is { } both)
-                    Reduce.Sum(d.Accelerator, sums.View, both, ReducePlan.Create([2, n, c], [2, 1, c]), 2 * c, 1, d.Versions.Reduce);
+                    RunSum(d, sums.View, both, ReducePlan.Create([2, n, c], [2, 1, c]), 2 * c, 1);
                 else
                     for (int half = 0; half < 2; half++)
                         if ((half == 0 ? dgamma : dbeta) is { } sink)
                         {
-                            Reduce.Sum(d.Accelerator, sums.View.SubView(half * n * c, n * c), sink.View, ReducePlan.Create([n, c], [1, c]), c, 1, d.Versions.Reduce);
+                            RunSum(d, sums.View.SubView(half * n * c, n * c), sink.View, ReducePlan.Create([n, c], [1, c]), c, 1);
                             sink.Commit();
                         }
             });

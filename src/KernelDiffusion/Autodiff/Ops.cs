@@ -65,7 +65,7 @@ public static partial class Ops
     static void SumGradInto(ComputeDevice d, ArrayView<float> x, int[] from, int[] to, Tensor target, float scale = 1)
     {
         var sink = GradOutput(d, target, "sum_to");
-        Reduce.Sum(d.Accelerator, x, sink.View, ReducePlan.Create(from, to), target.Length, scale, d.Versions.Reduce);
+        RunSum(d, x, sink.View, ReducePlan.Create(from, to), target.Length, scale);
         sink.Commit();
     }
 
@@ -128,7 +128,18 @@ public static partial class Ops
     static void SumInto(ComputeDevice d, Tensor x, Tensor o, float scale)
     {
         var plan = ReducePlan.Create(x.Shape, Pad(o.Shape, x.Rank));
-        Reduce.Sum(d.Accelerator, x.View, o.View, plan, o.Length, scale, d.Versions.Reduce);
+        RunSum(d, x.View, o.View, plan, o.Length, scale);
+    }
+
+    /// <summary>A reduction at the forced version, else the accelerator's default; v3's partial sums come from the pool
+    /// and go back right after (the stream orders their reuse), as conv's scratch does.</summary>
+    static void RunSum(ComputeDevice d, ArrayView<float> x, ArrayView<float> y, ReducePlan plan, int outCount, float scale)
+    {
+        var v = d.Versions.Reduce ?? Reduce.Choose(d.Accelerator, plan, outCount);
+        long room = Reduce.PartialsLength(d.Accelerator, plan, outCount, v);
+        var partials = room > 0 ? d.Temporary([(int)room], "sum_partials") : null;   // not Output: charged to the op
+        Reduce.Sum(d.Accelerator, x, y, plan, outCount, scale, v, partials?.View ?? default);
+        partials?.Release();
     }
 
     /// <summary>Left-pads a shape with 1s to <paramref name="rank"/>.</summary>

@@ -236,8 +236,9 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 var plan = ReducePlan.Create(from, to);
                 int outCount = to.Aggregate(1, (p, v) => p * v);
                 var (x, y) = (R(from, false), R(to, false));
+                var partials = R([(int)Math.Max(1, Reduce.PartialsLength(acc, plan, outCount, ReduceVersion.V3Split))], false);
                 foreach (var r in Versions(name, Reduce.Choose(acc, plan, outCount), Reduce.SumCost(x.Length, outCount),
-                             (ReduceVersion v) => Reduce.Sum(acc, x.View, y.View, plan, outCount, 1, v)))
+                             (ReduceVersion v) => Reduce.Sum(acc, x.View, y.View, plan, outCount, 1, v, partials.View)))
                     yield return r;
                 break;
             }

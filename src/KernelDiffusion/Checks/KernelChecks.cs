@@ -443,43 +443,37 @@ public static partial class KernelChecks
             list.Add(Forward($"sum.{tag}", [[1001]], Reduced(t => Ops.Sum(t[0])), v => Reduce.Reference.Sum(v[0], [1001], [1], 1), conditioned: true));
         }
         // v2 in 256-thread groups (a GPU's launch shape): each thread's stride of 256 carries across several digits of
-        // the reduced index, as a conv bias's gradient over [N, C, H, W] does; 680 and 1001 elements per output.
+        // the reduced index, as a conv bias's gradient over [N, C, H, W] does; 680 and 1001 elements per output. v3 with
+        // each output's sum split into 3 and 7 slices (the last one shorter), on this device's groups and on 256-thread groups.
         foreach (var (shape, outShape) in new[] { (new[] { 3, 40, 2, 17 }, new[] { 3, 1, 2, 1 }), (new[] { 11, 4, 13, 7 }, new[] { 1, 4, 1, 1 }) })
-            list.Add(new Case("sum.v2.groups256", $"[{string.Join(",", shape)}] to [{string.Join(",", outShape)}]", (d, r) =>
-            {
-                var x = Randn(r, shape.Aggregate(1, (a, b) => a * b));
-                var plan = ReducePlan.Create(shape, outShape);
-                int outCount = outShape.Aggregate(1, (a, b) => a * b);
-                float[] got = OnGroupsOf256(d, acc =>
+        {
+            int outCount = outShape.Aggregate(1, (a, b) => a * b);
+            var plan = ReducePlan.Create(shape, outShape);
+            Case SumCase(string name, bool groups256, Action<Accelerator, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>> sum)
+                => new(name, $"[{string.Join(",", shape)}] to [{string.Join(",", outShape)}]", (d, r) =>
                 {
-                    using var dx = acc.Allocate1D(x.Select(v => (float)v).ToArray());
-                    using var dy = acc.Allocate1D(Enumerable.Repeat(float.NaN, outCount).ToArray());
-                    Reduce.Sum(acc, dx.View, dy.View, plan, outCount, 0.5f, ReduceVersion.V2GroupTree);
-                    return dy.GetAsArray1D();
-                }, out string where);
-                return (RelError(got, Reduce.Reference.Sum(x, shape, outShape, 0.5)), Fwd, where.TrimStart(';', ' '));
-            }));
-        // v3: each output's sum split into slices (3 and 7 here: the last slice shorter), on this device's groups and on
-        // 256-thread groups, at the two shapes above.
-        foreach (var (shape, outShape) in new[] { (new[] { 3, 40, 2, 17 }, new[] { 3, 1, 2, 1 }), (new[] { 11, 4, 13, 7 }, new[] { 1, 4, 1, 1 }) })
-        foreach (int slices in new[] { 3, 7 })
-        foreach (bool groups256 in new[] { false, true })
-            list.Add(new Case($"sum.v3.slices{slices}{(groups256 ? ".groups256" : "")}", $"[{string.Join(",", shape)}] to [{string.Join(",", outShape)}]", (d, r) =>
-            {
-                var x = Randn(r, shape.Aggregate(1, (a, b) => a * b));
-                var plan = ReducePlan.Create(shape, outShape);
-                int outCount = outShape.Aggregate(1, (a, b) => a * b);
-                float[] Run(Accelerator acc)
+                    var x = Randn(r, shape.Aggregate(1, (a, b) => a * b));
+                    float[] Run(Accelerator acc)
+                    {
+                        using var dx = acc.Allocate1D(x.Select(v => (float)v).ToArray());
+                        using var dy = acc.Allocate1D(Enumerable.Repeat(float.NaN, outCount).ToArray());
+                        sum(acc, dx.View, dy.View);
+                        return dy.GetAsArray1D();
+                    }
+                    string where = "";
+                    float[] got = groups256 ? OnGroupsOf256(d, Run, out where) : Run(d.Accelerator);
+                    return (RelError(got, Reduce.Reference.Sum(x, shape, outShape, 0.5)), Fwd, where.TrimStart(';', ' '));
+                });
+            list.Add(SumCase("sum.v2.groups256", true, (acc, x, y) => Reduce.Sum(acc, x, y, plan, outCount, 0.5f, ReduceVersion.V2GroupTree)));
+            foreach (int slices in new[] { 3, 7 })
+            foreach (bool groups256 in new[] { false, true })
+                list.Add(SumCase($"sum.v3.slices{slices}{(groups256 ? ".groups256" : "")}", groups256, (acc, x, y) =>
                 {
-                    using var dx = acc.Allocate1D(x.Select(v => (float)v).ToArray());
-                    using var dy = acc.Allocate1D(Enumerable.Repeat(float.NaN, outCount).ToArray());
-                    Reduce.SumSplit(acc, dx.View, dy.View, plan, outCount, 0.5f, slices);
-                    return dy.GetAsArray1D();
-                }
-                string where = "";
-                float[] got = groups256 ? OnGroupsOf256(d, Run, out where) : Run(d.Accelerator);
-                return (RelError(got, Reduce.Reference.Sum(x, shape, outShape, 0.5)), Fwd, where.TrimStart(';', ' '));
-            }));
+                    using var partials = acc.Allocate1D(Enumerable.Repeat(float.NaN, outCount * slices).ToArray());
+                    Reduce.SumSplit(acc, x, y, plan, outCount, 0.5f, slices, partials.View);
+                    acc.Synchronize();   // before the partials go
+                }));
+        }
         // The training step's gradient norm: partial sums of squares in one launch, added here in float64.
         list.Add(new Case("sum_of_squares", "[100003]", (d, r) =>
         {
