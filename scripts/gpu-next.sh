@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The next lent-GPU run (written 2026-11-27 without a GPU), under 8.5 minutes: kd check on CUDA (attention v4's first
-# run there); every attention version, the Conv1x1 / Linear GEMM cases, the bias-gradient reductions (reduce v3's
-# first run) and GroupNorm (v5's first run) beside PyTorch; the fmnist steps at the
+# run there); every attention version, SGEMM 4096, Winograd's batched GEMMs and the Conv1x1 / Linear GEMM cases (GEMM
+# v12 and v13's first run), the bias-gradient reductions (reduce v3's first run) and GroupNorm (v5's first run) beside PyTorch; the fmnist steps at the
 # defaults, with attention v4 forced (KD_KERNELS=attention=v4) and with all three new versions, beside PyTorch's; the corrected per-op profile of
 # the fmnist training step; the adm64 steps at the defaults and with attention v4, and PyTorch's beside them.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
-# There: run with carry [".device"] and timeout_s 510:  bash scripts/gpu-next.sh "$OUT"
+# There: run with carry [".device"] and timeout_s 530:  bash scripts/gpu-next.sh "$OUT"
 set -u
 out=${1:?usage: gpu-next.sh OUTDIR}
 R=/tmp/kd-next; tarball=next-results.tgz
@@ -14,7 +14,7 @@ mkdir -p /tmp/fx; K="bash .device/run KernelDiffusion.Cli"
 cp tests/KernelDiffusion.Tests/fixtures/fmnist-300-images-idx3-ubyte.gz /tmp/fx/train-images-idx3-ubyte.gz
 cp tests/KernelDiffusion.Tests/fixtures/fmnist-300-labels-idx1-ubyte.gz /tmp/fx/train-labels-idx1-ubyte.gz
 check_cuda 45
-timeout 40 $K bench --device cuda --no-steps --kernels attention. gemm.conv1x1 gemm.linear sum. group_norm \
+timeout 55 $K bench --device cuda --no-steps --kernels attention. sgemm. gemm.batched gemm.conv1x1 gemm.linear sum. group_norm \
   --budget-ms 60 --out "$R/bench-kernels" > "$R/bench-kernels.log" 2>&1
 stamp "attention and GEMM cases done"
 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels fmnist --budget-ms 100 \
@@ -26,7 +26,7 @@ stamp "fmnist steps with attention v4 done"
 KD_KERNELS=attention=v4,groupnorm=v5,reduce=v3 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels fmnist \
   --budget-ms 100 --out "$R/bench-steps-new" > "$R/bench-steps-new.log" 2>&1
 stamp "fmnist steps with attention v4, GroupNorm v5 and reduce v3 done"
-timeout 70 python3 bench/torch_reference.py --device cuda --only attention.,gemm.conv1x1,gemm.linear,sum.,group_norm,fmnist_unet.,fmnist_classifier. --out "$R/torch.json" \
+timeout 70 python3 bench/torch_reference.py --device cuda --only attention.,sgemm.,gemm.batched,gemm.conv1x1,gemm.linear,sum.,group_norm,fmnist_unet.,fmnist_classifier. --out "$R/torch.json" \
   > "$R/torch.log" 2>&1
 join_ratios "$R/bench-kernels/bench.json"; stamp "torch done"
 rm -rf /tmp/tr; timeout 45 $K train --config configs/fmnist_unet.json --data idx:/tmp/fx --steps 6 \

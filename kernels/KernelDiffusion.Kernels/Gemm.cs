@@ -48,6 +48,20 @@ public interface IRegisterBlock<TSelf> where TSelf : struct, IRegisterBlock<TSel
     float Get(int i, int j);
 }
 
+/// <summary>A 16-byte-run register block whose whole stage of k is read at constant offsets (GEMM v12 and v13, in groups of
+/// exactly 16 x 16 threads): the offsets of a stage's steps are compile-time constants, so ptxas folds them into the
+/// shared loads' immediates instead of computing each address (v10 and v11 take the group's side at run time).</summary>
+public interface IStagedBlock<TSelf> : IRegisterBlock<TSelf> where TSelf : struct, IStagedBlock<TSelf>
+{
+    /// <summary>Values of k in a stage: a stage of either operand is 1024 floats (Rows x 16 rows by StageK), one chunk
+    /// of 4 per thread.</summary>
+    int StageK { get; }
+
+    /// <summary>This block after a stage of StageK values of k. <paramref name="a"/> and <paramref name="b"/> start at
+    /// the thread's first run in the stage's first k row; a k row is Rows x 16 floats (Rows x 4 Float4s).</summary>
+    TSelf AfterStage(ArrayView<Float4> a, ArrayView<Float4> b);
+}
+
 /// <summary>The 4 x 4 accumulators of a register-blocked tile (GEMM v4, conv v5 and v8), as fields of a value type: ILGPU
 /// 1.5.3 keeps them in registers (the PTX has no .local), where an array would live in local memory.</summary>
 public struct Block4 : IRegisterBlock<Block4>
@@ -138,9 +152,31 @@ public struct Block8 : IRegisterBlock<Block8>
 /// <summary>A 4 x 4 block read from shared memory 16 bytes at a time (GEMM v8, conv v11): the thread's rows are 4 t..4 t + 3
 /// and its columns likewise, so a step of k is two Float4 loads (LDS.128) for 16 FMAs, where Block4 has 8 scalar loads.
 /// The tiles must start 16-byte aligned (allocate them as Float4).</summary>
-public struct Block4Runs : IRegisterBlock<Block4Runs>
+public struct Block4Runs : IStagedBlock<Block4Runs>
 {
     Block4 c;
+
+    /// <summary>v13's stages are 16 deep (a 64-wide tile's stage of 1024 floats): twice v11's loads in flight per
+    /// thread, for the GEMMs whose K is small and whose B streams from memory (Winograd's at 64 channels).</summary>
+    public readonly int StageK => 16;
+
+    /// <summary>Step kk of a stage (v13): a k row of a 64-wide tile is 16 Float4s.</summary>
+    static Block4 Step(Block4 c, ArrayView<Float4> a, ArrayView<Float4> b, int kk)
+    {
+        Float4 x = a[kk * 16], y = b[kk * 16];
+        return Block4.Fma(c, x.X, x.Y, x.Z, x.W, y.X, y.Y, y.Z, y.W);
+    }
+
+    /// <summary>The 16 steps written out, so each offset is a constant.</summary>
+    public readonly Block4Runs AfterStage(ArrayView<Float4> a, ArrayView<Float4> b)
+    {
+        var r = c;
+        r = Step(r, a, b, 0); r = Step(r, a, b, 1); r = Step(r, a, b, 2); r = Step(r, a, b, 3);
+        r = Step(r, a, b, 4); r = Step(r, a, b, 5); r = Step(r, a, b, 6); r = Step(r, a, b, 7);
+        r = Step(r, a, b, 8); r = Step(r, a, b, 9); r = Step(r, a, b, 10); r = Step(r, a, b, 11);
+        r = Step(r, a, b, 12); r = Step(r, a, b, 13); r = Step(r, a, b, 14); r = Step(r, a, b, 15);
+        return new Block4Runs { c = r };
+    }
 
     public readonly int Rows => 4;
     public readonly int Offset(int i, int t, int tdim) => 4 * t + i;
@@ -158,9 +194,25 @@ public struct Block4Runs : IRegisterBlock<Block4Runs>
 /// runs of 4, at 4 t and 4 tdim + 4 t, and its columns likewise, so a step of k is four Float4 loads (LDS.128): a
 /// warp's A reads are broadcasts and its B reads consecutive words. The tiles must start 16-byte aligned (allocate
 /// them as Float4).</summary>
-public struct Block8Runs : IRegisterBlock<Block8Runs>
+public struct Block8Runs : IStagedBlock<Block8Runs>
 {
     Block8 c;
+
+    /// <summary>v12's stages are 8 deep, as v10's.</summary>
+    public readonly int StageK => 8;
+
+    /// <summary>Step kk of a stage (v12): a k row of a 128-wide tile is 32 Float4s, and the second runs are 16 on.</summary>
+    static Block8 Step(Block8 c, ArrayView<Float4> a, ArrayView<Float4> b, int kk)
+        => Block8.Step(c, a[kk * 32], a[kk * 32 + 16], b[kk * 32], b[kk * 32 + 16]);
+
+    /// <summary>The 8 steps written out, so each offset is a constant.</summary>
+    public readonly Block8Runs AfterStage(ArrayView<Float4> a, ArrayView<Float4> b)
+    {
+        var r = c;
+        r = Step(r, a, b, 0); r = Step(r, a, b, 1); r = Step(r, a, b, 2); r = Step(r, a, b, 3);
+        r = Step(r, a, b, 4); r = Step(r, a, b, 5); r = Step(r, a, b, 6); r = Step(r, a, b, 7);
+        return new Block8Runs { c = r };
+    }
 
     public readonly int Rows => 8;
     public readonly int Offset(int i, int t, int tdim) => i < 4 ? 4 * t + i : 4 * (tdim + t) + i - 4;
@@ -180,7 +232,7 @@ public struct Block8Runs : IRegisterBlock<Block8Runs>
 /// per-shape tuning) and the checks a version (Gemm.At).</summary>
 public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
@@ -188,7 +240,8 @@ public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V
 /// operands keep 10 mantissa bits). v6: 128 x 128 tiles with 8 x 8 register blocks per thread. v7: v6 reading its
 /// blocks from shared memory 16 bytes at a time. v8: the same for 64 x 64 tiles and 4 x 4 blocks. v9: a 4 x 8 register
 /// block per unit of work with no shared memory (the CPU accelerator's default). v10 and v11: v7 and v8 software-pipelined
-/// (the next stage loaded into registers while this one is multiplied; two shared buffers, one barrier per stage).</summary>
+/// (the next stage loaded into registers while this one is multiplied; two shared buffers, one barrier per stage). v12 and
+/// v13: v10 and v11 in groups of exactly 16 x 16 threads, each stage's steps of k written out at constant shared offsets.</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
@@ -392,32 +445,32 @@ public static class Gemm
         }
     }
 
-    /// <summary>v10 and v11 stage in chunks: chunk c holds 4 values of an operand's stage (V6K values of k by tile rows r,
+    /// <summary>v10-v13 stage in chunks: chunk c holds 4 values of an operand's stage (depth values of k by tile rows r,
     /// stored with k fastest or r fastest, as StageValue) at one k, in rows a quarter of the tile apart. Consecutive
     /// chunks are consecutive stored values (along k when k is fastest, else along r), so each of a warp's load
     /// instructions is coalesced, and a chunk's values, like their shared slots, lie one address plus a fixed step
-    /// apart. Its first value's row and k:</summary>
-    static int ChunkRow(int kFastest, int c, int tile) => kFastest != 0 ? c / V6K : c % (tile / 4);
-    static int ChunkK(int kFastest, int c, int tile) => kFastest != 0 ? c % V6K : c / (tile / 4);
+    /// apart. A stage is V6K deep in v10 and v11, IStagedBlock.StageK deep in v12 and v13. Its first value's row and k:</summary>
+    static int ChunkRow(int kFastest, int c, int tile, int depth) => kFastest != 0 ? c / depth : c % (tile / 4);
+    static int ChunkK(int kFastest, int c, int tile, int depth) => kFastest != 0 ? c % depth : c / (tile / 4);
 
-    /// <summary>Chunks in a stage of tile x V6K values.</summary>
-    static int Chunks(int tile) => tile * V6K / 4;
+    /// <summary>Chunks in a stage of tile x depth values.</summary>
+    static int Chunks(int tile, int depth) => tile * depth / 4;
 
     /// <summary>Chunk c of the stage at (r0, k0), 0 past the edges and for c past the stage's chunks.</summary>
-    static Quad LoadChunk(ArrayView<float> src, int srcBase, int kFastest, int rLimit, int kLimit, int r0, int k0, int c, int tile)
+    static Quad LoadChunk(ArrayView<float> src, int srcBase, int kFastest, int rLimit, int kLimit, int r0, int k0, int c, int tile, int depth = V6K)
     {
-        int r = r0 + ChunkRow(kFastest, c, tile), k = k0 + ChunkK(kFastest, c, tile), quarter = tile / 4;
+        int r = r0 + ChunkRow(kFastest, c, tile, depth), k = k0 + ChunkK(kFastest, c, tile, depth), quarter = tile / 4;
         int at = srcBase + (kFastest != 0 ? r * kLimit + k : k * rLimit + r), step = kFastest != 0 ? quarter * kLimit : quarter;
-        int rows = k < kLimit && c < Chunks(tile) ? rLimit - r : 0;   // value q exists when rows > q quarter
+        int rows = k < kLimit && c < Chunks(tile, depth) ? rLimit - r : 0;   // value q exists when rows > q quarter
         return new Quad(rows > 0 ? src[at] : 0f, rows > quarter ? src[at + step] : 0f,
             rows > 2 * quarter ? src[at + 2 * step] : 0f, rows > 3 * quarter ? src[at + 3 * step] : 0f);
     }
 
     /// <summary>Chunk c into the k-major shared tile ([k][r], tile wide) at offset buffer.</summary>
-    static void PutChunk(ArrayView<float> dst, int buffer, Quad v, int kFastest, int c, int tile)
+    static void PutChunk(ArrayView<float> dst, int buffer, Quad v, int kFastest, int c, int tile, int depth = V6K)
     {
-        if (c >= Chunks(tile)) return;   // the threads of a large group past the stage's chunks
-        int slot = buffer + ChunkK(kFastest, c, tile) * tile + ChunkRow(kFastest, c, tile), quarter = tile / 4;
+        if (c >= Chunks(tile, depth)) return;   // the threads of a large group past the stage's chunks
+        int slot = buffer + ChunkK(kFastest, c, tile, depth) * tile + ChunkRow(kFastest, c, tile, depth), quarter = tile / 4;
         dst[slot] = v.X0;
         dst[slot + quarter] = v.X1;
         dst[slot + 2 * quarter] = v.X2;
@@ -429,7 +482,7 @@ public static class Gemm
     static void StageChunks(ArrayView<float> a, ArrayView<float> b, GemmShape s, int aBase, int bBase, ArrayView<float> at, ArrayView<float> bt,
         int buffer, int m0, int n0, int k0, int tile, int first, int threads)
     {
-        for (int c = first; c < Chunks(tile); c += threads)
+        for (int c = first; c < Chunks(tile, V6K); c += threads)
         {
             PutChunk(at, buffer, LoadChunk(a, aBase, 1 - s.TransA, s.M, s.K, m0, k0, c, tile), 1 - s.TransA, c, tile);
             PutChunk(bt, buffer, LoadChunk(b, bBase, s.TransB, s.N, s.K, n0, k0, c, tile), s.TransB, c, tile);
@@ -472,6 +525,58 @@ public static class Gemm
                 Group.Barrier();
             }
             StoreBlock(c, s, bi, m0, n0, acc, ty, tx, tdim);
+        }
+    }
+
+    /// <summary>v12 and v13: the group's side, fixed so that the shared offsets are constants.</summary>
+    public const int UnrolledSide = 16;
+
+    /// <summary>v12: v10 with each stage's 8 steps of k written out at constant shared offsets (UnrolledTiles).</summary>
+    [LaunchBounds(256, 2)]
+    static void V12Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
+        => UnrolledTiles<Block8Runs>(a, b, c, s);
+
+    /// <summary>v13: v11 with stages 16 deep, their steps of k written out at constant shared offsets (UnrolledTiles).</summary>
+    [LaunchBounds(256, 3)]
+    static void V13Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
+        => UnrolledTiles<Block4Runs>(a, b, c, s);
+
+    /// <summary>v12 and v13: PipelinedTiles in groups of exactly 16 x 16 threads. With the side a constant, a thread's
+    /// shared runs of a whole stage lie at constant offsets from one address per operand and stage
+    /// (<see cref="IStagedBlock{TSelf}.AfterStage"/>), which ptxas folds into the loads: v10 and v11 compute every
+    /// load's address. A stage of either operand is 256 chunks, so each thread stages one chunk of each: v13's 64-wide
+    /// tiles take stages 16 deep, where v11 has half its threads stage nothing and each thread keep 4 values in flight.</summary>
+    static void UnrolledTiles<TBlock>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
+        where TBlock : struct, IStagedBlock<TBlock>
+    {
+        const int Buffer = V6K * V6Rows * MaxTile / 4;   // Float4s of one operand's stage: buffers at 0 and Buffer
+        var at = SharedMemory.Allocate<Float4>(2 * Buffer);   // [k][m], k-major
+        var bt = SharedMemory.Allocate<Float4>(2 * Buffer);   // [k][n]
+        ArrayView<float> atf = at.Cast<float>(), btf = bt.Cast<float>();
+        int tile = default(TBlock).Rows * UnrolledSide, depth = default(TBlock).StageK, t = Group.IdxX;
+        int tx = t % UnrolledSide, ty = t / UnrolledSide, kA = 1 - s.TransA, kB = s.TransB;
+        for (int w = Grid.IdxX, tiles = s.Tiles(tile); w < tiles; w += Grid.DimX)
+        {
+            var (bi, m0, n0) = s.TileAt(w, tile);
+            int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
+            var acc = default(TBlock);
+            PutChunk(atf, 0, LoadChunk(a, aBase, kA, s.M, s.K, m0, 0, t, tile, depth), kA, t, tile, depth);
+            PutChunk(btf, 0, LoadChunk(b, bBase, kB, s.N, s.K, n0, 0, t, tile, depth), kB, t, tile, depth);
+            Group.Barrier();
+            for (int k0 = 0, cur = 0; k0 < s.K; k0 += depth, cur = Buffer - cur)
+            {
+                int kNext = k0 + depth;
+                // Past the last stage (kNext >= K) the loads are skipped and zeros come back.
+                Quad pa = LoadChunk(a, aBase, kA, s.M, s.K, m0, kNext, t, tile, depth), pb = LoadChunk(b, bBase, kB, s.N, s.K, n0, kNext, t, tile, depth);
+                acc = acc.AfterStage(at.SubView(cur + ty), bt.SubView(cur + tx));
+                if (kNext < s.K)
+                {
+                    PutChunk(atf, 4 * (Buffer - cur), pa, kA, t, tile, depth);
+                    PutChunk(btf, 4 * (Buffer - cur), pb, kB, t, tile, depth);
+                }
+                Group.Barrier();
+            }
+            StoreBlock(c, s, bi, m0, n0, acc, ty, tx, UnrolledSide);
         }
     }
 
@@ -573,7 +678,12 @@ public static class Gemm
     }
 
     /// <summary>Whether a version can run on this accelerator (v5 needs TensorCore.Runs).</summary>
-    public static bool Runs(Accelerator acc, GemmVersion v) => v != GemmVersion.V5Tf32 || TensorCore.Runs(acc);
+    public static bool Runs(Accelerator acc, GemmVersion v) => v switch
+    {
+        GemmVersion.V5Tf32 => TensorCore.Runs(acc),
+        GemmVersion.V12Unrolled or GemmVersion.V13Unrolled4 => acc.MaxNumThreadsPerGroup >= UnrolledSide * UnrolledSide,
+        _ => true,
+    };
 
     /// <summary>Whether KD_KERNELS=auto tries a version here: fp32 versions that run, less those measured hopeless on
     /// this kind of accelerator: on the CPU accelerator v2 (its shared tiles shrink to 1 x 1 in 2-thread groups); on GPUs
@@ -587,8 +697,8 @@ public static class Gemm
     /// 16 times that), 0 for the others.</summary>
     public static int BlockRows(GemmVersion v) => v switch
     {
-        GemmVersion.V4Blocked or GemmVersion.V8Vector4 or GemmVersion.V11Pipelined4 => V4Rows,
-        GemmVersion.V6Blocked8 or GemmVersion.V7Vector or GemmVersion.V10Pipelined => V6Rows,
+        GemmVersion.V4Blocked or GemmVersion.V8Vector4 or GemmVersion.V11Pipelined4 or GemmVersion.V13Unrolled4 => V4Rows,
+        GemmVersion.V6Blocked8 or GemmVersion.V7Vector or GemmVersion.V10Pipelined or GemmVersion.V12Unrolled => V6Rows,
         _ => 0,
     };
 
@@ -632,6 +742,19 @@ public static class Gemm
             long tiles = s.Tiles(V5Tile);
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8L);
             k(new KernelConfig(Math.Max(1, grid), V5Threads), a, b, c, s);
+        }
+        else if (v is GemmVersion.V12Unrolled or GemmVersion.V13Unrolled4)
+        {
+            if (!Runs(acc, v))
+                throw new VersionNotApplicableException($"gemm v{(int)v} needs groups of {UnrolledSide * UnrolledSide} threads; {acc.Name} has groups of up to {acc.MaxNumThreadsPerGroup}");
+            var (key, entry) = v == GemmVersion.V12Unrolled
+                ? ("gemm.v12", (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>)V12Kernel)
+                : ("gemm.v13", V13Kernel);
+            var k = KernelCache.Get(acc, key, x => x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)));
+            int rows = BlockRows(v);
+            long tiles = s.Tiles(rows * UnrolledSide);
+            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * (rows == V4Rows ? 16L : 8L));
+            k(new KernelConfig(Math.Max(1, grid), UnrolledSide * UnrolledSide), a, b, c, s);
         }
         else if (BlockRows(v) > 0)
         {

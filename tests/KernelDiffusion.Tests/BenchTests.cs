@@ -190,6 +190,8 @@ public sealed class GemmGpuShapeTests
     [InlineData(GemmVersion.V2Tiled, 4)]
     [InlineData(GemmVersion.V8Vector4, 4)]
     [InlineData(GemmVersion.V11Pipelined4, 4)]
+    [InlineData(GemmVersion.V12Unrolled, 2)]
+    [InlineData(GemmVersion.V13Unrolled4, 4)]
     public void WinogradWithSixteenBySixteenGroupsMatchesTheReference(GemmVersion gemm, int side)
         => ConvPassesMatchTheReference(12, [ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvGeometry.Create(1, 130, 7, 6, 3, 3, 1, 1), ConvGeometry.Create(3, 20, 6, 5, 130, 3, 1, 1)],
             (acc, g, pass, x, w, b, dy, o, slices) =>

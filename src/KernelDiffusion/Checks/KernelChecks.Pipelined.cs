@@ -8,13 +8,13 @@ namespace KernelDiffusion.Checks;
 
 public static partial class KernelChecks
 {
-    /// <summary>GEMM v10 and v11 and conv v14 and v15 (software-pipelined) in 256-thread groups, their GPU launch shape,
-    /// where each thread's share of a stage is the chunk it prefetches. The general cases run them wherever kd runs; on
+    /// <summary>GEMM v10-v13 and conv v14 and v15 (software-pipelined) in 256-thread groups, their GPU launch shape,
+    /// where each thread's share of a stage is the chunk it prefetches (v12 and v13 run only in such groups). The general cases run them wherever kd runs; on
     /// the CPU accelerator as kd opens it (1-thread groups) most of a share is staged unpipelined, so these cases run on
     /// a CPU accelerator of 256-thread groups when the device's groups are smaller. Outputs are poisoned with NaN.</summary>
     static void AddPipelined(List<Case> list)
     {
-        foreach (var version in new[] { GemmVersion.V10Pipelined, GemmVersion.V11Pipelined4 })
+        foreach (var version in new[] { GemmVersion.V10Pipelined, GemmVersion.V11Pipelined4, GemmVersion.V12Unrolled, GemmVersion.V13Unrolled4 })
             foreach (var (m, n, k, ta, tb, beta) in new[] { (140, 135, 17, 0, 0, 0f), (19, 130, 9, 1, 1, 0f), (131, 20, 12, 0, 1, -1.5f), (70, 67, 33, 1, 0, 0f) })
             {
                 var s = new GemmShape { Batch = 2, M = m, N = n, K = k, TransA = ta, TransB = tb, StrideA = m * k, StrideB = k * n, StrideC = m * n, Alpha = 0.5f, Beta = beta };
@@ -34,7 +34,7 @@ public static partial class KernelChecks
                     }));
             }
         // Attention's two-level batches (2 samples x 2 heads, heads StrideX apart, samples OuterX with a gap), B transposed.
-        foreach (var version in new[] { GemmVersion.V10Pipelined, GemmVersion.V11Pipelined4 })
+        foreach (var version in new[] { GemmVersion.V10Pipelined, GemmVersion.V11Pipelined4, GemmVersion.V12Unrolled, GemmVersion.V13Unrolled4 })
         {
             var s = new GemmShape
             {
