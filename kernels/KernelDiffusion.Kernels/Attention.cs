@@ -350,17 +350,20 @@ public static class Attention
     }
 
     // v4 asks for its shared memory dynamically, sized to the tiles (so small heads let more groups share a
-    // multiprocessor), up to the same 48 KB as v3's static allocation (V3SharedFloats: more needs the kernel's limit raised).
+    // multiprocessor), up to SharedMemoryLimit.MaxBytes: on CUDA the device's opt-in maximum (its kernels are loaded
+    // through SharedMemoryLimit.Raise), elsewhere v3's 48 KB. At 48 KB a 32-channel head's backward (the fmnist UNet's)
+    // fits only 8 x 8 groups (49 and 57 KB at 16 x 8), a 64-channel head's key side only 8 x 4.
 
     /// <summary>The largest group up to 128 threads (TY = 2 TX or TX) whose tiles fit the shared memory, or null.</summary>
     public static AttentionTiles? Tiles(Accelerator acc, AttentionShape s, int pass)
     {
+        int limit = SharedMemoryLimit.MaxBytes(acc) / sizeof(float);
         for (int g = Launch.PowerOfTwoGroup(acc, 128); g >= 1; g /= 2)
         {
             int tx = 1;
             while (tx * tx * 4 <= g) tx *= 2;   // TX = TY or TY / 2: 128 threads are 16 x 8
             var f = new AttentionTiles { TY = g / tx, TX = tx };
-            if (TiledSharedFloats(f, s.Ch, pass) <= V3SharedFloats) return f;
+            if (TiledSharedFloats(f, s.Ch, pass) <= limit) return f;
         }
         return null;
     }
@@ -660,7 +663,7 @@ public static class Attention
         KernelCache.Get(acc, "attention.v4.forward", x =>
         {
             Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, AttentionTiles> k = TiledForwardKernel;
-            return x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup));
+            return SharedMemoryLimit.Raise(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), "attention v4 forward");
         })(TiledLaunch(acc, s, f, 0), qkv, a, lse, s, f);
     }
 
@@ -677,7 +680,7 @@ public static class Attention
 
     static Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, AttentionTiles> LoadTiledGrad(
         Accelerator acc, Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, AttentionTiles> kernel)
-        => acc.LoadStreamKernel(kernel, LaunchBoundsAttribute.Of(kernel, acc.MaxNumThreadsPerGroup));
+        => SharedMemoryLimit.Raise(acc, acc.LoadStreamKernel(kernel, LaunchBoundsAttribute.Of(kernel, acc.MaxNumThreadsPerGroup)), "attention v4 " + kernel.Method.Name);
 
     /// <summary>Whether a version can run at this shape (v3 needs the head to fit its shared memory).</summary>
     public static bool Runs(AttentionShape s, AttentionVersion v) => v switch
@@ -799,6 +802,46 @@ public static class Attention
                 }
             }
             return a;
+        }
+
+        /// <summary>dqkv [N, 3C, T] of sum(da * a) for a = Forward(qkv), analytically: with P = softmax(alpha Q^T K)
+        /// per head, dV = dA P, dP = dA^T V, dS = P (dP - rowsum(P dP)), dQ = alpha K dS^T, dK = alpha Q dS.</summary>
+        public static double[] Backward(double[] qkv, double[] da, AttentionShape s)
+        {
+            int ch = s.Ch, t = s.T;
+            double alpha = 1 / Math.Sqrt(ch);
+            var g = new double[qkv.Length];
+            for (int b = 0; b < s.Batch; b++)
+            {
+                double X(int part, int c, int pos) => qkv[s.Qkv(b, part, c, pos)];
+                for (int i = 0; i < t; i++)
+                {
+                    var p = new double[t];
+                    for (int u = 0; u < t; u++)
+                        for (int c = 0; c < ch; c++) p[u] += alpha * X(0, c, i) * X(1, c, u);
+                    double max = p.Max(), sum = 0;
+                    for (int u = 0; u < t; u++) sum += p[u] = Math.Exp(p[u] - max);
+                    var dp = new double[t];
+                    double delta = 0;
+                    for (int u = 0; u < t; u++)
+                    {
+                        p[u] /= sum;
+                        for (int c = 0; c < ch; c++) dp[u] += da[s.Out(b, c, i)] * X(2, c, u);
+                        delta += p[u] * dp[u];
+                    }
+                    for (int u = 0; u < t; u++)
+                    {
+                        double ds = p[u] * (dp[u] - delta);
+                        for (int c = 0; c < ch; c++)
+                        {
+                            g[s.Qkv(b, 2, c, u)] += p[u] * da[s.Out(b, c, i)];
+                            g[s.Qkv(b, 0, c, i)] += alpha * ds * X(1, c, u);
+                            g[s.Qkv(b, 1, c, u)] += alpha * ds * X(0, c, i);
+                        }
+                    }
+                }
+            }
+            return g;
         }
     }
 }

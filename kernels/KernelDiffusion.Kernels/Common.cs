@@ -56,6 +56,58 @@ public static class Launch
     }
 }
 
+/// <summary>Dynamic shared memory past 48 KB a group. CUDA grants a kernel more only once its limit is raised with the
+/// driver's <c>cuFuncSetAttribute</c> (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES), which ILGPU 1.5.3 never
+/// calls, up to the device's opt-in maximum (CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: 227 KB on an H100
+/// or H200). Attention v4 loads its kernels through <see cref="Raise"/> and sizes its tiles by <see cref="MaxBytes"/>.
+/// Elsewhere (OpenCL, the CPU accelerator, a driver without the call) the limit stays 48 KB.</summary>
+public static class SharedMemoryLimit
+{
+    public const int DefaultBytes = 48 * 1024;
+    const int FuncSharedSizeBytes = 1, FuncMaxDynamicSharedSizeBytes = 8;   // CUfunction_attribute
+    const int DeviceMaxSharedPerBlockOptIn = 97;                             // CUdevice_attribute
+
+    delegate int FuncSetAttribute(IntPtr function, int attribute, int value);
+    delegate int FuncGetAttribute(out int value, int attribute, IntPtr function);
+
+    static readonly Lazy<(FuncSetAttribute Set, FuncGetAttribute Get)?> Driver = new(() =>
+    {
+        string name = OperatingSystem.IsWindows() ? "nvcuda.dll" : "libcuda.so.1";
+        if (!System.Runtime.InteropServices.NativeLibrary.TryLoad(name, out var lib)
+            || !System.Runtime.InteropServices.NativeLibrary.TryGetExport(lib, "cuFuncSetAttribute", out var set)
+            || !System.Runtime.InteropServices.NativeLibrary.TryGetExport(lib, "cuFuncGetAttribute", out var get))
+            return null;
+        return (System.Runtime.InteropServices.Marshal.GetDelegateForFunctionPointer<FuncSetAttribute>(set),
+            System.Runtime.InteropServices.Marshal.GetDelegateForFunctionPointer<FuncGetAttribute>(get));
+    });
+
+    static readonly ConditionalWeakTable<Accelerator, StrongBox<int>> Max = new();
+
+    /// <summary>The most shared memory, in bytes, a group of a kernel loaded through <see cref="Raise"/> may use here.</summary>
+    public static int MaxBytes(Accelerator acc) => Max.GetValue(acc, a => new StrongBox<int>(
+        a is ILGPU.Runtime.Cuda.CudaAccelerator cuda && Driver.Value != null
+            ? Math.Max(DefaultBytes, ILGPU.Runtime.Cuda.CudaAPI.CurrentAPI.GetDeviceAttribute(
+                (ILGPU.Runtime.Cuda.DeviceAttributeKind)DeviceMaxSharedPerBlockOptIn, cuda.DeviceId))
+            : DefaultBytes)).Value;
+
+    /// <summary>Raises the CUDA kernel behind <paramref name="launcher"/> (a LoadStreamKernel delegate) to take dynamic
+    /// shared memory up to MaxBytes less its static shared memory; elsewhere returns it unchanged. Throws, naming the
+    /// driver's error, if the driver refuses.</summary>
+    public static T Raise<T>(Accelerator acc, T launcher, string name) where T : Delegate
+    {
+        int bytes = MaxBytes(acc);
+        if (bytes <= DefaultBytes || acc is not ILGPU.Runtime.Cuda.CudaAccelerator) return launcher;
+        var kernel = launcher.GetKernel() as ILGPU.Runtime.Cuda.CudaKernel
+            ?? throw new InvalidOperationException($"{name}: no CUDA kernel behind its launcher");
+        var (set, get) = Driver.Value!.Value;
+        int error = get(out int staticBytes, FuncSharedSizeBytes, kernel.FunctionPtr);
+        if (error == 0) error = set(kernel.FunctionPtr, FuncMaxDynamicSharedSizeBytes, bytes - staticBytes);
+        if (error != 0)
+            throw new InvalidOperationException($"{name}: the CUDA driver refused {bytes - staticBytes} bytes of dynamic shared memory (cuFuncSetAttribute, CUDA error {error})");
+        return launcher;
+    }
+}
+
 /// <summary>Loads each kernel once per accelerator: loading compiles, which is expensive. Every launch site fetches
 /// its kernel here right before launching it once, so <see cref="LaunchesByKernel"/> counts kernel launches.</summary>
 public static class KernelCache

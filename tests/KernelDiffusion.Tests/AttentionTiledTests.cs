@@ -44,6 +44,57 @@ public sealed class AttentionTiledTests
         AssertClose(dqkv1.GetAsArray1D().Select(x => (double)x).ToArray(), dqkv.GetAsArray1D(), 1e-4, "backward");
     }
 
+    /// <summary>The analytic float64 gradient kd check holds v4's wide heads to, against central differences of the
+    /// float64 forward, in both head orders (3 heads of 5 channels, 6 positions).</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(0)]
+    public void ReferenceBackwardMatchesFiniteDifferences(int newOrder)
+    {
+        var s = new AttentionShape { N = 2, C = 15, T = 6, Heads = 3, NewOrder = newOrder };
+        var rng = new Random(7 + newOrder);
+        var qkv = Enumerable.Range(0, s.N * 3 * s.C * s.T).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
+        var da = Enumerable.Range(0, s.N * s.C * s.T).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
+        var got = Attention.Reference.Backward(qkv, da, s);
+        double L() => Attention.Reference.Forward(qkv, s).Select((a, i) => a * da[i]).Sum();
+        const double h = 1e-6;
+        double worst = 0, scale = got.Max(Math.Abs);
+        for (int e = 0; e < qkv.Length; e++)
+        {
+            double keep = qkv[e];
+            qkv[e] = keep + h;
+            double up = L();
+            qkv[e] = keep - h;
+            double down = L();
+            qkv[e] = keep;
+            worst = Math.Max(worst, Math.Abs((up - down) / (2 * h) - got[e]) / scale);
+        }
+        Assert.True(worst < 1e-7, $"largest difference {worst:E2} of the largest gradient");
+    }
+
+    /// <summary>Off CUDA the limit stays 48 KB and kernels load unchanged; on every accelerator the CUDA kernel behind a
+    /// launcher is found the way SharedMemoryLimit.Raise finds it (ILGPU's KernelUtil, through the launcher's closure).</summary>
+    [Fact]
+    public void SharedMemoryLimitIs48KBOffCudaAndFindsTheKernelBehindALauncher()
+    {
+        using var context = Context.Create(b => b.CPU().EnableAlgorithms());
+        using var acc = context.CreateCPUAccelerator(0);
+        Assert.Equal(48 * 1024, SharedMemoryLimit.MaxBytes(acc));
+        Action<Index1D, ArrayView<float>> body = (i, v) => v[i] = i;
+        var launcher = acc.LoadAutoGroupedStreamKernel(body);
+        Assert.Same(launcher, SharedMemoryLimit.Raise(acc, launcher, "test"));
+        Action<ArrayView<float>, int> grouped = GroupedFill;
+        var streamLauncher = acc.LoadStreamKernel(grouped, LaunchBoundsAttribute.Of(grouped, acc.MaxNumThreadsPerGroup));
+        Assert.True(streamLauncher.TryGetKernel(out var kernel));
+        Assert.IsAssignableFrom<ILGPU.Runtime.Kernel>(kernel);
+    }
+
+    static void GroupedFill(ArrayView<float> v, int n)
+    {
+        int stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride) v[i] = i;
+    }
+
     static void AssertClose(double[] want, float[] got, double tolerance, string what)
     {
         double scale = want.Max(Math.Abs), worst = 0;

@@ -318,6 +318,26 @@ public static partial class KernelChecks
             list.Add(Forced(v => v.Attention = AttentionVersion.V4Tiled, Backward(name + ".one_head.v4", [[3, 12, 5]], op1, reference1)));
         }
 
+        // v4 at the reference models' head widths (32 channels: fmnist_unet; 64: adm64), past one 64-row tile: on CUDA their
+        // 16 x 8 tiles take more than 48 KB of shared memory (SharedMemoryLimit). Too many inputs for finite differences:
+        // the gradient against the analytic float64 one (Attention.Reference.Backward, which a test holds to finite differences).
+        foreach (int ch in new[] { 32, 64 })
+        {
+            var wide = new AttentionShape { N = 1, C = 2 * ch, T = 70, Heads = 2, NewOrder = 1 };
+            list.Add(Forced(v => v.Attention = AttentionVersion.V4Tiled, new Case($"attention.wide_heads{ch}.v4.forward_backward",
+                $"[1,{3 * wide.C},{wide.T}] {ch}-channel heads", (d, r) =>
+                {
+                    var (x, w) = (Randn(r, 3 * wide.C * wide.T), Randn(r, wide.C * wide.T));
+                    using var qkv = Upload(d, x, [1, 3 * wide.C, wide.T], "qkv", grad: true);
+                    using var weights = Upload(d, w, [1, wide.C, wide.T], "w");
+                    var y = Ops.Attention(qkv, wide.Heads, true);
+                    d.Tape.Backward(Ops.Sum(Ops.Mul(y, weights)));
+                    double forward = RelError(y.ToArray(), Attention.Reference.Forward(x, wide));
+                    double backward = RelError(qkv.Grad!.ToArray(), Attention.Reference.Backward(x, w, wide));
+                    return (Math.Max(forward, backward), Bwd, $"forward {forward:G2}, gradient {backward:G2} against the analytic one");
+                })));
+        }
+
         // Resampling (odd sizes for the pool), concat along channels and along the last axis, slice.
         Both(list, "upsample", [[2, 3, 4, 5]], t => Ops.Upsample2x(t[0]), v => Resample.Reference.Up(v[0], 6, 4, 5));
         Both(list, "avg_pool", [[2, 3, 6, 4]], t => Ops.AvgPool2x(t[0]), v => Resample.Reference.Pool(v[0], 6, 6, 4));
