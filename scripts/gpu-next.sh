@@ -10,9 +10,8 @@ set -u
 out=${1:?usage: gpu-next.sh OUTDIR}
 R=/tmp/kd-next; tarball=next-results.tgz
 . scripts/gpu-common.sh
-mkdir -p /tmp/fx; K="bash .device/run KernelDiffusion.Cli"
-cp tests/KernelDiffusion.Tests/fixtures/fmnist-300-images-idx3-ubyte.gz /tmp/fx/train-images-idx3-ubyte.gz
-cp tests/KernelDiffusion.Tests/fixtures/fmnist-300-labels-idx1-ubyte.gz /tmp/fx/train-labels-idx1-ubyte.gz
+K="bash .device/run KernelDiffusion.Cli"
+bash scripts/fixture-data.sh /tmp/fx
 check_cuda 45
 timeout 55 $K bench --device cuda --no-steps --kernels attention. sgemm. gemm.batched gemm.conv1x1 gemm.linear sum. group_norm \
   --budget-ms 60 --out "$R/bench-kernels" > "$R/bench-kernels.log" 2>&1

@@ -6,10 +6,9 @@
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
 # There: run with carry [".device"] and timeout_s 275:  bash scripts/gpu-steps.sh "$OUT"
 set -u
-O=${1:?usage: gpu-steps.sh OUTDIR}; mkdir -p "$O" /tmp/fx
+O=${1:?usage: gpu-steps.sh OUTDIR}; mkdir -p "$O"
 K="bash .device/run KernelDiffusion.Cli"
-cp tests/KernelDiffusion.Tests/fixtures/fmnist-300-images-idx3-ubyte.gz /tmp/fx/train-images-idx3-ubyte.gz
-cp tests/KernelDiffusion.Tests/fixtures/fmnist-300-labels-idx1-ubyte.gz /tmp/fx/train-labels-idx1-ubyte.gz
+bash scripts/fixture-data.sh /tmp/fx
 timeout 90 $K bench --device cuda --default-only --no-kernels --budget-ms 100 --out /tmp/steps > "$O/steps.log" 2>&1
 cp /tmp/steps/bench.json "$O/steps.json"
 timeout 50 python3 bench/torch_reference.py --device cuda --only adm64 --out "$O/torch-adm64.json" > "$O/torch.log" 2>&1

@@ -5,9 +5,8 @@
 # Here: ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj; there: bash scripts/gpu-train-bench.sh "$OUT"
 set -u
 out=${1:?usage: gpu-train-bench.sh OUTDIR}
-mkdir -p "$out" /tmp/kd-data
-cp tests/KernelDiffusion.Tests/fixtures/fmnist-300-images-idx3-ubyte.gz /tmp/kd-data/train-images-idx3-ubyte.gz
-cp tests/KernelDiffusion.Tests/fixtures/fmnist-300-labels-idx1-ubyte.gz /tmp/kd-data/train-labels-idx1-ubyte.gz
+mkdir -p "$out"
+bash scripts/fixture-data.sh /tmp/kd-data
 kd() { bash .device/run KernelDiffusion.Cli "$@"; }
 rc=0
 kd train --device cuda --data idx:/tmp/kd-data --config configs/fmnist_unet.json --batch 256 --steps 20 --save-every 0 \

@@ -101,6 +101,10 @@ public sealed class TapeTests(DeviceFixture fx)
         Assert.Equal((2L, 2L), (profile.Totals["add"].Count, profile.Totals["add"].Launches));
         Assert.Equal(2L, profile.Totals["group_norm_stats"].Launches + profile.Totals["group_norm"].Launches);
         Assert.Contains("launches", profile.Report());
+        // Rows past the table's length are summed in one line, not dropped.
+        var lines = profile.Report(top: 1).Split('\n');
+        Assert.Equal(4, lines.Length);   // the header, the longest op, the other two summed, the total
+        Assert.StartsWith("(2 more ops)", lines[2]);
         D.Tape.Reset();
     }
 

@@ -57,8 +57,15 @@ public sealed class OpProfiler
     {
         double total = ops.Values.Sum(v => v.Ms);
         var sb = new StringBuilder($"{"op",-32} {"calls",8} {"launches",9} {"ms",10} {"share",7}\n");
-        foreach (var (name, (n, ms, launches)) in ops.OrderByDescending(kv => kv.Value.Ms).Take(top))
+        var sorted = ops.OrderByDescending(kv => kv.Value.Ms).ToList();
+        foreach (var (name, (n, ms, launches)) in sorted.Take(top))
             sb.AppendLine($"{name,-32} {n,8} {launches,9} {ms,10:F1} {ms / Math.Max(total, 1e-9),7:P1}");
+        if (sorted.Count > top)
+        {
+            var rest = sorted.Skip(top).Select(kv => kv.Value).ToList();
+            double restMs = rest.Sum(v => v.Ms);
+            sb.AppendLine($"{$"({rest.Count} more ops)",-32} {rest.Sum(v => v.Count),8} {rest.Sum(v => v.Launches),9} {restMs,10:F1} {restMs / Math.Max(total, 1e-9),7:P1}");
+        }
         return sb.Append($"{"total",-32} {ops.Values.Sum(v => v.Count),8} {ops.Values.Sum(v => v.Launches),9} {total,10:F1}").ToString();
     }
 }

@@ -161,9 +161,10 @@ public sealed class Trainer : IDisposable
         int micros = Options.Batch / Options.Micro;
         var correct = new double[4];
         var seen = new double[4];
-        // Profiler marks: the batch's host work and uploads, and the step's tail (gradient norm, clipping, AdamW, EMA),
-        // which otherwise go to the op before them (the last backward node: the time embedding's first Linear).
-        d.Profiler?.Mark(d, "optimizer");
+        // Profiler marks: zeroing the gradients, the batch's host work and uploads, and the step's tail (gradient norm,
+        // clipping, AdamW, EMA), which otherwise go to the op before them (the last backward node: the time embedding's
+        // first Linear).
+        d.Profiler?.Mark(d, "zero_grad");
         Optimizer.ZeroGrad();
         for (int k = 0; k < micros; k++)
         {
