@@ -231,7 +231,9 @@ public sealed class AutotunerTests(DeviceFixture fixture)
     public void TunedOpsGiveTheDefaultsResultsAndTuneEachShapeOnce()
     {
         var plain = ConvNormAndMatMul();
-        D.Tuner = new Autotuner(D.Accelerator);   // no tuning cache: this test must see its own trials
+        // No tuning cache: this test must see its own trials. The reference copies come from the device's pool, as kd's do.
+        D.Tuner = new Autotuner(D.Accelerator, pool: D.Pool);
+        int inUse = D.Pool.InUse;
         var (first, second, choices) = D.Versions.With(v => v.Force("auto"), () =>
         {
             var f = ConvNormAndMatMul();
@@ -240,6 +242,7 @@ public sealed class AutotunerTests(DeviceFixture fixture)
             Assert.Equal(tuned, D.Tuner.Choices.Count);   // the same shapes again: nothing new to tune
             return (f, s, D.Tuner.Choices);
         });
+        Assert.Equal(inUse, D.Pool.InUse);   // every reference copy went back
         foreach (var run in new[] { first, second })
         {
             Near(plain.Y, run.Y, "y");

@@ -17,7 +17,7 @@ namespace KernelDiffusion.Runtime;
 /// rejected and the rejection kept in <see cref="Choices"/>. Every op tuned this way overwrites its output, so trying a
 /// version has no other effect; the chosen one runs last, leaving its own result. With a <see cref="TuningCache"/>,
 /// choices are kept between processes: a shape found there is not tried again.</remarks>
-public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null, TuningCache? cache = null)
+public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null, TuningCache? cache = null, BufferPool? pool = null) : IDisposable
 {
     /// <summary>How far (relative to the default output's largest magnitude) a candidate may land from the default: far
     /// above fp32 reordering error (kd check's fp32 GEMM and conv cases land within 7e-7 of float64), far below what a
@@ -41,6 +41,12 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
 
     readonly Func<Action, double> time = time ?? (run => TimeOnce(acc, run));
     readonly Dictionary<string, (Enum Version, Choice Choice)> chosen = new();
+    MemoryBuffer1D<uint, Stride1D.Dense>? largest;
+
+    /// <summary>One value on the device for the comparisons' maxima, kept for the process (a tuner lives as long as its device).</summary>
+    MemoryBuffer1D<uint, Stride1D.Dense> Largest => largest ??= acc.Allocate1D<uint>(1);
+
+    public void Dispose() => largest?.Dispose();
 
     /// <summary>Told what is being tried while a shape is tuned (for a progress bar: tuning can take seconds), and null
     /// when the shape is done.</summary>
@@ -83,12 +89,14 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
         // Everything is compared on the device, one float back per output (a conv pass's output at batch 256 is 51 MB):
         // the reference's largest magnitude (+Inf where a value is not finite: nothing to compare against then), and
         // each candidate's largest difference from a device copy of it. Outputs reach the host only to explain a rejection.
-        using var largest = acc.Allocate1D<uint>(1);
+        var largest = Largest;
         double scale = outputs.Select(o => (double)Kernels.Reduce.MaxAbs(acc, o, largest.View, (int)o.Length)).DefaultIfEmpty(0).Max();
         if (!double.IsFinite(scale)) { Trying?.Invoke(null); return fallback; }
         var order = new List<TV> { fallback };
         var rejected = new Dictionary<TV, string>();
-        var kept = outputs.Select(o => acc.Allocate1D<float>(Math.Max(1, o.Length))).ToList();
+        // The reference copies come from the device's pool where there is one: it frees its cache and retries when the
+        // device is full, as for any op's output (a conv pass's output at batch 256 is 51 MB).
+        var kept = outputs.Select(o => pool?.Rent((int)Math.Max(1, o.Length)) ?? acc.Allocate1D<float>(Math.Max(1, o.Length))).ToList();
         var reference = outputs.Select((o, i) => (ArrayView<float>)kept[i].View.SubView(0, o.Length)).ToArray();
         try
         {
@@ -110,7 +118,9 @@ public sealed class Autotuner(Accelerator acc, Func<Action, double>? time = null
         }
         finally
         {
-            foreach (var b in kept) b.Dispose();
+            foreach (var b in kept)
+                if (pool != null) pool.Return(b);
+                else b.Dispose();
         }
         // Rounds: each times every version still in play once, so a slow moment of the machine falls on all of them
         // alike; a version over three times the leader's best is not timed again.

@@ -185,7 +185,7 @@ public sealed class ComputeDevice : IDisposable
     /// TuningCache: KD_TUNE_CACHE).</summary>
     public Autotuner Tuner
     {
-        get => tuner ??= new Autotuner(Accelerator, cache: TuningCache.PathFor(Info) is { } path ? new TuningCache(path) : null);
+        get => tuner ??= new Autotuner(Accelerator, cache: TuningCache.PathFor(Info) is { } path ? new TuningCache(path) : null, pool: Pool);
         set => tuner = value;
     }
     Autotuner? tuner;
@@ -379,6 +379,7 @@ public sealed class ComputeDevice : IDisposable
     {
         Tape.Reset();
         counter?.Dispose();
+        tuner?.Dispose();
         Pool.Dispose();
         Accelerator.Dispose();
         context.Dispose();
