@@ -385,6 +385,10 @@ public static class GroupNorm
 
     // ---- launchers ----
 
+    /// <summary>Whether a version's forward is its own: v3's is v2's and v5's v4's (they differ in their backward), so
+    /// a forward alone is not tuned or timed at them.</summary>
+    public static bool HasOwnForward(GroupNormVersion v) => v is not (GroupNormVersion.V3FusedBackward or GroupNormVersion.V5FusedRows);
+
     /// <summary>Whether a version can run at this shape (v3's backward, also v4's, keeps at most MaxChannelsPerGroupV3
     /// channels per group).</summary>
     public static bool Runs(GroupNormShape s, GroupNormVersion v)

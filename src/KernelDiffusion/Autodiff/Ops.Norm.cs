@@ -22,7 +22,7 @@ public static partial class Ops
         var stats = Output(d, [2, n * groups], "group_norm_stats");
         var y = Output(d, x.Shape, "group_norm");
         var ss = (scaleShift ?? x).View;
-        Tuned(d, "forward", s, v => v is not (GroupNormVersion.V3FusedBackward or GroupNormVersion.V5FusedRows),   // v3's forward is v2's, v5's v4's
+        Tuned(d, "forward", s, Kernels.GroupNorm.HasOwnForward,
             v => Kernels.GroupNorm.Forward(d.Accelerator, s, x.View, gamma.View, beta.View, ss, stats.View, y.View, v), stats.View, y.View);
         Tensor[] inputs = scaleShift == null ? [x, gamma, beta] : [x, gamma, beta, scaleShift];
         RecordReference(d, "group_norm", y, v => Kernels.GroupNorm.Reference.Forward(v[0], v[1], v[2], scaleShift == null ? null : v[3], s), inputs);
