@@ -354,10 +354,11 @@ public static class Attention
     // through SharedMemoryLimit.Raise), elsewhere v3's 48 KB. At 48 KB a 32-channel head's backward (the fmnist UNet's)
     // fits only 8 x 8 groups (49 and 57 KB at 16 x 8), a 64-channel head's key side only 8 x 4.
 
-    /// <summary>The largest group up to 128 threads (TY = 2 TX or TX) whose tiles fit the shared memory, or null.</summary>
-    public static AttentionTiles? Tiles(Accelerator acc, AttentionShape s, int pass)
+    /// <summary>The largest group up to 128 threads (TY = 2 TX or TX) whose tiles fit the shared memory (the device's
+    /// limit, or <paramref name="limitBytes"/> where given), or null.</summary>
+    public static AttentionTiles? Tiles(Accelerator acc, AttentionShape s, int pass, int? limitBytes = null)
     {
-        int limit = SharedMemoryLimit.MaxBytes(acc) / sizeof(float);
+        int limit = (limitBytes ?? SharedMemoryLimit.MaxBytes(acc)) / sizeof(float);
         for (int g = Launch.PowerOfTwoGroup(acc, 128); g >= 1; g /= 2)
         {
             int tx = 1;
@@ -642,10 +643,10 @@ public static class Attention
     /// <summary>Whether v4's smallest tiles (one thread, 4 x 4) fit its shared memory: heads up to about 470 channels.</summary>
     public static bool FitsV4(AttentionShape s) => TiledSharedFloats(new AttentionTiles { TY = 1, TX = 1 }, s.Ch, 2) <= V3SharedFloats;
 
-    static AttentionTiles RequireTiles(Accelerator acc, AttentionShape s, int pass)
-        => Tiles(acc, s, pass) ?? throw new VersionNotApplicableException(
-            $"attention v4 keeps 4 x 4 tiles of a head in {V3SharedFloats} floats of shared memory; a head of {s.Ch} channels needs " +
-            $"{TiledSharedFloats(new AttentionTiles { TY = 1, TX = 1 }, s.Ch, 2)}");
+    static AttentionTiles RequireTiles(Accelerator acc, AttentionShape s, int pass, int? limitBytes)
+        => Tiles(acc, s, pass, limitBytes) ?? throw new VersionNotApplicableException(
+            $"attention v4 keeps 4 x 4 tiles of a head in {(limitBytes ?? SharedMemoryLimit.MaxBytes(acc)) / sizeof(float)} floats of shared memory; " +
+            $"a head of {s.Ch} channels needs {TiledSharedFloats(new AttentionTiles { TY = 1, TX = 1 }, s.Ch, 2)}");
 
     /// <summary>One group per (head-batch, row tile), at most 16 per multiprocessor on GPUs (one per core on the CPU),
     /// with the tiles' shared memory requested dynamically.</summary>
@@ -656,10 +657,11 @@ public static class Attention
         return new KernelConfig((int)Math.Min(work, cap), f.TY * f.TX, SharedMemoryConfig.RequestDynamic<float>(TiledSharedFloats(f, s.Ch, pass)));
     }
 
-    /// <summary>v4 forward: a [N, C, T] and lse [N*H, T], in one launch.</summary>
-    public static void TiledForward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse)
+    /// <summary>v4 forward: a [N, C, T] and lse [N*H, T], in one launch; tiles sized as Tiles.</summary>
+    public static void TiledForward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
+        int? limitBytes = null)
     {
-        var f = RequireTiles(acc, s, 0);
+        var f = RequireTiles(acc, s, 0, limitBytes);
         KernelCache.Get(acc, "attention.v4.forward", x =>
         {
             Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, AttentionTiles> k = TiledForwardKernel;
@@ -668,11 +670,11 @@ public static class Attention
     }
 
     /// <summary>v4 backward: dqkv from da, the forward's a and lse, in three launches (delta = rowsum(da a), as v2's;
-    /// the query side; the key side); delta [N*H, T] is scratch.</summary>
+    /// the query side; the key side); delta [N*H, T] is scratch. Tiles sized as Tiles.</summary>
     public static void TiledBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
-        ArrayView<float> da, ArrayView<float> delta, ArrayView<float> dqkv)
+        ArrayView<float> da, ArrayView<float> delta, ArrayView<float> dqkv, int? limitBytes = null)
     {
-        AttentionTiles fq = RequireTiles(acc, s, 1), fk = RequireTiles(acc, s, 2);
+        AttentionTiles fq = RequireTiles(acc, s, 1, limitBytes), fk = RequireTiles(acc, s, 2, limitBytes);
         RowDeltas(acc, s, a, da, delta);
         KernelCache.Get(acc, "attention.v4.query_grad", x => LoadTiledGrad(x, TiledQueryGradKernel))(TiledLaunch(acc, s, fq, 1), qkv, da, lse, delta, dqkv, s, fq);
         KernelCache.Get(acc, "attention.v4.key_value_grad", x => LoadTiledGrad(x, TiledKeyValueGradKernel))(TiledLaunch(acc, s, fk, 2), qkv, da, lse, delta, dqkv, s, fk);
