@@ -57,6 +57,10 @@ public interface IStagedBlock<TSelf> : IRegisterBlock<TSelf> where TSelf : struc
     /// of 4 per thread.</summary>
     int StageK { get; }
 
+    /// <summary>How many stages ahead each thread's global loads run: 1 (the next stage's, as v10 and v11) or 2 (the
+    /// one after it, held in registers for a stage longer).</summary>
+    int StagesAhead { get; }
+
     /// <summary>This block after a stage of StageK values of k. <paramref name="a"/> and <paramref name="b"/> start at
     /// the thread's first run in the stage's first k row; a k row is Rows x 16 floats (Rows x 4 Float4s).</summary>
     TSelf AfterStage(ArrayView<Float4> a, ArrayView<Float4> b);
@@ -160,6 +164,10 @@ public struct Block4Runs : IStagedBlock<Block4Runs>
     /// thread, for the GEMMs whose K is small and whose B streams from memory (Winograd's at 64 channels).</summary>
     public readonly int StageK => 16;
 
+    /// <summary>v13 loads two stages ahead: its GEMMs' B (Winograd's transformed input) streams from memory, and one
+    /// stage of loads in flight falls short of what covers the memory's latency (bench/NOTES.md).</summary>
+    public readonly int StagesAhead => 2;
+
     /// <summary>Step kk of a stage (v13): a k row of a 64-wide tile is 16 Float4s.</summary>
     static Block4 Step(Block4 c, ArrayView<Float4> a, ArrayView<Float4> b, int kk)
     {
@@ -200,6 +208,9 @@ public struct Block8Runs : IStagedBlock<Block8Runs>
 
     /// <summary>v12's stages are 8 deep, as v10's.</summary>
     public readonly int StageK => 8;
+
+    /// <summary>v12 loads one stage ahead, as v10: at 128 registers it has none to spare.</summary>
+    public readonly int StagesAhead => 1;
 
     /// <summary>Step kk of a stage (v12): a k row of a 128-wide tile is 32 Float4s, and the second runs are 16 on.</summary>
     static Block8 Step(Block8 c, ArrayView<Float4> a, ArrayView<Float4> b, int kk)
@@ -536,7 +547,8 @@ public static class Gemm
     static void V12Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
         => UnrolledTiles<Block8Runs>(a, b, c, s);
 
-    /// <summary>v13: v11 with stages 16 deep, their steps of k written out at constant shared offsets (UnrolledTiles).</summary>
+    /// <summary>v13: v11 with stages 16 deep, loaded two stages ahead, their steps of k written out at constant shared offsets
+    /// (UnrolledTiles). At 3 groups a multiprocessor ptxas keeps one value in local memory, read once per tile.</summary>
     [LaunchBounds(256, 3)]
     static void V13Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
         => UnrolledTiles<Block4Runs>(a, b, c, s);
@@ -545,7 +557,8 @@ public static class Gemm
     /// shared runs of a whole stage lie at constant offsets from one address per operand and stage
     /// (<see cref="IStagedBlock{TSelf}.AfterStage"/>), which ptxas folds into the loads: v10 and v11 compute every
     /// load's address. A stage of either operand is 256 chunks, so each thread stages one chunk of each: v13's 64-wide
-    /// tiles take stages 16 deep, where v11 has half its threads stage nothing and each thread keep 4 values in flight.</summary>
+    /// tiles take stages 16 deep, where v11 has half its threads stage nothing; and v13 loads two stages ahead
+    /// (IStagedBlock.StagesAhead).</summary>
     static void UnrolledTiles<TBlock>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
         where TBlock : struct, IStagedBlock<TBlock>
     {
@@ -554,6 +567,7 @@ public static class Gemm
         var bt = SharedMemory.Allocate<Float4>(2 * Buffer);   // [k][n]
         ArrayView<float> atf = at.Cast<float>(), btf = bt.Cast<float>();
         int tile = default(TBlock).Rows * UnrolledSide, depth = default(TBlock).StageK, t = Group.IdxX;
+        int ahead = default(TBlock).StagesAhead;
         int tx = t % UnrolledSide, ty = t / UnrolledSide, kA = 1 - s.TransA, kB = s.TransB;
         for (int w = Grid.IdxX, tiles = s.Tiles(tile); w < tiles; w += Grid.DimX)
         {
@@ -562,12 +576,19 @@ public static class Gemm
             var acc = default(TBlock);
             PutChunk(atf, 0, LoadChunk(a, aBase, kA, s.M, s.K, m0, 0, t, tile, depth), kA, t, tile, depth);
             PutChunk(btf, 0, LoadChunk(b, bBase, kB, s.N, s.K, n0, 0, t, tile, depth), kB, t, tile, depth);
+            Quad pa = default, pb = default;   // the next stage's chunks, loaded a stage early (two stages ahead)
+            if (ahead == 2)
+            {
+                pa = LoadChunk(a, aBase, kA, s.M, s.K, m0, depth, t, tile, depth);
+                pb = LoadChunk(b, bBase, kB, s.N, s.K, n0, depth, t, tile, depth);
+            }
             Group.Barrier();
             for (int k0 = 0, cur = 0; k0 < s.K; k0 += depth, cur = Buffer - cur)
             {
                 int kNext = k0 + depth;
-                // Past the last stage (kNext >= K) the loads are skipped and zeros come back.
-                Quad pa = LoadChunk(a, aBase, kA, s.M, s.K, m0, kNext, t, tile, depth), pb = LoadChunk(b, bBase, kB, s.N, s.K, n0, kNext, t, tile, depth);
+                // The chunks of the stage `ahead` stages on; past the last stage the loads are skipped and zeros come back.
+                Quad na = LoadChunk(a, aBase, kA, s.M, s.K, m0, k0 + ahead * depth, t, tile, depth), nb = LoadChunk(b, bBase, kB, s.N, s.K, n0, k0 + ahead * depth, t, tile, depth);
+                if (ahead == 1) (pa, pb) = (na, nb);
                 acc = acc.AfterStage(at.SubView(cur + ty), bt.SubView(cur + tx));
                 if (kNext < s.K)
                 {
@@ -575,6 +596,7 @@ public static class Gemm
                     PutChunk(btf, 4 * (Buffer - cur), pb, kB, t, tile, depth);
                 }
                 Group.Barrier();
+                (pa, pb) = (na, nb);
             }
             StoreBlock(c, s, bi, m0, n0, acc, ty, tx, UnrolledSide);
         }
