@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The next lent-GPU run (written 2026-11-27 without a GPU), under 8.5 minutes: kd check on CUDA (attention v4's first
-# run there); every attention version, SGEMM 4096, Winograd's batched GEMMs and the Conv1x1 / Linear GEMM cases (GEMM
-# v12 and v13's first run), the bias-gradient reductions (reduce v3's first run) and GroupNorm (v5's first run) beside PyTorch; the fmnist steps at the
-# defaults, with attention v4 forced (KD_KERNELS=attention=v4) and with all three new versions, beside PyTorch's; the corrected per-op profile of
-# the fmnist training step; the adm64 steps at the defaults and with attention v4, and PyTorch's beside them.
+# The next lent-GPU run (written 2026-11-27 without a GPU), under 9 minutes: kd check on CUDA (the first run there of
+# attention v4, its shared memory past 48 KB, GEMM v12 and v13, reduce v3 and GroupNorm v5); every attention version,
+# SGEMM 4096, Winograd's batched GEMMs, the Conv1x1 / Linear GEMM cases, the bias-gradient reductions and GroupNorm,
+# beside PyTorch; the fmnist steps at the defaults, with attention v4 forced (KD_KERNELS=attention=v4) and with
+# attention v4, GroupNorm v5 and reduce v3, beside PyTorch's; the corrected per-op profile of the fmnist training step;
+# the adm64 steps at the defaults and with attention v4, and PyTorch's beside them.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
 # There: run with carry [".device"] and timeout_s 530:  bash scripts/gpu-next.sh "$OUT"
 set -u

@@ -9,9 +9,10 @@ namespace KernelDiffusion.Checks;
 public static partial class KernelChecks
 {
     /// <summary>GEMM v10-v13 and conv v14 and v15 (software-pipelined) in 256-thread groups, their GPU launch shape,
-    /// where each thread's share of a stage is the chunk it prefetches (v12 and v13 run only in such groups). The general cases run them wherever kd runs; on
-    /// the CPU accelerator as kd opens it (1-thread groups) most of a share is staged unpipelined, so these cases run on
-    /// a CPU accelerator of 256-thread groups when the device's groups are smaller. Outputs are poisoned with NaN.</summary>
+    /// where each thread's share of a stage is the chunk it prefetches. The general cases run v10, v11, v14 and v15
+    /// wherever kd runs; on the CPU accelerator as kd opens it (1-thread groups) most of a share is staged unpipelined,
+    /// and GEMM v12 and v13 run only in 256-thread groups. So these cases run on a CPU accelerator of 256-thread groups
+    /// when the device's groups are smaller. Outputs are poisoned with NaN.</summary>
     static void AddPipelined(List<Case> list)
     {
         foreach (var version in new[] { GemmVersion.V10Pipelined, GemmVersion.V11Pipelined4, GemmVersion.V12Unrolled, GemmVersion.V13Unrolled4 })
