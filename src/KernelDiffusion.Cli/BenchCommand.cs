@@ -109,9 +109,13 @@ static class BenchCommand
     static void Say(BenchResult r) => AnsiConsole.MarkupLine(r.Error != null
         ? $"[red]error[/] {Markup.Escape($"{r.Name} {r.Version}: {r.Error}")}"
         : Markup.Escape($"{r.Name} {r.Version}: {r.Ms:F3} ms{(r.FloorMs > 0 ? $", {r.Roofline:P1} of the roofline" : "")}, {r.Launches} launches" +
-                        (r.PoolMiB is { } mib ? $", {mib:F0} MiB of device memory" : "")));
+                        (r.PoolMiB is { } mib ? $", {mib:F0} MiB of device memory" : "") + HostText(r, ", ")));
 
-    static string Note(BenchResult r) => (r.Error ?? (r.PoolMiB is { } mib ? $"{mib:F0} MiB of device memory" : "")).Replace("|", "/");
+    static string Note(BenchResult r) => (r.Error ?? (r.PoolMiB is { } mib ? $"{mib:F0} MiB of device memory{HostText(r, "; ")}" : "")).Replace("|", "/");
+
+    /// <summary>A step's host time issuing work (not waiting for the device), against its device time.</summary>
+    static string HostText(BenchResult r, string separator) => r.HostMs is { } host && double.IsFinite(host)
+        ? $"{separator}the host {host:F1} ms issuing work ({host / r.Ms:P0} of the device time)" : "";
 
     static string F(double v, string format) => double.IsFinite(v) ? v.ToString(format, CultureInfo.InvariantCulture) : "-";
 
@@ -127,7 +131,9 @@ static class BenchCommand
                       "Default versions in bold. Steps: training step (forward, loss, backward, clipping, AdamW, EMA); CFG sampling step " +
                       "(one forward of 2N and the fused step, averaged over 4 steps); classifier guidance gradient (forward and backward to x). " +
                       "Forward + backward cases write their inputs' gradients anew in each run, as PyTorch's reference, which sets " +
-                      "them to None between runs.\n");
+                      "them to None between runs." +
+                      (coldCache ? " A step's note gives the host's time per step spent issuing work, not waiting for the device: near the " +
+                                   "device time, the step is bound by the host (launch overhead, host work between launches)." : "") + "\n");
         md.AppendLine("| case | version | ms | GB/s | TFLOP/s | floor ms | roofline | launches | note |\n|---|---|---|---|---|---|---|---|---|");
         foreach (var r in results)
         {
@@ -159,7 +165,7 @@ static class BenchCommand
             {
                 name = r.Name, version = r.Version, @default = r.IsDefault, ms = Num(r.Ms), flops = r.Cost.Flops, bytes = r.Cost.Bytes,
                 gbs = r.Cost.Bytes > 0 ? Num(r.GBs) : null, tflops = r.Cost.Flops > 0 ? Num(r.TFlops) : null,
-                floor_ms = r.FloorMs > 0 ? Num(r.FloorMs) : null, roofline = r.FloorMs > 0 ? Num(r.Roofline) : null, launches = r.Launches, launches_by_kernel = r.LaunchesByKernel, pool_mib = r.PoolMiB, error = r.Error,
+                floor_ms = r.FloorMs > 0 ? Num(r.FloorMs) : null, roofline = r.FloorMs > 0 ? Num(r.Roofline) : null, launches = r.Launches, launches_by_kernel = r.LaunchesByKernel, pool_mib = r.PoolMiB, host_ms = r.HostMs is { } h ? Num(h) : null, error = r.Error,
             }),
         };
         AtomicFile.WriteAllText(Path.Combine(outDir, "bench.json"), JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));

@@ -151,6 +151,25 @@ public sealed class BenchTests(DeviceFixture fx, ITestOutputHelper log)
         log.WriteLine(string.Join(", ", split.Select(kv => $"{kv.Key} {kv.Value}")));
         Assert.Equal(1, split["sampling.step"]);
         Assert.InRange(step.Launches - split.Values.Sum(), 0, split.Count);
+        // The host's issuing time is measured only between stream markers (GPUs): the CPU accelerator runs kernels as it
+        // launches them, so there is none to tell apart.
+        Assert.Null(step.HostMs);
+    }
+
+    /// <summary>Waiting for the device (synchronising, reading back) is counted, so kd bench can tell a step's host time
+    /// issuing work from its time waiting.</summary>
+    [Fact]
+    public void TheDeviceCountsTheHostsWaits()
+    {
+        var d = fx.Device;
+        using var t = d.FromArray(Enumerable.Range(0, 1 << 16).Select(i => (float)i).ToArray(), [1 << 16], "t");
+        double before = d.WaitMs;
+        var y = Ops.Silu(t);
+        Assert.Equal(65535f, y.ToArray()[^1]);
+        double afterRead = d.WaitMs;
+        d.Synchronize();
+        Assert.True(afterRead > before && d.WaitMs > afterRead, $"waits {before} -> {afterRead} -> {d.WaitMs} ms");
+        d.Tape.Reset();
     }
 }
 

@@ -15,7 +15,7 @@ namespace KernelDiffusion.Benchmarks;
 /// <param name="PoolMiB">Whole-model steps: the device memory the buffer pool held after the case (started empty), i.e. the
 /// step's footprint, since the pool keeps what it allocated.</param>
 public sealed record BenchResult(string Name, string Version, bool IsDefault, double Ms, KernelCost Cost, double FloorMs, long Launches, string? Error = null,
-    IReadOnlyDictionary<string, long>? LaunchesByKernel = null, double? PoolMiB = null)
+    IReadOnlyDictionary<string, long>? LaunchesByKernel = null, double? PoolMiB = null, double? HostMs = null)
 {
     public double GBs => Cost.Bytes / (Ms * 1e6);
     public double TFlops => Cost.Flops / (Ms * 1e9);
@@ -126,6 +126,12 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
 
     MemoryBuffer1D<byte, Stride1D.Dense>? scratch;
 
+    /// <summary>On a GPU (runs timed between stream markers), the last Time call's median host time per run spent issuing
+    /// work, not waiting for the device (ComputeDevice.WaitMs): a run whose host time nears its device time is bound by
+    /// the host (launch overhead, host work between launches). Null for runs timed by the host loop (the CPU
+    /// accelerator runs kernels as it launches them).</summary>
+    public double? LastHostMs { get; private set; }
+
     /// <summary>The launches of the last Time call's counted run, per kernel key, most first.</summary>
     public IReadOnlyDictionary<string, long> LastLaunchesByKernel { get; private set; } = new Dictionary<string, long>();
 
@@ -145,6 +151,7 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
             .Where(x => x.Count > 0).OrderByDescending(x => x.Count).ThenBy(x => x.Key, StringComparer.Ordinal)
             .ToDictionary(x => x.Key, x => x.Count);
         long launches = LastLaunchesByKernel.Values.Sum();
+        LastHostMs = null;
         if (!Launch.IsCpu(d.Accelerator) && MarkersWork()) return (ColdCacheMedian(run, once, least), launches);
         int inner = Math.Clamp((int)(1.0 / once), 1, 200);
         // A run slower than the whole budget (a CPU-minded version on a GPU: seconds) is timed once more, not MinReps times.
@@ -188,12 +195,16 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
         scratch ??= d.Accelerator.Allocate1D<byte>(256L << 20);
         int reps = once > BudgetMs ? 1 : Math.Clamp((int)(BudgetMs / once), least, 100);
         var times = new double[reps];
+        var host = new double[reps];
         var stream = d.Accelerator.DefaultStream;
         for (int r = 0; r < reps; r++)
         {
             scratch.MemSetToZero();
             var start = stream.AddProfilingMarker();
+            double waited = d.WaitMs;
+            long issue = Stopwatch.GetTimestamp();
             run();
+            host[r] = Stopwatch.GetElapsedTime(issue).TotalMilliseconds - (d.WaitMs - waited);
             var end = stream.AddProfilingMarker();
             d.Synchronize();
             times[r] = end.MeasureFrom(start).TotalMilliseconds;
@@ -201,6 +212,8 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
             end.Dispose();
         }
         Array.Sort(times);
+        Array.Sort(host);
+        LastHostMs = host[reps / 2];
         return times[reps / 2];
     }
 

@@ -303,7 +303,20 @@ public sealed class ComputeDevice : IDisposable
         }
     }
 
-    public void Synchronize() => Accelerator.Synchronize();
+    public void Synchronize()
+    {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        Accelerator.Synchronize();
+        Waited(start);
+    }
+
+    /// <summary>Milliseconds the host has spent waiting for this device (synchronising, and reading results back, which
+    /// waits for the work before it) since the device was opened. kd bench subtracts it from a step's host time to tell
+    /// the time the host spends issuing work.</summary>
+    public double WaitMs { get; private set; }
+
+    /// <summary>Adds the time since <paramref name="start"/> (a Stopwatch timestamp) to WaitMs.</summary>
+    internal void Waited(long start) => WaitMs += System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds;
 
     // ---- tensor factories: persistent tensors belong to the caller (Dispose returns them to the pool) ----
 
@@ -369,8 +382,10 @@ public sealed class ComputeDevice : IDisposable
         counter ??= Accelerator.Allocate1D<int>(1);
         Reduce.CountNonFinite(Accelerator, t.View, counter.View, t.Length);
         var bad = new int[1];
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
         counter.View.CopyToCPU(Accelerator.DefaultStream, bad);
         Accelerator.DefaultStream.Synchronize();
+        Waited(start);
         if (bad[0] > 0)
             throw new KdException($"{op}: tensor '{t.Name}' {t.ShapeText} contains NaN or Inf ({bad[0]} of {t.Length} values)");
     }
