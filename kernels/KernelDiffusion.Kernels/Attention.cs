@@ -343,7 +343,7 @@ public static class Attention
         int r = f.Rows, c = f.Cols, cp = f.Padded(ch);
         return pass switch
         {
-            0 => cp * r + 2 * cp * (c + 1) + c * (r + 1) + r * (cp + 1) + 3 * r,
+            0 => cp * r + 2 * cp * (c + 1) + c * (r + 1) + r * (cp + 1) + 3 * r + 2 * f.TY * f.TX,
             1 => 2 * cp * r + 2 * cp * (c + 1) + 2 * c * (r + 1) + r * (cp + 1) + 2 * r,
             _ => 2 * cp * r + 2 * cp * (c + 1) + 2 * c * (r + 1) + 2 * r * (cp + 1) + 2 * c,
         };
@@ -478,8 +478,10 @@ public static class Attention
         int threads = Group.DimX;   // read once: on the CPU accelerator each read is a runtime call
         var sh = SharedMemory.GetDynamic<float>();
         int br = f.Rows, bc = f.Cols, cp = f.Padded(s.Ch), ty = Group.IdxX / f.TX, tx = Group.IdxX - ty * f.TX;
-        // Q [cp][br]; K, V [cp][bc + 1]; P [bc][br + 1] (key-major: A of P V); O [br][cp + 1]; per row m, l, rescale.
-        int q = 0, k = q + cp * br, v = k + cp * (bc + 1), p = v + cp * (bc + 1), o = p + bc * (br + 1), m = o + br * (cp + 1), l = m + br, r = l + br;
+        // Q [cp][br]; K, V [cp][bc + 1]; P [bc][br + 1] (key-major: A of P V); O [br][cp + 1]; per row m, l, rescale;
+        // per thread a partial max and sum.
+        int q = 0, k = q + cp * br, v = k + cp * (bc + 1), p = v + cp * (bc + 1), o = p + bc * (br + 1), m = o + br * (cp + 1), l = m + br, r = l + br,
+            x = r + br;
         float alpha = 1f / XMath.Sqrt(s.Ch);
         int tiles = (s.T + br - 1) / br;
         for (int w = Grid.IdxX; w < s.Batch * tiles; w += Grid.DimX)
@@ -500,21 +502,42 @@ public static class Attention
                 PutBlock(sh, p + ty + tx * (br + 1), f.TY, f.TX * (br + 1), scores, 0, 0, 0, 0);
                 Group.Barrier();
                 // Row by row: the new max, P = exp(alpha S - max) (0 past the keys), how much of the old O and l to keep.
-                int valid = XMath.Min(bc, s.T - u0);
-                for (int i = Group.IdxX; i < br; i += threads)
+                // 16 x 8 and 8 x 8 groups have twice as many threads as rows: two threads share a row's keys and combine
+                // their maxima and sums through shared memory (x). They then make one pass, so all meet the barriers.
+                int valid = XMath.Min(bc, s.T - u0), splits = XMath.Max(1, threads / br), span = bc / splits;
+                for (int i = Group.IdxX / splits; i < br; i += threads / splits)
                 {
-                    float old = sh[m + i], max = old, sum = 0;
-                    for (int u = 0; u < valid; u++) max = XMath.Max(max, alpha * sh[p + u * (br + 1) + i]);
-                    for (int u = 0; u < bc; u++)
+                    int first = (Group.IdxX % splits) * span, end = XMath.Min(first + span, valid), at = p + first * (br + 1) + i, u, y;
+                    float old = sh[m + i], raw = float.NegativeInfinity, sum = 0;
+                    for (u = first, y = at; u < end; u++, y += br + 1) raw = XMath.Max(raw, sh[y]);
+                    if (splits > 1)
                     {
-                        float e = u < valid ? XMath.Exp(alpha * sh[p + u * (br + 1) + i] - max) : 0f;
-                        sh[p + u * (br + 1) + i] = e;
+                        sh[x + Group.IdxX] = raw;
+                        Group.Barrier();
+                        for (int j = 0; j < splits; j++) raw = XMath.Max(raw, sh[x + i * splits + j]);
+                    }
+                    float max = XMath.Max(old, alpha * raw);   // alpha > 0
+                    for (u = first, y = at; u < end; u++, y += br + 1)
+                    {
+                        float e = XMath.Exp(alpha * sh[y] - max);
+                        sh[y] = e;
                         sum += e;
                     }
-                    float keep = XMath.Exp(old - max);   // 0 on the first tile (old = -inf)
-                    sh[r + i] = keep;
-                    sh[l + i] = keep * sh[l + i] + sum;
-                    sh[m + i] = max;
+                    for (; u < first + span; u++, y += br + 1) sh[y] = 0f;   // keys past T
+                    if (splits > 1)
+                    {
+                        sh[x + threads + Group.IdxX] = sum;
+                        Group.Barrier();
+                        sum = 0;
+                        for (int j = 0; j < splits; j++) sum += sh[x + threads + i * splits + j];
+                    }
+                    if (first == 0)
+                    {
+                        float keep = XMath.Exp(old - max);   // 0 on the first tile (old = -inf)
+                        sh[r + i] = keep;
+                        sh[l + i] = keep * sh[l + i] + sum;
+                        sh[m + i] = max;
+                    }
                 }
                 Group.Barrier();
                 // O = keep O + P V, chunk by chunk of channels; each thread owns its O entries, so no barrier between chunks.
