@@ -35,9 +35,14 @@ public sealed class AttentionTiledTests
         using var da = acc.Allocate1D(daHost);
         using MemoryBuffer1D<float, Stride1D.Dense> a = Poisoned(aLength), lse = Poisoned(rows), delta = Poisoned(rows), dqkv = Poisoned(qkvLength);
 
+        long Launched(string kernel) => KernelCache.LaunchesByKernel().GetValueOrDefault(kernel);
+        long forward16x8 = Launched("attention.v4.forward16x8"), keySide16x8 = Launched("attention.v4.key_value_grad16x8");
         Attention.TiledForward(acc, s, qkv.View, a.View, lse.View, limitBytes);
         Attention.TiledBackward(acc, s, qkv.View, a.View, lse.View, da.View, delta.View, dqkv.View, limitBytes);
         acc.Synchronize();
+        // 16 x 8 tiles run the kernels built with that shape fixed at compile time (Tiles16x8); other shapes the general ones.
+        Assert.Equal(1, Launched("attention.v4.forward16x8") - forward16x8);
+        Assert.Equal(backwardTY == 16 ? 1 : 0, Launched("attention.v4.key_value_grad16x8") - keySide16x8);
         var want = Attention.Reference.Forward(qkvHost.Select(x => (double)x).ToArray(), s);
         AssertClose(want, a.GetAsArray1D(), 1e-5, "forward");
 

@@ -315,8 +315,15 @@ public sealed class ComputeDevice : IDisposable
     /// the time the host spends issuing work.</summary>
     public double WaitMs { get; private set; }
 
+    /// <summary>How many times the host has waited for this device (WaitMs's count).</summary>
+    public long Waits { get; private set; }
+
     /// <summary>Adds the time since <paramref name="start"/> (a Stopwatch timestamp) to WaitMs.</summary>
-    internal void Waited(long start) => WaitMs += System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    internal void Waited(long start)
+    {
+        WaitMs += System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        Waits++;
+    }
 
     // ---- tensor factories: persistent tensors belong to the caller (Dispose returns them to the pool) ----
 
