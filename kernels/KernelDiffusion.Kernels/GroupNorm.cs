@@ -97,13 +97,6 @@ public static class GroupNorm
         }
     }
 
-    /// <summary>z before SiLU, from xhat.</summary>
-    static float Affine(float xhat, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> ss, GroupNormShape s, int n, int c)
-    {
-        float y = xhat * gamma[c] + beta[c];
-        return s.ScaleShift != 0 ? y * (1f + ss[n * 2 * s.C + c]) + ss[n * 2 * s.C + s.C + c] : y;
-    }
-
     internal static float Sigmoid(float z) => 1f / (1f + XMath.Exp(-z));
 
     /// <summary>y from x and the statistics, over runs of up to <paramref name="run"/> elements of a plane (n, c): a
@@ -196,6 +189,39 @@ public static class GroupNorm
         }
     }
 
+    /// <summary>One channel's constants for the backward, read once per channel rather than per element: xhat = (x - mean)
+    /// rstd, y = xhat gamma + beta, z = y (1 + scale) + shift (y without scale-shift: One 1, Shift 0, the same values).</summary>
+    struct ChannelGrad
+    {
+        public float Mean, Rstd, Gamma, Beta, One, Shift;
+
+        public static ChannelGrad Of(ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> ss,
+            GroupNormShape s, int n, int c)
+        {
+            int gi = n * s.Groups + c / s.PerGroup;
+            var k = new ChannelGrad { Mean = stats[gi], Rstd = stats[s.N * s.Groups + gi], Gamma = gamma[c], Beta = beta[c], One = 1f };
+            if (s.ScaleShift != 0)
+            {
+                k.One = 1f + ss[n * 2 * s.C + c];
+                k.Shift = ss[n * 2 * s.C + s.C + c];
+            }
+            return k;
+        }
+
+        public readonly float Xhat(float x) => (x - Mean) * Rstd;
+        public readonly float Y(float xhat) => xhat * Gamma + Beta;
+        public readonly float Z(float y) => y * One + Shift;
+
+        /// <summary>dx of one element: rstd (dxhat - (s1 + xhat s2) / count), with dxhat = dz (1 + scale) gamma and s1,
+        /// s2 the group's sums of dxhat and dxhat xhat.</summary>
+        public readonly float InputGrad(float x, float g, float s1, float s2, GroupNormShape s)
+        {
+            float xhat = Xhat(x);
+            float dxhat = Dz(g, Z(Y(xhat)), s) * One * Gamma;
+            return Rstd * (dxhat - (s1 + xhat * s2) / s.Count);
+        }
+    }
+
     /// <summary>A channel's backward sums over its elements first, first + step, ...: sum dy xhat, sum dy (with dy =
     /// dz (1 + scale)), and with scale-shift sum dz y and sum dz.</summary>
     struct ChannelTerms
@@ -205,18 +231,15 @@ public static class GroupNorm
         public static ChannelTerms Over(ArrayView<float> x, ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta,
             ArrayView<float> ss, ArrayView<float> g, GroupNormShape s, int nc, int first, int step)
         {
-            int n = nc / s.C, c = nc % s.C, gi = n * s.Groups + c / s.PerGroup;
-            float mean = stats[gi], rstd = stats[s.N * s.Groups + gi];
-            float one = s.ScaleShift != 0 ? 1f + ss[n * 2 * s.C + c] : 1f;
+            int n = nc / s.C, c = nc % s.C;
+            var k = ChannelGrad.Of(stats, gamma, beta, ss, s, n, c);
             var t = new ChannelTerms();
-            for (int e = first; e < s.HW; e += step)
+            for (int i = nc * s.HW + first, end = (nc + 1) * s.HW; i < end; i += step)
             {
-                int i = nc * s.HW + e;
-                float xhat = (x[i] - mean) * rstd;
-                float dz = Dz(g[i], Affine(xhat, gamma, beta, ss, s, n, c), s);
-                t.DyX += dz * one * xhat;
-                t.DySum += dz * one;
-                t.DzY += dz * (xhat * gamma[c] + beta[c]);
+                float xhat = k.Xhat(x[i]), y = k.Y(xhat), dz = Dz(g[i], k.Z(y), s);
+                t.DyX += dz * k.One * xhat;
+                t.DySum += dz * k.One;
+                t.DzY += dz * y;
                 t.DzSum += dz;
             }
             return t;
@@ -280,10 +303,7 @@ public static class GroupNorm
                 s1 += channel[cc];
                 s2 += channel[MaxChannelsPerGroupV3 + cc];
             }
-            float mean = stats[gi], rstd = stats[ng + gi];
-            int first = gi * s.Count;   // a group's elements are contiguous in NCHW
-            for (int e = tid; e < s.Count; e += threads)
-                dx[first + e] = InputGrad(x[first + e], g[first + e], mean, rstd, s1, s2, gamma, beta, ss, s, n, c0 + e / s.HW);
+            InputGrads(x, stats, gamma, beta, ss, g, dx, s, n, c0, s1, s2, tid, threads);
             Group.Barrier();   // channel[] is rewritten by the next (n, group)
         }
     }
@@ -341,10 +361,20 @@ public static class GroupNorm
                 }
                 Group.Barrier();   // the rows are rewritten by the next pass or (n, group)
             }
-            float mean = stats[gi], rstd = stats[ng + gi];
-            int first = gi * s.Count;   // a group's elements are contiguous in NCHW
-            for (int e = tid; e < s.Count; e += threads)
-                dx[first + e] = InputGrad(x[first + e], g[first + e], mean, rstd, s1, s2, gamma, beta, ss, s, n, c0 + e / s.HW);
+            InputGrads(x, stats, gamma, beta, ss, g, dx, s, n, c0, s1, s2, tid, threads);
+        }
+    }
+
+    /// <summary>v3's and v5's dx for the group of channels c0 .. of sample n, channel by channel (its constants read once,
+    /// no division per element to find it), a group's threads spread over each plane.</summary>
+    static void InputGrads(ArrayView<float> x, ArrayView<float> stats, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> ss,
+        ArrayView<float> g, ArrayView<float> dx, GroupNormShape s, int n, int c0, float s1, float s2, int tid, int threads)
+    {
+        for (int cc = 0; cc < s.PerGroup; cc++)
+        {
+            var k = ChannelGrad.Of(stats, gamma, beta, ss, s, n, c0 + cc);
+            int o = (n * s.C + c0 + cc) * s.HW;
+            for (int e = tid; e < s.HW; e += threads) dx[o + e] = k.InputGrad(x[o + e], g[o + e], s1, s2, s);
         }
     }
 
@@ -365,22 +395,10 @@ public static class GroupNorm
                 s1 += gamma[cc] * sums[nch + n * s.C + cc];
                 s2 += gamma[cc] * sums[n * s.C + cc];
             }
-            float mean = stats[gi], rstd = stats[ng + gi];
+            var k = ChannelGrad.Of(stats, gamma, beta, ss, s, n, c);
             int o = nc * s.HW, end = XMath.Min(e0 + run, s.HW);
-            for (int e = e0; e < end; e++)
-                dx[o + e] = InputGrad(x[o + e], g[o + e], mean, rstd, s1, s2, gamma, beta, ss, s, n, c);
+            for (int e = e0; e < end; e++) dx[o + e] = k.InputGrad(x[o + e], g[o + e], s1, s2, s);
         }
-    }
-
-    /// <summary>dx of one element: rstd (dxhat - (s1 + xhat s2) / count), with dxhat = dz (1 + scale) gamma and s1, s2
-    /// the group's sums of dxhat and dxhat xhat.</summary>
-    static float InputGrad(float x, float g, float mean, float rstd, float s1, float s2, ArrayView<float> gamma, ArrayView<float> beta,
-        ArrayView<float> ss, GroupNormShape s, int n, int c)
-    {
-        float xhat = (x - mean) * rstd;
-        float dz = Dz(g, Affine(xhat, gamma, beta, ss, s, n, c), s);
-        float dxhat = dz * (s.ScaleShift != 0 ? 1f + ss[n * 2 * s.C + c] : 1f) * gamma[c];
-        return rstd * (dxhat - (s1 + xhat * s2) / s.Count);
     }
 
     // ---- launchers ----
