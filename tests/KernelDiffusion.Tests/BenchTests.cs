@@ -198,6 +198,27 @@ public sealed class GemmGpuShapeTests
     /// <summary>Uniform values in [-1, 1).</summary>
     static double[] Uniform(Random rng, int len) => Enumerable.Range(0, len).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
 
+    /// <summary>GEMM v12 and v13 run only in 256-thread groups: elsewhere Runs says so (the tuner and kd bench leave them
+    /// out), and forcing them is refused, naming the device's groups, before anything runs.</summary>
+    [Theory]
+    [InlineData(GemmVersion.V12Unrolled)]
+    [InlineData(GemmVersion.V13Unrolled4)]
+    public void UnrolledGemmsRefuseSmallGroups(GemmVersion version)
+    {
+        using var context = Context.Create(b => b.CPU(new CPUDevice(2, 1, 1)));
+        using var acc = context.CreateCPUAccelerator(0);
+        using var gpuShaped = new GpuShaped();
+        Assert.False(Gemm.Runs(acc, version));
+        Assert.True(Gemm.Runs(gpuShaped.Acc, version));
+        Assert.False(Gemm.Tunable(acc, version));
+        using var c = acc.Allocate1D(Enumerable.Repeat(float.NaN, 4).ToArray());
+        var e = Assert.Throws<VersionNotApplicableException>(() =>
+            Gemm.Run(acc, c.View, c.View, c.View, new GemmShape { Batch = 1, M = 2, N = 2, K = 2, StrideC = 4, Alpha = 1 }, version));
+        Assert.Contains($"gemm v{(int)version} needs groups of 256 threads", e.Message);
+        Assert.Contains("groups of up to 2", e.Message);
+        Assert.All(c.GetAsArray1D(), v => Assert.True(float.IsNaN(v)));   // nothing ran
+    }
+
     /// <summary>Conv v12 and v13 (Winograd F(2x2) and F(4x4)) with 256-thread groups, their GEMMs run by the GPU's tiled
     /// GEMM versions, every pass, at ragged planes (sides overhang a tile) and past one 128-wide GEMM tile, the weight
     /// gradient whole and in 5 slices; scratch poisoned with NaN.</summary>
