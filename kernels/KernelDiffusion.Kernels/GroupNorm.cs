@@ -421,6 +421,16 @@ public static class GroupNorm
         => Launch.IsCpu(acc) || s.Count < 512 ? GroupNormVersion.V1PerGroup
          : Runs(s, GroupNormVersion.V4Fused) ? GroupNormVersion.V4Fused : GroupNormVersion.V2GroupTree;
 
+    /// <summary>Threads of the kernels that walk a plane per channel (v4's forward, v2's channel sums, v3's and v5's
+    /// backward): no more than the plane's HW, up to 256.</summary>
+    static int PlaneThreads(Accelerator acc, GroupNormShape s) => Launch.PowerOfTwoGroup(acc, Math.Min(MaxGroup, s.HW));
+
+    /// <summary>Groups for <paramref name="items"/> work items of one group each: as many as the multiprocessors hold at
+    /// <paramref name="threads"/> a group (2 on the CPU accelerator). At small planes (fmnist's 14x14 and 7x7: 128 and 32
+    /// threads) the backward kernels had 8 a multiprocessor, a quarter to an eighth of what fits.</summary>
+    static int Groups(Accelerator acc, int items, int threads)
+        => Math.Min(items, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * Math.Max(1, acc.MaxNumThreadsPerMultiprocessor / threads));
+
     /// <summary>Writes the statistics ([2, N*Groups]) and y. ss may be any view without scale-shift. <paramref name="run"/>:
     /// the apply kernel's runs (default PlaneRun; the tests try others).</summary>
     public static void Forward(Accelerator acc, GroupNormShape s, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
@@ -432,10 +442,8 @@ public static class GroupNorm
         {
             var k = KernelCache.Get(acc, "groupnorm.forward_v4", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(ForwardV4Kernel));
-            // Threads walk a plane per channel: no more than its HW; as many groups as the multiprocessors hold.
-            int threads = Launch.PowerOfTwoGroup(acc, Math.Min(MaxGroup, s.HW));
-            int grid = Math.Min(ng, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * Math.Max(1, acc.MaxNumThreadsPerMultiprocessor / threads));
-            k(new KernelConfig(grid, threads), x, gamma, beta, ss, stats, y, s);
+            int threads = PlaneThreads(acc, s);
+            k(new KernelConfig(Groups(acc, ng, threads), threads), x, gamma, beta, ss, stats, y, s);
             return;
         }
         if (v == GroupNormVersion.V1PerGroup)
@@ -469,16 +477,16 @@ public static class GroupNorm
                 throw new VersionNotApplicableException($"group norm v{(int)v}'s backward keeps at most {MaxChannelsPerGroupV3} channels per group in shared memory; this one has {s.PerGroup}");
             var k = KernelCache.Get(acc, "groupnorm.backward_v3", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(BackwardV3Kernel));
-            int grid = Math.Min(s.N * s.Groups, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8);
-            k(new KernelConfig(grid, Launch.PowerOfTwoGroup(acc, Math.Min(MaxGroup, s.HW))), x, stats, gamma, beta, ss, g, sums, dss, dx, s);
+            int threads = PlaneThreads(acc, s);
+            k(new KernelConfig(Groups(acc, s.N * s.Groups, threads), threads), x, stats, gamma, beta, ss, g, sums, dss, dx, s);
             return;
         }
         if (v == GroupNormVersion.V5FusedRows)
         {
             var k = KernelCache.Get(acc, "groupnorm.backward_v5", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(BackwardV5Kernel));
-            int grid = Math.Min(s.N * s.Groups, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8);
-            k(new KernelConfig(grid, Launch.PowerOfTwoGroup(acc, Math.Min(MaxGroup, s.HW))), x, stats, gamma, beta, ss, g, sums, dss, dx, s);
+            int threads = PlaneThreads(acc, s);
+            k(new KernelConfig(Groups(acc, s.N * s.Groups, threads), threads), x, stats, gamma, beta, ss, g, sums, dss, dx, s);
             return;
         }
         if (v == GroupNormVersion.V1PerGroup)
@@ -491,8 +499,8 @@ public static class GroupNorm
         {
             var k1 = KernelCache.Get(acc, "groupnorm.channel_sums_v2", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape>(ChannelSumsV2Kernel));
-            int grid = Math.Min(s.N * s.C, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8);
-            k1(new KernelConfig(grid, Launch.PowerOfTwoGroup(acc, Math.Min(MaxGroup, s.HW))), x, stats, gamma, beta, ss, g, sums, dss, s);
+            int threads = PlaneThreads(acc, s);
+            k1(new KernelConfig(Groups(acc, s.N * s.C, threads), threads), x, stats, gamma, beta, ss, g, sums, dss, s);
         }
         var k2 = KernelCache.Get(acc, "groupnorm.input_grad", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GroupNormShape, int>(InputGradKernel));
