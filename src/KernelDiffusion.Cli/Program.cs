@@ -26,6 +26,11 @@ namespace KernelDiffusion.Cli
 {
     static class Common
     {
+        /// <summary>How a profile's ops were timed, for its table's heading.</summary>
+        public static string ProfileClock(OpProfiler p) => p.StreamMarkers
+            ? "timed on the device between stream markers, without synchronising"
+            : "per-op timing synchronises after every op";
+
         public static Option<string?> DeviceOption() => new("--device")
         {
             Description = "cuda, opencl or cpu, optionally :N (default: KD_DEVICE, else the first of cuda, opencl, cpu)",

@@ -47,7 +47,7 @@ static class SampleCommand
         var outPath = new Option<string>("--out") { Description = "PNG grid", DefaultValueFactory = _ => "samples.png" };
         var npz = new Option<string?>("--npz") { Description = "also write uint8 NHWC images and labels as guided-diffusion's NPZ (arr_0, arr_1)" };
         var zoom = new Option<int>("--zoom") { Description = "grid pixel scale", DefaultValueFactory = _ => 2 };
-        var noProfile = new Option<bool>("--no-profile") { Description = "skip the per-op timing (it synchronises the device after every op)" };
+        var noProfile = new Option<bool>("--no-profile") { Description = "skip the per-op timing (on a GPU it times between stream markers; elsewhere it synchronises the device after every op)" };
         var device = Common.DeviceOption();
         var cmd = new Command("sample", "Sample a grid of images with classifier-free and/or classifier guidance.");
         foreach (var o in new Option[] { checkpoint, classifier, classes, perClass, guidance, scale, convention, classifierScale, sampler, steps, eta, variance, logsnrV,
@@ -60,7 +60,7 @@ static class SampleCommand
             string? mode = r.GetValue(guidance);
             if (mode is not (null or "none" or "cfg" or "classifier" or "both")) throw new KdException($"--guidance '{mode}' is not none, cfg, classifier or both");
 
-            using var d = ComputeDevice.Open(r.GetValue(device));
+            using var d = ComputeDevice.Open(r.GetValue(device), profiling: !r.GetValue(noProfile));
             using var m = Models.Load(d, r.GetValue(checkpoint), r.GetValue(classifier), mode is "classifier" or "both", r.GetValue(schedule), r.GetValue(timesteps));
             var (model, guide, names, modelPath, scheduleName, t) = (m.Model, m.Guide, m.ClassNames, m.Path, m.Schedule, m.Timesteps);
             mode ??= model.NullLabel != null ? "cfg" : "none";
@@ -86,7 +86,7 @@ static class SampleCommand
             string what = $"{o.Sampler} {plan.Length} steps, guidance {mode}" + (useCfg ? $" w {w.ToString(CultureInfo.InvariantCulture)}" : "")
                           + (useClassifier ? $" s {r.GetValue(classifierScale).ToString(CultureInfo.InvariantCulture)}" : "");
             AnsiConsole.MarkupLine($"sampling {count} images ({rows.Length} classes x {per}) from {Markup.Escape(modelPath)} on [green]{Markup.Escape(d.Label)}[/]: {Markup.Escape(what)}");
-            if (!r.GetValue(noProfile)) d.Profiler = new OpProfiler();
+            if (!r.GetValue(noProfile)) d.Profiler = d.NewProfiler();
             int size = r.GetValue(batch), batches = (count + size - 1) / size;
             var clock = Stopwatch.StartNew();
             float[] pixels = [];
@@ -117,7 +117,7 @@ static class SampleCommand
                 AnsiConsole.MarkupLine($"wrote [green]{Markup.Escape(npzPath)}[/] (arr_0 uint8 [[{count},{model.ImageSize},{model.ImageSize},{model.Channels}]], arr_1 labels)");
             }
             AnsiConsole.MarkupLine($"{seconds:F2} s in all, {1000 * seconds / (batches * plan.Length):F1} ms per step of up to {Math.Min(size, count)} samples" +
-                                   (d.Profiler != null ? " (with per-op timing, which synchronises after every op)" : ""));
+                                   (d.Profiler != null ? $" (with per-op timing: {Common.ProfileClock(d.Profiler)})" : ""));
             if (d.Profiler != null)
             {
                 if (d.Profiler.WarmUpLeftOut) AnsiConsole.WriteLine("time and launches per op over the steps after the first (which compiles the kernels):");

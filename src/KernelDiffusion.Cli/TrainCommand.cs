@@ -50,7 +50,7 @@ static class TrainCommand
         var sampleSteps = new Option<int>("--sample-steps") { Description = "DDIM steps of those samples", DefaultValueFactory = _ => 25 };
         var guidance = new Option<float>("--guidance") { Description = "classifier-free guidance weight w of those samples: (1 + w) eps(x, c) - w eps(x)", DefaultValueFactory = _ => 1f };
         var perClass = new Option<int>("--samples-per-class") { Description = "columns of the grid (one row per class)", DefaultValueFactory = _ => 4 };
-        var profile = new Option<bool>("--profile") { Description = "time every op and count its launches, forward and backward, and print the table at the end (it synchronises after every op: steps run slower)" };
+        var profile = new Option<bool>("--profile") { Description = "time every op and count its launches, forward and backward, and print the table at the end (on a GPU between stream markers, on the device's clock; elsewhere it synchronises after every op: steps run slower)" };
         var cmd = new Command(unet ? "train" : "train-classifier",
             unet ? "Train the UNet denoiser (epsilon prediction; classifier-free guidance by dropping labels to the null label)."
                  : "Train the noise-aware classifier on x_t at uniformly drawn timesteps.");
@@ -86,8 +86,8 @@ static class TrainCommand
             var modelConfig = r.GetValue(resume) ? null : ModelConfig.FromFile(r.GetValue(config)!);
             var set = DataSources.Open(o.Data, train: true, size: modelConfig?.ImageSize, channels: modelConfig?.InChannels ?? 1);
             if (r.GetValue(limit) > 0) set = set.Take(r.GetValue(limit));
-            using var d = ComputeDevice.Open(r.GetValue(device));
-            if (r.GetValue(profile)) d.Profiler = new OpProfiler();
+            using var d = ComputeDevice.Open(r.GetValue(device), profiling: r.GetValue(profile));
+            if (r.GetValue(profile)) d.Profiler = d.NewProfiler();
             Directory.CreateDirectory(dir);
             Trainer t;
             if (r.GetValue(resume)) t = TrainCheckpoint.Resume(d, dir, set, o);
@@ -174,7 +174,7 @@ static class TrainCommand
             {
                 bool warm = d.Profiler.WarmUpLeftOut;
                 AnsiConsole.WriteLine($"time and launches per op over {t.Step - first - (warm ? 1 : 0)} steps{(warm ? " after the first (which compiles the kernels)" : "")} " +
-                                      $"(per-op timing synchronises after every op{(grid is { Every: > 0 } ? "; the sample grids are included" : "")}):");
+                                      $"({Common.ProfileClock(d.Profiler)}{(grid is { Every: > 0 } ? "; the sample grids are included" : "")}):");
                 AnsiConsole.WriteLine(d.Profiler.Report(25));
             }
             AnsiConsole.MarkupLine($"{(stop ? "stopped" : "done")} at step {t.Step} after {(DateTime.UtcNow - started).TotalSeconds:F0} s; {t.SkippedSteps} skipped steps; saved {Markup.Escape(Path.Combine(dir, TrainCheckpoint.StateFile))} and {TrainCheckpoint.ModelFile}");

@@ -108,6 +108,40 @@ public sealed class TapeTests(DeviceFixture fx)
         D.Tape.Reset();
     }
 
+    /// <summary>With stream markers (as on GPUs opened with profiling) nothing waits until Close, which measures every
+    /// op between its markers: the same ops and launch counts as the host clock's profile, no synchronisation per op, and
+    /// the times adding up to the span from the first mark to the last.</summary>
+    [Fact]
+    public void TheStreamMarkerProfileCountsTheSameOpsWithoutWaiting()
+    {
+        using var d = ComputeDevice.Open("cpu", profiling: true);
+        Assert.True(d.TakesStreamMarkers);
+        Assert.False(d.NewProfiler().StreamMarkers);   // the CPU accelerator keeps the host's clock: its launches run as they are made
+        var profile = new OpProfiler(streamMarkers: true);
+        using var x = d.FromArray(Enumerable.Range(0, 2 * 8 * 15).Select(i => MathF.Sin(i)).ToArray(), [2, 8, 3, 5], "x");
+        using var gamma = d.FromArray(Enumerable.Repeat(1f, 8).ToArray(), [8], "gamma");
+        using var beta = d.FromArray(Enumerable.Repeat(0f, 8).ToArray(), [8], "beta");
+        d.Profiler = profile;
+        long waits = d.Waits;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        try
+        {
+            Ops.Add(x, x);
+            Ops.Add(x, x);
+            Ops.GroupNorm(x, gamma, beta, groups: 4);
+            Assert.Equal(waits, d.Waits);   // no mark waited for the device
+            Assert.Empty(profile.Totals);   // nothing measured before Close
+            profile.Close();
+        }
+        finally { d.Profiler = null; }
+        double span = clock.Elapsed.TotalMilliseconds;
+        Assert.Equal((2L, 2L), (profile.Totals["add"].Count, profile.Totals["add"].Launches));
+        Assert.Equal(2L, profile.Totals["group_norm_stats"].Launches + profile.Totals["group_norm"].Launches);
+        double total = profile.Totals.Values.Sum(v => v.Ms);
+        Assert.True(total > 0 && total <= span, $"{total} ms measured in a span of {span} ms");
+        d.Tape.Reset();
+    }
+
     /// <summary>A backward node's work is charged to it ("op_grad"), not to the op marked before it: an add's backward
     /// allocates no output of its own, only copies its gradient into both parameters' clear gradients.</summary>
     [Fact]

@@ -174,16 +174,8 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
     bool MarkersWork()
     {
         if (markersWork is { } known) return known;
-        try
-        {
-            using var m = d.Accelerator.DefaultStream.AddProfilingMarker();
-            markersWork = true;
-        }
-        catch (Exception e) when (e is NotSupportedException or InvalidOperationException or AcceleratorException)
-        {
-            Console.Error.WriteLine($"bench: {d.Info.Id} takes no profiling markers ({e.Message}): timing with a host loop, warm cache");
-            markersWork = false;
-        }
+        markersWork = d.TakesStreamMarkers;
+        if (!markersWork.Value) Console.Error.WriteLine($"bench: {d.Info.Id} takes no profiling markers: timing with a host loop, warm cache");
         return markersWork.Value;
     }
 

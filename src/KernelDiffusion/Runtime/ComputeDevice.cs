@@ -196,6 +196,25 @@ public sealed class ComputeDevice : IDisposable
     /// <summary>When set, op times are collected there (approximate, and it slows the run: see OpProfiler).</summary>
     public OpProfiler? Profiler { get; set; }
 
+    /// <summary>Whether the device's stream takes profiling markers (CUDA events): only when it was opened with
+    /// profiling (kd bench, kd train --profile, kd sample) on a backend that has them.</summary>
+    public bool TakesStreamMarkers => takesMarkers ??= ProbeMarkers();
+    bool? takesMarkers;
+
+    bool ProbeMarkers()
+    {
+        try
+        {
+            using var m = Accelerator.DefaultStream.AddProfilingMarker();
+            return true;
+        }
+        catch (Exception e) when (e is NotSupportedException or InvalidOperationException or AcceleratorException) { return false; }
+    }
+
+    /// <summary>A profiler for this device: timed between stream markers on a GPU that takes them (no synchronisation
+    /// per op), else by the host with a synchronisation per op (OpProfiler).</summary>
+    public OpProfiler NewProfiler() => new(streamMarkers: !Kernels.Launch.IsCpu(Accelerator) && TakesStreamMarkers);
+
     /// <summary>When set, every op checks its inputs for NaN and Inf (one small read-back per input: for debugging).</summary>
     public bool CheckNumerics { get; set; }
 

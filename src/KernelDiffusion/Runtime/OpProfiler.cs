@@ -3,24 +3,42 @@ using System.Text;
 
 namespace KernelDiffusion.Runtime;
 
-/// <summary>Time and launches per op name, for finding where a step goes. When attached to a device, every op's start
-/// (and every recorded node's backward, as "op_grad") synchronises the device and charges the time since the previous
-/// mark to the op marked then (its kernels plus its host work), so the run is slower; never leave it on for speed
-/// measurements. Inside an op, a named part (an output or gradient labelled otherwise, such as conv2d_weight_grad)
-/// takes the charge from there on. The launches (kernels and device copies) are counted the same way: the fusion
-/// candidates.</summary>
-public sealed class OpProfiler
+/// <summary>Time and launches per op name, for finding where a step goes. Every op's start (and every recorded node's
+/// backward, as "op_grad") is a mark, and the time from one mark to the next is charged to the op marked first. Inside an
+/// op, a named part (an output or gradient labelled otherwise, such as conv2d_weight_grad) takes the charge from there
+/// on. The launches (kernels and device copies) are counted the same way: the fusion candidates.
+/// <para>Two clocks. By default each mark synchronises the device and the host's clock times the op (its kernels plus
+/// its host work), so the run is slower and every op pays a synchronisation; never leave it on for speed measurements.
+/// With <see cref="StreamMarkers"/> (a GPU device opened with profiling: kd train --profile, kd sample), each mark is a
+/// stream marker (a CUDA event) and nothing waits until <see cref="Close"/>: an op's time is the device's, between the
+/// markers around its work, at the step's own pace. Where the device waits for the host, the wait goes to the op marked
+/// before it.</para></summary>
+public sealed class OpProfiler(bool streamMarkers = false)
 {
     readonly Dictionary<string, (long Count, double Ms, long Launches)> ops = [];
     readonly Stopwatch clock = new();
     string? current;
     long launchesAtStart;
 
+    /// <summary>Marks on the device's stream, measured at Close: (op, marker, launches so far).</summary>
+    readonly List<(string Op, ILGPU.Runtime.ProfilingMarker Marker, long Launches)> marks = [];
+    ComputeDevice? device;
+
+    /// <summary>Whether ops are timed between stream markers on the device's clock (see the class), not by the host.</summary>
+    public bool StreamMarkers { get; } = streamMarkers;
+
     /// <summary>Charges what ran since the last mark and starts charging <paramref name="op"/>. A part
     /// (<paramref name="part"/>) under the name already charged continues that call instead of starting another.</summary>
     public void Mark(ComputeDevice d, string op, bool part = false)
     {
         if (part && op == current) return;
+        if (StreamMarkers)
+        {
+            device = d;
+            marks.Add((op, d.Accelerator.DefaultStream.AddProfilingMarker(), Kernels.KernelCache.Launches));
+            current = op;
+            return;
+        }
         d.Synchronize();
         Close();
         current = op;
@@ -36,18 +54,45 @@ public sealed class OpProfiler
     public void Restart(ComputeDevice d)
     {
         d.Synchronize();
+        DropMarks();
         ops.Clear();
         current = null;
         WarmUpLeftOut = true;
     }
 
-    /// <summary>Charges the running op; call after the last op of what is measured (after a synchronise).</summary>
+    /// <summary>Charges the running op; call after the last op of what is measured (after a synchronise). With stream
+    /// markers, a last marker ends it, and every interval between markers is measured now.</summary>
     public void Close()
     {
+        if (StreamMarkers)
+        {
+            if (device != null && marks.Count > 0)
+            {
+                using var end = device.Accelerator.DefaultStream.AddProfilingMarker();
+                end.Synchronize();
+                long launchesAtEnd = Kernels.KernelCache.Launches;
+                for (int i = 0; i < marks.Count; i++)
+                {
+                    var (nextMarker, nextLaunches) = i + 1 < marks.Count ? (marks[i + 1].Marker, marks[i + 1].Launches) : (end, launchesAtEnd);
+                    var (calls, total, launched) = ops.GetValueOrDefault(marks[i].Op);
+                    ops[marks[i].Op] = (calls + 1, total + nextMarker.MeasureFrom(marks[i].Marker).TotalMilliseconds,
+                        launched + nextLaunches - marks[i].Launches);
+                }
+            }
+            DropMarks();
+            current = null;
+            return;
+        }
         if (current == null) return;
         var (n, ms, launches) = ops.GetValueOrDefault(current);
         ops[current] = (n + 1, ms + clock.Elapsed.TotalMilliseconds, launches + Kernels.KernelCache.Launches - launchesAtStart);
         current = null;
+    }
+
+    void DropMarks()
+    {
+        foreach (var m in marks) m.Marker.Dispose();
+        marks.Clear();
     }
 
     /// <summary>Per op name: calls, milliseconds, and the kernel launches and device copies made meanwhile.</summary>
