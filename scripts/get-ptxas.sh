@@ -4,7 +4,8 @@
 # Prints ptxas' path on stdout (progress goes to stderr), so: export KD_PTXAS=$(scripts/get-ptxas.sh)
 #
 # Where from: Debian bookworm's non-free nvidia-cuda-toolkit (CUDA 11.8). Its .deb (about 84 MB) is downloaded, not
-# installed, and only usr/bin/ptxas is unpacked into DIR: that binary needs nothing but libc.
+# installed, and only usr/bin/ptxas, and cuobjdump with the nvdisasm it calls (for scripts/sass-loops.py), are unpacked
+# into DIR: they need nothing but libc.
 # Needs root and a Debian-like system: it adds an apt source for bookworm contrib/non-free
 # (/etc/apt/sources.list.d/nonfree.sources) and runs apt-get update and apt-get download.
 # Idempotent: if DIR/usr/bin/ptxas already runs, it only prints the path.
@@ -14,7 +15,7 @@ dir=$(realpath -m "${1:-$root/.tools/cuda}")
 ptxas=$dir/usr/bin/ptxas
 fail() { echo "get-ptxas: $*" >&2; exit 1; }
 
-if "$ptxas" --version >/dev/null 2>&1; then
+if "$ptxas" --version >/dev/null 2>&1 && "$dir/usr/bin/cuobjdump" --version >/dev/null 2>&1 && "$dir/usr/bin/nvdisasm" --version >/dev/null 2>&1; then
   echo "$ptxas"
   exit 0
 fi
@@ -38,6 +39,7 @@ deb=${debs[0]}
 [ -f "$deb" ] || fail "no nvidia-cuda-toolkit .deb was downloaded"
 
 mkdir -p "$dir"
-dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir" ./usr/bin/ptxas || fail "could not unpack usr/bin/ptxas from $(basename "$deb")"
+dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir" ./usr/bin/ptxas ./usr/bin/cuobjdump ./usr/bin/nvdisasm \
+  || fail "could not unpack usr/bin/ptxas, cuobjdump and nvdisasm from $(basename "$deb")"
 "$ptxas" --version >&2 || fail "$ptxas was unpacked but does not run"
 echo "$ptxas"

@@ -539,8 +539,9 @@ public static class Gemm
         }
     }
 
-    /// <summary>v12 and v13: the group's side, fixed so that the shared offsets are constants.</summary>
-    public const int UnrolledSide = 16;
+    /// <summary>v12 and v13: the group's side, fixed so that the shared offsets are constants: the side the other
+    /// register-tiled versions take on GPUs.</summary>
+    public const int UnrolledSide = MaxTile;
 
     /// <summary>v12: v10 with each stage's 8 steps of k written out at constant shared offsets (UnrolledTiles).</summary>
     [LaunchBounds(256, 2)]

@@ -163,13 +163,12 @@ public sealed class BenchTests(DeviceFixture fx, ITestOutputHelper log)
     {
         var d = fx.Device;
         using var t = d.FromArray(Enumerable.Range(0, 1 << 16).Select(i => (float)i).ToArray(), [1 << 16], "t");
-        (long waits, double ms) = (d.Waits, d.WaitMs);
+        long waits = d.Waits;   // (WaitMs only grows; its increments can be below the clock's resolution)
         var y = Ops.Silu(t);
         Assert.Equal(65535f, y.ToArray()[^1]);
         Assert.Equal(waits + 1, d.Waits);
         d.Synchronize();
         Assert.Equal(waits + 2, d.Waits);
-        Assert.True(d.WaitMs >= ms, $"waits {ms} -> {d.WaitMs} ms");   // the times themselves can be below the clock's resolution
         d.Tape.Reset();
     }
 }

@@ -12,15 +12,16 @@ namespace KernelDiffusion.Runtime;
 /// With <see cref="StreamMarkers"/> (a GPU device opened with profiling: kd train --profile, kd sample), each mark is a
 /// stream marker (a CUDA event) and nothing waits until <see cref="Close"/>: an op's time is the device's, between the
 /// markers around its work, at the step's own pace. Where the device waits for the host, the wait goes to the op marked
-/// before it.</para></summary>
-public sealed class OpProfiler(bool streamMarkers = false)
+/// before it. Every <paramref name="foldEvery"/> marks the device is waited for once and the intervals so far are
+/// measured and their markers freed, so a long run does not hold a marker per op.</para></summary>
+public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
 {
     readonly Dictionary<string, (long Count, double Ms, long Launches)> ops = [];
     readonly Stopwatch clock = new();
     string? current;
     long launchesAtStart;
 
-    /// <summary>Marks on the device's stream, measured at Close: (op, marker, launches so far).</summary>
+    /// <summary>Marks on the device's stream not yet measured: (op, marker, launches so far).</summary>
     readonly List<(string Op, ILGPU.Runtime.ProfilingMarker Marker, long Launches)> marks = [];
     ComputeDevice? device;
 
@@ -37,6 +38,7 @@ public sealed class OpProfiler(bool streamMarkers = false)
             device = d;
             marks.Add((op, d.Accelerator.DefaultStream.AddProfilingMarker(), Kernels.KernelCache.Launches));
             current = op;
+            if (marks.Count >= Math.Max(2, foldEvery)) Fold();
             return;
         }
         d.Synchronize();
@@ -70,14 +72,7 @@ public sealed class OpProfiler(bool streamMarkers = false)
             {
                 using var end = device.Accelerator.DefaultStream.AddProfilingMarker();
                 end.Synchronize();
-                long launchesAtEnd = Kernels.KernelCache.Launches;
-                for (int i = 0; i < marks.Count; i++)
-                {
-                    var (nextMarker, nextLaunches) = i + 1 < marks.Count ? (marks[i + 1].Marker, marks[i + 1].Launches) : (end, launchesAtEnd);
-                    var (calls, total, launched) = ops.GetValueOrDefault(marks[i].Op);
-                    ops[marks[i].Op] = (calls + 1, total + nextMarker.MeasureFrom(marks[i].Marker).TotalMilliseconds,
-                        launched + nextLaunches - marks[i].Launches);
-                }
+                Charge(marks.Count, end, Kernels.KernelCache.Launches);
             }
             DropMarks();
             current = null;
@@ -87,6 +82,29 @@ public sealed class OpProfiler(bool streamMarkers = false)
         var (n, ms, launches) = ops.GetValueOrDefault(current);
         ops[current] = (n + 1, ms + clock.Elapsed.TotalMilliseconds, launches + Kernels.KernelCache.Launches - launchesAtStart);
         current = null;
+    }
+
+    /// <summary>Measures every mark's interval but the last's (the running op's: it has no end yet), which stays.</summary>
+    void Fold()
+    {
+        var last = marks[^1];
+        last.Marker.Synchronize();
+        Charge(marks.Count - 1, last.Marker, last.Launches);
+        marks.RemoveAt(marks.Count - 1);
+        DropMarks();
+        marks.Add(last);
+    }
+
+    /// <summary>Charges marks 0 .. count - 1 each with the time and launches to the next mark, the last of them to
+    /// <paramref name="end"/>, which the device has reached.</summary>
+    void Charge(int count, ILGPU.Runtime.ProfilingMarker end, long launchesAtEnd)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            var (nextMarker, nextLaunches) = i + 1 < count ? (marks[i + 1].Marker, marks[i + 1].Launches) : (end, launchesAtEnd);
+            var (calls, total, launched) = ops.GetValueOrDefault(marks[i].Op);
+            ops[marks[i].Op] = (calls + 1, total + nextMarker.MeasureFrom(marks[i].Marker).TotalMilliseconds, launched + nextLaunches - marks[i].Launches);
+        }
     }
 
     void DropMarks()

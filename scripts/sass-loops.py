@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Instruction counts of each innermost loop of kernels' machine code (SASS): the static evidence bench/NOTES.md
+quotes ("117 instructions per 64 FFMA"). Assembles each PTX file with ptxas for sm_80 (its .version lowered to what
+ptxas 11.8 takes, as kd check --compile ptx does) and disassembles it with cuobjdump, both from scripts/get-ptxas.sh.
+
+Usage:  kd check --compile ptx --out DIR --filter Gemm
+        python3 scripts/sass-loops.py DIR/ptx/Gemm.V12Kernel.ptx [more.ptx ...]
+
+Per kernel: registers and spills (ptxas -v), then per innermost loop (a backward branch whose body holds no other)
+its instructions, FFMA, shared loads (LDS), global or generic loads (LDG, LD), and integer divisions (I2F.U32.RP)."""
+import os, re, subprocess, sys, tempfile
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+tools = os.path.join(root, ".tools", "cuda", "usr", "bin")
+ptxas = os.environ.get("KD_PTXAS") or os.path.join(tools, "ptxas")
+cuobjdump = os.path.join(os.path.dirname(ptxas), "cuobjdump")   # it runs the nvdisasm beside it
+for tool in (ptxas, cuobjdump, os.path.join(os.path.dirname(ptxas), "nvdisasm")):
+    if not os.path.isfile(tool):
+        sys.exit(f"sass-loops: no {tool}: run scripts/get-ptxas.sh (as root) first")
+
+def loops(sass):
+    code = [l.strip() for l in sass.splitlines() if re.match(r"\s+/\*[0-9a-f]{4,}\*/", l)]
+    found = []
+    for l in code:
+        m = re.search(r"/\*([0-9a-f]+)\*/\s+(@!?U?P\w+\s+)?BRA\s+(0x[0-9a-f]+)", l)
+        if m and int(m.group(3), 16) < int(m.group(1), 16):
+            found.append((int(m.group(3), 16), int(m.group(1), 16)))
+    inner = [(a, b) for (a, b) in found if not any(a <= c and d <= b and (c, d) != (a, b) for (c, d) in found)]
+    for a, b in sorted(inner):
+        body = code[a // 16: b // 16 + 1]
+        count = lambda pattern: sum(bool(re.search(pattern, x)) for x in body)
+        yield a, b, len(body), count(r"\bFFMA\b"), count(r"\bLDS\b"), count(r"\b(LDG|LD)\.E"), count(r"I2F\.U32\.RP")
+
+for path in sys.argv[1:] or sys.exit(__doc__):
+    name = os.path.basename(path)[:-4]
+    with tempfile.TemporaryDirectory() as tmp:
+        ptx = re.sub(r"^\.version [0-9.]+", ".version 7.8", open(path).read(), count=1, flags=re.M)
+        src, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
+        open(src, "w").write(ptx)
+        info = subprocess.run([ptxas, "-arch=sm_80", "-v", src, "-o", cubin], capture_output=True, text=True)
+        if info.returncode != 0:
+            print(f"{name}: ptxas failed\n{info.stderr}")
+            continue
+        regs = re.search(r"Used (\d+) registers", info.stderr)
+        spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info.stderr)
+        env = dict(os.environ, PATH=os.path.dirname(cuobjdump) + os.pathsep + os.environ.get("PATH", ""))
+        sass = subprocess.run([cuobjdump, "-sass", cubin], capture_output=True, text=True, check=True, env=env).stdout
+    print(f"{name}: {regs.group(1) if regs else '?'} registers, spills {spill.group(1)} / {spill.group(2)} B" if spill else name)
+    for a, b, n, ffma, lds, ld, div in loops(sass):
+        print(f"  loop {a:#06x}-{b:#06x}: {n} instructions, {ffma} FFMA, {lds} LDS, {ld} LDG/LD, {div} divisions")
