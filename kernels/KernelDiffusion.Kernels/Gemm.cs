@@ -726,12 +726,19 @@ public static class Gemm
     };
 
     /// <summary>v9 on the CPU accelerator (measured on 2 cores: 2.6-3.5x v3 at 512^3, 64 x 25088 x 64 and 192 x 196 x 64).
-    /// On GPUs the pipelined versions (an H100, bench/results/h100-2026-11-26b: v10 6.8x v2 at 4096^3; at Winograd's two
-    /// batched GEMM cases the faster of v10 and v11 3.5x and 5.1x v2): v11's 64 x 64 tiles where M or N is at most 64, where a 128-wide tile would be half
-    /// empty, else v10's 128 x 128. Of the 14 GEMM shapes the tuner tried in conv v13 there, v11 won the 4 with 64
-    /// channels and v10 9 of the other 10.</summary>
+    /// On GPUs the unrolled versions where groups of 256 threads run, else the pipelined ones with the same tiles: 64 x 64
+    /// (v13, v11) where M or N is at most 64, where a 128-wide tile would be half empty, or where 128 x 128 tiles (v12,
+    /// v10) would leave multiprocessors without one. On an H100 (bench/results/h100-2026-11-27) v12 took 3.44 ms against
+    /// v10's 4.42 at 4096^3 and 0.20-0.24 against 0.21-0.27 at the four Conv1x1 cases; v13 0.253 against v11's 0.281 at
+    /// fmnist's Winograd GEMM (64 channels) and 0.026 against v12's 0.046 at 256^3 (4 tiles of 128).</summary>
     public static GemmVersion Choose(Accelerator acc, GemmShape s)
-        => Launch.IsCpu(acc) ? GemmVersion.V9CpuBlocks : Math.Min(s.M, s.N) <= 64 ? GemmVersion.V11Pipelined4 : GemmVersion.V10Pipelined;
+    {
+        if (Launch.IsCpu(acc)) return GemmVersion.V9CpuBlocks;
+        bool smallTiles = Math.Min(s.M, s.N) <= 64 || s.Tiles(16 * V6Rows) < acc.NumMultiprocessors;
+        return Runs(acc, GemmVersion.V12Unrolled)
+            ? smallTiles ? GemmVersion.V13Unrolled4 : GemmVersion.V12Unrolled
+            : smallTiles ? GemmVersion.V11Pipelined4 : GemmVersion.V10Pipelined;
+    }
 
     /// <summary>Gemm.Run at <paramref name="version"/> (default: the accelerator's), as a GemmRunner.</summary>
     public static GemmRunner At(Accelerator acc, GemmVersion? version = null) => (a, b, c, s) => Run(acc, a, b, c, s, version);

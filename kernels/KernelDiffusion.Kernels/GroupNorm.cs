@@ -413,13 +413,19 @@ public static class GroupNorm
         => v is not (GroupNormVersion.V3FusedBackward or GroupNormVersion.V4Fused) || s.PerGroup <= MaxChannelsPerGroupV3;
 
     /// <summary>v1 on the CPU accelerator (group barriers are OS-thread barriers there: at kd sample's shapes, batch 40, v4's forward
-    /// took 1.5-2x v1's and forward + backward v5 1.2-1.6x, v4 1.3-2.7x; bench/NOTES.md) and for
-    /// small groups; on GPUs v4 (one-launch forward, v3's backward) where it runs, else v2. On an H100
-    /// (bench/results/h100-2026-11-26b) v4 took 0.047 ms against v2's 0.097 for the forward + SiLU at [64, 128, 32, 32],
-    /// 0.23 against 0.32 with the backward.</summary>
+    /// took 1.5-2x v1's and forward + backward v5 1.2-1.6x, v4 1.3-2.7x; bench/NOTES.md). On GPUs v5 (v4's forward, a
+    /// backward in rows) at planes of 14x14 and up, v4 (one-launch forward, v3's backward) below where it runs, else v2;
+    /// v1 for groups smaller than fmnist's 7x7 (4 channels of 49), where nothing was measured against it. On an H100
+    /// (bench/results/h100-2026-11-27), forward + backward with scale-shift and SiLU: v5 0.162 ms against v4's 0.213 at
+    /// [64, 128, 32, 32] and 0.256 against 0.349 at [256, 64, 28, 28]; at [256, 128, 7, 7] v4 0.081, v1 0.107, v5 0.126.</summary>
     public static GroupNormVersion Choose(Accelerator acc, GroupNormShape s)
-        => Launch.IsCpu(acc) || s.Count < 512 ? GroupNormVersion.V1PerGroup
+        => Launch.IsCpu(acc) || s.Count < V4MinCount ? GroupNormVersion.V1PerGroup
+         : s.HW >= V5MinPlane ? GroupNormVersion.V5FusedRows
          : Runs(s, GroupNormVersion.V4Fused) ? GroupNormVersion.V4Fused : GroupNormVersion.V2GroupTree;
+
+    /// <summary>Choose's thresholds on GPUs: the smallest group (channels x plane) measured at v4, and the smallest plane
+    /// at v5.</summary>
+    const int V4MinCount = 4 * 7 * 7, V5MinPlane = 14 * 14;
 
     /// <summary>Threads of the kernels that walk a plane per channel (v4's forward, v2's channel sums, v3's and v5's
     /// backward): no more than the plane's HW, up to 256.</summary>
