@@ -62,8 +62,9 @@ public interface IStagedBlock<TSelf> : IRegisterBlock<TSelf> where TSelf : struc
     int StagesAhead { get; }
 
     /// <summary>This block after a stage of StageK values of k. <paramref name="a"/> and <paramref name="b"/> start at
-    /// the thread's first run in the stage's first k row; a k row is Rows x 16 floats (Rows x 4 Float4s).</summary>
-    TSelf AfterStage(ArrayView<Float4> a, ArrayView<Float4> b);
+    /// the thread's first run in the stage's first k row; k rows are <paramref name="pitch"/> Float4s apart: the tile's
+    /// Rows x 4 (v12, v13), or one more (v14, v15, whose padding spreads a k-fastest operand's stores over the banks).</summary>
+    TSelf AfterStage(ArrayView<Float4> a, ArrayView<Float4> b, int pitch);
 }
 
 /// <summary>The 4 x 4 accumulators of a register-blocked tile (GEMM v4, conv v5 and v8), as fields of a value type: ILGPU
@@ -168,21 +169,21 @@ public struct Block4Runs : IStagedBlock<Block4Runs>
     /// stage of loads in flight falls short of what covers the memory's latency (bench/NOTES.md).</summary>
     public readonly int StagesAhead => 2;
 
-    /// <summary>Step kk of a stage (v13): a k row of a 64-wide tile is 16 Float4s.</summary>
-    static Block4 Step(Block4 c, ArrayView<Float4> a, ArrayView<Float4> b, int kk)
+    /// <summary>Step kk of a stage (v13, v15): a k row of a 64-wide tile is 16 Float4s, and pitch apart.</summary>
+    static Block4 Step(Block4 c, ArrayView<Float4> a, ArrayView<Float4> b, int kk, int pitch)
     {
-        Float4 x = a[kk * 16], y = b[kk * 16];
+        Float4 x = a[kk * pitch], y = b[kk * pitch];
         return Block4.Fma(c, x.X, x.Y, x.Z, x.W, y.X, y.Y, y.Z, y.W);
     }
 
-    /// <summary>The 16 steps written out, so each offset is a constant.</summary>
-    public readonly Block4Runs AfterStage(ArrayView<Float4> a, ArrayView<Float4> b)
+    /// <summary>The 16 steps written out, so each offset is a constant (pitch is one in the kernels).</summary>
+    public readonly Block4Runs AfterStage(ArrayView<Float4> a, ArrayView<Float4> b, int pitch)
     {
         var r = c;
-        r = Step(r, a, b, 0); r = Step(r, a, b, 1); r = Step(r, a, b, 2); r = Step(r, a, b, 3);
-        r = Step(r, a, b, 4); r = Step(r, a, b, 5); r = Step(r, a, b, 6); r = Step(r, a, b, 7);
-        r = Step(r, a, b, 8); r = Step(r, a, b, 9); r = Step(r, a, b, 10); r = Step(r, a, b, 11);
-        r = Step(r, a, b, 12); r = Step(r, a, b, 13); r = Step(r, a, b, 14); r = Step(r, a, b, 15);
+        r = Step(r, a, b, 0, pitch); r = Step(r, a, b, 1, pitch); r = Step(r, a, b, 2, pitch); r = Step(r, a, b, 3, pitch);
+        r = Step(r, a, b, 4, pitch); r = Step(r, a, b, 5, pitch); r = Step(r, a, b, 6, pitch); r = Step(r, a, b, 7, pitch);
+        r = Step(r, a, b, 8, pitch); r = Step(r, a, b, 9, pitch); r = Step(r, a, b, 10, pitch); r = Step(r, a, b, 11, pitch);
+        r = Step(r, a, b, 12, pitch); r = Step(r, a, b, 13, pitch); r = Step(r, a, b, 14, pitch); r = Step(r, a, b, 15, pitch);
         return new Block4Runs { c = r };
     }
 
@@ -212,16 +213,17 @@ public struct Block8Runs : IStagedBlock<Block8Runs>
     /// <summary>v12 loads one stage ahead, as v10: at 128 registers it has none to spare.</summary>
     public readonly int StagesAhead => 1;
 
-    /// <summary>Step kk of a stage (v12): a k row of a 128-wide tile is 32 Float4s, and the second runs are 16 on.</summary>
-    static Block8 Step(Block8 c, ArrayView<Float4> a, ArrayView<Float4> b, int kk)
-        => Block8.Step(c, a[kk * 32], a[kk * 32 + 16], b[kk * 32], b[kk * 32 + 16]);
+    /// <summary>Step kk of a stage (v12, v14): a k row of a 128-wide tile is 32 Float4s, pitch apart, and the second runs
+    /// are 16 on.</summary>
+    static Block8 Step(Block8 c, ArrayView<Float4> a, ArrayView<Float4> b, int kk, int pitch)
+        => Block8.Step(c, a[kk * pitch], a[kk * pitch + 16], b[kk * pitch], b[kk * pitch + 16]);
 
-    /// <summary>The 8 steps written out, so each offset is a constant.</summary>
-    public readonly Block8Runs AfterStage(ArrayView<Float4> a, ArrayView<Float4> b)
+    /// <summary>The 8 steps written out, so each offset is a constant (pitch is one in the kernels).</summary>
+    public readonly Block8Runs AfterStage(ArrayView<Float4> a, ArrayView<Float4> b, int pitch)
     {
         var r = c;
-        r = Step(r, a, b, 0); r = Step(r, a, b, 1); r = Step(r, a, b, 2); r = Step(r, a, b, 3);
-        r = Step(r, a, b, 4); r = Step(r, a, b, 5); r = Step(r, a, b, 6); r = Step(r, a, b, 7);
+        r = Step(r, a, b, 0, pitch); r = Step(r, a, b, 1, pitch); r = Step(r, a, b, 2, pitch); r = Step(r, a, b, 3, pitch);
+        r = Step(r, a, b, 4, pitch); r = Step(r, a, b, 5, pitch); r = Step(r, a, b, 6, pitch); r = Step(r, a, b, 7, pitch);
         return new Block8Runs { c = r };
     }
 
@@ -243,7 +245,7 @@ public struct Block8Runs : IStagedBlock<Block8Runs>
 /// per-shape tuning) and the checks a version (Gemm.At).</summary>
 public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
@@ -477,11 +479,12 @@ public static class Gemm
             rows > 2 * quarter ? src[at + 2 * step] : 0f, rows > 3 * quarter ? src[at + 3 * step] : 0f);
     }
 
-    /// <summary>Chunk c into the k-major shared tile ([k][r], tile wide) at offset buffer.</summary>
-    static void PutChunk(ArrayView<float> dst, int buffer, Quad v, int kFastest, int c, int tile, int depth = V6K)
+    /// <summary>Chunk c into the k-major shared tile ([k][r], k rows <paramref name="pitch"/> floats apart, 0: tile) at
+    /// offset buffer.</summary>
+    static void PutChunk(ArrayView<float> dst, int buffer, Quad v, int kFastest, int c, int tile, int depth = V6K, int pitch = 0)
     {
         if (c >= Chunks(tile, depth)) return;   // the threads of a large group past the stage's chunks
-        int slot = buffer + ChunkK(kFastest, c, tile, depth) * tile + ChunkRow(kFastest, c, tile, depth), quarter = tile / 4;
+        int slot = buffer + ChunkK(kFastest, c, tile, depth) * (pitch == 0 ? tile : pitch) + ChunkRow(kFastest, c, tile, depth), quarter = tile / 4;
         dst[slot] = v.X0;
         dst[slot + quarter] = v.X1;
         dst[slot + 2 * quarter] = v.X2;
@@ -546,37 +549,56 @@ public static class Gemm
     /// <summary>v12: v10 with each stage's 8 steps of k written out at constant shared offsets (UnrolledTiles).</summary>
     [LaunchBounds(256, 2)]
     static void V12Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
-        => UnrolledTiles<Block8Runs>(a, b, c, s);
+        => UnrolledTiles<Block8Runs>(a, b, c, s, 0, 0);
 
     /// <summary>v13: v11 with stages 16 deep, loaded two stages ahead, their steps of k written out at constant shared offsets
     /// (UnrolledTiles). At 3 groups a multiprocessor ptxas keeps one value in local memory, read once per tile.</summary>
     [LaunchBounds(256, 3)]
     static void V13Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
-        => UnrolledTiles<Block4Runs>(a, b, c, s);
+        => UnrolledTiles<Block4Runs>(a, b, c, s, 0, 0);
 
-    /// <summary>v12 and v13: PipelinedTiles in groups of exactly 16 x 16 threads. With the side a constant, a thread's
+    /// <summary>v14: v12 with its shared k rows padded by 16 bytes and 16-byte stores of C where C allows them
+    /// (<paramref name="vectorC"/>, see VectorC).</summary>
+    [LaunchBounds(256, 2)]
+    static void V14Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int vectorC)
+        => UnrolledTiles<Block8Runs>(a, b, c, s, 1, vectorC);
+
+    /// <summary>v15: v13 with the same padding and stores as v14.</summary>
+    [LaunchBounds(256, 3)]
+    static void V15Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int vectorC)
+        => UnrolledTiles<Block4Runs>(a, b, c, s, 1, vectorC);
+
+    /// <summary>v12-v15: PipelinedTiles in groups of exactly 16 x 16 threads. With the side a constant, a thread's
     /// shared runs of a whole stage lie at constant offsets from one address per operand and stage
     /// (<see cref="IStagedBlock{TSelf}.AfterStage"/>), which ptxas folds into the loads: v10 and v11 compute every
     /// load's address. A stage of either operand is 256 chunks, so each thread stages one chunk of each: v13's 64-wide
     /// tiles take stages 16 deep, where v11 has half its threads stage nothing; and v13 loads two stages ahead
-    /// (IStagedBlock.StagesAhead).</summary>
-    static void UnrolledTiles<TBlock>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
+    /// (IStagedBlock.StagesAhead).
+    /// <paramref name="pad"/> (v14, v15: 1) puts that many Float4s after each shared k row. An operand stored with k fastest
+    /// (A untransposed, B transposed) is staged by a warp as 16 or 8 values of k at 2 or 4 rows, which without padding
+    /// land in the same bank (Nsight Compute on an H100: 9-way conflicts on v13's stores at fmnist's Winograd GEMM, 16-way
+    /// with B transposed, 4.5-way on v12's at 4096^3); 16 bytes a row spread them over the banks. <paramref name="vectorC"/>
+    /// (1 where VectorC allows) stores each run of 4 columns of C at once: a thread's columns are 16 bytes apart, so
+    /// stored one by one a warp's stores used 8 of every 32 bytes they moved.</summary>
+    static void UnrolledTiles<TBlock>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pad, int vectorC)
         where TBlock : struct, IStagedBlock<TBlock>
     {
-        const int Buffer = V6K * V6Rows * MaxTile / 4;   // Float4s of one operand's stage: buffers at 0 and Buffer
+        // Float4s of one operand's stage (buffers at 0 and Buffer): a stage is 256 Float4s, at most 16 k rows of padding.
+        const int Buffer = V6K * V6Rows * MaxTile / 4 + 16;
         var at = SharedMemory.Allocate<Float4>(2 * Buffer);   // [k][m], k-major
         var bt = SharedMemory.Allocate<Float4>(2 * Buffer);   // [k][n]
+        ArrayView<Float4> cv = c.Cast<Float4>();
         ArrayView<float> atf = at.Cast<float>(), btf = bt.Cast<float>();
         int tile = default(TBlock).Rows * UnrolledSide, depth = default(TBlock).StageK, t = Group.IdxX;
-        int ahead = default(TBlock).StagesAhead;
+        int ahead = default(TBlock).StagesAhead, pitch = tile / 4 + pad;
         int tx = t % UnrolledSide, ty = t / UnrolledSide, kA = 1 - s.TransA, kB = s.TransB;
         for (int w = Grid.IdxX, tiles = s.Tiles(tile); w < tiles; w += Grid.DimX)
         {
             var (bi, m0, n0) = s.TileAt(w, tile);
             int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
             var acc = default(TBlock);
-            PutChunk(atf, 0, LoadChunk(a, aBase, kA, s.M, s.K, m0, 0, t, tile, depth), kA, t, tile, depth);
-            PutChunk(btf, 0, LoadChunk(b, bBase, kB, s.N, s.K, n0, 0, t, tile, depth), kB, t, tile, depth);
+            PutChunk(atf, 0, LoadChunk(a, aBase, kA, s.M, s.K, m0, 0, t, tile, depth), kA, t, tile, depth, 4 * pitch);
+            PutChunk(btf, 0, LoadChunk(b, bBase, kB, s.N, s.K, n0, 0, t, tile, depth), kB, t, tile, depth, 4 * pitch);
             Quad pa = default, pb = default;   // the next stage's chunks, loaded a stage early (two stages ahead)
             if (ahead == 2)
             {
@@ -590,16 +612,42 @@ public static class Gemm
                 // The chunks of the stage `ahead` stages on; past the last stage the loads are skipped and zeros come back.
                 Quad na = LoadChunk(a, aBase, kA, s.M, s.K, m0, k0 + ahead * depth, t, tile, depth), nb = LoadChunk(b, bBase, kB, s.N, s.K, n0, k0 + ahead * depth, t, tile, depth);
                 if (ahead == 1) (pa, pb) = (na, nb);
-                acc = acc.AfterStage(at.SubView(cur + ty), bt.SubView(cur + tx));
+                acc = acc.AfterStage(at.SubView(cur + ty), bt.SubView(cur + tx), pitch);
                 if (kNext < s.K)
                 {
-                    PutChunk(atf, 4 * (Buffer - cur), pa, kA, t, tile, depth);
-                    PutChunk(btf, 4 * (Buffer - cur), pb, kB, t, tile, depth);
+                    PutChunk(atf, 4 * (Buffer - cur), pa, kA, t, tile, depth, 4 * pitch);
+                    PutChunk(btf, 4 * (Buffer - cur), pb, kB, t, tile, depth, 4 * pitch);
                 }
                 Group.Barrier();
                 (pa, pb) = (na, nb);
             }
-            StoreBlock(c, s, bi, m0, n0, acc, ty, tx, UnrolledSide);
+            if (vectorC != 0) StoreRuns(cv, c, s, bi, m0, n0, acc, ty, tx);
+            else StoreBlock(c, s, bi, m0, n0, acc, ty, tx, UnrolledSide);
+        }
+    }
+
+    /// <summary>Whether v14 and v15 may store C 16 bytes at a time: every run of 4 columns starts 16-byte aligned (the view
+    /// at a multiple of 4 floats into its buffer, N and the batch strides multiples of 4), and C is not read (Beta 0).</summary>
+    public static bool VectorC(ArrayView<float> c, GemmShape s)
+        => ((IContiguousArrayView)c).IndexInBytes % 16 == 0 && s.N % 4 == 0 && s.StrideC % 4 == 0 && s.OuterC % 4 == 0 && s.Beta == 0;
+
+    /// <summary>A runs block (rows and columns in runs of 4) into C, each run of 4 columns inside C as one Float4 store
+    /// (<paramref name="cv"/>, C as Float4s), the rest as StoreBlock.</summary>
+    static void StoreRuns<TBlock>(ArrayView<Float4> cv, ArrayView<float> c, GemmShape s, int bi, int m0, int n0, TBlock acc, int ty, int tx)
+        where TBlock : struct, IRegisterBlock<TBlock>
+    {
+        for (int i = 0; i < acc.Rows; i++)
+        {
+            int row = m0 + acc.Offset(i, ty, UnrolledSide);
+            for (int j = 0; j < acc.Rows; j += 4)
+            {
+                int col = n0 + acc.Offset(j, tx, UnrolledSide);
+                if (row < s.M && col + 3 < s.N)
+                    cv[s.IndexC(bi, row, col) / 4] = new Float4(s.Alpha * acc.Get(i, j), s.Alpha * acc.Get(i, j + 1),
+                        s.Alpha * acc.Get(i, j + 2), s.Alpha * acc.Get(i, j + 3));
+                else
+                    for (int q = 0; q < 4; q++) Store(c, s, bi, row, col + q, acc.Get(i, j + q));
+            }
         }
     }
 
@@ -704,10 +752,13 @@ public static class Gemm
     public static bool Runs(Accelerator acc, GemmVersion v) => v switch
     {
         GemmVersion.V5Tf32 => TensorCore.Runs(acc),
-        GemmVersion.V12Unrolled or GemmVersion.V13Unrolled4 => acc.MaxNumThreadsPerGroup >= UnrolledSide * UnrolledSide,
+        _ when IsUnrolled(v) => acc.MaxNumThreadsPerGroup >= UnrolledSide * UnrolledSide,
         _ => true,
     };
 
+    /// <summary>v12-v15, which run only in groups of 16 x 16 threads (UnrolledTiles).</summary>
+
+    static bool IsUnrolled(GemmVersion v) => v is GemmVersion.V12Unrolled or GemmVersion.V13Unrolled4 or GemmVersion.V14Padded or GemmVersion.V15Padded4;
     /// <summary>Whether KD_KERNELS=auto tries a version here: fp32 versions that run, less those measured hopeless on
     /// this kind of accelerator: on the CPU accelerator v2 (its shared tiles shrink to 1 x 1 in 2-thread groups); on GPUs
     /// v3 (a row per thread: 5.3 s at 4096 on an H100), v1 and v9 (on an H100 they lost at all 8 of conv v13's GEMM shapes
@@ -716,12 +767,12 @@ public static class Gemm
         => v != GemmVersion.V5Tf32 && Runs(acc, v)
            && (Launch.IsCpu(acc) ? v != GemmVersion.V2Tiled : v is not (GemmVersion.V1Naive or GemmVersion.V3Rows or GemmVersion.V9CpuBlocks));
 
-    /// <summary>The side of a thread's register block for the register-tiled versions (v4, v6-v8, v10, v11; their tiles on a GPU are
+    /// <summary>The side of a thread's register block for the register-tiled versions (v4, v6-v8, v10-v15; their tiles on a GPU are
     /// 16 times that), 0 for the others.</summary>
     public static int BlockRows(GemmVersion v) => v switch
     {
-        GemmVersion.V4Blocked or GemmVersion.V8Vector4 or GemmVersion.V11Pipelined4 or GemmVersion.V13Unrolled4 => V4Rows,
-        GemmVersion.V6Blocked8 or GemmVersion.V7Vector or GemmVersion.V10Pipelined or GemmVersion.V12Unrolled => V6Rows,
+        GemmVersion.V4Blocked or GemmVersion.V8Vector4 or GemmVersion.V11Pipelined4 or GemmVersion.V13Unrolled4 or GemmVersion.V15Padded4 => V4Rows,
+        GemmVersion.V6Blocked8 or GemmVersion.V7Vector or GemmVersion.V10Pipelined or GemmVersion.V12Unrolled or GemmVersion.V14Padded => V6Rows,
         _ => 0,
     };
 
@@ -773,18 +824,29 @@ public static class Gemm
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8L);
             k(new KernelConfig(Math.Max(1, grid), V5Threads), a, b, c, s);
         }
-        else if (v is GemmVersion.V12Unrolled or GemmVersion.V13Unrolled4)
+        else if (IsUnrolled(v))
         {
             if (!Runs(acc, v))
                 throw new VersionNotApplicableException($"gemm v{(int)v} needs groups of {UnrolledSide * UnrolledSide} threads; {acc.Name} has groups of up to {acc.MaxNumThreadsPerGroup}");
-            var (key, entry) = v == GemmVersion.V12Unrolled
-                ? ("gemm.v12", (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>)V12Kernel)
-                : ("gemm.v13", V13Kernel);
-            var k = KernelCache.Get(acc, key, x => x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)));
             int rows = BlockRows(v);
             long tiles = s.Tiles(rows * UnrolledSide);
-            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * (rows == V4Rows ? 16L : 8L));
-            k(new KernelConfig(Math.Max(1, grid), UnrolledSide * UnrolledSide), a, b, c, s);
+            var config = new KernelConfig(Math.Max(1, (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * (rows == V4Rows ? 16L : 8L))),
+                UnrolledSide * UnrolledSide);
+            if (v is GemmVersion.V12Unrolled or GemmVersion.V13Unrolled4)
+            {
+                var (key, entry) = v == GemmVersion.V12Unrolled
+                    ? ("gemm.v12", (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>)V12Kernel)
+                    : ("gemm.v13", V13Kernel);
+                KernelCache.Get(acc, key, x => x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)))(config, a, b, c, s);
+            }
+            else
+            {
+                var (key, entry) = v == GemmVersion.V14Padded
+                    ? ("gemm.v14", (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>)V14Kernel)
+                    : ("gemm.v15", V15Kernel);
+                KernelCache.Get(acc, key, x => x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)))
+                    (config, a, b, c, s, VectorC(c, s) ? 1 : 0);
+            }
         }
         else if (BlockRows(v) > 0)
         {

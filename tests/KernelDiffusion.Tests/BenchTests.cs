@@ -197,11 +197,13 @@ public sealed class GemmGpuShapeTests
     /// <summary>Uniform values in [-1, 1).</summary>
     static double[] Uniform(Random rng, int len) => Enumerable.Range(0, len).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
 
-    /// <summary>GEMM v12 and v13 run only in 256-thread groups: elsewhere Runs says so (the tuner and kd bench leave them
+    /// <summary>GEMM v12-v15 run only in 256-thread groups: elsewhere Runs says so (the tuner and kd bench leave them
     /// out), and forcing them is refused, naming the device's groups, before anything runs.</summary>
     [Theory]
     [InlineData(GemmVersion.V12Unrolled)]
     [InlineData(GemmVersion.V13Unrolled4)]
+    [InlineData(GemmVersion.V14Padded)]
+    [InlineData(GemmVersion.V15Padded4)]
     public void UnrolledGemmsRefuseSmallGroups(GemmVersion version)
     {
         using var context = Context.Create(b => b.CPU(new CPUDevice(2, 1, 1)));
@@ -218,6 +220,24 @@ public sealed class GemmGpuShapeTests
         Assert.All(c.GetAsArray1D(), v => Assert.True(float.IsNaN(v)));   // nothing ran
     }
 
+    /// <summary>v14 and v15 store C 16 bytes at a time only where every run of 4 columns starts 16-byte aligned and C
+    /// is not read: a view 16 bytes into its buffer, N and the batch strides multiples of 4, Beta 0.</summary>
+    [Fact]
+    public void SixteenByteStoresOnlyWhereCIsAligned()
+    {
+        using var context = Context.Create(b => b.CPU(new CPUDevice(2, 1, 1)));
+        using var acc = context.CreateCPUAccelerator(0);
+        using var buf = acc.Allocate1D<float>(64);
+        var s = new GemmShape { Batch = 2, M = 3, N = 8, K = 2, StrideC = 24, Alpha = 1 };
+        Assert.True(Gemm.VectorC(buf.View, s));
+        Assert.True(Gemm.VectorC(buf.View.SubView(4, 60), s));
+        Assert.False(Gemm.VectorC(buf.View.SubView(2, 60), s));
+        Assert.False(Gemm.VectorC(buf.View, s with { N = 6, StrideC = 18 }));
+        Assert.False(Gemm.VectorC(buf.View, s with { StrideC = 26 }));
+        Assert.False(Gemm.VectorC(buf.View, s with { Split = 2, OuterC = 50 }));
+        Assert.False(Gemm.VectorC(buf.View, s with { Beta = 1 }));
+    }
+
     /// <summary>Conv v12 and v13 (Winograd F(2x2) and F(4x4)) with 256-thread groups, their GEMMs run by the GPU's tiled
     /// GEMM versions, every pass, at ragged planes (sides overhang a tile) and past one 128-wide GEMM tile, the weight
     /// gradient whole and in 5 slices; scratch poisoned with NaN.</summary>
@@ -232,6 +252,8 @@ public sealed class GemmGpuShapeTests
     [InlineData(GemmVersion.V11Pipelined4, 4)]
     [InlineData(GemmVersion.V12Unrolled, 2)]
     [InlineData(GemmVersion.V13Unrolled4, 4)]
+    [InlineData(GemmVersion.V14Padded, 2)]
+    [InlineData(GemmVersion.V15Padded4, 4)]
     public void WinogradWithSixteenBySixteenGroupsMatchesTheReference(GemmVersion gemm, int side)
         => ConvPassesMatchTheReference(12, [ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvGeometry.Create(1, 130, 7, 6, 3, 3, 1, 1), ConvGeometry.Create(3, 20, 6, 5, 130, 3, 1, 1)],
             (acc, g, pass, x, w, b, dy, o, slices) =>

@@ -139,7 +139,7 @@ public sealed class KernelVersionNamesTests
     }
 
     [Theory]
-    [InlineData("gemm=v14", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32), v6 (blocked8), v7 (vector), v8 (vector4), v9 (cpublocks), v10 (pipelined), v11 (pipelined4), v12 (unrolled), v13 (unrolled4))")]
+    [InlineData("gemm=v16", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32), v6 (blocked8), v7 (vector), v8 (vector4), v9 (cpublocks), v10 (pipelined), v11 (pipelined4), v12 (unrolled), v13 (unrolled4), v14 (padded), v15 (padded4))")]
     [InlineData("gemm=5", "is not family=vN")]
     [InlineData("matmul=v2", "unknown kernel family 'matmul'")]
     [InlineData("conv=v2,gemm", "is not family=vN")]

@@ -8,17 +8,18 @@ namespace KernelDiffusion.Checks;
 
 public static partial class KernelChecks
 {
-    /// <summary>GEMM v10-v13 and conv v14 and v15 (software-pipelined) in 256-thread groups, their GPU launch shape,
+    /// <summary>GEMM v10-v15 and conv v14 and v15 (software-pipelined) in 256-thread groups, their GPU launch shape,
     /// where each thread's share of a stage is the chunk it prefetches. The general cases run v10, v11, v14 and v15
     /// wherever kd runs; on the CPU accelerator as kd opens it (1-thread groups) most of a share is staged unpipelined,
-    /// and GEMM v12 and v13 run only in 256-thread groups. So these cases run on a CPU accelerator of 256-thread groups
+    /// and GEMM v12-v15 run only in 256-thread groups. So these cases run on a CPU accelerator of 256-thread groups
     /// when the device's groups are smaller. Outputs are poisoned with NaN.</summary>
     static void AddPipelined(List<Case> list)
     {
-        foreach (var version in new[] { GemmVersion.V10Pipelined, GemmVersion.V11Pipelined4, GemmVersion.V12Unrolled, GemmVersion.V13Unrolled4 })
-            // K past 4 stages of 16 (v13's depth, which loads two stages ahead) in the last.
+        foreach (var version in new[] { GemmVersion.V10Pipelined, GemmVersion.V11Pipelined4, GemmVersion.V12Unrolled, GemmVersion.V13Unrolled4, GemmVersion.V14Padded, GemmVersion.V15Padded4 })
+            // K past 4 stages of 16 (v13's depth, which loads two stages ahead) in the fifth; the last two with N a multiple
+            // of 4 and Beta 0, where v14 and v15 store C 16 bytes at a time (Gemm.VectorC), past a tile's edge.
             foreach (var (m, n, k, ta, tb, beta) in new[] { (140, 135, 17, 0, 0, 0f), (19, 130, 9, 1, 1, 0f), (131, 20, 12, 0, 1, -1.5f), (70, 67, 33, 1, 0, 0f),
-                         (66, 70, 71, 0, 1, 0f) })
+                         (66, 70, 71, 0, 1, 0f), (133, 68, 20, 0, 1, 0f), (67, 132, 40, 1, 0, 0f) })
             {
                 var s = new GemmShape { Batch = 2, M = m, N = n, K = k, TransA = ta, TransB = tb, StrideA = m * k, StrideB = k * n, StrideC = m * n, Alpha = 0.5f, Beta = beta };
                 list.Add(new Case($"gemm.v{(int)version}.groups256.{(ta == 1 ? "t" : "n")}{(tb == 1 ? "t" : "n")}",
@@ -37,7 +38,7 @@ public static partial class KernelChecks
                     }));
             }
         // Attention's two-level batches (2 samples x 2 heads, heads StrideX apart, samples OuterX with a gap), B transposed.
-        foreach (var version in new[] { GemmVersion.V10Pipelined, GemmVersion.V11Pipelined4, GemmVersion.V12Unrolled, GemmVersion.V13Unrolled4 })
+        foreach (var version in new[] { GemmVersion.V10Pipelined, GemmVersion.V11Pipelined4, GemmVersion.V12Unrolled, GemmVersion.V13Unrolled4, GemmVersion.V14Padded, GemmVersion.V15Padded4 })
         {
             var s = new GemmShape
             {
