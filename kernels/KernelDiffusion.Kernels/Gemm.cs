@@ -777,17 +777,18 @@ public static class Gemm
     };
 
     /// <summary>v9 on the CPU accelerator (measured on 2 cores: 2.6-3.5x v3 at 512^3, 64 x 25088 x 64 and 192 x 196 x 64).
-    /// On GPUs the unrolled versions where groups of 256 threads run, else the pipelined ones with the same tiles: 64 x 64
-    /// (v13, v11) where M or N is at most 64, where a 128-wide tile would be half empty, or where 128 x 128 tiles (v12,
-    /// v10) would leave multiprocessors without one. On an H100 (bench/results/h100-2026-11-27) v12 took 3.44 ms against
-    /// v10's 4.42 at 4096^3 and 0.20-0.24 against 0.21-0.27 at the four Conv1x1 cases; v13 0.253 against v11's 0.281 at
-    /// fmnist's Winograd GEMM (64 channels) and 0.026 against v12's 0.046 at 256^3 (4 tiles of 128).</summary>
+    /// On GPUs the padded versions where groups of 256 threads run, else the pipelined ones with the same tiles: 64 x 64
+    /// (v15, v11) where M or N is at most 64, where a 128-wide tile would be half empty, or where 128 x 128 tiles (v14,
+    /// v10) would leave multiprocessors without one. On an H100 (bench/results/h100-2026-11-27/4-padded, v10-v15 in one
+    /// call) this picks the fastest of the six at all 8 GEMM cases: v14 3.31 ms at 4096^3 (v12 3.42, v10 4.39), 0.07-0.23
+    /// at the four Conv1x1 cases and 0.178 at Winograd's GEMM at 128 channels; v15 0.202 at fmnist's Winograd GEMM (64
+    /// channels; v13 0.252, v11 0.281) and 0.022 at 256^3 (4 tiles of 128).</summary>
     public static GemmVersion Choose(Accelerator acc, GemmShape s)
     {
         if (Launch.IsCpu(acc)) return GemmVersion.V9CpuBlocks;
         bool smallTiles = Math.Min(s.M, s.N) <= 64 || s.Tiles(16 * V6Rows) < acc.NumMultiprocessors;
-        return Runs(acc, GemmVersion.V12Unrolled)
-            ? smallTiles ? GemmVersion.V13Unrolled4 : GemmVersion.V12Unrolled
+        return Runs(acc, GemmVersion.V14Padded)
+            ? smallTiles ? GemmVersion.V15Padded4 : GemmVersion.V14Padded
             : smallTiles ? GemmVersion.V11Pipelined4 : GemmVersion.V10Pipelined;
     }
 
