@@ -254,7 +254,8 @@ public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V
 /// blocks from shared memory 16 bytes at a time. v8: the same for 64 x 64 tiles and 4 x 4 blocks. v9: a 4 x 8 register
 /// block per unit of work with no shared memory (the CPU accelerator's default). v10 and v11: v7 and v8 software-pipelined
 /// (the next stage loaded into registers while this one is multiplied; two shared buffers, one barrier per stage). v12 and
-/// v13: v10 and v11 in groups of exactly 16 x 16 threads, each stage's steps of k written out at constant shared offsets.</summary>
+/// v13: v10 and v11 in groups of exactly 16 x 16 threads, each stage's steps of k written out at constant shared offsets.
+/// v14 and v15: v12 and v13 with their shared k rows padded against bank conflicts and C stored 16 bytes at a time.</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
@@ -757,8 +758,8 @@ public static class Gemm
     };
 
     /// <summary>v12-v15, which run only in groups of 16 x 16 threads (UnrolledTiles).</summary>
-
     static bool IsUnrolled(GemmVersion v) => v is GemmVersion.V12Unrolled or GemmVersion.V13Unrolled4 or GemmVersion.V14Padded or GemmVersion.V15Padded4;
+
     /// <summary>Whether KD_KERNELS=auto tries a version here: fp32 versions that run, less those measured hopeless on
     /// this kind of accelerator: on the CPU accelerator v2 (its shared tiles shrink to 1 x 1 in 2-thread groups); on GPUs
     /// v3 (a row per thread: 5.3 s at 4096 on an H100), v1 and v9 (on an H100 they lost at all 8 of conv v13's GEMM shapes
