@@ -18,3 +18,13 @@ join_ratios() {
 }
 kd info > "$R/info.txt" 2>&1
 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=csv >> "$R/info.txt" 2>&1
+# ncu_case NAME KERNEL-REGEX LAUNCHES CASE: Nsight Compute (`--set full`) on the first LAUNCHES launches matching the
+# regex while kd bench times CASE at its default; the details as text in $R/NAME.txt (the 3-6 MB report is not kept).
+ncu_case() {
+  local ncu; ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+  timeout 50 "$ncu" --target-processes all --set full -k "regex:$2" --launch-count "$3" -f -o "$R/$1" \
+    bash .device/run KernelDiffusion.Cli bench --device cuda --default-only --no-steps --kernels "$4" --budget-ms 5 \
+    --out "$R/ncu-bench-$1" > "$R/$1.log" 2>&1
+  "$ncu" -i "$R/$1.ncu-rep" --page details > "$R/$1.txt" 2>&1; rm -f "$R/$1.ncu-rep"
+  stamp "ncu $1: $(grep -c 'Section: GPU Speed Of Light Throughput' "$R/$1.txt") kernels"
+}

@@ -2,7 +2,7 @@
 # Where fmnist's convolutions lose to cuDNN, and the attention rule at adm64's shapes, under 5 minutes on the lent GPU:
 # attention v1 and v4 at adm64's three resolutions beside PyTorch; adm64's steps at the defaults and with attention v4
 # everywhere; then Nsight Compute (`ncu --set full`) on one run of each Winograd pass at fmnist's 64 channels of 28x28
-# (its transforms and GEMM v13) and on SGEMM 4096 (GEMM v12), as reports and as text.
+# (its transforms and GEMM v13) and on SGEMM 4096 (GEMM v12), as text (ncu --page details).
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
 # There: run with carry [".device"] and timeout_s 330:  bash scripts/gpu-ncu.sh "$OUT"
 set -u
@@ -19,14 +19,6 @@ timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64 --
 KD_KERNELS=attention=v4 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64 --budget-ms 100 \
   --out "$R/bench-adm64-v4" > "$R/bench-adm64-v4.log" 2>&1
 stamp "adm64 steps done"
-NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
-# ncu NAME KERNEL-REGEX LAUNCHES CASE: the first LAUNCHES launches matching the regex while kd bench times CASE at its default.
-ncu_case() {
-  timeout 50 "$NCU" --target-processes all --set full -k "regex:$2" --launch-count "$3" -f -o "$R/$1" \
-    $K bench --device cuda --default-only --no-steps --kernels "$4" --budget-ms 5 --out "$R/ncu-bench-$1" > "$R/$1.log" 2>&1
-  "$NCU" -i "$R/$1.ncu-rep" --page details > "$R/$1.txt" 2>&1
-  stamp "ncu $1: $(grep -c 'Section: GPU Speed Of Light Throughput' "$R/$1.txt") kernels"
-}
 ncu_case conv-forward 'V13Kernel|F43Kernel' 4 conv3x3.forward.fmnist_N256_C64_28x28
 ncu_case conv-input-grad 'V13Kernel|F43Kernel' 4 conv3x3.input_grad.fmnist_N256_C64_28x28
 ncu_case conv-weight-grad 'V13Kernel|F43Kernel' 4 conv3x3.weight_grad.fmnist_N256_C64_28x28

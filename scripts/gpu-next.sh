@@ -22,14 +22,6 @@ stamp "fmnist steps done"
 timeout 60 python3 bench/torch_reference.py --device cuda --only conv3x3,attention.forward_backward.fmnist,fmnist_unet.,fmnist_classifier. \
   --out "$R/torch.json" > "$R/torch.log" 2>&1
 join_ratios "$R/bench-kernels/bench.json"; stamp "torch done"
-NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
-# ncu NAME KERNEL-REGEX LAUNCHES CASE: the first LAUNCHES launches matching the regex while kd bench times CASE at its default.
-ncu_case() {
-  timeout 50 "$NCU" --target-processes all --set full -k "regex:$2" --launch-count "$3" -f -o "$R/$1" \
-    $K bench --device cuda --default-only --no-steps --kernels "$4" --budget-ms 5 --out "$R/ncu-bench-$1" > "$R/$1.log" 2>&1
-  "$NCU" -i "$R/$1.ncu-rep" --page details > "$R/$1.txt" 2>&1; rm -f "$R/$1.ncu-rep"
-  stamp "ncu $1: $(grep -c 'Section: GPU Speed Of Light Throughput' "$R/$1.txt") kernels"
-}
 ncu_case attention 'Tiled|StreamDelta' 4 attention.forward_backward.fmnist_14x14
 ncu_case conv-input-grad 'F43Kernel|V15Kernel' 4 conv3x3.input_grad.fmnist_N256_C64_28x28
 rm -rf /tmp/tr; timeout 45 $K train --config configs/fmnist_unet.json --data idx:/tmp/fx --steps 6 \

@@ -22,13 +22,6 @@ timeout 60 python3 bench/torch_reference.py --device cuda --only sgemm.,gemm.,co
   > "$R/torch.log" 2>&1
 python3 bench/merge.py "$R/bench-kernels.json" "$R/bench-gemm/bench.json" "$R/bench-conv/bench.json" > /dev/null 2>&1
 join_ratios "$R/bench-kernels.json"; stamp "torch done"
-NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
-ncu_case() {
-  timeout 40 "$NCU" --target-processes all --set full -k "regex:$2" --launch-count "$3" -f -o "$R/$1" \
-    $K bench --device cuda --default-only --no-steps --kernels "$4" --budget-ms 5 --out "$R/ncu-bench-$1" > "$R/$1.log" 2>&1
-  "$NCU" -i "$R/$1.ncu-rep" --page details > "$R/$1.txt" 2>&1; rm -f "$R/$1.ncu-rep"
-  stamp "ncu $1: $(grep -c 'Section: GPU Speed Of Light Throughput' "$R/$1.txt") kernels"
-}
 ncu_case conv-forward 'V15Kernel' 1 conv3x3.forward.fmnist_N256_C64_28x28
 ncu_case conv-weight-grad 'V15Kernel' 1 conv3x3.weight_grad.fmnist_N256_C64_28x28
 cat "$R/timeline.txt"; grep -E "^\| (sgemm|gemm|conv3x3|fmnist)" "$R/ratios.md" 2>/dev/null | grep -E "v1[0-5]|default|winograd" | head -60
