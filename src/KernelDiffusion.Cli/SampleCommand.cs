@@ -122,6 +122,8 @@ static class SampleCommand
             {
                 if (d.Profiler.WarmUpLeftOut) AnsiConsole.WriteLine("time and launches per op over the steps after the first (which compiles the kernels):");
                 AnsiConsole.WriteLine(d.Profiler.Report(25));
+                AnsiConsole.WriteLine("the same per op and shapes (an op's inputs; a backward node's forward's), the 30 longest:");
+                AnsiConsole.WriteLine(d.Profiler.ShapeReport(30));
             }
             Common.ReportTuning(d);
             return 0;

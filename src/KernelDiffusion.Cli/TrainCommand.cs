@@ -176,6 +176,8 @@ static class TrainCommand
                 AnsiConsole.WriteLine($"time and launches per op over {t.Step - first - (warm ? 1 : 0)} steps{(warm ? " after the first (which compiles the kernels)" : "")} " +
                                       $"({Common.ProfileClock(d.Profiler)}{(grid is { Every: > 0 } ? "; the sample grids are included" : "")}):");
                 AnsiConsole.WriteLine(d.Profiler.Report(25));
+                AnsiConsole.WriteLine("the same per op and shapes (an op's inputs; a backward node's forward's), the 30 longest:");
+                AnsiConsole.WriteLine(d.Profiler.ShapeReport(30));
             }
             AnsiConsole.MarkupLine($"{(stop ? "stopped" : "done")} at step {t.Step} after {(DateTime.UtcNow - started).TotalSeconds:F0} s; {t.SkippedSteps} skipped steps; saved {Markup.Escape(Path.Combine(dir, TrainCheckpoint.StateFile))} and {TrainCheckpoint.ModelFile}");
             return 0;

@@ -105,6 +105,12 @@ public sealed class TapeTests(DeviceFixture fx)
         var lines = profile.Report(top: 1).Split('\n');
         Assert.Equal(4, lines.Length);   // the header, the longest op, the other two summed, the total
         Assert.StartsWith("(2 more ops)", lines[2]);
+        // Split by the inputs' shapes: the two adds at one shape, GroupNorm's parts under GroupNorm's shapes.
+        Assert.Equal((2L, 2L), (profile.ShapeTotals["add [2,8,3,5] [2,8,3,5]"].Count, profile.ShapeTotals["add [2,8,3,5] [2,8,3,5]"].Launches));
+        Assert.Equal(2L, profile.ShapeTotals.Where(kv => kv.Key.StartsWith("group_norm") && kv.Key.EndsWith(" [2,8,3,5] [8] [8]")).Sum(kv => kv.Value.Launches));
+        Assert.Equal(profile.Totals.Values.Sum(v => v.Launches), profile.ShapeTotals.Values.Sum(v => v.Launches));
+        Assert.Equal(profile.Totals.Values.Sum(v => v.Ms), profile.ShapeTotals.Values.Sum(v => v.Ms), 6);
+        Assert.Contains("add [2,8,3,5] [2,8,3,5]", profile.ShapeReport());
         D.Tape.Reset();
     }
 
@@ -143,6 +149,8 @@ public sealed class TapeTests(DeviceFixture fx)
         Assert.Equal(2L, profile.Totals["group_norm_stats"].Launches + profile.Totals["group_norm"].Launches);
         double total = profile.Totals.Values.Sum(v => v.Ms);
         Assert.True(total > 0 && total <= span, $"{total} ms measured in a span of {span} ms");
+        Assert.Equal((2L, 2L), (profile.ShapeTotals["add [2,8,3,5] [2,8,3,5]"].Count, profile.ShapeTotals["add [2,8,3,5] [2,8,3,5]"].Launches));
+        Assert.Equal(total, profile.ShapeTotals.Values.Sum(v => v.Ms), 6);
         d.Tape.Reset();
     }
 
@@ -163,6 +171,7 @@ public sealed class TapeTests(DeviceFixture fx)
         }
         finally { D.Profiler = null; }
         Assert.Equal((1L, 2L), (profile.Totals["add_grad"].Count, profile.Totals["add_grad"].Launches));
+        Assert.Equal((1L, 2L), (profile.ShapeTotals["add_grad [3] [3]"].Count, profile.ShapeTotals["add_grad [3] [3]"].Launches));   // the forward's shapes
         Assert.Equal([1f, 1f, 1f], a.Grad!.ToArray());
         Assert.Equal([1f, 1f, 1f], b.Grad!.ToArray());
         D.Tape.Reset();

@@ -25,7 +25,8 @@ public static partial class Ops
         }
         if (d.CheckNumerics)
             foreach (var t in inputs) d.AssertFinite(op, t);
-        d.Profiler?.Mark(d, op);   // at the op's start: work before its output is allocated is charged to it too
+        // At the op's start (work before its output is allocated is charged to it too), with its inputs' shapes.
+        d.Profiler?.Mark(d, op, shapes: string.Join(" ", inputs.Select(t => t.ShapeText)));
         return d;
     }
 

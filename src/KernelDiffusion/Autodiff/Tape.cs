@@ -7,7 +7,9 @@ namespace KernelDiffusion.Autodiff;
 /// The tape also owns every op output (temporaries): <see cref="Reset"/> returns them to the pool.</summary>
 public sealed class Tape(ComputeDevice device)
 {
-    sealed record Node(string Op, Tensor Output, Action<Tensor> Backward);
+    /// <summary>A recorded op: its output, its backward, and the shapes its profile mark named (its backward's mark names
+    /// them too).</summary>
+    sealed record Node(string Op, Tensor Output, Action<Tensor> Backward, string? Shapes);
 
     readonly List<Node> nodes = [];
     readonly List<Tensor> temporaries = [];
@@ -37,7 +39,7 @@ public sealed class Tape(ComputeDevice device)
     internal void Record(string op, Tensor output, Action<Tensor> backward)
     {
         output.RequiresGrad = true;
-        nodes.Add(new Node(op, output, backward));
+        nodes.Add(new Node(op, output, backward, device.Profiler?.CurrentShapes));
     }
 
     /// <summary>Back-propagates from a scalar (backward closures run under NoGrad, so they may call any op): gradients accumulate (+=) into every tensor with RequiresGrad that
@@ -88,7 +90,7 @@ public sealed class Tape(ComputeDevice device)
             {
                 var n = nodes[i];
                 if (n.Output.Grad == null) continue;
-                device.Profiler?.Mark(device, n.Op + "_grad");
+                device.Profiler?.Mark(device, n.Op + "_grad", shapes: n.Shapes);
                 n.Backward(n.Output.Grad);
             }
         }

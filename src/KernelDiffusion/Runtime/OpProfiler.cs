@@ -13,37 +13,46 @@ namespace KernelDiffusion.Runtime;
 /// stream marker (a CUDA event) and nothing waits until <see cref="Close"/>: an op's time is the device's, between the
 /// markers around its work, at the step's own pace. Where the device waits for the host, the wait goes to the op marked
 /// before it. Every <paramref name="foldEvery"/> marks the device is waited for once and the intervals so far are
-/// measured and their markers freed, so a long run does not hold a marker per op.</para></summary>
+/// measured and their markers freed, so a long run does not hold a marker per op.</para>
+/// <para>Each mark may name the op's shapes (its inputs' for an op, the forward's for its backward node; a part takes
+/// its op's): <see cref="ShapeTotals"/> and <see cref="ShapeReport"/> split every op by them, to tell which layer of a
+/// model the time goes to.</para></summary>
 public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
 {
-    readonly Dictionary<string, (long Count, double Ms, long Launches)> ops = [];
+    readonly Dictionary<string, (long Count, double Ms, long Launches)> ops = [], byShape = [];
     readonly Stopwatch clock = new();
-    string? current;
+    string? current, currentKey;
     long launchesAtStart;
 
-    /// <summary>Marks on the device's stream not yet measured: (op, marker, launches so far).</summary>
-    readonly List<(string Op, ILGPU.Runtime.ProfilingMarker Marker, long Launches)> marks = [];
+    /// <summary>The shapes the running op was marked with (a part's mark keeps them); a backward node records them.</summary>
+    public string? CurrentShapes { get; private set; }
+
+    /// <summary>Marks on the device's stream not yet measured: (op, op and shapes, marker, launches so far).</summary>
+    readonly List<(string Op, string Key, ILGPU.Runtime.ProfilingMarker Marker, long Launches)> marks = [];
     ComputeDevice? device;
 
     /// <summary>Whether ops are timed between stream markers on the device's clock (see the class), not by the host.</summary>
     public bool StreamMarkers { get; } = streamMarkers;
 
-    /// <summary>Charges what ran since the last mark and starts charging <paramref name="op"/>. A part
-    /// (<paramref name="part"/>) under the name already charged continues that call instead of starting another.</summary>
-    public void Mark(ComputeDevice d, string op, bool part = false)
+    /// <summary>Charges what ran since the last mark and starts charging <paramref name="op"/> (at
+    /// <paramref name="shapes"/>, where given). A part (<paramref name="part"/>) under the name already charged continues
+    /// that call instead of starting another; a part keeps its op's shapes.</summary>
+    public void Mark(ComputeDevice d, string op, bool part = false, string? shapes = null)
     {
         if (part && op == current) return;
+        shapes ??= part ? CurrentShapes : null;
+        string key = shapes == null ? op : $"{op} {shapes}";
         if (StreamMarkers)
         {
             device = d;
-            marks.Add((op, d.Accelerator.DefaultStream.AddProfilingMarker(), Kernels.KernelCache.Launches));
-            current = op;
+            marks.Add((op, key, d.Accelerator.DefaultStream.AddProfilingMarker(), Kernels.KernelCache.Launches));
+            (current, currentKey, CurrentShapes) = (op, key, shapes);
             if (marks.Count >= Math.Max(2, foldEvery)) Fold();
             return;
         }
         d.Synchronize();
         Close();
-        current = op;
+        (current, currentKey, CurrentShapes) = (op, key, shapes);
         launchesAtStart = Kernels.KernelCache.Launches;
         clock.Restart();
     }
@@ -58,7 +67,8 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
         d.Synchronize();
         DropMarks();
         ops.Clear();
-        current = null;
+        byShape.Clear();
+        (current, currentKey, CurrentShapes) = (null, null, null);
         WarmUpLeftOut = true;
     }
 
@@ -75,13 +85,21 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
                 Charge(marks.Count, end, Kernels.KernelCache.Launches);
             }
             DropMarks();
-            current = null;
+            (current, currentKey, CurrentShapes) = (null, null, null);
             return;
         }
         if (current == null) return;
-        var (n, ms, launches) = ops.GetValueOrDefault(current);
-        ops[current] = (n + 1, ms + clock.Elapsed.TotalMilliseconds, launches + Kernels.KernelCache.Launches - launchesAtStart);
-        current = null;
+        Add(current, currentKey!, clock.Elapsed.TotalMilliseconds, Kernels.KernelCache.Launches - launchesAtStart);
+        (current, currentKey, CurrentShapes) = (null, null, null);
+    }
+
+    /// <summary>One call of <paramref name="op"/> (at <paramref name="key"/>: op and shapes) into both tables.</summary>
+    void Add(string op, string key, double ms, long launches)
+    {
+        var (n, total, launched) = ops.GetValueOrDefault(op);
+        ops[op] = (n + 1, total + ms, launched + launches);
+        (n, total, launched) = byShape.GetValueOrDefault(key);
+        byShape[key] = (n + 1, total + ms, launched + launches);
     }
 
     /// <summary>Measures every mark's interval but the last's (the running op's: it has no end yet), which stays.</summary>
@@ -102,8 +120,7 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
         for (int i = 0; i < count; i++)
         {
             var (nextMarker, nextLaunches) = i + 1 < count ? (marks[i + 1].Marker, marks[i + 1].Launches) : (end, launchesAtEnd);
-            var (calls, total, launched) = ops.GetValueOrDefault(marks[i].Op);
-            ops[marks[i].Op] = (calls + 1, total + nextMarker.MeasureFrom(marks[i].Marker).TotalMilliseconds, launched + nextLaunches - marks[i].Launches);
+            Add(marks[i].Op, marks[i].Key, nextMarker.MeasureFrom(marks[i].Marker).TotalMilliseconds, nextLaunches - marks[i].Launches);
         }
     }
 
@@ -116,19 +133,28 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
     /// <summary>Per op name: calls, milliseconds, and the kernel launches and device copies made meanwhile.</summary>
     public IReadOnlyDictionary<string, (long Count, double Ms, long Launches)> Totals => ops;
 
-    public string Report(int top = 20)
+    /// <summary>Per op name and the shapes it was marked with ("op" alone where none were given): the same figures.</summary>
+    public IReadOnlyDictionary<string, (long Count, double Ms, long Launches)> ShapeTotals => byShape;
+
+    /// <summary>The table per op: the <paramref name="top"/> longest, the rest summed in one line, and the total.</summary>
+    public string Report(int top = 20) => Table(ops, "op", 32, top, "ops");
+
+    /// <summary>The table per op and shapes (ShapeTotals), as Report.</summary>
+    public string ShapeReport(int top = 30) => Table(byShape, "op and shapes", 72, top, "rows");
+
+    static string Table(Dictionary<string, (long Count, double Ms, long Launches)> rows, string title, int width, int top, string restName)
     {
-        double total = ops.Values.Sum(v => v.Ms);
-        var sb = new StringBuilder($"{"op",-32} {"calls",8} {"launches",9} {"ms",10} {"share",7}\n");
-        var sorted = ops.OrderByDescending(kv => kv.Value.Ms).ToList();
+        double total = rows.Values.Sum(v => v.Ms);
+        var sb = new StringBuilder($"{title.PadRight(width)} {"calls",8} {"launches",9} {"ms",10} {"share",7}\n");
+        var sorted = rows.OrderByDescending(kv => kv.Value.Ms).ToList();
         foreach (var (name, (n, ms, launches)) in sorted.Take(top))
-            sb.AppendLine($"{name,-32} {n,8} {launches,9} {ms,10:F1} {ms / Math.Max(total, 1e-9),7:P1}");
+            sb.AppendLine($"{name.PadRight(width)} {n,8} {launches,9} {ms,10:F1} {ms / Math.Max(total, 1e-9),7:P1}");
         if (sorted.Count > top)
         {
             var rest = sorted.Skip(top).Select(kv => kv.Value).ToList();
             double restMs = rest.Sum(v => v.Ms);
-            sb.AppendLine($"{$"({rest.Count} more ops)",-32} {rest.Sum(v => v.Count),8} {rest.Sum(v => v.Launches),9} {restMs,10:F1} {restMs / Math.Max(total, 1e-9),7:P1}");
+            sb.AppendLine($"{$"({rest.Count} more {restName})".PadRight(width)} {rest.Sum(v => v.Count),8} {rest.Sum(v => v.Launches),9} {restMs,10:F1} {restMs / Math.Max(total, 1e-9),7:P1}");
         }
-        return sb.Append($"{"total",-32} {ops.Values.Sum(v => v.Count),8} {ops.Values.Sum(v => v.Launches),9} {total,10:F1}").ToString();
+        return sb.Append($"{"total".PadRight(width)} {rows.Values.Sum(v => v.Count),8} {rows.Values.Sum(v => v.Launches),9} {total,10:F1}").ToString();
     }
 }
