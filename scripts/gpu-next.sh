@@ -34,6 +34,6 @@ timeout 90 python3 bench/torch_reference.py --device cuda --only adm64 --out "$R
 stamp "torch adm64 done"
 cat "$R/timeline.txt"; grep -E "^\| (conv3x3|attention|fmnist)" "$R/ratios.md" 2>/dev/null | head -20
 grep -h "default:" "$R"/bench-steps.log "$R"/bench-adm64.log; tail -4 "$R/torch-adm64.log"
-grep -A24 "time and launches" "$R/train-profile.log"
+grep -A30 "time and launches" "$R/train-profile.log"; grep -A32 "per op and shapes" "$R/train-profile.log"
 for f in "$R"/attention.txt "$R"/conv-input-grad.txt; do echo "== $f"
   grep -E "^  [A-Za-z_]+.*\(|Duration|Memory Throughput|Achieved Occupancy|Registers Per|way bank|bytes transmitted" "$f" | head -40; done
