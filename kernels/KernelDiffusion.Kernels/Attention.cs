@@ -830,7 +830,7 @@ public static class Attention
     }
 
     /// <summary>v1 on the CPU accelerator. On GPUs v4 at heads of up to 32 channels and from 1024 positions (32x32) up,
-    /// else v3 where a head fits its shared memory, else v1. On an H100 (bench/results/h100-2026-11-27), forward + backward
+    /// else v3 where a head fits its shared memory, else v2 above 1024 positions (heads too wide for v4), else v1. On an H100 (bench/results/h100-2026-11-27), forward + backward
     /// at fmnist's 32-channel heads: v4 0.29 ms against v3's 0.34 at 7x7, 2.88 against v1's 5.94 at 14x14; at adm64's
     /// 64-channel heads v1 2.15 against v4's 2.78 at 16x16, while adm64's training step with v4 at every resolution took
     /// 591 ms against 622 with v1 (and 49 GB of device memory against 60).</summary>

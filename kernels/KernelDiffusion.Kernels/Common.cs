@@ -47,6 +47,11 @@ public static class Launch
         return side;
     }
 
+    /// <summary>Whether <paramref name="view"/> starts a multiple of <paramref name="bytes"/> into its buffer (buffers
+    /// themselves start aligned), so a kernel may read or write it <paramref name="bytes"/> at a time from there. The
+    /// offset is read through the interface without boxing the view (this runs at every launch that asks).</summary>
+    public static bool Aligned<TView>(TView view, int bytes) where TView : struct, IContiguousArrayView => view.IndexInBytes % bytes == 0;
+
     /// <summary>The largest power-of-two group size up to <paramref name="wanted"/> the accelerator allows.</summary>
     public static int PowerOfTwoGroup(Accelerator acc, int wanted)
     {

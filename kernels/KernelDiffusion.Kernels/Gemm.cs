@@ -176,7 +176,7 @@ public struct Block4Runs : IStagedBlock<Block4Runs>
         return Block4.Fma(c, x.X, x.Y, x.Z, x.W, y.X, y.Y, y.Z, y.W);
     }
 
-    /// <summary>The 16 steps written out, so each offset is a constant (pitch is one in the kernels).</summary>
+    /// <summary>The 16 steps written out, so each offset is a constant (pitch is a constant in the kernels).</summary>
     public readonly Block4Runs AfterStage(ArrayView<Float4> a, ArrayView<Float4> b, int pitch)
     {
         var r = c;
@@ -218,7 +218,7 @@ public struct Block8Runs : IStagedBlock<Block8Runs>
     static Block8 Step(Block8 c, ArrayView<Float4> a, ArrayView<Float4> b, int kk, int pitch)
         => Block8.Step(c, a[kk * pitch], a[kk * pitch + 16], b[kk * pitch], b[kk * pitch + 16]);
 
-    /// <summary>The 8 steps written out, so each offset is a constant (pitch is one in the kernels).</summary>
+    /// <summary>The 8 steps written out, so each offset is a constant (pitch is a constant in the kernels).</summary>
     public readonly Block8Runs AfterStage(ArrayView<Float4> a, ArrayView<Float4> b, int pitch)
     {
         var r = c;
@@ -480,12 +480,12 @@ public static class Gemm
             rows > 2 * quarter ? src[at + 2 * step] : 0f, rows > 3 * quarter ? src[at + 3 * step] : 0f);
     }
 
-    /// <summary>Chunk c into the k-major shared tile ([k][r], k rows <paramref name="pitch"/> floats apart, 0: tile) at
-    /// offset buffer.</summary>
-    static void PutChunk(ArrayView<float> dst, int buffer, Quad v, int kFastest, int c, int tile, int depth = V6K, int pitch = 0)
+    /// <summary>Chunk c into the k-major shared tile ([k][r], k rows <paramref name="pitch"/> floats apart: the tile's
+    /// width, or more where rows are padded) at offset buffer.</summary>
+    static void PutChunk(ArrayView<float> dst, int buffer, Quad v, int kFastest, int c, int tile, int depth, int pitch)
     {
         if (c >= Chunks(tile, depth)) return;   // the threads of a large group past the stage's chunks
-        int slot = buffer + ChunkK(kFastest, c, tile, depth) * (pitch == 0 ? tile : pitch) + ChunkRow(kFastest, c, tile, depth), quarter = tile / 4;
+        int slot = buffer + ChunkK(kFastest, c, tile, depth) * pitch + ChunkRow(kFastest, c, tile, depth), quarter = tile / 4;
         dst[slot] = v.X0;
         dst[slot + quarter] = v.X1;
         dst[slot + 2 * quarter] = v.X2;
@@ -499,8 +499,8 @@ public static class Gemm
     {
         for (int c = first; c < Chunks(tile, V6K); c += threads)
         {
-            PutChunk(at, buffer, LoadChunk(a, aBase, 1 - s.TransA, s.M, s.K, m0, k0, c, tile), 1 - s.TransA, c, tile);
-            PutChunk(bt, buffer, LoadChunk(b, bBase, s.TransB, s.N, s.K, n0, k0, c, tile), s.TransB, c, tile);
+            PutChunk(at, buffer, LoadChunk(a, aBase, 1 - s.TransA, s.M, s.K, m0, k0, c, tile), 1 - s.TransA, c, tile, V6K, tile);
+            PutChunk(bt, buffer, LoadChunk(b, bBase, s.TransB, s.N, s.K, n0, k0, c, tile), s.TransB, c, tile, V6K, tile);
         }
     }
 
@@ -533,8 +533,8 @@ public static class Gemm
                 for (int kk = 0; kk < V6K; kk++) acc = acc.After(at, bt, cur + kk * tile, ty, tx, tdim);
                 if (kNext < s.K)
                 {
-                    PutChunk(at, next, pa, kA, t, tile);
-                    PutChunk(bt, next, pb, kB, t, tile);
+                    PutChunk(at, next, pa, kA, t, tile, V6K, tile);
+                    PutChunk(bt, next, pb, kB, t, tile, V6K, tile);
                     StageChunks(a, b, s, aBase, bBase, at, bt, next, m0, n0, kNext, tile, t + threads, threads);
                 }
                 Group.Barrier();
@@ -588,7 +588,6 @@ public static class Gemm
         const int Buffer = V6K * V6Rows * MaxTile / 4 + 16;
         var at = SharedMemory.Allocate<Float4>(2 * Buffer);   // [k][m], k-major
         var bt = SharedMemory.Allocate<Float4>(2 * Buffer);   // [k][n]
-        ArrayView<Float4> cv = c.Cast<Float4>();
         ArrayView<float> atf = at.Cast<float>(), btf = bt.Cast<float>();
         int tile = default(TBlock).Rows * UnrolledSide, depth = default(TBlock).StageK, t = Group.IdxX;
         int ahead = default(TBlock).StagesAhead, pitch = tile / 4 + pad;
@@ -622,7 +621,7 @@ public static class Gemm
                 Group.Barrier();
                 (pa, pb) = (na, nb);
             }
-            if (vectorC != 0) StoreRuns(cv, c, s, bi, m0, n0, acc, ty, tx);
+            if (vectorC != 0) StoreRuns(c, s, bi, m0, n0, acc, ty, tx);
             else StoreBlock(c, s, bi, m0, n0, acc, ty, tx, UnrolledSide);
         }
     }
@@ -630,13 +629,14 @@ public static class Gemm
     /// <summary>Whether v14 and v15 may store C 16 bytes at a time: every run of 4 columns starts 16-byte aligned (the view
     /// at a multiple of 4 floats into its buffer, N and the batch strides multiples of 4), and C is not read (Beta 0).</summary>
     public static bool VectorC(ArrayView<float> c, GemmShape s)
-        => ((IContiguousArrayView)c).IndexInBytes % 16 == 0 && s.N % 4 == 0 && s.StrideC % 4 == 0 && s.OuterC % 4 == 0 && s.Beta == 0;
+        => Launch.Aligned(c, 16) && s.N % 4 == 0 && s.StrideC % 4 == 0 && s.OuterC % 4 == 0 && s.Beta == 0;
 
-    /// <summary>A runs block (rows and columns in runs of 4) into C, each run of 4 columns inside C as one Float4 store
-    /// (<paramref name="cv"/>, C as Float4s), the rest as StoreBlock.</summary>
-    static void StoreRuns<TBlock>(ArrayView<Float4> cv, ArrayView<float> c, GemmShape s, int bi, int m0, int n0, TBlock acc, int ty, int tx)
+    /// <summary>A runs block (rows and columns in runs of 4) into C, each run of 4 columns inside C as one Float4 store,
+    /// the rest as StoreBlock.</summary>
+    static void StoreRuns<TBlock>(ArrayView<float> c, GemmShape s, int bi, int m0, int n0, TBlock acc, int ty, int tx)
         where TBlock : struct, IRegisterBlock<TBlock>
     {
+        var cv = c.Cast<Float4>();
         for (int i = 0; i < acc.Rows; i++)
         {
             int row = m0 + acc.Offset(i, ty, UnrolledSide);

@@ -210,7 +210,7 @@ public static class Winograd
     /// time, a warp's stores of 4 x 4 tiles used 6.8 of every 32 bytes they moved (Nsight Compute, an H100,
     /// bench/results/h100-2026-11-27/3-ncu), and the forward's output transform ran at 1.55 TB/s.</summary>
     public static bool OutputRuns(ArrayView<float> y, int width, int outTile)
-        => width % outTile == 0 && ((IContiguousArrayView)y).IndexInBytes % (4 * outTile) == 0;
+        => width % outTile == 0 && Launch.Aligned(y, 4 * outTile);
 
     static void InputTransform(Accelerator acc, string name, ArrayView<float> src, ArrayView<float> v, WinogradShape s, int channels)
     {

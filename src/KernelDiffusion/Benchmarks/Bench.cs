@@ -152,7 +152,7 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
             .ToDictionary(x => x.Key, x => x.Count);
         long launches = LastLaunchesByKernel.Values.Sum();
         LastHostMs = null;
-        if (!Launch.IsCpu(d.Accelerator) && MarkersWork()) return (ColdCacheMedian(run, once, least), launches);
+        if (ColdCache) return (ColdCacheMedian(run, once, least), launches);
         int inner = Math.Clamp((int)(1.0 / once), 1, 200);
         // A run slower than the whole budget (a CPU-minded version on a GPU: seconds) is timed once more, not MinReps times.
         int reps = once > BudgetMs ? 1 : Math.Clamp((int)(BudgetMs / (once * inner)), least, 100);
@@ -168,19 +168,22 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
         return (times[reps / 2], launches);
     }
 
-    bool? markersWork;
+    bool saidHostLoop;
 
-    /// <summary>Whether the device's stream takes profiling markers (else the host-timed loop is used, and said).</summary>
-    bool MarkersWork()
+    /// <summary>Whether runs are timed one by one with a cleared cache, between stream markers (ComputeDevice.TimesOnDevice);
+    /// a GPU that takes no markers is timed by the host loop, and said once.</summary>
+    public bool ColdCache
     {
-        if (markersWork is { } known) return known;
-        markersWork = d.TakesStreamMarkers;
-        if (!markersWork.Value) Console.Error.WriteLine($"bench: {d.Info.Id} takes no profiling markers: timing with a host loop, warm cache");
-        return markersWork.Value;
+        get
+        {
+            if (!d.TimesOnDevice && !Launch.IsCpu(d.Accelerator) && !saidHostLoop)
+            {
+                Console.Error.WriteLine($"bench: {d.Info.Id} takes no profiling markers: timing with a host loop, warm cache");
+                saidHostLoop = true;
+            }
+            return d.TimesOnDevice;
+        }
     }
-
-    /// <summary>Whether runs are timed one by one with a cleared cache (between stream markers).</summary>
-    public bool ColdCache => !Launch.IsCpu(d.Accelerator) && MarkersWork();
 
     double ColdCacheMedian(Action run, double once, int least)
     {

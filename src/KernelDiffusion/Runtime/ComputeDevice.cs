@@ -211,9 +211,13 @@ public sealed class ComputeDevice : IDisposable
         catch (Exception e) when (e is NotSupportedException or InvalidOperationException or AcceleratorException) { return false; }
     }
 
-    /// <summary>A profiler for this device: timed between stream markers on a GPU that takes them (no synchronisation
-    /// per op), else by the host with a synchronisation per op (OpProfiler).</summary>
-    public OpProfiler NewProfiler() => new(streamMarkers: !Kernels.Launch.IsCpu(Accelerator) && TakesStreamMarkers);
+    /// <summary>Whether work here is timed on the device's clock, between stream markers: a GPU that takes them. The CPU
+    /// accelerator runs its launches as they are made, so the host's clock times them there.</summary>
+    public bool TimesOnDevice => !Kernels.Launch.IsCpu(Accelerator) && TakesStreamMarkers;
+
+    /// <summary>A profiler for this device: timed between stream markers where TimesOnDevice (no synchronisation per
+    /// op), else by the host with a synchronisation per op (OpProfiler).</summary>
+    public OpProfiler NewProfiler() => new(streamMarkers: TimesOnDevice);
 
     /// <summary>When set, every op checks its inputs for NaN and Inf (one small read-back per input: for debugging).</summary>
     public bool CheckNumerics { get; set; }
@@ -322,12 +326,7 @@ public sealed class ComputeDevice : IDisposable
         }
     }
 
-    public void Synchronize()
-    {
-        long start = System.Diagnostics.Stopwatch.GetTimestamp();
-        Accelerator.Synchronize();
-        Waited(start);
-    }
+    public void Synchronize() => Wait(Accelerator.Synchronize);
 
     /// <summary>Milliseconds the host has spent waiting for this device (synchronising, and reading results back, which
     /// waits for the work before it) since the device was opened. kd bench subtracts it from a step's host time to tell
@@ -337,9 +336,12 @@ public sealed class ComputeDevice : IDisposable
     /// <summary>How many times the host has waited for this device (WaitMs's count).</summary>
     public long Waits { get; private set; }
 
-    /// <summary>Adds the time since <paramref name="start"/> (a Stopwatch timestamp) to WaitMs.</summary>
-    internal void Waited(long start)
+    /// <summary>Runs <paramref name="wait"/> (a synchronisation, or a read-back and its synchronisation) and adds its time
+    /// to WaitMs: every wait of the host for this device goes through here.</summary>
+    internal void Wait(Action wait)
     {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        wait();
         WaitMs += System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         Waits++;
     }
@@ -408,10 +410,11 @@ public sealed class ComputeDevice : IDisposable
         counter ??= Accelerator.Allocate1D<int>(1);
         Reduce.CountNonFinite(Accelerator, t.View, counter.View, t.Length);
         var bad = new int[1];
-        long start = System.Diagnostics.Stopwatch.GetTimestamp();
-        counter.View.CopyToCPU(Accelerator.DefaultStream, bad);
-        Accelerator.DefaultStream.Synchronize();
-        Waited(start);
+        Wait(() =>
+        {
+            counter.View.CopyToCPU(Accelerator.DefaultStream, bad);
+            Accelerator.DefaultStream.Synchronize();
+        });
         if (bad[0] > 0)
             throw new KdException($"{op}: tensor '{t.Name}' {t.ShapeText} contains NaN or Inf ({bad[0]} of {t.Length} values)");
     }

@@ -204,10 +204,11 @@ public sealed class Tensor : IDisposable
     public float[] ToArray()
     {
         var r = new float[Length];
-        long start = System.Diagnostics.Stopwatch.GetTimestamp();
-        View.CopyToCPU(Device.Accelerator.DefaultStream, r);
-        Device.Accelerator.DefaultStream.Synchronize();
-        Device.Waited(start);
+        Device.Wait(() =>
+        {
+            View.CopyToCPU(Device.Accelerator.DefaultStream, r);
+            Device.Accelerator.DefaultStream.Synchronize();
+        });
         return r;
     }
 
