@@ -384,23 +384,25 @@ def kernel_case(c, dev):
         b = rnd(*lead, c["n"], c["k"]).transpose(-1, -2) if c.get("trans_b") else rnd(*lead, c["k"], c["n"])
         return (lambda: a @ b), None
     if op == "conv3x3":
-        cin, bk = c["x"][1], c["backward"]
-        x, w, bias = rnd(*c["x"], grad=bk), rnd(c["cout"], cin, 3, 3, grad=bk), rnd(c["cout"], grad=bk)
+        cin, bk, r = c["x"][1], c["backward"], c.get("r", 3)   # r: the kernel's side (1 or 3), padded to keep the size
+        x, w, bias = rnd(*c["x"], grad=bk), rnd(c["cout"], cin, r, r, grad=bk), rnd(c["cout"], grad=bk)
         if not bk:
-            return (lambda: F.conv2d(x, w, bias, padding=1)), None
+            return (lambda: F.conv2d(x, w, bias, padding=r // 2)), None
         gout = rnd(c["x"][0], c["cout"], *c["x"][2:])
 
         def fb():
             clear([x, w, bias])
-            F.conv2d(x, w, bias, padding=1).backward(gout)
+            F.conv2d(x, w, bias, padding=r // 2).backward(gout)
         return fb, None
-    if op == "conv3x3_pass":  # one backward pass alone, as cuDNN's backward-data / backward-filter kernels
-        cin = c["x"][1]
-        x, w = rnd(*c["x"]), rnd(c["cout"], cin, 3, 3)
+    if op == "conv3x3_pass":  # one pass alone, as cuDNN's forward / backward-data / backward-filter kernels
+        cin, r = c["x"][1], c.get("r", 3)
+        x, w = rnd(*c["x"]), rnd(c["cout"], cin, r, r)
         gout = rnd(c["x"][0], c["cout"], *c["x"][2:])
+        if c["pass"] == "forward":
+            return (lambda: F.conv2d(x, w, padding=r // 2)), None
         if c["pass"] == "input_grad":
-            return (lambda: torch.nn.grad.conv2d_input(x.shape, w, gout, padding=1)), None
-        return (lambda: torch.nn.grad.conv2d_weight(x, w.shape, gout, padding=1)), None
+            return (lambda: torch.nn.grad.conv2d_input(x.shape, w, gout, padding=r // 2)), None
+        return (lambda: torch.nn.grad.conv2d_weight(x, w.shape, gout, padding=r // 2)), None
     if op == "attention":
         shape, bk = (c["batch"], c["heads"], c["tokens"], c["head_dim"]), c["backward"]
         q, k, v = rnd(*shape, grad=bk), rnd(*shape, grad=bk), rnd(*shape, grad=bk)

@@ -532,9 +532,15 @@ public static class Conv2d
         return splits > 1 ? (long)splits * g.Cout * g.Cin * g.R * g.R : 0;
     }
 
+    /// <summary>The most slices a weight gradient splits k into: two work items per multiprocessor of the largest GPUs
+    /// at one tile.</summary>
+    public const int MaxSplits = 512;
+
     /// <summary>How many slices of k the weight gradient of v5 and later takes on this accelerator: enough work items for
-    /// two per multiprocessor, each slice at least 512 long; 1 on the CPU accelerator (its two cores are already busy).
-    /// v5-v8, v11 and v15 have 64 x 64 tiles on GPUs, v9, v10 and v14 128 x 128 (so more slices).</summary>
+    /// two per multiprocessor, each slice at least 512 long, up to MaxSplits; 1 on the CPU accelerator (its two cores are
+    /// already busy). v5-v8, v11 and v15 have 64 x 64 tiles on GPUs, v9, v10 and v14 128 x 128 (so more slices). The cap
+    /// was 32 until the H100's training profile (bench/results/h100-2026-11-27b) showed the 1x1 convolutions' weight
+    /// gradients (one or two tiles, k = N H W = 200704) taking 2.1 ms each in 32 groups on 132 multiprocessors.</summary>
     public static int WeightGradSplits(Accelerator acc, ConvGeometry g, ConvVersion version = ConvVersion.V5RegisterTiles)
     {
         if (Launch.IsCpu(acc)) return 1;
@@ -543,7 +549,7 @@ public static class Conv2d
         int tile = Math.Max(BlockRows, RegisterBlockRows(version)) * tdim;
         long tiles = (long)((m + tile - 1) / tile) * ((n + tile - 1) / tile);
         long wanted = (2L * acc.NumMultiprocessors + tiles - 1) / tiles;
-        return (int)Math.Clamp(Math.Min(wanted, kk / 512), 1, 32);
+        return (int)Math.Clamp(Math.Min(wanted, kk / 512), 1, MaxSplits);
     }
 
     // ---- v3: one plane per thread, for the CPU accelerator ----
@@ -1014,9 +1020,16 @@ public static class Conv2d
     /// and GEMM v9 against 71 s with v4 and GEMM v3; v4 itself runs 1.7-5x v3's rate per pass. On an H100
     /// (bench/results/h100-2026-11-26b): v13 with pipelined GEMMs ran 2.8-5.9x v14 in every conv case (a forward pass
     /// 0.33-0.46 ms at the reference shapes); v14 was the fastest direct version in 6 of the 10, v11 in the other 4 by
-    /// 12-26%.</summary>
-    public static ConvVersion Choose(Accelerator acc, ConvGeometry g)
-        => Winograd.Covers(g, 4) ? ConvVersion.V13Winograd4 : Launch.IsCpu(acc) ? ConvVersion.V4Blocked : ConvVersion.V14Pipelined;
+    /// 12-26%. Where a pass's output has 64 rows or columns or fewer (the fmnist UNet's 1x1 convolutions to 64 channels,
+    /// forward and weight gradient), v15: v14's 128 x 128 tiles would compute half of theirs for nothing (GEMM's v15 rule,
+    /// not yet measured for convolutions).</summary>
+    public static ConvVersion Choose(Accelerator acc, ConvGeometry g, ConvPass pass = ConvPass.Forward)
+    {
+        if (Winograd.Covers(g, 4)) return ConvVersion.V13Winograd4;
+        if (Launch.IsCpu(acc)) return ConvVersion.V4Blocked;
+        var (m, n, _) = Dims(g, pass);
+        return Math.Min(m, n) <= 64 ? ConvVersion.V15Pipelined4 : ConvVersion.V14Pipelined;
+    }
 
     /// <summary>Whether a version computes this geometry itself: v12 and v13 hand what Winograd does not cover (1x1,
     /// stride 2) to the default, so tuning skips them there.</summary>
@@ -1027,14 +1040,14 @@ public static class Conv2d
 
     /// <summary>Runs one pass. Unused views (dy for forward, x for input grad, bias without one) may be any view.</summary>
     /// <remarks>v5's weight gradient splits k into S slices when <paramref name="scratch"/> holds S * Cout * Cin*R*R floats
-    /// (S up to 32; WeightGradSplits says how many suit the accelerator). v12 and v13 want ScratchLength floats in every pass, and
+    /// (S up to MaxSplits; WeightGradSplits says how many suit the accelerator). v12 and v13 want ScratchLength floats in every pass, and
     /// run their GEMMs through <paramref name="gemm"/> (default: Gemm.Run at GEMM's default version).</remarks>
     public static void Run(Accelerator acc, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
         ArrayView<float> bias, bool hasBias, ArrayView<float> o, ConvVersion? version = null, ArrayView<float> scratch = default,
         GemmRunner? gemm = null)
     {
         var (m, n, kk) = Dims(g, pass);
-        var v = version ?? Choose(acc, g);
+        var v = version ?? Choose(acc, g, pass);
         if (WinogradTile(v) is > 0 and var side)
         {
             if (Winograd.Covers(g, side))
@@ -1042,7 +1055,7 @@ public static class Conv2d
                 Winograd.Run(acc, pass, g, x, w, dy, bias, hasBias, o, scratch, Winograd.Slices(acc, g, side), side, gemm);
                 return;
             }
-            v = Choose(acc, g);
+            v = Choose(acc, g, pass);
         }
         if (v == ConvVersion.V3Planes)
         {
@@ -1112,7 +1125,7 @@ public static class Conv2d
 
     /// <summary>The weight gradient splits k into as many slices as the caller's scratch holds (see WeightGradSplits).</summary>
     static int SplitsIn(ArrayView<float> scratch, ConvPass pass, int m, int n)
-        => pass == ConvPass.WeightGrad && scratch.IsValid ? (int)Math.Clamp(scratch.Length / ((long)m * n), 1, 32) : 1;
+        => pass == ConvPass.WeightGrad && scratch.IsValid ? (int)Math.Clamp(scratch.Length / ((long)m * n), 1, MaxSplits) : 1;
 
     static void SumSplits(Accelerator acc, ArrayView<float> scratch, ArrayView<float> o, int splits, int m, int n)
     {

@@ -71,8 +71,8 @@ public sealed class BenchCases
         ["group_norm"] = ["x:x", "groups:i", "silu:b?", "scale_shift:b?", "backward:b?"],
         ["adamw"] = ["n:i"],
         ["gemm"] = ["m:i", "n:i", "k:i", "batch:i?", "shared_a:b?", "trans_a:b?", "trans_b:b?"],
-        ["conv3x3"] = ["x:x", "cout:i", "backward:b?"],
-        ["conv3x3_pass"] = ["pass:s", "x:x", "cout:i"],
+        ["conv3x3"] = ["x:x", "cout:i", "backward:b?", "r:i?"],
+        ["conv3x3_pass"] = ["pass:s", "x:x", "cout:i", "r:i?"],
         ["attention"] = ["batch:i", "heads:i", "head_dim:i", "tokens:i", "backward:b?"],
         ["sum"] = ["x:x", "to:x"],
     };
@@ -110,6 +110,8 @@ public sealed class BenchCases
             if (!ok(v))
                 throw new KdException($"bench: '{path}': case '{name}' ({op}) needs \"{key}\": {want}" + (v == null ? ", and has none" : $", not {v.ToJsonString()}"));
         }
+        if (op.StartsWith("conv3x3") && c["r"] is JsonNode r && (int)r is not (1 or 3))
+            throw new KdException($"bench: '{path}': case '{name}' ({op}) needs \"r\": 1 or 3 (the kernel's side), not {r.ToJsonString()}");
         if (op == "conv3x3_pass" && (string)c["pass"]! is not ("forward" or "input_grad" or "weight_grad"))
             throw new KdException($"bench: '{path}': case '{name}' (conv3x3_pass) needs \"pass\": forward, input_grad or weight_grad, not '{(string)c["pass"]!}'");
     }

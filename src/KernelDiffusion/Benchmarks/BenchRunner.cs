@@ -50,6 +50,8 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
     static int[] Shape(JsonObject c, string key) => c[key]!.AsArray().Select(v => (int)v!).ToArray();
     static int Int(JsonObject c, string key) => (int)c[key]!;
     static bool Flag(JsonObject c, string key) => c[key] is JsonNode n && (bool)n;
+    /// <summary>A convolution case's kernel side ("r": 1 or 3, padded to keep the size; 3 where absent).</summary>
+    static int Side(JsonObject c) => c["r"] is JsonNode n ? (int)n : 3;
 
     BenchResult Measure(string name, string version, bool isDefault, KernelCost cost, Action run, bool step = false)
     {
@@ -193,10 +195,11 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 var s = Shape(c, "x");
                 int cout = Int(c, "cout");
                 bool back = Flag(c, "backward");
+                int side = Side(c);
                 var x = R(s, back);
-                var (w, b) = (R([cout, s[1], 3, 3], back), R([cout], back));
+                var (w, b) = (R([cout, s[1], side, side], back), R([cout], back));
                 var g = back ? R([s[0], cout, s[2], s[3]], false) : null;
-                var geo = ConvGeometry.Create(s[0], s[1], s[2], s[3], cout, 3, 1, 1);
+                var geo = ConvGeometry.Create(s[0], s[1], s[2], s[3], cout, side, 1, side / 2);
                 var cost = Conv2d.Cost(geo, ConvPass.Forward) + (back ? Conv2d.Cost(geo, ConvPass.InputGrad) + Conv2d.Cost(geo, ConvPass.WeightGrad) : default);
                 foreach (var r in Forced(name, Conv2d.Choose(acc, geo), (v, ver) => v.Conv = ver, cost, () =>
                 {
@@ -212,16 +215,17 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 var s = Shape(c, "x");
                 int cout = Int(c, "cout");
                 var pass = (string)c["pass"]! switch { "forward" => ConvPass.Forward, "input_grad" => ConvPass.InputGrad, _ => ConvPass.WeightGrad };
+                int side = Side(c);
                 var x = R(s, false);
-                var w = R([cout, s[1], 3, 3], false);
+                var w = R([cout, s[1], side, side], false);
                 var dy = R([s[0], cout, s[2], s[3]], false);
-                var o = R(pass switch { ConvPass.Forward => [s[0], cout, s[2], s[3]], ConvPass.InputGrad => s, _ => [cout, s[1], 3, 3] }, false);
-                var geo = ConvGeometry.Create(s[0], s[1], s[2], s[3], cout, 3, 1, 1);
+                var o = R(pass switch { ConvPass.Forward => [s[0], cout, s[2], s[3]], ConvPass.InputGrad => s, _ => [cout, s[1], side, side] }, false);
+                var geo = ConvGeometry.Create(s[0], s[1], s[2], s[3], cout, side, 1, side / 2);
                 // The weight gradient of v5 and later splits k as the autodiff op does (each version its own slices); v12's
                 // GEMMs run as the op's do (KD_KERNELS gemm=vN or gemm=auto).
                 long room = Enum.GetValues<ConvVersion>().Max(v => Conv2d.ScratchLength(acc, geo, pass, v));
                 var scratch = room > 0 ? R([(int)room], false).View : default;
-                foreach (var r in Versions(name, Conv2d.Choose(acc, geo), Conv2d.Cost(geo, pass),
+                foreach (var r in Versions(name, Conv2d.Choose(acc, geo, pass), Conv2d.Cost(geo, pass),
                              (ConvVersion v) => Conv2d.Run(acc, pass, geo, x.View, w.View, dy.View, w.View, false, o.View, v,
                                  Conv2d.ScratchLength(acc, geo, pass, v) is > 0 and var mine ? scratch.SubView(0, mine) : default,
                                  Ops.GemmAsMatMul(d)),
