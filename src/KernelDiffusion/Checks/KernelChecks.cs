@@ -219,8 +219,8 @@ public static partial class KernelChecks
         // The weight gradient split in 3 slices (a GPU's form): the register-tiled versions split k (K = 2*9*10 = 180 is not
         // a multiple of the slices), Winograd its 2*5*5 = 50 tiles of 2x2 or 2*3*3 = 18 of 4x4 (the last slice of 50 is padded).
         var split = ConvGeometry.Create(2, 5, 9, 10, 7, 3, 1, 1);
-        Case SplitWeightGrad(string kernel, long scratchFloats, Action<ComputeDevice, Tensor, Tensor, Tensor, Tensor, Tensor> run)
-            => new(kernel, "x[2,5,9,10] w[7,5,3,3] s1, 3 slices", (d, rng) =>
+        Case SplitWeightGrad(string kernel, long scratchFloats, Action<ComputeDevice, Tensor, Tensor, Tensor, Tensor, Tensor> run, int slices = 3)
+            => new(kernel, $"x[2,5,9,10] w[7,5,3,3] s1, {slices} slices", (d, rng) =>
             {
                 int[] xs = [2, 5, 9, 10], ws = [7, 5, 3, 3], ys = [2, 7, 9, 10];
                 var (x, wt, dy) = (Randn(rng, Count(xs)), Randn(rng, Count(ws)), Randn(rng, Count(ys)));
@@ -233,8 +233,14 @@ public static partial class KernelChecks
                 return (RelError(dw.ToArray(), Conv2d.Reference.Backward(x, wt, dy, split).Dw), Fwd, "");
             });
         foreach (var version in Enum.GetValues<ConvVersion>().Where(v => Conv2d.RegisterBlockRows(v) > 0))
+        {
             list.Add(SplitWeightGrad($"conv2d.v{(int)version}.weight_grad_split_k", 3 * 7 * 5 * 9, (d, x, w, dy, dw, scratch)
                 => Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, split, x.View, w.View, dy.View, w.View, false, dw.View, version, scratch.View)));
+            // 40 slices of 180: each a whole stage of 8, so 23 cover k and 17 are empty (a GPU's 1x1 weight gradients split
+            // in up to MaxSplits): an empty slice must write zeros, not leave its scratch as it was.
+            list.Add(SplitWeightGrad($"conv2d.v{(int)version}.weight_grad_split_k_empty_slices", 40 * 7 * 5 * 9, (d, x, w, dy, dw, scratch)
+                => Conv2d.Run(d.Accelerator, ConvPass.WeightGrad, split, x.View, w.View, dy.View, w.View, false, dw.View, version, scratch.View), 40));
+        }
         foreach (var version in Enum.GetValues<ConvVersion>().Where(v => Conv2d.WinogradTile(v) > 0))
         {
             int side = Conv2d.WinogradTile(version);
@@ -301,13 +307,18 @@ public static partial class KernelChecks
             // The backward runs with the version the forward chose: force it for the whole check.
             list.Add(Forced(v => v.Attention = AttentionVersion.V1Gemm, Backward(name + ".v1", [[2, 24, 7]], op, reference)));
             list.Add(Forced(v => v.Attention = AttentionVersion.V2Streaming, Backward(name + ".v2", [[2, 24, 7]], op, reference)));
-            list.Add(Forward(name + ".v4", [[2, 24, 7]], With(v => v.Attention = AttentionVersion.V4Tiled, op), reference));
-            list.Add(Forced(v => v.Attention = AttentionVersion.V4Tiled, Backward(name + ".v4", [[2, 24, 7]], op, reference)));
-            // v4 at ragged tiles: 6 channels (padded to whole column chunks), 13 positions (two query tiles on the CPU).
+            // v4 and v5 (its layout of runs), also at ragged tiles: 6 channels (padded to whole column chunks), 13 positions
+            // (two query tiles on the CPU).
             var ragged = a with { C = 18, T = 13, Heads = 3 };
             Func<Tensor[], Tensor> op3 = t => Ops.Attention(t[0], 3, newOrder);
             Func<double[][], double[]> reference3 = v => Attention.Reference.Forward(v[0], ragged);
-            list.Add(Forced(v => v.Attention = AttentionVersion.V4Tiled, Backward(name + ".ragged.v4", [[2, 54, 13]], op3, reference3)));
+            foreach (var tiled in new[] { AttentionVersion.V4Tiled, AttentionVersion.V5TiledRuns })
+            {
+                string tag = $".v{(int)tiled}";
+                list.Add(Forward(name + tag, [[2, 24, 7]], With(v => v.Attention = tiled, op), reference));
+                list.Add(Forced(v => v.Attention = tiled, Backward(name + tag, [[2, 24, 7]], op, reference)));
+                list.Add(Forced(v => v.Attention = tiled, Backward(name + ".ragged" + tag, [[2, 54, 13]], op3, reference3)));
+            }
             // One head (the classifier's attention pool): samples are then the GEMMs' only batch level.
             var one = a with { N = 3, C = 4, T = 5, Heads = 1 };
             Func<Tensor[], Tensor> op1 = t => Ops.Attention(t[0], 1, newOrder);
@@ -317,15 +328,17 @@ public static partial class KernelChecks
             list.Add(Forced(v => v.Attention = AttentionVersion.V2Streaming, Backward(name + ".one_head.v2", [[3, 12, 5]], op1, reference1)));
             list.Add(Forced(v => v.Attention = AttentionVersion.V3SharedHead, Backward(name + ".one_head.v3", [[3, 12, 5]], op1, reference1)));
             list.Add(Forced(v => v.Attention = AttentionVersion.V4Tiled, Backward(name + ".one_head.v4", [[3, 12, 5]], op1, reference1)));
+            list.Add(Forced(v => v.Attention = AttentionVersion.V5TiledRuns, Backward(name + ".one_head.v5", [[3, 12, 5]], op1, reference1)));
         }
 
-        // v4 at the reference models' head widths (32 channels: fmnist_unet; 64: adm64), past one 64-row tile: on CUDA their
-        // 16 x 8 tiles take more than 48 KB of shared memory (SharedMemoryLimit). Too many inputs for finite differences:
+        // v4 and v5 at the reference models' head widths (32 channels: fmnist_unet; 64: adm64), past one 64-row tile: on CUDA
+        // their 16 x 8 tiles take more than 48 KB of shared memory (SharedMemoryLimit). Too many inputs for finite differences:
         // the gradient against the analytic float64 one (Attention.Reference.Backward, which a test holds to finite differences).
         foreach (int ch in new[] { 32, 64 })
+        foreach (var tiled in new[] { AttentionVersion.V4Tiled, AttentionVersion.V5TiledRuns })
         {
             var wide = new AttentionShape { N = 1, C = 2 * ch, T = 70, Heads = 2, NewOrder = 1 };
-            list.Add(Forced(v => v.Attention = AttentionVersion.V4Tiled, new Case($"attention.wide_heads{ch}.v4.forward_backward",
+            list.Add(Forced(v => v.Attention = tiled, new Case($"attention.wide_heads{ch}.v{(int)tiled}.forward_backward",
                 $"[1,{3 * wide.C},{wide.T}] {ch}-channel heads", (d, r) =>
                 {
                     var (x, w) = (Randn(r, 3 * wide.C * wide.T), Randn(r, wide.C * wide.T));
