@@ -28,7 +28,7 @@ public struct AttentionShape
     public readonly int Out(int b, int c, int pos) => ((b / Heads) * C + (b % Heads) * Ch + c) * T + pos;
 }
 
-public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4Tiled = 4, V5TiledRuns = 5 }
+public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4Tiled = 4, V5TiledRuns = 5, V6TiledScores = 6, V7TiledScoresDk = 7 }
 
 /// <summary>v2, streaming: one thread per query row keeps a running max, sum and output (online softmax), so the
 /// T x T weights never exist; the backward recomputes them from the saved log-sum-exp: dQ by query row, dK and dV
@@ -43,7 +43,11 @@ public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4
 /// register block per thread over shared tiles; keeps the log-sum-exp as v2 does.
 /// v5, tiled runs: v4 with each thread's 4 rows and 4 columns of a block consecutive (4 t .. 4 t + 3, not TY or TX
 /// apart), so every product reads its operands 16 bytes at a time (LDS.128: 2 shared loads per 16 multiply-adds, v4's 8);
-/// the products over keys (or queries) read a second, transposed copy of K (or Q and dA) to do so.</summary>
+/// the products over keys (or queries) read a second, transposed copy of K (or Q and dA) to do so.
+/// v6, tiled scores: v4's forward; in the backward v4's key side also stores dS [N*H, T, T], and dQ = alpha K dS^T is
+/// one batched GEMM (v1's), so the backward computes 5 products where v4's computes 7 (its query side recomputes S and
+/// dP); still deterministic (no atomics), for T^2 floats per head of scratch.
+/// v7: v6 with dK = alpha Q dS also one batched GEMM, so the key side's tiles compute S, dP and dV only.</summary>
 public static class Attention
 {
     /// <summary>Element offset of q (0), k (1) or v (2) of head 0 of sample 0, and the stride between heads.</summary>
@@ -79,15 +83,32 @@ public static class Attention
         ArrayView<float> dp, ArrayView<float> dqkv, GemmRunner? gemm = null)
     {
         gemm ??= Gemm.At(acc);
-        var (q, hs) = Part(s, 0);
-        var (k, _) = Part(s, 1);
+        var (_, hs) = Part(s, 0);
         var (v, _) = Part(s, 2);
         int qkvOuter = 3 * s.C * s.T, tt = s.T * s.T, ptOuter = s.Heads * tt, chT = s.Ch * s.T, cT = s.C * s.T;
         gemm(da, At(qkv, v), dp, Shape(s, s.T, s.T, s.Ch, true, false, chT, cT, hs, qkvOuter, tt, ptOuter, 1));
         gemm(da, p, At(dqkv, v), Shape(s, s.Ch, s.T, s.T, false, false, chT, cT, tt, ptOuter, hs, qkvOuter, 1));
         Softmax.Backward(acc, p, dp, dp, s.Batch * s.T, s.T, log: false);
-        gemm(At(qkv, k), dp, At(dqkv, q), Shape(s, s.Ch, s.T, s.T, false, true, hs, qkvOuter, tt, ptOuter, hs, qkvOuter, s.Alpha));
-        gemm(At(qkv, q), dp, At(dqkv, k), Shape(s, s.Ch, s.T, s.T, false, false, hs, qkvOuter, tt, ptOuter, hs, qkvOuter, s.Alpha));
+        DqFromScores(s, qkv, dp, dqkv, gemm);
+        DkFromScores(s, qkv, dp, dqkv, gemm);
+    }
+
+    /// <summary>dQ = alpha K dS^T per head (v1's, v6's and v7's backward), dS [N*H, T, T] query-major.</summary>
+    static void DqFromScores(AttentionShape s, ArrayView<float> qkv, ArrayView<float> ds, ArrayView<float> dqkv, GemmRunner gemm)
+    {
+        var (q, hs) = Part(s, 0);
+        var (k, _) = Part(s, 1);
+        int qkvOuter = 3 * s.C * s.T, tt = s.T * s.T;
+        gemm(At(qkv, k), ds, At(dqkv, q), Shape(s, s.Ch, s.T, s.T, false, true, hs, qkvOuter, tt, s.Heads * tt, hs, qkvOuter, s.Alpha));
+    }
+
+    /// <summary>dK = alpha Q dS per head (v1's and v7's backward), dS [N*H, T, T] query-major.</summary>
+    static void DkFromScores(AttentionShape s, ArrayView<float> qkv, ArrayView<float> ds, ArrayView<float> dqkv, GemmRunner gemm)
+    {
+        var (q, hs) = Part(s, 0);
+        var (k, _) = Part(s, 1);
+        int qkvOuter = 3 * s.C * s.T, tt = s.T * s.T;
+        gemm(At(qkv, q), ds, At(dqkv, k), Shape(s, s.Ch, s.T, s.T, false, false, hs, qkvOuter, tt, s.Heads * tt, hs, qkvOuter, s.Alpha));
     }
 
     // ---- v2: streaming ----
@@ -766,22 +787,35 @@ public static class Attention
     [LaunchBounds(128, 4)]   // at 5 groups (96 registers) ptxas spills 28 B here; the other two do not
     static void TiledKeyValueGradKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
         ArrayView<float> dqkv, AttentionShape s, AttentionTiles f)
-        => KeyValueGradTiles(qkv, da, lse, delta, dqkv, s, f);
+        => KeyValueGradTiles(qkv, da, lse, delta, dqkv, s, f, dqkv, false);
 
     /// <summary>The key side at 16 x 8, the shape fixed at compile time (Tiles16x8).</summary>
     [LaunchBounds(128, 4)]
     static void TiledKeyValueGrad16x8Kernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
         ArrayView<float> dqkv, AttentionShape s)
-        => KeyValueGradTiles(qkv, da, lse, delta, dqkv, s, default(Tiles16x8));
+        => KeyValueGradTiles(qkv, da, lse, delta, dqkv, s, default(Tiles16x8), dqkv, false);
 
     /// <summary>v5's key side at 16 x 8 (Tiles16x8Runs).</summary>
     [LaunchBounds(128, 4)]
     static void TiledKeyValueGrad16x8RunsKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
         ArrayView<float> dqkv, AttentionShape s)
-        => KeyValueGradTiles(qkv, da, lse, delta, dqkv, s, default(Tiles16x8Runs));
+        => KeyValueGradTiles(qkv, da, lse, delta, dqkv, s, default(Tiles16x8Runs), dqkv, false);
+
+    /// <summary>v6's and v7's key side: v4's, also storing dS [N*H, T, T] (scores) for the GEMMs that make dQ (and dK
+    /// where <paramref name="keyGrad"/> is 0: v7).</summary>
+    [LaunchBounds(128, 4)]
+    static void TiledKeyValueScoresKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
+        ArrayView<float> dqkv, ArrayView<float> scores, int keyGrad, AttentionShape s, AttentionTiles f)
+        => KeyValueGradTiles(qkv, da, lse, delta, dqkv, s, f, scores, true, keyGrad != 0);
+
+    /// <summary>v6's and v7's key side at 16 x 8 (Tiles16x8).</summary>
+    [LaunchBounds(128, 4)]
+    static void TiledKeyValueScores16x8Kernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
+        ArrayView<float> dqkv, ArrayView<float> scores, int keyGrad, AttentionShape s)
+        => KeyValueGradTiles(qkv, da, lse, delta, dqkv, s, default(Tiles16x8), scores, true, keyGrad != 0);
 
     static void KeyValueGradTiles<TT>(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
-        ArrayView<float> dqkv, AttentionShape s, TT f) where TT : struct, ITileShape
+        ArrayView<float> dqkv, AttentionShape s, TT f, ArrayView<float> scores, bool storeScores, bool keyGrad = true) where TT : struct, ITileShape
     {
         var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();   // 16-byte aligned for v5's Float4 reads
         int bk = 4 * f.TY, bq = 4 * f.TX, cp = PaddedChannels(s.Ch, bq), ty = Group.IdxX / f.TX, tx = Group.IdxX - ty * f.TX, pad = Pad(f);
@@ -809,13 +843,17 @@ public static class Attention
                 LoadRowTerms(lse, delta, sh, ls, dl, s, b, t0, bq);
                 Group.Barrier();
                 ScoreGradTile(sh, f, ty, tx, sc, dp, k, v, bk, q, g, bq + pad, s.Ch, true, ls, dl, t0, u0, s.T, alpha);
+                if (storeScores)   // v6: dS[t, u] from the query-major tile, a key per thread within a query (coalesced)
+                    for (var e = new TileWalk(bk); e.Row < bq; e.Next())
+                        if (t0 + e.Row < s.T && u0 + e.Col < s.T)
+                            scores[(b * s.T + t0 + e.Row) * s.T + u0 + e.Col] = sh[dp + e.Row * (bk + pad) + e.Col];
                 float keep = t0 == 0 ? 0f : 1f;
                 int byRows = f.Runs ? cp + pad : bq + pad;
                 AccumulateChannels(sh, f, ty, tx, sc, bk + pad, f.Runs ? gt : g, byRows, bq, dv, cp, keep, keep, keep, keep);
-                AccumulateChannels(sh, f, ty, tx, dp, bk + pad, f.Runs ? qt : q, byRows, bq, dk, cp, keep, keep, keep, keep);
+                if (keyGrad) AccumulateChannels(sh, f, ty, tx, dp, bk + pad, f.Runs ? qt : q, byRows, bq, dk, cp, keep, keep, keep, keep);
                 Group.Barrier();
             }
-            StoreTile(sh, dk, cp + pad, dqkv, s, b, 1, u0, bk, alpha);
+            if (keyGrad) StoreTile(sh, dk, cp + pad, dqkv, s, b, 1, u0, bk, alpha);
             StoreTile(sh, dv, cp + pad, dqkv, s, b, 2, u0, bk, 1f);
             Group.Barrier();
         }
@@ -881,6 +919,35 @@ public static class Attention
             KernelCache.Get(acc, $"attention.{v}.key_value_grad", x => LoadGrad(x, TiledKeyValueGradKernel))(TiledLaunch(acc, s, fk, 2), qkv, da, lse, delta, dqkv, s, fk);
     }
 
+    /// <summary>v6 backward: dqkv from da, the forward's a and lse (v4's forward), in three launches and a GEMM: delta =
+    /// rowsum(da a); v4's key side (dK, dV), storing dS [N*H, T, T] in <paramref name="scores"/>; dQ = alpha K dS^T as v1's
+    /// backward makes it, through <paramref name="gemm"/> (default: Gemm.Run at GEMM's default version).</summary>
+    /// <remarks>v7 (<paramref name="keyGradByGemm"/>): dK = alpha Q dS by GEMM too, not in the key side's tiles.</remarks>
+    public static void TiledScoresBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
+        ArrayView<float> da, ArrayView<float> delta, ArrayView<float> scores, ArrayView<float> dqkv, int? limitBytes = null, GemmRunner? gemm = null,
+        bool keyGradByGemm = false)
+    {
+        var fk = RequireTiles(acc, s, 2, limitBytes, runs: false);
+        int keyGrad = keyGradByGemm ? 0 : 1;
+        string v = keyGradByGemm ? "v7" : "v6";
+        RowDeltas(acc, s, a, da, delta);
+        if (Is16x8(fk))
+            KernelCache.Get(acc, $"attention.{v}.key_value_grad16x8", x =>
+            {
+                Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AttentionShape> k = TiledKeyValueScores16x8Kernel;
+                return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
+            })(TiledLaunch(acc, s, fk, 2), qkv, da, lse, delta, dqkv, scores, keyGrad, s);
+        else
+            KernelCache.Get(acc, $"attention.{v}.key_value_grad", x =>
+            {
+                Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AttentionShape, AttentionTiles> k = TiledKeyValueScoresKernel;
+                return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
+            })(TiledLaunch(acc, s, fk, 2), qkv, da, lse, delta, dqkv, scores, keyGrad, s, fk);
+        gemm ??= Gemm.At(acc);
+        DqFromScores(s, qkv, scores, dqkv, gemm);
+        if (keyGradByGemm) DkFromScores(s, qkv, scores, dqkv, gemm);
+    }
+
     static Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, AttentionTiles> LoadGrad(
         Accelerator acc, Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, AttentionTiles> kernel)
         => Raised(acc, acc.LoadStreamKernel(kernel, LaunchBoundsAttribute.Of(kernel, acc.MaxNumThreadsPerGroup)), kernel);
@@ -902,18 +969,20 @@ public static class Attention
         AttentionVersion.V3SharedHead => FitsV3(s),
         AttentionVersion.V4Tiled => FitsV4(s),
         AttentionVersion.V5TiledRuns => FitsV4(s, runs: true),
+        AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk => FitsV4(s),
         _ => true,
     };
 
-    /// <summary>Whether attention=auto tries a version here: on the CPU accelerator not v2, v4 and v5, where forward +
+    /// <summary>Whether attention=auto tries a version here: on the CPU accelerator not v2 and v4-v7, where forward +
     /// backward at fmnist's 14x14 (batch 4) took 6.5x and 12x v1's time (barriers are OS-thread barriers there), except at
     /// shapes small enough (under 2^16 multiply-adds per product) that a trial costs nothing.</summary>
     public static bool Tunable(Accelerator acc, AttentionShape s, AttentionVersion v)
         => !Launch.IsCpu(acc) || !SavesLogSumExp(v) || (long)s.Batch * s.T * s.T * s.Ch < 1 << 16;
 
-    /// <summary>Whether a version's forward keeps the log-sum-exp [N*H, T] for its backward (v2, v4, v5), not the weights
+    /// <summary>Whether a version's forward keeps the log-sum-exp [N*H, T] for its backward (v2, v4-v7), not the weights
     /// P [N*H, T, T] (v1, v3).</summary>
-    public static bool SavesLogSumExp(AttentionVersion v) => v is AttentionVersion.V2Streaming or AttentionVersion.V4Tiled or AttentionVersion.V5TiledRuns;
+    public static bool SavesLogSumExp(AttentionVersion v) => v is AttentionVersion.V2Streaming or AttentionVersion.V4Tiled or AttentionVersion.V5TiledRuns
+        or AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk;
 
     static void RequireV3(AttentionShape s)
     {
@@ -945,11 +1014,13 @@ public static class Attention
     /// else v3 where a head fits its shared memory, else v2 above 1024 positions (heads too wide for v4), else v1. On an H100 (bench/results/h100-2026-11-27), forward + backward
     /// at fmnist's 32-channel heads: v4 0.29 ms against v3's 0.34 at 7x7, 2.88 against v1's 5.94 at 14x14; at adm64's
     /// 64-channel heads v1 2.15 against v4's 2.78 at 16x16, while adm64's training step with v4 at every resolution took
-    /// 591 ms against 622 with v1 (and 49 GB of device memory against 60). v5 where v4 was chosen: the same schedule with
-    /// a quarter of the products' shared loads (predicted 1.5-2x v4 at 14x14; not yet measured).</summary>
+    /// 591 ms against 622 with v1 (and 49 GB of device memory against 60). Not v5: a quarter of v4's shared loads in its
+    /// products, yet slower at all five cases (bench/results/h100-2026-11-27b, call 2: 3.16 ms against 2.89 at 14x14, 32.0 against
+    /// 22.6 at adm64's 32x32). v6 where v4 would run: its backward drops v4's query side (1.03 of v4's 3.4 ms at 14x14
+    /// under Nsight Compute) for a GEMM over a stored dS (predicted 0.2-0.3 ms; not yet measured).</summary>
     public static AttentionVersion Choose(Accelerator acc, AttentionShape s)
         => Launch.IsCpu(acc) ? AttentionVersion.V1Gemm
-         : FitsV4(s, runs: true) && (s.Ch <= 32 || s.T >= 1024) ? AttentionVersion.V5TiledRuns
+         : FitsV4(s) && (s.Ch <= 32 || s.T >= 1024) ? AttentionVersion.V6TiledScores
          : FitsV3(s) ? AttentionVersion.V3SharedHead : s.T > 1024 ? AttentionVersion.V2Streaming : AttentionVersion.V1Gemm;
 
     /// <summary>v2 forward: a [N, C, T] and lse [N*H, T].</summary>
@@ -960,7 +1031,7 @@ public static class Attention
         k(Launch.GridStride(acc, (long)s.Batch * s.T * s.T), qkv, a, lse, s);
     }
 
-    /// <summary>delta [N*H, T] = rowsum(da a), the softmax backward's row term, for v2, v4 and v5.</summary>
+    /// <summary>delta [N*H, T] = rowsum(da a), the softmax backward's row term, for v2 and v4-v7.</summary>
     static void RowDeltas(Accelerator acc, AttentionShape s, ArrayView<float> a, ArrayView<float> da, ArrayView<float> delta)
         => KernelCache.Get(acc, "attention.v2.delta", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(StreamDeltaKernel))
             (Launch.GridStride(acc, (long)s.Batch * s.T * s.Ch), a, da, delta, s);

@@ -38,7 +38,7 @@ public struct ConvGeometry
 
 public enum ConvPass { Forward = 0, InputGrad = 1, WeightGrad = 2 }
 
-public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7, V8Hoisted = 8, V9Hoisted8 = 9, V10Vector = 10, V11Vector4 = 11, V12Winograd = 12, V13Winograd4 = 13, V14Pipelined = 14, V15Pipelined4 = 15 }
+public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7, V8Hoisted = 8, V9Hoisted8 = 9, V10Vector = 10, V11Vector4 = 11, V12Winograd = 12, V13Winograd4 = 13, V14Pipelined = 14, V15Pipelined4 = 15, V16Gemm1x1 = 16 }
 
 /// <summary>2-D convolution (any odd square kernel with padding, stride 1 or 2; the UNet uses 3x3 pad 1 and 1x1)
 /// as an implicit GEMM C[M, N] = sum_k A[M, K] B[K, N] whose operands are gathered from the tensors, so one
@@ -509,6 +509,42 @@ public static class Conv2d
         return g.Input(x, row.Hi, col.Hi, row.Mid, row.Lo, col.Mid, col.Lo);
     }
 
+    /// <summary>y[n, c, p] += bias[c] over a [N, channels, plane] array (v16's forward, after its GEMM).</summary>
+    static void AddBiasKernel(ArrayView<float> y, ArrayView<float> bias, int channels, int plane, int count)
+    {
+        int stride = Grid.DimX * Group.DimX;
+        for (int e = Grid.GlobalIndex.X; e < count; e += stride) y[e] += bias[(e / plane) % channels];
+    }
+
+    /// <summary>Whether v16 computes this geometry itself: a 1x1 kernel at stride 1 without padding.</summary>
+    public static bool IsPointwise(ConvGeometry g) => g.R == 1 && g.S == 1 && g.P == 0;
+
+    /// <summary>v16: a 1x1 stride-1 convolution is a GEMM per sample over one shared weight, run as MatMul's GEMMs are
+    /// (<paramref name="gemm"/>): forward Y[n] (Cout x HW) = W (Cout x Cin) X[n] (Cin x HW), then the bias; input
+    /// gradient dX[n] (Cin x HW) = W^T dY[n]. Its weight gradient (a sum over samples) is the direct versions' split-k.</summary>
+    static void RunPointwise(Accelerator acc, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
+        ArrayView<float> bias, bool hasBias, ArrayView<float> o, GemmRunner gemm)
+    {
+        int plane = g.H * g.W;
+        if (pass == ConvPass.InputGrad)
+        {
+            gemm(w, dy, o, new GemmShape
+            {
+                Batch = g.N, M = g.Cin, N = plane, K = g.Cout, TransA = 1, StrideA = 0, StrideB = g.Cout * plane, StrideC = g.Cin * plane, Alpha = 1,
+            });
+            return;
+        }
+        // The bias after the GEMM, not as C with Beta 1: GEMM v14 and v15 store C 16 bytes at a time only where Beta is 0.
+        gemm(w, x, o, new GemmShape
+        {
+            Batch = g.N, M = g.Cout, N = plane, K = g.Cin, StrideA = 0, StrideB = g.Cin * plane, StrideC = g.Cout * plane, Alpha = 1,
+        });
+        if (!hasBias) return;
+        int count = g.N * g.Cout * plane;
+        KernelCache.Get(acc, "conv2d.v16.bias", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(AddBiasKernel))
+            (Launch.GridStride(acc, count), o, bias, g.Cout, plane, count);
+    }
+
     /// <summary>o[e] = sum over s of partial[s, e], s in order (deterministic): the weight gradient's layout is [m, n].</summary>
     static void SplitSumKernel(ArrayView<float> partial, ArrayView<float> o, int splits, int count)
     {
@@ -527,6 +563,8 @@ public static class Conv2d
     {
         if (WinogradTile(version) is > 0 and var tile)   // its transformed operands, every pass
             return Winograd.Covers(g, tile) ? Winograd.ScratchFloats(g, pass, Winograd.Slices(acc, g, tile), tile) : 0;
+        if (version == ConvVersion.V16Gemm1x1)   // its weight gradient is the direct default's; elsewhere the default runs
+            return IsPointwise(g) ? (pass == ConvPass.WeightGrad ? ScratchLength(acc, g, pass, DirectDefault(acc)) : 0) : ScratchLength(acc, g, pass, Choose(acc, g));
         if (version < ConvVersion.V5RegisterTiles || pass != ConvPass.WeightGrad) return 0;   // v5 and every later version split
         int splits = WeightGradSplits(acc, g, version);
         return splits > 1 ? (long)splits * g.Cout * g.Cin * g.R * g.R : 0;
@@ -539,7 +577,7 @@ public static class Conv2d
     /// <summary>How many slices of k the weight gradient of v5 and later takes on this accelerator: enough work items for
     /// two per multiprocessor, each slice at least 512 long, up to MaxSplits; 1 on the CPU accelerator (its two cores are
     /// already busy). v5-v8, v11 and v15 have 64 x 64 tiles on GPUs, v9, v10 and v14 128 x 128 (so more slices). The cap
-    /// was 32 until the H100's training profile (bench/results/h100-2026-11-27b) showed the 1x1 convolutions' weight
+    /// was 32 until the H100's training profile (bench/results/h100-2026-11-27b, call 1) showed the 1x1 convolutions' weight
     /// gradients (one or two tiles, k = N H W = 200704) taking 2.1 ms each in 32 groups on 132 multiprocessors.</summary>
     public static int WeightGradSplits(Accelerator acc, ConvGeometry g, ConvVersion version = ConvVersion.V5RegisterTiles)
     {
@@ -1020,20 +1058,22 @@ public static class Conv2d
     /// and GEMM v9 against 71 s with v4 and GEMM v3; v4 itself runs 1.7-5x v3's rate per pass. On an H100
     /// (bench/results/h100-2026-11-26b): v13 with pipelined GEMMs ran 2.8-5.9x v14 in every conv case (a forward pass
     /// 0.33-0.46 ms at the reference shapes); v14 was the fastest direct version in 6 of the 10, v11 in the other 4 by
-    /// 12-26%. Where a pass's output has 64 rows or columns or fewer (the fmnist UNet's 1x1 convolutions to 64 channels,
-    /// forward and weight gradient), v15: v14's 128 x 128 tiles would compute half of theirs for nothing (GEMM's v15 rule,
-    /// not yet measured for convolutions).</summary>
-    public static ConvVersion Choose(Accelerator acc, ConvGeometry g, ConvPass pass = ConvPass.Forward)
-    {
-        if (Winograd.Covers(g, 4)) return ConvVersion.V13Winograd4;
-        if (Launch.IsCpu(acc)) return ConvVersion.V4Blocked;
-        var (m, n, _) = Dims(g, pass);
-        return Math.Min(m, n) <= 64 ? ConvVersion.V15Pipelined4 : ConvVersion.V14Pipelined;
-    }
+    /// 12-26%. At fmnist's 1x1 convolutions (bench/results/h100-2026-11-27b, call 2) v14 was the fastest fp32 version in 3 of 5
+    /// cases, 2% behind v15 in a fourth, and 18% behind v11 in the forward to 64 channels; v15, though its 64 x 64
+    /// tiles waste nothing there, took 0.98-1.88x v14's time.
+    /// v16 (GEMMs) at 1x1 stride-1 convolutions on GPUs, where the direct versions took 1.9-3.6x cuDNN's time in the
+    /// forward and input gradient (same run; v16 not yet measured).</summary>
+    public static ConvVersion Choose(Accelerator acc, ConvGeometry g)
+        => Winograd.Covers(g, 4) ? ConvVersion.V13Winograd4 : Launch.IsCpu(acc) ? ConvVersion.V4Blocked
+         : IsPointwise(g) ? ConvVersion.V16Gemm1x1 : ConvVersion.V14Pipelined;
+
+    /// <summary>The direct (implicit-GEMM) default: what runs where Winograd and v16 do not apply.</summary>
+    static ConvVersion DirectDefault(Accelerator acc) => Launch.IsCpu(acc) ? ConvVersion.V4Blocked : ConvVersion.V14Pipelined;
 
     /// <summary>Whether a version computes this geometry itself: v12 and v13 hand what Winograd does not cover (1x1,
-    /// stride 2) to the default, so tuning skips them there.</summary>
-    public static bool Covers(ConvGeometry g, ConvVersion v) => WinogradTile(v) is not (> 0 and var tile) || Winograd.Covers(g, tile);
+    /// stride 2) to the default, v16 what is not 1x1 at stride 1, so tuning skips them there.</summary>
+    public static bool Covers(ConvGeometry g, ConvVersion v)
+        => v == ConvVersion.V16Gemm1x1 ? IsPointwise(g) : WinogradTile(v) is not (> 0 and var tile) || Winograd.Covers(g, tile);
 
     /// <summary>The side of a Winograd version's output tiles (v12: 2, v13: 4), 0 for the others.</summary>
     public static int WinogradTile(ConvVersion v) => v switch { ConvVersion.V12Winograd => 2, ConvVersion.V13Winograd4 => 4, _ => 0 };
@@ -1047,7 +1087,7 @@ public static class Conv2d
         GemmRunner? gemm = null)
     {
         var (m, n, kk) = Dims(g, pass);
-        var v = version ?? Choose(acc, g, pass);
+        var v = version ?? Choose(acc, g);
         if (WinogradTile(v) is > 0 and var side)
         {
             if (Winograd.Covers(g, side))
@@ -1055,7 +1095,21 @@ public static class Conv2d
                 Winograd.Run(acc, pass, g, x, w, dy, bias, hasBias, o, scratch, Winograd.Slices(acc, g, side), side, gemm);
                 return;
             }
-            v = Choose(acc, g, pass);
+            v = Choose(acc, g);
+        }
+        if (v == ConvVersion.V16Gemm1x1)
+        {
+            if (IsPointwise(g) && pass != ConvPass.WeightGrad)
+            {
+                RunPointwise(acc, pass, g, x, w, dy, bias, hasBias, o, gemm ?? Gemm.At(acc));
+                return;
+            }
+            v = IsPointwise(g) ? DirectDefault(acc) : Choose(acc, g);
+            if (WinogradTile(v) > 0)
+            {
+                Run(acc, pass, g, x, w, dy, bias, hasBias, o, v, scratch, gemm);
+                return;
+            }
         }
         if (v == ConvVersion.V3Planes)
         {

@@ -60,7 +60,7 @@ public static partial class Ops
                 scratch[v] = room = d.Temporary([(int)length], "conv2d_scratch");   // not Output: the profiler counts it as conv2d
             Kernels.Conv2d.Run(acc, pass, g, x, w, dy, bias, hasBias, o, v, room?.View ?? default, GemmAsMatMul(d));
         }
-        d.RunVersion("conv", d.Versions.Conv, Kernels.Conv2d.Choose(acc, g, pass),
+        d.RunVersion("conv", d.Versions.Conv, Kernels.Conv2d.Choose(acc, g),
             () => $"{pass.ToString().ToLowerInvariant()} N{g.N} C{g.Cin}->{g.Cout} {g.H}x{g.W} r{g.R} s{g.S} p{g.P}",
             () => Enum.GetValues<ConvVersion>().Where(v => Kernels.Conv2d.Tunable(acc, v) && Kernels.Conv2d.Covers(g, v)), Run, o);
         // Back to the pool now, not at the tape's reset: Winograd's is 4.5-8 times the activations (the stream orders its reuse).

@@ -225,7 +225,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 // GEMMs run as the op's do (KD_KERNELS gemm=vN or gemm=auto).
                 long room = Enum.GetValues<ConvVersion>().Max(v => Conv2d.ScratchLength(acc, geo, pass, v));
                 var scratch = room > 0 ? R([(int)room], false).View : default;
-                foreach (var r in Versions(name, Conv2d.Choose(acc, geo, pass), Conv2d.Cost(geo, pass),
+                foreach (var r in Versions(name, Conv2d.Choose(acc, geo), Conv2d.Cost(geo, pass),
                              (ConvVersion v) => Conv2d.Run(acc, pass, geo, x.View, w.View, dy.View, w.View, false, o.View, v,
                                  Conv2d.ScratchLength(acc, geo, pass, v) is > 0 and var mine ? scratch.SubView(0, mine) : default,
                                  Ops.GemmAsMatMul(d)),
