@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The sixth H100 run (2026-11-27): the steps at the defaults that followed the fifth (attention v4 again where v5 had
-# been made the default; conv v14 at the 1x1 convolutions; weight gradients split up to 512 ways), beside PyTorch in the
-# same call, under 3 minutes: the fmnist steps, adm64's training step, and the training profile.
+# The fourth H100 run's third call (2026-11-27): the steps at the defaults that followed its second (attention v4 again
+# where v5 had been made the default; conv v14 at the 1x1 convolutions; weight gradients split up to 512 ways), beside
+# PyTorch in the same call, under 3 minutes: the fmnist steps, adm64's training step, and the training profile.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
 # There: run with carry [".device"] and timeout_s 240:  bash scripts/gpu-final.sh "$OUT"
 set -u

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The fifth H100 run (2026-11-27, after bench/results/h100-2026-11-27b showed the 1x1 convolutions' weight gradients at
-# 2.1 ms each and attention at 14x14 at 11 ms of the fmnist step), under 5 minutes: kd check on CUDA (attention v5's
-# first GPU run); attention v4 against v5 (and v1, v3) at every attention case; the 1x1 convolution cases at the direct
-# versions (v15 now their default where a side is 64, and their weight gradients split up to 512 ways); the fmnist steps
-# at the new defaults and, as a control, the training step with attention v4; PyTorch beside them; Nsight Compute on v5
-# at 14x14; the training profile; adm64's training step beside PyTorch's.
+# The fourth H100 run's second call (2026-11-27, after its first, bench/results/h100-2026-11-27b/1-next, showed the 1x1
+# convolutions' weight gradients at 2.1 ms each and attention at 14x14 at 11 ms of the fmnist step), under 5 minutes: kd
+# check on CUDA (attention v5's first GPU run); attention v4 against v5 (and v1, v3) at every attention case; the 1x1
+# convolution cases at the direct versions (v15 now their default where a side is 64, and their weight gradients split
+# up to 512 ways); the fmnist steps at the new defaults and, as a control, the training step with attention v4; PyTorch
+# beside them; Nsight Compute on v5 at 14x14; the training profile; adm64's training step beside PyTorch's.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
 # There: run with carry [".device"] and timeout_s 330:  bash scripts/gpu-v5.sh "$OUT"
 set -u

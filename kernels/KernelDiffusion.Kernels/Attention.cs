@@ -1016,8 +1016,9 @@ public static class Attention
     /// 64-channel heads v1 2.15 against v4's 2.78 at 16x16, while adm64's training step with v4 at every resolution took
     /// 591 ms against 622 with v1 (and 49 GB of device memory against 60). Not v5: a quarter of v4's shared loads in its
     /// products, yet slower at all five cases (bench/results/h100-2026-11-27b, call 2: 3.16 ms against 2.89 at 14x14, 32.0 against
-    /// 22.6 at adm64's 32x32). v6 where v4 would run: its backward drops v4's query side (1.03 of v4's 3.4 ms at 14x14
-    /// under Nsight Compute) for a GEMM over a stored dS (predicted 0.2-0.3 ms; not yet measured).</summary>
+    /// 22.6 at adm64's 32x32). v6 where v4 would run: its backward drops v4's query side for a GEMM over a stored dS
+    /// (call 4 of that run: 2.42 ms against v4's 2.88 at 14x14, 15.9 against 22.6 at adm64's 32x32; the fmnist training
+    /// step 84.5 ms with v6, 87.6 with v4, 85.4 with v7, which also makes dK by GEMM).</summary>
     public static AttentionVersion Choose(Accelerator acc, AttentionShape s)
         => Launch.IsCpu(acc) ? AttentionVersion.V1Gemm
          : FitsV4(s) && (s.Ch <= 32 || s.T >= 1024) ? AttentionVersion.V6TiledScores

@@ -1062,7 +1062,8 @@ public static class Conv2d
     /// cases, 2% behind v15 in a fourth, and 18% behind v11 in the forward to 64 channels; v15, though its 64 x 64
     /// tiles waste nothing there, took 0.98-1.88x v14's time.
     /// v16 (GEMMs) at 1x1 stride-1 convolutions on GPUs, where the direct versions took 1.9-3.6x cuDNN's time in the
-    /// forward and input gradient (same run; v16 not yet measured).</summary>
+    /// forward and input gradient: v16 0.156 ms against v14's 0.497 in the forward to 64 channels at fmnist's 28x28, 0.169
+    /// against 0.389 in its input gradient (bench/results/h100-2026-11-27b, call 4; its weight gradient is v14's).</summary>
     public static ConvVersion Choose(Accelerator acc, ConvGeometry g)
         => Winograd.Covers(g, 4) ? ConvVersion.V13Winograd4 : Launch.IsCpu(acc) ? ConvVersion.V4Blocked
          : IsPointwise(g) ? ConvVersion.V16Gemm1x1 : ConvVersion.V14Pipelined;
