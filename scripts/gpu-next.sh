@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# The next lent-GPU run (written 2026-11-27 after the third H100 run), under 8 minutes: kd check on CUDA (the first GPU
-# run of Winograd's output transforms storing whole tile rows); the conv3x3 cases at the defaults beside PyTorch (the
-# input gradient at fmnist's 28x28 is the conv case still above 1.5); Nsight Compute on attention v4 forward + backward
-# at fmnist's 14x14 (2.9 ms against a predicted 0.9-1.4: why) and on the Winograd input gradient there (the output
-# transform's stores); the training profile at the defaults; the fmnist steps beside PyTorch; the adm64 steps beside
-# PyTorch's (90 s).
+# The next lent-GPU run (written 2026-11-27 after the fourth H100 run), under 4 minutes: kd check on CUDA (conv v17's
+# first GPU run); conv v14, v16 and v17 at the fmnist 1x1 cases beside PyTorch; the fmnist steps at the defaults and the
+# training step with conv=v17 (v17 covers only 1x1 convolutions; the others run their defaults); Nsight Compute on
+# attention v6's backward at fmnist's 14x14 (the key side, which now holds most of its time, and the dQ GEMM); the
+# training profile; adm64's training step beside PyTorch's. Predictions: bench/NOTES.md, "The next GPU run".
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
-# There: run with carry [".device"] and timeout_s 480:  bash scripts/gpu-next.sh "$OUT"
+# There: run with carry [".device"] and timeout_s 300:  bash scripts/gpu-next.sh "$OUT"
 set -u
 out=${1:?usage: gpu-next.sh OUTDIR}
 R=/tmp/kd-next; tarball=next-results.tgz
@@ -14,26 +13,26 @@ R=/tmp/kd-next; tarball=next-results.tgz
 K="bash .device/run KernelDiffusion.Cli"
 bash scripts/fixture-data.sh /tmp/fx
 check_cuda 45
-timeout 30 $K bench --device cuda --default-only --no-steps --kernels conv3x3 attention.forward_backward.fmnist --budget-ms 60 \
-  --out "$R/bench-kernels" > "$R/bench-kernels.log" 2>&1
-stamp "conv and attention cases done"
+timeout 60 $K bench --device cuda --no-steps --kernels conv1x1. attention.forward_backward.fmnist --budget-ms 40 \
+  --skip-versions attention=v2 attention=v3 attention=v5 conv=v1 conv=v2 conv=v3 conv=v4 conv=v5 conv=v6 conv=v7 conv=v8 \
+  conv=v9 conv=v10 conv=v11 conv=v12 conv=v13 conv=v15 --out "$R/bench-kernels" > "$R/bench-kernels.log" 2>&1
+stamp "conv1x1 and fmnist attention versions done"
 timeout 30 $K bench --device cuda --default-only --no-kernels --kernels fmnist --budget-ms 100 --out "$R/bench-steps" > "$R/bench-steps.log" 2>&1
+KD_KERNELS=conv=v17 timeout 30 $K bench --device cuda --default-only --no-kernels --kernels fmnist_unet.train_step --budget-ms 100 \
+  --out "$R/bench-steps-v17" > "$R/bench-steps-v17.log" 2>&1
 stamp "fmnist steps done"
-timeout 60 python3 bench/torch_reference.py --device cuda --only conv3x3,attention.forward_backward.fmnist,fmnist_unet.,fmnist_classifier. \
+timeout 60 python3 bench/torch_reference.py --device cuda --only conv1x1.,attention.forward_backward.fmnist,fmnist_unet.,fmnist_classifier. \
   --out "$R/torch.json" > "$R/torch.log" 2>&1
 join_ratios "$R/bench-kernels/bench.json"; stamp "torch done"
-ncu_case attention 'Tiled|StreamDelta' 4 attention.forward_backward.fmnist_14x14
-ncu_case conv-input-grad 'F43Kernel|V15Kernel' 4 conv3x3.input_grad.fmnist_N256_C64_28x28
+ncu_case attention-v6 'ScoresKernel|Scores16x8|StreamDelta|V1[45]Kernel' 4 attention.forward_backward.fmnist_14x14
 rm -rf /tmp/tr; timeout 45 $K train --config configs/fmnist_unet.json --data idx:/tmp/fx --steps 6 \
   --batch 256 --profile --out /tmp/tr --device cuda > "$R/train-profile.log" 2>&1
 stamp "training profile done"
-timeout 45 $K bench --device cuda --default-only --no-kernels --kernels adm64 --budget-ms 100 --out "$R/bench-adm64" \
+timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step --budget-ms 100 --out "$R/bench-adm64" \
   > "$R/bench-adm64.log" 2>&1
-stamp "adm64 steps done"
-timeout 90 python3 bench/torch_reference.py --device cuda --only adm64 --out "$R/torch-adm64.json" > "$R/torch-adm64.log" 2>&1
-stamp "torch adm64 done"
-cat "$R/timeline.txt"; grep -E "^\| (conv3x3|attention|fmnist)" "$R/ratios.md" 2>/dev/null | head -20
-grep -h "default:" "$R"/bench-steps.log "$R"/bench-adm64.log; tail -4 "$R/torch-adm64.log"
-grep -A30 "time and launches" "$R/train-profile.log"; grep -A32 "per op and shapes" "$R/train-profile.log"
-for f in "$R"/attention.txt "$R"/conv-input-grad.txt; do echo "== $f"
-  grep -E "^  [A-Za-z_]+.*\(|Duration|Memory Throughput|Achieved Occupancy|Registers Per|way bank|bytes transmitted" "$f" | head -40; done
+timeout 50 python3 bench/torch_reference.py --device cuda --only adm64_unet.train_step --out "$R/torch-adm64.json" > "$R/torch-adm64.log" 2>&1
+stamp "adm64 step and torch done"
+cat "$R/timeline.txt"; grep -E "^\| (conv1x1|attention|fmnist)" "$R/ratios.md" 2>/dev/null | head -30
+grep -h "default:" "$R"/bench-steps.log "$R"/bench-steps-v17.log "$R"/bench-adm64.log; tail -2 "$R/torch-adm64.log"
+grep -A14 "time and launches" "$R/train-profile.log"; grep -A12 "per op and shapes" "$R/train-profile.log"
+grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Executed Ipc Active|Achieved Occupancy|Registers Per|spends .* cycles" "$R/attention-v6.txt" | head -40

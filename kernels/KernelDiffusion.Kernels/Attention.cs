@@ -89,26 +89,18 @@ public static class Attention
         gemm(da, At(qkv, v), dp, Shape(s, s.T, s.T, s.Ch, true, false, chT, cT, hs, qkvOuter, tt, ptOuter, 1));
         gemm(da, p, At(dqkv, v), Shape(s, s.Ch, s.T, s.T, false, false, chT, cT, tt, ptOuter, hs, qkvOuter, 1));
         Softmax.Backward(acc, p, dp, dp, s.Batch * s.T, s.T, log: false);
-        DqFromScores(s, qkv, dp, dqkv, gemm);
-        DkFromScores(s, qkv, dp, dqkv, gemm);
+        GradFromScores(s, 0, qkv, dp, dqkv, gemm);
+        GradFromScores(s, 1, qkv, dp, dqkv, gemm);
     }
 
-    /// <summary>dQ = alpha K dS^T per head (v1's, v6's and v7's backward), dS [N*H, T, T] query-major.</summary>
-    static void DqFromScores(AttentionShape s, ArrayView<float> qkv, ArrayView<float> ds, ArrayView<float> dqkv, GemmRunner gemm)
+    /// <summary>dQ = alpha K dS^T (part 0) or dK = alpha Q dS (part 1) per head, one batched GEMM (v1's backward; v6's dQ,
+    /// v7's both), from dS [N*H, T, T] query-major.</summary>
+    static void GradFromScores(AttentionShape s, int part, ArrayView<float> qkv, ArrayView<float> ds, ArrayView<float> dqkv, GemmRunner gemm)
     {
-        var (q, hs) = Part(s, 0);
-        var (k, _) = Part(s, 1);
+        var (to, hs) = Part(s, part);
+        var (from, _) = Part(s, 1 - part);
         int qkvOuter = 3 * s.C * s.T, tt = s.T * s.T;
-        gemm(At(qkv, k), ds, At(dqkv, q), Shape(s, s.Ch, s.T, s.T, false, true, hs, qkvOuter, tt, s.Heads * tt, hs, qkvOuter, s.Alpha));
-    }
-
-    /// <summary>dK = alpha Q dS per head (v1's and v7's backward), dS [N*H, T, T] query-major.</summary>
-    static void DkFromScores(AttentionShape s, ArrayView<float> qkv, ArrayView<float> ds, ArrayView<float> dqkv, GemmRunner gemm)
-    {
-        var (q, hs) = Part(s, 0);
-        var (k, _) = Part(s, 1);
-        int qkvOuter = 3 * s.C * s.T, tt = s.T * s.T;
-        gemm(At(qkv, q), ds, At(dqkv, k), Shape(s, s.Ch, s.T, s.T, false, false, hs, qkvOuter, tt, s.Heads * tt, hs, qkvOuter, s.Alpha));
+        gemm(At(qkv, from), ds, At(dqkv, to), Shape(s, s.Ch, s.T, s.T, false, part == 0, hs, qkvOuter, tt, s.Heads * tt, hs, qkvOuter, s.Alpha));
     }
 
     // ---- v2: streaming ----
@@ -944,8 +936,8 @@ public static class Attention
                 return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
             })(TiledLaunch(acc, s, fk, 2), qkv, da, lse, delta, dqkv, scores, keyGrad, s, fk);
         gemm ??= Gemm.At(acc);
-        DqFromScores(s, qkv, scores, dqkv, gemm);
-        if (keyGradByGemm) DkFromScores(s, qkv, scores, dqkv, gemm);
+        GradFromScores(s, 0, qkv, scores, dqkv, gemm);
+        if (keyGradByGemm) GradFromScores(s, 1, qkv, scores, dqkv, gemm);
     }
 
     static Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, AttentionTiles> LoadGrad(

@@ -38,7 +38,7 @@ public struct ConvGeometry
 
 public enum ConvPass { Forward = 0, InputGrad = 1, WeightGrad = 2 }
 
-public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7, V8Hoisted = 8, V9Hoisted8 = 9, V10Vector = 10, V11Vector4 = 11, V12Winograd = 12, V13Winograd4 = 13, V14Pipelined = 14, V15Pipelined4 = 15, V16Gemm1x1 = 16 }
+public enum ConvVersion { V1Direct = 1, V2Tiled = 2, V3Planes = 3, V4Blocked = 4, V5RegisterTiles = 5, V6Tf32 = 6, V7HoistedTf32 = 7, V8Hoisted = 8, V9Hoisted8 = 9, V10Vector = 10, V11Vector4 = 11, V12Winograd = 12, V13Winograd4 = 13, V14Pipelined = 14, V15Pipelined4 = 15, V16Gemm1x1 = 16, V17Gemm1x1Weights = 17 }
 
 /// <summary>2-D convolution (any odd square kernel with padding, stride 1 or 2; the UNet uses 3x3 pad 1 and 1x1)
 /// as an implicit GEMM C[M, N] = sum_k A[M, K] B[K, N] whose operands are gathered from the tensors, so one
@@ -516,16 +516,27 @@ public static class Conv2d
         for (int e = Grid.GlobalIndex.X; e < count; e += stride) y[e] += bias[(e / plane) % channels];
     }
 
-    /// <summary>Whether v16 computes this geometry itself: a 1x1 kernel at stride 1 without padding.</summary>
+    /// <summary>Whether v16 and v17 compute this geometry themselves: a 1x1 kernel at stride 1 without padding.</summary>
     public static bool IsPointwise(ConvGeometry g) => g.R == 1 && g.S == 1 && g.P == 0;
 
     /// <summary>v16: a 1x1 stride-1 convolution is a GEMM per sample over one shared weight, run as MatMul's GEMMs are
     /// (<paramref name="gemm"/>): forward Y[n] (Cout x HW) = W (Cout x Cin) X[n] (Cin x HW), then the bias; input
-    /// gradient dX[n] (Cin x HW) = W^T dY[n]. Its weight gradient (a sum over samples) is the direct versions' split-k.</summary>
+    /// gradient dX[n] (Cin x HW) = W^T dY[n]; v17's weight gradient dW = sum over n of dY[n] X[n]^T, a GEMM per sample into
+    /// <paramref name="scratch"/> [N, Cout, Cin] and their sum in sample order (deterministic; one sample: no scratch).</summary>
     static void RunPointwise(Accelerator acc, ConvPass pass, ConvGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
-        ArrayView<float> bias, bool hasBias, ArrayView<float> o, GemmRunner gemm)
+        ArrayView<float> bias, bool hasBias, ArrayView<float> o, GemmRunner gemm, ArrayView<float> scratch)
     {
         int plane = g.H * g.W;
+        if (pass == ConvPass.WeightGrad)
+        {
+            bool alone = g.N == 1;
+            gemm(dy, x, alone ? o : scratch, new GemmShape
+            {
+                Batch = g.N, M = g.Cout, N = g.Cin, K = plane, TransB = 1, StrideA = g.Cout * plane, StrideB = g.Cin * plane, StrideC = g.Cout * g.Cin, Alpha = 1,
+            });
+            if (!alone) SumSplits(acc, scratch, o, g.N, g.Cout, g.Cin);
+            return;
+        }
         if (pass == ConvPass.InputGrad)
         {
             gemm(w, dy, o, new GemmShape
@@ -565,6 +576,8 @@ public static class Conv2d
             return Winograd.Covers(g, tile) ? Winograd.ScratchFloats(g, pass, Winograd.Slices(acc, g, tile), tile) : 0;
         if (version == ConvVersion.V16Gemm1x1)   // its weight gradient is the direct default's; elsewhere the default runs
             return IsPointwise(g) ? (pass == ConvPass.WeightGrad ? ScratchLength(acc, g, pass, DirectDefault(acc)) : 0) : ScratchLength(acc, g, pass, Choose(acc, g));
+        if (version == ConvVersion.V17Gemm1x1Weights)   // its weight gradient's per-sample products
+            return IsPointwise(g) ? (pass == ConvPass.WeightGrad && g.N > 1 ? (long)g.N * g.Cout * g.Cin : 0) : ScratchLength(acc, g, pass, Choose(acc, g));
         if (version < ConvVersion.V5RegisterTiles || pass != ConvPass.WeightGrad) return 0;   // v5 and every later version split
         int splits = WeightGradSplits(acc, g, version);
         return splits > 1 ? (long)splits * g.Cout * g.Cin * g.R * g.R : 0;
@@ -1072,9 +1085,9 @@ public static class Conv2d
     static ConvVersion DirectDefault(Accelerator acc) => Launch.IsCpu(acc) ? ConvVersion.V4Blocked : ConvVersion.V14Pipelined;
 
     /// <summary>Whether a version computes this geometry itself: v12 and v13 hand what Winograd does not cover (1x1,
-    /// stride 2) to the default, v16 what is not 1x1 at stride 1, so tuning skips them there.</summary>
+    /// stride 2) to the default, v16 and v17 what is not 1x1 at stride 1, so tuning skips them there.</summary>
     public static bool Covers(ConvGeometry g, ConvVersion v)
-        => v == ConvVersion.V16Gemm1x1 ? IsPointwise(g) : WinogradTile(v) is not (> 0 and var tile) || Winograd.Covers(g, tile);
+        => v is ConvVersion.V16Gemm1x1 or ConvVersion.V17Gemm1x1Weights ? IsPointwise(g) : WinogradTile(v) is not (> 0 and var tile) || Winograd.Covers(g, tile);
 
     /// <summary>The side of a Winograd version's output tiles (v12: 2, v13: 4), 0 for the others.</summary>
     public static int WinogradTile(ConvVersion v) => v switch { ConvVersion.V12Winograd => 2, ConvVersion.V13Winograd4 => 4, _ => 0 };
@@ -1098,11 +1111,13 @@ public static class Conv2d
             }
             v = Choose(acc, g);
         }
-        if (v == ConvVersion.V16Gemm1x1)
+        if (v is ConvVersion.V16Gemm1x1 or ConvVersion.V17Gemm1x1Weights)
         {
-            if (IsPointwise(g) && pass != ConvPass.WeightGrad)
+            // v17's weight gradient needs its scratch (ScratchLength); without it, the direct default's runs.
+            bool products = v == ConvVersion.V17Gemm1x1Weights && (g.N == 1 || scratch.IsValid && scratch.Length >= (long)g.N * g.Cout * g.Cin);
+            if (IsPointwise(g) && (pass != ConvPass.WeightGrad || products))
             {
-                RunPointwise(acc, pass, g, x, w, dy, bias, hasBias, o, gemm ?? Gemm.At(acc));
+                RunPointwise(acc, pass, g, x, w, dy, bias, hasBias, o, gemm ?? Gemm.At(acc), scratch);
                 return;
             }
             v = IsPointwise(g) ? DirectDefault(acc) : Choose(acc, g);
