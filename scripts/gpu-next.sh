@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The next lent-GPU run (written 2026-11-27 after the fourth H100 run), under 4 minutes: kd check on CUDA (conv v17's
-# first GPU run); conv v14, v16 and v17 at the fmnist 1x1 cases beside PyTorch; the fmnist steps at the defaults and the
-# training step with conv=v17 (v17 covers only 1x1 convolutions; the others run their defaults); Nsight Compute on
+# first GPU run, and of v7's smaller key side); conv v14, v16 and v17 at the fmnist 1x1 cases and attention v1, v4, v6
+# and v7 at fmnist's attention cases beside PyTorch; the fmnist steps at the defaults, and the training step with
+# conv=v17 (v17 covers only 1x1 convolutions; the others run their defaults) and with attention=v7; Nsight Compute on
 # attention v6's backward at fmnist's 14x14 (the key side, which now holds most of its time, and the dQ GEMM); the
 # training profile; adm64's training step beside PyTorch's. Predictions: bench/NOTES.md, "The next GPU run".
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
@@ -18,8 +19,10 @@ timeout 60 $K bench --device cuda --no-steps --kernels conv1x1. attention.forwar
   conv=v9 conv=v10 conv=v11 conv=v12 conv=v13 conv=v15 --out "$R/bench-kernels" > "$R/bench-kernels.log" 2>&1
 stamp "conv1x1 and fmnist attention versions done"
 timeout 30 $K bench --device cuda --default-only --no-kernels --kernels fmnist --budget-ms 100 --out "$R/bench-steps" > "$R/bench-steps.log" 2>&1
-KD_KERNELS=conv=v17 timeout 30 $K bench --device cuda --default-only --no-kernels --kernels fmnist_unet.train_step --budget-ms 100 \
-  --out "$R/bench-steps-v17" > "$R/bench-steps-v17.log" 2>&1
+for k in conv=v17 attention=v7; do
+  KD_KERNELS=$k timeout 30 $K bench --device cuda --default-only --no-kernels --kernels fmnist_unet.train_step --budget-ms 100 \
+    --out "$R/bench-steps-${k/=/-}" > "$R/bench-steps-${k/=/-}.log" 2>&1
+done
 stamp "fmnist steps done"
 timeout 60 python3 bench/torch_reference.py --device cuda --only conv1x1.,attention.forward_backward.fmnist,fmnist_unet.,fmnist_classifier. \
   --out "$R/torch.json" > "$R/torch.log" 2>&1
@@ -33,6 +36,6 @@ timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_un
 timeout 50 python3 bench/torch_reference.py --device cuda --only adm64_unet.train_step --out "$R/torch-adm64.json" > "$R/torch-adm64.log" 2>&1
 stamp "adm64 step and torch done"
 cat "$R/timeline.txt"; grep -E "^\| (conv1x1|attention|fmnist)" "$R/ratios.md" 2>/dev/null | head -30
-grep -h "default:" "$R"/bench-steps.log "$R"/bench-steps-v17.log "$R"/bench-adm64.log; tail -2 "$R/torch-adm64.log"
+grep -h "default:" "$R"/bench-steps*.log "$R"/bench-adm64.log; tail -2 "$R/torch-adm64.log"
 grep -A14 "time and launches" "$R/train-profile.log"; grep -A12 "per op and shapes" "$R/train-profile.log"
 grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Executed Ipc Active|Achieved Occupancy|Registers Per|spends .* cycles" "$R/attention-v6.txt" | head -40

@@ -398,7 +398,9 @@ public static class Attention
 
     /// <summary>Shared memory, in floats, of v4's and v5's forward (0), query-side backward (1) and key-side backward (2)
     /// per group, each region's rows padded (Pad). v5's forward keeps V key-major where v4 keeps it channel-major (the same
-    /// size at v4's padding); its backward adds the transposed copies: K on the query side, Q and dA on the key side.</summary>
+    /// size at v4's padding); its backward adds the transposed copies: K on the query side, Q and dA on the key side. Pass
+    /// 3: v7's key side, without dK's accumulators (at fmnist's heads 50 KB, 4 groups to a multiprocessor, against 59 KB
+    /// and 3).</summary>
     public static int TiledSharedFloats(AttentionTiles f, int ch, int pass)
     {
         int r = f.Rows, c = f.Cols, cp = f.Padded(ch), pad = Pad(f), copies = f.Runs ? 1 : 0;
@@ -406,7 +408,8 @@ public static class Attention
         {
             0 => cp * r + cp * (c + pad) + (f.Runs ? c * (cp + pad) : cp * (c + pad)) + c * (r + pad) + r * (cp + pad) + 3 * r + 2 * f.TY * f.TX,
             1 => 2 * cp * r + 2 * cp * (c + pad) + copies * c * (cp + pad) + 2 * c * (r + pad) + r * (cp + pad) + 2 * r,
-            _ => 2 * cp * r + 2 * cp * (c + pad) + 2 * copies * c * (cp + pad) + 2 * c * (r + pad) + 2 * r * (cp + pad) + 2 * c,
+            2 => 2 * cp * r + 2 * cp * (c + pad) + 2 * copies * c * (cp + pad) + 2 * c * (r + pad) + 2 * r * (cp + pad) + 2 * c,
+            _ => 2 * cp * r + 2 * cp * (c + pad) + 2 * c * (r + pad) + r * (cp + pad) + 2 * c,
         };
     }
 
@@ -812,10 +815,10 @@ public static class Attention
         var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();   // 16-byte aligned for v5's Float4 reads
         int bk = 4 * f.TY, bq = 4 * f.TX, cp = PaddedChannels(s.Ch, bq), ty = Group.IdxX / f.TX, tx = Group.IdxX - ty * f.TX, pad = Pad(f);
         // K, V [cp][bk]; Q, dA [cp][bq + pad]; v5: Q and dA again as [bq][cp + pad] (B of dK and dV by rows); S^T, dP^T
-        // [bq][bk + pad] (query-major: A of the products over queries); dK, dV [bk][cp + pad]; lse, delta [bq].
+        // [bq][bk + pad] (query-major: A of the products over queries); dK (not in v7), dV [bk][cp + pad]; lse, delta [bq].
         int copy = f.Runs ? bq * (cp + pad) : 0;
         int k = 0, v = cp * bk, q = 2 * cp * bk, g = q + cp * (bq + pad), qt = g + cp * (bq + pad), gt = qt + copy, sc = gt + copy,
-            dp = sc + bq * (bk + pad), dk = dp + bq * (bk + pad), dv = dk + bk * (cp + pad), ls = dv + bk * (cp + pad), dl = ls + bq;
+            dp = sc + bq * (bk + pad), dk = dp + bq * (bk + pad), dv = dk + (keyGrad ? bk * (cp + pad) : 0), ls = dv + bk * (cp + pad), dl = ls + bq;
         float alpha = 1f / XMath.Sqrt(s.Ch);
         int tiles = (s.T + bk - 1) / bk;
         for (int w = Grid.IdxX; w < s.Batch * tiles; w += Grid.DimX)
@@ -919,8 +922,8 @@ public static class Attention
         ArrayView<float> da, ArrayView<float> delta, ArrayView<float> scores, ArrayView<float> dqkv, int? limitBytes = null, GemmRunner? gemm = null,
         bool keyGradByGemm = false)
     {
-        var fk = RequireTiles(acc, s, 2, limitBytes, runs: false);
-        int keyGrad = keyGradByGemm ? 0 : 1;
+        int keyGrad = keyGradByGemm ? 0 : 1, pass = keyGradByGemm ? 3 : 2;   // v7's key side keeps no dK
+        var fk = RequireTiles(acc, s, pass, limitBytes, runs: false);
         string v = keyGradByGemm ? "v7" : "v6";
         RowDeltas(acc, s, a, da, delta);
         if (Is16x8(fk))
@@ -928,13 +931,13 @@ public static class Attention
             {
                 Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AttentionShape> k = TiledKeyValueScores16x8Kernel;
                 return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
-            })(TiledLaunch(acc, s, fk, 2), qkv, da, lse, delta, dqkv, scores, keyGrad, s);
+            })(TiledLaunch(acc, s, fk, pass), qkv, da, lse, delta, dqkv, scores, keyGrad, s);
         else
             KernelCache.Get(acc, $"attention.{v}.key_value_grad", x =>
             {
                 Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AttentionShape, AttentionTiles> k = TiledKeyValueScoresKernel;
                 return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
-            })(TiledLaunch(acc, s, fk, 2), qkv, da, lse, delta, dqkv, scores, keyGrad, s, fk);
+            })(TiledLaunch(acc, s, fk, pass), qkv, da, lse, delta, dqkv, scores, keyGrad, s, fk);
         gemm ??= Gemm.At(acc);
         GradFromScores(s, 0, qkv, scores, dqkv, gemm);
         if (keyGradByGemm) GradFromScores(s, 1, qkv, scores, dqkv, gemm);

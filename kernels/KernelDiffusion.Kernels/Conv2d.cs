@@ -1074,7 +1074,7 @@ public static class Conv2d
     /// 12-26%. At fmnist's 1x1 convolutions (bench/results/h100-2026-11-27b, call 2) v14 was the fastest fp32 version in 3 of 5
     /// cases, 2% behind v15 in a fourth, and 18% behind v11 in the forward to 64 channels; v15, though its 64 x 64
     /// tiles waste nothing there, took 0.98-1.88x v14's time.
-    /// v16 (GEMMs) at 1x1 stride-1 convolutions on GPUs, where the direct versions took 1.9-3.6x cuDNN's time in the
+    /// v16 (GEMMs) at 1x1 stride-1 convolutions on GPUs, where the direct versions took 1.9-4.8x cuDNN's time in the
     /// forward and input gradient: v16 0.156 ms against v14's 0.497 in the forward to 64 channels at fmnist's 28x28, 0.169
     /// against 0.389 in its input gradient (bench/results/h100-2026-11-27b, call 4; its weight gradient is v14's).</summary>
     public static ConvVersion Choose(Accelerator acc, ConvGeometry g)
