@@ -15,7 +15,7 @@ K="bash .device/run KernelDiffusion.Cli"
 bash scripts/fixture-data.sh /tmp/fx
 check_cuda 45
 timeout 60 $K bench --device cuda --no-steps --kernels conv1x1. attention.forward_backward.fmnist --budget-ms 40 \
-  --skip-versions attention=v2 attention=v3 attention=v5 conv=v1 conv=v2 conv=v3 conv=v4 conv=v5 conv=v6 conv=v7 conv=v8 \
+  --skip-versions attention=v2 attention=v3 conv=v1 conv=v2 conv=v3 conv=v4 conv=v5 conv=v6 conv=v7 conv=v8 \
   conv=v9 conv=v10 conv=v11 conv=v12 conv=v13 conv=v15 --out "$R/bench-kernels" > "$R/bench-kernels.log" 2>&1
 stamp "conv1x1 and fmnist attention versions done"
 timeout 30 $K bench --device cuda --default-only --no-kernels --kernels fmnist --budget-ms 100 --out "$R/bench-steps" > "$R/bench-steps.log" 2>&1

@@ -5,6 +5,8 @@
 # convolution cases at the direct versions (v15 now their default where a side is 64, and their weight gradients split
 # up to 512 ways); the fmnist steps at the new defaults and, as a control, the training step with attention v4; PyTorch
 # beside them; Nsight Compute on v5 at 14x14; the training profile; adm64's training step beside PyTorch's.
+# A record of that call: attention v5 was removed after it (bench/NOTES.md, "Attention"), so this no longer runs as
+# it did then.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
 # There: run with carry [".device"] and timeout_s 330:  bash scripts/gpu-v5.sh "$OUT"
 set -u

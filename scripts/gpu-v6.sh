@@ -4,6 +4,8 @@
 # fmnist 1x1 convolution cases, beside PyTorch; the fmnist steps at the new defaults (attention v6, conv v16 at 1x1),
 # and the training step with attention v4 and with v7 as controls; the training profile; adm64's training step beside
 # PyTorch's.
+# A record of that call: attention v5 was removed after it (bench/NOTES.md, "Attention"), so this no longer runs as
+# it did then.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
 # There: run with carry [".device"] and timeout_s 290:  bash scripts/gpu-v6.sh "$OUT"
 set -u
@@ -14,7 +16,7 @@ K="bash .device/run KernelDiffusion.Cli"
 bash scripts/fixture-data.sh /tmp/fx
 check_cuda 45
 timeout 75 $K bench --device cuda --no-steps --kernels attention.forward_backward conv1x1. --budget-ms 40 \
-  --skip-versions attention=v2 attention=v5 conv=v1 conv=v2 conv=v3 conv=v4 conv=v5 conv=v6 conv=v7 conv=v8 conv=v9 conv=v10 \
+  --skip-versions attention=v2 conv=v1 conv=v2 conv=v3 conv=v4 conv=v5 conv=v6 conv=v7 conv=v8 conv=v9 conv=v10 \
   conv=v12 conv=v13 conv=v15 --out "$R/bench-kernels" > "$R/bench-kernels.log" 2>&1
 stamp "attention and conv1x1 versions done"
 timeout 30 $K bench --device cuda --default-only --no-kernels --kernels fmnist --budget-ms 100 --out "$R/bench-steps" > "$R/bench-steps.log" 2>&1

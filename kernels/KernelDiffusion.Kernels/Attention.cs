@@ -1,7 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
-using ILGPU.Util;
 
 namespace KernelDiffusion.Kernels;
 
@@ -28,7 +27,7 @@ public struct AttentionShape
     public readonly int Out(int b, int c, int pos) => ((b / Heads) * C + (b % Heads) * Ch + c) * T + pos;
 }
 
-public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4Tiled = 4, V5TiledRuns = 5, V6TiledScores = 6, V7TiledScoresDk = 7 }
+public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4Tiled = 4, V6TiledScores = 6, V7TiledScoresDk = 7 }
 
 /// <summary>v2, streaming: one thread per query row keeps a running max, sum and output (online softmax), so the
 /// T x T weights never exist; the backward recomputes them from the saved log-sum-exp: dQ by query row, dK and dV
@@ -41,9 +40,8 @@ public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4
 /// another, where v1 launches 3 and 5 kernels; it keeps P for the backward as v1 does.
 /// v4, tiled (FlashAttention-2's schedule): v2's online softmax over tiles of queries and keys, each product a 4 x 4
 /// register block per thread over shared tiles; keeps the log-sum-exp as v2 does.
-/// v5, tiled runs: v4 with each thread's 4 rows and 4 columns of a block consecutive (4 t .. 4 t + 3, not TY or TX
-/// apart), so every product reads its operands 16 bytes at a time (LDS.128: 2 shared loads per 16 multiply-adds, v4's 8);
-/// the products over keys (or queries) read a second, transposed copy of K (or Q and dA) to do so.
+/// (v5, v4 reading its blocks 16 bytes at a time, was slower than v4 at every measured shape and was removed:
+/// bench/NOTES.md, "Attention".)
 /// v6, tiled scores: v4's forward; in the backward v4's key side also stores dS [N*H, T, T], and dQ = alpha K dS^T is
 /// one batched GEMM (v1's), so the backward computes 5 products where v4's computes 7 (its query side recomputes S and
 /// dP); still deterministic (no atomics), for T^2 floats per head of scratch.
@@ -348,8 +346,6 @@ public static class Attention
     {
         int TY { get; }
         int TX { get; }
-        /// <summary>v5: a thread's 4 rows (columns) of a block are 4 t .. 4 t + 3 and read as one Float4; v4: TY (TX) apart.</summary>
-        bool Runs { get; }
     }
 
     /// <summary>A v4 group's shape chosen at run time (Tiles: what the shared memory allows).</summary>
@@ -357,8 +353,6 @@ public static class Attention
     {
         public int TY { readonly get; init; }
         public int TX { readonly get; init; }
-        public bool Runs { readonly get => runs != 0; init => runs = value ? 1 : 0; }
-        int runs;   // an int: ILGPU takes no bool in a kernel's parameters
         public readonly int Rows => 4 * TY;
         public readonly int Cols => 4 * TX;
         /// <summary>Channels rounded up to whole chunks of 4 TX columns: the products over channels run chunk by chunk.</summary>
@@ -372,44 +366,23 @@ public static class Attention
     {
         public readonly int TY => 16;
         public readonly int TX => 8;
-        public readonly bool Runs => false;
     }
-
-    /// <summary>v5's 16 x 8 shape fixed at compile time (the *16x8RunsKernel entries).</summary>
-    public struct Tiles16x8Runs : ITileShape
-    {
-        public readonly int TY => 16;
-        public readonly int TX => 8;
-        public readonly bool Runs => true;
-    }
-
-    /// <summary>The floats after each shared row: v4 one (a warp's column reads of a row-major region fall on distinct
-    /// banks), v5 a Float4's four (its rows stay 16-byte aligned).</summary>
-    static int Pad<TT>(TT f) where TT : struct, ITileShape => f.Runs ? 4 : 1;
-
-    /// <summary>A thread's first row of a block (t = ty) or first column (t = tx)...</summary>
-    static int First<TT>(TT f, int t) where TT : struct, ITileShape => f.Runs ? 4 * t : t;
-
-    /// <summary>... and how far apart its 4 lie (threads: TY for rows, TX for columns).</summary>
-    static int Apart<TT>(TT f, int threads) where TT : struct, ITileShape => f.Runs ? 1 : threads;
 
     /// <summary>ch rounded up to whole chunks of <paramref name="cols"/>.</summary>
     static int PaddedChannels(int ch, int cols) => (ch + cols - 1) / cols * cols;
 
-    /// <summary>Shared memory, in floats, of v4's and v5's forward (0), query-side backward (1) and key-side backward (2)
-    /// per group, each region's rows padded (Pad). v5's forward keeps V key-major where v4 keeps it channel-major (the same
-    /// size at v4's padding); its backward adds the transposed copies: K on the query side, Q and dA on the key side. Pass
-    /// 3: v7's key side, without dK's accumulators (at fmnist's heads 50 KB, 4 groups to a multiprocessor, against 59 KB
-    /// and 3).</summary>
+    /// <summary>Shared memory, in floats, of v4's forward (0), query-side backward (1) and key-side backward (2) per
+    /// group; pass 3: v7's key side, without dK's accumulators (at fmnist's heads 50 KB, 4 groups to a multiprocessor,
+    /// against 59 KB and 3). Padded strides (+1) keep a warp's column reads of a row-major region on distinct banks.</summary>
     public static int TiledSharedFloats(AttentionTiles f, int ch, int pass)
     {
-        int r = f.Rows, c = f.Cols, cp = f.Padded(ch), pad = Pad(f), copies = f.Runs ? 1 : 0;
+        int r = f.Rows, c = f.Cols, cp = f.Padded(ch);
         return pass switch
         {
-            0 => cp * r + cp * (c + pad) + (f.Runs ? c * (cp + pad) : cp * (c + pad)) + c * (r + pad) + r * (cp + pad) + 3 * r + 2 * f.TY * f.TX,
-            1 => 2 * cp * r + 2 * cp * (c + pad) + copies * c * (cp + pad) + 2 * c * (r + pad) + r * (cp + pad) + 2 * r,
-            2 => 2 * cp * r + 2 * cp * (c + pad) + 2 * copies * c * (cp + pad) + 2 * c * (r + pad) + 2 * r * (cp + pad) + 2 * c,
-            _ => 2 * cp * r + 2 * cp * (c + pad) + 2 * c * (r + pad) + r * (cp + pad) + 2 * c,
+            0 => cp * r + 2 * cp * (c + 1) + c * (r + 1) + r * (cp + 1) + 3 * r + 2 * f.TY * f.TX,
+            1 => 2 * cp * r + 2 * cp * (c + 1) + 2 * c * (r + 1) + r * (cp + 1) + 2 * r,
+            2 => 2 * cp * r + 2 * cp * (c + 1) + 2 * c * (r + 1) + 2 * r * (cp + 1) + 2 * c,
+            _ => 2 * cp * r + 2 * cp * (c + 1) + 2 * c * (r + 1) + r * (cp + 1) + 2 * c,
         };
     }
 
@@ -420,31 +393,28 @@ public static class Attention
 
     /// <summary>The largest group up to 128 threads (TY = 2 TX or TX) whose tiles fit the shared memory (the device's
     /// limit, or <paramref name="limitBytes"/> where given), or null.</summary>
-    public static AttentionTiles? Tiles(Accelerator acc, AttentionShape s, int pass, int? limitBytes = null, bool runs = false)
+    public static AttentionTiles? Tiles(Accelerator acc, AttentionShape s, int pass, int? limitBytes = null)
     {
         int limit = (limitBytes ?? SharedMemoryLimit.MaxBytes(acc)) / sizeof(float);
         for (int g = Launch.PowerOfTwoGroup(acc, 128); g >= 1; g /= 2)
         {
             int tx = 1;
             while (tx * tx * 4 <= g) tx *= 2;   // TX = TY or TY / 2: 128 threads are 16 x 8
-            var f = new AttentionTiles { TY = g / tx, TX = tx, Runs = runs };
+            var f = new AttentionTiles { TY = g / tx, TX = tx };
             if (TiledSharedFloats(f, s.Ch, pass) <= limit) return f;
         }
         return null;
     }
 
     /// <summary>Copies positions pos0 .. pos0 + width - 1 of part (0 q, 1 k, 2 v of qkv; 3 an [N, C, T] array such as
-    /// da) of head-batch b into sh[at + c stride + x] (channel-major), or sh[at + x stride + c] where
-    /// <paramref name="transposed"/> (position-major, v5's copies), zero past the positions and for channels ch .. cp - 1.</summary>
-    static void LoadTile(ArrayView<float> src, ArrayView<float> sh, int at, int stride, AttentionShape s, int b, int part, int pos0, int width, int cp,
-        bool transposed = false)
+    /// da) of head-batch b into sh[at + c stride + x], zero past the positions and for channels ch .. cp - 1.</summary>
+    static void LoadTile(ArrayView<float> src, ArrayView<float> sh, int at, int stride, AttentionShape s, int b, int part, int pos0, int width, int cp)
     {
         int head = part < 3 ? s.Qkv(b, part, 0, pos0) : s.Out(b, 0, pos0);   // a head's channels lie T apart in both layouts
-        int rowStep = transposed ? 1 : stride, colStep = transposed ? stride : 1;
         for (var w = new TileWalk(width); w.Row < cp; w.Next())
         {
             bool inside = w.Row < s.Ch && pos0 + w.Col < s.T;
-            sh[at + w.Row * rowStep + w.Col * colStep] = inside ? src[head + w.Row * s.T + w.Col] : 0f;
+            sh[at + w.Row * stride + w.Col] = inside ? src[head + w.Row * s.T + w.Col] : 0f;
         }
     }
 
@@ -477,21 +447,10 @@ public static class Attention
     }
 
     /// <summary>c(i, j) += sum over x &lt; k of A(x, i) B(x, j), with A(x, i) at sh[a + x aK + i aStep] and B(x, j) at
-    /// sh[b + x bK + j bStep]: 8 shared reads for 16 multiply-adds. v5 (steps 1; a, aK, b and bK whole Float4s): 2.</summary>
-    static Block4 TileProduct<TT>(ArrayView<float> sh, TT f, int a, int aK, int aStep, int b, int bK, int bStep, int k) where TT : struct, ITileShape
+    /// sh[b + x bK + j bStep]: 8 shared reads for 16 multiply-adds.</summary>
+    static Block4 TileProduct(ArrayView<float> sh, int a, int aK, int aStep, int b, int bK, int bStep, int k)
     {
         var c = default(Block4);
-        if (f.Runs)
-        {
-            var sh4 = sh.Cast<Float4>();
-            int a4 = a / 4, aK4 = aK / 4, b4 = b / 4, bK4 = bK / 4;
-            for (int x = 0; x < k; x++)
-            {
-                Float4 va = sh4[a4 + x * aK4], vb = sh4[b4 + x * bK4];
-                c = Block4.Fma(c, va.X, va.Y, va.Z, va.W, vb.X, vb.Y, vb.Z, vb.W);
-            }
-            return c;
-        }
         for (int x = 0; x < k; x++)
         {
             // A view at each step's first values: where the steps are constants (Tiles16x8) the four loads of each
@@ -503,43 +462,13 @@ public static class Attention
     }
 
     /// <summary>sh[at + i rowStep + j colStep] = keep_i sh[..] + c(i, j) (keep 0 stores: the old value is not read,
-    /// so uninitialised memory cannot leak in). v5 stores a row (colStep 1) or a column (rowStep 1) as one Float4.</summary>
-    static void PutBlock<TT>(ArrayView<float> sh, TT f, int at, int rowStep, int colStep, Block4 c, float k0, float k1, float k2, float k3)
-        where TT : struct, ITileShape
+    /// so uninitialised memory cannot leak in).</summary>
+    static void PutBlock(ArrayView<float> sh, int at, int rowStep, int colStep, Block4 c, float k0, float k1, float k2, float k3)
     {
-        if (f.Runs && colStep == 1)
-        {
-            PutRun(sh, at, k0, k0, k0, k0, c.C00, c.C01, c.C02, c.C03);
-            PutRun(sh, at + rowStep, k1, k1, k1, k1, c.C10, c.C11, c.C12, c.C13);
-            PutRun(sh, at + 2 * rowStep, k2, k2, k2, k2, c.C20, c.C21, c.C22, c.C23);
-            PutRun(sh, at + 3 * rowStep, k3, k3, k3, k3, c.C30, c.C31, c.C32, c.C33);
-            return;
-        }
-        if (f.Runs && rowStep == 1)
-        {
-            PutRun(sh, at, k0, k1, k2, k3, c.C00, c.C10, c.C20, c.C30);
-            PutRun(sh, at + colStep, k0, k1, k2, k3, c.C01, c.C11, c.C21, c.C31);
-            PutRun(sh, at + 2 * colStep, k0, k1, k2, k3, c.C02, c.C12, c.C22, c.C32);
-            PutRun(sh, at + 3 * colStep, k0, k1, k2, k3, c.C03, c.C13, c.C23, c.C33);
-            return;
-        }
         PutRow(sh, at, colStep, k0, c.C00, c.C01, c.C02, c.C03);
         PutRow(sh, at + rowStep, colStep, k1, c.C10, c.C11, c.C12, c.C13);
         PutRow(sh, at + 2 * rowStep, colStep, k2, c.C20, c.C21, c.C22, c.C23);
         PutRow(sh, at + 3 * rowStep, colStep, k3, c.C30, c.C31, c.C32, c.C33);
-    }
-
-    /// <summary>sh[at .. at + 3] = keep_e sh[..] + x_e as one Float4 (at a whole Float4; all keeps 0: a store alone).</summary>
-    static void PutRun(ArrayView<float> sh, int at, float k0, float k1, float k2, float k3, float x0, float x1, float x2, float x3)
-    {
-        var sh4 = sh.Cast<Float4>();
-        if (k0 == 0f && k1 == 0f && k2 == 0f && k3 == 0f)
-        {
-            sh4[at / 4] = new Float4(x0, x1, x2, x3);
-            return;
-        }
-        var old = sh4[at / 4];
-        sh4[at / 4] = new Float4(k0 * old.X + x0, k1 * old.Y + x1, k2 * old.Z + x2, k3 * old.W + x3);
     }
 
     static void PutRow(ArrayView<float> sh, int at, int step, float keep, float x0, float x1, float x2, float x3)
@@ -556,19 +485,15 @@ public static class Attention
     }
 
     /// <summary>acc[i][c] = keep_i acc[i][c] + sum over x &lt; k of A(x, i) B(x, c) for the thread's rows i and every
-    /// channel c &lt; cp, a chunk of 4 TX channels at a time: A(x, i) at sh[a + x aK + i]; B(x, c) at sh[b + c bStride + x]
-    /// (v4: read down a channel-major region's columns) or sh[b + x bStride + c] (v5: a transposed copy's rows); acc a
-    /// [rows][cp + Pad] region. Each thread owns its entries, so chunks need no barrier between them.</summary>
+    /// channel c &lt; cp, a chunk of 4 TX channels at a time: A(x, i) at sh[a + x aK + i], B(x, c) at sh[b + c bStride + x],
+    /// acc a [rows][cp + 1] region. Each thread owns its entries, so chunks need no barrier between them.</summary>
     static void AccumulateChannels<TT>(ArrayView<float> sh, TT f, int ty, int tx, int a, int aK, int b, int bStride, int k,
         int acc, int cp, float k0, float k1, float k2, float k3) where TT : struct, ITileShape
     {
-        int stride = cp + Pad(f);
         for (int c0 = 0; c0 < cp; c0 += 4 * f.TX)
         {
-            var x = f.Runs
-                ? TileProduct(sh, f, a + 4 * ty, aK, 1, b + c0 + 4 * tx, bStride, 1, k)
-                : TileProduct(sh, f, a + ty, aK, f.TY, b + (c0 + tx) * bStride, 1, f.TX * bStride, k);
-            PutBlock(sh, f, acc + First(f, ty) * stride + c0 + First(f, tx), Apart(f, f.TY) * stride, Apart(f, f.TX), x, k0, k1, k2, k3);
+            var x = TileProduct(sh, a + ty, aK, f.TY, b + (c0 + tx) * bStride, 1, f.TX * bStride, k);
+            PutBlock(sh, acc + ty * (cp + 1) + c0 + tx, f.TY * (cp + 1), f.TX, x, k0, k1, k2, k3);
         }
     }
 
@@ -578,9 +503,9 @@ public static class Attention
     static void ScoreGradTile<TT>(ArrayView<float> sh, TT f, int ty, int tx, int sc, int dp, int a1, int a2, int aK, int b1, int b2, int bK,
         int ch, bool columnsAreQueries, int ls, int dl, int column0, int row0, int T, float alpha) where TT : struct, ITileShape
     {
-        int stride = 4 * f.TY + Pad(f), row = First(f, ty), column = First(f, tx), rowStep = Apart(f, f.TY), colStep = Apart(f, f.TX);
-        PutBlock(sh, f, sc + row + column * stride, rowStep, colStep * stride, TileProduct(sh, f, a1 + row, aK, rowStep, b1 + column, bK, colStep, ch), 0, 0, 0, 0);
-        PutBlock(sh, f, dp + row + column * stride, rowStep, colStep * stride, TileProduct(sh, f, a2 + row, aK, rowStep, b2 + column, bK, colStep, ch), 0, 0, 0, 0);
+        int stride = 4 * f.TY + 1;
+        PutBlock(sh, sc + ty + tx * stride, f.TY, f.TX * stride, TileProduct(sh, a1 + ty, aK, f.TY, b1 + tx, bK, f.TX, ch), 0, 0, 0, 0);
+        PutBlock(sh, dp + ty + tx * stride, f.TY, f.TX * stride, TileProduct(sh, a2 + ty, aK, f.TY, b2 + tx, bK, f.TX, ch), 0, 0, 0, 0);
         Group.Barrier();
         ScoreGrads(sh, sc, dp, stride, 4 * f.TX, 4 * f.TY, columnsAreQueries, ls, dl, column0, row0, T, alpha);
         Group.Barrier();
@@ -598,23 +523,16 @@ public static class Attention
     static void TiledForward16x8Kernel(ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse, AttentionShape s)
         => ForwardTiles(qkv, a, lse, s, default(Tiles16x8));
 
-    /// <summary>v5's forward at 16 x 8 (Tiles16x8Runs).</summary>
-    [LaunchBounds(128, 5)]
-    static void TiledForward16x8RunsKernel(ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse, AttentionShape s)
-        => ForwardTiles(qkv, a, lse, s, default(Tiles16x8Runs));
-
     static void ForwardTiles<TT>(ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse, AttentionShape s, TT f)
         where TT : struct, ITileShape
     {
         int threads = Group.DimX;   // read once: on the CPU accelerator each read is a runtime call
-        var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();   // 16-byte aligned for v5's Float4 reads
-        int br = 4 * f.TY, bc = 4 * f.TX, cp = PaddedChannels(s.Ch, bc), ty = Group.IdxX / f.TX, tx = Group.IdxX - ty * f.TX, pad = Pad(f);
-        // Q [cp][br]; K [cp][bc + pad]; V [cp][bc + pad] (v4) or [bc][cp + pad] (v5: B of P V by rows); P [bc][br + pad]
-        // (key-major: A of P V); O [br][cp + pad]; per row m, l, rescale; per thread a partial max and sum.
-        int vStride = f.Runs ? cp + pad : bc + pad;
-        int q = 0, k = q + cp * br, v = k + cp * (bc + pad), p = v + (f.Runs ? bc : cp) * vStride, o = p + bc * (br + pad), m = o + br * (cp + pad),
-            l = m + br, r = l + br, x = r + br;
-        int row = First(f, ty), column = First(f, tx), rowStep = Apart(f, f.TY), colStep = Apart(f, f.TX);
+        var sh = SharedMemory.GetDynamic<float>();
+        int br = 4 * f.TY, bc = 4 * f.TX, cp = PaddedChannels(s.Ch, bc), ty = Group.IdxX / f.TX, tx = Group.IdxX - ty * f.TX;
+        // Q [cp][br]; K, V [cp][bc + 1]; P [bc][br + 1] (key-major: A of P V); O [br][cp + 1]; per row m, l, rescale;
+        // per thread a partial max and sum.
+        int q = 0, k = q + cp * br, v = k + cp * (bc + 1), p = v + cp * (bc + 1), o = p + bc * (br + 1), m = o + br * (cp + 1), l = m + br, r = l + br,
+            x = r + br;
         float alpha = 1f / XMath.Sqrt(s.Ch);
         int tiles = (s.T + br - 1) / br;
         for (int w = Grid.IdxX; w < s.Batch * tiles; w += Grid.DimX)
@@ -628,11 +546,11 @@ public static class Attention
             }
             for (int u0 = 0; u0 < s.T; u0 += bc)
             {
-                LoadTile(qkv, sh, k, bc + pad, s, b, 1, u0, bc, cp);
-                LoadTile(qkv, sh, v, vStride, s, b, 2, u0, bc, cp, transposed: f.Runs);
+                LoadTile(qkv, sh, k, bc + 1, s, b, 1, u0, bc, cp);
+                LoadTile(qkv, sh, v, bc + 1, s, b, 2, u0, bc, cp);
                 Group.Barrier();
-                var scores = TileProduct(sh, f, q + row, br, rowStep, k + column, bc + pad, colStep, s.Ch);
-                PutBlock(sh, f, p + row + column * (br + pad), rowStep, colStep * (br + pad), scores, 0, 0, 0, 0);
+                var scores = TileProduct(sh, q + ty, br, f.TY, k + tx, bc + 1, f.TX, s.Ch);
+                PutBlock(sh, p + ty + tx * (br + 1), f.TY, f.TX * (br + 1), scores, 0, 0, 0, 0);
                 Group.Barrier();
                 // Row by row: the new max, P = exp(alpha S - max) (0 past the keys), how much of the old O and l to keep.
                 // 16 x 8 and 8 x 8 groups have twice as many threads as rows: two threads share a row's keys and combine
@@ -640,9 +558,9 @@ public static class Attention
                 int valid = XMath.Min(bc, s.T - u0), splits = XMath.Max(1, threads / br), span = bc / splits;
                 for (int i = Group.IdxX / splits; i < br; i += threads / splits)
                 {
-                    int first = (Group.IdxX % splits) * span, end = XMath.Min(first + span, valid), at = p + first * (br + pad) + i, u, y;
+                    int first = (Group.IdxX % splits) * span, end = XMath.Min(first + span, valid), at = p + first * (br + 1) + i, u, y;
                     float old = sh[m + i], raw = float.NegativeInfinity, sum = 0;
-                    for (u = first, y = at; u < end; u++, y += br + pad) raw = XMath.Max(raw, sh[y]);
+                    for (u = first, y = at; u < end; u++, y += br + 1) raw = XMath.Max(raw, sh[y]);
                     if (splits > 1)
                     {
                         sh[x + Group.IdxX] = raw;
@@ -650,13 +568,13 @@ public static class Attention
                         for (int j = 0; j < splits; j++) raw = XMath.Max(raw, sh[x + i * splits + j]);
                     }
                     float max = XMath.Max(old, alpha * raw);   // alpha > 0
-                    for (u = first, y = at; u < end; u++, y += br + pad)
+                    for (u = first, y = at; u < end; u++, y += br + 1)
                     {
                         float e = XMath.Exp(alpha * sh[y] - max);
                         sh[y] = e;
                         sum += e;
                     }
-                    for (; u < first + span; u++, y += br + pad) sh[y] = 0f;   // keys past T
+                    for (; u < first + span; u++, y += br + 1) sh[y] = 0f;   // keys past T
                     if (splits > 1)
                     {
                         sh[x + threads + Group.IdxX] = sum;
@@ -674,13 +592,13 @@ public static class Attention
                 }
                 Group.Barrier();
                 // O = keep O + P V, chunk by chunk of channels; each thread owns its O entries, so no barrier between chunks.
-                var (k0, k1, k2, k3) = (sh[r + row], sh[r + row + rowStep], sh[r + row + 2 * rowStep], sh[r + row + 3 * rowStep]);
-                AccumulateChannels(sh, f, ty, tx, p, br + pad, v, vStride, bc, o, cp, k0, k1, k2, k3);   // keep 0 on the first tile
+                AccumulateChannels(sh, f, ty, tx, p, br + 1, v, bc + 1, bc, o, cp,   // keep 0 on the first tile
+                    sh[r + ty], sh[r + ty + f.TY], sh[r + ty + 2 * f.TY], sh[r + ty + 3 * f.TY]);
                 Group.Barrier();
             }
             int head = s.Out(b, 0, t0);
             for (var e = new TileWalk(br); e.Row < s.Ch; e.Next())
-                if (t0 + e.Col < s.T) a[head + e.Row * s.T + e.Col] = sh[o + e.Col * (cp + pad) + e.Row] / sh[l + e.Col];
+                if (t0 + e.Col < s.T) a[head + e.Row * s.T + e.Col] = sh[o + e.Col * (cp + 1) + e.Row] / sh[l + e.Col];
             for (int i = Group.IdxX; i < br; i += threads)
                 if (t0 + i < s.T) lse[b * s.T + t0 + i] = sh[m + i] + XMath.Log(sh[l + i]);
             Group.Barrier();
@@ -715,13 +633,13 @@ public static class Attention
         }
     }
 
-    /// <summary>Writes scale acc[i][c] (a [rows][stride] region) to part (0 q, 1 k, 2 v) of dqkv at positions pos0 ..,
+    /// <summary>Writes scale acc[i][c] (a [rows][cp + 1] region) to part (0 q, 1 k, 2 v) of dqkv at positions pos0 ..,
     /// a position per thread within a channel so the writes coalesce.</summary>
-    static void StoreTile(ArrayView<float> sh, int acc, int stride, ArrayView<float> dqkv, AttentionShape s, int b, int part, int pos0, int rows, float scale)
+    static void StoreTile(ArrayView<float> sh, int acc, int cp, ArrayView<float> dqkv, AttentionShape s, int b, int part, int pos0, int rows, float scale)
     {
         int head = s.Qkv(b, part, 0, pos0);
         for (var w = new TileWalk(rows); w.Row < s.Ch; w.Next())
-            if (pos0 + w.Col < s.T) dqkv[head + w.Row * s.T + w.Col] = scale * sh[acc + w.Col * stride + w.Row];
+            if (pos0 + w.Col < s.T) dqkv[head + w.Row * s.T + w.Col] = scale * sh[acc + w.Col * (cp + 1) + w.Row];
     }
 
     /// <summary>v4 backward, query side: one group per (head-batch, tile of 4 TY queries) streams the keys, recomputing
@@ -738,21 +656,14 @@ public static class Attention
         ArrayView<float> dqkv, AttentionShape s)
         => QueryGradTiles(qkv, da, lse, delta, dqkv, s, default(Tiles16x8));
 
-    /// <summary>v5's query side at 16 x 8 (Tiles16x8Runs).</summary>
-    [LaunchBounds(128, 5)]
-    static void TiledQueryGrad16x8RunsKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
-        ArrayView<float> dqkv, AttentionShape s)
-        => QueryGradTiles(qkv, da, lse, delta, dqkv, s, default(Tiles16x8Runs));
-
     static void QueryGradTiles<TT>(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
         ArrayView<float> dqkv, AttentionShape s, TT f) where TT : struct, ITileShape
     {
-        var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();   // 16-byte aligned for v5's Float4 reads
-        int br = 4 * f.TY, bc = 4 * f.TX, cp = PaddedChannels(s.Ch, bc), ty = Group.IdxX / f.TX, tx = Group.IdxX - ty * f.TX, pad = Pad(f);
-        // Q, dA [cp][br]; K, V [cp][bc + pad]; v5: K again as [bc][cp + pad] (B of dQ by rows); S, dP [bc][br + pad];
-        // dQ [br][cp + pad]; lse, delta [br].
-        int q = 0, g = cp * br, k = 2 * cp * br, v = k + cp * (bc + pad), kt = v + cp * (bc + pad), sc = kt + (f.Runs ? bc * (cp + pad) : 0),
-            dp = sc + bc * (br + pad), dq = dp + bc * (br + pad), ls = dq + br * (cp + pad), dl = ls + br;
+        var sh = SharedMemory.GetDynamic<float>();
+        int br = 4 * f.TY, bc = 4 * f.TX, cp = PaddedChannels(s.Ch, bc), ty = Group.IdxX / f.TX, tx = Group.IdxX - ty * f.TX;
+        // Q, dA [cp][br]; K, V [cp][bc + 1]; S, dP [bc][br + 1]; dQ [br][cp + 1]; lse, delta [br].
+        int q = 0, g = cp * br, k = 2 * cp * br, v = k + cp * (bc + 1), sc = v + cp * (bc + 1), dp = sc + bc * (br + 1),
+            dq = dp + bc * (br + 1), ls = dq + br * (cp + 1), dl = ls + br;
         float alpha = 1f / XMath.Sqrt(s.Ch);
         int tiles = (s.T + br - 1) / br;
         for (int w = Grid.IdxX; w < s.Batch * tiles; w += Grid.DimX)
@@ -763,16 +674,15 @@ public static class Attention
             LoadRowTerms(lse, delta, sh, ls, dl, s, b, t0, br);
             for (int u0 = 0; u0 < s.T; u0 += bc)
             {
-                LoadTile(qkv, sh, k, bc + pad, s, b, 1, u0, bc, cp);
-                LoadTile(qkv, sh, v, bc + pad, s, b, 2, u0, bc, cp);
-                if (f.Runs) LoadTile(qkv, sh, kt, cp + pad, s, b, 1, u0, bc, cp, transposed: true);
+                LoadTile(qkv, sh, k, bc + 1, s, b, 1, u0, bc, cp);
+                LoadTile(qkv, sh, v, bc + 1, s, b, 2, u0, bc, cp);
                 Group.Barrier();
-                ScoreGradTile(sh, f, ty, tx, sc, dp, q, g, br, k, v, bc + pad, s.Ch, false, ls, dl, u0, t0, s.T, alpha);
+                ScoreGradTile(sh, f, ty, tx, sc, dp, q, g, br, k, v, bc + 1, s.Ch, false, ls, dl, u0, t0, s.T, alpha);
                 float keep = u0 == 0 ? 0f : 1f;
-                AccumulateChannels(sh, f, ty, tx, dp, br + pad, f.Runs ? kt : k, f.Runs ? cp + pad : bc + pad, bc, dq, cp, keep, keep, keep, keep);
+                AccumulateChannels(sh, f, ty, tx, dp, br + 1, k, bc + 1, bc, dq, cp, keep, keep, keep, keep);
                 Group.Barrier();
             }
-            StoreTile(sh, dq, cp + pad, dqkv, s, b, 0, t0, br, alpha);
+            StoreTile(sh, dq, cp, dqkv, s, b, 0, t0, br, alpha);
             Group.Barrier();
         }
     }
@@ -782,19 +692,13 @@ public static class Attention
     [LaunchBounds(128, 4)]   // at 5 groups (96 registers) ptxas spills 28 B here; the other two do not
     static void TiledKeyValueGradKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
         ArrayView<float> dqkv, AttentionShape s, AttentionTiles f)
-        => KeyValueGradTiles(qkv, da, lse, delta, dqkv, s, f, dqkv, false);
+        => KeyValueGradTiles(qkv, da, lse, delta, dqkv, s, f, dqkv, false, true);
 
     /// <summary>The key side at 16 x 8, the shape fixed at compile time (Tiles16x8).</summary>
     [LaunchBounds(128, 4)]
     static void TiledKeyValueGrad16x8Kernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
         ArrayView<float> dqkv, AttentionShape s)
-        => KeyValueGradTiles(qkv, da, lse, delta, dqkv, s, default(Tiles16x8), dqkv, false);
-
-    /// <summary>v5's key side at 16 x 8 (Tiles16x8Runs).</summary>
-    [LaunchBounds(128, 4)]
-    static void TiledKeyValueGrad16x8RunsKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
-        ArrayView<float> dqkv, AttentionShape s)
-        => KeyValueGradTiles(qkv, da, lse, delta, dqkv, s, default(Tiles16x8Runs), dqkv, false);
+        => KeyValueGradTiles(qkv, da, lse, delta, dqkv, s, default(Tiles16x8), dqkv, false, true);
 
     /// <summary>v6's and v7's key side: v4's, also storing dS [N*H, T, T] (scores) for the GEMMs that make dQ (and dK
     /// where <paramref name="keyGrad"/> is 0: v7).</summary>
@@ -810,15 +714,14 @@ public static class Attention
         => KeyValueGradTiles(qkv, da, lse, delta, dqkv, s, default(Tiles16x8), scores, true, keyGrad != 0);
 
     static void KeyValueGradTiles<TT>(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
-        ArrayView<float> dqkv, AttentionShape s, TT f, ArrayView<float> scores, bool storeScores, bool keyGrad = true) where TT : struct, ITileShape
+        ArrayView<float> dqkv, AttentionShape s, TT f, ArrayView<float> scores, bool storeScores, bool keyGrad) where TT : struct, ITileShape
     {
-        var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();   // 16-byte aligned for v5's Float4 reads
-        int bk = 4 * f.TY, bq = 4 * f.TX, cp = PaddedChannels(s.Ch, bq), ty = Group.IdxX / f.TX, tx = Group.IdxX - ty * f.TX, pad = Pad(f);
-        // K, V [cp][bk]; Q, dA [cp][bq + pad]; v5: Q and dA again as [bq][cp + pad] (B of dK and dV by rows); S^T, dP^T
-        // [bq][bk + pad] (query-major: A of the products over queries); dK (not in v7), dV [bk][cp + pad]; lse, delta [bq].
-        int copy = f.Runs ? bq * (cp + pad) : 0;
-        int k = 0, v = cp * bk, q = 2 * cp * bk, g = q + cp * (bq + pad), qt = g + cp * (bq + pad), gt = qt + copy, sc = gt + copy,
-            dp = sc + bq * (bk + pad), dk = dp + bq * (bk + pad), dv = dk + (keyGrad ? bk * (cp + pad) : 0), ls = dv + bk * (cp + pad), dl = ls + bq;
+        var sh = SharedMemory.GetDynamic<float>();
+        int bk = 4 * f.TY, bq = 4 * f.TX, cp = PaddedChannels(s.Ch, bq), ty = Group.IdxX / f.TX, tx = Group.IdxX - ty * f.TX;
+        // K, V [cp][bk]; Q, dA [cp][bq + 1]; S^T, dP^T [bq][bk + 1] (query-major: A of the products over queries);
+        // dK (not in v7), dV [bk][cp + 1]; lse, delta [bq].
+        int k = 0, v = cp * bk, q = 2 * cp * bk, g = q + cp * (bq + 1), sc = g + cp * (bq + 1), dp = sc + bq * (bk + 1),
+            dk = dp + bq * (bk + 1), dv = dk + (keyGrad ? bk * (cp + 1) : 0), ls = dv + bk * (cp + 1), dl = ls + bq;
         float alpha = 1f / XMath.Sqrt(s.Ch);
         int tiles = (s.T + bk - 1) / bk;
         for (int w = Grid.IdxX; w < s.Batch * tiles; w += Grid.DimX)
@@ -828,42 +731,33 @@ public static class Attention
             LoadTile(qkv, sh, v, bk, s, b, 2, u0, bk, cp);
             for (int t0 = 0; t0 < s.T; t0 += bq)
             {
-                LoadTile(qkv, sh, q, bq + pad, s, b, 0, t0, bq, cp);
-                LoadTile(da, sh, g, bq + pad, s, b, 3, t0, bq, cp);
-                if (f.Runs)
-                {
-                    LoadTile(qkv, sh, qt, cp + pad, s, b, 0, t0, bq, cp, transposed: true);
-                    LoadTile(da, sh, gt, cp + pad, s, b, 3, t0, bq, cp, transposed: true);
-                }
+                LoadTile(qkv, sh, q, bq + 1, s, b, 0, t0, bq, cp);
+                LoadTile(da, sh, g, bq + 1, s, b, 3, t0, bq, cp);
                 LoadRowTerms(lse, delta, sh, ls, dl, s, b, t0, bq);
                 Group.Barrier();
-                ScoreGradTile(sh, f, ty, tx, sc, dp, k, v, bk, q, g, bq + pad, s.Ch, true, ls, dl, t0, u0, s.T, alpha);
-                if (storeScores)   // v6: dS[t, u] from the query-major tile, a key per thread within a query (coalesced)
+                ScoreGradTile(sh, f, ty, tx, sc, dp, k, v, bk, q, g, bq + 1, s.Ch, true, ls, dl, t0, u0, s.T, alpha);
+                if (storeScores)   // v6, v7: dS[t, u] from the query-major tile, a key per thread within a query (coalesced)
                     for (var e = new TileWalk(bk); e.Row < bq; e.Next())
                         if (t0 + e.Row < s.T && u0 + e.Col < s.T)
-                            scores[(b * s.T + t0 + e.Row) * s.T + u0 + e.Col] = sh[dp + e.Row * (bk + pad) + e.Col];
+                            scores[(b * s.T + t0 + e.Row) * s.T + u0 + e.Col] = sh[dp + e.Row * (bk + 1) + e.Col];
                 float keep = t0 == 0 ? 0f : 1f;
-                int byRows = f.Runs ? cp + pad : bq + pad;
-                AccumulateChannels(sh, f, ty, tx, sc, bk + pad, f.Runs ? gt : g, byRows, bq, dv, cp, keep, keep, keep, keep);
-                if (keyGrad) AccumulateChannels(sh, f, ty, tx, dp, bk + pad, f.Runs ? qt : q, byRows, bq, dk, cp, keep, keep, keep, keep);
+                AccumulateChannels(sh, f, ty, tx, sc, bk + 1, g, bq + 1, bq, dv, cp, keep, keep, keep, keep);
+                if (keyGrad) AccumulateChannels(sh, f, ty, tx, dp, bk + 1, q, bq + 1, bq, dk, cp, keep, keep, keep, keep);
                 Group.Barrier();
             }
-            if (keyGrad) StoreTile(sh, dk, cp + pad, dqkv, s, b, 1, u0, bk, alpha);
-            StoreTile(sh, dv, cp + pad, dqkv, s, b, 2, u0, bk, 1f);
+            if (keyGrad) StoreTile(sh, dk, cp, dqkv, s, b, 1, u0, bk, alpha);
+            StoreTile(sh, dv, cp, dqkv, s, b, 2, u0, bk, 1f);
             Group.Barrier();
         }
     }
 
-    /// <summary>Whether v4's (v5's: <paramref name="runs"/>) smallest tiles (one thread, 4 x 4) fit its shared memory: heads
-    /// up to about 470 channels (v5: 250).</summary>
-    public static bool FitsV4(AttentionShape s, bool runs = false) => SmallestTiles(s, runs) <= V3SharedFloats;
+    /// <summary>Whether v4's smallest tiles (one thread, 4 x 4) fit its shared memory: heads up to about 470 channels.</summary>
+    public static bool FitsV4(AttentionShape s) => TiledSharedFloats(new AttentionTiles { TY = 1, TX = 1 }, s.Ch, 2) <= V3SharedFloats;
 
-    static int SmallestTiles(AttentionShape s, bool runs) => TiledSharedFloats(new AttentionTiles { TY = 1, TX = 1, Runs = runs }, s.Ch, 2);
-
-    static AttentionTiles RequireTiles(Accelerator acc, AttentionShape s, int pass, int? limitBytes, bool runs)
-        => Tiles(acc, s, pass, limitBytes, runs) ?? throw new VersionNotApplicableException(
-            $"attention v{(runs ? 5 : 4)} keeps 4 x 4 tiles of a head in {(limitBytes ?? SharedMemoryLimit.MaxBytes(acc)) / sizeof(float)} floats of shared memory; " +
-            $"a head of {s.Ch} channels needs {SmallestTiles(s, runs)}");
+    static AttentionTiles RequireTiles(Accelerator acc, AttentionShape s, int pass, int? limitBytes)
+        => Tiles(acc, s, pass, limitBytes) ?? throw new VersionNotApplicableException(
+            $"attention v4 keeps 4 x 4 tiles of a head in {(limitBytes ?? SharedMemoryLimit.MaxBytes(acc)) / sizeof(float)} floats of shared memory; " +
+            $"a head of {s.Ch} channels needs {TiledSharedFloats(new AttentionTiles { TY = 1, TX = 1 }, s.Ch, 2)}");
 
     /// <summary>One group per (head-batch, row tile), at most 16 per multiprocessor on GPUs (one per core on the CPU),
     /// with the tiles' shared memory requested dynamically.</summary>
@@ -871,47 +765,43 @@ public static class Attention
     {
         long work = (long)s.Batch * ((s.T + f.Rows - 1) / f.Rows);
         long cap = Launch.IsCpu(acc) ? acc.NumMultiprocessors : acc.NumMultiprocessors * 16L;
-        return new KernelConfig((int)Math.Min(work, cap), f.TY * f.TX, SharedMemoryConfig.RequestDynamic<Float4>((TiledSharedFloats(f, s.Ch, pass) + 3) / 4));
+        return new KernelConfig((int)Math.Min(work, cap), f.TY * f.TX, SharedMemoryConfig.RequestDynamic<float>(TiledSharedFloats(f, s.Ch, pass)));
     }
 
-    /// <summary>v4 (v5: <paramref name="runs"/>) forward: a [N, C, T] and lse [N*H, T], in one launch; tiles sized as Tiles.</summary>
+    /// <summary>v4 forward: a [N, C, T] and lse [N*H, T], in one launch; tiles sized as Tiles.</summary>
     public static void TiledForward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
-        int? limitBytes = null, bool runs = false)
+        int? limitBytes = null)
     {
-        var f = RequireTiles(acc, s, 0, limitBytes, runs);
-        string v = runs ? "v5" : "v4";
+        var f = RequireTiles(acc, s, 0, limitBytes);
         if (Is16x8(f))
-            KernelCache.Get(acc, $"attention.{v}.forward16x8", x =>
+            KernelCache.Get(acc, "attention.v4.forward16x8", x =>
             {
-                Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape> k = runs ? TiledForward16x8RunsKernel : TiledForward16x8Kernel;
+                Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape> k = TiledForward16x8Kernel;
                 return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
             })(TiledLaunch(acc, s, f, 0), qkv, a, lse, s);
         else
-            KernelCache.Get(acc, $"attention.{v}.forward", x =>
+            KernelCache.Get(acc, "attention.v4.forward", x =>
             {
                 Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, AttentionTiles> k = TiledForwardKernel;
                 return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
             })(TiledLaunch(acc, s, f, 0), qkv, a, lse, s, f);
     }
 
-    /// <summary>v4 (v5: <paramref name="runs"/>) backward: dqkv from da, the forward's a and lse, in three launches
-    /// (delta = rowsum(da a), as v2's; the query side; the key side); delta [N*H, T] is scratch. Tiles sized as Tiles.</summary>
+    /// <summary>v4 backward: dqkv from da, the forward's a and lse, in three launches (delta = rowsum(da a), as v2's;
+    /// the query side; the key side); delta [N*H, T] is scratch. Tiles sized as Tiles.</summary>
     public static void TiledBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
-        ArrayView<float> da, ArrayView<float> delta, ArrayView<float> dqkv, int? limitBytes = null, bool runs = false)
+        ArrayView<float> da, ArrayView<float> delta, ArrayView<float> dqkv, int? limitBytes = null)
     {
-        AttentionTiles fq = RequireTiles(acc, s, 1, limitBytes, runs), fk = RequireTiles(acc, s, 2, limitBytes, runs);
-        string v = runs ? "v5" : "v4";
+        AttentionTiles fq = RequireTiles(acc, s, 1, limitBytes), fk = RequireTiles(acc, s, 2, limitBytes);
         RowDeltas(acc, s, a, da, delta);
         if (Is16x8(fq))
-            KernelCache.Get(acc, $"attention.{v}.query_grad16x8", x => LoadGrad16x8(x, runs ? TiledQueryGrad16x8RunsKernel : TiledQueryGrad16x8Kernel))
-                (TiledLaunch(acc, s, fq, 1), qkv, da, lse, delta, dqkv, s);
+            KernelCache.Get(acc, "attention.v4.query_grad16x8", x => LoadGrad16x8(x, TiledQueryGrad16x8Kernel))(TiledLaunch(acc, s, fq, 1), qkv, da, lse, delta, dqkv, s);
         else
-            KernelCache.Get(acc, $"attention.{v}.query_grad", x => LoadGrad(x, TiledQueryGradKernel))(TiledLaunch(acc, s, fq, 1), qkv, da, lse, delta, dqkv, s, fq);
+            KernelCache.Get(acc, "attention.v4.query_grad", x => LoadGrad(x, TiledQueryGradKernel))(TiledLaunch(acc, s, fq, 1), qkv, da, lse, delta, dqkv, s, fq);
         if (Is16x8(fk))
-            KernelCache.Get(acc, $"attention.{v}.key_value_grad16x8", x => LoadGrad16x8(x, runs ? TiledKeyValueGrad16x8RunsKernel : TiledKeyValueGrad16x8Kernel))
-                (TiledLaunch(acc, s, fk, 2), qkv, da, lse, delta, dqkv, s);
+            KernelCache.Get(acc, "attention.v4.key_value_grad16x8", x => LoadGrad16x8(x, TiledKeyValueGrad16x8Kernel))(TiledLaunch(acc, s, fk, 2), qkv, da, lse, delta, dqkv, s);
         else
-            KernelCache.Get(acc, $"attention.{v}.key_value_grad", x => LoadGrad(x, TiledKeyValueGradKernel))(TiledLaunch(acc, s, fk, 2), qkv, da, lse, delta, dqkv, s, fk);
+            KernelCache.Get(acc, "attention.v4.key_value_grad", x => LoadGrad(x, TiledKeyValueGradKernel))(TiledLaunch(acc, s, fk, 2), qkv, da, lse, delta, dqkv, s, fk);
     }
 
     /// <summary>v6 backward: dqkv from da, the forward's a and lse (v4's forward), in three launches and a GEMM: delta =
@@ -923,7 +813,7 @@ public static class Attention
         bool keyGradByGemm = false)
     {
         int keyGrad = keyGradByGemm ? 0 : 1, pass = keyGradByGemm ? 3 : 2;   // v7's key side keeps no dK
-        var fk = RequireTiles(acc, s, pass, limitBytes, runs: false);
+        var fk = RequireTiles(acc, s, pass, limitBytes);
         string v = keyGradByGemm ? "v7" : "v6";
         RowDeltas(acc, s, a, da, delta);
         if (Is16x8(fk))
@@ -953,7 +843,7 @@ public static class Attention
 
     /// <summary>A v4 launcher with its kernel's shared-memory limit raised (SharedMemoryLimit).</summary>
     static T Raised<T>(Accelerator acc, T launcher, Delegate kernel) where T : Delegate
-        => SharedMemoryLimit.Raise(acc, launcher, "attention " + kernel.Method.Name);
+        => SharedMemoryLimit.Raise(acc, launcher, "attention v4 " + kernel.Method.Name);
 
     /// <summary>Whether a run-time shape is the one the *16x8Kernel entries fix at compile time.</summary>
     static bool Is16x8(AttentionTiles f) => f.TY == default(Tiles16x8).TY && f.TX == default(Tiles16x8).TX;
@@ -962,22 +852,20 @@ public static class Attention
     public static bool Runs(AttentionShape s, AttentionVersion v) => v switch
     {
         AttentionVersion.V3SharedHead => FitsV3(s),
-        AttentionVersion.V4Tiled => FitsV4(s),
-        AttentionVersion.V5TiledRuns => FitsV4(s, runs: true),
-        AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk => FitsV4(s),
+        AttentionVersion.V4Tiled or AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk => FitsV4(s),
         _ => true,
     };
 
-    /// <summary>Whether attention=auto tries a version here: on the CPU accelerator not v2 and v4-v7, where forward +
+    /// <summary>Whether attention=auto tries a version here: on the CPU accelerator not v2, v4, v6 and v7, where forward +
     /// backward at fmnist's 14x14 (batch 4) took 6.5x and 12x v1's time (barriers are OS-thread barriers there), except at
     /// shapes small enough (under 2^16 multiply-adds per product) that a trial costs nothing.</summary>
     public static bool Tunable(Accelerator acc, AttentionShape s, AttentionVersion v)
         => !Launch.IsCpu(acc) || !SavesLogSumExp(v) || (long)s.Batch * s.T * s.T * s.Ch < 1 << 16;
 
-    /// <summary>Whether a version's forward keeps the log-sum-exp [N*H, T] for its backward (v2, v4-v7), not the weights
+    /// <summary>Whether a version's forward keeps the log-sum-exp [N*H, T] for its backward (v2, v4, v6, v7), not the weights
     /// P [N*H, T, T] (v1, v3).</summary>
-    public static bool SavesLogSumExp(AttentionVersion v) => v is AttentionVersion.V2Streaming or AttentionVersion.V4Tiled or AttentionVersion.V5TiledRuns
-        or AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk;
+    public static bool SavesLogSumExp(AttentionVersion v)
+        => v is AttentionVersion.V2Streaming or AttentionVersion.V4Tiled or AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk;
 
     static void RequireV3(AttentionShape s)
     {
@@ -1009,11 +897,10 @@ public static class Attention
     /// else v3 where a head fits its shared memory, else v2 above 1024 positions (heads too wide for v4), else v1. On an H100 (bench/results/h100-2026-11-27), forward + backward
     /// at fmnist's 32-channel heads: v4 0.29 ms against v3's 0.34 at 7x7, 2.88 against v1's 5.94 at 14x14; at adm64's
     /// 64-channel heads v1 2.15 against v4's 2.78 at 16x16, while adm64's training step with v4 at every resolution took
-    /// 591 ms against 622 with v1 (and 49 GB of device memory against 60). Not v5: a quarter of v4's shared loads in its
-    /// products, yet slower at all five cases (bench/results/h100-2026-11-27b, call 2: 3.16 ms against 2.89 at 14x14, 32.0 against
-    /// 22.6 at adm64's 32x32). v6 where v4 would run: its backward drops v4's query side for a GEMM over a stored dS
-    /// (call 4 of that run: 2.42 ms against v4's 2.88 at 14x14, 15.9 against 22.6 at adm64's 32x32; the fmnist training
-    /// step 84.5 ms with v6, 87.6 with v4, 85.4 with v7, which also makes dK by GEMM).</summary>
+    /// 591 ms against 622 with v1 (and 49 GB of device memory against 60). v6 where v4 would run: its backward drops v4's
+    /// query side for a GEMM over a stored dS (bench/results/h100-2026-11-27b, call 4: 2.42 ms against v4's 2.88 at
+    /// 14x14, 15.9 against 22.6 at adm64's 32x32; the fmnist training step 84.5 ms with v6, 87.6 with v4, 85.4 with v7,
+    /// which also makes dK by GEMM).</summary>
     public static AttentionVersion Choose(Accelerator acc, AttentionShape s)
         => Launch.IsCpu(acc) ? AttentionVersion.V1Gemm
          : FitsV4(s) && (s.Ch <= 32 || s.T >= 1024) ? AttentionVersion.V6TiledScores
@@ -1027,7 +914,7 @@ public static class Attention
         k(Launch.GridStride(acc, (long)s.Batch * s.T * s.T), qkv, a, lse, s);
     }
 
-    /// <summary>delta [N*H, T] = rowsum(da a), the softmax backward's row term, for v2 and v4-v7.</summary>
+    /// <summary>delta [N*H, T] = rowsum(da a), the softmax backward's row term, for v2, v4, v6 and v7.</summary>
     static void RowDeltas(Accelerator acc, AttentionShape s, ArrayView<float> a, ArrayView<float> da, ArrayView<float> delta)
         => KernelCache.Get(acc, "attention.v2.delta", x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(StreamDeltaKernel))
             (Launch.GridStride(acc, (long)s.Batch * s.T * s.Ch), a, da, delta, s);

@@ -12,23 +12,21 @@ public sealed class AttentionTiledTests
 {
     /// <summary>At 48 KB (what the CPU accelerator and OpenCL get): 16 x 8 forward tiles, 8 x 8 backward ones at 24-channel
     /// heads. At 100 KB (CUDA raises v4's limit: SharedMemoryLimit) every pass takes 16 x 8 tiles, at 32-channel heads as
-    /// fmnist_unet's, whose backward kernels then use 49 and 57 KB. v5 (runs) gets the same tiles: its backward's
-    /// transposed copies take 57 and 69 KB at 16 x 8. v6 and v7 run v4's key side storing dS, and dQ (v7: and dK) by GEMM.</summary>
+    /// fmnist_unet's, whose backward kernels then use 49 and 57 KB. v6 and v7 run v4's key side storing dS, and dQ (v7:
+    /// and dK) by GEMM; v7's key side, without dK's accumulators, takes 8 x 8 tiles at 48 KB as v4's does.</summary>
     [Theory]
     [InlineData(48, null, 8, 4)]
     [InlineData(64, 100 * 1024, 16, 4)]
-    [InlineData(48, null, 8, 5)]
-    [InlineData(64, 100 * 1024, 16, 5)]
     [InlineData(64, 100 * 1024, 16, 6)]
     [InlineData(48, null, 8, 7)]
     [InlineData(64, 100 * 1024, 16, 7)]
     public void TiledMatchesTheReferenceAndV1AtGpuTiles(int c, int? limitBytes, int backwardTY, int version)
     {
-        bool runs = version == 5, scores = version >= 6;
+        bool scores = version >= 6;
         using var context = Context.Create(b => b.CPU(new CPUDevice(32, 4, 1)).EnableAlgorithms());
         using var acc = context.CreateCPUAccelerator(0);
         var s = new AttentionShape { N = 2, C = c, T = 70, Heads = 2, NewOrder = 1 };
-        (int, int) Shape(int pass) => Attention.Tiles(acc, s, pass, limitBytes, runs) is { } f ? (f.TY, f.TX) : (0, 0);
+        (int, int) Shape(int pass) => Attention.Tiles(acc, s, pass, limitBytes) is { } f ? (f.TY, f.TX) : (0, 0);
         Assert.Equal((16, 8), Shape(0));
         Assert.Equal((backwardTY, 8), Shape(1));
         Assert.Equal((backwardTY, 8), Shape(2));
@@ -44,15 +42,14 @@ public sealed class AttentionTiledTests
         using MemoryBuffer1D<float, Stride1D.Dense> a = Poisoned(aLength), lse = Poisoned(rows), delta = Poisoned(rows), dqkv = Poisoned(qkvLength);
 
         long Launched(string kernel) => KernelCache.LaunchesByKernel().GetValueOrDefault(kernel);
-        string v = runs ? "v5" : "v4", keyVersion = scores ? $"v{version}" : v;
+        string v = "v4", keyVersion = scores ? $"v{version}" : v;
         long forward16x8 = Launched($"attention.{v}.forward16x8"), keySide16x8 = Launched($"attention.{keyVersion}.key_value_grad16x8");
         using var ds = Poisoned(rows * s.T);
-        Attention.TiledForward(acc, s, qkv.View, a.View, lse.View, limitBytes, runs);
+        Attention.TiledForward(acc, s, qkv.View, a.View, lse.View, limitBytes);
         if (scores) Attention.TiledScoresBackward(acc, s, qkv.View, a.View, lse.View, da.View, delta.View, ds.View, dqkv.View, limitBytes, keyGradByGemm: version == 7);
-        else Attention.TiledBackward(acc, s, qkv.View, a.View, lse.View, da.View, delta.View, dqkv.View, limitBytes, runs);
+        else Attention.TiledBackward(acc, s, qkv.View, a.View, lse.View, da.View, delta.View, dqkv.View, limitBytes);
         acc.Synchronize();
-        // 16 x 8 tiles run the kernels built with that shape fixed at compile time (Tiles16x8, Tiles16x8Runs); other shapes
-        // the general ones.
+        // 16 x 8 tiles run the kernels built with that shape fixed at compile time (Tiles16x8); other shapes the general ones.
         Assert.Equal(1, Launched($"attention.{v}.forward16x8") - forward16x8);
         Assert.Equal(backwardTY == 16 ? 1 : 0, Launched($"attention.{keyVersion}.key_value_grad16x8") - keySide16x8);
         var want = Attention.Reference.Forward(qkvHost.Select(x => (double)x).ToArray(), s);

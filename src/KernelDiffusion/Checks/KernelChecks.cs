@@ -307,12 +307,12 @@ public static partial class KernelChecks
             // The backward runs with the version the forward chose: force it for the whole check.
             list.Add(Forced(v => v.Attention = AttentionVersion.V1Gemm, Backward(name + ".v1", [[2, 24, 7]], op, reference)));
             list.Add(Forced(v => v.Attention = AttentionVersion.V2Streaming, Backward(name + ".v2", [[2, 24, 7]], op, reference)));
-            // v4, v5 (its layout of runs), v6 (its dQ by GEMM) and v7 (dQ and dK by GEMM), also at ragged tiles: 6 channels (padded to whole column chunks), 13 positions
+            // v4, v6 (its dQ by GEMM) and v7 (dQ and dK by GEMM), also at ragged tiles: 6 channels (padded to whole column chunks), 13 positions
             // (two query tiles on the CPU).
             var ragged = a with { C = 18, T = 13, Heads = 3 };
             Func<Tensor[], Tensor> op3 = t => Ops.Attention(t[0], 3, newOrder);
             Func<double[][], double[]> reference3 = v => Attention.Reference.Forward(v[0], ragged);
-            foreach (var tiled in new[] { AttentionVersion.V4Tiled, AttentionVersion.V5TiledRuns, AttentionVersion.V6TiledScores, AttentionVersion.V7TiledScoresDk })
+            foreach (var tiled in new[] { AttentionVersion.V4Tiled, AttentionVersion.V6TiledScores, AttentionVersion.V7TiledScoresDk })
             {
                 string tag = $".v{(int)tiled}";
                 list.Add(Forward(name + tag, [[2, 24, 7]], With(v => v.Attention = tiled, op), reference));
@@ -328,16 +328,15 @@ public static partial class KernelChecks
             list.Add(Forced(v => v.Attention = AttentionVersion.V2Streaming, Backward(name + ".one_head.v2", [[3, 12, 5]], op1, reference1)));
             list.Add(Forced(v => v.Attention = AttentionVersion.V3SharedHead, Backward(name + ".one_head.v3", [[3, 12, 5]], op1, reference1)));
             list.Add(Forced(v => v.Attention = AttentionVersion.V4Tiled, Backward(name + ".one_head.v4", [[3, 12, 5]], op1, reference1)));
-            list.Add(Forced(v => v.Attention = AttentionVersion.V5TiledRuns, Backward(name + ".one_head.v5", [[3, 12, 5]], op1, reference1)));
             list.Add(Forced(v => v.Attention = AttentionVersion.V6TiledScores, Backward(name + ".one_head.v6", [[3, 12, 5]], op1, reference1)));
             list.Add(Forced(v => v.Attention = AttentionVersion.V7TiledScoresDk, Backward(name + ".one_head.v7", [[3, 12, 5]], op1, reference1)));
         }
 
-        // v4-v7 at the reference models' head widths (32 channels: fmnist_unet; 64: adm64), past one 64-row tile: on CUDA
+        // v4, v6 and v7 at the reference models' head widths (32 channels: fmnist_unet; 64: adm64), past one 64-row tile: on CUDA
         // their 16 x 8 tiles take more than 48 KB of shared memory (SharedMemoryLimit). Too many inputs for finite differences:
         // the gradient against the analytic float64 one (Attention.Reference.Backward, which a test holds to finite differences).
         foreach (int ch in new[] { 32, 64 })
-        foreach (var tiled in new[] { AttentionVersion.V4Tiled, AttentionVersion.V5TiledRuns, AttentionVersion.V6TiledScores, AttentionVersion.V7TiledScoresDk })
+        foreach (var tiled in new[] { AttentionVersion.V4Tiled, AttentionVersion.V6TiledScores, AttentionVersion.V7TiledScoresDk })
         {
             var wide = new AttentionShape { N = 1, C = 2 * ch, T = 70, Heads = 2, NewOrder = 1 };
             list.Add(Forced(v => v.Attention = tiled, new Case($"attention.wide_heads{ch}.v{(int)tiled}.forward_backward",
