@@ -28,3 +28,17 @@ ncu_case() {
   "$ncu" -i "$R/$1.ncu-rep" --page details > "$R/$1.txt" 2>&1; rm -f "$R/$1.ncu-rep"
   stamp "ncu $1: $(grep -c 'Section: GPU Speed Of Light Throughput' "$R/$1.txt") kernels"
 }
+# train_profile: kd train --profile, 6 fmnist_unet steps at batch 256 on the fixture (/tmp/fx), into $R/train-profile.log.
+train_profile() {
+  rm -rf /tmp/tr; timeout 45 bash .device/run KernelDiffusion.Cli train --config configs/fmnist_unet.json --data idx:/tmp/fx --steps 6 \
+    --batch 256 --profile --out /tmp/tr --device cuda > "$R/train-profile.log" 2>&1
+  stamp "training profile done"
+}
+# adm64_train_step: adm64's training step at the defaults ($R/bench-adm64) and PyTorch's ($R/torch-adm64.json).
+adm64_train_step() {
+  timeout 40 bash .device/run KernelDiffusion.Cli bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
+    --budget-ms 100 --out "$R/bench-adm64" > "$R/bench-adm64.log" 2>&1
+  stamp "adm64 step done"
+  timeout 50 python3 bench/torch_reference.py --device cuda --only adm64_unet.train_step --out "$R/torch-adm64.json" > "$R/torch-adm64.log" 2>&1
+  stamp "torch adm64 done"
+}

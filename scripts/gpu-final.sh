@@ -14,13 +14,7 @@ timeout 30 $K bench --device cuda --default-only --no-kernels --kernels fmnist -
 stamp "fmnist steps done"
 timeout 50 python3 bench/torch_reference.py --device cuda --only fmnist_unet.,fmnist_classifier. --out "$R/torch.json" > "$R/torch.log" 2>&1
 python3 bench/join.py "$R/bench-steps/bench.json" "$R/torch.json" --out "$R/ratios.md" > "$R/join.log" 2>&1; stamp "torch done"
-timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step --budget-ms 100 --out "$R/bench-adm64" \
-  > "$R/bench-adm64.log" 2>&1
-stamp "adm64 step done"
-timeout 50 python3 bench/torch_reference.py --device cuda --only adm64_unet.train_step --out "$R/torch-adm64.json" > "$R/torch-adm64.log" 2>&1
-stamp "torch adm64 done"
-rm -rf /tmp/tr; timeout 45 $K train --config configs/fmnist_unet.json --data idx:/tmp/fx --steps 6 \
-  --batch 256 --profile --out /tmp/tr --device cuda > "$R/train-profile.log" 2>&1
-stamp "training profile done"
+adm64_train_step
+train_profile
 cat "$R/timeline.txt"; grep -E "^\| fmnist" "$R/ratios.md"; grep -h "default:" "$R"/bench-steps.log "$R"/bench-adm64.log
 tail -2 "$R/torch-adm64.log"; grep -A12 "time and launches" "$R/train-profile.log"; grep -A12 "per op and shapes" "$R/train-profile.log"

@@ -29,14 +29,8 @@ stamp "fmnist training step with attention v4 and v7 done"
 timeout 60 python3 bench/torch_reference.py --device cuda --only attention.forward_backward,conv1x1.,fmnist_unet.,fmnist_classifier. \
   --out "$R/torch.json" > "$R/torch.log" 2>&1
 join_ratios "$R/bench-kernels/bench.json"; stamp "torch done"
-rm -rf /tmp/tr; timeout 45 $K train --config configs/fmnist_unet.json --data idx:/tmp/fx --steps 6 \
-  --batch 256 --profile --out /tmp/tr --device cuda > "$R/train-profile.log" 2>&1
-stamp "training profile done"
-timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step --budget-ms 100 --out "$R/bench-adm64" \
-  > "$R/bench-adm64.log" 2>&1
-stamp "adm64 step done"
-timeout 50 python3 bench/torch_reference.py --device cuda --only adm64_unet.train_step --out "$R/torch-adm64.json" > "$R/torch-adm64.log" 2>&1
-stamp "torch adm64 done"
+train_profile
+adm64_train_step
 cat "$R/timeline.txt"; grep -E "^\| (conv1x1|attention|fmnist)" "$R/ratios.md" 2>/dev/null | head -40
 grep -h "default:" "$R"/bench-steps.log "$R"/bench-steps-v4.log "$R"/bench-steps-v7.log "$R"/bench-adm64.log; tail -2 "$R/torch-adm64.log"
 grep -A14 "time and launches" "$R/train-profile.log"; grep -A12 "per op and shapes" "$R/train-profile.log"
