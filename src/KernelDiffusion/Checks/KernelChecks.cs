@@ -307,8 +307,8 @@ public static partial class KernelChecks
             // The backward runs with the version the forward chose: force it for the whole check.
             list.Add(Forced(v => v.Attention = AttentionVersion.V1Gemm, Backward(name + ".v1", [[2, 24, 7]], op, reference)));
             list.Add(Forced(v => v.Attention = AttentionVersion.V2Streaming, Backward(name + ".v2", [[2, 24, 7]], op, reference)));
-            // v4, v6 (its dQ by GEMM) and v7 (dQ and dK by GEMM), also at ragged tiles: 6 channels (padded to whole column chunks), 13 positions
-            // (two query tiles on the CPU).
+            // v4, v6 (its dQ by GEMM) and v7 (dQ and dK by GEMM), also at ragged tiles: 6 channels (padded to whole column
+            // chunks), 13 positions (two query tiles on the CPU).
             var ragged = a with { C = 18, T = 13, Heads = 3 };
             Func<Tensor[], Tensor> op3 = t => Ops.Attention(t[0], 3, newOrder);
             Func<double[][], double[]> reference3 = v => Attention.Reference.Forward(v[0], ragged);
@@ -332,9 +332,10 @@ public static partial class KernelChecks
             list.Add(Forced(v => v.Attention = AttentionVersion.V7TiledScoresDk, Backward(name + ".one_head.v7", [[3, 12, 5]], op1, reference1)));
         }
 
-        // v4, v6 and v7 at the reference models' head widths (32 channels: fmnist_unet; 64: adm64), past one 64-row tile: on CUDA
-        // their 16 x 8 tiles take more than 48 KB of shared memory (SharedMemoryLimit). Too many inputs for finite differences:
-        // the gradient against the analytic float64 one (Attention.Reference.Backward, which a test holds to finite differences).
+        // v4, v6 and v7 at the reference models' head widths (32 channels: fmnist_unet; 64: adm64), past one 64-row tile:
+        // on CUDA their 16 x 8 tiles take more than 48 KB of shared memory (SharedMemoryLimit). Too many inputs for finite
+        // differences: the gradient against the analytic float64 one (Attention.Reference.Backward, which a test holds to
+        // finite differences).
         foreach (int ch in new[] { 32, 64 })
         foreach (var tiled in new[] { AttentionVersion.V4Tiled, AttentionVersion.V6TiledScores, AttentionVersion.V7TiledScoresDk })
         {
