@@ -4,10 +4,12 @@ mkdir -p "$R" "$out"
 begin=$(date +%s)
 # stamp TEXT: a line in the timeline, and everything so far packed into $out, so a run cut short still returns it.
 stamp() { echo "$(( $(date +%s) - begin )) s: $*" | tee -a "$R/timeline.txt"; tar czf "$out/$tarball" -C "$R" .; }
-kd() { bash .device/run KernelDiffusion.Cli "$@"; }
+# K: the packed kd as a command (timeout runs it; a shell function it cannot); kd: the same as a function.
+K="bash .device/run KernelDiffusion.Cli"
+kd() { $K "$@"; }
 # check_cuda SECONDS: kd check on CUDA into $R/check, its count in the timeline.
 check_cuda() {
-  timeout "$1" bash .device/run KernelDiffusion.Cli check --device cuda --out "$R/check" > "$R/check.log" 2>&1
+  timeout "$1" $K check --device cuda --out "$R/check" > "$R/check.log" 2>&1
   stamp "check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
 }
 # join_ratios KERNELS.json: the steps ($R/bench-steps) and a kernel-case run, made apart, as one ratio table beside
@@ -23,20 +25,20 @@ nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=c
 ncu_case() {
   local ncu; ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
   timeout 50 "$ncu" --target-processes all --set full -k "regex:$2" --launch-count "$3" -f -o "$R/$1" \
-    bash .device/run KernelDiffusion.Cli bench --device cuda --default-only --no-steps --kernels "$4" --budget-ms 5 \
+    $K bench --device cuda --default-only --no-steps --kernels "$4" --budget-ms 5 \
     --out "$R/ncu-bench-$1" > "$R/$1.log" 2>&1
   "$ncu" -i "$R/$1.ncu-rep" --page details > "$R/$1.txt" 2>&1; rm -f "$R/$1.ncu-rep"
   stamp "ncu $1: $(grep -c 'Section: GPU Speed Of Light Throughput' "$R/$1.txt") kernels"
 }
 # train_profile: kd train --profile, 6 fmnist_unet steps at batch 256 on the fixture (/tmp/fx), into $R/train-profile.log.
 train_profile() {
-  rm -rf /tmp/tr; timeout 45 bash .device/run KernelDiffusion.Cli train --config configs/fmnist_unet.json --data idx:/tmp/fx --steps 6 \
+  rm -rf /tmp/tr; timeout 45 $K train --config configs/fmnist_unet.json --data idx:/tmp/fx --steps 6 \
     --batch 256 --profile --out /tmp/tr --device cuda > "$R/train-profile.log" 2>&1
   stamp "training profile done"
 }
 # adm64_train_step: adm64's training step at the defaults ($R/bench-adm64) and PyTorch's ($R/torch-adm64.json).
 adm64_train_step() {
-  timeout 40 bash .device/run KernelDiffusion.Cli bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
+  timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
     --budget-ms 100 --out "$R/bench-adm64" > "$R/bench-adm64.log" 2>&1
   stamp "adm64 step done"
   timeout 50 python3 bench/torch_reference.py --device cuda --only adm64_unet.train_step --out "$R/torch-adm64.json" > "$R/torch-adm64.log" 2>&1

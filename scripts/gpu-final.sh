@@ -8,7 +8,6 @@ set -u
 out=${1:?usage: gpu-final.sh OUTDIR}
 R=/tmp/kd-final; tarball=final-results.tgz
 . scripts/gpu-common.sh
-K="bash .device/run KernelDiffusion.Cli"
 bash scripts/fixture-data.sh /tmp/fx
 timeout 30 $K bench --device cuda --default-only --no-kernels --kernels fmnist --budget-ms 100 --out "$R/bench-steps" > "$R/bench-steps.log" 2>&1
 stamp "fmnist steps done"

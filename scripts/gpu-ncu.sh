@@ -9,7 +9,6 @@ set -u
 out=${1:?usage: gpu-ncu.sh OUTDIR}
 R=/tmp/kd-ncu; tarball=ncu-results.tgz
 . scripts/gpu-common.sh
-K="bash .device/run KernelDiffusion.Cli"
 timeout 40 $K bench --device cuda --no-steps --kernels attention.forward_backward.adm64 --skip-versions attention=v2 attention=v3 \
   --budget-ms 60 --out "$R/bench-attention" > "$R/bench-attention.log" 2>&1
 timeout 40 python3 bench/torch_reference.py --device cuda --only attention.forward_backward.adm64 --out "$R/torch.json" > "$R/torch.log" 2>&1

@@ -11,7 +11,6 @@ set -u
 out=${1:?usage: gpu-next.sh OUTDIR}
 R=/tmp/kd-next; tarball=next-results.tgz
 . scripts/gpu-common.sh
-K="bash .device/run KernelDiffusion.Cli"
 bash scripts/fixture-data.sh /tmp/fx
 check_cuda 45
 timeout 60 $K bench --device cuda --no-steps --kernels conv1x1. attention.forward_backward.fmnist --budget-ms 40 \

@@ -9,7 +9,6 @@ set -u
 out=${1:?usage: gpu-padded.sh OUTDIR}
 R=/tmp/kd-padded; tarball=padded-results.tgz
 . scripts/gpu-common.sh
-K="bash .device/run KernelDiffusion.Cli"
 check_cuda 45
 timeout 45 $K bench --device cuda --no-steps --kernels sgemm. gemm.batched gemm.conv1x1 gemm.linear --budget-ms 60 --out "$R/bench-gemm" \
   --skip-versions gemm=v1 gemm=v2 gemm=v3 gemm=v4 gemm=v5 gemm=v6 gemm=v7 gemm=v8 gemm=v9 > "$R/bench-gemm.log" 2>&1

@@ -13,7 +13,6 @@ set -u
 out=${1:?usage: gpu-v5.sh OUTDIR}
 R=/tmp/kd-v5; tarball=v5-results.tgz
 . scripts/gpu-common.sh
-K="bash .device/run KernelDiffusion.Cli"
 bash scripts/fixture-data.sh /tmp/fx
 check_cuda 45
 timeout 75 $K bench --device cuda --no-steps --kernels attention.forward_backward conv1x1. --budget-ms 40 \

@@ -12,7 +12,6 @@ set -u
 out=${1:?usage: gpu-v6.sh OUTDIR}
 R=/tmp/kd-v6; tarball=v6-results.tgz
 . scripts/gpu-common.sh
-K="bash .device/run KernelDiffusion.Cli"
 bash scripts/fixture-data.sh /tmp/fx
 check_cuda 45
 timeout 75 $K bench --device cuda --no-steps --kernels attention.forward_backward conv1x1. --budget-ms 40 \

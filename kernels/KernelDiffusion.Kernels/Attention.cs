@@ -372,8 +372,8 @@ public static class Attention
     static int PaddedChannels(int ch, int cols) => (ch + cols - 1) / cols * cols;
 
     /// <summary>Shared memory, in floats, of v4's forward (0), query-side backward (1) and key-side backward (2) per
-    /// group; pass 3: v7's key side, without dK's accumulators (at fmnist's heads 50 KB, 4 groups to a multiprocessor,
-    /// against 59 KB and 3). Padded strides (+1) keep a warp's column reads of a row-major region on distinct banks.</summary>
+    /// group; pass 3: v7's key side, without dK's accumulators (at fmnist's heads 50 KB: 4 groups fit a multiprocessor,
+    /// against 3 at pass 2's 58.6). Padded strides (+1) keep a warp's column reads of a row-major region on distinct banks.</summary>
     public static int TiledSharedFloats(AttentionTiles f, int ch, int pass)
     {
         int r = f.Rows, c = f.Cols, cp = f.Padded(ch);
@@ -381,8 +381,7 @@ public static class Attention
         {
             0 => cp * r + 2 * cp * (c + 1) + c * (r + 1) + r * (cp + 1) + 3 * r + 2 * f.TY * f.TX,
             1 => 2 * cp * r + 2 * cp * (c + 1) + 2 * c * (r + 1) + r * (cp + 1) + 2 * r,
-            2 => 2 * cp * r + 2 * cp * (c + 1) + 2 * c * (r + 1) + 2 * r * (cp + 1) + 2 * c,
-            _ => 2 * cp * r + 2 * cp * (c + 1) + 2 * c * (r + 1) + r * (cp + 1) + 2 * c,
+            _ => 2 * cp * r + 2 * cp * (c + 1) + 2 * c * (r + 1) + (pass == 2 ? 2 : 1) * r * (cp + 1) + 2 * c,   // dK and dV, or dV
         };
     }
 

@@ -509,13 +509,6 @@ public static class Conv2d
         return g.Input(x, row.Hi, col.Hi, row.Mid, row.Lo, col.Mid, col.Lo);
     }
 
-    /// <summary>y[n, c, p] += bias[c] over a [N, channels, plane] array (v16's forward, after its GEMM).</summary>
-    static void AddBiasKernel(ArrayView<float> y, ArrayView<float> bias, int channels, int plane, int count)
-    {
-        int stride = Grid.DimX * Group.DimX;
-        for (int e = Grid.GlobalIndex.X; e < count; e += stride) y[e] += bias[(e / plane) % channels];
-    }
-
     /// <summary>Whether v16 and v17 compute this geometry themselves: a 1x1 kernel at stride 1 without padding.</summary>
     public static bool IsPointwise(ConvGeometry g) => g.R == 1 && g.S == 1 && g.P == 0;
 
@@ -551,9 +544,8 @@ public static class Conv2d
             Batch = g.N, M = g.Cout, N = plane, K = g.Cin, StrideA = 0, StrideB = g.Cin * plane, StrideC = g.Cout * plane, Alpha = 1,
         });
         if (!hasBias) return;
-        int count = g.N * g.Cout * plane;
-        KernelCache.Get(acc, "conv2d.v16.bias", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(AddBiasKernel))
-            (Launch.GridStride(acc, count), o, bias, g.Cout, plane, count);
+        int[] y = [g.N, g.Cout, plane];
+        Elementwise.Binary(acc, BinaryOp.Add, o, bias, o, Broadcast4.Create(y, [g.Cout, 1], y), g.N * g.Cout * plane);   // in place
     }
 
     /// <summary>o[e] = sum over s of partial[s, e], s in order (deterministic): the weight gradient's layout is [m, n].</summary>
@@ -572,12 +564,13 @@ public static class Conv2d
     /// gradient, split in WeightGradSplits slices, wants a [slices, Cout, Cin*R*R] buffer; everything else none.</summary>
     public static long ScratchLength(Accelerator acc, ConvGeometry g, ConvPass pass, ConvVersion version)
     {
+        if (!Covers(g, version)) return ScratchLength(acc, g, pass, Choose(acc, g));   // the default runs (Resolve)
         if (WinogradTile(version) is > 0 and var tile)   // its transformed operands, every pass
-            return Winograd.Covers(g, tile) ? Winograd.ScratchFloats(g, pass, Winograd.Slices(acc, g, tile), tile) : 0;
-        if (version == ConvVersion.V16Gemm1x1)   // its weight gradient is the direct default's; elsewhere the default runs
-            return IsPointwise(g) ? (pass == ConvPass.WeightGrad ? ScratchLength(acc, g, pass, DirectDefault(acc)) : 0) : ScratchLength(acc, g, pass, Choose(acc, g));
+            return Winograd.ScratchFloats(g, pass, Winograd.Slices(acc, g, tile), tile);
         if (version == ConvVersion.V17Gemm1x1Weights)   // its weight gradient's per-sample products
-            return IsPointwise(g) ? (pass == ConvPass.WeightGrad && g.N > 1 ? (long)g.N * g.Cout * g.Cin : 0) : ScratchLength(acc, g, pass, Choose(acc, g));
+            return pass == ConvPass.WeightGrad && g.N > 1 ? (long)g.N * g.Cout * g.Cin : 0;
+        if (version == ConvVersion.V16Gemm1x1)   // its weight gradient is the direct default's
+            return pass == ConvPass.WeightGrad ? ScratchLength(acc, g, pass, DirectDefault(acc)) : 0;
         if (version < ConvVersion.V5RegisterTiles || pass != ConvPass.WeightGrad) return 0;   // v5 and every later version split
         int splits = WeightGradSplits(acc, g, version);
         return splits > 1 ? (long)splits * g.Cout * g.Cin * g.R * g.R : 0;
@@ -1089,6 +1082,17 @@ public static class Conv2d
     public static bool Covers(ConvGeometry g, ConvVersion v)
         => v is ConvVersion.V16Gemm1x1 or ConvVersion.V17Gemm1x1Weights ? IsPointwise(g) : WinogradTile(v) is not (> 0 and var tile) || Winograd.Covers(g, tile);
 
+    /// <summary>The version that computes a pass asked of <paramref name="v"/>: v itself where it covers the geometry
+    /// (Covers), else the default; where v16 is asked a weight gradient, or v17 one without the scratch its products need
+    /// (ScratchLength), the direct default.</summary>
+    static ConvVersion Resolve(Accelerator acc, ConvGeometry g, ConvPass pass, ConvVersion v, ArrayView<float> scratch)
+    {
+        if (!Covers(g, v)) v = Choose(acc, g);
+        if (pass != ConvPass.WeightGrad || v is not (ConvVersion.V16Gemm1x1 or ConvVersion.V17Gemm1x1Weights)) return v;
+        bool products = v == ConvVersion.V17Gemm1x1Weights && (g.N == 1 || scratch.IsValid && scratch.Length >= (long)g.N * g.Cout * g.Cin);
+        return products ? v : DirectDefault(acc);
+    }
+
     /// <summary>The side of a Winograd version's output tiles (v12: 2, v13: 4), 0 for the others.</summary>
     public static int WinogradTile(ConvVersion v) => v switch { ConvVersion.V12Winograd => 2, ConvVersion.V13Winograd4 => 4, _ => 0 };
 
@@ -1101,31 +1105,16 @@ public static class Conv2d
         GemmRunner? gemm = null)
     {
         var (m, n, kk) = Dims(g, pass);
-        var v = version ?? Choose(acc, g);
+        var v = Resolve(acc, g, pass, version ?? Choose(acc, g), scratch);
         if (WinogradTile(v) is > 0 and var side)
         {
-            if (Winograd.Covers(g, side))
-            {
-                Winograd.Run(acc, pass, g, x, w, dy, bias, hasBias, o, scratch, Winograd.Slices(acc, g, side), side, gemm);
-                return;
-            }
-            v = Choose(acc, g);
+            Winograd.Run(acc, pass, g, x, w, dy, bias, hasBias, o, scratch, Winograd.Slices(acc, g, side), side, gemm);
+            return;
         }
         if (v is ConvVersion.V16Gemm1x1 or ConvVersion.V17Gemm1x1Weights)
         {
-            // v17's weight gradient needs its scratch (ScratchLength); without it, the direct default's runs.
-            bool products = v == ConvVersion.V17Gemm1x1Weights && (g.N == 1 || scratch.IsValid && scratch.Length >= (long)g.N * g.Cout * g.Cin);
-            if (IsPointwise(g) && (pass != ConvPass.WeightGrad || products))
-            {
-                RunPointwise(acc, pass, g, x, w, dy, bias, hasBias, o, gemm ?? Gemm.At(acc), scratch);
-                return;
-            }
-            v = IsPointwise(g) ? DirectDefault(acc) : Choose(acc, g);
-            if (WinogradTile(v) > 0)
-            {
-                Run(acc, pass, g, x, w, dy, bias, hasBias, o, v, scratch, gemm);
-                return;
-            }
+            RunPointwise(acc, pass, g, x, w, dy, bias, hasBias, o, gemm ?? Gemm.At(acc), scratch);
+            return;
         }
         if (v == ConvVersion.V3Planes)
         {

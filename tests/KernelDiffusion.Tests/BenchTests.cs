@@ -263,6 +263,25 @@ public sealed class GemmGpuShapeTests
                 Winograd.Run(acc, pass, g, x, w, dy, b, pass == ConvPass.Forward, o, scratch.View, slices, side, Gemm.At(acc, gemm));
             });
 
+    /// <summary>Conv v16 and v17 (1x1 convolutions as batched GEMMs over the shared weight) with 256-thread groups, their
+    /// GEMMs run by the GPU's padded versions, every pass, past one 128-wide GEMM tile, at a plane whose 20 columns let
+    /// C be stored 16 bytes at a time and one whose 30 do not; v17's weight gradient as per-sample products and their
+    /// sum (v16's is the direct default's); scratch poisoned with NaN.</summary>
+    [Theory]
+    [InlineData(ConvVersion.V16Gemm1x1, GemmVersion.V14Padded)]
+    [InlineData(ConvVersion.V16Gemm1x1, GemmVersion.V15Padded4)]
+    [InlineData(ConvVersion.V17Gemm1x1Weights, GemmVersion.V14Padded)]
+    [InlineData(ConvVersion.V17Gemm1x1Weights, GemmVersion.V15Padded4)]
+    public void PointwiseWithSixteenBySixteenGroupsMatchesTheReference(ConvVersion conv, GemmVersion gemm)
+        => ConvPassesMatchTheReference(13, [ConvGeometry.Create(3, 70, 4, 5, 130, 1, 1, 0), ConvGeometry.Create(2, 130, 5, 6, 9, 1, 1, 0)],
+            (acc, g, pass, x, w, b, dy, o, slices) =>
+            {
+                long length = Conv2d.ScratchLength(acc, g, pass, conv);
+                using var scratch = acc.Allocate1D<float>(Math.Max(1, length));
+                Elementwise.Fill(acc, scratch.View, float.NaN, (int)scratch.Length);
+                Conv2d.Run(acc, pass, g, x, w, dy, b, pass == ConvPass.Forward, o, conv, length > 0 ? scratch.View : default, Gemm.At(acc, gemm));
+            });
+
     /// <summary>How a test runs one conv pass into o; a weight gradient in 5 slices where <paramref name="slices"/> is 5.</summary>
     delegate void ConvPassRun(Accelerator acc, ConvGeometry g, ConvPass pass, ArrayView<float> x, ArrayView<float> w, ArrayView<float> b,
         ArrayView<float> dy, ArrayView<float> o, int slices);
