@@ -245,7 +245,7 @@ public struct Block8Runs : IStagedBlock<Block8Runs>
 /// per-shape tuning) and the checks a version (Gemm.At).</summary>
 public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
@@ -255,7 +255,8 @@ public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V
 /// block per unit of work with no shared memory (the CPU accelerator's default). v10 and v11: v7 and v8 software-pipelined
 /// (the next stage loaded into registers while this one is multiplied; two shared buffers, one barrier per stage). v12 and
 /// v13: v10 and v11 in groups of exactly 16 x 16 threads, each stage's steps of k written out at constant shared offsets.
-/// v14 and v15: v12 and v13 with their shared k rows padded against bank conflicts and C stored 16 bytes at a time.</summary>
+/// v14 and v15: v12 and v13 with their shared k rows padded against bank conflicts and C stored 16 bytes at a time. v16:
+/// tf32 tensor cores (opt-in, as v5) on v14's pipelined staging, 128 x 128 tiles.</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
@@ -709,6 +710,65 @@ public static class Gemm
         }
     }
 
+    /// <summary>v16: 128 x 128 x 16 tiles.</summary>
+    const int V16Tile = 128, V16K = 16, V16Threads = 256, V16Pitch = V16Tile + 8, V16Buffer = V16K * V16Pitch;
+
+    /// <summary>v16: tf32 tensor cores with v14's software pipeline. Eight warps compute a 128 x 128 tile of C, each a
+    /// 64 x 32 <see cref="WarpTile64"/> (16 mma per 8 values of k, 64 accumulators per lane). Stages are 16 values of k,
+    /// in two shared buffers per operand, both operands k-major ([k][m], [k][n]) with k rows 136 floats apart, so a
+    /// warp's fragment reads (k rows t and t + 4, columns g and g + 8) hit 32 different banks. While the warps multiply
+    /// one buffer, each thread loads its two chunks of each operand's next stage (v14's chunks, one per 8 values of k)
+    /// into registers, rounds them to tf32 and stores them into the other buffer: one barrier per stage. v5 stages
+    /// unpipelined, one value at a time, between two barriers, for 8 mma per warp. Needs 32-lane warps and groups of
+    /// 256 threads (the CPU accelerator runs it emulated on a device built so).</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V16Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
+    {
+        var at = SharedMemory.Allocate<float>(2 * V16Buffer);   // [k][m], buffers at 0 and V16Buffer
+        var bt = SharedMemory.Allocate<float>(2 * V16Buffer);   // [k][n]
+        var scratch = TensorCore.Scratch();
+        WarpTile64.Declare();
+        int t = Group.IdxX, warp = Warp.WarpIdx, lane = Warp.LaneIdx, kA = 1 - s.TransA, kB = s.TransB;
+        int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;   // the warp's 64 x 32 quarter-row of the tile
+        int fragA = (lane & 3) * V16Pitch + wm + (lane >> 2), fragB = (lane & 3) * V16Pitch + wn + (lane >> 2);
+        for (int w = Grid.IdxX, tiles = s.Tiles(V16Tile); w < tiles; w += Grid.DimX)
+        {
+            var (bi, m0, n0) = s.TileAt(w, V16Tile);
+            int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
+            var acc = WarpTile64.Zero();
+            StageTf32(at, 0, LoadChunk(a, aBase, kA, s.M, s.K, m0, 0, t, V16Tile), LoadChunk(a, aBase, kA, s.M, s.K, m0, 8, t, V16Tile), kA, t);
+            StageTf32(bt, 0, LoadChunk(b, bBase, kB, s.N, s.K, n0, 0, t, V16Tile), LoadChunk(b, bBase, kB, s.N, s.K, n0, 8, t, V16Tile), kB, t);
+            Group.Barrier();
+            for (int k0 = 0, cur = 0; k0 < s.K; k0 += V16K, cur = V16Buffer - cur)
+            {
+                int kNext = k0 + V16K;
+                // The next stage's chunks; past the last stage the loads are skipped and zeros come back.
+                Quad a0 = LoadChunk(a, aBase, kA, s.M, s.K, m0, kNext, t, V16Tile), a1 = LoadChunk(a, aBase, kA, s.M, s.K, m0, kNext + 8, t, V16Tile);
+                Quad b0 = LoadChunk(b, bBase, kB, s.N, s.K, n0, kNext, t, V16Tile), b1 = LoadChunk(b, bBase, kB, s.N, s.K, n0, kNext + 8, t, V16Tile);
+                acc = WarpTile64.Stage16(acc, at.SubView(cur + fragA), bt.SubView(cur + fragB), V16Pitch, scratch);
+                if (kNext < s.K)
+                {
+                    StageTf32(at, V16Buffer - cur, a0, a1, kA, t);
+                    StageTf32(bt, V16Buffer - cur, b0, b1, kB, t);
+                }
+                Group.Barrier();
+            }
+            // Lane (g, t) holds rows g and g + 8 and columns 2t and 2t + 1 of each 16 x 8 mma tile.
+            int row = m0 + wm + (lane >> 2), col = n0 + wn + 2 * (lane & 3);
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++)
+                    for (int e = 0; e < 4; e++)
+                        Store(c, s, bi, row + 16 * i + 8 * (e >> 1), col + 8 * j + (e & 1), acc.Get(i, j, e));
+        }
+    }
+
+    /// <summary>v16: a thread's two chunks of a stage (k rows 0-7 and 8-15 of it), rounded to tf32, into the buffer at dst.</summary>
+    static void StageTf32(ArrayView<float> tile, int dst, Quad first, Quad second, int kFastest, int t)
+    {
+        PutChunk(tile, dst, TensorCore.RoundTf32(first), kFastest, t, V16Tile, V6K, V16Pitch);
+        PutChunk(tile, dst + V6K * V16Pitch, TensorCore.RoundTf32(second), kFastest, t, V16Tile, V6K, V16Pitch);
+    }
+
     /// <summary>v9, for the CPU accelerator: each unit of work is a 4 x 8 block of C, its 32 accumulators two Block4
     /// values (columns 0-3 and 4-7), k innermost. Per step of k it reads 4 values of A and 8 of B for 32 multiply-adds,
     /// where v3 reads and writes C once per multiply-add. Blocks past the edges load the last row or column again and
@@ -749,10 +809,14 @@ public static class Gemm
         c[ci] = s.Beta == 0 ? s.Alpha * acc : s.Alpha * acc + s.Beta * c[ci];
     }
 
-    /// <summary>Whether a version can run on this accelerator (v5 needs TensorCore.Runs).</summary>
+    /// <summary>Threads per group of the tensor-core versions (v5: TensorCore.Threads; v16: 256).</summary>
+    public static int Threads(GemmVersion v) => v == GemmVersion.V16PipelinedTf32 ? V16Threads : TensorCore.Threads;
+
+    /// <summary>Whether a version can run on this accelerator (v5 and v16 need TensorCore.Runs).</summary>
     public static bool Runs(Accelerator acc, GemmVersion v) => v switch
     {
         GemmVersion.V5Tf32 => TensorCore.Runs(acc),
+        GemmVersion.V16PipelinedTf32 => TensorCore.Runs(acc, V16Threads),
         _ when IsUnrolled(v) => acc.MaxNumThreadsPerGroup >= UnrolledSide * UnrolledSide,
         _ => true,
     };
@@ -765,7 +829,7 @@ public static class Gemm
     /// v3 (a row per thread: 5.3 s at 4096 on an H100), v1 and v9 (on an H100 they lost at all 8 of conv v13's GEMM shapes
     /// whose trials bench/results/h100-2026-11-26b lists, 3-36x the winner, up to 91 ms a trial).</summary>
     public static bool Tunable(Accelerator acc, GemmVersion v)
-        => v != GemmVersion.V5Tf32 && Runs(acc, v)
+        => v is not (GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32) && Runs(acc, v)
            && (Launch.IsCpu(acc) ? v != GemmVersion.V2Tiled : v is not (GemmVersion.V1Naive or GemmVersion.V3Rows or GemmVersion.V9CpuBlocks));
 
     /// <summary>The side of a thread's register block for the register-tiled versions (v4, v6-v8, v10-v15; their tiles on a GPU are
@@ -825,6 +889,15 @@ public static class Gemm
             long tiles = s.Tiles(V5Tile);
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8L);
             k(new KernelConfig(Math.Max(1, grid), V5Threads), a, b, c, s);
+        }
+        else if (v == GemmVersion.V16PipelinedTf32)
+        {
+            if (!Runs(acc, v)) throw TensorCore.Refusal(acc, "gemm v16", V16Threads);
+            var entry = (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>)V16Kernel;
+            var k = KernelCache.Get(acc, "gemm.v16", x => x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)));
+            long tiles = s.Tiles(V16Tile);
+            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 2L);
+            k(new KernelConfig(Math.Max(1, grid), V16Threads), a, b, c, s);
         }
         else if (IsUnrolled(v))
         {

@@ -25,11 +25,11 @@ public static class TensorCore
 
     /// <summary>Whether the tensor-core kernels can run here: whole 32-lane warps in 128-thread groups (CUDA; the CPU
     /// accelerator only with a device built so, as kd check and the tests do, where the mma is emulated).</summary>
-    public static bool Runs(Accelerator acc) => acc.WarpSize == 32 && acc.MaxNumThreadsPerGroup >= Threads;
+    public static bool Runs(Accelerator acc, int threads = Threads) => acc.WarpSize == 32 && acc.MaxNumThreadsPerGroup >= threads;
 
     /// <summary>The error for a device where <see cref="Runs"/> is false.</summary>
-    public static VersionNotApplicableException Refusal(Accelerator acc, string kernel) => new(
-        $"{kernel} (tf32 tensor cores) needs 32-lane warps and groups of {Threads} threads; " +
+    public static VersionNotApplicableException Refusal(Accelerator acc, string kernel, int threads = Threads) => new(
+        $"{kernel} (tf32 tensor cores) needs 32-lane warps and groups of {threads} threads; " +
         $"{acc.Name} has {acc.WarpSize}-lane warps and groups of up to {acc.MaxNumThreadsPerGroup}");
 
     /// <summary>Rounds to tf32 (10 mantissa bits) to nearest, ties away from zero, as <c>cvt.rna.tf32.f32</c> does.
@@ -42,12 +42,15 @@ public static class TensorCore
         return Interop.IntAsFloat((bits + 0x1000u) & 0xFFFFE000u);
     }
 
-    /// <summary>Warps per group the emulation has scratch for (v5 runs four).</summary>
-    public const int EmulatedWarps = 4;
+    /// <summary>RoundTf32 of each value.</summary>
+    public static Quad RoundTf32(Quad q) => new(RoundTf32(q.X0), RoundTf32(q.X1), RoundTf32(q.X2), RoundTf32(q.X3));
+
+    /// <summary>Warps per group the emulation has scratch for (v5 and conv v6/v7 run four, GEMM v16 eight).</summary>
+    public const int EmulatedWarps = 8;
     const int OperandsPerLane = 6;
 
     /// <summary>The shared scratch the emulated mma needs: allocate once per kernel and pass it to every call. ILGPU
-    /// 1.5.3 keeps both allocations even on CUDA, where the emulation's 3 KB go unused.</summary>
+    /// 1.5.3 keeps both allocations even on CUDA, where the emulation's 6 KB go unused.</summary>
     public static ArrayView<float> Scratch()
     {
         if (CudaAsm.IsSupported) return SharedMemory.Allocate<float>(1);
@@ -118,7 +121,7 @@ public struct WarpTile
 
     // One m16n8k8 per mma tile (i, j) into accumulators kdc[4 (4 i + j)] .. + 3. The operands (%0-%5: a0-a3, b0, b1) are
     // tf32 values in f32 registers; mov.b32 gives the instruction the b32 registers it takes.
-    const string Operands = "{ .reg .b32 ta0, ta1, ta2, ta3, tb0, tb1; mov.b32 ta0, %0; mov.b32 ta1, %1; mov.b32 ta2, %2; " +
+    internal const string Operands = "{ .reg .b32 ta0, ta1, ta2, ta3, tb0, tb1; mov.b32 ta0, %0; mov.b32 ta1, %1; mov.b32 ta2, %2; " +
         "mov.b32 ta3, %3; mov.b32 tb0, %4; mov.b32 tb1, %5; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 ";
     const string Mma00 = Operands + "{kdc0, kdc1, kdc2, kdc3}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdc0, kdc1, kdc2, kdc3}; }";
     const string Mma01 = Operands + "{kdc4, kdc5, kdc6, kdc7}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdc4, kdc5, kdc6, kdc7}; }";
@@ -153,6 +156,12 @@ public struct WarpTile
             CudaAsm.Emit(Mma13, a1.A0, a1.A1, a1.A2, a1.A3, b3.B0, b3.B1);
             return w;
         }
+        return Emulated(w, a0, a1, b0, b1, b2, b3, scratch);
+    }
+
+    /// <summary>Multiply's emulation, with no inline PTX on any path (WarpTile64 runs it for its two halves).</summary>
+    internal static WarpTile Emulated(WarpTile w, FragA a0, FragA a1, FragB b0, FragB b1, FragB b2, FragB b3, ArrayView<float> scratch)
+    {
         w.c00 = TensorCore.Emulate(w.c00, a0, b0, scratch);
         w.c01 = TensorCore.Emulate(w.c01, a0, b1, scratch);
         w.c02 = TensorCore.Emulate(w.c02, a0, b2, scratch);
@@ -168,8 +177,13 @@ public struct WarpTile
     /// col + 8 j + 2 t + e % 2) of the warp's tile, with g = lane / 4 and t = lane % 4.</summary>
     public readonly float Get(int i, int j, int e)
     {
-        int n = 4 * (4 * i + j) + e;
-        if (CudaAsm.IsSupported) return Ptx(n);
+        if (CudaAsm.IsSupported) return Ptx(4 * (4 * i + j) + e);
+        return Emulated(i, j, e);
+    }
+
+    /// <summary>Get's emulated accumulators.</summary>
+    internal readonly float Emulated(int i, int j, int e)
+    {
         var c = (4 * i + j) switch { 0 => c00, 1 => c01, 2 => c02, 3 => c03, 4 => c10, 5 => c11, 6 => c12, _ => c13 };
         return e switch { 0 => c.C0, 1 => c.C1, 2 => c.C2, _ => c.C3 };
     }
@@ -217,6 +231,178 @@ public struct WarpTile
     }
 }
 
+/// <summary>A warp's 64 x 32 tile of C as 4 x 4 mma tiles of 16 x 8 (GEMM v16): rows row + 16 i, columns col + 8 j.
+/// Twice <see cref="WarpTile"/>'s rows for the same B fragments, so a step of 8 values of k loads 4 A and 4 B fragments
+/// (24 shared reads per lane) for 16 mma, where WarpTile loads 16 for 8.
+/// <para>On CUDA its 64 accumulators per lane are PTX registers kdw0..kdw63, declared by <see cref="Declare"/> and used
+/// by inline PTX only, for WarpTile's reason. Elsewhere they are two emulated WarpTiles (rows 0-31 and 32-63).</para></summary>
+public struct WarpTile64
+{
+    WarpTile top, bottom;
+
+    /// <summary>Declares the PTX accumulators: call once at the start of the kernel.</summary>
+    public static void Declare()
+    {
+        if (CudaAsm.IsSupported) CudaAsm.Emit(".reg .f32 kdw<64>;");
+    }
+
+    public static WarpTile64 Zero()
+    {
+        if (CudaAsm.IsSupported)
+            CudaAsm.Emit(
+                "mov.f32 kdw0, 0f00000000; mov.f32 kdw1, 0f00000000; mov.f32 kdw2, 0f00000000; mov.f32 kdw3, 0f00000000; mov.f32 kdw4, 0f00000000; mov.f32 kdw5, 0f00000000; mov.f32 kdw6, 0f00000000; mov.f32 kdw7, 0f00000000; mov.f32 kdw8, 0f00000000; mov.f32 kdw9, 0f00000000; mov.f32 kdw10, 0f00000000; mov.f32 kdw11, 0f00000000; mov.f32 kdw12, 0f00000000; mov.f32 kdw13, 0f00000000; mov.f32 kdw14, 0f00000000; mov.f32 kdw15, 0f00000000; " +
+                "mov.f32 kdw16, 0f00000000; mov.f32 kdw17, 0f00000000; mov.f32 kdw18, 0f00000000; mov.f32 kdw19, 0f00000000; mov.f32 kdw20, 0f00000000; mov.f32 kdw21, 0f00000000; mov.f32 kdw22, 0f00000000; mov.f32 kdw23, 0f00000000; mov.f32 kdw24, 0f00000000; mov.f32 kdw25, 0f00000000; mov.f32 kdw26, 0f00000000; mov.f32 kdw27, 0f00000000; mov.f32 kdw28, 0f00000000; mov.f32 kdw29, 0f00000000; mov.f32 kdw30, 0f00000000; mov.f32 kdw31, 0f00000000; " +
+                "mov.f32 kdw32, 0f00000000; mov.f32 kdw33, 0f00000000; mov.f32 kdw34, 0f00000000; mov.f32 kdw35, 0f00000000; mov.f32 kdw36, 0f00000000; mov.f32 kdw37, 0f00000000; mov.f32 kdw38, 0f00000000; mov.f32 kdw39, 0f00000000; mov.f32 kdw40, 0f00000000; mov.f32 kdw41, 0f00000000; mov.f32 kdw42, 0f00000000; mov.f32 kdw43, 0f00000000; mov.f32 kdw44, 0f00000000; mov.f32 kdw45, 0f00000000; mov.f32 kdw46, 0f00000000; mov.f32 kdw47, 0f00000000; " +
+                "mov.f32 kdw48, 0f00000000; mov.f32 kdw49, 0f00000000; mov.f32 kdw50, 0f00000000; mov.f32 kdw51, 0f00000000; mov.f32 kdw52, 0f00000000; mov.f32 kdw53, 0f00000000; mov.f32 kdw54, 0f00000000; mov.f32 kdw55, 0f00000000; mov.f32 kdw56, 0f00000000; mov.f32 kdw57, 0f00000000; mov.f32 kdw58, 0f00000000; mov.f32 kdw59, 0f00000000; mov.f32 kdw60, 0f00000000; mov.f32 kdw61, 0f00000000; mov.f32 kdw62, 0f00000000; mov.f32 kdw63, 0f00000000;");
+        return default;
+    }
+
+    // One m16n8k8 per mma tile (i, j) into accumulators kdw[4 (4 i + j)] .. + 3, operands as WarpTile's.
+    const string Mma00 = WarpTile.Operands + "{kdw0, kdw1, kdw2, kdw3}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw0, kdw1, kdw2, kdw3}; }";
+    const string Mma01 = WarpTile.Operands + "{kdw4, kdw5, kdw6, kdw7}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw4, kdw5, kdw6, kdw7}; }";
+    const string Mma02 = WarpTile.Operands + "{kdw8, kdw9, kdw10, kdw11}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw8, kdw9, kdw10, kdw11}; }";
+    const string Mma03 = WarpTile.Operands + "{kdw12, kdw13, kdw14, kdw15}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw12, kdw13, kdw14, kdw15}; }";
+    const string Mma10 = WarpTile.Operands + "{kdw16, kdw17, kdw18, kdw19}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw16, kdw17, kdw18, kdw19}; }";
+    const string Mma11 = WarpTile.Operands + "{kdw20, kdw21, kdw22, kdw23}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw20, kdw21, kdw22, kdw23}; }";
+    const string Mma12 = WarpTile.Operands + "{kdw24, kdw25, kdw26, kdw27}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw24, kdw25, kdw26, kdw27}; }";
+    const string Mma13 = WarpTile.Operands + "{kdw28, kdw29, kdw30, kdw31}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw28, kdw29, kdw30, kdw31}; }";
+    const string Mma20 = WarpTile.Operands + "{kdw32, kdw33, kdw34, kdw35}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw32, kdw33, kdw34, kdw35}; }";
+    const string Mma21 = WarpTile.Operands + "{kdw36, kdw37, kdw38, kdw39}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw36, kdw37, kdw38, kdw39}; }";
+    const string Mma22 = WarpTile.Operands + "{kdw40, kdw41, kdw42, kdw43}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw40, kdw41, kdw42, kdw43}; }";
+    const string Mma23 = WarpTile.Operands + "{kdw44, kdw45, kdw46, kdw47}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw44, kdw45, kdw46, kdw47}; }";
+    const string Mma30 = WarpTile.Operands + "{kdw48, kdw49, kdw50, kdw51}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw48, kdw49, kdw50, kdw51}; }";
+    const string Mma31 = WarpTile.Operands + "{kdw52, kdw53, kdw54, kdw55}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw52, kdw53, kdw54, kdw55}; }";
+    const string Mma32 = WarpTile.Operands + "{kdw56, kdw57, kdw58, kdw59}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw56, kdw57, kdw58, kdw59}; }";
+    const string Mma33 = WarpTile.Operands + "{kdw60, kdw61, kdw62, kdw63}, {ta0, ta1, ta2, ta3}, {tb0, tb1}, {kdw60, kdw61, kdw62, kdw63}; }";
+
+    /// <summary>A stage of 16 values of k (two steps of 8) from k-major shared tiles whose k rows are
+    /// <paramref name="pitch"/> floats apart. <paramref name="a"/> and <paramref name="b"/> start at this lane's first
+    /// fragment value: k row t of the stage, column (warp's first row or column) + g. Every other read is at a constant
+    /// offset from there, which ptxas folds into the loads.</summary>
+    public static WarpTile64 Stage16(WarpTile64 w, ArrayView<float> a, ArrayView<float> b, int pitch, ArrayView<float> scratch)
+    {
+        w = Step(w, a, b, 0, pitch, scratch);
+        return Step(w, a, b, 8 * pitch, pitch, scratch);
+    }
+
+    /// <summary>One step of 8 values of k, whose first k row lies <paramref name="at"/> floats into the views (see Stage16).</summary>
+    static WarpTile64 Step(WarpTile64 w, ArrayView<float> a, ArrayView<float> b, int at, int pitch, ArrayView<float> scratch)
+        => Multiply(w, FragA.LoadKMajor(a, at, pitch), FragA.LoadKMajor(a, at + 16, pitch), FragA.LoadKMajor(a, at + 32, pitch),
+            FragA.LoadKMajor(a, at + 48, pitch), FragB.LoadAt(b, at, pitch), FragB.LoadAt(b, at + 8, pitch),
+            FragB.LoadAt(b, at + 16, pitch), FragB.LoadAt(b, at + 24, pitch), scratch);
+
+    /// <summary>w + A B for A's four 16-row fragments and B's four 8-column fragments: mma tile (i, j) takes a_i and b_j.</summary>
+    static WarpTile64 Multiply(WarpTile64 w, FragA a0, FragA a1, FragA a2, FragA a3, FragB b0, FragB b1, FragB b2, FragB b3,
+        ArrayView<float> scratch)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit(Mma00, a0.A0, a0.A1, a0.A2, a0.A3, b0.B0, b0.B1);
+            CudaAsm.Emit(Mma01, a0.A0, a0.A1, a0.A2, a0.A3, b1.B0, b1.B1);
+            CudaAsm.Emit(Mma02, a0.A0, a0.A1, a0.A2, a0.A3, b2.B0, b2.B1);
+            CudaAsm.Emit(Mma03, a0.A0, a0.A1, a0.A2, a0.A3, b3.B0, b3.B1);
+            CudaAsm.Emit(Mma10, a1.A0, a1.A1, a1.A2, a1.A3, b0.B0, b0.B1);
+            CudaAsm.Emit(Mma11, a1.A0, a1.A1, a1.A2, a1.A3, b1.B0, b1.B1);
+            CudaAsm.Emit(Mma12, a1.A0, a1.A1, a1.A2, a1.A3, b2.B0, b2.B1);
+            CudaAsm.Emit(Mma13, a1.A0, a1.A1, a1.A2, a1.A3, b3.B0, b3.B1);
+            CudaAsm.Emit(Mma20, a2.A0, a2.A1, a2.A2, a2.A3, b0.B0, b0.B1);
+            CudaAsm.Emit(Mma21, a2.A0, a2.A1, a2.A2, a2.A3, b1.B0, b1.B1);
+            CudaAsm.Emit(Mma22, a2.A0, a2.A1, a2.A2, a2.A3, b2.B0, b2.B1);
+            CudaAsm.Emit(Mma23, a2.A0, a2.A1, a2.A2, a2.A3, b3.B0, b3.B1);
+            CudaAsm.Emit(Mma30, a3.A0, a3.A1, a3.A2, a3.A3, b0.B0, b0.B1);
+            CudaAsm.Emit(Mma31, a3.A0, a3.A1, a3.A2, a3.A3, b1.B0, b1.B1);
+            CudaAsm.Emit(Mma32, a3.A0, a3.A1, a3.A2, a3.A3, b2.B0, b2.B1);
+            CudaAsm.Emit(Mma33, a3.A0, a3.A1, a3.A2, a3.A3, b3.B0, b3.B1);
+            return w;
+        }
+        w.top = WarpTile.Emulated(w.top, a0, a1, b0, b1, b2, b3, scratch);
+        w.bottom = WarpTile.Emulated(w.bottom, a2, a3, b0, b1, b2, b3, scratch);
+        return w;
+    }
+
+    /// <summary>This lane's accumulator e (0-3) of mma tile (i, j): element (row + 16 i + g + 8 (e / 2),
+    /// col + 8 j + 2 t + e % 2) of the warp's tile.</summary>
+    public readonly float Get(int i, int j, int e)
+    {
+        if (CudaAsm.IsSupported) return Ptx(4 * (4 * i + j) + e);
+        return i < 2 ? top.Emulated(i, j, e) : bottom.Emulated(i - 2, j, e);
+    }
+
+    /// <summary>Register kdw{n} (each case names its register: the PTX text must be a constant).</summary>
+    static float Ptx(int n)
+    {
+        float v;
+        switch (n)
+        {
+            case 0: CudaAsm.Emit("mov.f32 %0, kdw0;", out v); break;
+            case 1: CudaAsm.Emit("mov.f32 %0, kdw1;", out v); break;
+            case 2: CudaAsm.Emit("mov.f32 %0, kdw2;", out v); break;
+            case 3: CudaAsm.Emit("mov.f32 %0, kdw3;", out v); break;
+            case 4: CudaAsm.Emit("mov.f32 %0, kdw4;", out v); break;
+            case 5: CudaAsm.Emit("mov.f32 %0, kdw5;", out v); break;
+            case 6: CudaAsm.Emit("mov.f32 %0, kdw6;", out v); break;
+            case 7: CudaAsm.Emit("mov.f32 %0, kdw7;", out v); break;
+            case 8: CudaAsm.Emit("mov.f32 %0, kdw8;", out v); break;
+            case 9: CudaAsm.Emit("mov.f32 %0, kdw9;", out v); break;
+            case 10: CudaAsm.Emit("mov.f32 %0, kdw10;", out v); break;
+            case 11: CudaAsm.Emit("mov.f32 %0, kdw11;", out v); break;
+            case 12: CudaAsm.Emit("mov.f32 %0, kdw12;", out v); break;
+            case 13: CudaAsm.Emit("mov.f32 %0, kdw13;", out v); break;
+            case 14: CudaAsm.Emit("mov.f32 %0, kdw14;", out v); break;
+            case 15: CudaAsm.Emit("mov.f32 %0, kdw15;", out v); break;
+            case 16: CudaAsm.Emit("mov.f32 %0, kdw16;", out v); break;
+            case 17: CudaAsm.Emit("mov.f32 %0, kdw17;", out v); break;
+            case 18: CudaAsm.Emit("mov.f32 %0, kdw18;", out v); break;
+            case 19: CudaAsm.Emit("mov.f32 %0, kdw19;", out v); break;
+            case 20: CudaAsm.Emit("mov.f32 %0, kdw20;", out v); break;
+            case 21: CudaAsm.Emit("mov.f32 %0, kdw21;", out v); break;
+            case 22: CudaAsm.Emit("mov.f32 %0, kdw22;", out v); break;
+            case 23: CudaAsm.Emit("mov.f32 %0, kdw23;", out v); break;
+            case 24: CudaAsm.Emit("mov.f32 %0, kdw24;", out v); break;
+            case 25: CudaAsm.Emit("mov.f32 %0, kdw25;", out v); break;
+            case 26: CudaAsm.Emit("mov.f32 %0, kdw26;", out v); break;
+            case 27: CudaAsm.Emit("mov.f32 %0, kdw27;", out v); break;
+            case 28: CudaAsm.Emit("mov.f32 %0, kdw28;", out v); break;
+            case 29: CudaAsm.Emit("mov.f32 %0, kdw29;", out v); break;
+            case 30: CudaAsm.Emit("mov.f32 %0, kdw30;", out v); break;
+            case 31: CudaAsm.Emit("mov.f32 %0, kdw31;", out v); break;
+            case 32: CudaAsm.Emit("mov.f32 %0, kdw32;", out v); break;
+            case 33: CudaAsm.Emit("mov.f32 %0, kdw33;", out v); break;
+            case 34: CudaAsm.Emit("mov.f32 %0, kdw34;", out v); break;
+            case 35: CudaAsm.Emit("mov.f32 %0, kdw35;", out v); break;
+            case 36: CudaAsm.Emit("mov.f32 %0, kdw36;", out v); break;
+            case 37: CudaAsm.Emit("mov.f32 %0, kdw37;", out v); break;
+            case 38: CudaAsm.Emit("mov.f32 %0, kdw38;", out v); break;
+            case 39: CudaAsm.Emit("mov.f32 %0, kdw39;", out v); break;
+            case 40: CudaAsm.Emit("mov.f32 %0, kdw40;", out v); break;
+            case 41: CudaAsm.Emit("mov.f32 %0, kdw41;", out v); break;
+            case 42: CudaAsm.Emit("mov.f32 %0, kdw42;", out v); break;
+            case 43: CudaAsm.Emit("mov.f32 %0, kdw43;", out v); break;
+            case 44: CudaAsm.Emit("mov.f32 %0, kdw44;", out v); break;
+            case 45: CudaAsm.Emit("mov.f32 %0, kdw45;", out v); break;
+            case 46: CudaAsm.Emit("mov.f32 %0, kdw46;", out v); break;
+            case 47: CudaAsm.Emit("mov.f32 %0, kdw47;", out v); break;
+            case 48: CudaAsm.Emit("mov.f32 %0, kdw48;", out v); break;
+            case 49: CudaAsm.Emit("mov.f32 %0, kdw49;", out v); break;
+            case 50: CudaAsm.Emit("mov.f32 %0, kdw50;", out v); break;
+            case 51: CudaAsm.Emit("mov.f32 %0, kdw51;", out v); break;
+            case 52: CudaAsm.Emit("mov.f32 %0, kdw52;", out v); break;
+            case 53: CudaAsm.Emit("mov.f32 %0, kdw53;", out v); break;
+            case 54: CudaAsm.Emit("mov.f32 %0, kdw54;", out v); break;
+            case 55: CudaAsm.Emit("mov.f32 %0, kdw55;", out v); break;
+            case 56: CudaAsm.Emit("mov.f32 %0, kdw56;", out v); break;
+            case 57: CudaAsm.Emit("mov.f32 %0, kdw57;", out v); break;
+            case 58: CudaAsm.Emit("mov.f32 %0, kdw58;", out v); break;
+            case 59: CudaAsm.Emit("mov.f32 %0, kdw59;", out v); break;
+            case 60: CudaAsm.Emit("mov.f32 %0, kdw60;", out v); break;
+            case 61: CudaAsm.Emit("mov.f32 %0, kdw61;", out v); break;
+            case 62: CudaAsm.Emit("mov.f32 %0, kdw62;", out v); break;
+            default: CudaAsm.Emit("mov.f32 %0, kdw63;", out v); break;
+        }
+        return v;
+    }
+}
+
 /// <summary>A lane's four accumulators of a 16 x 8 tile (see <see cref="TensorCore"/> for which element each is).</summary>
 public struct MmaAcc
 {
@@ -235,6 +421,12 @@ public struct FragA
         int top = (row + g) * stride + k + t, bottom = top + 8 * stride;
         return new FragA { A0 = tile[top], A1 = tile[bottom], A2 = tile[top + 4], A3 = tile[bottom + 4] };
     }
+
+    /// <summary>From a k-major tile ([k][m], k rows pitch apart) through a view that starts at this lane's (k row t,
+    /// column g) of the tile: rows at offsets i .. i + 15, k rows 0 .. 7. A lane reads k rows t and t + 4, columns g and
+    /// g + 8; with pitch a multiple of 32 plus 8 a warp's 32 reads fall in 32 different banks.</summary>
+    public static FragA LoadKMajor(ArrayView<float> at, int i, int pitch)
+        => new() { A0 = at[i], A1 = at[i + 8], A2 = at[i + 4 * pitch], A3 = at[i + 4 * pitch + 8] };
 }
 
 /// <summary>A lane's part of an 8 x 8 B tile.</summary>
@@ -249,4 +441,8 @@ public struct FragB
         int at = (k + t) * stride + col + g;
         return new FragB { B0 = tile[at], B1 = tile[at + 4 * stride] };
     }
+
+    /// <summary>As Load, through a view that starts at this lane's (k row t, column g) of the tile: columns at offsets
+    /// j .. j + 7.</summary>
+    public static FragB LoadAt(ArrayView<float> bt, int j, int pitch) => new() { B0 = bt[j], B1 = bt[j + 4 * pitch] };
 }

@@ -8,30 +8,38 @@ namespace KernelDiffusion.Checks;
 
 public static partial class KernelChecks
 {
-    /// <summary>GEMM v5 and conv v6 and v7 (tf32 tensor cores) at the kernel level. GEMM: every transpose pair at a ragged
-    /// shape inside one 64 x 64 tile, a shared operand with alpha and beta, attention's two-level batches, and ragged
-    /// shapes past one tile in both directions.
+    /// <summary>GEMM v5 and v16 and conv v6 and v7 (tf32 tensor cores) at the kernel level. GEMM: every transpose pair at
+    /// a ragged shape inside one 64 x 64 tile, a shared operand with alpha and beta, attention's two-level batches, and
+    /// ragged shapes past one tile (v16's 128 x 128 too) in both directions.
     /// <para>The reference is float64 on the inputs rounded to tf32 (what the tensor cores multiply), so the tolerance
     /// stays the forward one; the note gives the error against the unrounded inputs too (tf32's own, about 1e-4).</para>
-    /// <para>Where the device cannot run v5's 128-thread groups of 32-lane warps (the CPU accelerator as kd opens it),
-    /// the case runs on a CPU accelerator built with 32-lane warps, where each mma is emulated through shared memory
+    /// <para>Where the device cannot run their groups of 32-lane warps (128 threads; v16's 256), as the CPU accelerator kd
+    /// opens cannot, the case runs on a CPU accelerator built with 32-lane warps, where each mma is emulated through shared memory
     /// (see <see cref="TensorCore"/>), and says so.</para></summary>
     static void AddTensorCore(List<Case> list)
     {
-        foreach (var (ta, tb) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
-            list.Add(Tf32GemmCase($"gemm.v5.{(ta == 1 ? "t" : "n")}{(tb == 1 ? "t" : "n")}",
-                new GemmShape { Batch = 2, M = 17, N = 19, K = 23, TransA = ta, TransB = tb, StrideA = 17 * 23, StrideB = 23 * 19, StrideC = 17 * 19, Alpha = 1 }));
-        list.Add(Tf32GemmCase("gemm.v5.alpha_beta_shared_b",
-            new GemmShape { Batch = 3, M = 9, N = 11, K = 13, StrideA = 9 * 13, StrideB = 0, StrideC = 9 * 11, Alpha = -0.7f, Beta = 1.3f }));
-        list.Add(Tf32GemmCase("gemm.v5.multi_tile", new GemmShape { Batch = 1, M = 70, N = 67, K = 33, Alpha = 1 }));
-        // Attention's two-level batches: 2 samples x 2 heads, heads StrideX apart and samples OuterX (with a gap).
-        list.Add(Tf32GemmCase("gemm.v5.two_level_batch", new GemmShape
+        foreach (var version in new[] { GemmVersion.V5Tf32, GemmVersion.V16PipelinedTf32 })
         {
-            Batch = 4, M = 9, N = 10, K = 7, TransB = 1, Alpha = 1, Split = 2,
-            StrideA = 9 * 7, OuterA = 3 * 9 * 7, StrideB = 10 * 7, OuterB = 3 * 10 * 7, StrideC = 9 * 10, OuterC = 2 * 9 * 10,
-        }));
-        list.Add(Tf32GemmCase("gemm.v5.multi_tile.tt",
-            new GemmShape { Batch = 2, M = 19, N = 130, K = 41, TransA = 1, TransB = 1, StrideA = 19 * 41, StrideB = 41 * 130, StrideC = 19 * 130, Alpha = 0.5f, Beta = -1.5f }));
+            string tag = $"gemm.v{(int)version}";
+            foreach (var (ta, tb) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
+                list.Add(Tf32GemmCase($"{tag}.{(ta == 1 ? "t" : "n")}{(tb == 1 ? "t" : "n")}", version,
+                    new GemmShape { Batch = 2, M = 17, N = 19, K = 23, TransA = ta, TransB = tb, StrideA = 17 * 23, StrideB = 23 * 19, StrideC = 17 * 19, Alpha = 1 }));
+            list.Add(Tf32GemmCase($"{tag}.alpha_beta_shared_b", version,
+                new GemmShape { Batch = 3, M = 9, N = 11, K = 13, StrideA = 9 * 13, StrideB = 0, StrideC = 9 * 11, Alpha = -0.7f, Beta = 1.3f }));
+            list.Add(Tf32GemmCase($"{tag}.multi_tile", version, new GemmShape { Batch = 1, M = 70, N = 67, K = 33, Alpha = 1 }));
+            // Attention's two-level batches: 2 samples x 2 heads, heads StrideX apart and samples OuterX (with a gap).
+            list.Add(Tf32GemmCase($"{tag}.two_level_batch", version, new GemmShape
+            {
+                Batch = 4, M = 9, N = 10, K = 7, TransB = 1, Alpha = 1, Split = 2,
+                StrideA = 9 * 7, OuterA = 3 * 9 * 7, StrideB = 10 * 7, OuterB = 3 * 10 * 7, StrideC = 9 * 10, OuterC = 2 * 9 * 10,
+            }));
+            list.Add(Tf32GemmCase($"{tag}.multi_tile.tt", version,
+                new GemmShape { Batch = 2, M = 19, N = 130, K = 41, TransA = 1, TransB = 1, StrideA = 19 * 41, StrideB = 41 * 130, StrideC = 19 * 130, Alpha = 0.5f, Beta = -1.5f }));
+        }
+        // v16's 128 x 128 tiles: past one in both directions, with k 2.5 stages of 16 (the last one's second chunk
+        // wholly past K), A transposed (k not fastest) and B not.
+        list.Add(Tf32GemmCase("gemm.v16.multi_tile_128", GemmVersion.V16PipelinedTf32,
+            new GemmShape { Batch = 1, M = 140, N = 135, K = 40, TransA = 1, Alpha = 1 }));
 
         // Conv v6 and v7: all three passes at conv v1-v5's shapes (3x3 stride 1 and 2, 1x1), past one 64 x 64 tile, and the
         // weight gradient with k split in 3 slices (K = 2*9*10 = 180 is not a multiple of them).
@@ -57,7 +65,7 @@ public static partial class KernelChecks
         {
             int xn = g.N * g.Cin * g.H * g.W, wn = g.Cout * g.Cin * g.R * g.R, yn = g.N * g.Cout * g.Ho * g.Wo;
             var (x, w, b, dy) = (Randn(r, xn), Randn(r, wn), Randn(r, g.Cout), Randn(r, yn));
-            float[] got = OnTensorCoreTiles(d, acc => ConvPasses(acc, g, version, slices, x, w, b, dy), out string where);
+            float[] got = OnTensorCoreTiles(d, TensorCore.Threads, acc => ConvPasses(acc, g, version, slices, x, w, b, dy), out string where);
             var (tx, tw, tdy) = (Tf32(x), Tf32(w), Tf32(dy));
             var (rdx, rdw) = Conv2d.Reference.Backward(tx, tw, tdy, g);
             double err = Math.Max(RelError(got[..yn], Conv2d.Reference.Forward(tx, tw, b, g)),
@@ -67,7 +75,7 @@ public static partial class KernelChecks
 
     static double[] Tf32(double[] x) => x.Select(v => (double)TensorCore.RoundTf32((float)v)).ToArray();
 
-    static Case Tf32GemmCase(string kernel, GemmShape s) => new(kernel,
+    static Case Tf32GemmCase(string kernel, GemmVersion version, GemmShape s) => new(kernel,
         $"[{s.Batch},{s.M},{s.K}]x[{(s.StrideB == 0 ? 1 : s.Batch)},{s.K},{s.N}]{(s.TransA == 1 ? " A^T" : "")}{(s.TransB == 1 ? " B^T" : "")}{(s.Split > 0 ? $" {s.Batch / s.Split}x{s.Split} batches" : "")}",
         (d, r) =>
         {
@@ -75,13 +83,13 @@ public static partial class KernelChecks
             var a = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideA, s.OuterA)) + s.M * s.K);
             var b = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideB, s.OuterB)) + s.K * s.N);
             var c = Randn(r, s.Batch * s.M * s.N);
-            float[] got = OnTensorCoreTiles(d, acc =>
+            float[] got = OnTensorCoreTiles(d, Gemm.Threads(version), acc =>
             {
                 using var da = acc.Allocate1D(a.Select(v => (float)v).ToArray());
                 using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
                 // Beta = 0 must not read C: poison it then.
                 using var dc = acc.Allocate1D(c.Select(v => s.Beta == 0 ? float.NaN : (float)v).ToArray());
-                Gemm.Run(acc, da.View, db.View, dc.View, s, GemmVersion.V5Tf32);
+                Gemm.Run(acc, da.View, db.View, dc.View, s, version);
                 return dc.GetAsArray1D();
             }, out string where);
             double err = RelError(got, Gemm.Reference.Run(Tf32(a), Tf32(b), c, s));
@@ -89,9 +97,9 @@ public static partial class KernelChecks
             return (err, Fwd, $"against tf32-rounded inputs; {raw:E1} against the fp32 inputs{where}");
         });
 
-    /// <summary>Runs f on the device's accelerator when it can run 128-thread groups of 32-lane warps, else on a CPU
-    /// accelerator made so (created for the call: kd's own CPU device keeps 2-thread groups for speed).</summary>
-    static float[] OnTensorCoreTiles(ComputeDevice d, Func<Accelerator, float[]> f, out string where)
-        => OnShapedDevice(d, TensorCore.Runs(d.Accelerator), new CPUDevice(32, 4, 1),
+    /// <summary>Runs f on the device's accelerator when it can run groups of <paramref name="threads"/> threads in 32-lane
+    /// warps, else on a CPU accelerator made so (created for the call: kd's own CPU device keeps 2-thread groups for speed).</summary>
+    static float[] OnTensorCoreTiles(ComputeDevice d, int threads, Func<Accelerator, float[]> f, out string where)
+        => OnShapedDevice(d, TensorCore.Runs(d.Accelerator, threads), new CPUDevice(32, threads / 32, 1),
             $"; emulated through shared memory on a CPU device of 32-lane warps ({d.Info.Id} has {d.Info.WarpSize}-lane warps)", f, out where);
 }
