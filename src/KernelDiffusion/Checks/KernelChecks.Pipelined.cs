@@ -79,8 +79,11 @@ public static partial class KernelChecks
     }
 
     /// <summary>Forward (with bias), input gradient and weight gradient (in <paramref name="slices"/> slices of k) of one
-    /// conv version on <paramref name="acc"/>, every output poisoned with NaN first: y, dx and dw end to end.</summary>
-    static float[] ConvPasses(Accelerator acc, ConvGeometry g, ConvVersion version, int slices, double[] x, double[] w, double[] b, double[] dy)
+    /// conv version on <paramref name="acc"/>, every output poisoned with NaN first: y, dx and dw end to end. With
+    /// <paramref name="gemm"/> (the versions built on GEMMs) every pass runs its GEMMs through it and gets the scratch
+    /// its version asks for (Winograd's transformed operands, v17's products), poisoned too.</summary>
+    static float[] ConvPasses(Accelerator acc, ConvGeometry g, ConvVersion version, int slices, double[] x, double[] w, double[] b, double[] dy,
+        GemmRunner? gemm = null)
     {
         int xn = x.Length, wn = w.Length, yn = dy.Length;
         using var dx = acc.Allocate1D(x.Select(v => (float)v).ToArray());
@@ -90,10 +93,14 @@ public static partial class KernelChecks
         using var y = acc.Allocate1D(Enumerable.Repeat(float.NaN, yn).ToArray());
         using var gx = acc.Allocate1D(Enumerable.Repeat(float.NaN, xn).ToArray());
         using var gw = acc.Allocate1D(Enumerable.Repeat(float.NaN, wn).ToArray());
-        using var partial = acc.Allocate1D(Enumerable.Repeat(float.NaN, slices * wn).ToArray());
-        Conv2d.Run(acc, ConvPass.Forward, g, dx.View, dw.View, dx.View, db.View, true, y.View, version);
-        Conv2d.Run(acc, ConvPass.InputGrad, g, dx.View, dw.View, ddy.View, dw.View, false, gx.View, version);
-        Conv2d.Run(acc, ConvPass.WeightGrad, g, dx.View, dw.View, ddy.View, dw.View, false, gw.View, version, slices > 1 ? partial.View : default);
+        long room = gemm == null ? slices * wn
+            : new[] { ConvPass.Forward, ConvPass.InputGrad, ConvPass.WeightGrad }.Max(p => Conv2d.ScratchLength(acc, g, p, version));
+        using var scratch = acc.Allocate1D(Enumerable.Repeat(float.NaN, (int)Math.Max(1, room)).ToArray());
+        var everyPass = gemm == null ? default : scratch.View;
+        Conv2d.Run(acc, ConvPass.Forward, g, dx.View, dw.View, dx.View, db.View, true, y.View, version, everyPass, gemm);
+        Conv2d.Run(acc, ConvPass.InputGrad, g, dx.View, dw.View, ddy.View, dw.View, false, gx.View, version, everyPass, gemm);
+        Conv2d.Run(acc, ConvPass.WeightGrad, g, dx.View, dw.View, ddy.View, dw.View, false, gw.View, version,
+            gemm != null || slices > 1 ? scratch.View : default, gemm);
         return [.. y.GetAsArray1D(), .. gx.GetAsArray1D(), .. gw.GetAsArray1D()];
     }
 

@@ -55,7 +55,40 @@ public static partial class KernelChecks
         // an output plane narrower than the carry of 2 (Wo = 1).
         list.Add(Tf32ConvCase("conv2d.v7.carries", ConvGeometry.Create(3, 7, 2, 1, 66, 3, 2, 1), 2, ConvVersion.V7HoistedTf32));
         list.Add(Tf32ConvCase("conv2d.v7.one_by_one", ConvGeometry.Create(2, 70, 5, 7, 9, 1, 1, 0), 1, ConvVersion.V7HoistedTf32));
+        // The convolutions built on GEMMs, with GEMM v16: the tf32 convolutions KD_KERNELS=gemm=v16 gives. Conv v17 (1x1,
+        // all three passes by GEMM) multiplies the operands themselves, so its reference is float64 on them rounded to
+        // tf32. Winograd (v12: F(2x2, 3x3); v13: F(4x4, 3x3)) multiplies transformed operands, rounded after the
+        // transform, and its output transform sums products with weights up to 1 (v12) or 8 (v13) in size: its error
+        // against the fp32 operands is tf32's unit roundoff (2^-11, 4.9e-4) grown by the transforms. Measured on the CPU
+        // emulation: v12 5.2e-4 in every pass, v13 2.8e-3 to 3.5e-3 (about bf16's precision).
+        list.Add(Tf32GemmConvCase("conv2d.v17.gemm_v16", ConvGeometry.Create(3, 70, 5, 7, 9, 1, 1, 0), ConvVersion.V17Gemm1x1Weights, Fwd, true));
+        list.Add(Tf32GemmConvCase("conv2d.v12.gemm_v16", ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvVersion.V12Winograd, Winograd2Tf32, false));
+        list.Add(Tf32GemmConvCase("conv2d.v13.gemm_v16", ConvGeometry.Create(2, 5, 9, 10, 70, 3, 1, 1), ConvVersion.V13Winograd4, Winograd4Tf32, false));
     }
+
+    /// <summary>Tolerances of conv v12's and v13's passes on tf32 GEMMs against the fp32 operands (see AddTensorCore): about
+    /// 2 and 20 times tf32's unit roundoff, as their transforms' weights reach 1 (v12) and 8 (v13). The measured errors
+    /// sit at half and a third of them.</summary>
+    const double Winograd2Tf32 = 1e-3, Winograd4Tf32 = 1e-2;
+
+    /// <summary>Forward (with bias), input gradient and weight gradient of a conv version whose GEMMs run on GEMM v16,
+    /// against float64 on the operands (<paramref name="rounded"/>: rounded to tf32 first); the error is the largest of
+    /// the three.</summary>
+    static Case Tf32GemmConvCase(string kernel, ConvGeometry g, ConvVersion version, double tolerance, bool rounded) => new(kernel,
+        $"x[{g.N},{g.Cin},{g.H},{g.W}] w[{g.Cout},{g.Cin},{g.R},{g.R}] s{g.S}, GEMMs on v16",
+        (d, r) =>
+        {
+            int xn = g.N * g.Cin * g.H * g.W, wn = g.Cout * g.Cin * g.R * g.R, yn = g.N * g.Cout * g.Ho * g.Wo;
+            var (x, w, b, dy) = (Randn(r, xn), Randn(r, wn), Randn(r, g.Cout), Randn(r, yn));
+            float[] got = OnTensorCoreTiles(d, Gemm.Threads(GemmVersion.V16PipelinedTf32),
+                acc => ConvPasses(acc, g, version, 1, x, w, b, dy, Gemm.At(acc, GemmVersion.V16PipelinedTf32)), out string where);
+            var (tx, tw, tdy) = rounded ? (Tf32(x), Tf32(w), Tf32(dy)) : (x, w, dy);
+            var (rdx, rdw) = Conv2d.Reference.Backward(tx, tw, tdy, g);
+            double ey = RelError(got[..yn], Conv2d.Reference.Forward(tx, tw, b, g)), edx = RelError(got[yn..(yn + xn)], rdx);
+            double edw = RelError(got[(yn + xn)..], rdw);
+            return (Math.Max(ey, Math.Max(edx, edw)), tolerance,
+                $"max over y ({ey:E1}), dx ({edx:E1}), dw ({edw:E1}) against {(rounded ? "tf32-rounded" : "the fp32")} operands{where}");
+        });
 
     /// <summary>Forward (with bias), input gradient and weight gradient (in <paramref name="slices"/> slices of k) of
     /// a tf32 conv version against float64 on tf32-rounded operands; the error is the largest of the three.</summary>
