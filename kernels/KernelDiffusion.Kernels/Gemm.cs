@@ -245,7 +245,7 @@ public struct Block8Runs : IStagedBlock<Block8Runs>
 /// per-shape tuning) and the checks a version (Gemm.At).</summary>
 public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16, V17AsyncTf32 = 17 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
@@ -256,7 +256,8 @@ public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V
 /// (the next stage loaded into registers while this one is multiplied; two shared buffers, one barrier per stage). v12 and
 /// v13: v10 and v11 in groups of exactly 16 x 16 threads, each stage's steps of k written out at constant shared offsets.
 /// v14 and v15: v12 and v13 with their shared k rows padded against bank conflicts and C stored 16 bytes at a time. v16:
-/// tf32 tensor cores (opt-in, as v5) on v14's pipelined staging, 128 x 128 tiles.</summary>
+/// tf32 tensor cores (opt-in, as v5) on v14's pipelined staging, 128 x 128 tiles. v17: v16's tiles staged by cp.async,
+/// three stages deep, the operands' fp32 bits given to the tensor cores as they are (truncated, not rounded).</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
@@ -471,12 +472,21 @@ public static class Gemm
     /// <summary>Chunks in a stage of tile x depth values.</summary>
     static int Chunks(int tile, int depth) => tile * depth / 4;
 
-    /// <summary>Chunk c of the stage at (r0, k0), 0 past the edges and for c past the stage's chunks.</summary>
-    static Quad LoadChunk(ArrayView<float> src, int srcBase, int kFastest, int rLimit, int kLimit, int r0, int k0, int c, int tile, int depth = V6K)
+    /// <summary>Where chunk c of the stage at (r0, k0) lies in its source: its first value's index, the step between its
+    /// values, and how many of the tile's rows from its first one exist (value q exists when Rows > q tile / 4; none past
+    /// k's edge or for c past the stage's chunks).</summary>
+    static (int At, int Step, int Rows) ChunkSource(int srcBase, int kFastest, int rLimit, int kLimit, int r0, int k0, int c, int tile, int depth)
     {
         int r = r0 + ChunkRow(kFastest, c, tile, depth), k = k0 + ChunkK(kFastest, c, tile, depth), quarter = tile / 4;
         int at = srcBase + (kFastest != 0 ? r * kLimit + k : k * rLimit + r), step = kFastest != 0 ? quarter * kLimit : quarter;
-        int rows = k < kLimit && c < Chunks(tile, depth) ? rLimit - r : 0;   // value q exists when rows > q quarter
+        return (at, step, k < kLimit && c < Chunks(tile, depth) ? rLimit - r : 0);
+    }
+
+    /// <summary>Chunk c of the stage at (r0, k0), 0 past the edges and for c past the stage's chunks.</summary>
+    static Quad LoadChunk(ArrayView<float> src, int srcBase, int kFastest, int rLimit, int kLimit, int r0, int k0, int c, int tile, int depth = V6K)
+    {
+        var (at, step, rows) = ChunkSource(srcBase, kFastest, rLimit, kLimit, r0, k0, c, tile, depth);
+        int quarter = tile / 4;
         return new Quad(rows > 0 ? src[at] : 0f, rows > quarter ? src[at + step] : 0f,
             rows > 2 * quarter ? src[at + 2 * step] : 0f, rows > 3 * quarter ? src[at + 3 * step] : 0f);
     }
@@ -769,6 +779,74 @@ public static class Gemm
         PutChunk(tile, dst + V6K * V16Pitch, TensorCore.RoundTf32(second), kFastest, t, V16Tile, V6K, V16Pitch);
     }
 
+    /// <summary>v17: three stages in flight.</summary>
+    const int V17Stages = 3;
+
+    /// <summary>Floats of v17's dynamic shared memory: V17Stages buffers of each operand (52 KB, past the 48 KB a group
+    /// gets without SharedMemoryLimit.Raise).</summary>
+    public const int V17SharedFloats = 2 * V17Stages * V16Buffer;
+
+    /// <summary>v17: v16's tiles, warps and shared layout, staged by cp.async (<see cref="AsyncCopy"/>) three stages deep.
+    /// Each thread copies its chunks (v16's) straight from global to shared memory: no registers hold them, no
+    /// instructions store them, and two stages load while one is multiplied. At the top of each stage a thread waits
+    /// for its copies of that stage, the group meets at one barrier (every copy visible; every warp past the buffer the
+    /// new copies go to), then issues the copies of the stage two on and multiplies. Nothing rounds the operands: the
+    /// tensor cores read the top 19 bits of each fp32 value (truncation), as PyTorch's tf32 matmuls give them.</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V17Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, long aAddress, long bAddress)
+    {
+        var sh = SharedMemory.GetDynamic<float>();   // A's buffers, then B's, V16Buffer floats each
+        var scratch = TensorCore.Scratch();
+        WarpTile64.Declare();
+        int t = Group.IdxX, warp = Warp.WarpIdx, lane = Warp.LaneIdx;
+        int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+        int fragA = (lane & 3) * V16Pitch + wm + (lane >> 2), fragB = V17Stages * V16Buffer + (lane & 3) * V16Pitch + wn + (lane >> 2);
+        for (int w = Grid.IdxX, tiles = s.Tiles(V16Tile); w < tiles; w += Grid.DimX)
+        {
+            var (bi, m0, n0) = s.TileAt(w, V16Tile);
+            int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
+            var acc = WarpTile64.Zero();
+            for (int p = 0; p < V17Stages - 1; p++)
+            {
+                CopyStage(a, b, s, aAddress, bAddress, aBase, bBase, sh, p, m0, n0, p * V16K, t);
+                AsyncCopy.Commit();
+            }
+            // Stage i sits in buffer i % 3; the copies issued during it fill buffer (i + 2) % 3, the one stage i - 1 read.
+            for (int k0 = 0, cur = 0, fill = V17Stages - 1; k0 < s.K; k0 += V16K)
+            {
+                AsyncCopy.WaitAllButOne();   // this thread's copies of this stage have landed
+                Group.Barrier();
+                int ahead = k0 + (V17Stages - 1) * V16K;
+                if (ahead < s.K) CopyStage(a, b, s, aAddress, bAddress, aBase, bBase, sh, fill, m0, n0, ahead, t);
+                AsyncCopy.Commit();   // an empty group past the last stage keeps the count
+                acc = WarpTile64.Stage16(acc, sh.SubView(cur * V16Buffer + fragA), sh.SubView(cur * V16Buffer + fragB), V16Pitch, scratch);
+                cur = cur == V17Stages - 1 ? 0 : cur + 1;
+                fill = fill == V17Stages - 1 ? 0 : fill + 1;
+            }
+            Group.Barrier();   // every warp is done with the buffers before the next tile's first copies
+            int row = m0 + wm + (lane >> 2), col = n0 + wn + 2 * (lane & 3);
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++)
+                    for (int e = 0; e < 4; e++)
+                        Store(c, s, bi, row + 16 * i + 8 * (e >> 1), col + 8 * j + (e & 1), acc.Get(i, j, e));
+        }
+    }
+
+    /// <summary>v17: this thread's copies of the stage at k0 into buffer <paramref name="buffer"/>: its two chunks (k rows
+    /// 0-7 and 8-15 of the stage) of each operand, A stored with k fastest unless transposed, B when transposed.</summary>
+    static void CopyStage(ArrayView<float> a, ArrayView<float> b, GemmShape s, long aAddress, long bAddress, int aBase, int bBase,
+        ArrayView<float> sh, int buffer, int m0, int n0, int k0, int t)
+    {
+        int kA = 1 - s.TransA, kB = s.TransB, slotA = buffer * V16Buffer, slotB = (V17Stages + buffer) * V16Buffer;
+        for (int half = 0; half < V16K; half += V6K)
+        {
+            var (at, step, rows) = ChunkSource(aBase, kA, s.M, s.K, m0, k0 + half, t, V16Tile, V6K);
+            AsyncCopy.Chunk128(sh, slotA + (half + ChunkK(kA, t, V16Tile, V6K)) * V16Pitch + ChunkRow(kA, t, V16Tile, V6K), a, aAddress, at, step, rows);
+            (at, step, rows) = ChunkSource(bBase, kB, s.N, s.K, n0, k0 + half, t, V16Tile, V6K);
+            AsyncCopy.Chunk128(sh, slotB + (half + ChunkK(kB, t, V16Tile, V6K)) * V16Pitch + ChunkRow(kB, t, V16Tile, V6K), b, bAddress, at, step, rows);
+        }
+    }
+
     /// <summary>v9, for the CPU accelerator: each unit of work is a 4 x 8 block of C, its 32 accumulators two Block4
     /// values (columns 0-3 and 4-7), k innermost. Per step of k it reads 4 values of A and 8 of B for 32 multiply-adds,
     /// where v3 reads and writes C once per multiply-add. Blocks past the edges load the last row or column again and
@@ -809,14 +887,14 @@ public static class Gemm
         c[ci] = s.Beta == 0 ? s.Alpha * acc : s.Alpha * acc + s.Beta * c[ci];
     }
 
-    /// <summary>Threads per group of the tensor-core versions (v5: TensorCore.Threads; v16: 256).</summary>
-    public static int Threads(GemmVersion v) => v == GemmVersion.V16PipelinedTf32 ? V16Threads : TensorCore.Threads;
+    /// <summary>Threads per group of the tensor-core versions (v5: TensorCore.Threads; v16 and v17: 256).</summary>
+    public static int Threads(GemmVersion v) => v is GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32 ? V16Threads : TensorCore.Threads;
 
-    /// <summary>Whether a version can run on this accelerator (v5 and v16 need TensorCore.Runs).</summary>
+    /// <summary>Whether a version can run on this accelerator (v5, v16 and v17 need TensorCore.Runs).</summary>
     public static bool Runs(Accelerator acc, GemmVersion v) => v switch
     {
         GemmVersion.V5Tf32 => TensorCore.Runs(acc),
-        GemmVersion.V16PipelinedTf32 => TensorCore.Runs(acc, V16Threads),
+        GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32 => TensorCore.Runs(acc, V16Threads),
         _ when IsUnrolled(v) => acc.MaxNumThreadsPerGroup >= UnrolledSide * UnrolledSide,
         _ => true,
     };
@@ -829,7 +907,7 @@ public static class Gemm
     /// v3 (a row per thread: 5.3 s at 4096 on an H100), v1 and v9 (on an H100 they lost at all 8 of conv v13's GEMM shapes
     /// whose trials bench/results/h100-2026-11-26b lists, 3-36x the winner, up to 91 ms a trial).</summary>
     public static bool Tunable(Accelerator acc, GemmVersion v)
-        => v is not (GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32) && Runs(acc, v)
+        => v is not (GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32) && Runs(acc, v)
            && (Launch.IsCpu(acc) ? v != GemmVersion.V2Tiled : v is not (GemmVersion.V1Naive or GemmVersion.V3Rows or GemmVersion.V9CpuBlocks));
 
     /// <summary>The side of a thread's register block for the register-tiled versions (v4, v6-v8, v10-v15; their tiles on a GPU are
@@ -898,6 +976,17 @@ public static class Gemm
             long tiles = s.Tiles(V16Tile);
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 2L);
             k(new KernelConfig(Math.Max(1, grid), V16Threads), a, b, c, s);
+        }
+        else if (v == GemmVersion.V17AsyncTf32)
+        {
+            if (!Runs(acc, v)) throw TensorCore.Refusal(acc, "gemm v17", V16Threads);
+            var entry = (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, long, long>)V17Kernel;
+            var k = KernelCache.Get(acc, "gemm.v17", x => SharedMemoryLimit.Raise(x,
+                x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)), "gemm v17"));
+            long tiles = s.Tiles(V16Tile);
+            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 2L);
+            k(new KernelConfig(Math.Max(1, grid), V16Threads, SharedMemoryConfig.RequestDynamic<float>(V17SharedFloats)), a, b, c, s,
+                AsyncCopy.DeviceAddress(a), AsyncCopy.DeviceAddress(b));
         }
         else if (IsUnrolled(v))
         {

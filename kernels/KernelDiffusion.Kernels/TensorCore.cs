@@ -42,6 +42,15 @@ public static class TensorCore
         return Interop.IntAsFloat((bits + 0x1000u) & 0xFFFFE000u);
     }
 
+    /// <summary>x with its 13 low mantissa bits cleared: the tf32 value the tensor cores read from an fp32 register ("only
+    /// the first 10 bits of the input mantissa are read", PyTorch's notes on TF32), which is what GEMM v17 gives them.
+    /// The emulated mma applies it to every operand. Infinities and NaNs pass unchanged.</summary>
+    public static float TruncateTf32(float x)
+    {
+        uint bits = Interop.FloatAsInt(x);
+        return (bits & 0x7F800000u) == 0x7F800000u ? x : Interop.IntAsFloat(bits & 0xFFFFE000u);
+    }
+
     /// <summary>RoundTf32 of each value.</summary>
     public static Quad RoundTf32(Quad q) => new(RoundTf32(q.X0), RoundTf32(q.X1), RoundTf32(q.X2), RoundTf32(q.X3));
 
@@ -57,20 +66,20 @@ public static class TensorCore
         return SharedMemory.Allocate<float>(EmulatedWarps * 32 * OperandsPerLane);
     }
 
-    /// <summary>The product from the fragments' definition: every lane publishes its six operands in the warp's part of
-    /// the scratch, then for each k reads A[g][k], A[g + 8][k], B[k][2t] and B[k][2t + 1] from the lanes that hold
+    /// <summary>The product from the fragments' definition: every lane publishes its six operands (truncated to tf32, as
+    /// the tensor cores read them: a no-op on operands already rounded) in the warp's part of the scratch, then for each k reads A[g][k], A[g + 8][k], B[k][2t] and B[k][2t + 1] from the lanes that hold
     /// them. (Two warp barriers per call; warp shuffles would take 64, which the CPU accelerator runs as OS-thread
     /// barriers.)</summary>
     internal static MmaAcc Emulate(MmaAcc c, FragA a, FragB b, ArrayView<float> scratch)
     {
         int lane = Warp.LaneIdx, g = lane >> 2, t = lane & 3;
         int warp = Warp.WarpIdx * 32 * OperandsPerLane, mine = warp + lane * OperandsPerLane;
-        scratch[mine] = a.A0;
-        scratch[mine + 1] = a.A1;
-        scratch[mine + 2] = a.A2;
-        scratch[mine + 3] = a.A3;
-        scratch[mine + 4] = b.B0;
-        scratch[mine + 5] = b.B1;
+        scratch[mine] = TruncateTf32(a.A0);
+        scratch[mine + 1] = TruncateTf32(a.A1);
+        scratch[mine + 2] = TruncateTf32(a.A2);
+        scratch[mine + 3] = TruncateTf32(a.A3);
+        scratch[mine + 4] = TruncateTf32(b.B0);
+        scratch[mine + 5] = TruncateTf32(b.B1);
         Warp.Barrier();
         for (int k = 0; k < 8; k++)
         {
@@ -86,6 +95,59 @@ public static class TensorCore
         }
         Warp.Barrier();
         return c;
+    }
+}
+
+/// <summary>cp.async (sm_80): copies from global to shared memory that bypass registers, issued in commit groups a
+/// thread later waits for (GEMM v17). On CUDA through inline PTX; elsewhere each copy happens at once, so committing and
+/// waiting do nothing.
+/// <para>The PTX needs addresses, which ILGPU 1.5.3 does not give a kernel (LoadEffectiveAddressAsPtr and
+/// Unsafe.AsPointer are refused inside kernels). So the source's device address comes from the host (a kernel
+/// argument: <see cref="DeviceAddress"/>), and the destination is the group's dynamic shared memory, which ILGPU's PTX
+/// declares as <c>__dyn_shared_alloca</c>: the copies name that symbol. ptxas rejects the PTX if ILGPU ever renames it.</para></summary>
+public static class AsyncCopy
+{
+    /// <summary>The device address of a view's first element, for a kernel argument (host code only). It is the
+    /// buffer's native pointer plus the view's offset: on CUDA, a device pointer.</summary>
+    public static long DeviceAddress(ArrayView<float> view) => view.LoadEffectiveAddressAsPtr().ToInt64();
+
+    /// <summary>Copies a chunk of 4 floats into the dynamic shared memory <paramref name="dst"/>: src[at + q step] into
+    /// dst[slot + 32 q] (a 128-wide tile's quarter rows) for q = 0..3, or 0 where rows &lt;= 32 q (past the source's
+    /// edge: nothing is read, the slot is zero-filled). <paramref name="srcAddress"/> is src's DeviceAddress.</summary>
+    public static void Chunk128(ArrayView<float> dst, int slot, ArrayView<float> src, long srcAddress, int at, int step, int rows)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            // A value past the edge copies 0 of 4 bytes from the source's first element, which exists.
+            CudaAsm.Emit(Chunk128Ptx, 4 * slot, srcAddress + 4L * (rows > 0 ? at : 0), srcAddress + 4L * (rows > 32 ? at + step : 0),
+                srcAddress + 4L * (rows > 64 ? at + 2 * step : 0), srcAddress + 4L * (rows > 96 ? at + 3 * step : 0),
+                rows > 0 ? 4 : 0, rows > 32 ? 4 : 0, rows > 64 ? 4 : 0, rows > 96 ? 4 : 0);
+            return;
+        }
+        dst[slot] = rows > 0 ? src[at] : 0f;
+        dst[slot + 32] = rows > 32 ? src[at + step] : 0f;
+        dst[slot + 64] = rows > 64 ? src[at + 2 * step] : 0f;
+        dst[slot + 96] = rows > 96 ? src[at + 3 * step] : 0f;
+    }
+
+    // %0: the first slot's byte offset into the dynamic shared memory; %1-%4: the sources' device addresses; %5-%8: the
+    // bytes to read (4, or 0 to zero-fill). The slots are 128 bytes apart: immediate offsets.
+    const string Chunk128Ptx = "{ .reg .u32 kds; .reg .u64 kd0, kd1, kd2, kd3; mov.u32 kds, __dyn_shared_alloca; add.u32 kds, kds, %0; " +
+        "cvta.to.global.u64 kd0, %1; cvta.to.global.u64 kd1, %2; cvta.to.global.u64 kd2, %3; cvta.to.global.u64 kd3, %4; " +
+        "cp.async.ca.shared.global [kds], [kd0], 4, %5; cp.async.ca.shared.global [kds+128], [kd1], 4, %6; " +
+        "cp.async.ca.shared.global [kds+256], [kd2], 4, %7; cp.async.ca.shared.global [kds+384], [kd3], 4, %8; }";
+
+    /// <summary>Closes this thread's group of copies issued since the last commit (possibly none).</summary>
+    public static void Commit()
+    {
+        if (CudaAsm.IsSupported) CudaAsm.Emit("cp.async.commit_group;");
+    }
+
+    /// <summary>Waits until at most one of this thread's committed groups is still in flight: with three stages, the
+    /// oldest one has landed. Its copies are then visible to this thread; a barrier makes every thread's visible to all.</summary>
+    public static void WaitAllButOne()
+    {
+        if (CudaAsm.IsSupported) CudaAsm.Emit("cp.async.wait_group 1;");
     }
 }
 

@@ -7,7 +7,7 @@ using Xunit.Abstractions;
 
 namespace KernelDiffusion.Tests;
 
-/// <summary>The tf32 tensor-core path (GEMM v5 and v16, conv v6 and v7). Its numbers are checked by kd check's gemm.v5, gemm.v16 and conv2d.v6 cases (KernelCheckTests
+/// <summary>The tf32 tensor-core path (GEMM v5, v16 and v17, conv v6 and v7). Its numbers are checked by kd check's gemm.v5, gemm.v16, gemm.v17 and conv2d.v6 cases (KernelCheckTests
 /// runs them, emulated on a CPU device of 32-lane warps); these cover the rounding, the refusal where it cannot run,
 /// and what ptxas makes of its inline PTX.</summary>
 [Collection("device")]
@@ -38,12 +38,32 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
     }
 
     [Fact]
+    public void TruncateTf32KeepsTheTop19BitsAsTheTensorCoresRead()
+    {
+        Assert.Equal(1f, TensorCore.TruncateTf32(F(0x3F801FFF)));               // just below 1 + 2^-10: down, not to nearest
+        Assert.Equal(-(1 + MathF.Pow(2, -10)), TensorCore.TruncateTf32(-(1 + MathF.Pow(2, -10) + MathF.Pow(2, -12))));
+        Assert.Equal(F(0x7F7FE000), TensorCore.TruncateTf32(float.MaxValue));   // the largest tf32: no overflow
+        Assert.Equal(float.NegativeInfinity, TensorCore.TruncateTf32(float.NegativeInfinity));
+        Assert.True(float.IsNaN(TensorCore.TruncateTf32(F(0x7F800001))));          // a NaN with only low bits stays a NaN
+        var rng = new Random(5);
+        for (int i = 0; i < 10000; i++)
+        {
+            float x = (float)((rng.NextDouble() * 2 - 1) * Math.Pow(2, rng.Next(-20, 20)));
+            float r = TensorCore.TruncateTf32(x);
+            Assert.Equal(0u, BitConverter.SingleToUInt32Bits(r) & 0x1FFFu);
+            // Toward zero, by less than a tf32 unit in the last place (2^-10 relative).
+            Assert.True(Math.Abs(r) <= Math.Abs(x) && Math.Abs(r - (double)x) < Math.Abs((double)x) * Math.Pow(2, -10), $"{x:R} -> {r:R}");
+        }
+    }
+
+    [Fact]
     public void V5RefusesADeviceWithoutWholeWarps()
     {
         var acc = fx.Device.Accelerator;
         Assert.False(TensorCore.Runs(acc));
         Assert.False(Gemm.Runs(acc, GemmVersion.V5Tf32));
         Assert.False(Gemm.Runs(acc, GemmVersion.V16PipelinedTf32));
+        Assert.False(Gemm.Runs(acc, GemmVersion.V17AsyncTf32));
         Assert.True(Gemm.Runs(acc, GemmVersion.V4Blocked));
         Assert.False(Conv2d.Runs(acc, ConvVersion.V7HoistedTf32));
         Assert.True(Conv2d.Runs(acc, ConvVersion.V8Hoisted));
@@ -51,8 +71,11 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         var s = new GemmShape { Batch = 1, M = 2, N = 2, K = 2, Alpha = 1 };
         var e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, GemmVersion.V5Tf32));
         Assert.Contains("32-lane warps", e.Message);
-        e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, GemmVersion.V16PipelinedTf32));
-        Assert.Contains("groups of 256 threads", e.Message);
+        foreach (var v in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32 })
+        {
+            e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, v));
+            Assert.Contains("groups of 256 threads", e.Message);
+        }
         var g = ConvGeometry.Create(1, 1, 1, 1, 1, 1, 1, 0);
         e = Assert.Throws<VersionNotApplicableException>(() => Conv2d.Run(acc, ConvPass.Forward, g, a.View, a.View, a.View, a.View, false, a.View, ConvVersion.V6Tf32));
         Assert.Contains("conv2d v6", e.Message);
@@ -103,6 +126,8 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
     // v16 asks for 2 groups of 256 threads a multiprocessor (128 registers): ptxas spills 76 bytes, outside the k
     // loop (scripts/sass-loops.py shows none in it). Its 64 accumulators in local memory would take 256 bytes.
     [InlineData("Gemm.V16Kernel", 32, 128, 128)]
+    // v17 (cp.async staging) fits the same bound in 125 registers without spilling.
+    [InlineData("Gemm.V17Kernel", 32, 16, 0)]
     public void InlinePtxAssemblesWithTheAccumulatorsInRegisters(string kernel, int mmasPerStage, int maxFrame, int maxSpill)
     {
         var r = OfflineCompile.CompileAll("ptx", filter: kernel).Single();
@@ -146,7 +171,7 @@ public sealed class KernelVersionNamesTests
     }
 
     [Theory]
-    [InlineData("gemm=v17", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32), v6 (blocked8), v7 (vector), v8 (vector4), v9 (cpublocks), v10 (pipelined), v11 (pipelined4), v12 (unrolled), v13 (unrolled4), v14 (padded), v15 (padded4), v16 (pipelinedtf32))")]
+    [InlineData("gemm=v18", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32), v6 (blocked8), v7 (vector), v8 (vector4), v9 (cpublocks), v10 (pipelined), v11 (pipelined4), v12 (unrolled), v13 (unrolled4), v14 (padded), v15 (padded4), v16 (pipelinedtf32), v17 (asynctf32))")]
     [InlineData("gemm=5", "is not family=vN")]
     [InlineData("matmul=v2", "unknown kernel family 'matmul'")]
     [InlineData("conv=v2,gemm", "is not family=vN")]
