@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 using ILGPU.Util;
 
 namespace KernelDiffusion.Kernels;
@@ -732,7 +733,7 @@ public static class Gemm
     /// unpipelined, one value at a time, between two barriers, for 8 mma per warp. Needs 32-lane warps and groups of
     /// 256 threads (the CPU accelerator runs it emulated on a device built so).</summary>
     [LaunchBounds(V16Threads, 2)]
-    static void V16Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
+    static void V16Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, long cAddress)
     {
         var at = SharedMemory.Allocate<float>(2 * V16Buffer);   // [k][m], buffers at 0 and V16Buffer
         var bt = SharedMemory.Allocate<float>(2 * V16Buffer);   // [k][n]
@@ -763,12 +764,7 @@ public static class Gemm
                 }
                 Group.Barrier();
             }
-            // Lane (g, t) holds rows g and g + 8 and columns 2t and 2t + 1 of each 16 x 8 mma tile.
-            int row = m0 + wm + (lane >> 2), col = n0 + wn + 2 * (lane & 3);
-            for (int i = 0; i < 4; i++)
-                for (int j = 0; j < 4; j++)
-                    for (int e = 0; e < 4; e++)
-                        Store(c, s, bi, row + 16 * i + 8 * (e >> 1), col + 8 * j + (e & 1), acc.Get(i, j, e));
+            StoreWarpTile64(c, s, cAddress, bi, m0 + wm, n0 + wn, acc);
         }
     }
 
@@ -777,6 +773,26 @@ public static class Gemm
     {
         PutChunk(tile, dst, TensorCore.RoundTf32(first), kFastest, t, V16Tile, V6K, V16Pitch);
         PutChunk(tile, dst + V6K * V16Pitch, TensorCore.RoundTf32(second), kFastest, t, V16Tile, V6K, V16Pitch);
+    }
+
+    /// <summary>v16 and v17: a warp's 64 x 32 tile, whose first row and column in C are (r0, c0), into C. Where the whole
+    /// tile lies inside C and C takes 8-byte stores (Beta 0, even row lengths and strides, 8-byte aligned), on CUDA
+    /// straight from the accumulators' registers (WarpTile64.StoreInside, at C's device address
+    /// <paramref name="cAddress"/>); else one value at a time. Lane (g, t) holds rows g and g + 8 and columns 2t and
+    /// 2t + 1 of each 16 x 8 mma tile.</summary>
+    static void StoreWarpTile64(ArrayView<float> c, GemmShape s, long cAddress, int bi, int r0, int c0, WarpTile64 acc)
+    {
+        int lane = Warp.LaneIdx, row = r0 + (lane >> 2), col = c0 + 2 * (lane & 3);
+        if (CudaAsm.IsSupported && cAddress % 8 == 0 && s.Beta == 0 && s.N % 2 == 0 && s.StrideC % 2 == 0 && s.OuterC % 2 == 0
+            && r0 + 64 <= s.M && c0 + 32 <= s.N)
+        {
+            WarpTile64.StoreInside(cAddress + 4L * s.IndexC(bi, row, col), 4L * s.N, s.Alpha);
+            return;
+        }
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
+                for (int e = 0; e < 4; e++)
+                    Store(c, s, bi, row + 16 * i + 8 * (e >> 1), col + 8 * j + (e & 1), acc.Get(i, j, e));
     }
 
     /// <summary>v17: three stages in flight.</summary>
@@ -793,7 +809,7 @@ public static class Gemm
     /// new copies go to), then issues the copies of the stage two on and multiplies. Nothing rounds the operands: the
     /// tensor cores read the top 19 bits of each fp32 value (truncation), as PyTorch's tf32 matmuls give them.</summary>
     [LaunchBounds(V16Threads, 2)]
-    static void V17Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, long aAddress, long bAddress)
+    static void V17Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, long aAddress, long bAddress, long cAddress)
     {
         var sh = SharedMemory.GetDynamic<float>();   // A's buffers, then B's, V16Buffer floats each
         var scratch = TensorCore.Scratch();
@@ -824,11 +840,7 @@ public static class Gemm
                 fill = fill == V17Stages - 1 ? 0 : fill + 1;
             }
             Group.Barrier();   // every warp is done with the buffers before the next tile's first copies
-            int row = m0 + wm + (lane >> 2), col = n0 + wn + 2 * (lane & 3);
-            for (int i = 0; i < 4; i++)
-                for (int j = 0; j < 4; j++)
-                    for (int e = 0; e < 4; e++)
-                        Store(c, s, bi, row + 16 * i + 8 * (e >> 1), col + 8 * j + (e & 1), acc.Get(i, j, e));
+            StoreWarpTile64(c, s, cAddress, bi, m0 + wm, n0 + wn, acc);
         }
     }
 
@@ -971,22 +983,22 @@ public static class Gemm
         else if (v == GemmVersion.V16PipelinedTf32)
         {
             if (!Runs(acc, v)) throw TensorCore.Refusal(acc, "gemm v16", V16Threads);
-            var entry = (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>)V16Kernel;
+            var entry = (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, long>)V16Kernel;
             var k = KernelCache.Get(acc, "gemm.v16", x => x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)));
             long tiles = s.Tiles(V16Tile);
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 2L);
-            k(new KernelConfig(Math.Max(1, grid), V16Threads), a, b, c, s);
+            k(new KernelConfig(Math.Max(1, grid), V16Threads), a, b, c, s, AsyncCopy.DeviceAddress(c));
         }
         else if (v == GemmVersion.V17AsyncTf32)
         {
             if (!Runs(acc, v)) throw TensorCore.Refusal(acc, "gemm v17", V16Threads);
-            var entry = (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, long, long>)V17Kernel;
+            var entry = (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, long, long, long>)V17Kernel;
             var k = KernelCache.Get(acc, "gemm.v17", x => SharedMemoryLimit.Raise(x,
                 x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)), "gemm v17"));
             long tiles = s.Tiles(V16Tile);
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 2L);
             k(new KernelConfig(Math.Max(1, grid), V16Threads, SharedMemoryConfig.RequestDynamic<float>(V17SharedFloats)), a, b, c, s,
-                AsyncCopy.DeviceAddress(a), AsyncCopy.DeviceAddress(b));
+                AsyncCopy.DeviceAddress(a), AsyncCopy.DeviceAddress(b), AsyncCopy.DeviceAddress(c));
         }
         else if (IsUnrolled(v))
         {

@@ -382,6 +382,43 @@ public struct WarpTile64
         return w;
     }
 
+    /// <summary>Stores alpha times the tile from the PTX registers (CUDA only), where the whole tile lies inside C and
+    /// C's rows take 8-byte stores: <paramref name="top"/> is the device address of this lane's first element
+    /// (row + g, col + 2t), <paramref name="rowBytes"/> the distance between C's rows. Each lane writes its two columns
+    /// of each mma tile as one st.global.v2. Storing through Get instead reads each accumulator through a local
+    /// (ILGPU gives every inline-assembly output one) picked by a 64-way switch.</summary>
+    public static void StoreInside(long top, long rowBytes, float alpha)
+    {
+        CudaAsm.Emit(StoreRows0, top, top + 8 * rowBytes, alpha);
+        CudaAsm.Emit(StoreRows1, top + 16 * rowBytes, top + 24 * rowBytes, alpha);
+        CudaAsm.Emit(StoreRows2, top + 32 * rowBytes, top + 40 * rowBytes, alpha);
+        CudaAsm.Emit(StoreRows3, top + 48 * rowBytes, top + 56 * rowBytes, alpha);
+    }
+
+    // Mma tiles (i, 0..3): %0 and %1 the addresses of this lane's rows 16 i + g and 16 i + g + 8, %2 alpha; the tiles'
+    // columns are 8 floats (32 bytes) apart.
+    const string StoreHead = "{ .reg .f32 kx, ky; .reg .u64 kt, kb; cvta.to.global.u64 kt, %0; cvta.to.global.u64 kb, %1; ";
+    const string StoreRows0 = StoreHead +
+        "mul.f32 kx, kdw0, %2; mul.f32 ky, kdw1, %2; st.global.v2.f32 [kt+0], {kx, ky}; mul.f32 kx, kdw2, %2; mul.f32 ky, kdw3, %2; st.global.v2.f32 [kb+0], {kx, ky}; " +
+        "mul.f32 kx, kdw4, %2; mul.f32 ky, kdw5, %2; st.global.v2.f32 [kt+32], {kx, ky}; mul.f32 kx, kdw6, %2; mul.f32 ky, kdw7, %2; st.global.v2.f32 [kb+32], {kx, ky}; " +
+        "mul.f32 kx, kdw8, %2; mul.f32 ky, kdw9, %2; st.global.v2.f32 [kt+64], {kx, ky}; mul.f32 kx, kdw10, %2; mul.f32 ky, kdw11, %2; st.global.v2.f32 [kb+64], {kx, ky}; " +
+        "mul.f32 kx, kdw12, %2; mul.f32 ky, kdw13, %2; st.global.v2.f32 [kt+96], {kx, ky}; mul.f32 kx, kdw14, %2; mul.f32 ky, kdw15, %2; st.global.v2.f32 [kb+96], {kx, ky}; " + "}";
+    const string StoreRows1 = StoreHead +
+        "mul.f32 kx, kdw16, %2; mul.f32 ky, kdw17, %2; st.global.v2.f32 [kt+0], {kx, ky}; mul.f32 kx, kdw18, %2; mul.f32 ky, kdw19, %2; st.global.v2.f32 [kb+0], {kx, ky}; " +
+        "mul.f32 kx, kdw20, %2; mul.f32 ky, kdw21, %2; st.global.v2.f32 [kt+32], {kx, ky}; mul.f32 kx, kdw22, %2; mul.f32 ky, kdw23, %2; st.global.v2.f32 [kb+32], {kx, ky}; " +
+        "mul.f32 kx, kdw24, %2; mul.f32 ky, kdw25, %2; st.global.v2.f32 [kt+64], {kx, ky}; mul.f32 kx, kdw26, %2; mul.f32 ky, kdw27, %2; st.global.v2.f32 [kb+64], {kx, ky}; " +
+        "mul.f32 kx, kdw28, %2; mul.f32 ky, kdw29, %2; st.global.v2.f32 [kt+96], {kx, ky}; mul.f32 kx, kdw30, %2; mul.f32 ky, kdw31, %2; st.global.v2.f32 [kb+96], {kx, ky}; " + "}";
+    const string StoreRows2 = StoreHead +
+        "mul.f32 kx, kdw32, %2; mul.f32 ky, kdw33, %2; st.global.v2.f32 [kt+0], {kx, ky}; mul.f32 kx, kdw34, %2; mul.f32 ky, kdw35, %2; st.global.v2.f32 [kb+0], {kx, ky}; " +
+        "mul.f32 kx, kdw36, %2; mul.f32 ky, kdw37, %2; st.global.v2.f32 [kt+32], {kx, ky}; mul.f32 kx, kdw38, %2; mul.f32 ky, kdw39, %2; st.global.v2.f32 [kb+32], {kx, ky}; " +
+        "mul.f32 kx, kdw40, %2; mul.f32 ky, kdw41, %2; st.global.v2.f32 [kt+64], {kx, ky}; mul.f32 kx, kdw42, %2; mul.f32 ky, kdw43, %2; st.global.v2.f32 [kb+64], {kx, ky}; " +
+        "mul.f32 kx, kdw44, %2; mul.f32 ky, kdw45, %2; st.global.v2.f32 [kt+96], {kx, ky}; mul.f32 kx, kdw46, %2; mul.f32 ky, kdw47, %2; st.global.v2.f32 [kb+96], {kx, ky}; " + "}";
+    const string StoreRows3 = StoreHead +
+        "mul.f32 kx, kdw48, %2; mul.f32 ky, kdw49, %2; st.global.v2.f32 [kt+0], {kx, ky}; mul.f32 kx, kdw50, %2; mul.f32 ky, kdw51, %2; st.global.v2.f32 [kb+0], {kx, ky}; " +
+        "mul.f32 kx, kdw52, %2; mul.f32 ky, kdw53, %2; st.global.v2.f32 [kt+32], {kx, ky}; mul.f32 kx, kdw54, %2; mul.f32 ky, kdw55, %2; st.global.v2.f32 [kb+32], {kx, ky}; " +
+        "mul.f32 kx, kdw56, %2; mul.f32 ky, kdw57, %2; st.global.v2.f32 [kt+64], {kx, ky}; mul.f32 kx, kdw58, %2; mul.f32 ky, kdw59, %2; st.global.v2.f32 [kb+64], {kx, ky}; " +
+        "mul.f32 kx, kdw60, %2; mul.f32 ky, kdw61, %2; st.global.v2.f32 [kt+96], {kx, ky}; mul.f32 kx, kdw62, %2; mul.f32 ky, kdw63, %2; st.global.v2.f32 [kb+96], {kx, ky}; " + "}";
+
     /// <summary>This lane's accumulator e (0-3) of mma tile (i, j): element (row + 16 i + g + 8 (e / 2),
     /// col + 8 j + 2 t + e % 2) of the warp's tile.</summary>
     public readonly float Get(int i, int j, int e)

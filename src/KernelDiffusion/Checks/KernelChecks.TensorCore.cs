@@ -41,6 +41,12 @@ public static partial class KernelChecks
         foreach (var version in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32 })
             list.Add(Tf32GemmCase($"gemm.v{(int)version}.multi_tile_128", version,
                 new GemmShape { Batch = 1, M = 140, N = 135, K = 40, TransA = 1, Alpha = 1 }));
+        // v16's and v17's warp tiles wholly inside C store straight from the accumulators' registers on CUDA, the others
+        // value by value: both kinds here (N = 96 leaves the last column of warps partly outside, M = 130 the second row
+        // of tiles), in two matrices, with alpha.
+        foreach (var version in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32 })
+            list.Add(Tf32GemmCase($"gemm.v{(int)version}.stores_inside", version,
+                new GemmShape { Batch = 2, M = 130, N = 96, K = 24, StrideA = 130 * 24, StrideB = 24 * 96, StrideC = 130 * 96, Alpha = 0.5f }));
         // v17's three stages over 7 of k (one past its three buffers twice): the buffers' turns, and the empty groups
         // committed past the last stage.
         list.Add(Tf32GemmCase("gemm.v17.seven_stages", GemmVersion.V17AsyncTf32,
