@@ -20,15 +20,18 @@ join_ratios() {
 }
 kd info > "$R/info.txt" 2>&1
 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=csv >> "$R/info.txt" 2>&1
-# ncu_case NAME KERNEL-REGEX LAUNCHES CASE: Nsight Compute (`--set full`) on the first LAUNCHES launches matching the
-# regex while kd bench times CASE at its default; the details as text in $R/NAME.txt (the 3-6 MB report is not kept).
+# ncu_case NAME KERNEL-REGEX LAUNCHES CASE [BENCH-ARGS...]: Nsight Compute (`--set full`) on the first LAUNCHES launches
+# matching the regex while kd bench times CASE at its default (or with BENCH-ARGS instead of --default-only, e.g.
+# --skip-versions to keep one version); the details as text in $R/NAME.txt (the 3-6 MB report is not kept).
 ncu_case() {
-  local ncu; ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
-  timeout 50 "$ncu" --target-processes all --set full -k "regex:$2" --launch-count "$3" -f -o "$R/$1" \
-    $K bench --device cuda --default-only --no-steps --kernels "$4" --budget-ms 5 \
-    --out "$R/ncu-bench-$1" > "$R/$1.log" 2>&1
-  "$ncu" -i "$R/$1.ncu-rep" --page details > "$R/$1.txt" 2>&1; rm -f "$R/$1.ncu-rep"
-  stamp "ncu $1: $(grep -c 'Section: GPU Speed Of Light Throughput' "$R/$1.txt") kernels"
+  local ncu name=$1 regex=$2 launches=$3 case=$4; shift 4
+  local pick=("$@"); [ ${#pick[@]} -gt 0 ] || pick=(--default-only)
+  ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+  timeout 50 "$ncu" --target-processes all --set full -k "regex:$regex" --launch-count "$launches" -f -o "$R/$name" \
+    $K bench --device cuda "${pick[@]}" --no-steps --kernels "$case" --budget-ms 5 \
+    --out "$R/ncu-bench-$name" > "$R/$name.log" 2>&1
+  "$ncu" -i "$R/$name.ncu-rep" --page details > "$R/$name.txt" 2>&1; rm -f "$R/$name.ncu-rep"
+  stamp "ncu $name: $(grep -c 'Section: GPU Speed Of Light Throughput' "$R/$name.txt") kernels"
 }
 # train_profile: kd train --profile, 6 fmnist_unet steps at batch 256 on the fixture (/tmp/fx), into $R/train-profile.log.
 train_profile() {

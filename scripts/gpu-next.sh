@@ -42,6 +42,8 @@ timeout 60 python3 bench/torch_reference.py --device cuda --only conv1x1.,attent
   --out "$R/torch.json" > "$R/torch.log" 2>&1
 join_ratios "$R/bench-kernels/bench.json"; stamp "torch done"
 ncu_case attention-v6 'ScoresKernel|Scores16x8|StreamDelta|V1[45]Kernel' 4 attention.forward_backward.fmnist_14x14
+ncu_case gemm-v17 'V17Kernel' 1 sgemm.4096 --skip-versions gemm=v1 gemm=v2 gemm=v3 gemm=v4 gemm=v5 gemm=v6 gemm=v7 gemm=v8 \
+  gemm=v9 gemm=v10 gemm=v11 gemm=v12 gemm=v13 gemm=v14 gemm=v15 gemm=v16
 train_profile
 adm64_train_step
 cat "$R/timeline.txt"; grep -E "^\| (conv1x1|attention|fmnist)" "$R/ratios.md" 2>/dev/null | head -30
@@ -49,4 +51,6 @@ cat "$R/ratios-sgemm.md" 2>/dev/null | head -12; grep -hE "^\| conv" "$R"/bench-
 python3 -c "import json; [print(r['name'], r['ms']) for r in json.load(open('$R/torch-tf32.json'))['results']]" 2>/dev/null
 grep -h "default:" "$R"/bench-steps*.log "$R"/bench-adm64.log; tail -2 "$R/torch-adm64.log"
 grep -A14 "time and launches" "$R/train-profile.log"; grep -A12 "per op and shapes" "$R/train-profile.log"
-grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Executed Ipc Active|Achieved Occupancy|Registers Per|spends .* cycles" "$R/attention-v6.txt" | head -40
+for f in attention-v6 gemm-v17; do
+  grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Executed Ipc Active|Achieved Occupancy|Registers Per|spends .* cycles" "$R/$f.txt" | head -40
+done
