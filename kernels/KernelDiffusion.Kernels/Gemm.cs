@@ -246,7 +246,7 @@ public struct Block8Runs : IStagedBlock<Block8Runs>
 /// per-shape tuning) and the checks a version (Gemm.At).</summary>
 public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16, V17AsyncTf32 = 17 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16, V17AsyncTf32 = 17, V18PackedTf32 = 18 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
@@ -258,7 +258,8 @@ public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V
 /// v13: v10 and v11 in groups of exactly 16 x 16 threads, each stage's steps of k written out at constant shared offsets.
 /// v14 and v15: v12 and v13 with their shared k rows padded against bank conflicts and C stored 16 bytes at a time. v16:
 /// tf32 tensor cores (opt-in, as v5) on v14's pipelined staging, 128 x 128 tiles. v17: v16's tiles staged by cp.async,
-/// three stages deep, the operands' fp32 bits given to the tensor cores as they are (truncated, not rounded).</summary>
+/// three stages deep, the operands' fp32 bits given to the tensor cores as they are (truncated, not rounded). v18: v17
+/// with its shared tiles laid out in fragments, read 16 bytes at a time.</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
@@ -740,7 +741,7 @@ public static class Gemm
         var scratch = TensorCore.Scratch();
         WarpTile64.Declare();
         int t = Group.IdxX, warp = Warp.WarpIdx, lane = Warp.LaneIdx, kA = 1 - s.TransA, kB = s.TransB;
-        int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;   // the warp's 64 x 32 quarter-row of the tile
+        int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;   // the warp's 64 x 32 part of the tile (2 x 4 warps)
         int fragA = (lane & 3) * V16Pitch + wm + (lane >> 2), fragB = (lane & 3) * V16Pitch + wn + (lane >> 2);
         for (int w = Grid.IdxX, tiles = s.Tiles(V16Tile); w < tiles; w += Grid.DimX)
         {
@@ -795,12 +796,15 @@ public static class Gemm
                     Store(c, s, bi, row + 16 * i + 8 * (e >> 1), col + 8 * j + (e & 1), acc.Get(i, j, e));
     }
 
-    /// <summary>v17: three stages in flight.</summary>
+    /// <summary>v17 and v18: three stages in flight.</summary>
     const int V17Stages = 3;
 
-    /// <summary>Floats of v17's dynamic shared memory: V17Stages buffers of each operand (52 KB, past the 48 KB a group
-    /// gets without SharedMemoryLimit.Raise).</summary>
-    public const int V17SharedFloats = 2 * V17Stages * V16Buffer;
+    /// <summary>Floats of one operand's stage in v18's fragment-packed layout (128 x 16, no padding).</summary>
+    const int V18Buffer = V16Tile * V16K;
+
+    /// <summary>Floats of v17's (v18's) dynamic shared memory: V17Stages buffers of each operand, 52 KB (48 KB), past what
+    /// a group gets beside its static scratch without SharedMemoryLimit.Raise.</summary>
+    public static int AsyncSharedFloats(GemmVersion v) => 2 * V17Stages * (v == GemmVersion.V18PackedTf32 ? V18Buffer : V16Buffer);
 
     /// <summary>v17: v16's tiles, warps and shared layout, staged by cp.async (<see cref="AsyncCopy"/>) three stages deep.
     /// Each thread copies its chunks (v16's) straight from global to shared memory: no registers hold them, no
@@ -810,13 +814,32 @@ public static class Gemm
     /// tensor cores read the top 19 bits of each fp32 value (truncation), as PyTorch's tf32 matmuls give them.</summary>
     [LaunchBounds(V16Threads, 2)]
     static void V17Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, long aAddress, long bAddress, long cAddress)
+        => AsyncTiles(a, b, c, s, aAddress, bAddress, cAddress, 0);
+
+    /// <summary>v18: v17 with its shared tiles laid out in fragments (WarpTile64.PackedSlotA and PackedSlotB): each
+    /// lane's values for an mma are one Float4, so a warp reads a stage in 12 LDS.128 where v17 takes 48 LDS. The 4-byte
+    /// copies put each value where its fragment wants it, and a chunk's values (rows 32 apart) still lie a constant
+    /// 256 floats apart.</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V18Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, long aAddress, long bAddress, long cAddress)
+        => AsyncTiles(a, b, c, s, aAddress, bAddress, cAddress, 1);
+
+    /// <summary>v17 (<paramref name="packed"/> 0) and v18 (1); packed is a constant in each entry, so each compiles
+    /// only its own layout.</summary>
+    static void AsyncTiles(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, long aAddress, long bAddress, long cAddress,
+        int packed)
     {
-        var sh = SharedMemory.GetDynamic<float>();   // A's buffers, then B's, V16Buffer floats each
+        var sh4 = SharedMemory.GetDynamic<Float4>();   // A's buffers, then B's; Float4 for the alignment v18's reads need
+        var sh = sh4.Cast<float>();
         var scratch = TensorCore.Scratch();
         WarpTile64.Declare();
-        int t = Group.IdxX, warp = Warp.WarpIdx, lane = Warp.LaneIdx;
+        int t = Group.IdxX, warp = Warp.WarpIdx, lane = Warp.LaneIdx, buffer = packed != 0 ? V18Buffer : V16Buffer;
         int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
-        int fragA = (lane & 3) * V16Pitch + wm + (lane >> 2), fragB = V17Stages * V16Buffer + (lane & 3) * V16Pitch + wn + (lane >> 2);
+        // v17: this lane's first fragment value, in floats; v18: its first Float4 of the warp's first mma tile (or pair).
+        int fragA = packed != 0 ? (wm / 16) * 32 + lane : (lane & 3) * V16Pitch + wm + (lane >> 2);
+        int fragB = packed != 0 ? V17Stages * V18Buffer / 4 + (wn / 16) * 32 + lane : V17Stages * V16Buffer + (lane & 3) * V16Pitch + wn + (lane >> 2);
+        int kA = 1 - s.TransA, kB = s.TransB;
+        int a0 = AsyncSlot(kA, t, 0, packed, 1), a1 = AsyncSlot(kA, t, V6K, packed, 1), b0 = AsyncSlot(kB, t, 0, packed, 0), b1 = AsyncSlot(kB, t, V6K, packed, 0);
         for (int w = Grid.IdxX, tiles = s.Tiles(V16Tile); w < tiles; w += Grid.DimX)
         {
             var (bi, m0, n0) = s.TileAt(w, V16Tile);
@@ -824,7 +847,7 @@ public static class Gemm
             var acc = WarpTile64.Zero();
             for (int p = 0; p < V17Stages - 1; p++)
             {
-                CopyStage(a, b, s, aAddress, bAddress, aBase, bBase, sh, p, m0, n0, p * V16K, t);
+                CopyStage(a, b, s, aAddress, bAddress, aBase, bBase, sh, p, m0, n0, p * V16K, t, packed, a0, a1, b0, b1);
                 AsyncCopy.Commit();
             }
             // Stage i sits in buffer i % 3; the copies issued during it fill buffer (i + 2) % 3, the one stage i - 1 read.
@@ -833,9 +856,11 @@ public static class Gemm
                 AsyncCopy.WaitAllButOne();   // this thread's copies of this stage have landed
                 Group.Barrier();
                 int ahead = k0 + (V17Stages - 1) * V16K;
-                if (ahead < s.K) CopyStage(a, b, s, aAddress, bAddress, aBase, bBase, sh, fill, m0, n0, ahead, t);
+                if (ahead < s.K) CopyStage(a, b, s, aAddress, bAddress, aBase, bBase, sh, fill, m0, n0, ahead, t, packed, a0, a1, b0, b1);
                 AsyncCopy.Commit();   // an empty group past the last stage keeps the count
-                acc = WarpTile64.Stage16(acc, sh.SubView(cur * V16Buffer + fragA), sh.SubView(cur * V16Buffer + fragB), V16Pitch, scratch);
+                acc = packed != 0
+                    ? WarpTile64.Stage16Packed(acc, sh4.SubView(cur * V18Buffer / 4 + fragA), sh4.SubView(cur * V18Buffer / 4 + fragB), scratch)
+                    : WarpTile64.Stage16(acc, sh.SubView(cur * V16Buffer + fragA), sh.SubView(cur * V16Buffer + fragB), V16Pitch, scratch);
                 cur = cur == V17Stages - 1 ? 0 : cur + 1;
                 fill = fill == V17Stages - 1 ? 0 : fill + 1;
             }
@@ -844,19 +869,30 @@ public static class Gemm
         }
     }
 
-    /// <summary>v17: this thread's copies of the stage at k0 into buffer <paramref name="buffer"/>: its two chunks (k rows
-    /// 0-7 and 8-15 of the stage) of each operand, A stored with k fastest unless transposed, B when transposed.</summary>
-    static void CopyStage(ArrayView<float> a, ArrayView<float> b, GemmShape s, long aAddress, long bAddress, int aBase, int bBase,
-        ArrayView<float> sh, int buffer, int m0, int n0, int k0, int t)
+    /// <summary>v17 and v18: where this thread's chunk of the k rows from <paramref name="half"/> (0 or 8) of a stage goes
+    /// in an operand's buffer (<paramref name="isA"/>: A's layout, else B's). The same for every stage and tile.</summary>
+    static int AsyncSlot(int kFastest, int t, int half, int packed, int isA)
     {
-        int kA = 1 - s.TransA, kB = s.TransB, slotA = buffer * V16Buffer, slotB = (V17Stages + buffer) * V16Buffer;
-        for (int half = 0; half < V16K; half += V6K)
-        {
-            var (at, step, rows) = ChunkSource(aBase, kA, s.M, s.K, m0, k0 + half, t, V16Tile, V6K);
-            AsyncCopy.Chunk128(sh, slotA + (half + ChunkK(kA, t, V16Tile, V6K)) * V16Pitch + ChunkRow(kA, t, V16Tile, V6K), a, aAddress, at, step, rows);
-            (at, step, rows) = ChunkSource(bBase, kB, s.N, s.K, n0, k0 + half, t, V16Tile, V6K);
-            AsyncCopy.Chunk128(sh, slotB + (half + ChunkK(kB, t, V16Tile, V6K)) * V16Pitch + ChunkRow(kB, t, V16Tile, V6K), b, bAddress, at, step, rows);
-        }
+        int r = ChunkRow(kFastest, t, V16Tile, V6K), k = half + ChunkK(kFastest, t, V16Tile, V6K);   // row (column) and k in the stage
+        return packed == 0 ? k * V16Pitch + r : isA != 0 ? WarpTile64.PackedSlotA(r, k) : WarpTile64.PackedSlotB(k, r);
+    }
+
+    /// <summary>v17 and v18: this thread's copies of the stage at k0 into buffer <paramref name="buffer"/>: its two chunks
+    /// (k rows 0-7 and 8-15 of the stage) of each operand, A stored with k fastest unless transposed, B when transposed,
+    /// into the slots AsyncSlot gives.</summary>
+    static void CopyStage(ArrayView<float> a, ArrayView<float> b, GemmShape s, long aAddress, long bAddress, int aBase, int bBase,
+        ArrayView<float> sh, int buffer, int m0, int n0, int k0, int t, int packed, int a0, int a1, int b0, int b1)
+    {
+        int kA = 1 - s.TransA, kB = s.TransB, size = packed != 0 ? V18Buffer : V16Buffer, spacing = packed != 0 ? 256 : 32;
+        int slotA = buffer * size, slotB = (V17Stages + buffer) * size;
+        var (at, step, rows) = ChunkSource(aBase, kA, s.M, s.K, m0, k0, t, V16Tile, V6K);
+        AsyncCopy.Chunk(sh, slotA + a0, spacing, a, aAddress, at, step, rows);
+        (at, step, rows) = ChunkSource(aBase, kA, s.M, s.K, m0, k0 + V6K, t, V16Tile, V6K);
+        AsyncCopy.Chunk(sh, slotA + a1, spacing, a, aAddress, at, step, rows);
+        (at, step, rows) = ChunkSource(bBase, kB, s.N, s.K, n0, k0, t, V16Tile, V6K);
+        AsyncCopy.Chunk(sh, slotB + b0, spacing, b, bAddress, at, step, rows);
+        (at, step, rows) = ChunkSource(bBase, kB, s.N, s.K, n0, k0 + V6K, t, V16Tile, V6K);
+        AsyncCopy.Chunk(sh, slotB + b1, spacing, b, bAddress, at, step, rows);
     }
 
     /// <summary>v9, for the CPU accelerator: each unit of work is a 4 x 8 block of C, its 32 accumulators two Block4
@@ -899,14 +935,15 @@ public static class Gemm
         c[ci] = s.Beta == 0 ? s.Alpha * acc : s.Alpha * acc + s.Beta * c[ci];
     }
 
-    /// <summary>Threads per group of the tensor-core versions (v5: TensorCore.Threads; v16 and v17: 256).</summary>
-    public static int Threads(GemmVersion v) => v is GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32 ? V16Threads : TensorCore.Threads;
+    /// <summary>Threads per group of the tensor-core versions (v5: TensorCore.Threads; v16-v18: 256).</summary>
+    public static int Threads(GemmVersion v) => v is GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32
+        ? V16Threads : TensorCore.Threads;
 
-    /// <summary>Whether a version can run on this accelerator (v5, v16 and v17 need TensorCore.Runs).</summary>
+    /// <summary>Whether a version can run on this accelerator (v5 and v16-v18 need TensorCore.Runs).</summary>
     public static bool Runs(Accelerator acc, GemmVersion v) => v switch
     {
         GemmVersion.V5Tf32 => TensorCore.Runs(acc),
-        GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32 => TensorCore.Runs(acc, V16Threads),
+        GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32 => TensorCore.Runs(acc, V16Threads),
         _ when IsUnrolled(v) => acc.MaxNumThreadsPerGroup >= UnrolledSide * UnrolledSide,
         _ => true,
     };
@@ -919,7 +956,7 @@ public static class Gemm
     /// v3 (a row per thread: 5.3 s at 4096 on an H100), v1 and v9 (on an H100 they lost at all 8 of conv v13's GEMM shapes
     /// whose trials bench/results/h100-2026-11-26b lists, 3-36x the winner, up to 91 ms a trial).</summary>
     public static bool Tunable(Accelerator acc, GemmVersion v)
-        => v is not (GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32) && Runs(acc, v)
+        => v is not (GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32) && Runs(acc, v)
            && (Launch.IsCpu(acc) ? v != GemmVersion.V2Tiled : v is not (GemmVersion.V1Naive or GemmVersion.V3Rows or GemmVersion.V9CpuBlocks));
 
     /// <summary>The side of a thread's register block for the register-tiled versions (v4, v6-v8, v10-v15; their tiles on a GPU are
@@ -989,15 +1026,17 @@ public static class Gemm
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 2L);
             k(new KernelConfig(Math.Max(1, grid), V16Threads), a, b, c, s, AsyncCopy.DeviceAddress(c));
         }
-        else if (v == GemmVersion.V17AsyncTf32)
+        else if (v is GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32)
         {
-            if (!Runs(acc, v)) throw TensorCore.Refusal(acc, "gemm v17", V16Threads);
-            var entry = (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, long, long, long>)V17Kernel;
-            var k = KernelCache.Get(acc, "gemm.v17", x => SharedMemoryLimit.Raise(x,
-                x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)), "gemm v17"));
+            string name = $"gemm v{(int)v}";
+            if (!Runs(acc, v)) throw TensorCore.Refusal(acc, name, V16Threads);
+            var entry = v == GemmVersion.V17AsyncTf32
+                ? (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, long, long, long>)V17Kernel : V18Kernel;
+            var k = KernelCache.Get(acc, $"gemm.v{(int)v}", x => SharedMemoryLimit.Raise(x,
+                x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)), name));
             long tiles = s.Tiles(V16Tile);
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 2L);
-            k(new KernelConfig(Math.Max(1, grid), V16Threads, SharedMemoryConfig.RequestDynamic<float>(V17SharedFloats)), a, b, c, s,
+            k(new KernelConfig(Math.Max(1, grid), V16Threads, SharedMemoryConfig.RequestDynamic<Float4>(AsyncSharedFloats(v) / 4)), a, b, c, s,
                 AsyncCopy.DeviceAddress(a), AsyncCopy.DeviceAddress(b), AsyncCopy.DeviceAddress(c));
         }
         else if (IsUnrolled(v))

@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
+using ILGPU.Util;
 
 namespace KernelDiffusion.Kernels;
 
@@ -112,30 +113,35 @@ public static class AsyncCopy
     public static long DeviceAddress(ArrayView<float> view) => view.LoadEffectiveAddressAsPtr().ToInt64();
 
     /// <summary>Copies a chunk of 4 floats into the dynamic shared memory <paramref name="dst"/>: src[at + q step] into
-    /// dst[slot + 32 q] (a 128-wide tile's quarter rows) for q = 0..3, or 0 where rows &lt;= 32 q (past the source's
-    /// edge: nothing is read, the slot is zero-filled). <paramref name="srcAddress"/> is src's DeviceAddress.</summary>
-    public static void Chunk128(ArrayView<float> dst, int slot, ArrayView<float> src, long srcAddress, int at, int step, int rows)
+    /// dst[slot + q spacing] for q = 0..3, or 0 where rows &lt;= 32 q (past the source's edge: nothing is read, the slot
+    /// is zero-filled). <paramref name="spacing"/> is 32 (v17: a 128-wide k-major tile's quarter rows) or 256 (v18's
+    /// packed tiles), a constant at every call. <paramref name="srcAddress"/> is src's DeviceAddress.</summary>
+    public static void Chunk(ArrayView<float> dst, int slot, int spacing, ArrayView<float> src, long srcAddress, int at, int step, int rows)
     {
         if (CudaAsm.IsSupported)
         {
             // A value past the edge copies 0 of 4 bytes from the source's first element, which exists.
-            CudaAsm.Emit(Chunk128Ptx, 4 * slot, srcAddress + 4L * (rows > 0 ? at : 0), srcAddress + 4L * (rows > 32 ? at + step : 0),
-                srcAddress + 4L * (rows > 64 ? at + 2 * step : 0), srcAddress + 4L * (rows > 96 ? at + 3 * step : 0),
-                rows > 0 ? 4 : 0, rows > 32 ? 4 : 0, rows > 64 ? 4 : 0, rows > 96 ? 4 : 0);
+            long s0 = srcAddress + 4L * (rows > 0 ? at : 0), s1 = srcAddress + 4L * (rows > 32 ? at + step : 0);
+            long s2 = srcAddress + 4L * (rows > 64 ? at + 2 * step : 0), s3 = srcAddress + 4L * (rows > 96 ? at + 3 * step : 0);
+            int n0 = rows > 0 ? 4 : 0, n1 = rows > 32 ? 4 : 0, n2 = rows > 64 ? 4 : 0, n3 = rows > 96 ? 4 : 0;
+            if (spacing == 32) CudaAsm.Emit(Chunk32Ptx, 4 * slot, s0, s1, s2, s3, n0, n1, n2, n3);
+            else CudaAsm.Emit(Chunk256Ptx, 4 * slot, s0, s1, s2, s3, n0, n1, n2, n3);
             return;
         }
         dst[slot] = rows > 0 ? src[at] : 0f;
-        dst[slot + 32] = rows > 32 ? src[at + step] : 0f;
-        dst[slot + 64] = rows > 64 ? src[at + 2 * step] : 0f;
-        dst[slot + 96] = rows > 96 ? src[at + 3 * step] : 0f;
+        dst[slot + spacing] = rows > 32 ? src[at + step] : 0f;
+        dst[slot + 2 * spacing] = rows > 64 ? src[at + 2 * step] : 0f;
+        dst[slot + 3 * spacing] = rows > 96 ? src[at + 3 * step] : 0f;
     }
 
     // %0: the first slot's byte offset into the dynamic shared memory; %1-%4: the sources' device addresses; %5-%8: the
-    // bytes to read (4, or 0 to zero-fill). The slots are 128 bytes apart: immediate offsets.
-    const string Chunk128Ptx = "{ .reg .u32 kds; .reg .u64 kd0, kd1, kd2, kd3; mov.u32 kds, __dyn_shared_alloca; add.u32 kds, kds, %0; " +
-        "cvta.to.global.u64 kd0, %1; cvta.to.global.u64 kd1, %2; cvta.to.global.u64 kd2, %3; cvta.to.global.u64 kd3, %4; " +
-        "cp.async.ca.shared.global [kds], [kd0], 4, %5; cp.async.ca.shared.global [kds+128], [kd1], 4, %6; " +
+    // bytes to read (4, or 0 to zero-fill). The slots are 128 or 1024 bytes apart: immediate offsets.
+    const string ChunkHead = "{ .reg .u32 kds; .reg .u64 kd0, kd1, kd2, kd3; mov.u32 kds, __dyn_shared_alloca; add.u32 kds, kds, %0; " +
+        "cvta.to.global.u64 kd0, %1; cvta.to.global.u64 kd1, %2; cvta.to.global.u64 kd2, %3; cvta.to.global.u64 kd3, %4; ";
+    const string Chunk32Ptx = ChunkHead + "cp.async.ca.shared.global [kds], [kd0], 4, %5; cp.async.ca.shared.global [kds+128], [kd1], 4, %6; " +
         "cp.async.ca.shared.global [kds+256], [kd2], 4, %7; cp.async.ca.shared.global [kds+384], [kd3], 4, %8; }";
+    const string Chunk256Ptx = ChunkHead + "cp.async.ca.shared.global [kds], [kd0], 4, %5; cp.async.ca.shared.global [kds+1024], [kd1], 4, %6; " +
+        "cp.async.ca.shared.global [kds+2048], [kd2], 4, %7; cp.async.ca.shared.global [kds+3072], [kd3], 4, %8; }";
 
     /// <summary>Closes this thread's group of copies issued since the last commit (possibly none).</summary>
     public static void Commit()
@@ -347,6 +353,35 @@ public struct WarpTile64
         return Step(w, a, b, 8 * pitch, pitch, scratch);
     }
 
+    /// <summary>A stage of 16 values of k from fragment-packed tiles (GEMM v18): each lane's four A values of an mma tile
+    /// and step of k are one Float4, and its B values of two neighbouring 8-column tiles another, so a step of 8 values
+    /// of k is 6 16-byte shared reads instead of 24 4-byte ones. <paramref name="a"/> starts at this lane's Float4 of the
+    /// warp's first mma tile in the stage's first step; its next tiles are 32 Float4s on, the second step 256 on.
+    /// <paramref name="b"/> likewise, one Float4 per pair of tiles. (GEMM v18 lays the tiles out: see PackedSlotA.)</summary>
+    public static WarpTile64 Stage16Packed(WarpTile64 w, ArrayView<Float4> a, ArrayView<Float4> b, ArrayView<float> scratch)
+    {
+        w = StepPacked(w, a, b, 0, scratch);
+        return StepPacked(w, a, b, 8 * 32, scratch);
+    }
+
+    static WarpTile64 StepPacked(WarpTile64 w, ArrayView<Float4> a, ArrayView<Float4> b, int at, ArrayView<float> scratch)
+    {
+        Float4 b01 = b[at], b23 = b[at + 32];
+        return Multiply(w, FragA.Of(a[at]), FragA.Of(a[at + 32]), FragA.Of(a[at + 64]), FragA.Of(a[at + 96]),
+            new FragB { B0 = b01.X, B1 = b01.Y }, new FragB { B0 = b01.Z, B1 = b01.W },
+            new FragB { B0 = b23.X, B1 = b23.Y }, new FragB { B0 = b23.Z, B1 = b23.W }, scratch);
+    }
+
+    /// <summary>Where GEMM v18 keeps element (r, k) of a stage's A tile (128 rows by 16 values of k): in Float4 (step of k,
+    /// 16-row mma tile, lane g t) as value (r / 8) % 2 + 2 ((k % 8) / 4), with g = r % 8 and t = k % 4: the order of
+    /// FragA's a0..a3. Rows 32 apart are 256 floats apart.</summary>
+    public static int PackedSlotA(int r, int k) => (((k / 8) * 8 + r / 16) * 32 + (r % 8) * 4 + k % 4) * 4 + (r / 8) % 2 + 2 * ((k % 8) / 4);
+
+    /// <summary>Where GEMM v18 keeps element (k, n) of a stage's B tile: in Float4 (step of k, pair of 8-column tiles,
+    /// lane g t) as value 2 ((n % 16) / 8) + (k % 8) / 4, with g = n % 8 and t = k % 4: b0 and b1 of the pair's first
+    /// tile, then of its second. Columns 32 apart are 256 floats apart.</summary>
+    public static int PackedSlotB(int k, int n) => (((k / 8) * 8 + n / 16) * 32 + (n % 8) * 4 + k % 4) * 4 + 2 * ((n % 16) / 8) + (k % 8) / 4;
+
     /// <summary>One step of 8 values of k, whose first k row lies <paramref name="at"/> floats into the views (see Stage16).</summary>
     static WarpTile64 Step(WarpTile64 w, ArrayView<float> a, ArrayView<float> b, int at, int pitch, ArrayView<float> scratch)
         => Multiply(w, FragA.LoadKMajor(a, at, pitch), FragA.LoadKMajor(a, at + 16, pitch), FragA.LoadKMajor(a, at + 32, pitch),
@@ -520,6 +555,9 @@ public struct FragA
         int top = (row + g) * stride + k + t, bottom = top + 8 * stride;
         return new FragA { A0 = tile[top], A1 = tile[bottom], A2 = tile[top + 4], A3 = tile[bottom + 4] };
     }
+
+    /// <summary>From a packed Float4 (GEMM v18): a0..a3 in order.</summary>
+    public static FragA Of(Float4 v) => new() { A0 = v.X, A1 = v.Y, A2 = v.Z, A3 = v.W };
 
     /// <summary>From a k-major tile ([k][m], k rows pitch apart) through a view that starts at this lane's (k row t,
     /// column g) of the tile: rows at offsets i .. i + 15, k rows 0 .. 7. A lane reads k rows t and t + 4, columns g and

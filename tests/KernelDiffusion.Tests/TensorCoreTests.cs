@@ -7,7 +7,7 @@ using Xunit.Abstractions;
 
 namespace KernelDiffusion.Tests;
 
-/// <summary>The tf32 tensor-core path (GEMM v5, v16 and v17, conv v6 and v7). Its numbers are checked by kd check's gemm.v5, gemm.v16, gemm.v17 and conv2d.v6 cases (KernelCheckTests
+/// <summary>The tf32 tensor-core path (GEMM v5 and v16-v18, conv v6 and v7). Its numbers are checked by kd check's gemm.v5, gemm.v16-v18 and conv2d.v6 cases (KernelCheckTests
 /// runs them, emulated on a CPU device of 32-lane warps); these cover the rounding, the refusal where it cannot run,
 /// and what ptxas makes of its inline PTX.</summary>
 [Collection("device")]
@@ -64,6 +64,7 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         Assert.False(Gemm.Runs(acc, GemmVersion.V5Tf32));
         Assert.False(Gemm.Runs(acc, GemmVersion.V16PipelinedTf32));
         Assert.False(Gemm.Runs(acc, GemmVersion.V17AsyncTf32));
+        Assert.False(Gemm.Runs(acc, GemmVersion.V18PackedTf32));
         Assert.True(Gemm.Runs(acc, GemmVersion.V4Blocked));
         Assert.False(Conv2d.Runs(acc, ConvVersion.V7HoistedTf32));
         Assert.True(Conv2d.Runs(acc, ConvVersion.V8Hoisted));
@@ -71,7 +72,7 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         var s = new GemmShape { Batch = 1, M = 2, N = 2, K = 2, Alpha = 1 };
         var e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, GemmVersion.V5Tf32));
         Assert.Contains("32-lane warps", e.Message);
-        foreach (var v in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32 })
+        foreach (var v in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32 })
         {
             e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, v));
             Assert.Contains("groups of 256 threads", e.Message);
@@ -126,8 +127,9 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
     // v16 asks for 2 groups of 256 threads a multiprocessor (128 registers): ptxas spills 76 bytes, outside the k
     // loop (scripts/sass-loops.py shows none in it). Its 64 accumulators in local memory would take 256 bytes.
     [InlineData("Gemm.V16Kernel", 32, 128, 128)]
-    // v17 (cp.async staging) fits the same bound spilling 24 bytes, outside the k loop too.
+    // v17 and v18 (cp.async staging) fit the same bound spilling at most a few bytes, outside their k loops too.
     [InlineData("Gemm.V17Kernel", 32, 64, 32)]
+    [InlineData("Gemm.V18Kernel", 32, 64, 32)]
     public void InlinePtxAssemblesWithTheAccumulatorsInRegisters(string kernel, int mmasPerStage, int maxFrame, int maxSpill)
     {
         var r = OfflineCompile.CompileAll("ptx", filter: kernel).Single();
@@ -171,7 +173,7 @@ public sealed class KernelVersionNamesTests
     }
 
     [Theory]
-    [InlineData("gemm=v18", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32), v6 (blocked8), v7 (vector), v8 (vector4), v9 (cpublocks), v10 (pipelined), v11 (pipelined4), v12 (unrolled), v13 (unrolled4), v14 (padded), v15 (padded4), v16 (pipelinedtf32), v17 (asynctf32))")]
+    [InlineData("gemm=v19", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32), v6 (blocked8), v7 (vector), v8 (vector4), v9 (cpublocks), v10 (pipelined), v11 (pipelined4), v12 (unrolled), v13 (unrolled4), v14 (padded), v15 (padded4), v16 (pipelinedtf32), v17 (asynctf32), v18 (packedtf32))")]
     [InlineData("gemm=5", "is not family=vN")]
     [InlineData("matmul=v2", "unknown kernel family 'matmul'")]
     [InlineData("conv=v2,gemm", "is not family=vN")]

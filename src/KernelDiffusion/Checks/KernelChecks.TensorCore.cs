@@ -8,17 +8,17 @@ namespace KernelDiffusion.Checks;
 
 public static partial class KernelChecks
 {
-    /// <summary>GEMM v5, v16 and v17 and conv v6 and v7 (tf32 tensor cores) at the kernel level. GEMM: every transpose pair at
+    /// <summary>GEMM v5 and v16-v18 and conv v6 and v7 (tf32 tensor cores) at the kernel level. GEMM: every transpose pair at
     /// a ragged shape inside one 64 x 64 tile, a shared operand with alpha and beta, attention's two-level batches, and
     /// ragged shapes past one tile (v16's 128 x 128 too) in both directions.
-    /// <para>The reference is float64 on the inputs rounded to tf32 (what the tensor cores multiply; truncated for v17,
-    /// which gives them fp32 values), so the tolerance stays the forward one; the note gives the error against the unrounded inputs too (tf32's own, about 1e-4).</para>
-    /// <para>Where the device cannot run their groups of 32-lane warps (128 threads; v16's and v17's 256), as the CPU accelerator kd
+    /// <para>The reference is float64 on the inputs rounded to tf32 (what the tensor cores multiply; truncated for v17
+    /// and v18, which give them fp32 values), so the tolerance stays the forward one; the note gives the error against the unrounded inputs too (tf32's own, about 1e-4).</para>
+    /// <para>Where the device cannot run their groups of 32-lane warps (128 threads; v16-v18's 256), as the CPU accelerator kd
     /// opens cannot, the case runs on a CPU accelerator built with 32-lane warps, where each mma is emulated through shared memory
     /// (see <see cref="TensorCore"/>), and says so.</para></summary>
     static void AddTensorCore(List<Case> list)
     {
-        foreach (var version in new[] { GemmVersion.V5Tf32, GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32 })
+        foreach (var version in new[] { GemmVersion.V5Tf32, GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32 })
         {
             string tag = $"gemm.v{(int)version}";
             foreach (var (ta, tb) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
@@ -38,19 +38,20 @@ public static partial class KernelChecks
         }
         // v16's 128 x 128 tiles: past one in both directions, with k 2.5 stages of 16 (the last one's second chunk
         // wholly past K), A transposed (k not fastest) and B not.
-        foreach (var version in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32 })
+        foreach (var version in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32 })
             list.Add(Tf32GemmCase($"gemm.v{(int)version}.multi_tile_128", version,
                 new GemmShape { Batch = 1, M = 140, N = 135, K = 40, TransA = 1, Alpha = 1 }));
         // v16's and v17's warp tiles wholly inside C store straight from the accumulators' registers on CUDA, the others
         // value by value: both kinds here (N = 96 leaves the last column of warps partly outside, M = 130 the second row
         // of tiles), in two matrices, with alpha.
-        foreach (var version in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32 })
+        foreach (var version in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32 })
             list.Add(Tf32GemmCase($"gemm.v{(int)version}.stores_inside", version,
                 new GemmShape { Batch = 2, M = 130, N = 96, K = 24, StrideA = 130 * 24, StrideB = 24 * 96, StrideC = 130 * 96, Alpha = 0.5f }));
-        // v17's three stages over 7 of k (one past its three buffers twice): the buffers' turns, and the empty groups
+        // v17's and v18's three stages over 7 of k (one past its three buffers twice): the buffers' turns, and the empty groups
         // committed past the last stage.
-        list.Add(Tf32GemmCase("gemm.v17.seven_stages", GemmVersion.V17AsyncTf32,
-            new GemmShape { Batch = 2, M = 33, N = 40, K = 100, TransB = 1, StrideA = 33 * 100, StrideB = 40 * 100, StrideC = 33 * 40, Alpha = 1 }));
+        foreach (var version in new[] { GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32 })
+            list.Add(Tf32GemmCase($"gemm.v{(int)version}.seven_stages", version,
+                new GemmShape { Batch = 2, M = 33, N = 40, K = 100, TransB = 1, StrideA = 33 * 100, StrideB = 40 * 100, StrideC = 33 * 40, Alpha = 1 }));
 
         // Conv v6 and v7: all three passes at conv v1-v5's shapes (3x3 stride 1 and 2, 1x1), past one 64 x 64 tile, and the
         // weight gradient with k split in 3 slices (K = 2*9*10 = 180 is not a multiple of them).
@@ -137,8 +138,8 @@ public static partial class KernelChecks
                 Gemm.Run(acc, da.View, db.View, dc.View, s, version);
                 return dc.GetAsArray1D();
             }, out string where);
-            // v17 gives the tensor cores its operands unrounded: they read them truncated to tf32.
-            bool truncated = version == GemmVersion.V17AsyncTf32;
+            // v17 and v18 give the tensor cores their operands unrounded: they read them truncated to tf32.
+            bool truncated = version is GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32;
             Func<double[], double[]> tf32 = truncated ? TruncatedTf32 : Tf32;
             double err = RelError(got, Gemm.Reference.Run(tf32(a), tf32(b), c, s));
             double raw = RelError(got, Gemm.Reference.Run(a, b, c, s));
