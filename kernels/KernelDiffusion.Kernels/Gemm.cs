@@ -839,7 +839,8 @@ public static class Gemm
         int fragA = packed != 0 ? (wm / 16) * 32 + lane : (lane & 3) * V16Pitch + wm + (lane >> 2);
         int fragB = packed != 0 ? V17Stages * V18Buffer / 4 + (wn / 16) * 32 + lane : V17Stages * V16Buffer + (lane & 3) * V16Pitch + wn + (lane >> 2);
         int kA = 1 - s.TransA, kB = s.TransB;
-        int a0 = AsyncSlot(kA, t, 0, packed, 1), a1 = AsyncSlot(kA, t, V6K, packed, 1), b0 = AsyncSlot(kB, t, 0, packed, 0), b1 = AsyncSlot(kB, t, V6K, packed, 0);
+        int a0 = AsyncSlot(kA, t, 0, packed, 1), a1 = AsyncSlot(kA, t, V6K, packed, 1);
+        int b0 = AsyncSlot(kB, t, 0, packed, 0), b1 = AsyncSlot(kB, t, V6K, packed, 0);
         for (int w = Grid.IdxX, tiles = s.Tiles(V16Tile); w < tiles; w += Grid.DimX)
         {
             var (bi, m0, n0) = s.TileAt(w, V16Tile);

@@ -44,7 +44,7 @@ public static class TensorCore
     }
 
     /// <summary>x with its 13 low mantissa bits cleared: the tf32 value the tensor cores read from an fp32 register ("only
-    /// the first 10 bits of the input mantissa are read", PyTorch's notes on TF32), which is what GEMM v17 gives them.
+    /// the first 10 bits of the input mantissa are read", PyTorch's notes on TF32), which is what GEMM v17 and v18 give them.
     /// The emulated mma applies it to every operand. Infinities and NaNs pass unchanged.</summary>
     public static float TruncateTf32(float x)
     {
@@ -55,7 +55,7 @@ public static class TensorCore
     /// <summary>RoundTf32 of each value.</summary>
     public static Quad RoundTf32(Quad q) => new(RoundTf32(q.X0), RoundTf32(q.X1), RoundTf32(q.X2), RoundTf32(q.X3));
 
-    /// <summary>Warps per group the emulation has scratch for (v5 and conv v6/v7 run four, GEMM v16 eight).</summary>
+    /// <summary>Warps per group the emulation has scratch for (v5 and conv v6/v7 run four, GEMM v16-v18 eight).</summary>
     public const int EmulatedWarps = 8;
     const int OperandsPerLane = 6;
 
@@ -68,7 +68,8 @@ public static class TensorCore
     }
 
     /// <summary>The product from the fragments' definition: every lane publishes its six operands (truncated to tf32, as
-    /// the tensor cores read them: a no-op on operands already rounded) in the warp's part of the scratch, then for each k reads A[g][k], A[g + 8][k], B[k][2t] and B[k][2t + 1] from the lanes that hold
+    /// the tensor cores read them: a no-op on operands already rounded) in the warp's part of the scratch, then for each
+    /// k reads A[g][k], A[g + 8][k], B[k][2t] and B[k][2t + 1] from the lanes that hold
     /// them. (Two warp barriers per call; warp shuffles would take 64, which the CPU accelerator runs as OS-thread
     /// barriers.)</summary>
     internal static MmaAcc Emulate(MmaAcc c, FragA a, FragB b, ArrayView<float> scratch)
@@ -100,7 +101,7 @@ public static class TensorCore
 }
 
 /// <summary>cp.async (sm_80): copies from global to shared memory that bypass registers, issued in commit groups a
-/// thread later waits for (GEMM v17). On CUDA through inline PTX; elsewhere each copy happens at once, so committing and
+/// thread later waits for (GEMM v17 and v18). On CUDA through inline PTX; elsewhere each copy happens at once, so committing and
 /// waiting do nothing.
 /// <para>The PTX needs addresses, which ILGPU 1.5.3 does not give a kernel (LoadEffectiveAddressAsPtr and
 /// Unsafe.AsPointer are refused inside kernels). So the source's device address comes from the host (a kernel
@@ -299,7 +300,7 @@ public struct WarpTile
     }
 }
 
-/// <summary>A warp's 64 x 32 tile of C as 4 x 4 mma tiles of 16 x 8 (GEMM v16): rows row + 16 i, columns col + 8 j.
+/// <summary>A warp's 64 x 32 tile of C as 4 x 4 mma tiles of 16 x 8 (GEMM v16-v18): rows row + 16 i, columns col + 8 j.
 /// Twice <see cref="WarpTile"/>'s rows for the same B fragments, so a step of 8 values of k loads 4 A and 4 B fragments
 /// (24 shared reads per lane) for 16 mma, where WarpTile loads 16 for 8.
 /// <para>On CUDA its 64 accumulators per lane are PTX registers kdw0..kdw63, declared by <see cref="Declare"/> and used
@@ -437,22 +438,22 @@ public struct WarpTile64
         "mul.f32 kx, kdw0, %2; mul.f32 ky, kdw1, %2; st.global.v2.f32 [kt+0], {kx, ky}; mul.f32 kx, kdw2, %2; mul.f32 ky, kdw3, %2; st.global.v2.f32 [kb+0], {kx, ky}; " +
         "mul.f32 kx, kdw4, %2; mul.f32 ky, kdw5, %2; st.global.v2.f32 [kt+32], {kx, ky}; mul.f32 kx, kdw6, %2; mul.f32 ky, kdw7, %2; st.global.v2.f32 [kb+32], {kx, ky}; " +
         "mul.f32 kx, kdw8, %2; mul.f32 ky, kdw9, %2; st.global.v2.f32 [kt+64], {kx, ky}; mul.f32 kx, kdw10, %2; mul.f32 ky, kdw11, %2; st.global.v2.f32 [kb+64], {kx, ky}; " +
-        "mul.f32 kx, kdw12, %2; mul.f32 ky, kdw13, %2; st.global.v2.f32 [kt+96], {kx, ky}; mul.f32 kx, kdw14, %2; mul.f32 ky, kdw15, %2; st.global.v2.f32 [kb+96], {kx, ky}; " + "}";
+        "mul.f32 kx, kdw12, %2; mul.f32 ky, kdw13, %2; st.global.v2.f32 [kt+96], {kx, ky}; mul.f32 kx, kdw14, %2; mul.f32 ky, kdw15, %2; st.global.v2.f32 [kb+96], {kx, ky}; }";
     const string StoreRows1 = StoreHead +
         "mul.f32 kx, kdw16, %2; mul.f32 ky, kdw17, %2; st.global.v2.f32 [kt+0], {kx, ky}; mul.f32 kx, kdw18, %2; mul.f32 ky, kdw19, %2; st.global.v2.f32 [kb+0], {kx, ky}; " +
         "mul.f32 kx, kdw20, %2; mul.f32 ky, kdw21, %2; st.global.v2.f32 [kt+32], {kx, ky}; mul.f32 kx, kdw22, %2; mul.f32 ky, kdw23, %2; st.global.v2.f32 [kb+32], {kx, ky}; " +
         "mul.f32 kx, kdw24, %2; mul.f32 ky, kdw25, %2; st.global.v2.f32 [kt+64], {kx, ky}; mul.f32 kx, kdw26, %2; mul.f32 ky, kdw27, %2; st.global.v2.f32 [kb+64], {kx, ky}; " +
-        "mul.f32 kx, kdw28, %2; mul.f32 ky, kdw29, %2; st.global.v2.f32 [kt+96], {kx, ky}; mul.f32 kx, kdw30, %2; mul.f32 ky, kdw31, %2; st.global.v2.f32 [kb+96], {kx, ky}; " + "}";
+        "mul.f32 kx, kdw28, %2; mul.f32 ky, kdw29, %2; st.global.v2.f32 [kt+96], {kx, ky}; mul.f32 kx, kdw30, %2; mul.f32 ky, kdw31, %2; st.global.v2.f32 [kb+96], {kx, ky}; }";
     const string StoreRows2 = StoreHead +
         "mul.f32 kx, kdw32, %2; mul.f32 ky, kdw33, %2; st.global.v2.f32 [kt+0], {kx, ky}; mul.f32 kx, kdw34, %2; mul.f32 ky, kdw35, %2; st.global.v2.f32 [kb+0], {kx, ky}; " +
         "mul.f32 kx, kdw36, %2; mul.f32 ky, kdw37, %2; st.global.v2.f32 [kt+32], {kx, ky}; mul.f32 kx, kdw38, %2; mul.f32 ky, kdw39, %2; st.global.v2.f32 [kb+32], {kx, ky}; " +
         "mul.f32 kx, kdw40, %2; mul.f32 ky, kdw41, %2; st.global.v2.f32 [kt+64], {kx, ky}; mul.f32 kx, kdw42, %2; mul.f32 ky, kdw43, %2; st.global.v2.f32 [kb+64], {kx, ky}; " +
-        "mul.f32 kx, kdw44, %2; mul.f32 ky, kdw45, %2; st.global.v2.f32 [kt+96], {kx, ky}; mul.f32 kx, kdw46, %2; mul.f32 ky, kdw47, %2; st.global.v2.f32 [kb+96], {kx, ky}; " + "}";
+        "mul.f32 kx, kdw44, %2; mul.f32 ky, kdw45, %2; st.global.v2.f32 [kt+96], {kx, ky}; mul.f32 kx, kdw46, %2; mul.f32 ky, kdw47, %2; st.global.v2.f32 [kb+96], {kx, ky}; }";
     const string StoreRows3 = StoreHead +
         "mul.f32 kx, kdw48, %2; mul.f32 ky, kdw49, %2; st.global.v2.f32 [kt+0], {kx, ky}; mul.f32 kx, kdw50, %2; mul.f32 ky, kdw51, %2; st.global.v2.f32 [kb+0], {kx, ky}; " +
         "mul.f32 kx, kdw52, %2; mul.f32 ky, kdw53, %2; st.global.v2.f32 [kt+32], {kx, ky}; mul.f32 kx, kdw54, %2; mul.f32 ky, kdw55, %2; st.global.v2.f32 [kb+32], {kx, ky}; " +
         "mul.f32 kx, kdw56, %2; mul.f32 ky, kdw57, %2; st.global.v2.f32 [kt+64], {kx, ky}; mul.f32 kx, kdw58, %2; mul.f32 ky, kdw59, %2; st.global.v2.f32 [kb+64], {kx, ky}; " +
-        "mul.f32 kx, kdw60, %2; mul.f32 ky, kdw61, %2; st.global.v2.f32 [kt+96], {kx, ky}; mul.f32 kx, kdw62, %2; mul.f32 ky, kdw63, %2; st.global.v2.f32 [kb+96], {kx, ky}; " + "}";
+        "mul.f32 kx, kdw60, %2; mul.f32 ky, kdw61, %2; st.global.v2.f32 [kt+96], {kx, ky}; mul.f32 kx, kdw62, %2; mul.f32 ky, kdw63, %2; st.global.v2.f32 [kb+96], {kx, ky}; }";
 
     /// <summary>This lane's accumulator e (0-3) of mma tile (i, j): element (row + 16 i + g + 8 (e / 2),
     /// col + 8 j + 2 t + e % 2) of the warp's tile.</summary>

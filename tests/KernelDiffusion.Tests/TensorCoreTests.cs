@@ -7,9 +7,9 @@ using Xunit.Abstractions;
 
 namespace KernelDiffusion.Tests;
 
-/// <summary>The tf32 tensor-core path (GEMM v5 and v16-v18, conv v6 and v7). Its numbers are checked by kd check's gemm.v5, gemm.v16-v18 and conv2d.v6 cases (KernelCheckTests
-/// runs them, emulated on a CPU device of 32-lane warps); these cover the rounding, the refusal where it cannot run,
-/// and what ptxas makes of its inline PTX.</summary>
+/// <summary>The tf32 tensor-core path (GEMM v5 and v16-v18, conv v6 and v7). Its numbers are checked by kd check's
+/// gemm.v5, gemm.v16-v18 and conv2d.v6 cases (KernelCheckTests runs them, emulated on a CPU device of 32-lane warps);
+/// these cover the rounding and truncation, the refusal where it cannot run, and what ptxas makes of its inline PTX.</summary>
 [Collection("device")]
 public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
 {

@@ -12,10 +12,11 @@ public static partial class KernelChecks
     /// a ragged shape inside one 64 x 64 tile, a shared operand with alpha and beta, attention's two-level batches, and
     /// ragged shapes past one tile (v16's 128 x 128 too) in both directions.
     /// <para>The reference is float64 on the inputs rounded to tf32 (what the tensor cores multiply; truncated for v17
-    /// and v18, which give them fp32 values), so the tolerance stays the forward one; the note gives the error against the unrounded inputs too (tf32's own, about 1e-4).</para>
-    /// <para>Where the device cannot run their groups of 32-lane warps (128 threads; v16-v18's 256), as the CPU accelerator kd
-    /// opens cannot, the case runs on a CPU accelerator built with 32-lane warps, where each mma is emulated through shared memory
-    /// (see <see cref="TensorCore"/>), and says so.</para></summary>
+    /// and v18, which give them fp32 values), so the tolerance stays the forward one; the note gives the error against
+    /// the unrounded inputs too (tf32's own, about 1e-4).</para>
+    /// <para>Where the device cannot run their groups of 32-lane warps (128 threads; v16-v18's 256), as the CPU
+    /// accelerator kd opens cannot, the case runs on a CPU accelerator built with 32-lane warps, where each mma is
+    /// emulated through shared memory (see <see cref="TensorCore"/>), and says so.</para></summary>
     static void AddTensorCore(List<Case> list)
     {
         foreach (var version in new[] { GemmVersion.V5Tf32, GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32 })
