@@ -26,14 +26,21 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         Assert.Equal(float.PositiveInfinity, TensorCore.RoundTf32(float.MaxValue));   // past the largest tf32: overflow
         Assert.Equal(float.NegativeInfinity, TensorCore.RoundTf32(float.NegativeInfinity));
         Assert.True(float.IsNaN(TensorCore.RoundTf32(F(0x7F800001))));          // a NaN with only low bits stays a NaN
-        var rng = new Random(3);
+        // Within half a tf32 unit in the last place (2^-11 relative, at most).
+        ForRandomFloats(3, TensorCore.RoundTf32, (x, r) => Math.Abs(r - (double)x) <= Math.Abs((double)x) * Math.Pow(2, -11));
+    }
+
+    /// <summary>10,000 seeded floats of magnitudes 2^-20 to 2^20 through <paramref name="f"/>: each result has its 13
+    /// low mantissa bits clear and satisfies <paramref name="ok"/>.</summary>
+    static void ForRandomFloats(int seed, Func<float, float> f, Func<float, float, bool> ok)
+    {
+        var rng = new Random(seed);
         for (int i = 0; i < 10000; i++)
         {
             float x = (float)((rng.NextDouble() * 2 - 1) * Math.Pow(2, rng.Next(-20, 20)));
-            float r = TensorCore.RoundTf32(x);
+            float r = f(x);
             Assert.Equal(0u, BitConverter.SingleToUInt32Bits(r) & 0x1FFFu);
-            // Within half a tf32 unit in the last place (2^-11 relative, at most).
-            Assert.True(Math.Abs(r - (double)x) <= Math.Abs((double)x) * Math.Pow(2, -11), $"{x:R} -> {r:R}");
+            Assert.True(ok(x, r), $"{x:R} -> {r:R}");
         }
     }
 
@@ -45,15 +52,8 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         Assert.Equal(F(0x7F7FE000), TensorCore.TruncateTf32(float.MaxValue));   // the largest tf32: no overflow
         Assert.Equal(float.NegativeInfinity, TensorCore.TruncateTf32(float.NegativeInfinity));
         Assert.True(float.IsNaN(TensorCore.TruncateTf32(F(0x7F800001))));          // a NaN with only low bits stays a NaN
-        var rng = new Random(5);
-        for (int i = 0; i < 10000; i++)
-        {
-            float x = (float)((rng.NextDouble() * 2 - 1) * Math.Pow(2, rng.Next(-20, 20)));
-            float r = TensorCore.TruncateTf32(x);
-            Assert.Equal(0u, BitConverter.SingleToUInt32Bits(r) & 0x1FFFu);
-            // Toward zero, by less than a tf32 unit in the last place (2^-10 relative).
-            Assert.True(Math.Abs(r) <= Math.Abs(x) && Math.Abs(r - (double)x) < Math.Abs((double)x) * Math.Pow(2, -10), $"{x:R} -> {r:R}");
-        }
+        // Toward zero, by less than a tf32 unit in the last place (2^-10 relative).
+        ForRandomFloats(5, TensorCore.TruncateTf32, (x, r) => Math.Abs(r) <= Math.Abs(x) && Math.Abs(r - (double)x) < Math.Abs((double)x) * Math.Pow(2, -10));
     }
 
     [Fact]
