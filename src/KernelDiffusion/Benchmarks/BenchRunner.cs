@@ -70,7 +70,8 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
     }
 
     /// <summary>A run per version of a family (only the default without AllVersions); run gets the version. Versions
-    /// the family says cannot run here (<paramref name="runs"/>: its Runs predicate) and SkipVersions are left out. A
+    /// the family says cannot run here (<paramref name="runs"/>: its Runs predicate; for conv also Covers, since a version
+    /// that does not cover a geometry runs the default in its place) and SkipVersions are left out. A
     /// tf32 version (its name ends in Tf32) is costed against the tensor cores' rate.</summary>
     IEnumerable<PreparedRun> Versions<TV>(string name, TV chosen, KernelCost cost, Action<TV> run, Func<TV, bool>? runs = null) where TV : struct, Enum
         => (AllVersions ? Enum.GetValues<TV>() : [chosen])
@@ -205,7 +206,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 {
                     var y = Ops.Conv2d(x, w, b);
                     if (back) Backward(y, g!, x, w, b);
-                }, v => Conv2d.Runs(acc, v)))
+                }, v => Conv2d.Runs(acc, v) && Conv2d.Covers(geo, v)))
                     yield return r;
                 break;
             }
@@ -229,7 +230,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                              (ConvVersion v) => Conv2d.Run(acc, pass, geo, x.View, w.View, dy.View, w.View, false, o.View, v,
                                  Conv2d.ScratchLength(acc, geo, pass, v) is > 0 and var mine ? scratch.SubView(0, mine) : default,
                                  Ops.GemmAsMatMul(d)),
-                             v => Conv2d.Runs(acc, v)))
+                             v => Conv2d.Runs(acc, v) && Conv2d.Covers(geo, v)))
                     yield return r;
                 break;
             }
