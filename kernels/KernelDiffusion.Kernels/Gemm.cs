@@ -639,10 +639,11 @@ public static class Gemm
         }
     }
 
-    /// <summary>Whether v14 and v15 may store C 16 bytes at a time: every run of 4 columns starts 16-byte aligned (the view
-    /// at a multiple of 4 floats into its buffer, N and the batch strides multiples of 4), and C is not read (Beta 0).</summary>
-    public static bool VectorC(ArrayView<float> c, GemmShape s)
-        => Launch.Aligned(c, 16) && s.N % 4 == 0 && s.StrideC % 4 == 0 && s.OuterC % 4 == 0 && s.Beta == 0;
+    /// <summary>Whether a kernel may store C <paramref name="floats"/> at a time (v14 and v15: 4; v16-v18: 2): every run of
+    /// that many columns starts aligned to its size (the view at a multiple of it into its buffer, N and the batch strides
+    /// multiples of it), and C is not read (Beta 0).</summary>
+    public static bool VectorC(ArrayView<float> c, GemmShape s, int floats = 4)
+        => Launch.Aligned(c, 4 * floats) && s.N % floats == 0 && s.StrideC % floats == 0 && s.OuterC % floats == 0 && s.Beta == 0;
 
     /// <summary>A runs block (rows and columns in runs of 4) into C, each run of 4 columns inside C as one Float4 store,
     /// the rest as StoreBlock.</summary>
@@ -734,7 +735,7 @@ public static class Gemm
     /// unpipelined, one value at a time, between two barriers, for 8 mma per warp. Needs 32-lane warps and groups of
     /// 256 threads (the CPU accelerator runs it emulated on a device built so).</summary>
     [LaunchBounds(V16Threads, 2)]
-    static void V16Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, long cAddress)
+    static void V16Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long cAddress)
     {
         var at = SharedMemory.Allocate<float>(2 * V16Buffer);   // [k][m], buffers at 0 and V16Buffer
         var bt = SharedMemory.Allocate<float>(2 * V16Buffer);   // [k][n]
@@ -765,7 +766,7 @@ public static class Gemm
                 }
                 Group.Barrier();
             }
-            StoreWarpTile64(c, s, cAddress, bi, m0 + wm, n0 + wn, acc);
+            StoreWarpTile64(c, s, pairs, cAddress, bi, m0 + wm, n0 + wn, acc);
         }
     }
 
@@ -776,16 +777,14 @@ public static class Gemm
         PutChunk(tile, dst + V6K * V16Pitch, TensorCore.RoundTf32(second), kFastest, t, V16Tile, V6K, V16Pitch);
     }
 
-    /// <summary>v16 and v17: a warp's 64 x 32 tile, whose first row and column in C are (r0, c0), into C. Where the whole
-    /// tile lies inside C and C takes 8-byte stores (Beta 0, even row lengths and strides, 8-byte aligned), on CUDA
-    /// straight from the accumulators' registers (WarpTile64.StoreInside, at C's device address
-    /// <paramref name="cAddress"/>); else one value at a time. Lane (g, t) holds rows g and g + 8 and columns 2t and
-    /// 2t + 1 of each 16 x 8 mma tile.</summary>
-    static void StoreWarpTile64(ArrayView<float> c, GemmShape s, long cAddress, int bi, int r0, int c0, WarpTile64 acc)
+    /// <summary>v16-v18: a warp's 64 x 32 tile, whose first row and column in C are (r0, c0), into C. Where the whole
+    /// tile lies inside C and C takes 8-byte stores (<paramref name="pairs"/>: VectorC for runs of 2), on CUDA straight
+    /// from the accumulators' registers (WarpTile64.StoreInside, at C's device address <paramref name="cAddress"/>);
+    /// else one value at a time. Lane (g, t) holds rows g and g + 8 and columns 2t and 2t + 1 of each 16 x 8 mma tile.</summary>
+    static void StoreWarpTile64(ArrayView<float> c, GemmShape s, int pairs, long cAddress, int bi, int r0, int c0, WarpTile64 acc)
     {
         int lane = Warp.LaneIdx, row = r0 + (lane >> 2), col = c0 + 2 * (lane & 3);
-        if (CudaAsm.IsSupported && cAddress % 8 == 0 && s.Beta == 0 && s.N % 2 == 0 && s.StrideC % 2 == 0 && s.OuterC % 2 == 0
-            && r0 + 64 <= s.M && c0 + 32 <= s.N)
+        if (CudaAsm.IsSupported && pairs != 0 && r0 + 64 <= s.M && c0 + 32 <= s.N)
         {
             WarpTile64.StoreInside(cAddress + 4L * s.IndexC(bi, row, col), 4L * s.N, s.Alpha);
             return;
@@ -813,21 +812,21 @@ public static class Gemm
     /// new copies go to), then issues the copies of the stage two on and multiplies. Nothing rounds the operands: the
     /// tensor cores read the top 19 bits of each fp32 value (truncation), as PyTorch's tf32 matmuls give them.</summary>
     [LaunchBounds(V16Threads, 2)]
-    static void V17Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, long aAddress, long bAddress, long cAddress)
-        => AsyncTiles(a, b, c, s, aAddress, bAddress, cAddress, 0);
+    static void V17Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => AsyncTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 0);
 
     /// <summary>v18: v17 with its shared tiles laid out in fragments (WarpTile64.PackedSlotA and PackedSlotB): each
     /// lane's values for an mma are one Float4, so a warp reads a stage in 12 LDS.128 where v17 takes 48 LDS. The 4-byte
     /// copies put each value where its fragment wants it, and a chunk's values (rows 32 apart) still lie a constant
     /// 256 floats apart.</summary>
     [LaunchBounds(V16Threads, 2)]
-    static void V18Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, long aAddress, long bAddress, long cAddress)
-        => AsyncTiles(a, b, c, s, aAddress, bAddress, cAddress, 1);
+    static void V18Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => AsyncTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 1);
 
     /// <summary>v17 (<paramref name="packed"/> 0) and v18 (1); packed is a constant in each entry, so each compiles
     /// only its own layout.</summary>
-    static void AsyncTiles(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, long aAddress, long bAddress, long cAddress,
-        int packed)
+    static void AsyncTiles(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress,
+        long cAddress, int packed)
     {
         var sh4 = SharedMemory.GetDynamic<Float4>();   // A's buffers, then B's; Float4 for the alignment v18's reads need
         var sh = sh4.Cast<float>();
@@ -866,7 +865,7 @@ public static class Gemm
                 fill = fill == V17Stages - 1 ? 0 : fill + 1;
             }
             Group.Barrier();   // every warp is done with the buffers before the next tile's first copies
-            StoreWarpTile64(c, s, cAddress, bi, m0 + wm, n0 + wn, acc);
+            StoreWarpTile64(c, s, pairs, cAddress, bi, m0 + wm, n0 + wn, acc);
         }
     }
 
@@ -936,15 +935,20 @@ public static class Gemm
         c[ci] = s.Beta == 0 ? s.Alpha * acc : s.Alpha * acc + s.Beta * c[ci];
     }
 
-    /// <summary>Threads per group of the tensor-core versions (v5: TensorCore.Threads; v16-v18: 256).</summary>
-    public static int Threads(GemmVersion v) => v is GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32
-        ? V16Threads : TensorCore.Threads;
+    /// <summary>The tensor-core versions (tf32: opt-in by name, never tuned to, as their results differ from fp32's).</summary>
+    public static bool IsTf32(GemmVersion v) => v is GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32;
+
+    /// <summary>Whether a tensor-core version gives the tensor cores its operands unrounded (v17, v18: cp.async copies fp32
+    /// values, which the tensor cores read truncated to tf32); v5 and v16 round them to nearest as they stage them.</summary>
+    public static bool TruncatesTf32(GemmVersion v) => v is GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32;
+
+    /// <summary>Threads per group of a tensor-core version (v5: TensorCore.Threads; v16-v18: 256).</summary>
+    public static int Threads(GemmVersion v) => v == GemmVersion.V5Tf32 ? TensorCore.Threads : V16Threads;
 
     /// <summary>Whether a version can run on this accelerator (v5 and v16-v18 need TensorCore.Runs).</summary>
     public static bool Runs(Accelerator acc, GemmVersion v) => v switch
     {
-        GemmVersion.V5Tf32 => TensorCore.Runs(acc),
-        GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32 => TensorCore.Runs(acc, V16Threads),
+        _ when IsTf32(v) => TensorCore.Runs(acc, Threads(v)),
         _ when IsUnrolled(v) => acc.MaxNumThreadsPerGroup >= UnrolledSide * UnrolledSide,
         _ => true,
     };
@@ -957,7 +961,7 @@ public static class Gemm
     /// v3 (a row per thread: 5.3 s at 4096 on an H100), v1 and v9 (on an H100 they lost at all 8 of conv v13's GEMM shapes
     /// whose trials bench/results/h100-2026-11-26b lists, 3-36x the winner, up to 91 ms a trial).</summary>
     public static bool Tunable(Accelerator acc, GemmVersion v)
-        => v is not (GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32) && Runs(acc, v)
+        => !IsTf32(v) && Runs(acc, v)
            && (Launch.IsCpu(acc) ? v != GemmVersion.V2Tiled : v is not (GemmVersion.V1Naive or GemmVersion.V3Rows or GemmVersion.V9CpuBlocks));
 
     /// <summary>The side of a thread's register block for the register-tiled versions (v4, v6-v8, v10-v15; their tiles on a GPU are
@@ -1018,27 +1022,27 @@ public static class Gemm
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8L);
             k(new KernelConfig(Math.Max(1, grid), V5Threads), a, b, c, s);
         }
-        else if (v == GemmVersion.V16PipelinedTf32)
-        {
-            if (!Runs(acc, v)) throw TensorCore.Refusal(acc, "gemm v16", V16Threads);
-            var entry = (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, long>)V16Kernel;
-            var k = KernelCache.Get(acc, "gemm.v16", x => x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)));
-            long tiles = s.Tiles(V16Tile);
-            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 2L);
-            k(new KernelConfig(Math.Max(1, grid), V16Threads), a, b, c, s, AsyncCopy.DeviceAddress(c));
-        }
-        else if (v is GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32)
+        else if (v is GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32)
         {
             string name = $"gemm v{(int)v}";
             if (!Runs(acc, v)) throw TensorCore.Refusal(acc, name, V16Threads);
-            var entry = v == GemmVersion.V17AsyncTf32
-                ? (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, long, long, long>)V17Kernel : V18Kernel;
-            var k = KernelCache.Get(acc, $"gemm.v{(int)v}", x => SharedMemoryLimit.Raise(x,
-                x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)), name));
-            long tiles = s.Tiles(V16Tile);
-            int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 2L);
-            k(new KernelConfig(Math.Max(1, grid), V16Threads, SharedMemoryConfig.RequestDynamic<Float4>(AsyncSharedFloats(v) / 4)), a, b, c, s,
-                AsyncCopy.DeviceAddress(a), AsyncCopy.DeviceAddress(b), AsyncCopy.DeviceAddress(c));
+            int grid = Math.Max(1, (int)Math.Min(s.Tiles(V16Tile), Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 2L));
+            int pairs = VectorC(c, s, 2) ? 1 : 0;
+            if (v == GemmVersion.V16PipelinedTf32)
+            {
+                var entry = (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int, long>)V16Kernel;
+                KernelCache.Get(acc, "gemm.v16", x => x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)))
+                    (new KernelConfig(grid, V16Threads), a, b, c, s, pairs, AsyncCopy.DeviceAddress(c));
+            }
+            else
+            {
+                var entry = v == GemmVersion.V17AsyncTf32
+                    ? (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int, long, long, long>)V17Kernel : V18Kernel;
+                KernelCache.Get(acc, $"gemm.v{(int)v}", x => SharedMemoryLimit.Raise(x,
+                        x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)), name))
+                    (new KernelConfig(grid, V16Threads, SharedMemoryConfig.RequestDynamic<Float4>(AsyncSharedFloats(v) / 4)), a, b, c, s, pairs,
+                        AsyncCopy.DeviceAddress(a), AsyncCopy.DeviceAddress(b), AsyncCopy.DeviceAddress(c));
+            }
         }
         else if (IsUnrolled(v))
         {

@@ -66,6 +66,9 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         Assert.False(Gemm.Runs(acc, GemmVersion.V17AsyncTf32));
         Assert.False(Gemm.Runs(acc, GemmVersion.V18PackedTf32));
         Assert.True(Gemm.Runs(acc, GemmVersion.V4Blocked));
+        // Never tuned to, on any device: their results are tf32's.
+        Assert.All(new[] { GemmVersion.V5Tf32, GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32 },
+            v => Assert.True(Gemm.IsTf32(v) && !Gemm.Tunable(acc, v)));
         Assert.False(Conv2d.Runs(acc, ConvVersion.V7HoistedTf32));
         Assert.True(Conv2d.Runs(acc, ConvVersion.V8Hoisted));
         using var a = acc.Allocate1D<float>(4);

@@ -19,7 +19,8 @@ public static partial class KernelChecks
     /// emulated through shared memory (see <see cref="TensorCore"/>), and says so.</para></summary>
     static void AddTensorCore(List<Case> list)
     {
-        foreach (var version in new[] { GemmVersion.V5Tf32, GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32 })
+        GemmVersion[] wide = [GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32];   // 128 x 128 tiles
+        foreach (var version in wide.Prepend(GemmVersion.V5Tf32))
         {
             string tag = $"gemm.v{(int)version}";
             foreach (var (ta, tb) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
@@ -39,18 +40,18 @@ public static partial class KernelChecks
         }
         // v16's 128 x 128 tiles: past one in both directions, with k 2.5 stages of 16 (the last one's second chunk
         // wholly past K), A transposed (k not fastest) and B not.
-        foreach (var version in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32 })
+        foreach (var version in wide)
             list.Add(Tf32GemmCase($"gemm.v{(int)version}.multi_tile_128", version,
                 new GemmShape { Batch = 1, M = 140, N = 135, K = 40, TransA = 1, Alpha = 1 }));
         // v16's and v17's warp tiles wholly inside C store straight from the accumulators' registers on CUDA, the others
         // value by value: both kinds here (N = 96 leaves the last column of warps partly outside, M = 130 the second row
         // of tiles), in two matrices, with alpha.
-        foreach (var version in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32 })
+        foreach (var version in wide)
             list.Add(Tf32GemmCase($"gemm.v{(int)version}.stores_inside", version,
                 new GemmShape { Batch = 2, M = 130, N = 96, K = 24, StrideA = 130 * 24, StrideB = 24 * 96, StrideC = 130 * 96, Alpha = 0.5f }));
         // v17's and v18's three stages over 7 of k (one past its three buffers twice): the buffers' turns, and the empty groups
         // committed past the last stage.
-        foreach (var version in new[] { GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32 })
+        foreach (var version in wide.Where(v => v != GemmVersion.V16PipelinedTf32))
             list.Add(Tf32GemmCase($"gemm.v{(int)version}.seven_stages", version,
                 new GemmShape { Batch = 2, M = 33, N = 40, K = 100, TransB = 1, StrideA = 33 * 100, StrideB = 40 * 100, StrideC = 33 * 40, Alpha = 1 }));
 
@@ -140,7 +141,7 @@ public static partial class KernelChecks
                 return dc.GetAsArray1D();
             }, out string where);
             // v17 and v18 give the tensor cores their operands unrounded: they read them truncated to tf32.
-            bool truncated = version is GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32;
+            bool truncated = Gemm.TruncatesTf32(version);
             Func<double[], double[]> tf32 = truncated ? TruncatedTf32 : Tf32;
             double err = RelError(got, Gemm.Reference.Run(tf32(a), tf32(b), c, s));
             double raw = RelError(got, Gemm.Reference.Run(a, b, c, s));
