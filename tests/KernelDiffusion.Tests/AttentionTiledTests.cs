@@ -63,6 +63,35 @@ public sealed class AttentionTiledTests
         AssertClose(dqkv1.GetAsArray1D().Select(x => (double)x).ToArray(), dqkv.GetAsArray1D(), 1e-4, "backward");
     }
 
+    /// <summary>v8 (warp rows) refuses, naming why, devices without 32-lane warps in 128-thread groups (kd's CPU device
+    /// has 2-thread groups: kd check runs v8 on a CPU device of 32-lane warps instead), heads past 64 channels, and a
+    /// shared-memory limit below its key side's; attention=auto does not try it where it cannot run.</summary>
+    [Fact]
+    public void WarpRowsRefusesWhatItCannotRun()
+    {
+        var s = new AttentionShape { N = 1, C = 64, T = 9, Heads = 2, NewOrder = 1 };
+        using (var context = Context.Create(b => b.CPU(new CPUDevice(2, 1, 1)).EnableAlgorithms()))
+        using (var acc = context.CreateCPUAccelerator(0))
+        using (var buffer = acc.Allocate1D<float>(3 * s.C * s.T))
+        {
+            Assert.False(Attention.WarpRowsRun(acc));
+            Assert.False(Attention.Runs(acc, s, AttentionVersion.V8WarpRows));
+            var e = Assert.Throws<VersionNotApplicableException>(() => Attention.WarpRowsForward(acc, s, buffer.View, buffer.View, buffer.View));
+            Assert.Contains("32-lane warps", e.Message);
+        }
+        using (var context = Context.Create(b => b.CPU(new CPUDevice(32, 4, 1)).EnableAlgorithms()))
+        using (var acc = context.CreateCPUAccelerator(0))
+        using (var buffer = acc.Allocate1D<float>(3 * 130 * s.T))
+        {
+            Assert.True(Attention.Runs(acc, s, AttentionVersion.V8WarpRows));
+            var wide = s with { C = 130 };
+            Assert.False(Attention.Runs(wide, AttentionVersion.V8WarpRows));
+            Assert.Contains("up to 64 channels", Assert.Throws<VersionNotApplicableException>(() => Attention.WarpRowsForward(acc, wide, buffer.View, buffer.View, buffer.View)).Message);
+            // 64-channel heads: 87 KB in the key side, past the 48 KB the CPU accelerator is held to unless told otherwise.
+            Assert.Contains("bytes of shared memory", Assert.Throws<VersionNotApplicableException>(() => Attention.WarpRowsForward(acc, s, buffer.View, buffer.View, buffer.View)).Message);
+        }
+    }
+
     /// <summary>The analytic float64 gradient kd check holds v4's wide heads to, against central differences of the
     /// float64 forward, in both head orders (3 heads of 5 channels, 6 positions).</summary>
     [Theory]

@@ -36,9 +36,11 @@ public sealed class OfflineCompileTests(ITestOutputHelper output)
     public void KernelNamingFindsEveryKernel()
     {
         var names = OfflineCompile.KernelMethods().Select(OfflineCompile.NameOf).ToList();
-        // 101 kernels: every method passed to a LoadStreamKernel call (directly, or through Conv2d.RunPerPass).
-        Assert.Equal(101, names.Count);
+        // 103 kernels: every method passed to a LoadStreamKernel call (directly, or through Conv2d.RunPerPass).
+        Assert.Equal(103, names.Count);
         Assert.Contains("Attention.TiledForward16x8Kernel", names);
+        Assert.Contains("Attention.WarpRowsForwardKernel", names);
+        Assert.Contains("Attention.WarpRowsKeySideKernel", names);
         Assert.Contains("Gemm.V12Kernel", names);
         Assert.Contains("Gemm.V13Kernel", names);
         Assert.Contains("Gemm.V8Kernel", names);

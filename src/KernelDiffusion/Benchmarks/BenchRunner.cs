@@ -259,7 +259,7 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
                 {
                     var y = Ops.Attention(qkv, heads, newOrder: true);
                     if (back) Backward(y, g!, qkv);
-                }, v => Attention.Runs(shape, v)))
+                }, v => Attention.Runs(acc, shape, v)))
                     yield return r;
                 break;
             }

@@ -629,6 +629,7 @@ public static partial class KernelChecks
         AddSampling(list);
         AddTensorCore(list);
         AddPipelined(list);
+        AddWarpRows(list);
 
         // AdamW and EMA.
         list.Add(new Case("adamw", "[1003]", (d, r) =>

@@ -1,0 +1,391 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+using ILGPU.Util;
+
+namespace KernelDiffusion.Kernels;
+
+/// <summary>v8, warp rows: v4's and v6's tiles, but each warp owns whole rows of every score tile (16 queries in the
+/// forward, 16 keys in the key side), so the softmax's row max and sum are exchanged within the warp and P (P^T, dS^T) goes
+/// through a region of shared memory only its warp reads: one group barrier per streamed tile (two in the key side)
+/// where v4 has four (six at 16 x 8 groups, with the split softmax), and no barrier between a tile's products.
+/// Lanes are 4 rows x 8 columns; each holds a 4 x 4 register block (Block4) of a 16 x 32 tile, and every product
+/// step reads two Float4s of shared memory (LDS.128) for 16 multiply-adds: the streamed operand's transposed copy
+/// (V^T in the forward; Q^T and dA^T in the key side) is stored alongside for the products over positions.
+/// Heads of up to 64 channels (padded to 32 or 64); groups of 4 warps of 32 lanes (CUDA). dQ as v6: one batched GEMM
+/// over the dS the key side stores.</summary>
+public static partial class Attention
+{
+    const int WarpRowsThreads = 128, WarpRowsBlock = 64, WarpRows = 16, StreamTile = 32;
+    /// <summary>Floats between the rows of a warp's private P (or P^T, dS^T) tile [32][16 + 4]: 16-byte aligned, and the
+    /// padding spreads the four lanes' Float4 stores of a column over more banks.</summary>
+    const int PrivatePitch = WarpRows + 4;
+
+    /// <summary>Whether v8 runs on this accelerator: 32-lane warps, groups of 128 threads.</summary>
+    public static bool WarpRowsRun(Accelerator acc) => acc.WarpSize == 32 && acc.MaxNumThreadsPerGroup >= WarpRowsThreads;
+
+    /// <summary>Whether v8 takes this head: up to 64 channels.</summary>
+    public static bool FitsV8(AttentionShape s) => s.Ch <= 64;
+
+    /// <summary>v8's channels: the head's rounded up to 32 or 64 (a Block4's 4 columns x 8 lanes per 32).</summary>
+    static int WarpRowsChannels(int ch) => ch <= 32 ? 32 : 64;
+
+    /// <summary>Shared memory of v8's forward (pass 0) and key side (pass 1), in floats, at padded channels cp. Forward:
+    /// Q [cp][64]; two buffers of K [cp][32] and V^T [32][cp + 4]; four warps' P [32][20] and row scratch [32][4]. Key side: K, V [cp][64];
+    /// Q, dA [cp][32]; Q^T, dA^T [32][cp + 4]; lse, delta [32]; four warps' P^T and dS^T [32][20].</summary>
+    public static int WarpRowsSharedFloats(int cp, int pass) => pass == 0
+        ? cp * WarpRowsBlock + 2 * (cp * StreamTile + StreamTile * (cp + 4)) + 4 * StreamTile * PrivatePitch + 4 * 32 * 4
+        : 2 * cp * WarpRowsBlock + 2 * cp * StreamTile + 2 * StreamTile * (cp + 4) + 2 * StreamTile + 8 * StreamTile * PrivatePitch;
+
+    /// <summary>Element offset of position pos0, channel 0 of part (0 q, 1 k, 2 v of qkv; 3 an [N, C, T] array such as da)
+    /// of head-batch b: a head's channels lie T apart in both layouts.</summary>
+    static int HeadAt(AttentionShape s, int b, int part, int pos0) => part < 3 ? s.Qkv(b, part, 0, pos0) : s.Out(b, 0, pos0);
+
+    /// <summary>Copies positions pos0 .. pos0 + w - 1 (w = 32 or 64) of a part of head-batch b into sh[at + c w + x] and,
+    /// where atT &gt;= 0, transposed into sh[atT + x (cp + 4) + c]; zero past the positions and for channels ch .. cp - 1.
+    /// Thread e takes position e mod w and channels e / w, e / w + 128 / w, ...: a warp reads 128 contiguous bytes.</summary>
+    static void LoadRows(ArrayView<float> src, ArrayView<float> sh, int at, int atT, AttentionShape s, int b, int part, int pos0, int w, int cp)
+    {
+        int head = HeadAt(s, b, part, pos0), x = Group.IdxX & (w - 1), step = w == 64 ? 2 : 4;
+        bool inside = pos0 + x < s.T;
+        for (int c = w == 64 ? Group.IdxX >> 6 : Group.IdxX >> 5; c < cp; c += step)
+        {
+            float y = inside && c < s.Ch ? src[head + c * s.T + x] : 0f;
+            sh[at + c * w + x] = y;
+            if (atT >= 0) sh[atT + x * (cp + 4) + c] = y;
+        }
+    }
+
+    /// <summary>Copies positions pos0 .. pos0 + 31 of a part of head-batch b transposed into sh[at + x (cp + 4) + c], zero
+    /// past the positions and for channels ch .. cp - 1. Thread e takes position 8 (e / 32) + (e / 4) mod 8 and channels
+    /// e mod 4, + 4, ...: a warp reads 4 runs of 8 positions and stores to 32 different banks (cp + 4 is 4 more than a
+    /// multiple of 32).</summary>
+    static void LoadTransposed(ArrayView<float> src, ArrayView<float> sh, int at, AttentionShape s, int b, int part, int pos0, int cp)
+    {
+        int head = HeadAt(s, b, part, pos0), x = 8 * (Group.IdxX >> 5) + ((Group.IdxX >> 2) & 7);
+        bool inside = pos0 + x < s.T;
+        for (int c = Group.IdxX & 3; c < cp; c += 4)
+            sh[at + x * (cp + 4) + c] = inside && c < s.Ch ? src[head + c * s.T + x] : 0f;
+    }
+
+    /// <summary>c += sum over x &lt; k of A(x, 4 r ..) B(x, 4 c ..), both runs of 4 floats at a[x aPitch] and b[x bPitch]
+    /// (Float4 indices): two LDS.128 for 16 multiply-adds. k is a multiple of 4 (padded channels, or a 32-position
+    /// tile), unrolled by hand: ptxas does not unroll a loop whose trip count is a run-time value.</summary>
+    static Block4 RunProduct(Block4 c, ArrayView<Float4> a, int aPitch, ArrayView<Float4> b, int bPitch, int k)
+    {
+        for (int x = 0; x < k; x += 4)
+        {
+            c = RunStep(c, a, b, x * aPitch, x * bPitch);
+            c = RunStep(c, a, b, (x + 1) * aPitch, (x + 1) * bPitch);
+            c = RunStep(c, a, b, (x + 2) * aPitch, (x + 2) * bPitch);
+            c = RunStep(c, a, b, (x + 3) * aPitch, (x + 3) * bPitch);
+        }
+        return c;
+    }
+
+    static Block4 RunStep(Block4 c, ArrayView<Float4> a, ArrayView<Float4> b, int i, int j)
+    {
+        Float4 u = a[i], v = b[j];
+        return Block4.Fma(c, u.X, u.Y, u.Z, u.W, v.X, v.Y, v.Z, v.W);
+    }
+
+    /// <summary>As RunProduct, for two 32-column chunks of B (64-channel heads) sharing A's loads.</summary>
+    static void RunProduct2(ref Block4 c0, ref Block4 c1, ArrayView<Float4> a, int aPitch, ArrayView<Float4> b, int bPitch, int k)
+    {
+        for (int x = 0; x < k; x++)
+        {
+            Float4 u = a[x * aPitch], v = b[x * bPitch], w = b[x * bPitch + 8];
+            c0 = Block4.Fma(c0, u.X, u.Y, u.Z, u.W, v.X, v.Y, v.Z, v.W);
+            c1 = Block4.Fma(c1, u.X, u.Y, u.Z, u.W, w.X, w.Y, w.Z, w.W);
+        }
+    }
+
+    /// <summary>Row i of c times k_i.</summary>
+    static Block4 ScaleRows(Block4 c, float k0, float k1, float k2, float k3)
+    {
+        c.C00 *= k0; c.C01 *= k0; c.C02 *= k0; c.C03 *= k0;
+        c.C10 *= k1; c.C11 *= k1; c.C12 *= k1; c.C13 *= k1;
+        c.C20 *= k2; c.C21 *= k2; c.C22 *= k2; c.C23 *= k2;
+        c.C30 *= k3; c.C31 *= k3; c.C32 *= k3; c.C33 *= k3;
+        return c;
+    }
+
+    /// <summary>Column j of c made -inf where j &gt;= valid (keys past T).</summary>
+    static Block4 MaskColumns(Block4 c, int valid)
+    {
+        float n = float.NegativeInfinity;
+        if (valid < 4) { c.C03 = n; c.C13 = n; c.C23 = n; c.C33 = n; }
+        if (valid < 3) { c.C02 = n; c.C12 = n; c.C22 = n; c.C32 = n; }
+        if (valid < 2) { c.C01 = n; c.C11 = n; c.C21 = n; c.C31 = n; }
+        if (valid < 1) { c.C00 = n; c.C10 = n; c.C20 = n; c.C30 = n; }
+        return c;
+    }
+
+    /// <summary>Per row of the lane's 4 (x, y, z, w), the largest (or the sum) of x over the 8 lanes of its lane row
+    /// (lanes 8 r .. 8 r + 7), exchanged through the warp's 32-Float4 scratch: a lane row reads the same 8 Float4s
+    /// (broadcasts). Not warp shuffles: ILGPU's OpenCL backend cannot emit them.</summary>
+    static Float4 AcrossRow(ArrayView<Float4> scratch, int lane, Float4 x, bool max)
+    {
+        scratch[lane] = x;
+        Warp.Barrier();
+        var y = scratch[lane & ~7];
+        for (int j = 1; j < 8; j++)
+        {
+            var z = scratch[(lane & ~7) + j];
+            y = max ? new Float4(XMath.Max(y.X, z.X), XMath.Max(y.Y, z.Y), XMath.Max(y.Z, z.Z), XMath.Max(y.W, z.W)) : y + z;
+        }
+        Warp.Barrier();   // all have read before the scratch is written again
+        return y;
+    }
+
+    /// <summary>Stores column j of c transposed: the Float4 (c.C0j, c.C1j, c.C2j, c.C3j) at p[(4 col + j) PrivatePitch / 4 + row],
+    /// for j = 0..3 (a warp's private [32][20] tile; row, col: the lane's).</summary>
+    static void PutColumns(ArrayView<Float4> p, int row, int col, Block4 c)
+    {
+        int at = col * PrivatePitch + row;   // Float4 index of column 4 col (PrivatePitch / 4 Float4s per row)
+        const int step = PrivatePitch / 4;
+        p[at] = new Float4(c.C00, c.C10, c.C20, c.C30);
+        p[at + step] = new Float4(c.C01, c.C11, c.C21, c.C31);
+        p[at + 2 * step] = new Float4(c.C02, c.C12, c.C22, c.C32);
+        p[at + 3 * step] = new Float4(c.C03, c.C13, c.C23, c.C33);
+    }
+
+    /// <summary>v8 forward: one group per (head-batch, block of 64 queries), each warp 16 of them; the keys stream in
+    /// tiles of 32 through two buffers (loads of tile i + 1 during tile i's products, one barrier per tile). A lane holds
+    /// S for 4 queries x 4 keys, the running max and its partial sum for those queries, and O for 4 queries x 4 (or 2 x 4)
+    /// channels. Writes a and lse as v4 does.</summary>
+    [LaunchBounds(WarpRowsThreads, 4)]
+    static void WarpRowsForwardKernel(ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse, AttentionShape s, int cp)
+    {
+        var sh4 = SharedMemory.GetDynamic<Float4>();
+        var sh = sh4.Cast<float>();
+        int warp = Group.IdxX >> 5, lane = Group.IdxX & 31, r = lane >> 3, c = lane & 7, vPitch = cp + 4;
+        int q = 0, k = cp * WarpRowsBlock, v = k + 2 * cp * StreamTile, p = v + 2 * StreamTile * vPitch + warp * StreamTile * PrivatePitch;
+        var priv = sh4.SubView(p / 4);
+        var scratch = sh4.SubView((v + 2 * StreamTile * vPitch + 4 * StreamTile * PrivatePitch) / 4 + 32 * warp);
+        float alpha = 1f / XMath.Sqrt(s.Ch);
+        int blocks = (s.T + WarpRowsBlock - 1) / WarpRowsBlock, tiles = (s.T + StreamTile - 1) / StreamTile;
+        for (int w = Grid.IdxX; w < s.Batch * blocks; w += Grid.DimX)
+        {
+            int b = w / blocks, t0 = (w - b * blocks) * WarpRowsBlock, tw = t0 + warp * WarpRows;
+            LoadRows(qkv, sh, q, -1, s, b, 0, t0, WarpRowsBlock, cp);
+            LoadRows(qkv, sh, k, -1, s, b, 1, 0, StreamTile, cp);
+            LoadTransposed(qkv, sh, v, s, b, 2, 0, cp);
+            Group.Barrier();
+            float m0 = float.NegativeInfinity, m1 = m0, m2 = m0, m3 = m0, l0 = 0, l1 = 0, l2 = 0, l3 = 0;
+            Block4 o0 = default, o1 = default;
+            for (int i = 0; i < tiles; i++)
+            {
+                int u0 = i * StreamTile, kb = k + (i & 1) * cp * StreamTile, vb = v + (i & 1) * StreamTile * vPitch;
+                if (i + 1 < tiles)   // the other buffers: last read during tile i - 1, before its barrier
+                {
+                    LoadRows(qkv, sh, k + ((i + 1) & 1) * cp * StreamTile, -1, s, b, 1, u0 + StreamTile, StreamTile, cp);
+                    LoadTransposed(qkv, sh, v + ((i + 1) & 1) * StreamTile * vPitch, s, b, 2, u0 + StreamTile, cp);
+                }
+                if (tw < s.T)   // a warp past the last query only loads and meets the barriers
+                {
+                    var x = RunProduct(default, sh4.SubView((q + tw - t0) / 4 + r), WarpRowsBlock / 4, sh4.SubView(kb / 4 + c), StreamTile / 4, cp);
+                    if (u0 + StreamTile > s.T) x = MaskColumns(x, s.T - u0 - 4 * c);
+                    var raw = AcrossRow(scratch, lane, new Float4(XMath.Max(XMath.Max(x.C00, x.C01), XMath.Max(x.C02, x.C03)),
+                        XMath.Max(XMath.Max(x.C10, x.C11), XMath.Max(x.C12, x.C13)), XMath.Max(XMath.Max(x.C20, x.C21), XMath.Max(x.C22, x.C23)),
+                        XMath.Max(XMath.Max(x.C30, x.C31), XMath.Max(x.C32, x.C33))), max: true);
+                    float n0 = XMath.Max(m0, alpha * raw.X), n1 = XMath.Max(m1, alpha * raw.Y), n2 = XMath.Max(m2, alpha * raw.Z), n3 = XMath.Max(m3, alpha * raw.W);   // alpha > 0
+                    x.C00 = XMath.Exp(alpha * x.C00 - n0); x.C01 = XMath.Exp(alpha * x.C01 - n0); x.C02 = XMath.Exp(alpha * x.C02 - n0); x.C03 = XMath.Exp(alpha * x.C03 - n0);
+                    x.C10 = XMath.Exp(alpha * x.C10 - n1); x.C11 = XMath.Exp(alpha * x.C11 - n1); x.C12 = XMath.Exp(alpha * x.C12 - n1); x.C13 = XMath.Exp(alpha * x.C13 - n1);
+                    x.C20 = XMath.Exp(alpha * x.C20 - n2); x.C21 = XMath.Exp(alpha * x.C21 - n2); x.C22 = XMath.Exp(alpha * x.C22 - n2); x.C23 = XMath.Exp(alpha * x.C23 - n2);
+                    x.C30 = XMath.Exp(alpha * x.C30 - n3); x.C31 = XMath.Exp(alpha * x.C31 - n3); x.C32 = XMath.Exp(alpha * x.C32 - n3); x.C33 = XMath.Exp(alpha * x.C33 - n3);
+                    // How much of the old O and l to keep: 0 on the first tile (m = -inf). The sums stay per lane until the end.
+                    float k0 = XMath.Exp(m0 - n0), k1 = XMath.Exp(m1 - n1), k2 = XMath.Exp(m2 - n2), k3 = XMath.Exp(m3 - n3);
+                    m0 = n0; m1 = n1; m2 = n2; m3 = n3;
+                    l0 = k0 * l0 + x.C00 + x.C01 + x.C02 + x.C03;
+                    l1 = k1 * l1 + x.C10 + x.C11 + x.C12 + x.C13;
+                    l2 = k2 * l2 + x.C20 + x.C21 + x.C22 + x.C23;
+                    l3 = k3 * l3 + x.C30 + x.C31 + x.C32 + x.C33;
+                    o0 = ScaleRows(o0, k0, k1, k2, k3);
+                    o1 = ScaleRows(o1, k0, k1, k2, k3);
+                    // P key-major through the warp's own tile, then O += P V over the tile's keys (V^T rows: channels in runs).
+                    PutColumns(priv, r, c, x);
+                    Warp.Barrier();
+                    if (cp > 32) RunProduct2(ref o0, ref o1, priv.SubView(r), PrivatePitch / 4, sh4.SubView(vb / 4 + c), vPitch / 4, StreamTile);
+                    else o0 = RunProduct(o0, priv.SubView(r), PrivatePitch / 4, sh4.SubView(vb / 4 + c), vPitch / 4, StreamTile);
+                }
+                Group.Barrier();
+            }
+            if (tw < s.T)
+            {
+                var sum = AcrossRow(scratch, lane, new Float4(l0, l1, l2, l3), max: false);
+                l0 = sum.X; l1 = sum.Y; l2 = sum.Z; l3 = sum.W;
+                int t = tw + 4 * r, head = s.Out(b, 0, 0);
+                StoreRows(a, head, s, t, 4 * c, o0, 1f / l0, 1f / l1, 1f / l2, 1f / l3);
+                StoreRows(a, head, s, t, 32 + 4 * c, o1, 1f / l0, 1f / l1, 1f / l2, 1f / l3);
+                if (c == 0)
+                {
+                    if (t < s.T) lse[b * s.T + t] = m0 + XMath.Log(l0);
+                    if (t + 1 < s.T) lse[b * s.T + t + 1] = m1 + XMath.Log(l1);
+                    if (t + 2 < s.T) lse[b * s.T + t + 2] = m2 + XMath.Log(l2);
+                    if (t + 3 < s.T) lse[b * s.T + t + 3] = m3 + XMath.Log(l3);
+                }
+            }
+        }
+    }
+
+    /// <summary>dst[head + (c0 + j) T + t + i] = k_i x(i, j) for positions t + i &lt; T and channels c0 + j &lt; ch.</summary>
+    static void StoreRows(ArrayView<float> dst, int head, AttentionShape s, int t, int c0, Block4 x, float k0, float k1, float k2, float k3)
+    {
+        StoreColumn(dst, head, s, t, c0, k0 * x.C00, k1 * x.C10, k2 * x.C20, k3 * x.C30);
+        StoreColumn(dst, head, s, t, c0 + 1, k0 * x.C01, k1 * x.C11, k2 * x.C21, k3 * x.C31);
+        StoreColumn(dst, head, s, t, c0 + 2, k0 * x.C02, k1 * x.C12, k2 * x.C22, k3 * x.C32);
+        StoreColumn(dst, head, s, t, c0 + 3, k0 * x.C03, k1 * x.C13, k2 * x.C23, k3 * x.C33);
+    }
+
+    static void StoreColumn(ArrayView<float> dst, int head, AttentionShape s, int t, int channel, float y0, float y1, float y2, float y3)
+    {
+        if (channel >= s.Ch) return;
+        int at = head + channel * s.T + t;
+        if (t < s.T) dst[at] = y0;
+        if (t + 1 < s.T) dst[at + 1] = y1;
+        if (t + 2 < s.T) dst[at + 2] = y2;
+        if (t + 3 < s.T) dst[at + 3] = y3;
+    }
+
+    /// <summary>v8 backward, key side: one group per (head-batch, block of 64 keys), each warp 16 of them; the queries
+    /// stream in tiles of 32. A lane holds S^T and dP^T for 4 keys x 4 queries, makes P^T = exp(alpha S^T - lse) and
+    /// dS^T = P^T (dP^T - delta) in registers, and passes them through its warp's own tiles to the products dV += P^T dA^T
+    /// and dK += dS^T Q^T (4 keys x 4 or 2 x 4 channels each); the warp also stores its dS [N*H, T, T] (coalesced: two
+    /// queries x 16 keys a store) for the GEMM that makes dQ, as v6's key side does.</summary>
+    [LaunchBounds(WarpRowsThreads, 4)]
+    static void WarpRowsKeySideKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
+        ArrayView<float> dqkv, ArrayView<float> scores, AttentionShape s, int cp)
+    {
+        var sh4 = SharedMemory.GetDynamic<Float4>();
+        var sh = sh4.Cast<float>();
+        int warp = Group.IdxX >> 5, lane = Group.IdxX & 31, r = lane >> 3, c = lane & 7, tPitch = cp + 4;
+        int kk = 0, vv = cp * WarpRowsBlock, q = 2 * cp * WarpRowsBlock, g = q + cp * StreamTile, qt = g + cp * StreamTile,
+            gt = qt + StreamTile * tPitch, ls = gt + StreamTile * tPitch, dl = ls + StreamTile,
+            pp = dl + StreamTile + warp * 2 * StreamTile * PrivatePitch, ds = pp + StreamTile * PrivatePitch;
+        ArrayView<Float4> pt = sh4.SubView(pp / 4), dst = sh4.SubView(ds / 4);
+        float alpha = 1f / XMath.Sqrt(s.Ch);
+        int blocks = (s.T + WarpRowsBlock - 1) / WarpRowsBlock;
+        for (int w = Grid.IdxX; w < s.Batch * blocks; w += Grid.DimX)
+        {
+            int b = w / blocks, u0 = (w - b * blocks) * WarpRowsBlock, uw = u0 + warp * WarpRows;
+            LoadRows(qkv, sh, kk, -1, s, b, 1, u0, WarpRowsBlock, cp);
+            LoadRows(qkv, sh, vv, -1, s, b, 2, u0, WarpRowsBlock, cp);
+            Block4 dv0 = default, dv1 = default, dk0 = default, dk1 = default;
+            for (int t0 = 0; t0 < s.T; t0 += StreamTile)
+            {
+                LoadRows(qkv, sh, q, qt, s, b, 0, t0, StreamTile, cp);
+                LoadRows(da, sh, g, gt, s, b, 3, t0, StreamTile, cp);
+                LoadRowTerms(lse, delta, sh, ls, dl, s, b, t0, StreamTile);
+                Group.Barrier();
+                if (uw < s.T)   // a warp past the last key only loads and meets the barriers
+                {
+                    var kr = sh4.SubView((kk + uw - u0) / 4 + r);
+                    var sc = RunProduct(default, kr, WarpRowsBlock / 4, sh4.SubView(q / 4 + c), StreamTile / 4, cp);
+                    var dp = RunProduct(default, sh4.SubView((vv + uw - u0) / 4 + r), WarpRowsBlock / 4, sh4.SubView(g / 4 + c), StreamTile / 4, cp);
+                    Float4 lq = sh4[ls / 4 + c], dq = sh4[dl / 4 + c];
+                    sc = Probabilities(sc, alpha, lq);
+                    dp = GradColumns(sc, dp, dq.X, dq.Y, dq.Z, dq.W);
+                    PutColumns(pt, r, c, sc);
+                    PutColumns(dst, r, c, dp);
+                    Warp.Barrier();
+                    // dS[t, u] for the warp's 16 keys: each store covers two queries' 16 keys (a constant trip count: unrolled).
+                    int ku = lane & 15, tq0 = lane >> 4, at = (b * s.T + t0 + tq0) * s.T + uw + ku;
+                    bool keyInside = uw + ku < s.T;
+                    for (int m = 0; m < StreamTile / 2; m++)
+                        if (keyInside && t0 + tq0 + 2 * m < s.T)
+                            scores[at + 2 * m * s.T] = sh[ds + (tq0 + 2 * m) * PrivatePitch + ku];
+                    if (cp > 32)
+                    {
+                        RunProduct2(ref dv0, ref dv1, pt.SubView(r), PrivatePitch / 4, sh4.SubView(gt / 4 + c), tPitch / 4, StreamTile);
+                        RunProduct2(ref dk0, ref dk1, dst.SubView(r), PrivatePitch / 4, sh4.SubView(qt / 4 + c), tPitch / 4, StreamTile);
+                    }
+                    else
+                    {
+                        dv0 = RunProduct(dv0, pt.SubView(r), PrivatePitch / 4, sh4.SubView(gt / 4 + c), tPitch / 4, StreamTile);
+                        dk0 = RunProduct(dk0, dst.SubView(r), PrivatePitch / 4, sh4.SubView(qt / 4 + c), tPitch / 4, StreamTile);
+                    }
+                }
+                Group.Barrier();
+            }
+            if (uw < s.T)
+            {
+                int u = uw + 4 * r, kHead = s.Qkv(b, 1, 0, 0), vHead = s.Qkv(b, 2, 0, 0);
+                StoreRows(dqkv, kHead, s, u, 4 * c, dk0, alpha, alpha, alpha, alpha);
+                StoreRows(dqkv, kHead, s, u, 32 + 4 * c, dk1, alpha, alpha, alpha, alpha);
+                StoreRows(dqkv, vHead, s, u, 4 * c, dv0, 1f, 1f, 1f, 1f);
+                StoreRows(dqkv, vHead, s, u, 32 + 4 * c, dv1, 1f, 1f, 1f, 1f);
+            }
+        }
+    }
+
+    /// <summary>P = exp(alpha S - lse_j) entry by entry, lse_j the column's (query's). Queries past T need no mask: their
+    /// rows of Q and dA are zero and their lse and delta 0, so P = 1 and dS = 0 there meet zero operands in dV and dK.</summary>
+    static Block4 Probabilities(Block4 x, float alpha, Float4 lse)
+    {
+        x.C00 = XMath.Exp(alpha * x.C00 - lse.X); x.C01 = XMath.Exp(alpha * x.C01 - lse.Y); x.C02 = XMath.Exp(alpha * x.C02 - lse.Z); x.C03 = XMath.Exp(alpha * x.C03 - lse.W);
+        x.C10 = XMath.Exp(alpha * x.C10 - lse.X); x.C11 = XMath.Exp(alpha * x.C11 - lse.Y); x.C12 = XMath.Exp(alpha * x.C12 - lse.Z); x.C13 = XMath.Exp(alpha * x.C13 - lse.W);
+        x.C20 = XMath.Exp(alpha * x.C20 - lse.X); x.C21 = XMath.Exp(alpha * x.C21 - lse.Y); x.C22 = XMath.Exp(alpha * x.C22 - lse.Z); x.C23 = XMath.Exp(alpha * x.C23 - lse.W);
+        x.C30 = XMath.Exp(alpha * x.C30 - lse.X); x.C31 = XMath.Exp(alpha * x.C31 - lse.Y); x.C32 = XMath.Exp(alpha * x.C32 - lse.Z); x.C33 = XMath.Exp(alpha * x.C33 - lse.W);
+        return x;
+    }
+
+    /// <summary>dS = P (dP - delta_j) entry by entry, delta_j the column's (query's) row term.</summary>
+    static Block4 GradColumns(Block4 p, Block4 d, float e0, float e1, float e2, float e3)
+    {
+        d.C00 = p.C00 * (d.C00 - e0); d.C01 = p.C01 * (d.C01 - e1); d.C02 = p.C02 * (d.C02 - e2); d.C03 = p.C03 * (d.C03 - e3);
+        d.C10 = p.C10 * (d.C10 - e0); d.C11 = p.C11 * (d.C11 - e1); d.C12 = p.C12 * (d.C12 - e2); d.C13 = p.C13 * (d.C13 - e3);
+        d.C20 = p.C20 * (d.C20 - e0); d.C21 = p.C21 * (d.C21 - e1); d.C22 = p.C22 * (d.C22 - e2); d.C23 = p.C23 * (d.C23 - e3);
+        d.C30 = p.C30 * (d.C30 - e0); d.C31 = p.C31 * (d.C31 - e1); d.C32 = p.C32 * (d.C32 - e2); d.C33 = p.C33 * (d.C33 - e3);
+        return d;
+    }
+
+    static KernelConfig WarpRowsLaunch(Accelerator acc, AttentionShape s, int pass)
+    {
+        long work = (long)s.Batch * ((s.T + WarpRowsBlock - 1) / WarpRowsBlock);
+        long cap = Launch.IsCpu(acc) ? acc.NumMultiprocessors : acc.NumMultiprocessors * 16L;
+        int floats = WarpRowsSharedFloats(WarpRowsChannels(s.Ch), pass);
+        return new KernelConfig((int)Math.Min(work, cap), WarpRowsThreads, SharedMemoryConfig.RequestDynamic<Float4>(floats / 4));
+    }
+
+    static void RequireWarpRows(Accelerator acc, AttentionShape s, int? limitBytes)
+    {
+        if (!WarpRowsRun(acc))
+            throw new VersionNotApplicableException($"attention v8 needs 32-lane warps in groups of {WarpRowsThreads} threads; {acc.Name} has " +
+                                                    $"{acc.WarpSize}-lane warps and groups of up to {acc.MaxNumThreadsPerGroup}");
+        if (!FitsV8(s))
+            throw new VersionNotApplicableException($"attention v8 takes heads of up to 64 channels; these have {s.Ch}");
+        int bytes = WarpRowsSharedFloats(WarpRowsChannels(s.Ch), 1) * sizeof(float), limit = limitBytes ?? SharedMemoryLimit.MaxBytes(acc);
+        if (bytes > limit)
+            throw new VersionNotApplicableException($"attention v8's key side takes {bytes} bytes of shared memory at {s.Ch}-channel heads; " +
+                                                    $"{acc.Name} allows {limit}");
+    }
+
+    /// <summary>v8 forward: a [N, C, T] and lse [N*H, T] in one launch.</summary>
+    public static void WarpRowsForward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
+        int? limitBytes = null)
+    {
+        RequireWarpRows(acc, s, limitBytes);
+        KernelCache.Get(acc, "attention.v8.forward", x =>
+        {
+            Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = WarpRowsForwardKernel;
+            return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
+        })(WarpRowsLaunch(acc, s, 0), qkv, a, lse, s, WarpRowsChannels(s.Ch));
+    }
+
+    /// <summary>v8 backward: delta = rowsum(da a) (v2's kernel), the key side (dK, dV, and dS into
+    /// <paramref name="scores"/> [N*H, T, T]), and dQ = alpha K dS^T by GEMM as v6's.</summary>
+    public static void WarpRowsBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
+        ArrayView<float> da, ArrayView<float> delta, ArrayView<float> scores, ArrayView<float> dqkv, GemmRunner? gemm = null,
+        int? limitBytes = null)
+    {
+        RequireWarpRows(acc, s, limitBytes);
+        RowDeltas(acc, s, a, da, delta);
+        KernelCache.Get(acc, "attention.v8.key_side", x =>
+        {
+            Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = WarpRowsKeySideKernel;
+            return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
+        })(WarpRowsLaunch(acc, s, 1), qkv, da, lse, delta, dqkv, scores, s, WarpRowsChannels(s.Ch));
+        GradFromScores(s, 0, qkv, scores, dqkv, gemm ?? Gemm.At(acc));
+    }
+}

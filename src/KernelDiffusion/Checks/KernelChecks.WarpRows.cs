@@ -1,0 +1,50 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using KernelDiffusion.Kernels;
+using KernelDiffusion.Runtime;
+
+namespace KernelDiffusion.Checks;
+
+public static partial class KernelChecks
+{
+    /// <summary>Attention v8 (warp rows): its forward against the float64 forward and its backward (key side and dQ's
+    /// GEMM) against the analytic float64 gradient (Attention.Reference.Backward, which a test holds to central
+    /// differences), outputs poisoned with NaN. Ragged heads (6, 24 and 40 channels, padded to 32 or 64), partial query
+    /// blocks and key tiles (13, 45 and 70 positions), both head orders, and the reference models' widths (32, 64).
+    /// v8 runs only in 128-thread groups of 32-lane warps: where the device has none (kd's CPU device), on a CPU device
+    /// made so, whose shared memory is not limited to 48 KB (CUDA raises v8's kernels past it: SharedMemoryLimit).</summary>
+    static void AddWarpRows(List<Case> list)
+    {
+        foreach (var (ch, t, heads, newOrder) in new[] { (6, 13, 3, 1), (24, 70, 2, 0), (32, 70, 2, 1), (40, 45, 2, 0), (64, 70, 1, 1) })
+        {
+            var s = new AttentionShape { N = 2, C = heads * ch, T = t, Heads = heads, NewOrder = newOrder };
+            list.Add(new Case($"attention.v8.ch{ch}.t{t}{(newOrder == 0 ? ".legacy_order" : "")}.forward_backward",
+                $"[2,{3 * s.C},{t}] {heads} head{(heads == 1 ? "" : "s")} of {ch} channels", (d, r) =>
+                {
+                    var (x, w) = (Randn(r, s.N * 3 * s.C * t), Randn(r, s.N * s.C * t));
+                    float[] got = OnShapedDevice(d, Attention.WarpRowsRun(d.Accelerator), new CPUDevice(32, 4, 1),
+                        $"; on a CPU device of 32-lane warps ({d.Info.Id} has {d.Info.WarpSize}-lane warps)", acc =>
+                        {
+                            int? limit = Launch.IsCpu(acc) ? 128 * 1024 : null;
+                            using var qkv = acc.Allocate1D(x.Select(v => (float)v).ToArray());
+                            using var da = acc.Allocate1D(w.Select(v => (float)v).ToArray());
+                            using var a = Poisoned(acc, s.N * s.C * t);
+                            using var lse = Poisoned(acc, s.Batch * t);
+                            using var delta = Poisoned(acc, s.Batch * t);
+                            using var scores = Poisoned(acc, s.Batch * t * t);
+                            using var dqkv = Poisoned(acc, s.N * 3 * s.C * t);
+                            Attention.WarpRowsForward(acc, s, qkv.View, a.View, lse.View, limit);
+                            Attention.WarpRowsBackward(acc, s, qkv.View, a.View, lse.View, da.View, delta.View, scores.View, dqkv.View, limitBytes: limit);
+                            return [.. a.GetAsArray1D(), .. dqkv.GetAsArray1D()];
+                        }, out string where);
+                    int n = s.N * s.C * t;
+                    double forward = RelError(got[..n], Attention.Reference.Forward(x, s));
+                    double backward = RelError(got[n..], Attention.Reference.Backward(x, w, s));
+                    return (Math.Max(forward, backward), Bwd, $"forward {forward:G2}, gradient {backward:G2} against the analytic one{where}");
+                }));
+        }
+    }
+
+    static MemoryBuffer1D<float, Stride1D.Dense> Poisoned(Accelerator acc, int n) => acc.Allocate1D(Enumerable.Repeat(float.NaN, n).ToArray());
+}
