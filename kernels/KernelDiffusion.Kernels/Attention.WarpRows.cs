@@ -32,10 +32,11 @@ public static partial class Attention
 
     /// <summary>Shared memory of v8's forward (pass 0) and key side (pass 1), in floats, at padded channels cp. Forward:
     /// Q [cp][64]; two buffers of K [cp][32] and V^T [32][cp + 4]; four warps' P [32][20] and row scratch [32][4]. Key side: K, V [cp][64];
-    /// Q, dA [cp][32]; Q^T, dA^T [32][cp + 4]; lse, delta [32]; four warps' P^T and dS^T [32][20].</summary>
+    /// Q, dA [cp][32]; Q^T, dA^T [32][cp + 4]; lse, delta [32]; four warps' P^T, then dS^T, [32][20]. At 32 channels 37 and 43 KB (under
+    /// 48 KB: devices that do not raise the limit run them), at 64 channels 61 and 75 KB.</summary>
     public static int WarpRowsSharedFloats(int cp, int pass) => pass == 0
         ? cp * WarpRowsBlock + 2 * (cp * StreamTile + StreamTile * (cp + 4)) + 4 * StreamTile * PrivatePitch + 4 * 32 * 4
-        : 2 * cp * WarpRowsBlock + 2 * cp * StreamTile + 2 * StreamTile * (cp + 4) + 2 * StreamTile + 8 * StreamTile * PrivatePitch;
+        : 2 * cp * WarpRowsBlock + 2 * cp * StreamTile + 2 * StreamTile * (cp + 4) + 2 * StreamTile + 4 * StreamTile * PrivatePitch;
 
     /// <summary>Element offset of position pos0, channel 0 of part (0 q, 1 k, 2 v of qkv; 3 an [N, C, T] array such as da)
     /// of head-batch b: a head's channels lie T apart in both layouts.</summary>
@@ -262,8 +263,8 @@ public static partial class Attention
         int warp = Group.IdxX >> 5, lane = Group.IdxX & 31, r = lane >> 3, c = lane & 7, tPitch = cp + 4;
         int kk = 0, vv = cp * WarpRowsBlock, q = 2 * cp * WarpRowsBlock, g = q + cp * StreamTile, qt = g + cp * StreamTile,
             gt = qt + StreamTile * tPitch, ls = gt + StreamTile * tPitch, dl = ls + StreamTile,
-            pp = dl + StreamTile + warp * 2 * StreamTile * PrivatePitch, ds = pp + StreamTile * PrivatePitch;
-        ArrayView<Float4> pt = sh4.SubView(pp / 4), dst = sh4.SubView(ds / 4);
+            pp = dl + StreamTile + warp * StreamTile * PrivatePitch;
+        var pt = sh4.SubView(pp / 4);
         float alpha = 1f / XMath.Sqrt(s.Ch);
         int blocks = (s.T + WarpRowsBlock - 1) / WarpRowsBlock;
         for (int w = Grid.IdxX; w < s.Batch * blocks; w += Grid.DimX)
@@ -286,25 +287,22 @@ public static partial class Attention
                     Float4 lq = sh4[ls / 4 + c], dq = sh4[dl / 4 + c];
                     sc = Probabilities(sc, alpha, lq);
                     dp = GradColumns(sc, dp, dq.X, dq.Y, dq.Z, dq.W);
+                    // P^T, then dS^T, through the warp's one private tile (so the key side fits 48 KB at 32 channels).
                     PutColumns(pt, r, c, sc);
-                    PutColumns(dst, r, c, dp);
+                    Warp.Barrier();
+                    if (cp > 32) RunProduct2(ref dv0, ref dv1, pt.SubView(r), PrivatePitch / 4, sh4.SubView(gt / 4 + c), tPitch / 4, StreamTile);
+                    else dv0 = RunProduct(dv0, pt.SubView(r), PrivatePitch / 4, sh4.SubView(gt / 4 + c), tPitch / 4, StreamTile);
+                    Warp.Barrier();   // every lane has read P^T
+                    PutColumns(pt, r, c, dp);
                     Warp.Barrier();
                     // dS[t, u] for the warp's 16 keys: each store covers two queries' 16 keys (a constant trip count: unrolled).
                     int ku = lane & 15, tq0 = lane >> 4, at = (b * s.T + t0 + tq0) * s.T + uw + ku;
                     bool keyInside = uw + ku < s.T;
                     for (int m = 0; m < StreamTile / 2; m++)
                         if (keyInside && t0 + tq0 + 2 * m < s.T)
-                            scores[at + 2 * m * s.T] = sh[ds + (tq0 + 2 * m) * PrivatePitch + ku];
-                    if (cp > 32)
-                    {
-                        RunProduct2(ref dv0, ref dv1, pt.SubView(r), PrivatePitch / 4, sh4.SubView(gt / 4 + c), tPitch / 4, StreamTile);
-                        RunProduct2(ref dk0, ref dk1, dst.SubView(r), PrivatePitch / 4, sh4.SubView(qt / 4 + c), tPitch / 4, StreamTile);
-                    }
-                    else
-                    {
-                        dv0 = RunProduct(dv0, pt.SubView(r), PrivatePitch / 4, sh4.SubView(gt / 4 + c), tPitch / 4, StreamTile);
-                        dk0 = RunProduct(dk0, dst.SubView(r), PrivatePitch / 4, sh4.SubView(qt / 4 + c), tPitch / 4, StreamTile);
-                    }
+                            scores[at + 2 * m * s.T] = sh[pp + (tq0 + 2 * m) * PrivatePitch + ku];
+                    if (cp > 32) RunProduct2(ref dk0, ref dk1, pt.SubView(r), PrivatePitch / 4, sh4.SubView(qt / 4 + c), tPitch / 4, StreamTile);
+                    else dk0 = RunProduct(dk0, pt.SubView(r), PrivatePitch / 4, sh4.SubView(qt / 4 + c), tPitch / 4, StreamTile);
                 }
                 Group.Barrier();
             }

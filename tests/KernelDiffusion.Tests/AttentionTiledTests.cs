@@ -87,7 +87,7 @@ public sealed class AttentionTiledTests
             var wide = s with { C = 130 };
             Assert.False(Attention.Runs(wide, AttentionVersion.V8WarpRows));
             Assert.Contains("up to 64 channels", Assert.Throws<VersionNotApplicableException>(() => Attention.WarpRowsForward(acc, wide, buffer.View, buffer.View, buffer.View)).Message);
-            // 64-channel heads: 87 KB in the key side, past the 48 KB the CPU accelerator is held to unless told otherwise.
+            // 64-channel heads: 75 KB in the key side, past the 48 KB the CPU accelerator is held to unless told otherwise.
             Assert.Contains("bytes of shared memory", Assert.Throws<VersionNotApplicableException>(() => Attention.WarpRowsForward(acc, s, buffer.View, buffer.View, buffer.View)).Message);
         }
     }

@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
+using KernelDiffusion.Autodiff;
 using KernelDiffusion.Kernels;
 using KernelDiffusion.Runtime;
 
@@ -16,6 +17,7 @@ public static partial class KernelChecks
     /// made so, whose shared memory is not limited to 48 KB (CUDA raises v8's kernels past it: SharedMemoryLimit).</summary>
     static void AddWarpRows(List<Case> list)
     {
+        AddWarpRowsThroughOps(list);
         foreach (var (ch, t, heads, newOrder) in new[] { (6, 13, 3, 1), (24, 70, 2, 0), (32, 70, 2, 1), (40, 45, 2, 0), (64, 70, 1, 1) })
         {
             var s = new AttentionShape { N = 2, C = heads * ch, T = t, Heads = heads, NewOrder = newOrder };
@@ -44,6 +46,30 @@ public static partial class KernelChecks
                     return (Math.Max(forward, backward), Bwd, $"forward {forward:G2}, gradient {backward:G2} against the analytic one{where}");
                 }));
         }
+    }
+
+    /// <summary>v8 through the ops and the tape (Ops.Attention with attention=v8 forced: its saved log-sum-exp, scratch and
+    /// dS buffers): the forward against float64 and the gradient against central differences of the float64 forward, at
+    /// a ragged shape in both head orders; on the device where its warps run, else on a CPU device of 32-lane warps.</summary>
+    static void AddWarpRowsThroughOps(List<Case> list)
+    {
+        foreach (bool newOrder in new[] { true, false })
+        {
+            var s = new AttentionShape { N = 2, C = 18, T = 13, Heads = 3, NewOrder = newOrder ? 1 : 0 };
+            string name = $"attention.{(newOrder ? "new_order" : "legacy_order")}.ragged.v8";
+            Func<Tensor[], Tensor> op = t => Ops.Attention(t[0], 3, newOrder);
+            Func<double[][], double[]> reference = v => Attention.Reference.Forward(v[0], s);
+            foreach (var inner in new[] { Forward(name, [[2, 54, 13]], op, reference), Backward(name, [[2, 54, 13]], op, reference) })
+                list.Add(inner with { Run = (d, r) => OnWarpRowsDevice(d, cd => cd.Versions.With(v => v.Attention = AttentionVersion.V8WarpRows, () => inner.Run(cd, r))) });
+        }
+    }
+
+    static (double Err, double Tol, string Note) OnWarpRowsDevice(ComputeDevice d, Func<ComputeDevice, (double Err, double Tol, string Note)> run)
+    {
+        if (Attention.WarpRowsRun(d.Accelerator)) return run(d);
+        using var shaped = ComputeDevice.OpenShapedCpu(32, 4);
+        var (err, tol, note) = run(shaped);
+        return (err, tol, note + (note.Length > 0 ? "; " : "") + $"on a CPU device of 32-lane warps ({d.Info.Id} has {d.Info.WarpSize}-lane warps)");
     }
 
     static MemoryBuffer1D<float, Stride1D.Dense> Poisoned(Accelerator acc, int n) => acc.Allocate1D(Enumerable.Repeat(float.NaN, n).ToArray());

@@ -307,6 +307,16 @@ public sealed class ComputeDevice : IDisposable
         return match;
     }
 
+    /// <summary>A CPU accelerator of <paramref name="warpSize"/>-lane warps, <paramref name="warpsPerGroup"/> to a group, one
+    /// multiprocessor: kd check runs GPU-shaped kernels (attention v8's 128-thread groups of 32-lane warps) through the
+    /// ops on it where the device has no such groups.</summary>
+    public static ComputeDevice OpenShapedCpu(int warpSize, int warpsPerGroup)
+    {
+        var ctx = Context.Create(b => b.CPU(new CPUDevice(warpSize, warpsPerGroup, 1)).AutoAssertions().AutoIOOperations().EnableAlgorithms());
+        var (device, info) = Enumerate(ctx)[0];
+        return new ComputeDevice(ctx, device, info with { Id = $"cpu:{warpSize}x{warpsPerGroup}" }, new KernelVersions());
+    }
+
     /// <summary>Opens the device named by <paramref name="spec"/> (see the class summary).</summary>
     public static ComputeDevice Open(string? spec = null, bool profiling = false)
     {
