@@ -30,10 +30,11 @@ public static partial class Attention
     /// <summary>v8's channels: the head's rounded up to 32 or 64 (a Block4's 4 columns x 8 lanes per 32).</summary>
     static int WarpRowsChannels(int ch) => ch <= 32 ? 32 : 64;
 
-    /// <summary>Shared memory of v8's forward (pass 0) and key side (pass 1), in floats, at padded channels cp. Forward:
-    /// Q [cp][64]; two buffers of K [cp][32] and V^T [32][cp + 4]; four warps' P [32][20] and row scratch [32][4]. Key side: K, V [cp][64];
-    /// Q, dA [cp][32]; Q^T, dA^T [32][cp + 4]; lse, delta [32]; four warps' P^T, then dS^T, [32][20]. At 32 channels 37 and 43 KB (under
-    /// 48 KB: devices that do not raise the limit run them), at 64 channels 61 and 75 KB.</summary>
+    /// <summary>Shared memory of v8's forward (pass 0) and key side (pass 1), in floats, at padded channels cp.
+    /// Forward: Q [cp][64]; two buffers of K [cp][32] and V^T [32][cp + 4]; four warps' P [32][20] and row scratch [32][4].
+    /// Key side: K, V [cp][64]; Q, dA [cp][32]; Q^T, dA^T [32][cp + 4]; lse, delta [32]; four warps' P^T, then dS^T,
+    /// [32][20]. At 32 channels 37 and 43 KB (under 48 KB: devices that do not raise the limit run them), at 64 channels
+    /// 61 and 75 KB.</summary>
     public static int WarpRowsSharedFloats(int cp, int pass) => pass == 0
         ? cp * WarpRowsBlock + 2 * (cp * StreamTile + StreamTile * (cp + 4)) + 4 * StreamTile * PrivatePitch + 4 * 32 * 4
         : 2 * cp * WarpRowsBlock + 2 * cp * StreamTile + 2 * StreamTile * (cp + 4) + 2 * StreamTile + 4 * StreamTile * PrivatePitch;
@@ -44,29 +45,50 @@ public static partial class Attention
 
     /// <summary>Copies positions pos0 .. pos0 + w - 1 (w = 32 or 64) of a part of head-batch b into sh[at + c w + x] and,
     /// where atT &gt;= 0, transposed into sh[atT + x (cp + 4) + c]; zero past the positions and for channels ch .. cp - 1.
-    /// Thread e takes position e mod w and channels e / w, e / w + 128 / w, ...: a warp reads 128 contiguous bytes.</summary>
+    /// Thread e takes position e mod w and channels e / w, e / w + 128 / w, ...: a warp reads 128 contiguous bytes.
+    /// Four loads are issued before their stores (cp is a multiple of 32), so four are in flight where a store would
+    /// otherwise wait for each load in turn.</summary>
     static void LoadRows(ArrayView<float> src, ArrayView<float> sh, int at, int atT, AttentionShape s, int b, int part, int pos0, int w, int cp)
     {
         int head = HeadAt(s, b, part, pos0), x = Group.IdxX & (w - 1), step = w == 64 ? 2 : 4;
         bool inside = pos0 + x < s.T;
-        for (int c = w == 64 ? Group.IdxX >> 6 : Group.IdxX >> 5; c < cp; c += step)
+        for (int c = w == 64 ? Group.IdxX >> 6 : Group.IdxX >> 5; c < cp; c += 4 * step)
         {
-            float y = inside && c < s.Ch ? src[head + c * s.T + x] : 0f;
-            sh[at + c * w + x] = y;
-            if (atT >= 0) sh[atT + x * (cp + 4) + c] = y;
+            float y0 = Fetch(src, head, s, c, x, inside), y1 = Fetch(src, head, s, c + step, x, inside),
+                y2 = Fetch(src, head, s, c + 2 * step, x, inside), y3 = Fetch(src, head, s, c + 3 * step, x, inside);
+            sh[at + c * w + x] = y0;
+            sh[at + (c + step) * w + x] = y1;
+            sh[at + (c + 2 * step) * w + x] = y2;
+            sh[at + (c + 3 * step) * w + x] = y3;
+            if (atT < 0) continue;
+            int t = atT + x * (cp + 4) + c;
+            sh[t] = y0;
+            sh[t + step] = y1;
+            sh[t + 2 * step] = y2;
+            sh[t + 3 * step] = y3;
         }
     }
+
+    /// <summary>Channel c of a head's position x (its channels T apart from head), or 0 outside the head.</summary>
+    static float Fetch(ArrayView<float> src, int head, AttentionShape s, int c, int x, bool inside) => inside && c < s.Ch ? src[head + c * s.T + x] : 0f;
 
     /// <summary>Copies positions pos0 .. pos0 + 31 of a part of head-batch b transposed into sh[at + x (cp + 4) + c], zero
     /// past the positions and for channels ch .. cp - 1. Thread e takes position 8 (e / 32) + (e / 4) mod 8 and channels
     /// e mod 4, + 4, ...: a warp reads 4 runs of 8 positions and stores to 32 different banks (cp + 4 is 4 more than a
-    /// multiple of 32).</summary>
+    /// multiple of 32). Four loads in flight, as LoadRows.</summary>
     static void LoadTransposed(ArrayView<float> src, ArrayView<float> sh, int at, AttentionShape s, int b, int part, int pos0, int cp)
     {
-        int head = HeadAt(s, b, part, pos0), x = 8 * (Group.IdxX >> 5) + ((Group.IdxX >> 2) & 7);
+        int head = HeadAt(s, b, part, pos0), x = 8 * (Group.IdxX >> 5) + ((Group.IdxX >> 2) & 7), t = at + x * (cp + 4);
         bool inside = pos0 + x < s.T;
-        for (int c = Group.IdxX & 3; c < cp; c += 4)
-            sh[at + x * (cp + 4) + c] = inside && c < s.Ch ? src[head + c * s.T + x] : 0f;
+        for (int c = Group.IdxX & 3; c < cp; c += 16)
+        {
+            float y0 = Fetch(src, head, s, c, x, inside), y1 = Fetch(src, head, s, c + 4, x, inside),
+                y2 = Fetch(src, head, s, c + 8, x, inside), y3 = Fetch(src, head, s, c + 12, x, inside);
+            sh[t + c] = y0;
+            sh[t + c + 4] = y1;
+            sh[t + c + 8] = y2;
+            sh[t + c + 12] = y3;
+        }
     }
 
     /// <summary>c += sum over x &lt; k of A(x, 4 r ..) B(x, 4 c ..), both runs of 4 floats at a[x aPitch] and b[x bPitch]
@@ -139,8 +161,8 @@ public static partial class Attention
         return y;
     }
 
-    /// <summary>Stores column j of c transposed: the Float4 (c.C0j, c.C1j, c.C2j, c.C3j) at p[(4 col + j) PrivatePitch / 4 + row],
-    /// for j = 0..3 (a warp's private [32][20] tile; row, col: the lane's).</summary>
+    /// <summary>Stores column j of c transposed: the Float4 (c.C0j, c.C1j, c.C2j, c.C3j) at p[(4 col + j) PrivatePitch / 4
+    /// + row], for j = 0..3 (a warp's private [32][20] tile; row, col: the lane's).</summary>
     static void PutColumns(ArrayView<Float4> p, int row, int col, Block4 c)
     {
         int at = col * PrivatePitch + row;   // Float4 index of column 4 col (PrivatePitch / 4 Float4s per row)
@@ -187,14 +209,10 @@ public static partial class Attention
                 {
                     var x = RunProduct(default, sh4.SubView((q + tw - t0) / 4 + r), WarpRowsBlock / 4, sh4.SubView(kb / 4 + c), StreamTile / 4, cp);
                     if (u0 + StreamTile > s.T) x = MaskColumns(x, s.T - u0 - 4 * c);
-                    var raw = AcrossRow(scratch, lane, new Float4(XMath.Max(XMath.Max(x.C00, x.C01), XMath.Max(x.C02, x.C03)),
-                        XMath.Max(XMath.Max(x.C10, x.C11), XMath.Max(x.C12, x.C13)), XMath.Max(XMath.Max(x.C20, x.C21), XMath.Max(x.C22, x.C23)),
-                        XMath.Max(XMath.Max(x.C30, x.C31), XMath.Max(x.C32, x.C33))), max: true);
-                    float n0 = XMath.Max(m0, alpha * raw.X), n1 = XMath.Max(m1, alpha * raw.Y), n2 = XMath.Max(m2, alpha * raw.Z), n3 = XMath.Max(m3, alpha * raw.W);   // alpha > 0
-                    x.C00 = XMath.Exp(alpha * x.C00 - n0); x.C01 = XMath.Exp(alpha * x.C01 - n0); x.C02 = XMath.Exp(alpha * x.C02 - n0); x.C03 = XMath.Exp(alpha * x.C03 - n0);
-                    x.C10 = XMath.Exp(alpha * x.C10 - n1); x.C11 = XMath.Exp(alpha * x.C11 - n1); x.C12 = XMath.Exp(alpha * x.C12 - n1); x.C13 = XMath.Exp(alpha * x.C13 - n1);
-                    x.C20 = XMath.Exp(alpha * x.C20 - n2); x.C21 = XMath.Exp(alpha * x.C21 - n2); x.C22 = XMath.Exp(alpha * x.C22 - n2); x.C23 = XMath.Exp(alpha * x.C23 - n2);
-                    x.C30 = XMath.Exp(alpha * x.C30 - n3); x.C31 = XMath.Exp(alpha * x.C31 - n3); x.C32 = XMath.Exp(alpha * x.C32 - n3); x.C33 = XMath.Exp(alpha * x.C33 - n3);
+                    var raw = AcrossRow(scratch, lane, RowMaxima(x), max: true);   // the rows' new maxima (alpha > 0)
+                    float n0 = XMath.Max(m0, alpha * raw.X), n1 = XMath.Max(m1, alpha * raw.Y), n2 = XMath.Max(m2, alpha * raw.Z),
+                        n3 = XMath.Max(m3, alpha * raw.W);
+                    x = ExpRows(x, alpha, n0, n1, n2, n3);   // P, unnormalised
                     // How much of the old O and l to keep: 0 on the first tile (m = -inf). The sums stay per lane until the end.
                     float k0 = XMath.Exp(m0 - n0), k1 = XMath.Exp(m1 - n1), k2 = XMath.Exp(m2 - n2), k3 = XMath.Exp(m3 - n3);
                     m0 = n0; m1 = n1; m2 = n2; m3 = n3;
@@ -285,7 +303,7 @@ public static partial class Attention
                     var sc = RunProduct(default, kr, WarpRowsBlock / 4, sh4.SubView(q / 4 + c), StreamTile / 4, cp);
                     var dp = RunProduct(default, sh4.SubView((vv + uw - u0) / 4 + r), WarpRowsBlock / 4, sh4.SubView(g / 4 + c), StreamTile / 4, cp);
                     Float4 lq = sh4[ls / 4 + c], dq = sh4[dl / 4 + c];
-                    sc = Probabilities(sc, alpha, lq);
+                    sc = ExpColumns(sc, alpha, lq);
                     dp = GradColumns(sc, dp, dq.X, dq.Y, dq.Z, dq.W);
                     // P^T, then dS^T, through the warp's one private tile (so the key side fits 48 KB at 32 channels).
                     PutColumns(pt, r, c, sc);
@@ -317,9 +335,23 @@ public static partial class Attention
         }
     }
 
-    /// <summary>P = exp(alpha S - lse_j) entry by entry, lse_j the column's (query's). Queries past T need no mask: their
+    /// <summary>Each row's largest entry (x, y, z, w: rows 0-3).</summary>
+    static Float4 RowMaxima(Block4 x) => new(XMath.Max(XMath.Max(x.C00, x.C01), XMath.Max(x.C02, x.C03)), XMath.Max(XMath.Max(x.C10, x.C11),
+        XMath.Max(x.C12, x.C13)), XMath.Max(XMath.Max(x.C20, x.C21), XMath.Max(x.C22, x.C23)), XMath.Max(XMath.Max(x.C30, x.C31), XMath.Max(x.C32, x.C33)));
+
+    /// <summary>exp(alpha x - n_i) entry by entry, n_i the row's (query's) running max: the forward's P, unnormalised.</summary>
+    static Block4 ExpRows(Block4 x, float alpha, float n0, float n1, float n2, float n3)
+    {
+        x.C00 = XMath.Exp(alpha * x.C00 - n0); x.C01 = XMath.Exp(alpha * x.C01 - n0); x.C02 = XMath.Exp(alpha * x.C02 - n0); x.C03 = XMath.Exp(alpha * x.C03 - n0);
+        x.C10 = XMath.Exp(alpha * x.C10 - n1); x.C11 = XMath.Exp(alpha * x.C11 - n1); x.C12 = XMath.Exp(alpha * x.C12 - n1); x.C13 = XMath.Exp(alpha * x.C13 - n1);
+        x.C20 = XMath.Exp(alpha * x.C20 - n2); x.C21 = XMath.Exp(alpha * x.C21 - n2); x.C22 = XMath.Exp(alpha * x.C22 - n2); x.C23 = XMath.Exp(alpha * x.C23 - n2);
+        x.C30 = XMath.Exp(alpha * x.C30 - n3); x.C31 = XMath.Exp(alpha * x.C31 - n3); x.C32 = XMath.Exp(alpha * x.C32 - n3); x.C33 = XMath.Exp(alpha * x.C33 - n3);
+        return x;
+    }
+
+    /// <summary>P^T = exp(alpha S^T - lse_j) entry by entry, lse_j the column's (query's). Queries past T need no mask: their
     /// rows of Q and dA are zero and their lse and delta 0, so P = 1 and dS = 0 there meet zero operands in dV and dK.</summary>
-    static Block4 Probabilities(Block4 x, float alpha, Float4 lse)
+    static Block4 ExpColumns(Block4 x, float alpha, Float4 lse)
     {
         x.C00 = XMath.Exp(alpha * x.C00 - lse.X); x.C01 = XMath.Exp(alpha * x.C01 - lse.Y); x.C02 = XMath.Exp(alpha * x.C02 - lse.Z); x.C03 = XMath.Exp(alpha * x.C03 - lse.W);
         x.C10 = XMath.Exp(alpha * x.C10 - lse.X); x.C11 = XMath.Exp(alpha * x.C11 - lse.Y); x.C12 = XMath.Exp(alpha * x.C12 - lse.Z); x.C13 = XMath.Exp(alpha * x.C13 - lse.W);
