@@ -408,16 +408,34 @@ public static partial class Attention
     }
 
     /// <summary>Copies positions pos0 .. pos0 + width - 1 of part (0 q, 1 k, 2 v of qkv; 3 an [N, C, T] array such as
-    /// da) of head-batch b into sh[at + c stride + x], zero past the positions and for channels ch .. cp - 1.</summary>
+    /// da) of head-batch b into sh[at + c stride + x], zero past the positions and for channels ch .. cp - 1. Four
+    /// entries a step, their loads issued before their stores: a store waits for its load, so one entry at a time left
+    /// each thread one load in flight.</summary>
     static void LoadTile(ArrayView<float> src, ArrayView<float> sh, int at, int stride, AttentionShape s, int b, int part, int pos0, int width, int cp)
     {
         int head = part < 3 ? s.Qkv(b, part, 0, pos0) : s.Out(b, 0, pos0);   // a head's channels lie T apart in both layouts
-        for (var w = new TileWalk(width); w.Row < cp; w.Next())
+        for (var w = new TileWalk(width); w.Row < cp;)
         {
-            bool inside = w.Row < s.Ch && pos0 + w.Col < s.T;
-            sh[at + w.Row * stride + w.Col] = inside ? src[head + w.Row * s.T + w.Col] : 0f;
+            var w0 = w;
+            w.Next();
+            var w1 = w;
+            w.Next();
+            var w2 = w;
+            w.Next();
+            var w3 = w;
+            w.Next();
+            float y0 = TileEntry(src, head, s, pos0, w0), y1 = TileEntry(src, head, s, pos0, w1),
+                y2 = TileEntry(src, head, s, pos0, w2), y3 = TileEntry(src, head, s, pos0, w3);
+            sh[at + w0.Row * stride + w0.Col] = y0;   // w0.Row < cp: the loop's condition
+            if (w1.Row < cp) sh[at + w1.Row * stride + w1.Col] = y1;
+            if (w2.Row < cp) sh[at + w2.Row * stride + w2.Col] = y2;
+            if (w3.Row < cp) sh[at + w3.Row * stride + w3.Col] = y3;
         }
     }
+
+    /// <summary>The entry of a walk's (channel, position) from its head, or 0 past the channels (and so past cp) or positions.</summary>
+    static float TileEntry(ArrayView<float> src, int head, AttentionShape s, int pos0, TileWalk w)
+        => w.Row < s.Ch && pos0 + w.Col < s.T ? src[head + w.Row * s.T + w.Col] : 0f;
 
     /// <summary>A group's walk over a tile's entries (row, column), entry row x width + column for e = thread, thread +
     /// group size, ...: the digits advance by carries, where dividing e by width for each entry would cost a division.</summary>
