@@ -50,16 +50,18 @@ public static partial class KernelChecks
 
     /// <summary>v8 through the ops and the tape (Ops.Attention with attention=v8 forced: its saved log-sum-exp, scratch and
     /// dS buffers): the forward against float64 and the gradient against central differences of the float64 forward, at
-    /// a ragged shape in both head orders; on the device where its warps run, else on a CPU device of 32-lane warps.</summary>
+    /// a ragged shape in both head orders and at one head of 5 positions (the classifier's attention pool); on the device
+    /// where its warps run, else on a CPU device of 32-lane warps.</summary>
     static void AddWarpRowsThroughOps(List<Case> list)
     {
-        foreach (bool newOrder in new[] { true, false })
+        foreach (var (n, c, t, heads, newOrder, tag) in new[] { (2, 18, 13, 3, true, "ragged"), (2, 18, 13, 3, false, "ragged"), (3, 4, 5, 1, true, "one_head") })
         {
-            var s = new AttentionShape { N = 2, C = 18, T = 13, Heads = 3, NewOrder = newOrder ? 1 : 0 };
-            string name = $"attention.{(newOrder ? "new_order" : "legacy_order")}.ragged.v8";
-            Func<Tensor[], Tensor> op = t => Ops.Attention(t[0], 3, newOrder);
+            var s = new AttentionShape { N = n, C = c, T = t, Heads = heads, NewOrder = newOrder ? 1 : 0 };
+            string name = $"attention.{(newOrder ? "new_order" : "legacy_order")}.{tag}.v8";
+            Func<Tensor[], Tensor> op = x => Ops.Attention(x[0], heads, newOrder);
             Func<double[][], double[]> reference = v => Attention.Reference.Forward(v[0], s);
-            foreach (var inner in new[] { Forward(name, [[2, 54, 13]], op, reference), Backward(name, [[2, 54, 13]], op, reference) })
+            int[][] shape = [[n, 3 * c, t]];
+            foreach (var inner in new[] { Forward(name, shape, op, reference), Backward(name, shape, op, reference) })
                 list.Add(inner with { Run = (d, r) => OnWarpRowsDevice(d, cd => cd.Versions.With(v => v.Attention = AttentionVersion.V8WarpRows, () => inner.Run(cd, r))) });
         }
     }
