@@ -13,7 +13,7 @@ namespace KernelDiffusion.Kernels;
 /// step reads two Float4s of shared memory (LDS.128) for 16 multiply-adds: the streamed operand's transposed copy
 /// (V^T in the forward; Q^T and dA^T in the key side) is stored alongside for the products over positions.
 /// Heads of up to 64 channels (padded to 32 or 64); groups of 4 warps of 32 lanes (CUDA). dQ as v6: one batched GEMM
-/// over the dS the key side stores.</summary>
+/// over the dS the key side stores. v9 is v8's forward with v6's backward.</summary>
 public static partial class Attention
 {
     const int WarpRowsThreads = 128, WarpRowsBlock = 64, WarpRows = 16, StreamTile = 32;
@@ -378,24 +378,26 @@ public static partial class Attention
         return new KernelConfig((int)Math.Min(work, cap), WarpRowsThreads, SharedMemoryConfig.RequestDynamic<Float4>(floats / 4));
     }
 
-    static void RequireWarpRows(Accelerator acc, AttentionShape s, int? limitBytes)
+    /// <summary>Refuses, naming why, a device without v8's groups, a head past 64 channels, or a pass (0 forward, 1 key
+    /// side) whose shared memory is past the limit.</summary>
+    static void RequireWarpRows(Accelerator acc, AttentionShape s, int pass, int? limitBytes)
     {
         if (!WarpRowsRun(acc))
             throw new VersionNotApplicableException($"attention v8 needs 32-lane warps in groups of {WarpRowsThreads} threads; {acc.Name} has " +
                                                     $"{acc.WarpSize}-lane warps and groups of up to {acc.MaxNumThreadsPerGroup}");
         if (!FitsV8(s))
             throw new VersionNotApplicableException($"attention v8 takes heads of up to 64 channels; these have {s.Ch}");
-        int bytes = WarpRowsSharedFloats(WarpRowsChannels(s.Ch), 1) * sizeof(float), limit = limitBytes ?? SharedMemoryLimit.MaxBytes(acc);
+        int bytes = WarpRowsSharedFloats(WarpRowsChannels(s.Ch), pass) * sizeof(float), limit = limitBytes ?? SharedMemoryLimit.MaxBytes(acc);
         if (bytes > limit)
-            throw new VersionNotApplicableException($"attention v8's key side takes {bytes} bytes of shared memory at {s.Ch}-channel heads; " +
-                                                    $"{acc.Name} allows {limit}");
+            throw new VersionNotApplicableException($"attention v8's {(pass == 0 ? "forward" : "key side")} takes {bytes} bytes of shared memory " +
+                                                    $"at {s.Ch}-channel heads; {acc.Name} allows {limit}");
     }
 
     /// <summary>v8 forward: a [N, C, T] and lse [N*H, T] in one launch.</summary>
     public static void WarpRowsForward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
         int? limitBytes = null)
     {
-        RequireWarpRows(acc, s, limitBytes);
+        RequireWarpRows(acc, s, 0, limitBytes);
         KernelCache.Get(acc, "attention.v8.forward", x =>
         {
             Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = WarpRowsForwardKernel;
@@ -409,7 +411,7 @@ public static partial class Attention
         ArrayView<float> da, ArrayView<float> delta, ArrayView<float> scores, ArrayView<float> dqkv, GemmRunner? gemm = null,
         int? limitBytes = null)
     {
-        RequireWarpRows(acc, s, limitBytes);
+        RequireWarpRows(acc, s, 1, limitBytes);
         RowDeltas(acc, s, a, da, delta);
         KernelCache.Get(acc, "attention.v8.key_side", x =>
         {

@@ -27,7 +27,7 @@ public struct AttentionShape
     public readonly int Out(int b, int c, int pos) => ((b / Heads) * C + (b % Heads) * Ch + c) * T + pos;
 }
 
-public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4Tiled = 4, V6TiledScores = 6, V7TiledScoresDk = 7, V8WarpRows = 8 }
+public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4Tiled = 4, V6TiledScores = 6, V7TiledScoresDk = 7, V8WarpRows = 8, V9WarpRowsForward = 9 }
 
 /// <summary>v2, streaming: one thread per query row keeps a running max, sum and output (online softmax), so the
 /// T x T weights never exist; the backward recomputes them from the saved log-sum-exp: dQ by query row, dK and dV
@@ -47,7 +47,8 @@ public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4
 /// dP); still deterministic (no atomics), for T^2 floats per head of scratch.
 /// v7: v6 with dK = alpha Q dS also one batched GEMM, so the key side's tiles compute S, dP and dV only.
 /// v8, warp rows (Attention.WarpRows.cs): v4's forward and v6's backward rebuilt so each warp owns whole rows of the
-/// score tiles: the softmax within warps, one or two group barriers per streamed tile.</summary>
+/// score tiles: the softmax within warps, one or two group barriers per streamed tile.
+/// v9: v8's forward with v6's backward (to time each half of v8 against v6's in a whole step).</summary>
 public static partial class Attention
 {
     /// <summary>Element offset of q (0), k (1) or v (2) of head 0 of sample 0, and the stride between heads.</summary>
@@ -873,13 +874,14 @@ public static partial class Attention
         AttentionVersion.V3SharedHead => FitsV3(s),
         AttentionVersion.V4Tiled or AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk => FitsV4(s),
         AttentionVersion.V8WarpRows => FitsV8(s),
+        AttentionVersion.V9WarpRowsForward => FitsV8(s) && FitsV4(s),
         _ => true,
     };
 
-    /// <summary>Whether a version can run at this shape on this accelerator: v8 also needs 32-lane warps in 128-thread
-    /// groups (not kd's CPU device of 2-thread groups).</summary>
+    /// <summary>Whether a version can run at this shape on this accelerator: v8 and v9 also need 32-lane warps in
+    /// 128-thread groups (not kd's CPU device of 2-thread groups).</summary>
     public static bool Runs(Accelerator acc, AttentionShape s, AttentionVersion v)
-        => Runs(s, v) && (v != AttentionVersion.V8WarpRows || WarpRowsRun(acc));
+        => Runs(s, v) && (v is not (AttentionVersion.V8WarpRows or AttentionVersion.V9WarpRowsForward) || WarpRowsRun(acc));
 
     /// <summary>Whether attention=auto tries a version here: on the CPU accelerator not v2, v4, v6 and v7, where forward +
     /// backward at fmnist's 14x14 (batch 4) took 6.5x and 12x v1's time (barriers are OS-thread barriers there), except at
@@ -887,11 +889,11 @@ public static partial class Attention
     public static bool Tunable(Accelerator acc, AttentionShape s, AttentionVersion v)
         => !Launch.IsCpu(acc) || !SavesLogSumExp(v) || (long)s.Batch * s.T * s.T * s.Ch < 1 << 16;
 
-    /// <summary>Whether a version's forward keeps the log-sum-exp [N*H, T] for its backward (v2, v4, v6-v8), not the weights
+    /// <summary>Whether a version's forward keeps the log-sum-exp [N*H, T] for its backward (v2, v4, v6-v9), not the weights
     /// P [N*H, T, T] (v1, v3).</summary>
     public static bool SavesLogSumExp(AttentionVersion v)
         => v is AttentionVersion.V2Streaming or AttentionVersion.V4Tiled or AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk
-            or AttentionVersion.V8WarpRows;
+            or AttentionVersion.V8WarpRows or AttentionVersion.V9WarpRowsForward;
 
     static void RequireV3(AttentionShape s)
     {

@@ -50,19 +50,22 @@ public static partial class KernelChecks
 
     /// <summary>v8 through the ops and the tape (Ops.Attention with attention=v8 forced: its saved log-sum-exp, scratch and
     /// dS buffers): the forward against float64 and the gradient against central differences of the float64 forward, at
-    /// a ragged shape in both head orders and at one head of 5 positions (the classifier's attention pool); on the device
-    /// where its warps run, else on a CPU device of 32-lane warps.</summary>
+    /// a ragged shape in both head orders and at one head of 5 positions (the classifier's attention pool), and v9 (v8's
+    /// forward, v6's backward) at the ragged shape; on the device where their warps run, else on a CPU device of 32-lane
+    /// warps.</summary>
     static void AddWarpRowsThroughOps(List<Case> list)
     {
-        foreach (var (n, c, t, heads, newOrder, tag) in new[] { (2, 18, 13, 3, true, "ragged"), (2, 18, 13, 3, false, "ragged"), (3, 4, 5, 1, true, "one_head") })
+        foreach (var (n, c, t, heads, newOrder, tag, version) in new[] { (2, 18, 13, 3, true, "ragged", AttentionVersion.V8WarpRows),
+                     (2, 18, 13, 3, false, "ragged", AttentionVersion.V8WarpRows), (3, 4, 5, 1, true, "one_head", AttentionVersion.V8WarpRows),
+                     (2, 18, 13, 3, false, "ragged", AttentionVersion.V9WarpRowsForward) })
         {
             var s = new AttentionShape { N = n, C = c, T = t, Heads = heads, NewOrder = newOrder ? 1 : 0 };
-            string name = $"attention.{(newOrder ? "new_order" : "legacy_order")}.{tag}.v8";
+            string name = $"attention.{(newOrder ? "new_order" : "legacy_order")}.{tag}.v{(int)version}";
             Func<Tensor[], Tensor> op = x => Ops.Attention(x[0], heads, newOrder);
             Func<double[][], double[]> reference = v => Attention.Reference.Forward(v[0], s);
             int[][] shape = [[n, 3 * c, t]];
             foreach (var inner in new[] { Forward(name, shape, op, reference), Backward(name, shape, op, reference) })
-                list.Add(inner with { Run = (d, r) => OnWarpRowsDevice(d, cd => cd.Versions.With(v => v.Attention = AttentionVersion.V8WarpRows, () => inner.Run(cd, r))) });
+                list.Add(inner with { Run = (d, r) => OnWarpRowsDevice(d, cd => cd.Versions.With(v => v.Attention = version, () => inner.Run(cd, r))) });
         }
     }
 
