@@ -12,7 +12,7 @@ out=${1:?usage: gpu-attention-v8.sh OUTDIR}
 R=/tmp/kd-attention-v8; tarball=attention-v8-results.tgz
 . scripts/gpu-common.sh
 bash scripts/fixture-data.sh /tmp/fx
-timeout 40 $K check --device cuda --filter attention --out "$R/check" > "$R/check.log" 2>&1
+timeout 60 $K check --device cuda --filter attention --out "$R/check" > "$R/check.log" 2>&1
 stamp "check (attention): $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
 if ! grep -q " 0 failed" "$R/check.log"; then
   grep -E "FAIL" "$R/check.log" | head -20; stamp "a check failed: nothing is timed"; exit 1
