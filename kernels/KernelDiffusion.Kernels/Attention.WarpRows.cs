@@ -16,13 +16,17 @@ namespace KernelDiffusion.Kernels;
 /// over the dS the key side stores. v9 is v8's forward with v6's backward.</summary>
 public static partial class Attention
 {
-    const int WarpRowsThreads = 128, WarpRowsBlock = 64, WarpRows = 16, StreamTile = 32;
+    /// <summary>v8's groups: 4 warps of 32 lanes.</summary>
+    public const int WarpRowsThreads = 128;
+    const int WarpRowsBlock = 64, WarpRows = 16, StreamTile = 32;
     /// <summary>Floats between the rows of a warp's private P (or P^T, dS^T) tile [32][16 + 4]: 16-byte aligned, and the
     /// padding spreads the four lanes' Float4 stores of a column over more banks.</summary>
     const int PrivatePitch = WarpRows + 4;
+    /// <summary>Floats of a warp's row scratch in the forward (AcrossRow): a Float4 per lane.</summary>
+    const int RowScratch = 32 * 4;
 
     /// <summary>Whether v8 runs on this accelerator: 32-lane warps, groups of 128 threads.</summary>
-    public static bool WarpRowsRun(Accelerator acc) => acc.WarpSize == 32 && acc.MaxNumThreadsPerGroup >= WarpRowsThreads;
+    public static bool WarpRowsRun(Accelerator acc) => Launch.Has32LaneGroups(acc, WarpRowsThreads);
 
     /// <summary>Whether v8 takes this head: up to 64 channels.</summary>
     public static bool FitsV8(AttentionShape s) => s.Ch <= 64;
@@ -36,12 +40,8 @@ public static partial class Attention
     /// [32][20]. At 32 channels 37 and 43 KB (under 48 KB: devices that do not raise the limit run them), at 64 channels
     /// 61 and 75 KB.</summary>
     public static int WarpRowsSharedFloats(int cp, int pass) => pass == 0
-        ? cp * WarpRowsBlock + 2 * (cp * StreamTile + StreamTile * (cp + 4)) + 4 * StreamTile * PrivatePitch + 4 * 32 * 4
+        ? cp * WarpRowsBlock + 2 * (cp * StreamTile + StreamTile * (cp + 4)) + 4 * StreamTile * PrivatePitch + 4 * RowScratch
         : 2 * cp * WarpRowsBlock + 2 * cp * StreamTile + 2 * StreamTile * (cp + 4) + 2 * StreamTile + 4 * StreamTile * PrivatePitch;
-
-    /// <summary>Element offset of position pos0, channel 0 of part (0 q, 1 k, 2 v of qkv; 3 an [N, C, T] array such as da)
-    /// of head-batch b: a head's channels lie T apart in both layouts.</summary>
-    static int HeadAt(AttentionShape s, int b, int part, int pos0) => part < 3 ? s.Qkv(b, part, 0, pos0) : s.Out(b, 0, pos0);
 
     /// <summary>Copies positions pos0 .. pos0 + w - 1 (w = 32 or 64) of a part of head-batch b into sh[at + c w + x] and,
     /// where atT &gt;= 0, transposed into sh[atT + x (cp + 4) + c]; zero past the positions and for channels ch .. cp - 1.
@@ -68,9 +68,6 @@ public static partial class Attention
             sh[t + 3 * step] = y3;
         }
     }
-
-    /// <summary>Channel c of a head's position x (its channels T apart from head), or 0 outside the head.</summary>
-    static float Fetch(ArrayView<float> src, int head, AttentionShape s, int c, int x, bool inside) => inside && c < s.Ch ? src[head + c * s.T + x] : 0f;
 
     /// <summary>Copies positions pos0 .. pos0 + 31 of a part of head-batch b transposed into sh[at + x (cp + 4) + c], zero
     /// past the positions and for channels ch .. cp - 1. Thread e takes position 8 (e / 32) + (e / 4) mod 8 and channels
@@ -106,20 +103,16 @@ public static partial class Attention
         return c;
     }
 
-    static Block4 RunStep(Block4 c, ArrayView<Float4> a, ArrayView<Float4> b, int i, int j)
-    {
-        Float4 u = a[i], v = b[j];
-        return Block4.Fma(c, u.X, u.Y, u.Z, u.W, v.X, v.Y, v.Z, v.W);
-    }
+    static Block4 RunStep(Block4 c, ArrayView<Float4> a, ArrayView<Float4> b, int i, int j) => Block4.Fma(c, a[i], b[j]);
 
     /// <summary>As RunProduct, for two 32-column chunks of B (64-channel heads) sharing A's loads.</summary>
     static void RunProduct2(ref Block4 c0, ref Block4 c1, ArrayView<Float4> a, int aPitch, ArrayView<Float4> b, int bPitch, int k)
     {
         for (int x = 0; x < k; x++)
         {
-            Float4 u = a[x * aPitch], v = b[x * bPitch], w = b[x * bPitch + 8];
-            c0 = Block4.Fma(c0, u.X, u.Y, u.Z, u.W, v.X, v.Y, v.Z, v.W);
-            c1 = Block4.Fma(c1, u.X, u.Y, u.Z, u.W, w.X, w.Y, w.Z, w.W);
+            Float4 u = a[x * aPitch];
+            c0 = Block4.Fma(c0, u, b[x * bPitch]);
+            c1 = Block4.Fma(c1, u, b[x * bPitch + 8]);
         }
     }
 
@@ -185,7 +178,7 @@ public static partial class Attention
         int warp = Group.IdxX >> 5, lane = Group.IdxX & 31, r = lane >> 3, c = lane & 7, vPitch = cp + 4;
         int q = 0, k = cp * WarpRowsBlock, v = k + 2 * cp * StreamTile, p = v + 2 * StreamTile * vPitch + warp * StreamTile * PrivatePitch;
         var priv = sh4.SubView(p / 4);
-        var scratch = sh4.SubView((v + 2 * StreamTile * vPitch + 4 * StreamTile * PrivatePitch) / 4 + 32 * warp);
+        var scratch = sh4.SubView((v + 2 * StreamTile * vPitch + 4 * StreamTile * PrivatePitch + warp * RowScratch) / 4);
         float alpha = 1f / XMath.Sqrt(s.Ch);
         int blocks = (s.T + WarpRowsBlock - 1) / WarpRowsBlock, tiles = (s.T + StreamTile - 1) / StreamTile;
         for (int w = Grid.IdxX; w < s.Batch * blocks; w += Grid.DimX)
@@ -370,13 +363,9 @@ public static partial class Attention
         return d;
     }
 
+    /// <summary>v4's launch shape (PerRowTile), its shared memory as Float4s for the 16-byte reads.</summary>
     static KernelConfig WarpRowsLaunch(Accelerator acc, AttentionShape s, int pass)
-    {
-        long work = (long)s.Batch * ((s.T + WarpRowsBlock - 1) / WarpRowsBlock);
-        long cap = Launch.IsCpu(acc) ? acc.NumMultiprocessors : acc.NumMultiprocessors * 16L;
-        int floats = WarpRowsSharedFloats(WarpRowsChannels(s.Ch), pass);
-        return new KernelConfig((int)Math.Min(work, cap), WarpRowsThreads, SharedMemoryConfig.RequestDynamic<Float4>(floats / 4));
-    }
+        => PerRowTile(acc, s, WarpRowsBlock, WarpRowsThreads, SharedMemoryConfig.RequestDynamic<Float4>(WarpRowsSharedFloats(WarpRowsChannels(s.Ch), pass) / 4));
 
     /// <summary>Refuses, naming why, a device without v8's groups, a head past 64 channels, or a pass (0 forward, 1 key
     /// side) whose shared memory is past the limit.</summary>

@@ -414,7 +414,7 @@ public static partial class Attention
     /// each thread one load in flight.</summary>
     static void LoadTile(ArrayView<float> src, ArrayView<float> sh, int at, int stride, AttentionShape s, int b, int part, int pos0, int width, int cp)
     {
-        int head = part < 3 ? s.Qkv(b, part, 0, pos0) : s.Out(b, 0, pos0);   // a head's channels lie T apart in both layouts
+        int head = HeadAt(s, b, part, pos0);
         for (var w = new TileWalk(width); w.Row < cp;)
         {
             var w0 = w;
@@ -425,8 +425,10 @@ public static partial class Attention
             w.Next();
             var w3 = w;
             w.Next();
-            float y0 = TileEntry(src, head, s, pos0, w0), y1 = TileEntry(src, head, s, pos0, w1),
-                y2 = TileEntry(src, head, s, pos0, w2), y3 = TileEntry(src, head, s, pos0, w3);
+            float y0 = Fetch(src, head, s, w0.Row, w0.Col, pos0 + w0.Col < s.T),
+                y1 = Fetch(src, head, s, w1.Row, w1.Col, pos0 + w1.Col < s.T),
+                y2 = Fetch(src, head, s, w2.Row, w2.Col, pos0 + w2.Col < s.T),
+                y3 = Fetch(src, head, s, w3.Row, w3.Col, pos0 + w3.Col < s.T);
             sh[at + w0.Row * stride + w0.Col] = y0;   // w0.Row < cp: the loop's condition
             if (w1.Row < cp) sh[at + w1.Row * stride + w1.Col] = y1;
             if (w2.Row < cp) sh[at + w2.Row * stride + w2.Col] = y2;
@@ -434,9 +436,13 @@ public static partial class Attention
         }
     }
 
-    /// <summary>The entry of a walk's (channel, position) from its head, or 0 past the channels (and so past cp) or positions.</summary>
-    static float TileEntry(ArrayView<float> src, int head, AttentionShape s, int pos0, TileWalk w)
-        => w.Row < s.Ch && pos0 + w.Col < s.T ? src[head + w.Row * s.T + w.Col] : 0f;
+    /// <summary>Element offset of position pos0, channel 0 of part (0 q, 1 k, 2 v of qkv; 3 an [N, C, T] array such as da)
+    /// of head-batch b: a head's channels lie T apart in both layouts.</summary>
+    static int HeadAt(AttentionShape s, int b, int part, int pos0) => part < 3 ? s.Qkv(b, part, 0, pos0) : s.Out(b, 0, pos0);
+
+    /// <summary>Channel c at position x of a head (its channels T apart from head), or 0 past the channels (and so past
+    /// the padded ones) or where <paramref name="inside"/> (the position within T) is false.</summary>
+    static float Fetch(ArrayView<float> src, int head, AttentionShape s, int c, int x, bool inside) => inside && c < s.Ch ? src[head + c * s.T + x] : 0f;
 
     /// <summary>A group's walk over a tile's entries (row, column), entry row x width + column for e = thread, thread +
     /// group size, ...: the digits advance by carries, where dividing e by width for each entry would cost a division.</summary>
@@ -782,10 +788,15 @@ public static partial class Attention
     /// <summary>One group per (head-batch, row tile), at most 16 per multiprocessor on GPUs (one per core on the CPU),
     /// with the tiles' shared memory requested dynamically.</summary>
     static KernelConfig TiledLaunch(Accelerator acc, AttentionShape s, AttentionTiles f, int pass)
+        => PerRowTile(acc, s, f.Rows, f.TY * f.TX, SharedMemoryConfig.RequestDynamic<float>(TiledSharedFloats(f, s.Ch, pass)));
+
+    /// <summary>One group of <paramref name="threads"/> per (head-batch, tile of <paramref name="rows"/> rows), at most 16
+    /// per multiprocessor on GPUs (one per core on the CPU): v4's and v8's grid-stride launches.</summary>
+    static KernelConfig PerRowTile(Accelerator acc, AttentionShape s, int rows, int threads, SharedMemoryConfig shared)
     {
-        long work = (long)s.Batch * ((s.T + f.Rows - 1) / f.Rows);
+        long work = (long)s.Batch * ((s.T + rows - 1) / rows);
         long cap = Launch.IsCpu(acc) ? acc.NumMultiprocessors : acc.NumMultiprocessors * 16L;
-        return new KernelConfig((int)Math.Min(work, cap), f.TY * f.TX, SharedMemoryConfig.RequestDynamic<float>(TiledSharedFloats(f, s.Ch, pass)));
+        return new KernelConfig((int)Math.Min(work, cap), threads, shared);
     }
 
     /// <summary>v4 forward: a [N, C, T] and lse [N*H, T], in one launch; tiles sized as Tiles.</summary>

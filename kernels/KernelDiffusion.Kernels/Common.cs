@@ -20,6 +20,10 @@ public static class Launch
 {
     public static bool IsCpu(Accelerator acc) => acc.AcceleratorType == AcceleratorType.CPU;
 
+    /// <summary>Whether groups of <paramref name="threads"/> threads in whole 32-lane warps run here (CUDA; the CPU
+    /// accelerator only with a device built so): the kernels written per warp (tensor cores, attention v8) need them.</summary>
+    public static bool Has32LaneGroups(Accelerator acc, int threads) => acc.WarpSize == 32 && acc.MaxNumThreadsPerGroup >= threads;
+
     /// <summary>Below this many work items per core, waking a second CPU thread costs more than it saves.</summary>
     const long CpuItemsPerCore = 4096;
 

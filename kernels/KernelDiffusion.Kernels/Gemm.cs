@@ -93,6 +93,9 @@ public struct Block4 : IRegisterBlock<Block4>
         return c;
     }
 
+    /// <summary>c += a b^T for runs of four (a column a, a row b), as two Float4s: 16 multiply-adds.</summary>
+    public static Block4 Fma(Block4 c, Float4 a, Float4 b) => Fma(c, a.X, a.Y, a.Z, a.W, b.X, b.Y, b.Z, b.W);
+
     /// <summary>Accumulator (i, j): a switch, not an index, so the fields stay in registers.</summary>
     public readonly float Get(int i, int j) => (i * 4 + j) switch
     {
@@ -142,10 +145,10 @@ public struct Block8 : IRegisterBlock<Block8>
     /// <summary>One step of k from 16-byte shared loads: rows a0 (4 of them) and a1 (4 more) times columns b0 and b1.</summary>
     public static Block8 Step(Block8 c, Float4 a0, Float4 a1, Float4 b0, Float4 b1)
     {
-        c.Q00 = Block4.Fma(c.Q00, a0.X, a0.Y, a0.Z, a0.W, b0.X, b0.Y, b0.Z, b0.W);
-        c.Q01 = Block4.Fma(c.Q01, a0.X, a0.Y, a0.Z, a0.W, b1.X, b1.Y, b1.Z, b1.W);
-        c.Q10 = Block4.Fma(c.Q10, a1.X, a1.Y, a1.Z, a1.W, b0.X, b0.Y, b0.Z, b0.W);
-        c.Q11 = Block4.Fma(c.Q11, a1.X, a1.Y, a1.Z, a1.W, b1.X, b1.Y, b1.Z, b1.W);
+        c.Q00 = Block4.Fma(c.Q00, a0, b0);
+        c.Q01 = Block4.Fma(c.Q01, a0, b1);
+        c.Q10 = Block4.Fma(c.Q10, a1, b0);
+        c.Q11 = Block4.Fma(c.Q11, a1, b1);
         return c;
     }
 
@@ -173,8 +176,7 @@ public struct Block4Runs : IStagedBlock<Block4Runs>
     /// <summary>Step kk of a stage (v13, v15): a k row of a 64-wide tile is 16 Float4s, and pitch apart.</summary>
     static Block4 Step(Block4 c, ArrayView<Float4> a, ArrayView<Float4> b, int kk, int pitch)
     {
-        Float4 x = a[kk * pitch], y = b[kk * pitch];
-        return Block4.Fma(c, x.X, x.Y, x.Z, x.W, y.X, y.Y, y.Z, y.W);
+        return Block4.Fma(c, a[kk * pitch], b[kk * pitch]);
     }
 
     /// <summary>The 16 steps written out, so each offset is a constant (pitch is a constant in the kernels).</summary>
@@ -194,7 +196,7 @@ public struct Block4Runs : IStagedBlock<Block4Runs>
     public readonly Block4Runs After(ArrayView<float> at, ArrayView<float> bt, int kRow, int ty, int tx, int tdim)
     {
         Float4 a = at.Cast<Float4>()[kRow / 4 + ty], b = bt.Cast<Float4>()[kRow / 4 + tx];
-        return new Block4Runs { c = Block4.Fma(c, a.X, a.Y, a.Z, a.W, b.X, b.Y, b.Z, b.W) };
+        return new Block4Runs { c = Block4.Fma(c, a, b) };
     }
 
     public readonly float Get(int i, int j) => c.Get(i, j);

@@ -26,7 +26,7 @@ public static class TensorCore
 
     /// <summary>Whether the tensor-core kernels can run here: whole 32-lane warps in 128-thread groups (CUDA; the CPU
     /// accelerator only with a device built so, as kd check and the tests do, where the mma is emulated).</summary>
-    public static bool Runs(Accelerator acc, int threads = Threads) => acc.WarpSize == 32 && acc.MaxNumThreadsPerGroup >= threads;
+    public static bool Runs(Accelerator acc, int threads = Threads) => Launch.Has32LaneGroups(acc, threads);
 
     /// <summary>The error for a device where <see cref="Runs"/> is false.</summary>
     public static VersionNotApplicableException Refusal(Accelerator acc, string kernel, int threads = Threads) => new(

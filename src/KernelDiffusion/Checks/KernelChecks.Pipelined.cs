@@ -52,7 +52,7 @@ public static partial class KernelChecks
                 {
                     using var da = acc.Allocate1D(a.Select(v => (float)v).ToArray());
                     using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
-                    using var dc = acc.Allocate1D(Enumerable.Repeat(float.NaN, 2 * s.OuterC).ToArray());
+                    using var dc = Poisoned(acc, 2 * s.OuterC);
                     Gemm.Run(acc, da.View, db.View, dc.View, s, version);
                     // The matrices of C, in batch order (the gaps between samples are not written).
                     var all = dc.GetAsArray1D();
@@ -90,12 +90,12 @@ public static partial class KernelChecks
         using var dw = acc.Allocate1D(w.Select(v => (float)v).ToArray());
         using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
         using var ddy = acc.Allocate1D(dy.Select(v => (float)v).ToArray());
-        using var y = acc.Allocate1D(Enumerable.Repeat(float.NaN, yn).ToArray());
-        using var gx = acc.Allocate1D(Enumerable.Repeat(float.NaN, xn).ToArray());
-        using var gw = acc.Allocate1D(Enumerable.Repeat(float.NaN, wn).ToArray());
+        using var y = Poisoned(acc, yn);
+        using var gx = Poisoned(acc, xn);
+        using var gw = Poisoned(acc, wn);
         long room = gemm == null ? slices * wn
             : new[] { ConvPass.Forward, ConvPass.InputGrad, ConvPass.WeightGrad }.Max(p => Conv2d.ScratchLength(acc, g, p, version));
-        using var scratch = acc.Allocate1D(Enumerable.Repeat(float.NaN, (int)Math.Max(1, room)).ToArray());
+        using var scratch = Poisoned(acc, (int)Math.Max(1, room));
         var everyPass = gemm == null ? default : scratch.View;
         Conv2d.Run(acc, ConvPass.Forward, g, dx.View, dw.View, dx.View, db.View, true, y.View, version, everyPass, gemm);
         Conv2d.Run(acc, ConvPass.InputGrad, g, dx.View, dw.View, ddy.View, dw.View, false, gx.View, version, everyPass, gemm);

@@ -151,6 +151,14 @@ public static partial class KernelChecks
     /// <summary>Runs f on the device's accelerator when it can run groups of <paramref name="threads"/> threads in 32-lane
     /// warps, else on a CPU accelerator made so (created for the call: kd's own CPU device keeps 2-thread groups for speed).</summary>
     static float[] OnTensorCoreTiles(ComputeDevice d, int threads, Func<Accelerator, float[]> f, out string where)
-        => OnShapedDevice(d, TensorCore.Runs(d.Accelerator, threads), new CPUDevice(32, threads / 32, 1),
-            $"; emulated through shared memory on a CPU device of 32-lane warps ({d.Info.Id} has {d.Info.WarpSize}-lane warps)", f, out where);
+        => On32LaneGroups(d, threads, "emulated through shared memory ", f, out where);
+
+    /// <summary>Runs f on the device's accelerator when it has groups of <paramref name="threads"/> threads in 32-lane
+    /// warps (Launch.Has32LaneGroups), else on a CPU accelerator made so, saying so (after <paramref name="how"/>).</summary>
+    static float[] On32LaneGroups(ComputeDevice d, int threads, string how, Func<Accelerator, float[]> f, out string where)
+        => OnShapedDevice(d, Launch.Has32LaneGroups(d.Accelerator, threads), new CPUDevice(32, threads / 32, 1), Elsewhere32(d, how), f, out where);
+
+    /// <summary>The note of a check run off the device on a CPU device of 32-lane warps.</summary>
+    static string Elsewhere32(ComputeDevice d, string how = "")
+        => $"; {how}on a CPU device of 32-lane warps ({d.Info.Id} has {d.Info.WarpSize}-lane warps)";
 }

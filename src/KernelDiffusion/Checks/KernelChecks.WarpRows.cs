@@ -25,8 +25,7 @@ public static partial class KernelChecks
                 $"[2,{3 * s.C},{t}] {heads} head{(heads == 1 ? "" : "s")} of {ch} channels", (d, r) =>
                 {
                     var (x, w) = (Randn(r, s.N * 3 * s.C * t), Randn(r, s.N * s.C * t));
-                    float[] got = OnShapedDevice(d, Attention.WarpRowsRun(d.Accelerator), new CPUDevice(32, 4, 1),
-                        $"; on a CPU device of 32-lane warps ({d.Info.Id} has {d.Info.WarpSize}-lane warps)", acc =>
+                    float[] got = On32LaneGroups(d, Attention.WarpRowsThreads, "", acc =>
                         {
                             int? limit = Launch.IsCpu(acc) ? 128 * 1024 : null;
                             using var qkv = acc.Allocate1D(x.Select(v => (float)v).ToArray());
@@ -74,8 +73,6 @@ public static partial class KernelChecks
         if (Attention.WarpRowsRun(d.Accelerator)) return run(d);
         using var shaped = ComputeDevice.OpenShapedCpu(32, 4);
         var (err, tol, note) = run(shaped);
-        return (err, tol, note + (note.Length > 0 ? "; " : "") + $"on a CPU device of 32-lane warps ({d.Info.Id} has {d.Info.WarpSize}-lane warps)");
+        return (err, tol, (note + Elsewhere32(d)).TrimStart(';', ' '));
     }
-
-    static MemoryBuffer1D<float, Stride1D.Dense> Poisoned(Accelerator acc, int n) => acc.Allocate1D(Enumerable.Repeat(float.NaN, n).ToArray());
 }

@@ -1,3 +1,4 @@
+using ILGPU;
 using ILGPU.Runtime;
 using KernelDiffusion.Autodiff;
 using KernelDiffusion.Kernels;
@@ -83,6 +84,9 @@ public static partial class KernelChecks
         t.RequiresGrad = grad;
         return t;
     }
+
+    /// <summary>A buffer of n NaNs on acc: an output a kernel must overwrite everywhere it should.</summary>
+    static MemoryBuffer1D<float, Stride1D.Dense> Poisoned(Accelerator acc, int n) => acc.Allocate1D(Enumerable.Repeat(float.NaN, n).ToArray());
 
     public static double RelError(float[] got, double[] want)
     {
@@ -492,7 +496,7 @@ public static partial class KernelChecks
                     float[] Run(Accelerator acc)
                     {
                         using var dx = acc.Allocate1D(x.Select(v => (float)v).ToArray());
-                        using var dy = acc.Allocate1D(Enumerable.Repeat(float.NaN, outCount).ToArray());
+                        using var dy = Poisoned(acc, outCount);
                         sum(acc, dx.View, dy.View);
                         return dy.GetAsArray1D();
                     }
@@ -505,7 +509,7 @@ public static partial class KernelChecks
             foreach (bool groups256 in new[] { false, true })
                 list.Add(SumCase($"sum.v3.slices{slices}{(groups256 ? ".groups256" : "")}", groups256, (acc, x, y) =>
                 {
-                    using var partials = acc.Allocate1D(Enumerable.Repeat(float.NaN, outCount * slices).ToArray());
+                    using var partials = Poisoned(acc, outCount * slices);
                     Reduce.SumSplit(acc, x, y, plan, outCount, 0.5f, slices, partials.View);
                     acc.Synchronize();   // before the partials go
                 }));

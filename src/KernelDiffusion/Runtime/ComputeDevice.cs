@@ -240,9 +240,12 @@ public sealed class ComputeDevice : IDisposable
     /// nothing else asks for it.</summary>
     static Context CreateContext(bool profiling = false) => Context.Create(b =>
     {
-        b.Cuda().OpenCL().CPU(new CPUDevice(2, 1, Math.Max(1, Environment.ProcessorCount))).AutoAssertions().AutoIOOperations().EnableAlgorithms();
+        Options(b.Cuda().OpenCL().CPU(new CPUDevice(2, 1, Math.Max(1, Environment.ProcessorCount))));
         if (profiling) b.Profiling();
     });
+
+    /// <summary>What every context kd opens enables: bounds assertions, device-side output, ILGPU.Algorithms.</summary>
+    static Context.Builder Options(Context.Builder b) => b.AutoAssertions().AutoIOOperations().EnableAlgorithms();
 
     static string KindOf(Device d) => d.AcceleratorType switch
     {
@@ -312,7 +315,7 @@ public sealed class ComputeDevice : IDisposable
     /// ops on it where the device has no such groups.</summary>
     public static ComputeDevice OpenShapedCpu(int warpSize, int warpsPerGroup)
     {
-        var ctx = Context.Create(b => b.CPU(new CPUDevice(warpSize, warpsPerGroup, 1)).AutoAssertions().AutoIOOperations().EnableAlgorithms());
+        var ctx = Context.Create(b => Options(b.CPU(new CPUDevice(warpSize, warpsPerGroup, 1))));
         var (device, info) = Enumerate(ctx)[0];
         return new ComputeDevice(ctx, device, info with { Id = $"cpu:{warpSize}x{warpsPerGroup}" }, new KernelVersions());
     }
