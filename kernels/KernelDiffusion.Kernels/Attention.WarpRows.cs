@@ -13,7 +13,9 @@ namespace KernelDiffusion.Kernels;
 /// step reads two Float4s of shared memory (LDS.128) for 16 multiply-adds: the streamed operand's transposed copy
 /// (V^T in the forward; Q^T and dA^T in the key side) is stored alongside for the products over positions.
 /// Heads of up to 64 channels (padded to 32 or 64); groups of 4 warps of 32 lanes (CUDA). dQ as v6: one batched GEMM
-/// over the dS the key side stores. v9 is v8's forward with v6's backward.</summary>
+/// over the dS the key side stores. v9 is v8's forward with v6's backward. v10 is v8 with dQ = alpha dS K made by its
+/// own warp-rows kernel (WarpRowsQueryGradKernel), not by the GEMM, whose 64 x 64 tiles are half empty at 32-channel
+/// heads.</summary>
 public static partial class Attention
 {
     /// <summary>v8's groups: 4 warps of 32 lanes.</summary>
@@ -28,6 +30,11 @@ public static partial class Attention
     /// <summary>Whether v8 runs on this accelerator: 32-lane warps, groups of 128 threads.</summary>
     public static bool WarpRowsRun(Accelerator acc) => Launch.Has32LaneGroups(acc, WarpRowsThreads);
 
+    /// <summary>Whether v8's forward and key side fit the shared memory a group may have here (SharedMemoryLimit).</summary>
+    public static bool WarpRowsFit(Accelerator acc, AttentionShape s)
+        => Math.Max(WarpRowsSharedFloats(WarpRowsChannels(s.Ch), 0), WarpRowsSharedFloats(WarpRowsChannels(s.Ch), 1)) * sizeof(float)
+           <= SharedMemoryLimit.MaxBytes(acc);
+
     /// <summary>Whether v8 takes this head: up to 64 channels.</summary>
     public static bool FitsV8(AttentionShape s) => s.Ch <= 64;
 
@@ -38,10 +45,13 @@ public static partial class Attention
     /// Forward: Q [cp][64]; two buffers of K [cp][32] and V^T [32][cp + 4]; four warps' P [32][20] and row scratch [32][4].
     /// Key side: K, V [cp][64]; Q, dA [cp][32]; Q^T, dA^T [32][cp + 4]; lse, delta [32]; four warps' P^T, then dS^T,
     /// [32][20]. At 32 channels 37 and 43 KB (under 48 KB: devices that do not raise the limit run them), at 64 channels
-    /// 61 and 75 KB.</summary>
-    public static int WarpRowsSharedFloats(int cp, int pass) => pass == 0
-        ? cp * WarpRowsBlock + 2 * (cp * StreamTile + StreamTile * (cp + 4)) + 4 * StreamTile * PrivatePitch + 4 * RowScratch
-        : 2 * cp * WarpRowsBlock + 2 * cp * StreamTile + 2 * StreamTile * (cp + 4) + 2 * StreamTile + 4 * StreamTile * PrivatePitch;
+    /// 61 and 75 KB. v10's dQ (pass 2): two buffers of K^T [32][cp + 4]; four warps' dS^T [32][20]: 19 and 27 KB.</summary>
+    public static int WarpRowsSharedFloats(int cp, int pass) => pass switch
+    {
+        0 => cp * WarpRowsBlock + 2 * (cp * StreamTile + StreamTile * (cp + 4)) + 4 * StreamTile * PrivatePitch + 4 * RowScratch,
+        1 => 2 * cp * WarpRowsBlock + 2 * cp * StreamTile + 2 * StreamTile * (cp + 4) + 2 * StreamTile + 4 * StreamTile * PrivatePitch,
+        _ => 2 * StreamTile * (cp + 4) + 4 * StreamTile * PrivatePitch,
+    };
 
     /// <summary>Copies positions pos0 .. pos0 + w - 1 (w = 32 or 64) of a part of head-batch b into sh[at + c w + x] and,
     /// where atT &gt;= 0, transposed into sh[atT + x (cp + 4) + c]; zero past the positions and for channels ch .. cp - 1.
@@ -328,6 +338,90 @@ public static partial class Attention
         }
     }
 
+    /// <summary>v10's dQ = alpha dS K from the dS [N*H, T, T] the key side stored: one group per (head-batch, block of 64
+    /// queries), each warp 16 of them, the keys streaming in tiles of 32 as in the forward: K^T tiles [32][cp + 4]
+    /// through two shared buffers (one barrier per tile), the warp's 16 rows of dS read into registers a tile ahead and
+    /// stored key-major into its private tile, so dQ += dS K is the forward's O += P V. A lane holds dQ for 4 queries x
+    /// 4 (or 2 x 4) channels. dS is read once, coalesced (a warp reads 32 keys of one query per load).</summary>
+    [LaunchBounds(WarpRowsThreads, 4)]
+    static void WarpRowsQueryGradKernel(ArrayView<float> qkv, ArrayView<float> scores, ArrayView<float> dqkv, AttentionShape s, int cp)
+    {
+        var sh4 = SharedMemory.GetDynamic<Float4>();
+        var sh = sh4.Cast<float>();
+        int warp = Group.IdxX >> 5, lane = Group.IdxX & 31, r = lane >> 3, c = lane & 7, kPitch = cp + 4;
+        var priv = sh4.SubView((2 * StreamTile * kPitch + warp * StreamTile * PrivatePitch) / 4);
+        float alpha = 1f / XMath.Sqrt(s.Ch);
+        int blocks = (s.T + WarpRowsBlock - 1) / WarpRowsBlock, tiles = (s.T + StreamTile - 1) / StreamTile;
+        for (int w = Grid.IdxX; w < s.Batch * blocks; w += Grid.DimX)
+        {
+            int b = w / blocks, t0 = (w - b * blocks) * WarpRowsBlock, tw = t0 + warp * WarpRows;
+            LoadTransposed(qkv, sh, 0, s, b, 1, 0, cp);
+            var ds = ScoreColumn(scores, s, b, tw, lane);
+            Group.Barrier();
+            Block4 o0 = default, o1 = default;
+            for (int i = 0; i < tiles; i++)
+            {
+                int u0 = i * StreamTile, kb = (i & 1) * StreamTile * kPitch;
+                // The warp's dS^T for tile i: its private tile was last read in tile i - 1's products, before its barrier.
+                PutColumn(priv, lane, ds);
+                Warp.Barrier();
+                if (i + 1 < tiles)   // the other K^T buffer: last read during tile i - 1, before its barrier
+                {
+                    LoadTransposed(qkv, sh, ((i + 1) & 1) * StreamTile * kPitch, s, b, 1, u0 + StreamTile, cp);
+                    ds = ScoreColumn(scores, s, b, tw, u0 + StreamTile + lane);   // used after this tile's products
+                }
+                if (tw < s.T)   // a warp past the last query only loads and meets the barriers
+                {
+                    if (cp > 32) RunProduct2(ref o0, ref o1, priv.SubView(r), PrivatePitch / 4, sh4.SubView(kb / 4 + c), kPitch / 4, StreamTile);
+                    else o0 = RunProduct(o0, priv.SubView(r), PrivatePitch / 4, sh4.SubView(kb / 4 + c), kPitch / 4, StreamTile);
+                }
+                Group.Barrier();
+            }
+            if (tw < s.T)
+            {
+                int t = tw + 4 * r, qHead = s.Qkv(b, 0, 0, 0);
+                StoreRows(dqkv, qHead, s, t, 4 * c, o0, alpha, alpha, alpha, alpha);
+                StoreRows(dqkv, qHead, s, t, 32 + 4 * c, o1, alpha, alpha, alpha, alpha);
+            }
+        }
+    }
+
+    /// <summary>dS[t, u] of head-batch b for the 16 queries t = tw + 4 i + j (entry Cij), 0 where t or u is past T.</summary>
+    static Block4 ScoreColumn(ArrayView<float> scores, AttentionShape s, int b, int tw, int u)
+    {
+        Block4 x = default;
+        if (u >= s.T) return x;
+        int at = (b * s.T + tw) * s.T + u, rows = s.T - tw;
+        if (rows > 0) x.C00 = scores[at];
+        if (rows > 1) x.C01 = scores[at + s.T];
+        if (rows > 2) x.C02 = scores[at + 2 * s.T];
+        if (rows > 3) x.C03 = scores[at + 3 * s.T];
+        if (rows > 4) x.C10 = scores[at + 4 * s.T];
+        if (rows > 5) x.C11 = scores[at + 5 * s.T];
+        if (rows > 6) x.C12 = scores[at + 6 * s.T];
+        if (rows > 7) x.C13 = scores[at + 7 * s.T];
+        if (rows > 8) x.C20 = scores[at + 8 * s.T];
+        if (rows > 9) x.C21 = scores[at + 9 * s.T];
+        if (rows > 10) x.C22 = scores[at + 10 * s.T];
+        if (rows > 11) x.C23 = scores[at + 11 * s.T];
+        if (rows > 12) x.C30 = scores[at + 12 * s.T];
+        if (rows > 13) x.C31 = scores[at + 13 * s.T];
+        if (rows > 14) x.C32 = scores[at + 14 * s.T];
+        if (rows > 15) x.C33 = scores[at + 15 * s.T];
+        return x;
+    }
+
+    /// <summary>Stores a lane's ScoreColumn as row <paramref name="key"/> of the warp's private [32][20] tile: queries
+    /// 4 i .. 4 i + 3 as the Float4 i (eight lanes' stores of 16 bytes, 80 bytes apart, fall in distinct banks).</summary>
+    static void PutColumn(ArrayView<Float4> p, int key, Block4 x)
+    {
+        int at = key * (PrivatePitch / 4);
+        p[at] = new Float4(x.C00, x.C01, x.C02, x.C03);
+        p[at + 1] = new Float4(x.C10, x.C11, x.C12, x.C13);
+        p[at + 2] = new Float4(x.C20, x.C21, x.C22, x.C23);
+        p[at + 3] = new Float4(x.C30, x.C31, x.C32, x.C33);
+    }
+
     /// <summary>Each row's largest entry (x, y, z, w: rows 0-3).</summary>
     static Float4 RowMaxima(Block4 x) => new(XMath.Max(XMath.Max(x.C00, x.C01), XMath.Max(x.C02, x.C03)), XMath.Max(XMath.Max(x.C10, x.C11),
         XMath.Max(x.C12, x.C13)), XMath.Max(XMath.Max(x.C20, x.C21), XMath.Max(x.C22, x.C23)), XMath.Max(XMath.Max(x.C30, x.C31), XMath.Max(x.C32, x.C33)));
@@ -395,10 +489,11 @@ public static partial class Attention
     }
 
     /// <summary>v8 backward: delta = rowsum(da a) (v2's kernel), the key side (dK, dV, and dS into
-    /// <paramref name="scores"/> [N*H, T, T]), and dQ = alpha K dS^T by GEMM as v6's.</summary>
+    /// <paramref name="scores"/> [N*H, T, T]), and dQ = alpha K dS^T by GEMM as v6's; v10 (<paramref name="queryGradKernel"/>):
+    /// dQ by WarpRowsQueryGradKernel.</summary>
     public static void WarpRowsBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
         ArrayView<float> da, ArrayView<float> delta, ArrayView<float> scores, ArrayView<float> dqkv, GemmRunner? gemm = null,
-        int? limitBytes = null)
+        int? limitBytes = null, bool queryGradKernel = false)
     {
         RequireWarpRows(acc, s, 1, limitBytes);
         RowDeltas(acc, s, a, da, delta);
@@ -407,6 +502,15 @@ public static partial class Attention
             Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = WarpRowsKeySideKernel;
             return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
         })(WarpRowsLaunch(acc, s, 1), qkv, da, lse, delta, dqkv, scores, s, WarpRowsChannels(s.Ch));
-        GradFromScores(s, 0, qkv, scores, dqkv, gemm ?? Gemm.At(acc));
+        if (!queryGradKernel)
+        {
+            GradFromScores(s, 0, qkv, scores, dqkv, gemm ?? Gemm.At(acc));
+            return;
+        }
+        KernelCache.Get(acc, "attention.v10.query_grad", x =>
+        {
+            Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = WarpRowsQueryGradKernel;
+            return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
+        })(WarpRowsLaunch(acc, s, 2), qkv, scores, dqkv, s, WarpRowsChannels(s.Ch));
     }
 }

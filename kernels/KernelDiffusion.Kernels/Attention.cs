@@ -27,7 +27,7 @@ public struct AttentionShape
     public readonly int Out(int b, int c, int pos) => ((b / Heads) * C + (b % Heads) * Ch + c) * T + pos;
 }
 
-public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4Tiled = 4, V6TiledScores = 6, V7TiledScoresDk = 7, V8WarpRows = 8, V9WarpRowsForward = 9 }
+public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4Tiled = 4, V6TiledScores = 6, V7TiledScoresDk = 7, V8WarpRows = 8, V9WarpRowsForward = 9, V10WarpRowsQueryGrad = 10 }
 
 /// <summary>v2, streaming: one thread per query row keeps a running max, sum and output (online softmax), so the
 /// T x T weights never exist; the backward recomputes them from the saved log-sum-exp: dQ by query row, dK and dV
@@ -48,7 +48,8 @@ public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4
 /// v7: v6 with dK = alpha Q dS also one batched GEMM, so the key side's tiles compute S, dP and dV only.
 /// v8, warp rows (Attention.WarpRows.cs): v4's forward and v6's backward rebuilt so each warp owns whole rows of the
 /// score tiles: the softmax within warps, one or two group barriers per streamed tile.
-/// v9: v8's forward with v6's backward (to time each half of v8 against v6's in a whole step).</summary>
+/// v9: v8's forward with v6's backward (to time each half of v8 against v6's in a whole step).
+/// v10: v8 with dQ = alpha dS K by a warp-rows kernel over the stored dS, not by the batched GEMM.</summary>
 public static partial class Attention
 {
     /// <summary>Element offset of q (0), k (1) or v (2) of head 0 of sample 0, and the stride between heads.</summary>
@@ -884,15 +885,19 @@ public static partial class Attention
     {
         AttentionVersion.V3SharedHead => FitsV3(s),
         AttentionVersion.V4Tiled or AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk => FitsV4(s),
-        AttentionVersion.V8WarpRows => FitsV8(s),
+        AttentionVersion.V8WarpRows or AttentionVersion.V10WarpRowsQueryGrad => FitsV8(s),
         AttentionVersion.V9WarpRowsForward => FitsV8(s) && FitsV4(s),
         _ => true,
     };
 
-    /// <summary>Whether a version can run at this shape on this accelerator: v8 and v9 also need 32-lane warps in
-    /// 128-thread groups (not kd's CPU device of 2-thread groups).</summary>
+    /// <summary>Whether a version can run at this shape on this accelerator: v8-v10 also need 32-lane warps in
+    /// 128-thread groups (not kd's CPU device of 2-thread groups) and the shared memory of v8's passes.</summary>
     public static bool Runs(Accelerator acc, AttentionShape s, AttentionVersion v)
-        => Runs(s, v) && (v is not (AttentionVersion.V8WarpRows or AttentionVersion.V9WarpRowsForward) || WarpRowsRun(acc));
+        => Runs(s, v) && (!UsesWarpRows(v) || WarpRowsRun(acc) && WarpRowsFit(acc, s));
+
+    /// <summary>Whether a version runs v8's kernels (v8, v9 and v10).</summary>
+    public static bool UsesWarpRows(AttentionVersion v)
+        => v is AttentionVersion.V8WarpRows or AttentionVersion.V9WarpRowsForward or AttentionVersion.V10WarpRowsQueryGrad;
 
     /// <summary>Whether attention=auto tries a version here: on the CPU accelerator not v2, v4, v6 and v7, where forward +
     /// backward at fmnist's 14x14 (batch 4) took 6.5x and 12x v1's time (barriers are OS-thread barriers there), except at
@@ -900,11 +905,11 @@ public static partial class Attention
     public static bool Tunable(Accelerator acc, AttentionShape s, AttentionVersion v)
         => !Launch.IsCpu(acc) || !SavesLogSumExp(v) || (long)s.Batch * s.T * s.T * s.Ch < 1 << 16;
 
-    /// <summary>Whether a version's forward keeps the log-sum-exp [N*H, T] for its backward (v2, v4, v6-v9), not the weights
+    /// <summary>Whether a version's forward keeps the log-sum-exp [N*H, T] for its backward (v2, v4, v6-v10), not the weights
     /// P [N*H, T, T] (v1, v3).</summary>
     public static bool SavesLogSumExp(AttentionVersion v)
         => v is AttentionVersion.V2Streaming or AttentionVersion.V4Tiled or AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk
-            or AttentionVersion.V8WarpRows or AttentionVersion.V9WarpRowsForward;
+            || UsesWarpRows(v);
 
     static void RequireV3(AttentionShape s)
     {
@@ -932,16 +937,20 @@ public static partial class Attention
             ArrayView<float>, AttentionShape>(SharedBackwardKernel))(PerHead(acc, s), qkv, p, da, dqkv, s);
     }
 
-    /// <summary>v1 on the CPU accelerator. On GPUs v4 at heads of up to 32 channels and from 1024 positions (32x32) up,
-    /// else v3 where a head fits its shared memory, else v2 above 1024 positions (heads too wide for v4), else v1. On an H100 (bench/results/h100-2026-11-27), forward + backward
-    /// at fmnist's 32-channel heads: v4 0.29 ms against v3's 0.34 at 7x7, 2.88 against v1's 5.94 at 14x14; at adm64's
-    /// 64-channel heads v1 2.15 against v4's 2.78 at 16x16, while adm64's training step with v4 at every resolution took
-    /// 591 ms against 622 with v1 (and 49 GB of device memory against 60). v6 where v4 would run: its backward drops v4's
-    /// query side for a GEMM over a stored dS (bench/results/h100-2026-11-27b, call 4: 2.42 ms against v4's 2.88 at
-    /// 14x14, 15.9 against 22.6 at adm64's 32x32; the fmnist training step 84.5 ms with v6, 87.6 with v4, 85.4 with v7,
-    /// which also makes dK by GEMM).</summary>
+    /// <summary>v1 on the CPU accelerator. On GPUs v8 wherever it runs (32-lane warps, heads of up to 64 channels, its
+    /// shared memory): on an H200 (bench/results/h200-2026-11-27, call 1, v1, v4, v6-v9 beside SDPA) v8 was the fastest
+    /// version at all five forward + backward cases: 0.159 ms against v6's 0.195 at fmnist's 7x7, 1.357 against 1.913 at
+    /// 14x14, 9.48 against v6's 11.58 at adm64's 32x32, 1.108 against v6's 1.300 (v1, the old default there, 1.751) at
+    /// 16x16, 0.157 against v6's 0.169 (v1 0.261) at 8x8; the fmnist training step took 74.6 ms with v8 against 77.8 at
+    /// the old defaults, adm64's 423 against 443 (another call). Elsewhere (wider heads, OpenCL): v6 at heads of up to 32
+    /// channels and from 1024 positions (32x32) up, else v3 where a head fits its shared memory, else v2 above 1024
+    /// positions, else v1. On an H100 (bench/results/h100-2026-11-27), forward + backward at fmnist's 32-channel heads:
+    /// v4 0.29 ms against v3's 0.34 at 7x7, 2.88 against v1's 5.94 at 14x14; at adm64's 64-channel heads v1 2.15 against
+    /// v4's 2.78 at 16x16; v6 2.42 ms against v4's 2.88 at 14x14, 15.9 against 22.6 at adm64's 32x32
+    /// (bench/results/h100-2026-11-27b, call 4).</summary>
     public static AttentionVersion Choose(Accelerator acc, AttentionShape s)
         => Launch.IsCpu(acc) ? AttentionVersion.V1Gemm
+         : Runs(acc, s, AttentionVersion.V8WarpRows) ? AttentionVersion.V8WarpRows
          : FitsV4(s) && (s.Ch <= 32 || s.T >= 1024) ? AttentionVersion.V6TiledScores
          : FitsV3(s) ? AttentionVersion.V3SharedHead : s.T > 1024 ? AttentionVersion.V2Streaming : AttentionVersion.V1Gemm;
 

@@ -1069,10 +1069,14 @@ public static class Conv2d
     /// tiles waste nothing there, took 0.98-1.88x v14's time.
     /// v16 (GEMMs) at 1x1 stride-1 convolutions on GPUs, where the direct versions took 1.9-4.8x cuDNN's time in the
     /// forward and input gradient: v16 0.156 ms against v14's 0.497 in the forward to 64 channels at fmnist's 28x28, 0.169
-    /// against 0.389 in its input gradient (bench/results/h100-2026-11-27b, call 4; its weight gradient is v14's).</summary>
+    /// against 0.389 in its input gradient (bench/results/h100-2026-11-27b, call 4; its weight gradient is v14's).
+    /// v17 (v16 with its weight gradient as per-sample GEMMs summed) in their place: on an H200
+    /// (bench/results/h200-2026-11-27, call 1) its weight gradients took 0.174, 0.219 and 0.136 ms at fmnist's three
+    /// cases against v16's (v14's) 0.368, 0.688 and 0.277 (cuDNN 0.307, 0.432, 0.159), its other passes v16's times,
+    /// and the fmnist training step 75.2 ms against 77.3 with v16 (PyTorch 75.9 in the same call).</summary>
     public static ConvVersion Choose(Accelerator acc, ConvGeometry g)
         => Winograd.Covers(g, 4) ? ConvVersion.V13Winograd4 : Launch.IsCpu(acc) ? ConvVersion.V4Blocked
-         : IsPointwise(g) ? ConvVersion.V16Gemm1x1 : ConvVersion.V14Pipelined;
+         : IsPointwise(g) ? ConvVersion.V17Gemm1x1Weights : ConvVersion.V14Pipelined;
 
     /// <summary>The direct (implicit-GEMM) default: what runs where Winograd and v16 do not apply.</summary>
     static ConvVersion DirectDefault(Accelerator acc) => Launch.IsCpu(acc) ? ConvVersion.V4Blocked : ConvVersion.V14Pipelined;

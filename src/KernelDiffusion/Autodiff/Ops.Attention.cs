@@ -37,7 +37,7 @@ public static partial class Ops
             if (v == AttentionVersion.V2Streaming) Kernels.Attention.StreamForward(d.Accelerator, s, qkv.View, a.View, saved.View);
             else if (v is AttentionVersion.V4Tiled or AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk)
                 Kernels.Attention.TiledForward(d.Accelerator, s, qkv.View, a.View, saved.View);
-            else if (v is AttentionVersion.V8WarpRows or AttentionVersion.V9WarpRowsForward)
+            else if (Kernels.Attention.UsesWarpRows(v))
                 Kernels.Attention.WarpRowsForward(d.Accelerator, s, qkv.View, a.View, saved.View);
             else if (v == AttentionVersion.V3SharedHead) Kernels.Attention.SharedForward(d.Accelerator, s, qkv.View, saved.View, a.View);
             else Kernels.Attention.Forward(d.Accelerator, s, qkv.View, saved.View, a.View, GemmAsMatMul(d));
@@ -48,13 +48,13 @@ public static partial class Ops
             var saved = Saved(v);
             if (v == AttentionVersion.V3SharedHead) Kernels.Attention.SharedBackward(d.Accelerator, s, qkv.View, saved.View, da, dqkv);
             else if (v == AttentionVersion.V4Tiled) Kernels.Attention.TiledBackward(d.Accelerator, s, qkv.View, a.View, saved.View, da, Scratch(v).View, dqkv);
-            else if (v is AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk or AttentionVersion.V8WarpRows
-                     or AttentionVersion.V9WarpRowsForward)   // v9: v8's forward, v6's backward
+            else if (v is AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk || Kernels.Attention.UsesWarpRows(v))   // v9: v8's forward, v6's backward
             {
-                // dS [N*H, T, T] lives only until its GEMM has read it: back to the pool at once (the stream orders its reuse).
+                // dS [N*H, T, T] lives only until dQ's GEMM (v10: its kernel) has read it: back to the pool at once (the stream orders its reuse).
                 var scores = d.Temporary([s.Batch, s.T, s.T], "attention_scores");
-                if (v == AttentionVersion.V8WarpRows)
-                    Kernels.Attention.WarpRowsBackward(d.Accelerator, s, qkv.View, a.View, saved.View, da, Scratch(v).View, scores.View, dqkv, GemmAsMatMul(d));
+                if (v is AttentionVersion.V8WarpRows or AttentionVersion.V10WarpRowsQueryGrad)
+                    Kernels.Attention.WarpRowsBackward(d.Accelerator, s, qkv.View, a.View, saved.View, da, Scratch(v).View, scores.View, dqkv,
+                        GemmAsMatMul(d), queryGradKernel: v == AttentionVersion.V10WarpRowsQueryGrad);
                 else
                     Kernels.Attention.TiledScoresBackward(d.Accelerator, s, qkv.View, a.View, saved.View, da, Scratch(v).View, scores.View, dqkv,
                         gemm: GemmAsMatMul(d), keyGradByGemm: v == AttentionVersion.V7TiledScoresDk);
