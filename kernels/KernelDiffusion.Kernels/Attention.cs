@@ -937,9 +937,12 @@ public static partial class Attention
             ArrayView<float>, AttentionShape>(SharedBackwardKernel))(PerHead(acc, s), qkv, p, da, dqkv, s);
     }
 
-    /// <summary>v1 on the CPU accelerator. On GPUs v8 wherever it runs (32-lane warps, heads of up to 64 channels, its
-    /// shared memory): on an H200 (bench/results/h200-2026-11-27, call 1, v1, v4, v6-v9 beside SDPA) v8 was the fastest
-    /// version at all five forward + backward cases: 0.159 ms against v6's 0.195 at fmnist's 7x7, 1.357 against 1.913 at
+    /// <summary>v1 on the CPU accelerator. On GPUs v10 at heads of up to 32 channels and v8 at up to 64, where they run
+    /// (32-lane warps, their shared memory). v10 (v8 with its own dQ kernel) against v8 on an H200 (call 2): 1.301 ms
+    /// against 1.356 at fmnist's 14x14, 0.157 against 0.159 at 7x7, the fmnist training step 72.5 against 72.8 ms; at
+    /// adm64's 64-channel heads v10 lost (9.74 against 9.47 ms at 32x32, 1.169 against 1.113 at 16x16, 0.163 against 0.157
+    /// at 8x8), where GEMM v15's tiles are full. On the H200 (bench/results/h200-2026-11-27, call 1: v1, v4, v6-v9
+    /// beside SDPA) v8 was the fastest version at all five forward + backward cases: 0.159 ms against v6's 0.195 at fmnist's 7x7, 1.357 against 1.913 at
     /// 14x14, 9.48 against v6's 11.58 at adm64's 32x32, 1.108 against v6's 1.300 (v1, the old default there, 1.751) at
     /// 16x16, 0.157 against v6's 0.169 (v1 0.261) at 8x8; the fmnist training step took 74.6 ms with v8 against 77.8 at
     /// the old defaults, adm64's 423 against 443 (another call). Elsewhere (wider heads, OpenCL): v6 at heads of up to 32
@@ -950,6 +953,7 @@ public static partial class Attention
     /// (bench/results/h100-2026-11-27b, call 4).</summary>
     public static AttentionVersion Choose(Accelerator acc, AttentionShape s)
         => Launch.IsCpu(acc) ? AttentionVersion.V1Gemm
+         : Runs(acc, s, AttentionVersion.V10WarpRowsQueryGrad) && s.Ch <= 32 ? AttentionVersion.V10WarpRowsQueryGrad
          : Runs(acc, s, AttentionVersion.V8WarpRows) ? AttentionVersion.V8WarpRows
          : FitsV4(s) && (s.Ch <= 32 || s.T >= 1024) ? AttentionVersion.V6TiledScores
          : FitsV3(s) ? AttentionVersion.V3SharedHead : s.T > 1024 ? AttentionVersion.V2Streaming : AttentionVersion.V1Gemm;
