@@ -113,9 +113,11 @@ static class BenchCommand
 
     static string Note(BenchResult r) => (r.Error ?? (r.PoolMiB is { } mib ? $"{mib:F0} MiB of device memory{HostText(r, "; ")}" : "")).Replace("|", "/");
 
-    /// <summary>A step's host time issuing work (not waiting for the device), against its device time.</summary>
+    /// <summary>A step's host time issuing work (not waiting for the device), against its device time, and the garbage
+    /// collector's pauses within it.</summary>
     static string HostText(BenchResult r, string separator) => r.HostMs is { } host && double.IsFinite(host)
-        ? $"{separator}the host {host:F1} ms issuing work ({host / r.Ms:P0} of the device time)" : "";
+        ? $"{separator}the host {host:F1} ms issuing work ({host / r.Ms:P0} of the device time)" +
+          (r.GcPauseMs is { } gc && r.GcCollections is { } n ? $", {gc:F1} ms of it in GC pauses ({n:F1} collections)" : "") : "";
 
     static string F(double v, string format) => double.IsFinite(v) ? v.ToString(format, CultureInfo.InvariantCulture) : "-";
 
@@ -165,7 +167,8 @@ static class BenchCommand
             {
                 name = r.Name, version = r.Version, @default = r.IsDefault, ms = Num(r.Ms), flops = r.Cost.Flops, bytes = r.Cost.Bytes,
                 gbs = r.Cost.Bytes > 0 ? Num(r.GBs) : null, tflops = r.Cost.Flops > 0 ? Num(r.TFlops) : null,
-                floor_ms = r.FloorMs > 0 ? Num(r.FloorMs) : null, roofline = r.FloorMs > 0 ? Num(r.Roofline) : null, launches = r.Launches, launches_by_kernel = r.LaunchesByKernel, pool_mib = r.PoolMiB, host_ms = r.HostMs is { } h ? Num(h) : null, error = r.Error,
+                floor_ms = r.FloorMs > 0 ? Num(r.FloorMs) : null, roofline = r.FloorMs > 0 ? Num(r.Roofline) : null, launches = r.Launches, launches_by_kernel = r.LaunchesByKernel, pool_mib = r.PoolMiB, host_ms = r.HostMs is { } h ? Num(h) : null, gc_pause_ms = r.GcPauseMs is { } gp ? Num(gp) : null,
+                gc_collections = r.GcCollections is { } gn ? Num(gn) : null, error = r.Error,
             }),
         };
         AtomicFile.WriteAllText(Path.Combine(outDir, "bench.json"), JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));

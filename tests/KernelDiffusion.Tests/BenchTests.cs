@@ -154,6 +154,7 @@ public sealed class BenchTests(DeviceFixture fx, ITestOutputHelper log)
         // The host's issuing time is measured only between stream markers (GPUs): the CPU accelerator runs kernels as it
         // launches them, so there is none to tell apart.
         Assert.Null(step.HostMs);
+        Assert.Null(step.GcPauseMs);
     }
 
     /// <summary>Waiting for the device (synchronising, reading back) is counted, so kd bench can tell a step's host time

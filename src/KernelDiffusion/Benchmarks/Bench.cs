@@ -14,8 +14,11 @@ namespace KernelDiffusion.Benchmarks;
 /// Launches the kernel launches of one run; for whole steps, LaunchesByKernel splits them by kernel.</summary>
 /// <param name="PoolMiB">Whole-model steps: the device memory the buffer pool held after the case (started empty), i.e. the
 /// step's footprint, since the pool keeps what it allocated.</param>
+/// <param name="GcPauseMs">Whole-model steps on a GPU: the .NET garbage collector's pauses while the host issued a run
+/// (median per run), and GcCollections its collections per run (mean): host time in which no launch is issued.</param>
 public sealed record BenchResult(string Name, string Version, bool IsDefault, double Ms, KernelCost Cost, double FloorMs, long Launches, string? Error = null,
-    IReadOnlyDictionary<string, long>? LaunchesByKernel = null, double? PoolMiB = null, double? HostMs = null)
+    IReadOnlyDictionary<string, long>? LaunchesByKernel = null, double? PoolMiB = null, double? HostMs = null, double? GcPauseMs = null,
+    double? GcCollections = null)
 {
     public double GBs => Cost.Bytes / (Ms * 1e6);
     public double TFlops => Cost.Flops / (Ms * 1e9);
@@ -134,6 +137,11 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
     /// accelerator runs kernels as it launches them).</summary>
     public double? LastHostMs { get; private set; }
 
+    /// <summary>With LastHostMs: the last Time call's median garbage-collection pause per run while the host issued it,
+    /// and its mean collections per run (GC.GetTotalPauseDuration, GC.CollectionCount).</summary>
+    public double? LastGcPauseMs { get; private set; }
+    public double? LastGcCollections { get; private set; }
+
     /// <summary>The launches of the last Time call's counted run, per kernel key, most first.</summary>
     public IReadOnlyDictionary<string, long> LastLaunchesByKernel { get; private set; } = new Dictionary<string, long>();
 
@@ -153,7 +161,7 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
             .Where(x => x.Count > 0).OrderByDescending(x => x.Count).ThenBy(x => x.Key, StringComparer.Ordinal)
             .ToDictionary(x => x.Key, x => x.Count);
         long launches = LastLaunchesByKernel.Values.Sum();
-        LastHostMs = null;
+        LastHostMs = LastGcPauseMs = LastGcCollections = null;
         if (ColdCache) return (ColdCacheMedian(run, once, least), launches);
         int inner = Math.Clamp((int)(1.0 / once), 1, 200);
         // A run slower than the whole budget (a CPU-minded version on a GPU: seconds) is timed once more, not MinReps times.
@@ -193,15 +201,21 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
         int reps = once > BudgetMs ? 1 : Math.Clamp((int)(BudgetMs / once), least, 100);
         var times = new double[reps];
         var host = new double[reps];
+        var paused = new double[reps];
+        long collections = 0;
         var stream = d.Accelerator.DefaultStream;
         for (int r = 0; r < reps; r++)
         {
             scratch.MemSetToZero();
             var start = stream.AddProfilingMarker();
             double waited = d.WaitMs;
+            var pause = GC.GetTotalPauseDuration();
+            int gcs = GC.CollectionCount(0);   // counts every collection (a gen1 or gen2 collection collects gen0 too)
             long issue = Stopwatch.GetTimestamp();
             run();
             host[r] = Stopwatch.GetElapsedTime(issue).TotalMilliseconds - (d.WaitMs - waited);
+            paused[r] = (GC.GetTotalPauseDuration() - pause).TotalMilliseconds;
+            collections += GC.CollectionCount(0) - gcs;
             var end = stream.AddProfilingMarker();
             d.Synchronize();
             times[r] = end.MeasureFrom(start).TotalMilliseconds;
@@ -210,7 +224,10 @@ public sealed class BenchTimer(ComputeDevice d) : IDisposable
         }
         Array.Sort(times);
         Array.Sort(host);
+        Array.Sort(paused);
         LastHostMs = host[reps / 2];
+        LastGcPauseMs = paused[reps / 2];
+        LastGcCollections = (double)collections / reps;
         return times[reps / 2];
     }
 

@@ -60,7 +60,8 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
             // Whole-model steps take up to seconds each: at least 3 repetitions, not MinReps.
             var (ms, launches) = timer.Time(() => { run(); d.Tape.Reset(); }, step ? 3 : null);
             return new BenchResult(name, version, isDefault, ms, cost, peak.FloorMs(cost), launches,
-                LaunchesByKernel: step ? timer.LastLaunchesByKernel : null, HostMs: step ? timer.LastHostMs : null);
+                LaunchesByKernel: step ? timer.LastLaunchesByKernel : null, HostMs: step ? timer.LastHostMs : null,
+                GcPauseMs: step ? timer.LastGcPauseMs : null, GcCollections: step ? timer.LastGcCollections : null);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -324,7 +325,8 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
         var r = Measure(name, "default", true, default, () => GuidedSampler.Sample(d, denoiser, null, plan, b, options), step: true);
         return r with
         {
-            Ms = r.Ms / steps, Launches = r.Launches / steps, HostMs = r.HostMs / steps,
+            Ms = r.Ms / steps, Launches = r.Launches / steps, HostMs = r.HostMs / steps, GcPauseMs = r.GcPauseMs / steps,
+            GcCollections = r.GcCollections / steps,
             LaunchesByKernel = r.LaunchesByKernel?.ToDictionary(kv => kv.Key, kv => kv.Value / steps),
         };
     }
