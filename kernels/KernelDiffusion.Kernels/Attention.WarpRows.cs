@@ -343,9 +343,9 @@ public static partial class Attention
     /// through two shared buffers (one barrier per tile), the warp's 16 rows of dS read into registers a tile ahead and
     /// stored key-major into its private tile, so dQ += dS K is the forward's O += P V. A lane holds dQ for 4 queries x
     /// 4 (or 2 x 4) channels. dS is read once, coalesced (a warp reads 32 keys of one query per load).
-    /// Six groups a multiprocessor (80 registers, no spills under ptxas for sm_80; 8 groups would spill 80 B): at four
-    /// (128 registers) Nsight Compute showed 24% occupancy and 2.37 instructions a cycle, 262 us at fmnist's 14x14 on an
-    /// H200 for 115 M warp instructions.</summary>
+    /// Six groups a multiprocessor (80 registers, no spills under ptxas for sm_80; 8 groups would spill 80 B). On an H200
+    /// at fmnist's 14x14 (Nsight Compute): 262 us at four groups (24% occupancy), 264 at six (34%): its warps wait on
+    /// loads more groups do not hide (GEMM v15, which it replaces, took 348).</summary>
     [LaunchBounds(WarpRowsThreads, 6)]
     static void WarpRowsQueryGradKernel(ArrayView<float> qkv, ArrayView<float> scores, ArrayView<float> dqkv, AttentionShape s, int cp)
     {

@@ -938,19 +938,18 @@ public static partial class Attention
     }
 
     /// <summary>v1 on the CPU accelerator. On GPUs v10 at heads of up to 32 channels and v8 at up to 64, where they run
-    /// (32-lane warps, their shared memory). v10 (v8 with its own dQ kernel) against v8 on an H200 (call 2): 1.301 ms
-    /// against 1.356 at fmnist's 14x14, 0.157 against 0.159 at 7x7, the fmnist training step 72.5 against 72.8 ms; at
-    /// adm64's 64-channel heads v10 lost (9.74 against 9.47 ms at 32x32, 1.169 against 1.113 at 16x16, 0.163 against 0.157
-    /// at 8x8), where GEMM v15's tiles are full. On the H200 (bench/results/h200-2026-11-27, call 1: v1, v4, v6-v9
-    /// beside SDPA) v8 was the fastest version at all five forward + backward cases: 0.159 ms against v6's 0.195 at fmnist's 7x7, 1.357 against 1.913 at
-    /// 14x14, 9.48 against v6's 11.58 at adm64's 32x32, 1.108 against v6's 1.300 (v1, the old default there, 1.751) at
-    /// 16x16, 0.157 against v6's 0.169 (v1 0.261) at 8x8; the fmnist training step took 74.6 ms with v8 against 77.8 at
-    /// the old defaults, adm64's 423 against 443 (another call). Elsewhere (wider heads, OpenCL): v6 at heads of up to 32
-    /// channels and from 1024 positions (32x32) up, else v3 where a head fits its shared memory, else v2 above 1024
-    /// positions, else v1. On an H100 (bench/results/h100-2026-11-27), forward + backward at fmnist's 32-channel heads:
-    /// v4 0.29 ms against v3's 0.34 at 7x7, 2.88 against v1's 5.94 at 14x14; at adm64's 64-channel heads v1 2.15 against
-    /// v4's 2.78 at 16x16; v6 2.42 ms against v4's 2.88 at 14x14, 15.9 against 22.6 at adm64's 32x32
-    /// (bench/results/h100-2026-11-27b, call 4).</summary>
+    /// (32-lane warps, their shared memory); elsewhere (wider heads, OpenCL) v6 at heads of up to 32 channels and from
+    /// 1024 positions (32x32) up, else v3 where a head fits its shared memory, else v2 above 1024 positions, else v1.
+    /// On an H200 (bench/results/h200-2026-11-27), forward + backward:
+    /// - call 1 (v1, v4, v6-v9 beside SDPA): v8 the fastest at all five cases: 0.159 ms against v6's 0.195 at fmnist's
+    ///   7x7, 1.357 against 1.913 at 14x14, 9.48 against 11.58 at adm64's 32x32, 1.108 against 1.300 (v1, the default there
+    ///   then, 1.751) at 16x16, 0.157 against 0.169 (v1 0.261) at 8x8; the fmnist training step 74.6 ms with v8 against 77.8
+    ///   with v6;
+    /// - calls 2 and 4 (v10, v8 with its own dQ kernel): 1.301 ms against v8's 1.356-1.362 at 14x14, 0.157-0.158 against
+    ///   0.159-0.160 at 7x7, the training step 71.9 ms against 72.9 with v8 (call 4); at the 64-channel heads v10 lost
+    ///   (9.68-9.74 against 9.47-9.56 ms at 32x32), where the GEMM's tiles are full.
+    /// On an H100 (bench/results/h100-2026-11-27 and -27b), forward + backward: v4 0.29 ms against v3's 0.34 at 7x7, 2.88
+    /// against v1's 5.94 at 14x14, v6 2.42 against v4's 2.88 there and 15.9 against 22.6 at adm64's 32x32.</summary>
     public static AttentionVersion Choose(Accelerator acc, AttentionShape s)
         => Launch.IsCpu(acc) ? AttentionVersion.V1Gemm
          : Runs(acc, s, AttentionVersion.V10WarpRowsQueryGrad) && s.Ch <= 32 ? AttentionVersion.V10WarpRowsQueryGrad

@@ -248,7 +248,7 @@ public struct Block8Runs : IStagedBlock<Block8Runs>
 /// per-shape tuning) and the checks a version (Gemm.At).</summary>
 public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16, V17AsyncTf32 = 17, V18PackedTf32 = 18 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16, V17AsyncTf32 = 17, V18PackedTf32 = 18, V19VectorTf32 = 19 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
@@ -261,7 +261,8 @@ public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V
 /// v14 and v15: v12 and v13 with their shared k rows padded against bank conflicts and C stored 16 bytes at a time. v16:
 /// tf32 tensor cores (opt-in, as v5) on v14's pipelined staging, 128 x 128 tiles. v17: v16's tiles staged by cp.async,
 /// three stages deep, the operands' fp32 bits given to the tensor cores as they are (truncated, not rounded). v18: v17
-/// with its shared tiles laid out in fragments, read 16 bytes at a time.</summary>
+/// with its shared tiles laid out in fragments, read 16 bytes at a time. v19: v17 copying 16 bytes at a time (A
+/// row-major in shared memory), where A's rows run along k and B's along n, 16-byte aligned; elsewhere v17.</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
@@ -803,9 +804,14 @@ public static class Gemm
     /// <summary>Floats of one operand's stage in v18's fragment-packed layout (128 x 16, no padding).</summary>
     const int V18Buffer = V16Tile * V16K;
 
-    /// <summary>Floats of v17's (v18's) dynamic shared memory: V17Stages buffers of each operand, 52 KB (48 KB), past what
-    /// a group gets beside its static scratch without SharedMemoryLimit.Raise.</summary>
-    public static int AsyncSharedFloats(GemmVersion v) => 2 * V17Stages * (v == GemmVersion.V18PackedTf32 ? V18Buffer : V16Buffer);
+    /// <summary>Floats of v17's (v18's, v19's) dynamic shared memory: V17Stages buffers of each operand, 52 KB (48 KB,
+    /// 55.5 KB), past what a group gets beside its static scratch without SharedMemoryLimit.Raise.</summary>
+    public static int AsyncSharedFloats(GemmVersion v) => v switch
+    {
+        GemmVersion.V18PackedTf32 => 2 * V17Stages * V18Buffer,
+        GemmVersion.V19VectorTf32 => V17Stages * (V19BufferA + V16Buffer),
+        _ => 2 * V17Stages * V16Buffer,
+    };
 
     /// <summary>v17: v16's tiles, warps and shared layout, staged by cp.async (<see cref="AsyncCopy"/>) three stages deep.
     /// Each thread copies its chunks (v16's) straight from global to shared memory: no registers hold them, no
@@ -897,6 +903,72 @@ public static class Gemm
         AsyncCopy.Chunk(sh, slotB + b1, spacing, b, bAddress, at, step, rows);
     }
 
+    /// <summary>v19's A buffer: 128 rows of a stage's 16 values of k, FragA.RowsPitch floats apart.</summary>
+    const int V19BufferA = V16Tile * FragA.RowsPitch;
+
+    /// <summary>Whether v19's 16-byte copies apply: A's rows run along k (not transposed) and B's along n (not
+    /// transposed), every row of both starts 16-byte aligned (the views' addresses, K and N, and the batch strides
+    /// multiples of 4 floats). Elsewhere v19 runs v17.</summary>
+    public static bool VectorOperands(ArrayView<float> a, ArrayView<float> b, GemmShape s)
+        => s.TransA == 0 && s.TransB == 0 && Launch.Aligned(a, 16) && Launch.Aligned(b, 16) && s.K % 4 == 0 && s.N % 4 == 0
+           && s.StrideA % 4 == 0 && s.OuterA % 4 == 0 && s.StrideB % 4 == 0 && s.OuterB % 4 == 0;
+
+    /// <summary>v19: v17's tiles, warps, stages and schedule, with each copy 16 bytes (cp.async.cg) where v17's are 4: a
+    /// thread issues 4 copies a stage where v17 issues 16, and each copy's address and bounds check are computed once for
+    /// 4 values (ptxas put v18's stage loop at 221 instructions per 32 mma, 150 of them integer arithmetic for its
+    /// 4-byte copies). A's rows lie along k, so its shared tile is row-major ([m][k], 20 floats a row:
+    /// FragA.LoadRows); B's lie along n, in v16's k-major tile. Needs VectorOperands (the dispatch runs v17 elsewhere).</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V19Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+    {
+        var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();   // A's three buffers, then B's (requested as Float4s, as v17's)
+        var scratch = TensorCore.Scratch();
+        WarpTile64.Declare();
+        int t = Group.IdxX, warp = Warp.WarpIdx, lane = Warp.LaneIdx;
+        int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+        int fragA = (wm + (lane >> 2)) * FragA.RowsPitch + (lane & 3), fragB = V17Stages * V19BufferA + (lane & 3) * V16Pitch + wn + (lane >> 2);
+        for (int w = Grid.IdxX, tiles = s.Tiles(V16Tile); w < tiles; w += Grid.DimX)
+        {
+            var (bi, m0, n0) = s.TileAt(w, V16Tile);
+            int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
+            var acc = WarpTile64.Zero();
+            for (int p = 0; p < V17Stages - 1; p++)
+            {
+                CopyVectorStage(a, b, s, aAddress, bAddress, aBase, bBase, sh, p, m0, n0, p * V16K, t);
+                AsyncCopy.Commit();
+            }
+            // As v17: stage i sits in buffer i % 3; the copies issued during it fill buffer (i + 2) % 3.
+            for (int k0 = 0, cur = 0, fill = V17Stages - 1; k0 < s.K; k0 += V16K)
+            {
+                AsyncCopy.WaitAllButOne();
+                Group.Barrier();
+                int ahead = k0 + (V17Stages - 1) * V16K;
+                if (ahead < s.K) CopyVectorStage(a, b, s, aAddress, bAddress, aBase, bBase, sh, fill, m0, n0, ahead, t);
+                AsyncCopy.Commit();
+                acc = WarpTile64.Stage16RowsA(acc, sh.SubView(cur * V19BufferA + fragA), sh.SubView(cur * V16Buffer + fragB), V16Pitch, scratch);
+                cur = cur == V17Stages - 1 ? 0 : cur + 1;
+                fill = fill == V17Stages - 1 ? 0 : fill + 1;
+            }
+            Group.Barrier();
+            StoreWarpTile64(c, s, pairs, cAddress, bi, m0 + wm, n0 + wn, acc);
+        }
+    }
+
+    /// <summary>v19: thread t's four 16-byte copies of the stage at k0 into buffer <paramref name="buffer"/>: A rows t / 4
+    /// and t / 4 + 64 at k t % 4 * 4 (a warp copies 8 rows' 64 bytes), B k rows t / 32 and t / 32 + 8 at columns t % 32 * 4
+    /// (a warp copies 512 contiguous bytes); zero past M, N and K (N and K are multiples of 4: a copy is wholly in or out).</summary>
+    static void CopyVectorStage(ArrayView<float> a, ArrayView<float> b, GemmShape s, long aAddress, long bAddress, int aBase, int bBase,
+        ArrayView<float> sh, int buffer, int m0, int n0, int k0, int t)
+    {
+        int row = t >> 2, ka = k0 + (t & 3) * 4, kb = k0 + (t >> 5), col = n0 + (t & 31) * 4;
+        int slotA = buffer * V19BufferA + row * FragA.RowsPitch + (t & 3) * 4;
+        int slotB = V17Stages * V19BufferA + buffer * V16Buffer + (t >> 5) * V16Pitch + (t & 31) * 4;
+        AsyncCopy.Vector(sh, slotA, a, aAddress, aBase + (m0 + row) * s.K + ka, ka < s.K && m0 + row < s.M);
+        AsyncCopy.Vector(sh, slotA + 64 * FragA.RowsPitch, a, aAddress, aBase + (m0 + row + 64) * s.K + ka, ka < s.K && m0 + row + 64 < s.M);
+        AsyncCopy.Vector(sh, slotB, b, bAddress, bBase + kb * s.N + col, kb < s.K && col < s.N);
+        AsyncCopy.Vector(sh, slotB + 8 * V16Pitch, b, bAddress, bBase + (kb + 8) * s.N + col, kb + 8 < s.K && col < s.N);
+    }
+
     /// <summary>v9, for the CPU accelerator: each unit of work is a 4 x 8 block of C, its 32 accumulators two Block4
     /// values (columns 0-3 and 4-7), k innermost. Per step of k it reads 4 values of A and 8 of B for 32 multiply-adds,
     /// where v3 reads and writes C once per multiply-add. Blocks past the edges load the last row or column again and
@@ -938,16 +1010,19 @@ public static class Gemm
     }
 
     /// <summary>The tensor-core versions (tf32: opt-in by name, never tuned to, as their results differ from fp32's).</summary>
-    public static bool IsTf32(GemmVersion v) => v is GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32;
+    public static bool IsTf32(GemmVersion v) => v is GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 || IsAsync(v);
 
-    /// <summary>Whether a tensor-core version gives the tensor cores its operands unrounded (v17, v18: cp.async copies fp32
+    /// <summary>The cp.async versions (v17-v19).</summary>
+    static bool IsAsync(GemmVersion v) => v is GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32 or GemmVersion.V19VectorTf32;
+
+    /// <summary>Whether a tensor-core version gives the tensor cores its operands unrounded (v17-v19: cp.async copies fp32
     /// values, which the tensor cores read truncated to tf32); v5 and v16 round them to nearest as they stage them.</summary>
-    public static bool TruncatesTf32(GemmVersion v) => v is GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32;
+    public static bool TruncatesTf32(GemmVersion v) => IsAsync(v);
 
-    /// <summary>Threads per group of a tensor-core version (v5: TensorCore.Threads; v16-v18: 256).</summary>
+    /// <summary>Threads per group of a tensor-core version (v5: TensorCore.Threads; v16-v19: 256).</summary>
     public static int Threads(GemmVersion v) => v == GemmVersion.V5Tf32 ? TensorCore.Threads : V16Threads;
 
-    /// <summary>Whether a version can run on this accelerator (v5 and v16-v18 need TensorCore.Runs).</summary>
+    /// <summary>Whether a version can run on this accelerator (v5 and v16-v19 need TensorCore.Runs).</summary>
     public static bool Runs(Accelerator acc, GemmVersion v) => v switch
     {
         _ when IsTf32(v) => TensorCore.Runs(acc, Threads(v)),
@@ -1024,10 +1099,11 @@ public static class Gemm
             int grid = (int)Math.Min(tiles, Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 8L);
             k(new KernelConfig(Math.Max(1, grid), V5Threads), a, b, c, s);
         }
-        else if (v is GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32)
+        else if (v == GemmVersion.V16PipelinedTf32 || IsAsync(v))
         {
             string name = $"gemm v{(int)v}";
             if (!Runs(acc, v)) throw TensorCore.Refusal(acc, name, V16Threads);
+            if (v == GemmVersion.V19VectorTf32 && !VectorOperands(a, b, s)) v = GemmVersion.V17AsyncTf32;   // v19's copies need them
             int grid = Math.Max(1, (int)Math.Min(s.Tiles(V16Tile), Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 2L));
             int pairs = VectorC(c, s, 2) ? 1 : 0;
             if (v == GemmVersion.V16PipelinedTf32)
@@ -1038,8 +1114,12 @@ public static class Gemm
             }
             else
             {
-                var entry = v == GemmVersion.V17AsyncTf32
-                    ? (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int, long, long, long>)V17Kernel : V18Kernel;
+                var entry = v switch
+                {
+                    GemmVersion.V17AsyncTf32 => (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int, long, long, long>)V17Kernel,
+                    GemmVersion.V18PackedTf32 => V18Kernel,
+                    _ => V19Kernel,
+                };
                 KernelCache.Get(acc, $"gemm.v{(int)v}", x => SharedMemoryLimit.Raise(x,
                         x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)), name))
                     (new KernelConfig(grid, V16Threads, SharedMemoryConfig.RequestDynamic<Float4>(AsyncSharedFloats(v) / 4)), a, b, c, s, pairs,

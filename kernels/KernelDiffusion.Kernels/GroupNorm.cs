@@ -405,7 +405,15 @@ public static class GroupNorm
 
     /// <summary>Whether a version's forward is its own: v3's is v2's and v5's v4's (they differ in their backward), so
     /// a forward alone is not tuned or timed at them.</summary>
-    public static bool HasOwnForward(GroupNormVersion v) => v is not (GroupNormVersion.V3FusedBackward or GroupNormVersion.V5FusedRows);
+    public static bool HasOwnForward(GroupNormVersion v) => ForwardOf(v) == v;
+
+    /// <summary>The version whose forward kernels a version's forward runs (v3: v2, v5: v4, else itself).</summary>
+    public static GroupNormVersion ForwardOf(GroupNormVersion v) => v switch
+    {
+        GroupNormVersion.V3FusedBackward => GroupNormVersion.V2GroupTree,
+        GroupNormVersion.V5FusedRows => GroupNormVersion.V4Fused,
+        _ => v,
+    };
 
     /// <summary>Whether a version can run at this shape (v3's backward, also v4's, keeps at most MaxChannelsPerGroupV3
     /// channels per group).</summary>

@@ -144,6 +144,27 @@ public static class AsyncCopy
     const string Chunk256Ptx = ChunkHead + "cp.async.ca.shared.global [kds], [kd0], 4, %5; cp.async.ca.shared.global [kds+1024], [kd1], 4, %6; " +
         "cp.async.ca.shared.global [kds+2048], [kd2], 4, %7; cp.async.ca.shared.global [kds+3072], [kd3], 4, %8; }";
 
+    /// <summary>Copies 4 consecutive floats, src[at .. at + 3], into the dynamic shared memory dst[slot .. slot + 3] as
+    /// one 16-byte copy (GEMM v19), or zero-fills them where <paramref name="inside"/> is false. Both ends must be
+    /// 16-byte aligned: at a multiple of 4 into a source whose address is, slot a multiple of 4.</summary>
+    public static void Vector(ArrayView<float> dst, int slot, ArrayView<float> src, long srcAddress, int at, bool inside)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit(VectorPtx, 4 * slot, srcAddress + 4L * (inside ? at : 0), inside ? 16 : 0);
+            return;
+        }
+        dst[slot] = inside ? src[at] : 0f;
+        dst[slot + 1] = inside ? src[at + 1] : 0f;
+        dst[slot + 2] = inside ? src[at + 2] : 0f;
+        dst[slot + 3] = inside ? src[at + 3] : 0f;
+    }
+
+    // %0: the slot's byte offset into the dynamic shared memory; %1: the source's device address; %2: the bytes to read
+    // (16, or 0 to zero-fill). .cg: the operands are streamed through L2 only.
+    const string VectorPtx = "{ .reg .u32 kds; .reg .u64 kd0; mov.u32 kds, __dyn_shared_alloca; add.u32 kds, kds, %0; " +
+        "cvta.to.global.u64 kd0, %1; cp.async.cg.shared.global [kds], [kd0], 16, %2; }";
+
     /// <summary>Closes this thread's group of copies issued since the last commit (possibly none).</summary>
     public static void Commit()
     {
@@ -383,6 +404,21 @@ public struct WarpTile64
     /// tile, then of its second. Columns 32 apart are 256 floats apart.</summary>
     public static int PackedSlotB(int k, int n) => (((k / 8) * 8 + n / 16) * 32 + (n % 8) * 4 + k % 4) * 4 + 2 * ((n % 16) / 8) + (k % 8) / 4;
 
+    /// <summary>A stage of 16 values of k with A row-major ([m][k], FragA.RowsPitch; GEMM v19) and B k-major as in
+    /// Stage16. <paramref name="a"/> starts at this lane's (row g, k t) of the warp's first 16 rows, <paramref name="b"/>
+    /// as Stage16's.</summary>
+    public static WarpTile64 Stage16RowsA(WarpTile64 w, ArrayView<float> a, ArrayView<float> b, int pitch, ArrayView<float> scratch)
+    {
+        w = StepRowsA(w, a, b, 0, 0, pitch, scratch);
+        return StepRowsA(w, a, b, 8, 8 * pitch, pitch, scratch);
+    }
+
+    const int RowTile = 16 * FragA.RowsPitch;   // floats between a warp's 16-row mma tiles of A
+
+    static WarpTile64 StepRowsA(WarpTile64 w, ArrayView<float> a, ArrayView<float> b, int k, int at, int pitch, ArrayView<float> scratch)
+        => Multiply(w, FragA.LoadRows(a, k), FragA.LoadRows(a, k + RowTile), FragA.LoadRows(a, k + 2 * RowTile), FragA.LoadRows(a, k + 3 * RowTile),
+            FragB.LoadAt(b, at, pitch), FragB.LoadAt(b, at + 8, pitch), FragB.LoadAt(b, at + 16, pitch), FragB.LoadAt(b, at + 24, pitch), scratch);
+
     /// <summary>One step of 8 values of k, whose first k row lies <paramref name="at"/> floats into the views (see Stage16).</summary>
     static WarpTile64 Step(WarpTile64 w, ArrayView<float> a, ArrayView<float> b, int at, int pitch, ArrayView<float> scratch)
         => Multiply(w, FragA.LoadKMajor(a, at, pitch), FragA.LoadKMajor(a, at + 16, pitch), FragA.LoadKMajor(a, at + 32, pitch),
@@ -556,6 +592,15 @@ public struct FragA
         int top = (row + g) * stride + k + t, bottom = top + 8 * stride;
         return new FragA { A0 = tile[top], A1 = tile[bottom], A2 = tile[top + 4], A3 = tile[bottom + 4] };
     }
+
+    /// <summary>From a row-major tile ([m][k], rows <see cref="RowsPitch"/> floats apart; GEMM v19) through a view that
+    /// starts at this lane's (row g, k t) of the tile: rows at offset i (a multiple of the pitch) .. + 15, k 0 .. 7. A lane
+    /// reads rows g and g + 8, k t and t + 4; at a pitch of 20 a warp's 32 reads fall in 32 different banks.</summary>
+    public static FragA LoadRows(ArrayView<float> at, int i)
+        => new() { A0 = at[i], A1 = at[i + 8 * RowsPitch], A2 = at[i + 4], A3 = at[i + 8 * RowsPitch + 4] };
+
+    /// <summary>GEMM v19's A rows: a stage's 16 values of k and 4 of padding, 80 bytes (16-byte copies stay aligned).</summary>
+    public const int RowsPitch = 20;
 
     /// <summary>From a packed Float4 (GEMM v18): a0..a3 in order.</summary>
     public static FragA Of(Float4 v) => new() { A0 = v.X, A1 = v.Y, A2 = v.Z, A3 = v.W };

@@ -157,6 +157,22 @@ public sealed class BenchTests(DeviceFixture fx, ITestOutputHelper log)
         Assert.Null(step.GcPauseMs);
     }
 
+    /// <summary>kd bench times a GroupNorm forward alone at the version whose forward kernels run, so a default without a
+    /// forward of its own (v5 on GPUs from 14x14 planes) still gets its row; the first H200 run's --default-only table
+    /// lost both forward cases when the default was filtered out.</summary>
+    [Fact]
+    public void AGroupNormForwardAloneRunsAtAVersionWithItsOwnForward()
+    {
+        foreach (var v in Enum.GetValues<GroupNormVersion>())
+        {
+            var f = GroupNorm.ForwardOf(v);
+            Assert.True(GroupNorm.HasOwnForward(f), $"{v}'s forward is {f}'s, which has none of its own");
+            Assert.Equal(f == v, GroupNorm.HasOwnForward(v));
+        }
+        Assert.Equal(GroupNormVersion.V4Fused, GroupNorm.ForwardOf(GroupNormVersion.V5FusedRows));
+        Assert.Equal(GroupNormVersion.V2GroupTree, GroupNorm.ForwardOf(GroupNormVersion.V3FusedBackward));
+    }
+
     /// <summary>Waiting for the device (synchronising, reading back) is counted, so kd bench can tell a step's host time
     /// issuing work from its time waiting.</summary>
     [Fact]

@@ -65,9 +65,10 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         Assert.False(Gemm.Runs(acc, GemmVersion.V16PipelinedTf32));
         Assert.False(Gemm.Runs(acc, GemmVersion.V17AsyncTf32));
         Assert.False(Gemm.Runs(acc, GemmVersion.V18PackedTf32));
+        Assert.False(Gemm.Runs(acc, GemmVersion.V19VectorTf32));
         Assert.True(Gemm.Runs(acc, GemmVersion.V4Blocked));
         // Never tuned to, on any device: their results are tf32's.
-        Assert.All(new[] { GemmVersion.V5Tf32, GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32 },
+        Assert.All(new[] { GemmVersion.V5Tf32, GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32, GemmVersion.V19VectorTf32 },
             v => Assert.True(Gemm.IsTf32(v) && !Gemm.Tunable(acc, v)));
         Assert.False(Conv2d.Runs(acc, ConvVersion.V7HoistedTf32));
         Assert.True(Conv2d.Runs(acc, ConvVersion.V8Hoisted));
@@ -75,10 +76,11 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         var s = new GemmShape { Batch = 1, M = 2, N = 2, K = 2, Alpha = 1 };
         var e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, GemmVersion.V5Tf32));
         Assert.Contains("32-lane warps", e.Message);
-        foreach (var v in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32 })
+        foreach (var v in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32, GemmVersion.V19VectorTf32 })
         {
             e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, v));
             Assert.Contains("groups of 256 threads", e.Message);
+            Assert.Contains($"gemm v{(int)v}", e.Message);
         }
         var g = ConvGeometry.Create(1, 1, 1, 1, 1, 1, 1, 0);
         e = Assert.Throws<VersionNotApplicableException>(() => Conv2d.Run(acc, ConvPass.Forward, g, a.View, a.View, a.View, a.View, false, a.View, ConvVersion.V6Tf32));
@@ -176,7 +178,7 @@ public sealed class KernelVersionNamesTests
     }
 
     [Theory]
-    [InlineData("gemm=v19", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32), v6 (blocked8), v7 (vector), v8 (vector4), v9 (cpublocks), v10 (pipelined), v11 (pipelined4), v12 (unrolled), v13 (unrolled4), v14 (padded), v15 (padded4), v16 (pipelinedtf32), v17 (asynctf32), v18 (packedtf32))")]
+    [InlineData("gemm=v20", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32), v6 (blocked8), v7 (vector), v8 (vector4), v9 (cpublocks), v10 (pipelined), v11 (pipelined4), v12 (unrolled), v13 (unrolled4), v14 (padded), v15 (padded4), v16 (pipelinedtf32), v17 (asynctf32), v18 (packedtf32), v19 (vectortf32))")]
     [InlineData("gemm=5", "is not family=vN")]
     [InlineData("matmul=v2", "unknown kernel family 'matmul'")]
     [InlineData("conv=v2,gemm", "is not family=vN")]

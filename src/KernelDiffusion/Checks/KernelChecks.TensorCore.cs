@@ -8,7 +8,7 @@ namespace KernelDiffusion.Checks;
 
 public static partial class KernelChecks
 {
-    /// <summary>GEMM v5 and v16-v18 and conv v6 and v7 (tf32 tensor cores) at the kernel level. GEMM: every transpose pair at
+    /// <summary>GEMM v5 and v16-v19 and conv v6 and v7 (tf32 tensor cores) at the kernel level. GEMM: every transpose pair at
     /// a ragged shape inside one 64 x 64 tile, a shared operand with alpha and beta, attention's two-level batches, and
     /// ragged shapes past one tile (v16's 128 x 128 too) in both directions.
     /// <para>The reference is float64 on the inputs rounded to tf32 (what the tensor cores multiply; truncated for v17
@@ -54,6 +54,26 @@ public static partial class KernelChecks
         foreach (var version in wide.Where(v => v != GemmVersion.V16PipelinedTf32))
             list.Add(Tf32GemmCase($"gemm.v{(int)version}.seven_stages", version,
                 new GemmShape { Batch = 2, M = 33, N = 40, K = 100, TransB = 1, StrideA = 33 * 100, StrideB = 40 * 100, StrideC = 33 * 40, Alpha = 1 }));
+
+        // v19's 16-byte copies, which need A and B untransposed with rows 16-byte aligned: a transposed B (v19 runs v17's
+        // copies); the stores' case above, untransposed and aligned; past one 128 x 128 tile in both directions with N's
+        // last copy of a row at its edge (N = 132), k 2.5 stages; seven stages; two-level batches; a shared B with alpha and
+        // beta. Each ".vector." case fails if v19's own copies did not run.
+        list.Add(Tf32GemmCase("gemm.v19.nt", GemmVersion.V19VectorTf32,
+            new GemmShape { Batch = 2, M = 17, N = 19, K = 23, TransB = 1, StrideA = 17 * 23, StrideB = 23 * 19, StrideC = 17 * 19, Alpha = 1 }));
+        list.Add(Tf32GemmCase("gemm.v19.vector.stores_inside", GemmVersion.V19VectorTf32,
+            new GemmShape { Batch = 2, M = 130, N = 96, K = 24, StrideA = 130 * 24, StrideB = 24 * 96, StrideC = 130 * 96, Alpha = 0.5f }));
+        list.Add(Tf32GemmCase("gemm.v19.vector.multi_tile_128", GemmVersion.V19VectorTf32,
+            new GemmShape { Batch = 2, M = 140, N = 132, K = 40, StrideA = 140 * 40, StrideB = 40 * 132, StrideC = 140 * 132, Alpha = 1 }));
+        list.Add(Tf32GemmCase("gemm.v19.vector.seven_stages", GemmVersion.V19VectorTf32,
+            new GemmShape { Batch = 2, M = 33, N = 40, K = 100, StrideA = 33 * 100, StrideB = 100 * 40, StrideC = 33 * 40, Alpha = 1 }));
+        list.Add(Tf32GemmCase("gemm.v19.vector.two_level_batch", GemmVersion.V19VectorTf32, new GemmShape
+        {
+            Batch = 4, M = 9, N = 12, K = 8, Alpha = 1, Split = 2,
+            StrideA = 9 * 8, OuterA = 3 * 9 * 8, StrideB = 8 * 12, OuterB = 3 * 8 * 12, StrideC = 9 * 12, OuterC = 2 * 9 * 12,
+        }));
+        list.Add(Tf32GemmCase("gemm.v19.vector.alpha_beta_shared_b", GemmVersion.V19VectorTf32,
+            new GemmShape { Batch = 3, M = 9, N = 12, K = 16, StrideA = 9 * 16, StrideB = 0, StrideC = 9 * 12, Alpha = -0.7f, Beta = 1.3f }));
 
         // Conv v6 and v7: all three passes at conv v1-v5's shapes (3x3 stride 1 and 2, 1x1), past one 64 x 64 tile, and the
         // weight gradient with k split in 3 slices (K = 2*9*10 = 180 is not a multiple of them).
@@ -131,21 +151,29 @@ public static partial class KernelChecks
             var a = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideA, s.OuterA)) + s.M * s.K);
             var b = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideB, s.OuterB)) + s.K * s.N);
             var c = Randn(r, s.Batch * s.M * s.N);
+            bool vector = false;
             float[] got = OnTensorCoreTiles(d, Gemm.Threads(version), acc =>
             {
                 using var da = acc.Allocate1D(a.Select(v => (float)v).ToArray());
                 using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
                 // Beta = 0 must not read C: poison it then.
                 using var dc = acc.Allocate1D(c.Select(v => s.Beta == 0 ? float.NaN : (float)v).ToArray());
+                if (version == GemmVersion.V19VectorTf32)
+                {
+                    vector = Gemm.VectorOperands(da.View, db.View, s);
+                    if (kernel.Contains(".vector.") && !vector)
+                        throw new InvalidOperationException("v19's operands are not 16-byte aligned here: v17 would run, not v19's copies");
+                }
                 Gemm.Run(acc, da.View, db.View, dc.View, s, version);
                 return dc.GetAsArray1D();
             }, out string where);
-            // v17 and v18 give the tensor cores their operands unrounded: they read them truncated to tf32.
+            // v17-v19 give the tensor cores their operands unrounded: they read them truncated to tf32.
             bool truncated = Gemm.TruncatesTf32(version);
             Func<double[], double[]> tf32 = truncated ? TruncatedTf32 : Tf32;
             double err = RelError(got, Gemm.Reference.Run(tf32(a), tf32(b), c, s));
             double raw = RelError(got, Gemm.Reference.Run(a, b, c, s));
-            return (err, Fwd, $"against tf32-{(truncated ? "truncated" : "rounded")} inputs; {raw:E1} against the fp32 inputs{where}");
+            string path = version == GemmVersion.V19VectorTf32 ? (vector ? "; 16-byte copies" : "; as v17 (operands not 16-byte aligned)") : "";
+            return (err, Fwd, $"against tf32-{(truncated ? "truncated" : "rounded")} inputs; {raw:E1} against the fp32 inputs{path}{where}");
         });
 
     /// <summary>Runs f on the device's accelerator when it can run groups of <paramref name="threads"/> threads in 32-lane
