@@ -261,8 +261,8 @@ public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V
 /// v14 and v15: v12 and v13 with their shared k rows padded against bank conflicts and C stored 16 bytes at a time. v16:
 /// tf32 tensor cores (opt-in, as v5) on v14's pipelined staging, 128 x 128 tiles. v17: v16's tiles staged by cp.async,
 /// three stages deep, the operands' fp32 bits given to the tensor cores as they are (truncated, not rounded). v18: v17
-/// with its shared tiles laid out in fragments, read 16 bytes at a time. v19: v17 copying 16 bytes at a time (A
-/// row-major in shared memory), where A's rows run along k and B's along n, 16-byte aligned; elsewhere v17.</summary>
+/// with its shared tiles laid out in fragments, read 16 bytes at a time. v19: v17 copying 16 bytes at a time where every
+/// operand row is 16-byte aligned (an operand whose rows run along k kept row-major in shared memory); elsewhere v17.</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
@@ -809,7 +809,7 @@ public static class Gemm
     public static int AsyncSharedFloats(GemmVersion v) => v switch
     {
         GemmVersion.V18PackedTf32 => 2 * V17Stages * V18Buffer,
-        GemmVersion.V19VectorTf32 => V17Stages * (V19BufferA + V16Buffer),
+        GemmVersion.V19VectorTf32 => V17Stages * 2 * V16Tile * FragA.RowsPitch,   // the most its layouts take (both row-major)
         _ => 2 * V17Stages * V16Buffer,
     };
 
@@ -903,30 +903,55 @@ public static class Gemm
         AsyncCopy.Chunk(sh, slotB + b1, spacing, b, bAddress, at, step, rows);
     }
 
-    /// <summary>v19's A buffer: 128 rows of a stage's 16 values of k, FragA.RowsPitch floats apart.</summary>
-    const int V19BufferA = V16Tile * FragA.RowsPitch;
+    /// <summary>Floats of a v19 operand buffer: a row-major tile (its rows along k: 128 rows of a stage's 16 values of k,
+    /// FragA.RowsPitch apart) or a k-major one (v16's: 16 k rows, V16Pitch apart).</summary>
+    static int V19Buffer(int rows) => rows != 0 ? V16Tile * FragA.RowsPitch : V16Buffer;
 
-    /// <summary>Whether v19's 16-byte copies apply: A's rows run along k (not transposed) and B's along n (not
-    /// transposed), every row of both starts 16-byte aligned (the views' addresses, K and N, and the batch strides
-    /// multiples of 4 floats). Elsewhere v19 runs v17.</summary>
+    /// <summary>Whether v19's 16-byte copies apply: every row of A and B (along k where not transposed, else along m or
+    /// n) starts 16-byte aligned: the views' addresses, the row lengths and the batch strides multiples of 4 floats.
+    /// Elsewhere v19 runs v17.</summary>
     public static bool VectorOperands(ArrayView<float> a, ArrayView<float> b, GemmShape s)
-        => s.TransA == 0 && s.TransB == 0 && Launch.Aligned(a, 16) && Launch.Aligned(b, 16) && s.K % 4 == 0 && s.N % 4 == 0
+        => Launch.Aligned(a, 16) && Launch.Aligned(b, 16) && (s.TransA == 0 ? s.K : s.M) % 4 == 0 && (s.TransB == 0 ? s.N : s.K) % 4 == 0
            && s.StrideA % 4 == 0 && s.OuterA % 4 == 0 && s.StrideB % 4 == 0 && s.OuterB % 4 == 0;
 
     /// <summary>v19: v17's tiles, warps, stages and schedule, with each copy 16 bytes (cp.async.cg) where v17's are 4: a
-    /// thread issues 4 copies a stage where v17 issues 16, and each copy's address and bounds check are computed once for
-    /// 4 values (ptxas put v18's stage loop at 221 instructions per 32 mma, 150 of them integer arithmetic for its
-    /// 4-byte copies). A's rows lie along k, so its shared tile is row-major ([m][k], 20 floats a row:
-    /// FragA.LoadRows); B's lie along n, in v16's k-major tile. Needs VectorOperands (the dispatch runs v17 elsewhere).</summary>
+    /// thread issues 4 copies a stage where v17 issues 16, each copy's address and bounds check computed once for 4
+    /// values (ptxas put v18's stage loop at 221 instructions per 32 mma, 150 of them integer arithmetic for its 4-byte
+    /// copies). An operand whose rows lie along k (A untransposed, B transposed) is kept row-major ([m][k], [n][k]: 20
+    /// floats a row, FragA.LoadRows and FragB.LoadRows); one whose rows lie along m or n in v16's k-major tile. One entry
+    /// per pair of layouts, so each compiles only its own. Needs VectorOperands (the dispatch runs v17 elsewhere).</summary>
     [LaunchBounds(V16Threads, 2)]
     static void V19Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 1, 0);
+
+    /// <summary>v19 with B transposed (both operands' rows along k).</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V19BTKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 1, 1);
+
+    /// <summary>v19 with A transposed (A's rows along m, B's along n).</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V19ATKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 0, 0);
+
+    /// <summary>v19 with both transposed.</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V19ATBTKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 0, 1);
+
+    /// <summary>v19's body: <paramref name="aRows"/> and <paramref name="bRows"/> (constants in each entry) say which
+    /// operands are kept row-major (rows along k).</summary>
+    static void VectorTiles(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress,
+        long cAddress, int aRows, int bRows)
     {
         var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();   // A's three buffers, then B's (requested as Float4s, as v17's)
         var scratch = TensorCore.Scratch();
         WarpTile64.Declare();
-        int t = Group.IdxX, warp = Warp.WarpIdx, lane = Warp.LaneIdx;
-        int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
-        int fragA = (wm + (lane >> 2)) * FragA.RowsPitch + (lane & 3), fragB = V17Stages * V19BufferA + (lane & 3) * V16Pitch + wn + (lane >> 2);
+        int t = Group.IdxX, warp = Warp.WarpIdx, lane = Warp.LaneIdx, g = lane >> 2, q = lane & 3;
+        int wm = (warp >> 2) * 64, wn = (warp & 3) * 32, bufferA = V19Buffer(aRows), bufferB = V19Buffer(bRows), atB = V17Stages * bufferA;
+        // This lane's first fragment value: (row g, k t) of a row-major tile, (k row t, column g) of a k-major one.
+        int fragA = aRows != 0 ? (wm + g) * FragA.RowsPitch + q : q * V16Pitch + wm + g;
+        int fragB = atB + (bRows != 0 ? (wn + g) * FragA.RowsPitch + q : q * V16Pitch + wn + g);
         for (int w = Grid.IdxX, tiles = s.Tiles(V16Tile); w < tiles; w += Grid.DimX)
         {
             var (bi, m0, n0) = s.TileAt(w, V16Tile);
@@ -934,7 +959,8 @@ public static class Gemm
             var acc = WarpTile64.Zero();
             for (int p = 0; p < V17Stages - 1; p++)
             {
-                CopyVectorStage(a, b, s, aAddress, bAddress, aBase, bBase, sh, p, m0, n0, p * V16K, t);
+                CopyVectors(sh, p * bufferA, a, aAddress, aBase, s.M, s.K, m0, p * V16K, t, aRows);
+                CopyVectors(sh, atB + p * bufferB, b, bAddress, bBase, s.N, s.K, n0, p * V16K, t, bRows);
                 AsyncCopy.Commit();
             }
             // As v17: stage i sits in buffer i % 3; the copies issued during it fill buffer (i + 2) % 3.
@@ -943,9 +969,13 @@ public static class Gemm
                 AsyncCopy.WaitAllButOne();
                 Group.Barrier();
                 int ahead = k0 + (V17Stages - 1) * V16K;
-                if (ahead < s.K) CopyVectorStage(a, b, s, aAddress, bAddress, aBase, bBase, sh, fill, m0, n0, ahead, t);
+                if (ahead < s.K)
+                {
+                    CopyVectors(sh, fill * bufferA, a, aAddress, aBase, s.M, s.K, m0, ahead, t, aRows);
+                    CopyVectors(sh, atB + fill * bufferB, b, bAddress, bBase, s.N, s.K, n0, ahead, t, bRows);
+                }
                 AsyncCopy.Commit();
-                acc = WarpTile64.Stage16RowsA(acc, sh.SubView(cur * V19BufferA + fragA), sh.SubView(cur * V16Buffer + fragB), V16Pitch, scratch);
+                acc = WarpTile64.Stage16Vector(acc, sh.SubView(cur * bufferA + fragA), sh.SubView(cur * bufferB + fragB), aRows, bRows, V16Pitch, scratch);
                 cur = cur == V17Stages - 1 ? 0 : cur + 1;
                 fill = fill == V17Stages - 1 ? 0 : fill + 1;
             }
@@ -954,19 +984,25 @@ public static class Gemm
         }
     }
 
-    /// <summary>v19: thread t's four 16-byte copies of the stage at k0 into buffer <paramref name="buffer"/>: A rows t / 4
-    /// and t / 4 + 64 at k t % 4 * 4 (a warp copies 8 rows' 64 bytes), B k rows t / 32 and t / 32 + 8 at columns t % 32 * 4
-    /// (a warp copies 512 contiguous bytes); zero past M, N and K (N and K are multiples of 4: a copy is wholly in or out).</summary>
-    static void CopyVectorStage(ArrayView<float> a, ArrayView<float> b, GemmShape s, long aAddress, long bAddress, int aBase, int bBase,
-        ArrayView<float> sh, int buffer, int m0, int n0, int k0, int t)
+    /// <summary>v19: thread t's two 16-byte copies of one operand's stage at k0 into the buffer at <paramref name="at"/>
+    /// in the dynamic shared memory; zero past its rows (R of them: M or N) and past K, whose row lengths are multiples
+    /// of 4, so a copy is wholly in or out. Row-major (<paramref name="rows"/>: rows along k, R x K in the source): rows
+    /// t / 4 and t / 4 + 64 at k t % 4 * 4 (a warp covers 8 rows' 64 bytes). k-major (K x R in the source): k rows t / 32
+    /// and t / 32 + 8 at t % 32 * 4 (a warp covers 512 contiguous bytes).</summary>
+    static void CopyVectors(ArrayView<float> sh, int at, ArrayView<float> src, long address, int srcBase, int r, int k, int r0, int k0, int t, int rows)
     {
-        int row = t >> 2, ka = k0 + (t & 3) * 4, kb = k0 + (t >> 5), col = n0 + (t & 31) * 4;
-        int slotA = buffer * V19BufferA + row * FragA.RowsPitch + (t & 3) * 4;
-        int slotB = V17Stages * V19BufferA + buffer * V16Buffer + (t >> 5) * V16Pitch + (t & 31) * 4;
-        AsyncCopy.Vector(sh, slotA, a, aAddress, aBase + (m0 + row) * s.K + ka, ka < s.K && m0 + row < s.M);
-        AsyncCopy.Vector(sh, slotA + 64 * FragA.RowsPitch, a, aAddress, aBase + (m0 + row + 64) * s.K + ka, ka < s.K && m0 + row + 64 < s.M);
-        AsyncCopy.Vector(sh, slotB, b, bAddress, bBase + kb * s.N + col, kb < s.K && col < s.N);
-        AsyncCopy.Vector(sh, slotB + 8 * V16Pitch, b, bAddress, bBase + (kb + 8) * s.N + col, kb + 8 < s.K && col < s.N);
+        if (rows != 0)
+        {
+            int row = r0 + (t >> 2), kq = k0 + (t & 3) * 4, slot = at + (t >> 2) * FragA.RowsPitch + (t & 3) * 4;
+            AsyncCopy.Vector(sh, slot, src, address, srcBase + row * k + kq, kq < k && row < r);
+            AsyncCopy.Vector(sh, slot + 64 * FragA.RowsPitch, src, address, srcBase + (row + 64) * k + kq, kq < k && row + 64 < r);
+        }
+        else
+        {
+            int kk = k0 + (t >> 5), col = r0 + (t & 31) * 4, slot = at + (t >> 5) * V16Pitch + (t & 31) * 4;
+            AsyncCopy.Vector(sh, slot, src, address, srcBase + kk * r + col, kk < k && col < r);
+            AsyncCopy.Vector(sh, slot + 8 * V16Pitch, src, address, srcBase + (kk + 8) * r + col, kk + 8 < k && col < r);
+        }
     }
 
     /// <summary>v9, for the CPU accelerator: each unit of work is a 4 x 8 block of C, its 32 accumulators two Block4
@@ -1118,9 +1154,10 @@ public static class Gemm
                 {
                     GemmVersion.V17AsyncTf32 => (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int, long, long, long>)V17Kernel,
                     GemmVersion.V18PackedTf32 => V18Kernel,
-                    _ => V19Kernel,
+                    _ => (s.TransA, s.TransB) switch { (0, 0) => V19Kernel, (0, _) => V19BTKernel, (_, 0) => V19ATKernel, _ => V19ATBTKernel },
                 };
-                KernelCache.Get(acc, $"gemm.v{(int)v}", x => SharedMemoryLimit.Raise(x,
+                string key = v == GemmVersion.V19VectorTf32 ? $"gemm.v19.{(s.TransA == 0 ? "n" : "t")}{(s.TransB == 0 ? "n" : "t")}" : $"gemm.v{(int)v}";
+                KernelCache.Get(acc, key, x => SharedMemoryLimit.Raise(x,
                         x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)), name))
                     (new KernelConfig(grid, V16Threads, SharedMemoryConfig.RequestDynamic<Float4>(AsyncSharedFloats(v) / 4)), a, b, c, s, pairs,
                         AsyncCopy.DeviceAddress(a), AsyncCopy.DeviceAddress(b), AsyncCopy.DeviceAddress(c));

@@ -101,7 +101,7 @@ public static class TensorCore
 }
 
 /// <summary>cp.async (sm_80): copies from global to shared memory that bypass registers, issued in commit groups a
-/// thread later waits for (GEMM v17 and v18). On CUDA through inline PTX; elsewhere each copy happens at once, so committing and
+/// thread later waits for (GEMM v17-v19). On CUDA through inline PTX; elsewhere each copy happens at once, so committing and
 /// waiting do nothing.
 /// <para>The PTX needs addresses, which ILGPU 1.5.3 does not give a kernel (LoadEffectiveAddressAsPtr and
 /// Unsafe.AsPointer are refused inside kernels). So the source's device address comes from the host (a kernel
@@ -404,20 +404,30 @@ public struct WarpTile64
     /// tile, then of its second. Columns 32 apart are 256 floats apart.</summary>
     public static int PackedSlotB(int k, int n) => (((k / 8) * 8 + n / 16) * 32 + (n % 8) * 4 + k % 4) * 4 + 2 * ((n % 16) / 8) + (k % 8) / 4;
 
-    /// <summary>A stage of 16 values of k with A row-major ([m][k], FragA.RowsPitch; GEMM v19) and B k-major as in
-    /// Stage16. <paramref name="a"/> starts at this lane's (row g, k t) of the warp's first 16 rows, <paramref name="b"/>
-    /// as Stage16's.</summary>
-    public static WarpTile64 Stage16RowsA(WarpTile64 w, ArrayView<float> a, ArrayView<float> b, int pitch, ArrayView<float> scratch)
+    /// <summary>A stage of 16 values of k for GEMM v19: A row-major ([m][k], FragA.RowsPitch floats a row) where
+    /// <paramref name="aRows"/>, else k-major as Stage16's (V16Pitch: <paramref name="pitch"/>); B likewise ([n][k] where
+    /// <paramref name="bRows"/>). Each view starts at this lane's first fragment value: (row g, k t) of a row-major tile,
+    /// (k row t, column g) of a k-major one. aRows and bRows are constants at the call, so each entry keeps one path.</summary>
+    public static WarpTile64 Stage16Vector(WarpTile64 w, ArrayView<float> a, ArrayView<float> b, int aRows, int bRows, int pitch, ArrayView<float> scratch)
     {
-        w = StepRowsA(w, a, b, 0, 0, pitch, scratch);
-        return StepRowsA(w, a, b, 8, 8 * pitch, pitch, scratch);
+        w = StepVector(w, a, b, 0, aRows, bRows, pitch, scratch);
+        return StepVector(w, a, b, 8, aRows, bRows, pitch, scratch);
     }
 
-    const int RowTile = 16 * FragA.RowsPitch;   // floats between a warp's 16-row mma tiles of A
+    const int RowTile = 16 * FragA.RowsPitch;   // floats between a warp's 16-row mma tiles of a row-major A
+    const int RowTileB = 8 * FragA.RowsPitch;   // and between the 8-column mma tiles of a row-major B
 
-    static WarpTile64 StepRowsA(WarpTile64 w, ArrayView<float> a, ArrayView<float> b, int k, int at, int pitch, ArrayView<float> scratch)
-        => Multiply(w, FragA.LoadRows(a, k), FragA.LoadRows(a, k + RowTile), FragA.LoadRows(a, k + 2 * RowTile), FragA.LoadRows(a, k + 3 * RowTile),
-            FragB.LoadAt(b, at, pitch), FragB.LoadAt(b, at + 8, pitch), FragB.LoadAt(b, at + 16, pitch), FragB.LoadAt(b, at + 24, pitch), scratch);
+    static WarpTile64 StepVector(WarpTile64 w, ArrayView<float> a, ArrayView<float> b, int k, int aRows, int bRows, int pitch, ArrayView<float> scratch)
+        => Multiply(w, VectorA(a, 0, k, aRows, pitch), VectorA(a, 1, k, aRows, pitch), VectorA(a, 2, k, aRows, pitch), VectorA(a, 3, k, aRows, pitch),
+            VectorB(b, 0, k, bRows, pitch), VectorB(b, 1, k, bRows, pitch), VectorB(b, 2, k, bRows, pitch), VectorB(b, 3, k, bRows, pitch), scratch);
+
+    /// <summary>The fragment of 16-row mma tile i at step k (0 or 8).</summary>
+    static FragA VectorA(ArrayView<float> a, int i, int k, int rows, int pitch)
+        => rows != 0 ? FragA.LoadRows(a, i * RowTile + k) : FragA.LoadKMajor(a, 16 * i + k * pitch, pitch);
+
+    /// <summary>The fragment of 8-column mma tile j at step k (0 or 8).</summary>
+    static FragB VectorB(ArrayView<float> b, int j, int k, int rows, int pitch)
+        => rows != 0 ? FragB.LoadRows(b, j * RowTileB + k) : FragB.LoadAt(b, 8 * j + k * pitch, pitch);
 
     /// <summary>One step of 8 values of k, whose first k row lies <paramref name="at"/> floats into the views (see Stage16).</summary>
     static WarpTile64 Step(WarpTile64 w, ArrayView<float> a, ArrayView<float> b, int at, int pitch, ArrayView<float> scratch)
@@ -624,6 +634,11 @@ public struct FragB
         int at = (k + t) * stride + col + g;
         return new FragB { B0 = tile[at], B1 = tile[at + 4 * stride] };
     }
+
+    /// <summary>From a row-major tile ([n][k], rows FragA.RowsPitch floats apart; GEMM v19 with B transposed) through a view
+    /// that starts at this lane's (row g, k t): rows at offset i (a multiple of the pitch) .. + 7, k 0 .. 7. A lane reads
+    /// row g at k t and t + 4; a warp's 32 reads fall in 32 different banks.</summary>
+    public static FragB LoadRows(ArrayView<float> at, int i) => new() { B0 = at[i], B1 = at[i + 4] };
 
     /// <summary>As Load, through a view that starts at this lane's (k row t, column g) of the tile: columns at offsets
     /// j .. j + 7.</summary>

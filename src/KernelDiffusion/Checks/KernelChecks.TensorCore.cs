@@ -55,16 +55,18 @@ public static partial class KernelChecks
             list.Add(Tf32GemmCase($"gemm.v{(int)version}.seven_stages", version,
                 new GemmShape { Batch = 2, M = 33, N = 40, K = 100, TransB = 1, StrideA = 33 * 100, StrideB = 40 * 100, StrideC = 33 * 40, Alpha = 1 }));
 
-        // v19's 16-byte copies, which need A and B untransposed with rows 16-byte aligned: a transposed B (v19 runs v17's
-        // copies); the stores' case above, untransposed and aligned; past one 128 x 128 tile in both directions with N's
-        // last copy of a row at its edge (N = 132), k 2.5 stages; seven stages; two-level batches; a shared B with alpha and
-        // beta. Each ".vector." case fails if v19's own copies did not run.
+        // v19's 16-byte copies, which need every operand row 16-byte aligned: rows of 23 (v19 runs v17's copies); the
+        // stores' case above, aligned; past one 128 x 128 tile in both directions with N's last copy of a row at its edge
+        // (N = 132), k 2.5 stages, in all four transpose pairs (row-major and k-major tiles for each operand); seven
+        // stages; two-level batches; a shared B with alpha and beta. Each ".vector." case fails if v19's own copies did
+        // not run.
         list.Add(Tf32GemmCase("gemm.v19.nt", GemmVersion.V19VectorTf32,
             new GemmShape { Batch = 2, M = 17, N = 19, K = 23, TransB = 1, StrideA = 17 * 23, StrideB = 23 * 19, StrideC = 17 * 19, Alpha = 1 }));
         list.Add(Tf32GemmCase("gemm.v19.vector.stores_inside", GemmVersion.V19VectorTf32,
             new GemmShape { Batch = 2, M = 130, N = 96, K = 24, StrideA = 130 * 24, StrideB = 24 * 96, StrideC = 130 * 96, Alpha = 0.5f }));
-        list.Add(Tf32GemmCase("gemm.v19.vector.multi_tile_128", GemmVersion.V19VectorTf32,
-            new GemmShape { Batch = 2, M = 140, N = 132, K = 40, StrideA = 140 * 40, StrideB = 40 * 132, StrideC = 140 * 132, Alpha = 1 }));
+        foreach (var (ta, tb) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
+            list.Add(Tf32GemmCase($"gemm.v19.vector.multi_tile_128.{(ta == 1 ? "t" : "n")}{(tb == 1 ? "t" : "n")}", GemmVersion.V19VectorTf32,
+                new GemmShape { Batch = 2, M = 140, N = 132, K = 40, TransA = ta, TransB = tb, StrideA = 140 * 40, StrideB = 40 * 132, StrideC = 140 * 132, Alpha = 1 }));
         list.Add(Tf32GemmCase("gemm.v19.vector.seven_stages", GemmVersion.V19VectorTf32,
             new GemmShape { Batch = 2, M = 33, N = 40, K = 100, StrideA = 33 * 100, StrideB = 100 * 40, StrideC = 33 * 40, Alpha = 1 }));
         list.Add(Tf32GemmCase("gemm.v19.vector.two_level_batch", GemmVersion.V19VectorTf32, new GemmShape
