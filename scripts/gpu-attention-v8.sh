@@ -12,11 +12,7 @@ out=${1:?usage: gpu-attention-v8.sh OUTDIR}
 R=/tmp/kd-attention-v8; tarball=attention-v8-results.tgz
 . scripts/gpu-common.sh
 bash scripts/fixture-data.sh /tmp/fx
-timeout 60 $K check --device cuda --filter attention --out "$R/check" > "$R/check.log" 2>&1
-stamp "check (attention): $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
-if ! grep -q " 0 failed" "$R/check.log"; then
-  grep -E "FAIL" "$R/check.log" | head -20; stamp "a check failed: nothing is timed"; exit 1
-fi
+check_or_stop 60 attention
 timeout 70 $K bench --device cuda --no-steps --kernels attention. --budget-ms 40 --skip-versions attention=v2 attention=v3 \
   --out "$R/bench-kernels" > "$R/bench-kernels.log" 2>&1
 stamp "attention versions done"

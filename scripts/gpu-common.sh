@@ -12,6 +12,15 @@ check_cuda() {
   timeout "$1" $K check --device cuda --out "$R/check" > "$R/check.log" 2>&1
   stamp "check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
 }
+# check_or_stop SECONDS FILTER: kd check on CUDA for the cases whose names contain FILTER, into $R/check; if one fails,
+# lists the failures and ends the script: nothing is timed after a failed check.
+check_or_stop() {
+  timeout "$1" $K check --device cuda --filter "$2" --out "$R/check" > "$R/check.log" 2>&1
+  stamp "check ($2): $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
+  if ! grep -q " 0 failed" "$R/check.log"; then
+    grep -E "FAIL" "$R/check.log" | head -20; stamp "a check failed: nothing is timed"; exit 1
+  fi
+}
 # join_ratios KERNELS.json: the steps ($R/bench-steps) and a kernel-case run, made apart, as one ratio table beside
 # PyTorch's ($R/torch.json).
 join_ratios() {

@@ -18,11 +18,7 @@ out=${1:?usage: gpu-h200-final.sh OUTDIR}
 R=/tmp/kd-h200-final; tarball=h200-final-results.tgz
 . scripts/gpu-common.sh
 bash scripts/fixture-data.sh /tmp/fx
-timeout 60 $K check --device cuda --filter attention --out "$R/check" > "$R/check.log" 2>&1
-stamp "check (attention): $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
-if ! grep -q " 0 failed" "$R/check.log"; then
-  grep -E "FAIL" "$R/check.log" | head -20; stamp "a check failed: nothing is timed"; exit 1
-fi
+check_or_stop 60 attention
 timeout 40 $K bench --device cuda --no-steps --kernels attention. --budget-ms 40 --skip-versions attention=v1 attention=v2 \
   attention=v3 attention=v4 attention=v6 attention=v7 attention=v9 --out "$R/bench-attention" > "$R/bench-attention.log" 2>&1
 stamp "attention v8 and v10 done"
