@@ -5,8 +5,9 @@
 # - the convolutions on the tf32 GEMMs v17 and v19 (Winograd v13's forward and forward + backward cases, the 1x1
 #   forwards) beside PyTorch tf32 in the same call;
 # - the fmnist training step on gemm=v17 and gemm=v19 beside PyTorch tf32's;
-# - the GroupNorm forward-only cases at the defaults (their rows were lost in the H200 run's call 2), and the fmnist
-#   steps at the defaults, beside PyTorch fp32;
+# - the GroupNorm forward-only cases at the defaults (their rows were lost in the H200 run's call 2), the sum cases at
+#   every reduce version (v4: v1's sums as strided runs, without its digit carries), and the fmnist steps at the
+#   defaults, beside PyTorch fp32;
 # - the training profile.
 # Predictions: bench/NOTES.md, "Tensor cores", GEMM v19.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
@@ -31,16 +32,18 @@ timeout 80 python3 bench/torch_reference.py --device cuda --both --only sgemm.40
   --out "$R/torch-tf32.json" > "$R/torch-tf32.log" 2>&1
 python3 bench/join.py "$R/bench-sgemm/bench.json" "$R/torch-tf32.json" --out "$R/ratios-sgemm.md" > "$R/join-sgemm.log" 2>&1
 stamp "torch tf32 done"
-timeout 30 $K bench --device cuda --default-only --no-steps --kernels group_norm --budget-ms 60 --out "$R/bench-kernels" > "$R/bench-kernels.log" 2>&1
+timeout 30 $K bench --device cuda --default-only --no-steps --kernels group_norm --budget-ms 60 --out "$R/bench-gn" > "$R/bench-gn.log" 2>&1
+timeout 30 $K bench --device cuda --no-steps --kernels sum. --budget-ms 40 --out "$R/bench-sum" > "$R/bench-sum.log" 2>&1
+python3 bench/merge.py "$R/bench-kernels.json" "$R/bench-gn/bench.json" "$R/bench-sum/bench.json" > /dev/null 2>&1
 timeout 30 $K bench --device cuda --default-only --no-kernels --kernels fmnist --budget-ms 100 --out "$R/bench-steps" > "$R/bench-steps.log" 2>&1
-timeout 60 python3 bench/torch_reference.py --device cuda --only group_norm,fmnist_unet.,fmnist_classifier. --out "$R/torch.json" > "$R/torch.log" 2>&1
-join_ratios "$R/bench-kernels/bench.json"; stamp "GroupNorm and fmnist steps beside torch done"
+timeout 60 python3 bench/torch_reference.py --device cuda --only group_norm,sum.,fmnist_unet.,fmnist_classifier. --out "$R/torch.json" > "$R/torch.log" 2>&1
+join_ratios "$R/bench-kernels.json"; stamp "GroupNorm, sums and fmnist steps beside torch done"
 ncu_case gemm-v19 'V19Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "19")
 train_profile
 cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" | tail -1; grep -E "FAIL" "$R/check.log" | head -10
 cat "$R/ratios-sgemm.md" 2>/dev/null | grep -E "^\| sgemm"
 grep -hE "^\| conv" "$R"/bench-conv-gemm-v1[79]/bench.md | cut -d'|' -f2-5
 python3 -c "import json; [print(r['name'], r['ms']) for r in json.load(open('$R/torch-tf32.json'))['results']]" 2>/dev/null
-grep -h "default:" "$R"/bench-steps*.log; grep -E "^\| (group_norm|fmnist)" "$R/ratios.md" | cut -d'|' -f2-7
+grep -h "default:" "$R"/bench-steps*.log; grep -E "^\| (group_norm|sum|fmnist)" "$R/ratios.md" | cut -d'|' -f2-7
 grep -A14 "time and launches" "$R/train-profile.log"
 grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Executed Ipc Active|Achieved Occupancy|Registers Per|spends .* cycles" "$R/gemm-v19.txt" | head -12

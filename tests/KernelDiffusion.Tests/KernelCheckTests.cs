@@ -26,6 +26,23 @@ public sealed class KernelCheckTests(DeviceFixture fx)
         Assert.Equal(names.Count, names.Distinct().Count());
     }
 
+    /// <summary>Reduce v4 takes a plan's elements as j times one step only where every output's elements lie so.</summary>
+    [Theory]
+    [InlineData(new[] { 256, 384, 128, 1 }, new[] { 1, 384, 128, 1 }, 384 * 128)]   // 1x1 weight products over N
+    [InlineData(new[] { 256, 128, 14, 14 }, new[] { 256, 128, 1, 1 }, 1)]          // embedding gradient over H, W
+    [InlineData(new[] { 3, 5, 7, 2 }, new[] { 3, 5, 1, 1 }, 1)]
+    [InlineData(new[] { 1001 }, new[] { 1 }, 1)]
+    [InlineData(new[] { 3, 5, 7, 2 }, new[] { 1, 5, 1, 2 }, 0)]                    // axes 0 and 2: two steps
+    [InlineData(new[] { 11, 4, 13, 7 }, new[] { 1, 4, 1, 1 }, 0)]                  // axes 0, 2, 3: 0 breaks the run
+    [InlineData(new[] { 4, 5 }, new[] { 4, 5 }, 1)]                                // nothing reduced: one element
+    public void ReduceRunStepFindsConstantSteps(int[] shape, int[] to, int step)
+    {
+        var plan = Kernels.ReducePlan.Create(shape, to);
+        Assert.Equal(step, plan.RunStep());
+        if (step > 0)
+            Assert.All(Enumerable.Range(0, plan.Count), j => Assert.Equal(j * step, plan.Offset(j)));
+    }
+
     [Fact]
     public void ACheckFailsWhenTheKernelIsWrong()
     {

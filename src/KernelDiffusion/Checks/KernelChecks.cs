@@ -470,7 +470,9 @@ public static partial class KernelChecks
             list.Add(Forward("clamp.v2", [[n]], With(v2, t => Ops.Clamp(t[0], -0.5f, 0.7f)), v => Elementwise.Reference.Clamp(v[0], -0.5, 0.7)));
         }
 
-        // Sum and mean over chosen axes, both kernel versions; their backward (an expand) uses neither, so it is checked once.
+        // Sum and mean over chosen axes, every kernel version (v4 where the summed elements lie a constant step apart:
+        // the mean over [2, 3], the sum of 1001 and the sum over the first axis; v1 elsewhere); their backward (an expand)
+        // uses none, so it is checked once.
         int[] rs = [3, 5, 7, 2];
         Func<double[][], double[]> sum = v => Reduce.Reference.Sum(v[0], rs, [1, 5, 1, 2], 1);
         Func<double[][], double[]> mean = v => Reduce.Reference.Sum(v[0], rs, [3, 5, 1, 1], 1.0 / 14);
@@ -481,6 +483,8 @@ public static partial class KernelChecks
             list.Add(Forward($"sum.{tag}", [rs], Reduced(t => Ops.Sum(t[0], [0, 2])), sum, conditioned: true));
             list.Add(Forward($"mean.{tag}", [rs], Reduced(t => Ops.Mean(t[0], [2, 3])), mean, conditioned: true));
             list.Add(Forward($"sum.{tag}", [[1001]], Reduced(t => Ops.Sum(t[0])), v => Reduce.Reference.Sum(v[0], [1001], [1], 1), conditioned: true));
+            // Over the first axis, a constant step apart (as the 1x1 weight-gradient products): v4's strided run.
+            list.Add(Forward($"sum.{tag}", [[5, 6, 7]], Reduced(t => Ops.Sum(t[0], [0])), v => Reduce.Reference.Sum(v[0], [5, 6, 7], [1, 6, 7], 1), conditioned: true));
         }
         // v2 in 256-thread groups (a GPU's launch shape): each thread's stride of 256 carries across several digits of
         // the reduced index, as a conv bias's gradient over [N, C, H, W] does; 680 and 1001 elements per output. v3 with
@@ -505,6 +509,7 @@ public static partial class KernelChecks
                     return (RelError(got, Reduce.Reference.Sum(x, shape, outShape, 0.5)), Fwd, where.TrimStart(';', ' '));
                 });
             list.Add(SumCase("sum.v2.groups256", true, (acc, x, y) => Reduce.Sum(acc, x, y, plan, outCount, 0.5f, ReduceVersion.V2GroupTree)));
+
             foreach (int slices in new[] { 3, 7 })
             foreach (bool groups256 in new[] { false, true })
                 list.Add(SumCase($"sum.v3.slices{slices}{(groups256 ? ".groups256" : "")}", groups256, (acc, x, y) =>
