@@ -101,9 +101,9 @@ public struct ReduceWalk
 public enum ReduceVersion { V1PerOutput = 1, V2GroupTree = 2, V3Split = 3, V4Runs = 4 }
 
 /// <summary>Sum (times a scale, so mean too) over chosen axes. Deterministic: every output is summed in a
-/// fixed order by one thread (v1; v4 where the summed elements lie at a constant step), by one group with a shared-memory tree (v2), or, for few
-/// outputs of long sums, by several groups over slices of it whose partial sums a second launch adds in order (v3); no
-/// float atomics.</summary>
+/// fixed order by one thread (v1; v4 where the summed elements lie at a constant step), by one group with a
+/// shared-memory tree (v2), or, for few outputs of long sums, by several groups over slices of it whose partial sums a
+/// second launch adds in order (v3); no float atomics.</summary>
 public static class Reduce
 {
     const int MaxGroup = 256;

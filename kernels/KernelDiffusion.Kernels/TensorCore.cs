@@ -609,7 +609,8 @@ public struct FragA
     public static FragA LoadRows(ArrayView<float> at, int i)
         => new() { A0 = at[i], A1 = at[i + 8 * RowsPitch], A2 = at[i + 4], A3 = at[i + 8 * RowsPitch + 4] };
 
-    /// <summary>GEMM v19's A rows: a stage's 16 values of k and 4 of padding, 80 bytes (16-byte copies stay aligned).</summary>
+    /// <summary>GEMM v19's row-major rows (of A, or of a transposed B): a stage's 16 values of k and 4 of padding, 80
+    /// bytes (16-byte copies stay aligned).</summary>
     public const int RowsPitch = 20;
 
     /// <summary>From a packed Float4 (GEMM v18): a0..a3 in order.</summary>
