@@ -28,7 +28,7 @@ namespace KernelDiffusion.Cli
     {
         /// <summary>How a profile's ops were timed, for its table's heading.</summary>
         public static string ProfileClock(OpProfiler p) => p.StreamMarkers
-            ? "timed on the device between stream markers, without synchronising"
+            ? "timed on the device between stream markers, without synchronising; host ms: the host's time from the op's mark to the next"
             : "per-op timing synchronises after every op";
 
         public static Option<string?> DeviceOption() => new("--device")

@@ -111,6 +111,8 @@ public sealed class TapeTests(DeviceFixture fx)
         Assert.Equal(profile.Totals.Values.Sum(v => v.Launches), profile.ShapeTotals.Values.Sum(v => v.Launches));
         Assert.Equal(profile.Totals.Values.Sum(v => v.Ms), profile.ShapeTotals.Values.Sum(v => v.Ms), 6);
         Assert.Contains("add [2,8,3,5] [2,8,3,5]", profile.ShapeReport());
+        Assert.Empty(profile.HostTotals);   // the host's clock: its times are the host's already, no second column
+        Assert.DoesNotContain("host ms", profile.Report());
         D.Tape.Reset();
     }
 
@@ -151,6 +153,12 @@ public sealed class TapeTests(DeviceFixture fx)
         Assert.True(total > 0 && total <= span, $"{total} ms measured in a span of {span} ms");
         Assert.Equal((2L, 2L), (profile.ShapeTotals["add [2,8,3,5] [2,8,3,5]"].Count, profile.ShapeTotals["add [2,8,3,5] [2,8,3,5]"].Launches));
         Assert.Equal(total, profile.ShapeTotals.Values.Sum(v => v.Ms), 6);
+        // The host's time from each mark to the next, per op: every op has some, and together they fit in the span.
+        Assert.Equal(profile.Totals.Keys.Order(), profile.HostTotals.Keys.Order());
+        double host = profile.HostTotals.Values.Sum();
+        Assert.True(host > 0 && host <= span, $"{host} ms of host time in a span of {span} ms");
+        Assert.Equal(host, profile.HostShapeTotals.Values.Sum(), 6);
+        Assert.Contains("host ms", profile.Report());
         d.Tape.Reset();
     }
 

@@ -16,10 +16,14 @@ namespace KernelDiffusion.Runtime;
 /// measured and their markers freed, so a long run does not hold a marker per op.</para>
 /// <para>Each mark may name the op's shapes (its inputs' for an op, the forward's for its backward node; a part takes
 /// its op's): <see cref="ShapeTotals"/> and <see cref="ShapeReport"/> split every op by them, to tell which layer of a
-/// model the time goes to.</para></summary>
+/// model the time goes to.</para>
+/// <para>With stream markers each op also gets the host's time from its mark to the next (<see cref="HostTotals"/>, the
+/// tables' "host ms"): where the device's time for an op that launches nothing is long and the host's short, the device
+/// was idle for a reason the host did not spend there; where both are long, the host held it up.</para></summary>
 public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
 {
     readonly Dictionary<string, (long Count, double Ms, long Launches)> ops = [], byShape = [];
+    readonly Dictionary<string, double> hostOps = [], hostByShape = [];
     readonly Stopwatch clock = new();
     string? current, currentKey;
     long launchesAtStart;
@@ -27,8 +31,9 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
     /// <summary>The shapes the running op was marked with (a part's mark keeps them); a backward node records them.</summary>
     public string? CurrentShapes { get; private set; }
 
-    /// <summary>Marks on the device's stream not yet measured: (op, op and shapes, marker, launches so far).</summary>
-    readonly List<(string Op, string Key, ILGPU.Runtime.ProfilingMarker Marker, long Launches)> marks = [];
+    /// <summary>Marks on the device's stream not yet measured: (op, op and shapes, marker, launches so far, the host's
+    /// clock when it was made).</summary>
+    readonly List<(string Op, string Key, ILGPU.Runtime.ProfilingMarker Marker, long Launches, long HostTicks)> marks = [];
     ComputeDevice? device;
 
     /// <summary>Whether ops are timed between stream markers on the device's clock (see the class), not by the host.</summary>
@@ -45,7 +50,7 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
         if (StreamMarkers)
         {
             device = d;
-            marks.Add((op, key, d.Accelerator.DefaultStream.AddProfilingMarker(), Kernels.KernelCache.Launches));
+            marks.Add((op, key, d.Accelerator.DefaultStream.AddProfilingMarker(), Kernels.KernelCache.Launches, Stopwatch.GetTimestamp()));
             (current, currentKey, CurrentShapes) = (op, key, shapes);
             if (marks.Count >= Math.Max(2, foldEvery)) Fold();
             return;
@@ -68,6 +73,8 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
         DropMarks();
         ops.Clear();
         byShape.Clear();
+        hostOps.Clear();
+        hostByShape.Clear();
         (current, currentKey, CurrentShapes) = (null, null, null);
         WarmUpLeftOut = true;
     }
@@ -80,9 +87,10 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
         {
             if (device != null && marks.Count > 0)
             {
+                long host = Stopwatch.GetTimestamp();
                 using var end = device.Accelerator.DefaultStream.AddProfilingMarker();
                 end.Synchronize();
-                Charge(marks.Count, end, Kernels.KernelCache.Launches);
+                Charge(marks.Count, end, Kernels.KernelCache.Launches, host);
             }
             DropMarks();
             (current, currentKey, CurrentShapes) = (null, null, null);
@@ -93,13 +101,17 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
         (current, currentKey, CurrentShapes) = (null, null, null);
     }
 
-    /// <summary>One call of <paramref name="op"/> (at <paramref name="key"/>: op and shapes) into both tables.</summary>
-    void Add(string op, string key, double ms, long launches)
+    /// <summary>One call of <paramref name="op"/> (at <paramref name="key"/>: op and shapes) into both tables, with the
+    /// host's time where stream markers measured the device's.</summary>
+    void Add(string op, string key, double ms, long launches, double hostMs = 0)
     {
         var (n, total, launched) = ops.GetValueOrDefault(op);
         ops[op] = (n + 1, total + ms, launched + launches);
         (n, total, launched) = byShape.GetValueOrDefault(key);
         byShape[key] = (n + 1, total + ms, launched + launches);
+        if (!StreamMarkers) return;
+        hostOps[op] = hostOps.GetValueOrDefault(op) + hostMs;
+        hostByShape[key] = hostByShape.GetValueOrDefault(key) + hostMs;
     }
 
     /// <summary>Measures every mark's interval but the last's (the running op's: it has no end yet), which stays.</summary>
@@ -107,20 +119,22 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
     {
         var last = marks[^1];
         last.Marker.Synchronize();
-        Charge(marks.Count - 1, last.Marker, last.Launches);
+        Charge(marks.Count - 1, last.Marker, last.Launches, last.HostTicks);
         marks.RemoveAt(marks.Count - 1);
         DropMarks();
         marks.Add(last);
     }
 
-    /// <summary>Charges marks 0 .. count - 1 each with the time and launches to the next mark, the last of them to
-    /// <paramref name="end"/>, which the device has reached.</summary>
-    void Charge(int count, ILGPU.Runtime.ProfilingMarker end, long launchesAtEnd)
+    /// <summary>Charges marks 0 .. count - 1 each with the time, launches and host time to the next mark, the last of
+    /// them to <paramref name="end"/>, which the device has reached (made at the host's <paramref name="endTicks"/>).</summary>
+    void Charge(int count, ILGPU.Runtime.ProfilingMarker end, long launchesAtEnd, long endTicks)
     {
         for (int i = 0; i < count; i++)
         {
-            var (nextMarker, nextLaunches) = i + 1 < count ? (marks[i + 1].Marker, marks[i + 1].Launches) : (end, launchesAtEnd);
-            Add(marks[i].Op, marks[i].Key, nextMarker.MeasureFrom(marks[i].Marker).TotalMilliseconds, nextLaunches - marks[i].Launches);
+            var (nextMarker, nextLaunches, nextTicks) = i + 1 < count ? (marks[i + 1].Marker, marks[i + 1].Launches, marks[i + 1].HostTicks)
+                : (end, launchesAtEnd, endTicks);
+            Add(marks[i].Op, marks[i].Key, nextMarker.MeasureFrom(marks[i].Marker).TotalMilliseconds, nextLaunches - marks[i].Launches,
+                Stopwatch.GetElapsedTime(marks[i].HostTicks, nextTicks).TotalMilliseconds);
         }
     }
 
@@ -136,25 +150,34 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
     /// <summary>Per op name and the shapes it was marked with ("op" alone where none were given): the same figures.</summary>
     public IReadOnlyDictionary<string, (long Count, double Ms, long Launches)> ShapeTotals => byShape;
 
+    /// <summary>With stream markers: the host's milliseconds from each op's marks to the next, per op name (and per op
+    /// and shapes); empty with the host's clock, whose times are the host's already.</summary>
+    public IReadOnlyDictionary<string, double> HostTotals => hostOps;
+    public IReadOnlyDictionary<string, double> HostShapeTotals => hostByShape;
+
     /// <summary>The table per op: the <paramref name="top"/> longest, the rest summed in one line, and the total.</summary>
-    public string Report(int top = 20) => Table(ops, "op", 32, top, "ops");
+    public string Report(int top = 20) => Table(ops, hostOps, "op", 32, top, "ops");
 
     /// <summary>The table per op and shapes (ShapeTotals), as Report.</summary>
-    public string ShapeReport(int top = 30) => Table(byShape, "op and shapes", 72, top, "rows");
+    public string ShapeReport(int top = 30) => Table(byShape, hostByShape, "op and shapes", 72, top, "rows");
 
-    static string Table(Dictionary<string, (long Count, double Ms, long Launches)> rows, string title, int width, int top, string restName)
+    /// <summary>The rows, longest first; a "host ms" column where host times were kept (stream markers).</summary>
+    string Table(Dictionary<string, (long Count, double Ms, long Launches)> rows, Dictionary<string, double> host, string title, int width, int top, string restName)
     {
+        string Host(double ms) => StreamMarkers ? $" {ms,10:F1}" : "";
         double total = rows.Values.Sum(v => v.Ms);
-        var sb = new StringBuilder($"{title.PadRight(width)} {"calls",8} {"launches",9} {"ms",10} {"share",7}\n");
+        var sb = new StringBuilder($"{title.PadRight(width)} {"calls",8} {"launches",9} {"ms",10} {"share",7}{(StreamMarkers ? $" {"host ms",10}" : "")}\n");
         var sorted = rows.OrderByDescending(kv => kv.Value.Ms).ToList();
         foreach (var (name, (n, ms, launches)) in sorted.Take(top))
-            sb.AppendLine($"{name.PadRight(width)} {n,8} {launches,9} {ms,10:F1} {ms / Math.Max(total, 1e-9),7:P1}");
+            sb.AppendLine($"{name.PadRight(width)} {n,8} {launches,9} {ms,10:F1} {ms / Math.Max(total, 1e-9),7:P1}{Host(host.GetValueOrDefault(name))}");
         if (sorted.Count > top)
         {
-            var rest = sorted.Skip(top).Select(kv => kv.Value).ToList();
-            double restMs = rest.Sum(v => v.Ms);
-            sb.AppendLine($"{$"({rest.Count} more {restName})".PadRight(width)} {rest.Sum(v => v.Count),8} {rest.Sum(v => v.Launches),9} {restMs,10:F1} {restMs / Math.Max(total, 1e-9),7:P1}");
+            var rest = sorted.Skip(top).ToList();
+            double restMs = rest.Sum(kv => kv.Value.Ms);
+            sb.AppendLine($"{$"({rest.Count} more {restName})".PadRight(width)} {rest.Sum(kv => kv.Value.Count),8} {rest.Sum(kv => kv.Value.Launches),9} {restMs,10:F1} " +
+                          $"{restMs / Math.Max(total, 1e-9),7:P1}{Host(rest.Sum(kv => host.GetValueOrDefault(kv.Key)))}");
         }
-        return sb.Append($"{"total".PadRight(width)} {rows.Values.Sum(v => v.Count),8} {rows.Values.Sum(v => v.Launches),9} {total,10:F1}").ToString();
+        return sb.Append($"{"total".PadRight(width)} {rows.Values.Sum(v => v.Count),8} {rows.Values.Sum(v => v.Launches),9} {total,10:F1}" +
+                         $"{(StreamMarkers ? $" {"",7}{Host(host.Values.Sum())}" : "")}").ToString();
     }
 }
