@@ -50,7 +50,7 @@ static class TrainCommand
         var sampleSteps = new Option<int>("--sample-steps") { Description = "DDIM steps of those samples", DefaultValueFactory = _ => 25 };
         var guidance = new Option<float>("--guidance") { Description = "classifier-free guidance weight w of those samples: (1 + w) eps(x, c) - w eps(x)", DefaultValueFactory = _ => 1f };
         var perClass = new Option<int>("--samples-per-class") { Description = "columns of the grid (one row per class)", DefaultValueFactory = _ => 4 };
-        var profile = new Option<bool>("--profile") { Description = "time every op and count its launches, forward and backward, and print the table at the end (on a GPU between stream markers, on the device's clock; elsewhere it synchronises after every op: steps run slower)" };
+        var profile = new Option<bool>("--profile") { Description = "time every op and count its launches, forward and backward, and print the table at the end (on a GPU between stream markers, on the device's clock, with the host's time per op beside it; elsewhere it synchronises after every op: steps run slower)" };
         var cmd = new Command(unet ? "train" : "train-classifier",
             unet ? "Train the UNet denoiser (epsilon prediction; classifier-free guidance by dropping labels to the null label)."
                  : "Train the noise-aware classifier on x_t at uniformly drawn timesteps.");
