@@ -804,12 +804,13 @@ public static class Gemm
     /// <summary>Floats of one operand's stage in v18's fragment-packed layout (128 x 16, no padding).</summary>
     const int V18Buffer = V16Tile * V16K;
 
-    /// <summary>Floats of v17's (v18's, v19's) dynamic shared memory: V17Stages buffers of each operand, 52 KB (48 KB,
-    /// 55.5 KB), past what a group gets beside its static scratch without SharedMemoryLimit.Raise.</summary>
-    public static int AsyncSharedFloats(GemmVersion v) => v switch
+    /// <summary>Floats of v17's (v18's, v19's) dynamic shared memory: V17Stages buffers of each operand, 52 KB (48 KB;
+    /// v19 51-60 KB by its layouts, which follow <paramref name="s"/>'s transposes), past what a group gets beside its
+    /// static scratch without SharedMemoryLimit.Raise.</summary>
+    public static int AsyncSharedFloats(GemmVersion v, GemmShape s) => v switch
     {
         GemmVersion.V18PackedTf32 => 2 * V17Stages * V18Buffer,
-        GemmVersion.V19VectorTf32 => V17Stages * 2 * V16Tile * FragA.RowsPitch,   // the most its layouts take (both row-major)
+        GemmVersion.V19VectorTf32 => V17Stages * (V19Buffer(1 - s.TransA) + V19Buffer(s.TransB)),
         _ => 2 * V17Stages * V16Buffer,
     };
 
@@ -1159,7 +1160,7 @@ public static class Gemm
                 string key = v == GemmVersion.V19VectorTf32 ? $"gemm.v19.{(s.TransA == 0 ? "n" : "t")}{(s.TransB == 0 ? "n" : "t")}" : $"gemm.v{(int)v}";
                 KernelCache.Get(acc, key, x => SharedMemoryLimit.Raise(x,
                         x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)), name))
-                    (new KernelConfig(grid, V16Threads, SharedMemoryConfig.RequestDynamic<Float4>(AsyncSharedFloats(v) / 4)), a, b, c, s, pairs,
+                    (new KernelConfig(grid, V16Threads, SharedMemoryConfig.RequestDynamic<Float4>(AsyncSharedFloats(v, s) / 4)), a, b, c, s, pairs,
                         AsyncCopy.DeviceAddress(a), AsyncCopy.DeviceAddress(b), AsyncCopy.DeviceAddress(c));
             }
         }

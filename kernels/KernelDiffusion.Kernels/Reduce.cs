@@ -63,15 +63,20 @@ public struct ReducePlan
     /// else 0. 1 for a sum over the contiguous H, W of [N, C, H, W]; C for one over N of [N, C].</summary>
     public readonly int RunStep()
     {
-        int q0 = Count / (Q1 * Q2 * Q3), step = 0, next = 0;
-        foreach (var (q, t) in new[] { (Q3, T3), (Q2, T2), (Q1, T1), (q0, T0) })
-        {
-            if (q == 1) continue;
-            if (step == 0) step = t;
-            else if (t != next) return 0;
-            next = t * q;
-        }
-        return step == 0 ? 1 : step;
+        int step = 0, next = 0;
+        bool run = Extend(Q3, T3, ref step, ref next) && Extend(Q2, T2, ref step, ref next) && Extend(Q1, T1, ref step, ref next)
+                   && Extend(Count / (Q1 * Q2 * Q3), T0, ref step, ref next);
+        return !run ? 0 : step == 0 ? 1 : step;
+    }
+
+    /// <summary>RunStep's walk outward over one reduced dimension of q elements t apart: false where it breaks the run.</summary>
+    static bool Extend(int q, int t, ref int step, ref int next)
+    {
+        if (q == 1) return true;
+        if (step == 0) step = t;
+        else if (t != next) return false;
+        next = t * q;
+        return true;
     }
 
     /// <summary>The digits of j + k from those of j and k, carrying without a division: each digit of k is below its
