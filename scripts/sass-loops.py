@@ -7,7 +7,8 @@ Usage:  kd check --compile ptx --out DIR --filter Gemm
         python3 scripts/sass-loops.py DIR/ptx/Gemm.V12Kernel.ptx [more.ptx ...]
 
 Per kernel: registers and spills (ptxas -v), then per innermost loop (a backward branch whose body holds no other)
-its instructions, FFMA, shared loads (LDS), global or generic loads (LDG, LD), and integer divisions (I2F.U32.RP)."""
+its instructions, FFMA, shared loads (LDS), global or generic loads (LDG, LD), integer divisions (I2F.U32.RP), and
+local-memory loads and stores (LDL, STL: spills)."""
 import os, re, subprocess, sys, tempfile
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +30,7 @@ def loops(sass):
     for a, b in sorted(inner):
         body = code[a // 16: b // 16 + 1]
         count = lambda pattern: sum(bool(re.search(pattern, x)) for x in body)
-        yield a, b, len(body), count(r"\bFFMA\b"), count(r"\bLDS\b"), count(r"\b(LDG|LD)\.E"), count(r"I2F\.U32\.RP")
+        yield a, b, len(body), count(r"\bFFMA\b"), count(r"\bLDS\b"), count(r"\b(LDG|LD)\.E"), count(r"I2F\.U32\.RP"), count(r"\b(LDL|STL)\b")
 
 for path in sys.argv[1:] or sys.exit(__doc__):
     name = os.path.basename(path)[:-4]
@@ -46,5 +47,5 @@ for path in sys.argv[1:] or sys.exit(__doc__):
         env = dict(os.environ, PATH=os.path.dirname(cuobjdump) + os.pathsep + os.environ.get("PATH", ""))
         sass = subprocess.run([cuobjdump, "-sass", cubin], capture_output=True, text=True, check=True, env=env).stdout
     print(f"{name}: {regs.group(1) if regs else '?'} registers, spills {spill.group(1)} / {spill.group(2)} B" if spill else name)
-    for a, b, n, ffma, lds, ld, div in loops(sass):
-        print(f"  loop {a:#06x}-{b:#06x}: {n} instructions, {ffma} FFMA, {lds} LDS, {ld} LDG/LD, {div} divisions")
+    for a, b, n, ffma, lds, ld, div, local in loops(sass):
+        print(f"  loop {a:#06x}-{b:#06x}: {n} instructions, {ffma} FFMA, {lds} LDS, {ld} LDG/LD, {div} divisions, {local} spill LDL/STL")

@@ -30,10 +30,13 @@ public static partial class Attention
     /// <summary>Whether v8 runs on this accelerator: 32-lane warps, groups of 128 threads.</summary>
     public static bool WarpRowsRun(Accelerator acc) => Launch.Has32LaneGroups(acc, WarpRowsThreads);
 
-    /// <summary>Whether v8's forward and key side fit the shared memory a group may have here (SharedMemoryLimit).</summary>
-    public static bool WarpRowsFit(Accelerator acc, AttentionShape s)
-        => Math.Max(WarpRowsSharedFloats(WarpRowsChannels(s.Ch), 0), WarpRowsSharedFloats(WarpRowsChannels(s.Ch), 1)) * sizeof(float)
-           <= SharedMemoryLimit.MaxBytes(acc);
+    /// <summary>Whether v8's forward and key side (lean: v11's) fit the shared memory a group may have here (SharedMemoryLimit).</summary>
+    public static bool WarpRowsFit(Accelerator acc, AttentionShape s, bool lean = false)
+        => Math.Max(PassBytes(s, 0, lean), PassBytes(s, 1, lean)) <= SharedMemoryLimit.MaxBytes(acc);
+
+    /// <summary>Bytes of shared memory a group of v8's pass (0 forward, 1 key side, 2 v10's dQ) takes at this head; lean: v11's.</summary>
+    static int PassBytes(AttentionShape s, int pass, bool lean)
+        => (lean ? LeanSharedFloats(WarpRowsChannels(s.Ch), pass) : WarpRowsSharedFloats(WarpRowsChannels(s.Ch), pass)) * sizeof(float);
 
     /// <summary>Whether v8 takes this head: up to 64 channels.</summary>
     public static bool FitsV8(AttentionShape s) => s.Ch <= 64;
@@ -461,50 +464,52 @@ public static partial class Attention
     }
 
     /// <summary>v4's launch shape (PerRowTile), its shared memory as Float4s for the 16-byte reads.</summary>
-    static KernelConfig WarpRowsLaunch(Accelerator acc, AttentionShape s, int pass)
-        => PerRowTile(acc, s, WarpRowsBlock, WarpRowsThreads, SharedMemoryConfig.RequestDynamic<Float4>(WarpRowsSharedFloats(WarpRowsChannels(s.Ch), pass) / 4));
+    static KernelConfig WarpRowsLaunch(Accelerator acc, AttentionShape s, int pass, bool lean = false)
+        => PerRowTile(acc, s, WarpRowsBlock, WarpRowsThreads, SharedMemoryConfig.RequestDynamic<Float4>(PassBytes(s, pass, lean) / 16));
 
     /// <summary>Refuses, naming why, a device without v8's groups, a head past 64 channels, or a pass (0 forward, 1 key
     /// side) whose shared memory is past the limit.</summary>
-    static void RequireWarpRows(Accelerator acc, AttentionShape s, int pass, int? limitBytes)
+    static void RequireWarpRows(Accelerator acc, AttentionShape s, int pass, int? limitBytes, bool lean = false)
     {
+        string name = lean ? "attention v11" : "attention v8";
         if (!WarpRowsRun(acc))
-            throw new VersionNotApplicableException($"attention v8 needs 32-lane warps in groups of {WarpRowsThreads} threads; {acc.Name} has " +
+            throw new VersionNotApplicableException($"{name} needs 32-lane warps in groups of {WarpRowsThreads} threads; {acc.Name} has " +
                                                     $"{acc.WarpSize}-lane warps and groups of up to {acc.MaxNumThreadsPerGroup}");
         if (!FitsV8(s))
-            throw new VersionNotApplicableException($"attention v8 takes heads of up to 64 channels; these have {s.Ch}");
-        int bytes = WarpRowsSharedFloats(WarpRowsChannels(s.Ch), pass) * sizeof(float), limit = limitBytes ?? SharedMemoryLimit.MaxBytes(acc);
+            throw new VersionNotApplicableException($"{name} takes heads of up to 64 channels; these have {s.Ch}");
+        int bytes = PassBytes(s, pass, lean), limit = limitBytes ?? SharedMemoryLimit.MaxBytes(acc);
         if (bytes > limit)
-            throw new VersionNotApplicableException($"attention v8's {(pass == 0 ? "forward" : "key side")} takes {bytes} bytes of shared memory " +
+            throw new VersionNotApplicableException($"{name}'s {(pass == 0 ? "forward" : "key side")} takes {bytes} bytes of shared memory " +
                                                     $"at {s.Ch}-channel heads; {acc.Name} allows {limit}");
     }
 
-    /// <summary>v8 forward: a [N, C, T] and lse [N*H, T] in one launch.</summary>
+    /// <summary>v8 forward (lean: v11's, Attention.WarpRowsLean.cs): a [N, C, T] and lse [N*H, T] in one launch.</summary>
     public static void WarpRowsForward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
-        int? limitBytes = null)
+        int? limitBytes = null, bool lean = false)
     {
-        RequireWarpRows(acc, s, 0, limitBytes);
-        KernelCache.Get(acc, "attention.v8.forward", x =>
+        RequireWarpRows(acc, s, 0, limitBytes, lean);
+        KernelCache.Get(acc, lean ? "attention.v11.forward" : "attention.v8.forward", x =>
         {
-            Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = WarpRowsForwardKernel;
+            Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = lean ? LeanForwardKernel : WarpRowsForwardKernel;
             return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
-        })(WarpRowsLaunch(acc, s, 0), qkv, a, lse, s, WarpRowsChannels(s.Ch));
+        })(WarpRowsLaunch(acc, s, 0, lean), qkv, a, lse, s, WarpRowsChannels(s.Ch));
     }
 
     /// <summary>v8 backward: delta = rowsum(da a) (v2's kernel), the key side (dK, dV, and dS into
     /// <paramref name="scores"/> [N*H, T, T]), and dQ = alpha K dS^T by GEMM as v6's; v10 (<paramref name="queryGradKernel"/>):
-    /// dQ by WarpRowsQueryGradKernel.</summary>
+    /// dQ by WarpRowsQueryGradKernel. <paramref name="lean"/>: v11's key side (v12 with queryGradKernel).</summary>
     public static void WarpRowsBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
         ArrayView<float> da, ArrayView<float> delta, ArrayView<float> scores, ArrayView<float> dqkv, GemmRunner? gemm = null,
-        int? limitBytes = null, bool queryGradKernel = false)
+        int? limitBytes = null, bool queryGradKernel = false, bool lean = false)
     {
-        RequireWarpRows(acc, s, 1, limitBytes);
+        RequireWarpRows(acc, s, 1, limitBytes, lean);
         RowDeltas(acc, s, a, da, delta);
-        KernelCache.Get(acc, "attention.v8.key_side", x =>
+        KernelCache.Get(acc, lean ? "attention.v11.key_side" : "attention.v8.key_side", x =>
         {
-            Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = WarpRowsKeySideKernel;
+            Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k
+                = lean ? LeanKeySideKernel : WarpRowsKeySideKernel;
             return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
-        })(WarpRowsLaunch(acc, s, 1), qkv, da, lse, delta, dqkv, scores, s, WarpRowsChannels(s.Ch));
+        })(WarpRowsLaunch(acc, s, 1, lean), qkv, da, lse, delta, dqkv, scores, s, WarpRowsChannels(s.Ch));
         if (!queryGradKernel)
         {
             GradFromScores(s, 0, qkv, scores, dqkv, gemm ?? Gemm.At(acc));

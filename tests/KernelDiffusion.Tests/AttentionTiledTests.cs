@@ -94,6 +94,38 @@ public sealed class AttentionTiledTests
         }
     }
 
+    /// <summary>v11 (lean warp rows) exists to fit four groups a multiprocessor at 64-channel heads where v8 fits three: each
+    /// of its passes takes at most 56 KB there (an H100 or H200 has 228 KB a multiprocessor and reserves 1 KB a group),
+    /// v8's key side more. Its refusals name v11, not v8; at 32-channel heads it runs within the CPU accelerator's 48 KB.</summary>
+    [Fact]
+    public void LeanWarpRowsFitsFourGroupsAndNamesItself()
+    {
+        const int fourGroups = 56 * 1024;
+        Assert.InRange(Attention.LeanSharedFloats(64, 0) * sizeof(float), 1, fourGroups);
+        Assert.InRange(Attention.LeanSharedFloats(64, 1) * sizeof(float), 1, fourGroups);
+        Assert.True(Attention.WarpRowsSharedFloats(64, 1) * sizeof(float) > fourGroups);
+        var s = new AttentionShape { N = 1, C = 64, T = 9, Heads = 2, NewOrder = 1 };
+        using (var context = Context.Create(b => b.CPU(new CPUDevice(2, 1, 1)).EnableAlgorithms()))
+        using (var acc = context.CreateCPUAccelerator(0))
+        using (var buffer = acc.Allocate1D<float>(3 * s.C * s.T))
+        {
+            Assert.False(Attention.Runs(acc, s, AttentionVersion.V11WarpRowsLean));
+            Assert.Contains("attention v11 needs 32-lane warps", Assert.Throws<VersionNotApplicableException>(
+                () => Attention.WarpRowsForward(acc, s, buffer.View, buffer.View, buffer.View, lean: true)).Message);
+        }
+        using (var context = Context.Create(b => b.CPU(new CPUDevice(32, 4, 1)).EnableAlgorithms()))
+        using (var acc = context.CreateCPUAccelerator(0))
+        using (var buffer = acc.Allocate1D<float>(3 * s.C * s.T))
+        {
+            Assert.True(Attention.Runs(acc, s, AttentionVersion.V11WarpRowsLean));
+            Assert.True(Attention.Runs(acc, s, AttentionVersion.V12WarpRowsLeanQueryGrad));
+            var wide = s with { Heads = 1 };   // 52.5 KB in the forward: past the 48 KB held here
+            Assert.False(Attention.Runs(acc, wide, AttentionVersion.V11WarpRowsLean));
+            Assert.Contains("attention v11's forward takes", Assert.Throws<VersionNotApplicableException>(
+                () => Attention.WarpRowsForward(acc, wide, buffer.View, buffer.View, buffer.View, lean: true)).Message);
+        }
+    }
+
     /// <summary>The analytic float64 gradient kd check holds v4's wide heads to, against central differences of the
     /// float64 forward, in both head orders (3 heads of 5 channels, 6 positions).</summary>
     [Theory]

@@ -19,7 +19,7 @@ public static partial class Ops
         var s = new AttentionShape { N = qkv.Dim(0), C = c, T = qkv.Dim(2), Heads = heads, NewOrder = newOrder ? 1 : 0 };
         var a = Output(d, [s.N, c, s.T], "attention");
         var fallback = Kernels.Attention.Choose(d.Accelerator, s);
-        // v1 and v3 keep the weights P [N*H, T, T] for their backward, in the same layout; v2, v4 and v6-v9 keep the
+        // v1 and v3 keep the weights P [N*H, T, T] for their backward, in the same layout; v2, v4 and v6-v12 keep the
         // log-sum-exp [N*H, T]. Each is allocated when a version that keeps it runs, without a profiler mark (not
         // Output), so the per-op profile charges the forward to "attention".
         Tensor? weights = null, logSumExp = null, scratchWeights = null, scratchRows = null, probe = null;
@@ -38,7 +38,7 @@ public static partial class Ops
             else if (v is AttentionVersion.V4Tiled or AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk)
                 Kernels.Attention.TiledForward(d.Accelerator, s, qkv.View, a.View, saved.View);
             else if (Kernels.Attention.UsesWarpRows(v))
-                Kernels.Attention.WarpRowsForward(d.Accelerator, s, qkv.View, a.View, saved.View);
+                Kernels.Attention.WarpRowsForward(d.Accelerator, s, qkv.View, a.View, saved.View, lean: Kernels.Attention.IsLean(v));
             else if (v == AttentionVersion.V3SharedHead) Kernels.Attention.SharedForward(d.Accelerator, s, qkv.View, saved.View, a.View);
             else Kernels.Attention.Forward(d.Accelerator, s, qkv.View, saved.View, a.View, GemmAsMatMul(d));
         }
@@ -50,11 +50,11 @@ public static partial class Ops
             else if (v == AttentionVersion.V4Tiled) Kernels.Attention.TiledBackward(d.Accelerator, s, qkv.View, a.View, saved.View, da, Scratch(v).View, dqkv);
             else if (v is AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk || Kernels.Attention.UsesWarpRows(v))   // v9: v8's forward, v6's backward
             {
-                // dS [N*H, T, T] lives only until dQ's GEMM (v10: its kernel) has read it: back to the pool at once (the stream orders its reuse).
+                // dS [N*H, T, T] lives only until dQ's GEMM (v10, v12: its kernel) has read it: back to the pool at once (the stream orders its reuse).
                 var scores = d.Temporary([s.Batch, s.T, s.T], "attention_scores");
-                if (v is AttentionVersion.V8WarpRows or AttentionVersion.V10WarpRowsQueryGrad)
+                if (v != AttentionVersion.V9WarpRowsForward && Kernels.Attention.UsesWarpRows(v))
                     Kernels.Attention.WarpRowsBackward(d.Accelerator, s, qkv.View, a.View, saved.View, da, Scratch(v).View, scores.View, dqkv,
-                        GemmAsMatMul(d), queryGradKernel: v == AttentionVersion.V10WarpRowsQueryGrad);
+                        GemmAsMatMul(d), queryGradKernel: Kernels.Attention.QueryGradByKernel(v), lean: Kernels.Attention.IsLean(v));
                 else
                     Kernels.Attention.TiledScoresBackward(d.Accelerator, s, qkv.View, a.View, saved.View, da, Scratch(v).View, scores.View, dqkv,
                         gemm: GemmAsMatMul(d), keyGradByGemm: v == AttentionVersion.V7TiledScoresDk);

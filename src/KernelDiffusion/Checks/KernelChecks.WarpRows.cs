@@ -10,7 +10,7 @@ namespace KernelDiffusion.Checks;
 public static partial class KernelChecks
 {
     /// <summary>Attention v8 (warp rows): its forward against the float64 forward and its backward (key side and dQ's
-    /// GEMM; v10: dQ by its own kernel) against the analytic float64 gradient (Attention.Reference.Backward, which a test holds to central
+    /// GEMM; v10: dQ by its own kernel; v11 and v12: v8 and v10 on the lean kernels) against the analytic float64 gradient (Attention.Reference.Backward, which a test holds to central
     /// differences), outputs poisoned with NaN. Ragged heads (6, 24 and 40 channels, padded to 32 or 64), partial query
     /// blocks and key tiles (13, 45 and 70 positions), both head orders, and the reference models' widths (32, 64).
     /// v8 runs only in 128-thread groups of 32-lane warps: where the device has none (kd's CPU device), on a CPU device
@@ -18,7 +18,7 @@ public static partial class KernelChecks
     static void AddWarpRows(List<Case> list)
     {
         AddWarpRowsThroughOps(list);
-        foreach (var version in new[] { 8, 10 })
+        foreach (var version in new[] { 8, 10, 11, 12 })
         foreach (var (ch, t, heads, newOrder) in new[] { (6, 13, 3, 1), (24, 70, 2, 0), (32, 70, 2, 1), (40, 45, 2, 0), (64, 70, 1, 1) })
         {
             var s = new AttentionShape { N = 2, C = heads * ch, T = t, Heads = heads, NewOrder = newOrder };
@@ -36,9 +36,10 @@ public static partial class KernelChecks
                             using var delta = Poisoned(acc, s.Batch * t);
                             using var scores = Poisoned(acc, s.Batch * t * t);
                             using var dqkv = Poisoned(acc, s.N * 3 * s.C * t);
-                            Attention.WarpRowsForward(acc, s, qkv.View, a.View, lse.View, limit);
+                            var v = (AttentionVersion)version;
+                            Attention.WarpRowsForward(acc, s, qkv.View, a.View, lse.View, limit, lean: Attention.IsLean(v));
                             Attention.WarpRowsBackward(acc, s, qkv.View, a.View, lse.View, da.View, delta.View, scores.View, dqkv.View, limitBytes: limit,
-                                queryGradKernel: version == 10);
+                                queryGradKernel: Attention.QueryGradByKernel(v), lean: Attention.IsLean(v));
                             return [.. a.GetAsArray1D(), .. dqkv.GetAsArray1D()];
                         }, out string where);
                     int n = s.N * s.C * t;
@@ -52,7 +53,8 @@ public static partial class KernelChecks
     /// <summary>v8 through the ops and the tape (Ops.Attention with attention=v8 forced: its saved log-sum-exp, scratch and
     /// dS buffers): the forward against float64 and the gradient against central differences of the float64 forward, at
     /// a ragged shape in both head orders and at one head of 5 positions (the classifier's attention pool), v9 (v8's
-    /// forward, v6's backward) at the ragged shape, and v10 (v8 with its dQ kernel) at the ragged shape in both orders;
+    /// forward, v6's backward) at the ragged shape, v10 (v8 with its dQ kernel) at the ragged shape in both orders, and
+    /// v11 and v12 (the lean kernels) at the ragged shape, one order each;
     /// on the device where their warps run, else on a CPU device of 32-lane warps.</summary>
     static void AddWarpRowsThroughOps(List<Case> list)
     {
@@ -60,7 +62,9 @@ public static partial class KernelChecks
                      (2, 18, 13, 3, false, "ragged", AttentionVersion.V8WarpRows), (3, 4, 5, 1, true, "one_head", AttentionVersion.V8WarpRows),
                      (2, 18, 13, 3, false, "ragged", AttentionVersion.V9WarpRowsForward),
                      (2, 18, 13, 3, true, "ragged", AttentionVersion.V10WarpRowsQueryGrad),
-                     (2, 18, 13, 3, false, "ragged", AttentionVersion.V10WarpRowsQueryGrad) })
+                     (2, 18, 13, 3, false, "ragged", AttentionVersion.V10WarpRowsQueryGrad),
+                     (2, 18, 13, 3, true, "ragged", AttentionVersion.V11WarpRowsLean),
+                     (2, 18, 13, 3, false, "ragged", AttentionVersion.V12WarpRowsLeanQueryGrad) })
         {
             var s = new AttentionShape { N = n, C = c, T = t, Heads = heads, NewOrder = newOrder ? 1 : 0 };
             string name = $"attention.{(newOrder ? "new_order" : "legacy_order")}.{tag}.v{(int)version}";

@@ -1,0 +1,349 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+using ILGPU.Util;
+
+namespace KernelDiffusion.Kernels;
+
+/// <summary>v11, lean warp rows: v8's schedule in less shared memory, so that four groups fit a multiprocessor at
+/// 64-channel heads. v8 takes 61 KB (forward) and 75 KB (key side) there: three groups a multiprocessor, and Nsight
+/// Compute found both kernels waiting more than issuing (H200, adm64's 32x32). On an H100 or H200 four groups fit where
+/// each takes 56 KB or less (228 KB a multiprocessor, 1 KB of it reserved per group); their 128 registers allow four.
+/// - Forward (52.5 KB at 64 channels): one V^T buffer where v8 has two. Tile i + 1's V^T is read into registers during
+///   tile i's products (FetchTransposed) and stored after the tile's closing barrier; a second barrier per tile orders
+///   those stores before the next O += P V. K keeps v8's two buffers.
+/// - Key side (53.6 KB): the queries stream 16 at a time, not 32, which halves Q, dA, their transposed copies and the
+///   warps' private tiles. A warp's score tile is 16 keys x 16 queries, a lane's 4 keys x 2 queries (Block4x2: one
+///   LDS.128 and one LDS.64 for 8 multiply-adds in S^T and dP^T; dV and dK are v8's products over 16 queries). The next
+///   tile's Q, dA, lse and delta are read into registers during this tile's products (FetchQueries).
+/// dQ as v8 (the batched GEMM); v12 is v11 with v10's dQ kernel.</summary>
+public static partial class Attention
+{
+    /// <summary>Queries per streamed tile in v11's key side.</summary>
+    const int LeanQueries = 16;
+
+    /// <summary>Shared memory of v11's forward (pass 0) and key side (pass 1), in floats, at padded channels cp.
+    /// Forward: Q [cp][64]; two buffers of K [cp][32]; one of V^T [32][cp + 4]; four warps' P [32][20] and row scratch
+    /// [32][4]: 33.3 KB at 32 channels, 52.5 KB at 64. Key side: K, V [cp][64]; Q, dA [cp][16]; Q^T, dA^T [16][cp + 4];
+    /// lse, delta [16]; four warps' P^T, then dS^T, [16][20]: 29.6 and 53.6 KB. Pass 2 is v10's dQ kernel.</summary>
+    public static int LeanSharedFloats(int cp, int pass) => pass switch
+    {
+        0 => cp * WarpRowsBlock + 2 * cp * StreamTile + StreamTile * (cp + 4) + 4 * StreamTile * PrivatePitch + 4 * RowScratch,
+        1 => 2 * cp * WarpRowsBlock + 2 * cp * LeanQueries + 2 * LeanQueries * (cp + 4) + 2 * LeanQueries + 4 * LeanQueries * PrivatePitch,
+        _ => WarpRowsSharedFloats(cp, 2),
+    };
+
+    /// <summary>v11 forward: v8's (WarpRowsForwardKernel) with one V^T buffer, filled from registers between two barriers
+    /// a tile.</summary>
+    [LaunchBounds(WarpRowsThreads, 4)]
+    static void LeanForwardKernel(ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse, AttentionShape s, int cp)
+    {
+        var sh4 = SharedMemory.GetDynamic<Float4>();
+        var sh = sh4.Cast<float>();
+        int warp = Group.IdxX >> 5, lane = Group.IdxX & 31, r = lane >> 3, c = lane & 7, vPitch = cp + 4;
+        int q = 0, k = cp * WarpRowsBlock, v = k + 2 * cp * StreamTile, p = v + StreamTile * vPitch + warp * StreamTile * PrivatePitch;
+        var priv = sh4.SubView(p / 4);
+        var scratch = sh4.SubView((v + StreamTile * vPitch + 4 * StreamTile * PrivatePitch + warp * RowScratch) / 4);
+        var vt = sh4.SubView(v / 4 + c);
+        float alpha = 1f / XMath.Sqrt(s.Ch);
+        int blocks = (s.T + WarpRowsBlock - 1) / WarpRowsBlock, tiles = (s.T + StreamTile - 1) / StreamTile;
+        for (int w = Grid.IdxX; w < s.Batch * blocks; w += Grid.DimX)
+        {
+            int b = w / blocks, t0 = (w - b * blocks) * WarpRowsBlock, tw = t0 + warp * WarpRows;
+            LoadRows(qkv, sh, q, -1, s, b, 0, t0, WarpRowsBlock, cp);
+            LoadRows(qkv, sh, k, -1, s, b, 1, 0, StreamTile, cp);
+            LoadTransposed(qkv, sh, v, s, b, 2, 0, cp);
+            Group.Barrier();
+            float m0 = float.NegativeInfinity, m1 = m0, m2 = m0, m3 = m0, l0 = 0, l1 = 0, l2 = 0, l3 = 0;
+            Block4 o0 = default, o1 = default;
+            for (int i = 0; i < tiles; i++)
+            {
+                int u0 = i * StreamTile, kb = k + (i & 1) * cp * StreamTile;
+                Block4 next = default;   // tile i + 1's V^T, stored once every warp is past this tile's O += P V
+                if (i + 1 < tiles)
+                {
+                    next = FetchTransposed(qkv, s, b, 2, u0 + StreamTile, cp);
+                    LoadRows(qkv, sh, k + ((i + 1) & 1) * cp * StreamTile, -1, s, b, 1, u0 + StreamTile, StreamTile, cp);
+                }
+                if (tw < s.T)   // a warp past the last query only loads and meets the barriers
+                {
+                    var x = RunProduct(default, sh4.SubView((q + tw - t0) / 4 + r), WarpRowsBlock / 4, sh4.SubView(kb / 4 + c), StreamTile / 4, cp);
+                    if (u0 + StreamTile > s.T) x = MaskColumns(x, s.T - u0 - 4 * c);
+                    var raw = AcrossRow(scratch, lane, RowMaxima(x), max: true);
+                    float n0 = XMath.Max(m0, alpha * raw.X), n1 = XMath.Max(m1, alpha * raw.Y), n2 = XMath.Max(m2, alpha * raw.Z),
+                        n3 = XMath.Max(m3, alpha * raw.W);
+                    x = ExpRows(x, alpha, n0, n1, n2, n3);
+                    float k0 = XMath.Exp(m0 - n0), k1 = XMath.Exp(m1 - n1), k2 = XMath.Exp(m2 - n2), k3 = XMath.Exp(m3 - n3);
+                    m0 = n0; m1 = n1; m2 = n2; m3 = n3;
+                    l0 = k0 * l0 + x.C00 + x.C01 + x.C02 + x.C03;
+                    l1 = k1 * l1 + x.C10 + x.C11 + x.C12 + x.C13;
+                    l2 = k2 * l2 + x.C20 + x.C21 + x.C22 + x.C23;
+                    l3 = k3 * l3 + x.C30 + x.C31 + x.C32 + x.C33;
+                    o0 = ScaleRows(o0, k0, k1, k2, k3);
+                    o1 = ScaleRows(o1, k0, k1, k2, k3);
+                    PutColumns(priv, r, c, x);
+                }
+                Group.Barrier();   // this tile's V^T stored (after the last tile's closing barrier), and the warp's P
+                if (tw < s.T)
+                {
+                    if (cp > 32) RunProduct2By4(ref o0, ref o1, priv.SubView(r), PrivatePitch / 4, vt, vPitch / 4, StreamTile);
+                    else o0 = RunProduct(o0, priv.SubView(r), PrivatePitch / 4, vt, vPitch / 4, StreamTile);
+                }
+                Group.Barrier();
+                if (i + 1 < tiles) PutTransposed(sh, v, cp, next);
+            }
+            if (tw < s.T)
+            {
+                var sum = AcrossRow(scratch, lane, new Float4(l0, l1, l2, l3), max: false);
+                int t = tw + 4 * r, head = s.Out(b, 0, 0);
+                StoreRows(a, head, s, t, 4 * c, o0, 1f / sum.X, 1f / sum.Y, 1f / sum.Z, 1f / sum.W);
+                StoreRows(a, head, s, t, 32 + 4 * c, o1, 1f / sum.X, 1f / sum.Y, 1f / sum.Z, 1f / sum.W);
+                if (c == 0)
+                {
+                    if (t < s.T) lse[b * s.T + t] = m0 + XMath.Log(sum.X);
+                    if (t + 1 < s.T) lse[b * s.T + t + 1] = m1 + XMath.Log(sum.Y);
+                    if (t + 2 < s.T) lse[b * s.T + t + 2] = m2 + XMath.Log(sum.Z);
+                    if (t + 3 < s.T) lse[b * s.T + t + 3] = m3 + XMath.Log(sum.W);
+                }
+            }
+        }
+    }
+
+    /// <summary>The position of a 32-position tile that LoadTransposed gives this thread: 8 (e / 32) + (e / 4) mod 8.</summary>
+    static int TransposedPosition() => 8 * (Group.IdxX >> 5) + ((Group.IdxX >> 2) & 7);
+
+    /// <summary>LoadTransposed's loads, into registers: this thread's channels c0 + 4 j (c0 = thread mod 4) at its
+    /// position, j = 0..7 in C00 .. C13, and j = 8..15 in C20 .. C33 at 64 channels.</summary>
+    static Block4 FetchTransposed(ArrayView<float> src, AttentionShape s, int b, int part, int pos0, int cp)
+    {
+        int head = HeadAt(s, b, part, pos0), x = TransposedPosition(), c = Group.IdxX & 3;
+        bool inside = pos0 + x < s.T;
+        Block4 y = default;
+        y.C00 = Fetch(src, head, s, c, x, inside); y.C01 = Fetch(src, head, s, c + 4, x, inside);
+        y.C02 = Fetch(src, head, s, c + 8, x, inside); y.C03 = Fetch(src, head, s, c + 12, x, inside);
+        y.C10 = Fetch(src, head, s, c + 16, x, inside); y.C11 = Fetch(src, head, s, c + 20, x, inside);
+        y.C12 = Fetch(src, head, s, c + 24, x, inside); y.C13 = Fetch(src, head, s, c + 28, x, inside);
+        if (cp > 32)
+        {
+            y.C20 = Fetch(src, head, s, c + 32, x, inside); y.C21 = Fetch(src, head, s, c + 36, x, inside);
+            y.C22 = Fetch(src, head, s, c + 40, x, inside); y.C23 = Fetch(src, head, s, c + 44, x, inside);
+            y.C30 = Fetch(src, head, s, c + 48, x, inside); y.C31 = Fetch(src, head, s, c + 52, x, inside);
+            y.C32 = Fetch(src, head, s, c + 56, x, inside); y.C33 = Fetch(src, head, s, c + 60, x, inside);
+        }
+        return y;
+    }
+
+    /// <summary>Stores FetchTransposed's registers where LoadTransposed would: sh[at + x (cp + 4) + c].</summary>
+    static void PutTransposed(ArrayView<float> sh, int at, int cp, Block4 y)
+    {
+        int t = at + TransposedPosition() * (cp + 4) + (Group.IdxX & 3);
+        sh[t] = y.C00; sh[t + 4] = y.C01; sh[t + 8] = y.C02; sh[t + 12] = y.C03;
+        sh[t + 16] = y.C10; sh[t + 20] = y.C11; sh[t + 24] = y.C12; sh[t + 28] = y.C13;
+        if (cp <= 32) return;
+        sh[t + 32] = y.C20; sh[t + 36] = y.C21; sh[t + 40] = y.C22; sh[t + 44] = y.C23;
+        sh[t + 48] = y.C30; sh[t + 52] = y.C31; sh[t + 56] = y.C32; sh[t + 60] = y.C33;
+    }
+
+    /// <summary>v11 backward, key side: v8's (WarpRowsKeySideKernel) with the queries streaming 16 at a time. A lane holds
+    /// S^T and dP^T for 4 keys x 2 queries; P^T and dS^T pass through the warp's [16][20] tile to dV += P^T dA^T and
+    /// dK += dS^T Q^T (4 keys x 4 or 2 x 4 channels per lane, as v8), and dS goes to <paramref name="scores"/> for dQ.</summary>
+    [LaunchBounds(WarpRowsThreads, 4)]
+    static void LeanKeySideKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta,
+        ArrayView<float> dqkv, ArrayView<float> scores, AttentionShape s, int cp)
+    {
+        var sh4 = SharedMemory.GetDynamic<Float4>();
+        var sh2 = sh4.Cast<Float2>();
+        var sh = sh4.Cast<float>();
+        int warp = Group.IdxX >> 5, lane = Group.IdxX & 31, r = lane >> 3, c = lane & 7, tPitch = cp + 4;
+        int kk = 0, vv = cp * WarpRowsBlock, q = 2 * cp * WarpRowsBlock, g = q + cp * LeanQueries, qt = g + cp * LeanQueries,
+            gt = qt + LeanQueries * tPitch, ls = gt + LeanQueries * tPitch, dl = ls + LeanQueries,
+            pp = dl + LeanQueries + warp * LeanQueries * PrivatePitch;
+        var pt = sh4.SubView(pp / 4);
+        float alpha = 1f / XMath.Sqrt(s.Ch);
+        int blocks = (s.T + WarpRowsBlock - 1) / WarpRowsBlock, tiles = (s.T + LeanQueries - 1) / LeanQueries;
+        for (int w = Grid.IdxX; w < s.Batch * blocks; w += Grid.DimX)
+        {
+            int b = w / blocks, u0 = (w - b * blocks) * WarpRowsBlock, uw = u0 + warp * WarpRows;
+            LoadRows(qkv, sh, kk, -1, s, b, 1, u0, WarpRowsBlock, cp);
+            LoadRows(qkv, sh, vv, -1, s, b, 2, u0, WarpRowsBlock, cp);
+            var next = FetchQueries(qkv, da, s, b, 0, cp);
+            float nextLse = RowTerm(lse, s, b, 0), nextDelta = RowTerm(delta, s, b, 0);
+            Block4 dv0 = default, dv1 = default, dk0 = default, dk1 = default;
+            for (int i = 0; i < tiles; i++)
+            {
+                int t0 = i * LeanQueries;
+                // The previous tile's Q, dA and row terms were last read before its closing barrier.
+                PutQueries(sh, q, qt, g, gt, cp, next);
+                if (Group.IdxX < LeanQueries)
+                {
+                    sh[ls + Group.IdxX] = nextLse;
+                    sh[dl + Group.IdxX] = nextDelta;
+                }
+                Group.Barrier();
+                if (i + 1 < tiles)   // used after this tile's products
+                {
+                    next = FetchQueries(qkv, da, s, b, t0 + LeanQueries, cp);
+                    nextLse = RowTerm(lse, s, b, t0 + LeanQueries);
+                    nextDelta = RowTerm(delta, s, b, t0 + LeanQueries);
+                }
+                if (uw < s.T)   // a warp past the last key only loads and meets the barriers
+                {
+                    var sc = RunProduct(default(Block4x2), sh4.SubView((kk + uw - u0) / 4 + r), WarpRowsBlock / 4, sh2.SubView(q / 2 + c), LeanQueries / 2, cp);
+                    var dp = RunProduct(default(Block4x2), sh4.SubView((vv + uw - u0) / 4 + r), WarpRowsBlock / 4, sh2.SubView(g / 2 + c), LeanQueries / 2, cp);
+                    sc = ExpColumns(sc, alpha, sh2[ls / 2 + c]);
+                    dp = GradColumns(sc, dp, sh2[dl / 2 + c]);
+                    PutColumns(pt, r, c, sc);
+                    Warp.Barrier();
+                    if (cp > 32) RunProduct2By4(ref dv0, ref dv1, pt.SubView(r), PrivatePitch / 4, sh4.SubView(gt / 4 + c), tPitch / 4, LeanQueries);
+                    else dv0 = RunProduct(dv0, pt.SubView(r), PrivatePitch / 4, sh4.SubView(gt / 4 + c), tPitch / 4, LeanQueries);
+                    Warp.Barrier();   // every lane has read P^T
+                    PutColumns(pt, r, c, dp);
+                    Warp.Barrier();
+                    // dS[t, u] for the warp's 16 keys: each store covers two queries' 16 keys.
+                    int ku = lane & 15, tq0 = lane >> 4, at = (b * s.T + t0 + tq0) * s.T + uw + ku;
+                    bool keyInside = uw + ku < s.T;
+                    for (int m = 0; m < LeanQueries / 2; m++)
+                        if (keyInside && t0 + tq0 + 2 * m < s.T)
+                            scores[at + 2 * m * s.T] = sh[pp + (tq0 + 2 * m) * PrivatePitch + ku];
+                    if (cp > 32) RunProduct2By4(ref dk0, ref dk1, pt.SubView(r), PrivatePitch / 4, sh4.SubView(qt / 4 + c), tPitch / 4, LeanQueries);
+                    else dk0 = RunProduct(dk0, pt.SubView(r), PrivatePitch / 4, sh4.SubView(qt / 4 + c), tPitch / 4, LeanQueries);
+                }
+                Group.Barrier();
+            }
+            if (uw < s.T)
+            {
+                int u = uw + 4 * r, kHead = s.Qkv(b, 1, 0, 0), vHead = s.Qkv(b, 2, 0, 0);
+                StoreRows(dqkv, kHead, s, u, 4 * c, dk0, alpha, alpha, alpha, alpha);
+                StoreRows(dqkv, kHead, s, u, 32 + 4 * c, dk1, alpha, alpha, alpha, alpha);
+                StoreRows(dqkv, vHead, s, u, 4 * c, dv0, 1f, 1f, 1f, 1f);
+                StoreRows(dqkv, vHead, s, u, 32 + 4 * c, dv1, 1f, 1f, 1f, 1f);
+            }
+        }
+    }
+
+    /// <summary>The next 16 queries' Q and dA, into registers: thread e takes position e mod 16 and channels e / 16 + 8 j
+    /// (a warp reads two runs of 16 positions), Q's j = 0..3 in C00 .. C03 and dA's in C20 .. C23, j = 4..7 in C10 .. C13
+    /// and C30 .. C33 at 64 channels; zero past T and past the head's channels.</summary>
+    static Block4 FetchQueries(ArrayView<float> qkv, ArrayView<float> da, AttentionShape s, int b, int t0, int cp)
+    {
+        int x = Group.IdxX & (LeanQueries - 1), c = Group.IdxX >> 4, qh = HeadAt(s, b, 0, t0), gh = HeadAt(s, b, 3, t0);
+        bool inside = t0 + x < s.T;
+        Block4 y = default;
+        y.C00 = Fetch(qkv, qh, s, c, x, inside); y.C01 = Fetch(qkv, qh, s, c + 8, x, inside);
+        y.C02 = Fetch(qkv, qh, s, c + 16, x, inside); y.C03 = Fetch(qkv, qh, s, c + 24, x, inside);
+        y.C20 = Fetch(da, gh, s, c, x, inside); y.C21 = Fetch(da, gh, s, c + 8, x, inside);
+        y.C22 = Fetch(da, gh, s, c + 16, x, inside); y.C23 = Fetch(da, gh, s, c + 24, x, inside);
+        if (cp > 32)
+        {
+            y.C10 = Fetch(qkv, qh, s, c + 32, x, inside); y.C11 = Fetch(qkv, qh, s, c + 40, x, inside);
+            y.C12 = Fetch(qkv, qh, s, c + 48, x, inside); y.C13 = Fetch(qkv, qh, s, c + 56, x, inside);
+            y.C30 = Fetch(da, gh, s, c + 32, x, inside); y.C31 = Fetch(da, gh, s, c + 40, x, inside);
+            y.C32 = Fetch(da, gh, s, c + 48, x, inside); y.C33 = Fetch(da, gh, s, c + 56, x, inside);
+        }
+        return y;
+    }
+
+    /// <summary>Stores FetchQueries' registers as Q [cp][16] at q and Q^T [16][cp + 4] at qt, dA likewise at g and gt.</summary>
+    static void PutQueries(ArrayView<float> sh, int q, int qt, int g, int gt, int cp, Block4 y)
+    {
+        int x = Group.IdxX & (LeanQueries - 1), c = Group.IdxX >> 4, rows = c * LeanQueries + x, cols = x * (cp + 4) + c;
+        const int step = 8 * LeanQueries;   // 8 channels on in Q [cp][16]
+        PutQueryChannel(sh, q + rows, qt + cols, step, y.C00, y.C01, y.C02, y.C03);
+        PutQueryChannel(sh, g + rows, gt + cols, step, y.C20, y.C21, y.C22, y.C23);
+        if (cp <= 32) return;
+        PutQueryChannel(sh, q + rows + 4 * step, qt + cols + 32, step, y.C10, y.C11, y.C12, y.C13);
+        PutQueryChannel(sh, g + rows + 4 * step, gt + cols + 32, step, y.C30, y.C31, y.C32, y.C33);
+    }
+
+    /// <summary>Four channels 8 apart of one position: at row-major offsets at + j step and transposed at atT + 8 j.</summary>
+    static void PutQueryChannel(ArrayView<float> sh, int at, int atT, int step, float y0, float y1, float y2, float y3)
+    {
+        sh[at] = y0; sh[at + step] = y1; sh[at + 2 * step] = y2; sh[at + 3 * step] = y3;
+        sh[atT] = y0; sh[atT + 8] = y1; sh[atT + 16] = y2; sh[atT + 24] = y3;
+    }
+
+    /// <summary>lse or delta of query t0 + e for threads e &lt; 16 (0 past T, and for the other threads).</summary>
+    static float RowTerm(ArrayView<float> terms, AttentionShape s, int b, int t0)
+    {
+        int e = Group.IdxX;
+        return e < LeanQueries && t0 + e < s.T ? terms[b * s.T + t0 + e] : 0f;
+    }
+
+    /// <summary>c += sum over x &lt; k of A(x, 4 rows) B(x, 2 columns): an LDS.128 and an LDS.64 for 8 multiply-adds; k a
+    /// multiple of 4, unrolled by hand as RunProduct.</summary>
+    static Block4x2 RunProduct(Block4x2 c, ArrayView<Float4> a, int aPitch, ArrayView<Float2> b, int bPitch, int k)
+    {
+        for (int x = 0; x < k; x += 4)
+        {
+            var ax = a.SubView(x * aPitch);
+            var bx = b.SubView(x * bPitch);
+            c = Block4x2.Fma(c, ax[0], bx[0]);
+            c = Block4x2.Fma(c, ax[aPitch], bx[bPitch]);
+            c = Block4x2.Fma(c, ax[2 * aPitch], bx[2 * bPitch]);
+            c = Block4x2.Fma(c, ax[3 * aPitch], bx[3 * bPitch]);
+        }
+        return c;
+    }
+
+    /// <summary>RunProduct2 unrolled by 4, each step's loads at constant offsets from a view made once per 4 steps (so ptxas
+    /// folds them into the loads: 37 instructions per 32 multiply-adds here, against RunProduct2's 51-55); k a multiple of 4.</summary>
+    static void RunProduct2By4(ref Block4 c0, ref Block4 c1, ArrayView<Float4> a, int aPitch, ArrayView<Float4> b, int bPitch, int k)
+    {
+        for (int x = 0; x < k; x += 4)
+        {
+            var ax = a.SubView(x * aPitch);
+            var bx = b.SubView(x * bPitch);
+            for (int j = 0; j < 4; j++)
+            {
+                Float4 u = ax[j * aPitch];
+                c0 = Block4.Fma(c0, u, bx[j * bPitch]);
+                c1 = Block4.Fma(c1, u, bx[j * bPitch + 8]);
+            }
+        }
+    }
+
+    /// <summary>P^T = exp(alpha S^T - lse_j), lse_j the column's (query's); queries past T as ExpColumns (Block4).</summary>
+    static Block4x2 ExpColumns(Block4x2 x, float alpha, Float2 lse)
+    {
+        x.C00 = XMath.Exp(alpha * x.C00 - lse.X); x.C01 = XMath.Exp(alpha * x.C01 - lse.Y);
+        x.C10 = XMath.Exp(alpha * x.C10 - lse.X); x.C11 = XMath.Exp(alpha * x.C11 - lse.Y);
+        x.C20 = XMath.Exp(alpha * x.C20 - lse.X); x.C21 = XMath.Exp(alpha * x.C21 - lse.Y);
+        x.C30 = XMath.Exp(alpha * x.C30 - lse.X); x.C31 = XMath.Exp(alpha * x.C31 - lse.Y);
+        return x;
+    }
+
+    /// <summary>dS = P (dP - delta_j) entry by entry, delta_j the column's (query's).</summary>
+    static Block4x2 GradColumns(Block4x2 p, Block4x2 d, Float2 e)
+    {
+        d.C00 = p.C00 * (d.C00 - e.X); d.C01 = p.C01 * (d.C01 - e.Y);
+        d.C10 = p.C10 * (d.C10 - e.X); d.C11 = p.C11 * (d.C11 - e.Y);
+        d.C20 = p.C20 * (d.C20 - e.X); d.C21 = p.C21 * (d.C21 - e.Y);
+        d.C30 = p.C30 * (d.C30 - e.X); d.C31 = p.C31 * (d.C31 - e.Y);
+        return d;
+    }
+
+    /// <summary>Stores a lane's 4 keys x 2 queries key-major into its warp's [16][20] tile: the Float4 of keys 4 row .. at
+    /// queries 2 col and 2 col + 1.</summary>
+    static void PutColumns(ArrayView<Float4> p, int row, int col, Block4x2 x)
+    {
+        int at = 2 * col * (PrivatePitch / 4) + row;
+        p[at] = new Float4(x.C00, x.C10, x.C20, x.C30);
+        p[at + PrivatePitch / 4] = new Float4(x.C01, x.C11, x.C21, x.C31);
+    }
+}
+
+/// <summary>A lane's 4 x 2 register block (v11's key-side scores: 4 keys x 2 queries).</summary>
+public struct Block4x2
+{
+    public float C00, C01, C10, C11, C20, C21, C30, C31;
+
+    /// <summary>c += a b^T for a column a of four values and a row b of two: 8 multiply-adds.</summary>
+    public static Block4x2 Fma(Block4x2 c, Float4 a, Float2 b)
+    {
+        c.C00 += a.X * b.X; c.C01 += a.X * b.Y;
+        c.C10 += a.Y * b.X; c.C11 += a.Y * b.Y;
+        c.C20 += a.Z * b.X; c.C21 += a.Z * b.Y;
+        c.C30 += a.W * b.X; c.C31 += a.W * b.Y;
+        return c;
+    }
+}
