@@ -4,7 +4,8 @@
 # - kd check on CUDA, the attention cases first (v11's and v12's first GPU run), then the rest;
 # - v8, v10, v11 and v12 at every attention case, beside SDPA;
 # - adm64's training step at the defaults and with attention=v11, beside PyTorch's;
-# - Nsight Compute on v11's forward and key side at adm64's 32x32 (v8's: 3.07 and 7.75 ms, 18% and 12% occupancy).
+# - Nsight Compute on v11's forward and key side at adm64's 32x32 (v8's: 3.07 and 7.75 ms, 18% and 12% occupancy), and
+#   on v12's dQ kernel at fmnist's 14x14 (v10's: 262 us);
 # Predictions: bench/NOTES.md, "Attention", v11.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
 # There: run with carry [".device"] and timeout_s 300:  bash scripts/gpu-attention-v11.sh "$OUT"
@@ -25,9 +26,11 @@ KD_KERNELS=attention=v11 timeout 40 $K bench --device cuda --default-only --no-k
 stamp "adm64 step with v11 done"
 ncu_case attention-v11 'Lean' 2 attention.forward_backward.adm64_32x32 --skip-versions attention=v1 attention=v2 attention=v3 \
   attention=v4 attention=v6 attention=v7 attention=v8 attention=v9 attention=v10 attention=v12
+ncu_case attention-v12-dq 'LeanQueryGrad' 1 attention.forward_backward.fmnist_14x14 --skip-versions attention=v1 attention=v2 \
+  attention=v3 attention=v4 attention=v6 attention=v7 attention=v8 attention=v9 attention=v10 attention=v11
 check_cuda 90
 cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R"/check*.log | tail -2; grep -h "FAIL" "$R"/check*.log | head -10
 grep -E "^\| attention" "$R/ratios.md" | cut -d'|' -f2-7
 grep -h "default:" "$R"/bench-adm64*.log; tail -2 "$R/torch-adm64.log"
 grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Executed Ipc Active|Achieved Occupancy|Registers Per|Block Limit Shared|spends .* cycles" \
-  "$R/attention-v11.txt" | head -24
+  "$R/attention-v11.txt" "$R/attention-v12-dq.txt" | head -36

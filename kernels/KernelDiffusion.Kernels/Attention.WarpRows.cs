@@ -351,6 +351,33 @@ public static partial class Attention
     /// loads more groups do not hide (GEMM v15, which it replaces, took 348).</summary>
     [LaunchBounds(WarpRowsThreads, 6)]
     static void WarpRowsQueryGradKernel(ArrayView<float> qkv, ArrayView<float> scores, ArrayView<float> dqkv, AttentionShape s, int cp)
+        => QueryGrad(qkv, scores, dqkv, s, cp, default(KeysLoadedInPlace));
+
+    /// <summary>v12's dQ kernel: v10's with each K^T tile read into registers a tile ahead, during the products, and stored
+    /// into the other buffer just before the tile's barrier (KeysStagedInRegisters), where v10 waits on those loads
+    /// before its products. Five groups a multiprocessor (six, at 80 registers, spilled 64 B).</summary>
+    [LaunchBounds(WarpRowsThreads, 5)]
+    static void LeanQueryGradKernel(ArrayView<float> qkv, ArrayView<float> scores, ArrayView<float> dqkv, AttentionShape s, int cp)
+        => QueryGrad(qkv, scores, dqkv, s, cp, default(KeysStagedInRegisters));
+
+    /// <summary>How the dQ kernel fills its next K^T buffer, fixed at compile time: in place, or through registers.</summary>
+    public interface IKeyStaging
+    {
+        bool InRegisters { get; }
+    }
+
+    public struct KeysLoadedInPlace : IKeyStaging
+    {
+        public readonly bool InRegisters => false;
+    }
+
+    public struct KeysStagedInRegisters : IKeyStaging
+    {
+        public readonly bool InRegisters => true;
+    }
+
+    static void QueryGrad<TK>(ArrayView<float> qkv, ArrayView<float> scores, ArrayView<float> dqkv, AttentionShape s, int cp, TK staging)
+        where TK : struct, IKeyStaging
     {
         var sh4 = SharedMemory.GetDynamic<Float4>();
         var sh = sh4.Cast<float>();
@@ -371,9 +398,12 @@ public static partial class Attention
                 // The warp's dS^T for tile i: its private tile was last read in tile i - 1's products, before its barrier.
                 PutColumn(priv, lane, ds);
                 Warp.Barrier();
+                int other = ((i + 1) & 1) * StreamTile * kPitch;
+                Block4 nextKeys = default;
                 if (i + 1 < tiles)   // the other K^T buffer: last read during tile i - 1, before its barrier
                 {
-                    LoadTransposed(qkv, sh, ((i + 1) & 1) * StreamTile * kPitch, s, b, 1, u0 + StreamTile, cp);
+                    if (staging.InRegisters) nextKeys = FetchTransposed(qkv, s, b, 1, u0 + StreamTile, cp);
+                    else LoadTransposed(qkv, sh, other, s, b, 1, u0 + StreamTile, cp);
                     ds = ScoreColumn(scores, s, b, tw, u0 + StreamTile + lane);   // used after this tile's products
                 }
                 if (tw < s.T)   // a warp past the last query only loads and meets the barriers
@@ -381,6 +411,7 @@ public static partial class Attention
                     if (cp > 32) RunProduct2(ref o0, ref o1, priv.SubView(r), PrivatePitch / 4, sh4.SubView(kb / 4 + c), kPitch / 4, StreamTile);
                     else o0 = RunProduct(o0, priv.SubView(r), PrivatePitch / 4, sh4.SubView(kb / 4 + c), kPitch / 4, StreamTile);
                 }
+                if (staging.InRegisters && i + 1 < tiles) PutTransposed(sh, other, cp, nextKeys);
                 Group.Barrier();
             }
             if (tw < s.T)
@@ -497,7 +528,8 @@ public static partial class Attention
 
     /// <summary>v8 backward: delta = rowsum(da a) (v2's kernel), the key side (dK, dV, and dS into
     /// <paramref name="scores"/> [N*H, T, T]), and dQ = alpha K dS^T by GEMM as v6's; v10 (<paramref name="queryGradKernel"/>):
-    /// dQ by WarpRowsQueryGradKernel. <paramref name="lean"/>: v11's key side (v12 with queryGradKernel).</summary>
+    /// dQ by WarpRowsQueryGradKernel. <paramref name="lean"/>: v11's key side (v12 with queryGradKernel: dQ by
+    /// LeanQueryGradKernel).</summary>
     public static void WarpRowsBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
         ArrayView<float> da, ArrayView<float> delta, ArrayView<float> scores, ArrayView<float> dqkv, GemmRunner? gemm = null,
         int? limitBytes = null, bool queryGradKernel = false, bool lean = false)
@@ -515,9 +547,9 @@ public static partial class Attention
             GradFromScores(s, 0, qkv, scores, dqkv, gemm ?? Gemm.At(acc));
             return;
         }
-        KernelCache.Get(acc, "attention.v10.query_grad", x =>
+        KernelCache.Get(acc, lean ? "attention.v12.query_grad" : "attention.v10.query_grad", x =>
         {
-            Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = WarpRowsQueryGradKernel;
+            Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = lean ? LeanQueryGradKernel : WarpRowsQueryGradKernel;
             return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
         })(WarpRowsLaunch(acc, s, 2), qkv, scores, dqkv, s, WarpRowsChannels(s.Ch));
     }

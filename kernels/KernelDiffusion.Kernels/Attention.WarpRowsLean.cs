@@ -16,7 +16,8 @@ namespace KernelDiffusion.Kernels;
 ///   warps' private tiles. A warp's score tile is 16 keys x 16 queries, a lane's 4 keys x 2 queries (Block4x2: one
 ///   LDS.128 and one LDS.64 for 8 multiply-adds in S^T and dP^T; dV and dK are v8's products over 16 queries). The next
 ///   tile's Q, dA, lse and delta are read into registers during this tile's products (FetchQueries).
-/// dQ as v8 (the batched GEMM); v12 is v11 with v10's dQ kernel.</summary>
+/// dQ as v8 (the batched GEMM); v12 is v11 with v10's dQ kernel, its K^T tiles also read into registers a tile ahead
+/// (LeanQueryGradKernel, in Attention.WarpRows.cs beside v10's).</summary>
 public static partial class Attention
 {
     /// <summary>Queries per streamed tile in v11's key side.</summary>
