@@ -6,8 +6,8 @@ using ILGPU.Util;
 namespace KernelDiffusion.Kernels;
 
 /// <summary>v11, lean warp rows: v8's schedule in less shared memory, so that four groups fit a multiprocessor at
-/// 64-channel heads. v8 takes 61 KB (forward) and 75 KB (key side) there: three groups a multiprocessor, and Nsight
-/// Compute found both kernels waiting more than issuing (H200, adm64's 32x32). On an H100 or H200 four groups fit where
+/// 64-channel heads. v8 takes 61 KB (forward) and 75 KB (key side) there: three and two groups a multiprocessor, and
+/// Nsight Compute found both kernels waiting more than issuing (H200, adm64's 32x32). On an H100 or H200 four groups fit where
 /// each takes 56 KB or less (228 KB a multiprocessor, 1 KB of it reserved per group); their 128 registers allow four.
 /// - Forward (52.5 KB at 64 channels): one V^T buffer where v8 has two. Tile i + 1's V^T is read into registers during
 ///   tile i's products (FetchTransposed) and stored after the tile's closing barrier; a second barrier per tile orders

@@ -94,7 +94,7 @@ public sealed class AttentionTiledTests
         }
     }
 
-    /// <summary>v11 (lean warp rows) exists to fit four groups a multiprocessor at 64-channel heads where v8 fits three: each
+    /// <summary>v11 (lean warp rows) exists to fit four groups a multiprocessor at 64-channel heads where v8 fits three and two: each
     /// of its passes takes at most 56 KB there (an H100 or H200 has 228 KB a multiprocessor and reserves 1 KB a group),
     /// v8's key side more. Its refusals name v11, not v8; at 32-channel heads it runs within the CPU accelerator's 48 KB.</summary>
     [Fact]
