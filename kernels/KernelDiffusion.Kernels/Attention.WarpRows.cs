@@ -408,8 +408,11 @@ public static partial class Attention
                 }
                 if (tw < s.T)   // a warp past the last query only loads and meets the barriers
                 {
-                    if (cp > 32) RunProduct2(ref o0, ref o1, priv.SubView(r), PrivatePitch / 4, sh4.SubView(kb / 4 + c), kPitch / 4, StreamTile);
-                    else o0 = RunProduct(o0, priv.SubView(r), PrivatePitch / 4, sh4.SubView(kb / 4 + c), kPitch / 4, StreamTile);
+                    var kt = sh4.SubView(kb / 4 + c);
+                    if (cp <= 32 && staging.InRegisters) o0 = RunProductBy4(o0, priv.SubView(r), PrivatePitch / 4, kt, kPitch / 4, StreamTile);
+                    else if (cp <= 32) o0 = RunProduct(o0, priv.SubView(r), PrivatePitch / 4, kt, kPitch / 4, StreamTile);
+                    else if (staging.InRegisters) RunProduct2By4(ref o0, ref o1, priv.SubView(r), PrivatePitch / 4, kt, kPitch / 4, StreamTile);
+                    else RunProduct2(ref o0, ref o1, priv.SubView(r), PrivatePitch / 4, kt, kPitch / 4, StreamTile);
                 }
                 if (staging.InRegisters && i + 1 < tiles) PutTransposed(sh, other, cp, nextKeys);
                 Group.Barrier();

@@ -68,7 +68,7 @@ public static partial class Attention
                 }
                 if (tw < s.T)   // a warp past the last query only loads and meets the barriers
                 {
-                    var x = RunProduct(default, sh4.SubView((q + tw - t0) / 4 + r), WarpRowsBlock / 4, sh4.SubView(kb / 4 + c), StreamTile / 4, cp);
+                    var x = RunProductBy4(default, sh4.SubView((q + tw - t0) / 4 + r), WarpRowsBlock / 4, sh4.SubView(kb / 4 + c), StreamTile / 4, cp);
                     if (u0 + StreamTile > s.T) x = MaskColumns(x, s.T - u0 - 4 * c);
                     var raw = AcrossRow(scratch, lane, RowMaxima(x), max: true);
                     float n0 = XMath.Max(m0, alpha * raw.X), n1 = XMath.Max(m1, alpha * raw.Y), n2 = XMath.Max(m2, alpha * raw.Z),
@@ -88,7 +88,7 @@ public static partial class Attention
                 if (tw < s.T)
                 {
                     if (cp > 32) RunProduct2By4(ref o0, ref o1, priv.SubView(r), PrivatePitch / 4, vt, vPitch / 4, StreamTile);
-                    else o0 = RunProduct(o0, priv.SubView(r), PrivatePitch / 4, vt, vPitch / 4, StreamTile);
+                    else o0 = RunProductBy4(o0, priv.SubView(r), PrivatePitch / 4, vt, vPitch / 4, StreamTile);
                 }
                 Group.Barrier();
                 if (i + 1 < tiles) PutTransposed(sh, v, cp, next);
@@ -196,7 +196,7 @@ public static partial class Attention
                     PutColumns(pt, r, c, sc);
                     Warp.Barrier();
                     if (cp > 32) RunProduct2By4(ref dv0, ref dv1, pt.SubView(r), PrivatePitch / 4, sh4.SubView(gt / 4 + c), tPitch / 4, LeanQueries);
-                    else dv0 = RunProduct(dv0, pt.SubView(r), PrivatePitch / 4, sh4.SubView(gt / 4 + c), tPitch / 4, LeanQueries);
+                    else dv0 = RunProductBy4(dv0, pt.SubView(r), PrivatePitch / 4, sh4.SubView(gt / 4 + c), tPitch / 4, LeanQueries);
                     Warp.Barrier();   // every lane has read P^T
                     PutColumns(pt, r, c, dp);
                     Warp.Barrier();
@@ -207,7 +207,7 @@ public static partial class Attention
                         if (keyInside && t0 + tq0 + 2 * m < s.T)
                             scores[at + 2 * m * s.T] = sh[pp + (tq0 + 2 * m) * PrivatePitch + ku];
                     if (cp > 32) RunProduct2By4(ref dk0, ref dk1, pt.SubView(r), PrivatePitch / 4, sh4.SubView(qt / 4 + c), tPitch / 4, LeanQueries);
-                    else dk0 = RunProduct(dk0, pt.SubView(r), PrivatePitch / 4, sh4.SubView(qt / 4 + c), tPitch / 4, LeanQueries);
+                    else dk0 = RunProductBy4(dk0, pt.SubView(r), PrivatePitch / 4, sh4.SubView(qt / 4 + c), tPitch / 4, LeanQueries);
                 }
                 Group.Barrier();
             }
@@ -282,6 +282,22 @@ public static partial class Attention
             c = Block4x2.Fma(c, ax[aPitch], bx[bPitch]);
             c = Block4x2.Fma(c, ax[2 * aPitch], bx[2 * bPitch]);
             c = Block4x2.Fma(c, ax[3 * aPitch], bx[3 * bPitch]);
+        }
+        return c;
+    }
+
+    /// <summary>RunProduct with each 4 steps' loads at constant offsets from views made once per 4 steps (as
+    /// RunProduct2By4), for v11's and v12's Block4 products.</summary>
+    static Block4 RunProductBy4(Block4 c, ArrayView<Float4> a, int aPitch, ArrayView<Float4> b, int bPitch, int k)
+    {
+        for (int x = 0; x < k; x += 4)
+        {
+            var ax = a.SubView(x * aPitch);
+            var bx = b.SubView(x * bPitch);
+            c = Block4.Fma(c, ax[0], bx[0]);
+            c = Block4.Fma(c, ax[aPitch], bx[bPitch]);
+            c = Block4.Fma(c, ax[2 * aPitch], bx[2 * bPitch]);
+            c = Block4.Fma(c, ax[3 * aPitch], bx[3 * bPitch]);
         }
         return c;
     }
