@@ -351,33 +351,34 @@ public static partial class Attention
     /// loads more groups do not hide (GEMM v15, which it replaces, took 348).</summary>
     [LaunchBounds(WarpRowsThreads, 6)]
     static void WarpRowsQueryGradKernel(ArrayView<float> qkv, ArrayView<float> scores, ArrayView<float> dqkv, AttentionShape s, int cp)
-        => QueryGrad(qkv, scores, dqkv, s, cp, default(KeysLoadedInPlace));
+        => QueryGrad(qkv, scores, dqkv, s, cp, default(QueryGradV10));
 
     /// <summary>v12's dQ kernel: v10's with each K^T tile read into registers a tile ahead, during the products, and stored
-    /// into the other buffer just before the tile's barrier (KeysStagedInRegisters), where v10 waits on those loads
-    /// before its products. Five groups a multiprocessor (six, at 80 registers, spilled 64 B).</summary>
+    /// into the other buffer just before the tile's barrier, where v10 waits on those loads before its products; its
+    /// products are v11's (views made once per 4 steps). Five groups a multiprocessor (six, at 80 registers, spilled 64 B).</summary>
     [LaunchBounds(WarpRowsThreads, 5)]
     static void LeanQueryGradKernel(ArrayView<float> qkv, ArrayView<float> scores, ArrayView<float> dqkv, AttentionShape s, int cp)
-        => QueryGrad(qkv, scores, dqkv, s, cp, default(KeysStagedInRegisters));
+        => QueryGrad(qkv, scores, dqkv, s, cp, default(QueryGradV12));
 
-    /// <summary>How the dQ kernel fills its next K^T buffer, fixed at compile time: in place, or through registers.</summary>
-    public interface IKeyStaging
+    /// <summary>Which dQ kernel QueryGrad compiles, fixed at compile time: v10's, or v12's (Lean: K^T through registers
+    /// a tile ahead, v11's products).</summary>
+    public interface IQueryGradForm
     {
-        bool InRegisters { get; }
+        bool Lean { get; }
     }
 
-    public struct KeysLoadedInPlace : IKeyStaging
+    public struct QueryGradV10 : IQueryGradForm
     {
-        public readonly bool InRegisters => false;
+        public readonly bool Lean => false;
     }
 
-    public struct KeysStagedInRegisters : IKeyStaging
+    public struct QueryGradV12 : IQueryGradForm
     {
-        public readonly bool InRegisters => true;
+        public readonly bool Lean => true;
     }
 
-    static void QueryGrad<TK>(ArrayView<float> qkv, ArrayView<float> scores, ArrayView<float> dqkv, AttentionShape s, int cp, TK staging)
-        where TK : struct, IKeyStaging
+    static void QueryGrad<TF>(ArrayView<float> qkv, ArrayView<float> scores, ArrayView<float> dqkv, AttentionShape s, int cp, TF form)
+        where TF : struct, IQueryGradForm
     {
         var sh4 = SharedMemory.GetDynamic<Float4>();
         var sh = sh4.Cast<float>();
@@ -402,19 +403,19 @@ public static partial class Attention
                 Block4 nextKeys = default;
                 if (i + 1 < tiles)   // the other K^T buffer: last read during tile i - 1, before its barrier
                 {
-                    if (staging.InRegisters) nextKeys = FetchTransposed(qkv, s, b, 1, u0 + StreamTile, cp);
+                    if (form.Lean) nextKeys = FetchTransposed(qkv, s, b, 1, u0 + StreamTile, cp);
                     else LoadTransposed(qkv, sh, other, s, b, 1, u0 + StreamTile, cp);
                     ds = ScoreColumn(scores, s, b, tw, u0 + StreamTile + lane);   // used after this tile's products
                 }
                 if (tw < s.T)   // a warp past the last query only loads and meets the barriers
                 {
                     var kt = sh4.SubView(kb / 4 + c);
-                    if (cp <= 32 && staging.InRegisters) o0 = RunProductBy4(o0, priv.SubView(r), PrivatePitch / 4, kt, kPitch / 4, StreamTile);
+                    if (cp <= 32 && form.Lean) o0 = RunProductBy4(o0, priv.SubView(r), PrivatePitch / 4, kt, kPitch / 4, StreamTile);
                     else if (cp <= 32) o0 = RunProduct(o0, priv.SubView(r), PrivatePitch / 4, kt, kPitch / 4, StreamTile);
-                    else if (staging.InRegisters) RunProduct2By4(ref o0, ref o1, priv.SubView(r), PrivatePitch / 4, kt, kPitch / 4, StreamTile);
+                    else if (form.Lean) RunProduct2By4(ref o0, ref o1, priv.SubView(r), PrivatePitch / 4, kt, kPitch / 4, StreamTile);
                     else RunProduct2(ref o0, ref o1, priv.SubView(r), PrivatePitch / 4, kt, kPitch / 4, StreamTile);
                 }
-                if (staging.InRegisters && i + 1 < tiles) PutTransposed(sh, other, cp, nextKeys);
+                if (form.Lean && i + 1 < tiles) PutTransposed(sh, other, cp, nextKeys);
                 Group.Barrier();
             }
             if (tw < s.T)
@@ -501,11 +502,11 @@ public static partial class Attention
     static KernelConfig WarpRowsLaunch(Accelerator acc, AttentionShape s, int pass, bool lean = false)
         => PerRowTile(acc, s, WarpRowsBlock, WarpRowsThreads, SharedMemoryConfig.RequestDynamic<Float4>(PassBytes(s, pass, lean) / 16));
 
-    /// <summary>Refuses, naming why, a device without v8's groups, a head past 64 channels, or a pass (0 forward, 1 key
-    /// side) whose shared memory is past the limit.</summary>
-    static void RequireWarpRows(Accelerator acc, AttentionShape s, int pass, int? limitBytes, bool lean = false)
+    /// <summary>Refuses, naming the version (<paramref name="name"/>: the backward's own; the forward's is v8's, or
+    /// v11's, which v9 and v10, or v12, share) and why: a device without v8's groups, a head past 64 channels, or a pass
+    /// (0 forward, 1 key side) whose shared memory is past the limit.</summary>
+    static void RequireWarpRows(Accelerator acc, AttentionShape s, int pass, int? limitBytes, bool lean, string name)
     {
-        string name = lean ? "attention v11" : "attention v8";
         if (!WarpRowsRun(acc))
             throw new VersionNotApplicableException($"{name} needs 32-lane warps in groups of {WarpRowsThreads} threads; {acc.Name} has " +
                                                     $"{acc.WarpSize}-lane warps and groups of up to {acc.MaxNumThreadsPerGroup}");
@@ -521,7 +522,7 @@ public static partial class Attention
     public static void WarpRowsForward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
         int? limitBytes = null, bool lean = false)
     {
-        RequireWarpRows(acc, s, 0, limitBytes, lean);
+        RequireWarpRows(acc, s, 0, limitBytes, lean, lean ? "attention v11" : "attention v8");
         KernelCache.Get(acc, lean ? "attention.v11.forward" : "attention.v8.forward", x =>
         {
             Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = lean ? LeanForwardKernel : WarpRowsForwardKernel;
@@ -537,7 +538,7 @@ public static partial class Attention
         ArrayView<float> da, ArrayView<float> delta, ArrayView<float> scores, ArrayView<float> dqkv, GemmRunner? gemm = null,
         int? limitBytes = null, bool queryGradKernel = false, bool lean = false)
     {
-        RequireWarpRows(acc, s, 1, limitBytes, lean);
+        RequireWarpRows(acc, s, 1, limitBytes, lean, "attention v" + (lean ? queryGradKernel ? 12 : 11 : queryGradKernel ? 10 : 8));
         RowDeltas(acc, s, a, da, delta);
         KernelCache.Get(acc, lean ? "attention.v11.key_side" : "attention.v8.key_side", x =>
         {

@@ -16,6 +16,8 @@ namespace KernelDiffusion.Kernels;
 ///   warps' private tiles. A warp's score tile is 16 keys x 16 queries, a lane's 4 keys x 2 queries (Block4x2: one
 ///   LDS.128 and one LDS.64 for 8 multiply-adds in S^T and dP^T; dV and dK are v8's products over 16 queries). The next
 ///   tile's Q, dA, lse and delta are read into registers during this tile's products (FetchQueries).
+/// Every product reads through views made once per 4 steps (RunProductBy4, RunProduct2By4), so ptxas folds the steps'
+/// offsets into the loads (the forward's scores: 81 instructions per 64 FFMA, v8's 91).
 /// dQ as v8 (the batched GEMM); v12 is v11 with v10's dQ kernel, its K^T tiles also read into registers a tile ahead
 /// (LeanQueryGradKernel, in Attention.WarpRows.cs beside v10's).</summary>
 public static partial class Attention
@@ -26,7 +28,7 @@ public static partial class Attention
     /// <summary>Shared memory of v11's forward (pass 0) and key side (pass 1), in floats, at padded channels cp.
     /// Forward: Q [cp][64]; two buffers of K [cp][32]; one of V^T [32][cp + 4]; four warps' P [32][20] and row scratch
     /// [32][4]: 33.3 KB at 32 channels, 52.5 KB at 64. Key side: K, V [cp][64]; Q, dA [cp][16]; Q^T, dA^T [16][cp + 4];
-    /// lse, delta [16]; four warps' P^T, then dS^T, [16][20]: 29.6 and 53.6 KB. Pass 2 is v10's dQ kernel.</summary>
+    /// lse, delta [16]; four warps' P^T, then dS^T, [16][20]: 29.6 and 53.6 KB. Pass 2: the dQ kernel (v10's and v12's alike).</summary>
     public static int LeanSharedFloats(int cp, int pass) => pass switch
     {
         0 => cp * WarpRowsBlock + 2 * cp * StreamTile + StreamTile * (cp + 4) + 4 * StreamTile * PrivatePitch + 4 * RowScratch,
