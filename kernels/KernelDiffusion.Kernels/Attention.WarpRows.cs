@@ -201,8 +201,7 @@ public static partial class Attention
             LoadRows(qkv, sh, k, -1, s, b, 1, 0, StreamTile, cp);
             LoadTransposed(qkv, sh, v, s, b, 2, 0, cp);
             Group.Barrier();
-            float m0 = float.NegativeInfinity, m1 = m0, m2 = m0, m3 = m0, l0 = 0, l1 = 0, l2 = 0, l3 = 0;
-            Block4 o0 = default, o1 = default;
+            var st = SoftmaxRows.Start();
             for (int i = 0; i < tiles; i++)
             {
                 int u0 = i * StreamTile, kb = k + (i & 1) * cp * StreamTile, vb = v + (i & 1) * StreamTile * vPitch;
@@ -214,44 +213,69 @@ public static partial class Attention
                 if (tw < s.T)   // a warp past the last query only loads and meets the barriers
                 {
                     var x = RunProduct(default, sh4.SubView((q + tw - t0) / 4 + r), WarpRowsBlock / 4, sh4.SubView(kb / 4 + c), StreamTile / 4, cp);
-                    if (u0 + StreamTile > s.T) x = MaskColumns(x, s.T - u0 - 4 * c);
-                    var raw = AcrossRow(scratch, lane, RowMaxima(x), max: true);   // the rows' new maxima (alpha > 0)
-                    float n0 = XMath.Max(m0, alpha * raw.X), n1 = XMath.Max(m1, alpha * raw.Y), n2 = XMath.Max(m2, alpha * raw.Z),
-                        n3 = XMath.Max(m3, alpha * raw.W);
-                    x = ExpRows(x, alpha, n0, n1, n2, n3);   // P, unnormalised
-                    // How much of the old O and l to keep: 0 on the first tile (m = -inf). The sums stay per lane until the end.
-                    float k0 = XMath.Exp(m0 - n0), k1 = XMath.Exp(m1 - n1), k2 = XMath.Exp(m2 - n2), k3 = XMath.Exp(m3 - n3);
-                    m0 = n0; m1 = n1; m2 = n2; m3 = n3;
-                    l0 = k0 * l0 + x.C00 + x.C01 + x.C02 + x.C03;
-                    l1 = k1 * l1 + x.C10 + x.C11 + x.C12 + x.C13;
-                    l2 = k2 * l2 + x.C20 + x.C21 + x.C22 + x.C23;
-                    l3 = k3 * l3 + x.C30 + x.C31 + x.C32 + x.C33;
-                    o0 = ScaleRows(o0, k0, k1, k2, k3);
-                    o1 = ScaleRows(o1, k0, k1, k2, k3);
+                    x = FoldTile(ref st, x, u0 + StreamTile > s.T, s.T - u0 - 4 * c, alpha, scratch, lane);
                     // P key-major through the warp's own tile, then O += P V over the tile's keys (V^T rows: channels in runs).
                     PutColumns(priv, r, c, x);
                     Warp.Barrier();
-                    if (cp > 32) RunProduct2(ref o0, ref o1, priv.SubView(r), PrivatePitch / 4, sh4.SubView(vb / 4 + c), vPitch / 4, StreamTile);
-                    else o0 = RunProduct(o0, priv.SubView(r), PrivatePitch / 4, sh4.SubView(vb / 4 + c), vPitch / 4, StreamTile);
+                    if (cp > 32) RunProduct2(ref st.O0, ref st.O1, priv.SubView(r), PrivatePitch / 4, sh4.SubView(vb / 4 + c), vPitch / 4, StreamTile);
+                    else st.O0 = RunProduct(st.O0, priv.SubView(r), PrivatePitch / 4, sh4.SubView(vb / 4 + c), vPitch / 4, StreamTile);
                 }
                 Group.Barrier();
             }
-            if (tw < s.T)
-            {
-                var sum = AcrossRow(scratch, lane, new Float4(l0, l1, l2, l3), max: false);
-                l0 = sum.X; l1 = sum.Y; l2 = sum.Z; l3 = sum.W;
-                int t = tw + 4 * r, head = s.Out(b, 0, 0);
-                StoreRows(a, head, s, t, 4 * c, o0, 1f / l0, 1f / l1, 1f / l2, 1f / l3);
-                StoreRows(a, head, s, t, 32 + 4 * c, o1, 1f / l0, 1f / l1, 1f / l2, 1f / l3);
-                if (c == 0)
-                {
-                    if (t < s.T) lse[b * s.T + t] = m0 + XMath.Log(l0);
-                    if (t + 1 < s.T) lse[b * s.T + t + 1] = m1 + XMath.Log(l1);
-                    if (t + 2 < s.T) lse[b * s.T + t + 2] = m2 + XMath.Log(l2);
-                    if (t + 3 < s.T) lse[b * s.T + t + 3] = m3 + XMath.Log(l3);
-                }
-            }
+            if (tw < s.T) StoreForwardRows(a, lse, s, b, tw + 4 * r, c, st, scratch, lane);
         }
+    }
+
+    /// <summary>A lane's running softmax over the key tiles for its 4 queries (v8's and v11's forward): the maxima M of
+    /// alpha S, the partial sums L (per lane until the end: the rows' sums are made once, in StoreForwardRows) and O for
+    /// 4 queries x 4 (or 2 x 4) channels.</summary>
+    struct SoftmaxRows
+    {
+        public float M0, M1, M2, M3, L0, L1, L2, L3;
+        public Block4 O0, O1;
+
+        public static SoftmaxRows Start()
+        {
+            float n = float.NegativeInfinity;
+            return new SoftmaxRows { M0 = n, M1 = n, M2 = n, M3 = n };
+        }
+    }
+
+    /// <summary>Folds a tile's scores x into the lane's rows (in a <paramref name="partial"/> tile, the keys from column
+    /// <paramref name="valid"/> on are past T and masked): the rows' new maxima across the lane row, O and L rescaled by how much of them to keep (0 on the first
+    /// tile, where M = -inf), L grown by the tile's P; returns P, unnormalised.</summary>
+    static Block4 FoldTile(ref SoftmaxRows st, Block4 x, bool partial, int valid, float alpha, ArrayView<Float4> scratch, int lane)
+    {
+        if (partial) x = MaskColumns(x, valid);
+        var raw = AcrossRow(scratch, lane, RowMaxima(x), max: true);   // the rows' new maxima (alpha > 0)
+        float n0 = XMath.Max(st.M0, alpha * raw.X), n1 = XMath.Max(st.M1, alpha * raw.Y), n2 = XMath.Max(st.M2, alpha * raw.Z),
+            n3 = XMath.Max(st.M3, alpha * raw.W);
+        x = ExpRows(x, alpha, n0, n1, n2, n3);
+        float k0 = XMath.Exp(st.M0 - n0), k1 = XMath.Exp(st.M1 - n1), k2 = XMath.Exp(st.M2 - n2), k3 = XMath.Exp(st.M3 - n3);
+        st.M0 = n0; st.M1 = n1; st.M2 = n2; st.M3 = n3;
+        st.L0 = k0 * st.L0 + x.C00 + x.C01 + x.C02 + x.C03;
+        st.L1 = k1 * st.L1 + x.C10 + x.C11 + x.C12 + x.C13;
+        st.L2 = k2 * st.L2 + x.C20 + x.C21 + x.C22 + x.C23;
+        st.L3 = k3 * st.L3 + x.C30 + x.C31 + x.C32 + x.C33;
+        st.O0 = ScaleRows(st.O0, k0, k1, k2, k3);
+        st.O1 = ScaleRows(st.O1, k0, k1, k2, k3);
+        return x;
+    }
+
+    /// <summary>The forward's end for a lane's queries t .. t + 3: the rows' sums across the lane row, a = O / l at the
+    /// lane's channels, and (lanes of column 0) lse = m + log l.</summary>
+    static void StoreForwardRows(ArrayView<float> a, ArrayView<float> lse, AttentionShape s, int b, int t, int c, SoftmaxRows st,
+        ArrayView<Float4> scratch, int lane)
+    {
+        var l = AcrossRow(scratch, lane, new Float4(st.L0, st.L1, st.L2, st.L3), max: false);
+        int head = s.Out(b, 0, 0);
+        StoreRows(a, head, s, t, 4 * c, st.O0, 1f / l.X, 1f / l.Y, 1f / l.Z, 1f / l.W);
+        StoreRows(a, head, s, t, 32 + 4 * c, st.O1, 1f / l.X, 1f / l.Y, 1f / l.Z, 1f / l.W);
+        if (c != 0) return;
+        if (t < s.T) lse[b * s.T + t] = st.M0 + XMath.Log(l.X);
+        if (t + 1 < s.T) lse[b * s.T + t + 1] = st.M1 + XMath.Log(l.Y);
+        if (t + 2 < s.T) lse[b * s.T + t + 2] = st.M2 + XMath.Log(l.Z);
+        if (t + 3 < s.T) lse[b * s.T + t + 3] = st.M3 + XMath.Log(l.W);
     }
 
     /// <summary>dst[head + (c0 + j) T + t + i] = k_i x(i, j) for positions t + i &lt; T and channels c0 + j &lt; ch.</summary>
@@ -319,26 +343,35 @@ public static partial class Attention
                     Warp.Barrier();   // every lane has read P^T
                     PutColumns(pt, r, c, dp);
                     Warp.Barrier();
-                    // dS[t, u] for the warp's 16 keys: each store covers two queries' 16 keys (a constant trip count: unrolled).
-                    int ku = lane & 15, tq0 = lane >> 4, at = (b * s.T + t0 + tq0) * s.T + uw + ku;
-                    bool keyInside = uw + ku < s.T;
-                    for (int m = 0; m < StreamTile / 2; m++)
-                        if (keyInside && t0 + tq0 + 2 * m < s.T)
-                            scores[at + 2 * m * s.T] = sh[pp + (tq0 + 2 * m) * PrivatePitch + ku];
+                    StoreScoreRows(scores, sh, pp, s, b, t0, uw, lane, StreamTile);
                     if (cp > 32) RunProduct2(ref dk0, ref dk1, pt.SubView(r), PrivatePitch / 4, sh4.SubView(qt / 4 + c), tPitch / 4, StreamTile);
                     else dk0 = RunProduct(dk0, pt.SubView(r), PrivatePitch / 4, sh4.SubView(qt / 4 + c), tPitch / 4, StreamTile);
                 }
                 Group.Barrier();
             }
-            if (uw < s.T)
-            {
-                int u = uw + 4 * r, kHead = s.Qkv(b, 1, 0, 0), vHead = s.Qkv(b, 2, 0, 0);
-                StoreRows(dqkv, kHead, s, u, 4 * c, dk0, alpha, alpha, alpha, alpha);
-                StoreRows(dqkv, kHead, s, u, 32 + 4 * c, dk1, alpha, alpha, alpha, alpha);
-                StoreRows(dqkv, vHead, s, u, 4 * c, dv0, 1f, 1f, 1f, 1f);
-                StoreRows(dqkv, vHead, s, u, 32 + 4 * c, dv1, 1f, 1f, 1f, 1f);
-            }
+            if (uw < s.T) StoreKeyGrads(dqkv, s, b, uw + 4 * r, c, dk0, dk1, dv0, dv1, alpha);
         }
+    }
+
+    /// <summary>dS[t, u] for a warp's 16 keys u = uw .. and the tile's queries t = t0 .. t0 + queries - 1, from the warp's
+    /// private dS^T tile at sh[pp]: each store covers two queries' 16 keys (coalesced; a constant trip count: unrolled).</summary>
+    static void StoreScoreRows(ArrayView<float> scores, ArrayView<float> sh, int pp, AttentionShape s, int b, int t0, int uw, int lane, int queries)
+    {
+        int ku = lane & 15, tq0 = lane >> 4, at = (b * s.T + t0 + tq0) * s.T + uw + ku;
+        bool keyInside = uw + ku < s.T;
+        for (int m = 0; m < queries / 2; m++)
+            if (keyInside && t0 + tq0 + 2 * m < s.T)
+                scores[at + 2 * m * s.T] = sh[pp + (tq0 + 2 * m) * PrivatePitch + ku];
+    }
+
+    /// <summary>The key side's end for a lane's keys u .. u + 3: dK (times alpha) and dV at its channels.</summary>
+    static void StoreKeyGrads(ArrayView<float> dqkv, AttentionShape s, int b, int u, int c, Block4 dk0, Block4 dk1, Block4 dv0, Block4 dv1, float alpha)
+    {
+        int kHead = s.Qkv(b, 1, 0, 0), vHead = s.Qkv(b, 2, 0, 0);
+        StoreRows(dqkv, kHead, s, u, 4 * c, dk0, alpha, alpha, alpha, alpha);
+        StoreRows(dqkv, kHead, s, u, 32 + 4 * c, dk1, alpha, alpha, alpha, alpha);
+        StoreRows(dqkv, vHead, s, u, 4 * c, dv0, 1f, 1f, 1f, 1f);
+        StoreRows(dqkv, vHead, s, u, 32 + 4 * c, dv1, 1f, 1f, 1f, 1f);
     }
 
     /// <summary>v10's dQ = alpha dS K from the dS [N*H, T, T] the key side stored: one group per (head-batch, block of 64

@@ -57,8 +57,7 @@ public static partial class Attention
             LoadRows(qkv, sh, k, -1, s, b, 1, 0, StreamTile, cp);
             LoadTransposed(qkv, sh, v, s, b, 2, 0, cp);
             Group.Barrier();
-            float m0 = float.NegativeInfinity, m1 = m0, m2 = m0, m3 = m0, l0 = 0, l1 = 0, l2 = 0, l3 = 0;
-            Block4 o0 = default, o1 = default;
+            var st = SoftmaxRows.Start();
             for (int i = 0; i < tiles; i++)
             {
                 int u0 = i * StreamTile, kb = k + (i & 1) * cp * StreamTile;
@@ -71,44 +70,19 @@ public static partial class Attention
                 if (tw < s.T)   // a warp past the last query only loads and meets the barriers
                 {
                     var x = RunProductBy4(default, sh4.SubView((q + tw - t0) / 4 + r), WarpRowsBlock / 4, sh4.SubView(kb / 4 + c), StreamTile / 4, cp);
-                    if (u0 + StreamTile > s.T) x = MaskColumns(x, s.T - u0 - 4 * c);
-                    var raw = AcrossRow(scratch, lane, RowMaxima(x), max: true);
-                    float n0 = XMath.Max(m0, alpha * raw.X), n1 = XMath.Max(m1, alpha * raw.Y), n2 = XMath.Max(m2, alpha * raw.Z),
-                        n3 = XMath.Max(m3, alpha * raw.W);
-                    x = ExpRows(x, alpha, n0, n1, n2, n3);
-                    float k0 = XMath.Exp(m0 - n0), k1 = XMath.Exp(m1 - n1), k2 = XMath.Exp(m2 - n2), k3 = XMath.Exp(m3 - n3);
-                    m0 = n0; m1 = n1; m2 = n2; m3 = n3;
-                    l0 = k0 * l0 + x.C00 + x.C01 + x.C02 + x.C03;
-                    l1 = k1 * l1 + x.C10 + x.C11 + x.C12 + x.C13;
-                    l2 = k2 * l2 + x.C20 + x.C21 + x.C22 + x.C23;
-                    l3 = k3 * l3 + x.C30 + x.C31 + x.C32 + x.C33;
-                    o0 = ScaleRows(o0, k0, k1, k2, k3);
-                    o1 = ScaleRows(o1, k0, k1, k2, k3);
+                    x = FoldTile(ref st, x, u0 + StreamTile > s.T, s.T - u0 - 4 * c, alpha, scratch, lane);
                     PutColumns(priv, r, c, x);
                 }
                 Group.Barrier();   // this tile's V^T stored (after the last tile's closing barrier), and the warp's P
                 if (tw < s.T)
                 {
-                    if (cp > 32) RunProduct2By4(ref o0, ref o1, priv.SubView(r), PrivatePitch / 4, vt, vPitch / 4, StreamTile);
-                    else o0 = RunProductBy4(o0, priv.SubView(r), PrivatePitch / 4, vt, vPitch / 4, StreamTile);
+                    if (cp > 32) RunProduct2By4(ref st.O0, ref st.O1, priv.SubView(r), PrivatePitch / 4, vt, vPitch / 4, StreamTile);
+                    else st.O0 = RunProductBy4(st.O0, priv.SubView(r), PrivatePitch / 4, vt, vPitch / 4, StreamTile);
                 }
                 Group.Barrier();
                 if (i + 1 < tiles) PutTransposed(sh, v, cp, next);
             }
-            if (tw < s.T)
-            {
-                var sum = AcrossRow(scratch, lane, new Float4(l0, l1, l2, l3), max: false);
-                int t = tw + 4 * r, head = s.Out(b, 0, 0);
-                StoreRows(a, head, s, t, 4 * c, o0, 1f / sum.X, 1f / sum.Y, 1f / sum.Z, 1f / sum.W);
-                StoreRows(a, head, s, t, 32 + 4 * c, o1, 1f / sum.X, 1f / sum.Y, 1f / sum.Z, 1f / sum.W);
-                if (c == 0)
-                {
-                    if (t < s.T) lse[b * s.T + t] = m0 + XMath.Log(sum.X);
-                    if (t + 1 < s.T) lse[b * s.T + t + 1] = m1 + XMath.Log(sum.Y);
-                    if (t + 2 < s.T) lse[b * s.T + t + 2] = m2 + XMath.Log(sum.Z);
-                    if (t + 3 < s.T) lse[b * s.T + t + 3] = m3 + XMath.Log(sum.W);
-                }
-            }
+            if (tw < s.T) StoreForwardRows(a, lse, s, b, tw + 4 * r, c, st, scratch, lane);
         }
     }
 
@@ -202,25 +176,13 @@ public static partial class Attention
                     Warp.Barrier();   // every lane has read P^T
                     PutColumns(pt, r, c, dp);
                     Warp.Barrier();
-                    // dS[t, u] for the warp's 16 keys: each store covers two queries' 16 keys.
-                    int ku = lane & 15, tq0 = lane >> 4, at = (b * s.T + t0 + tq0) * s.T + uw + ku;
-                    bool keyInside = uw + ku < s.T;
-                    for (int m = 0; m < LeanQueries / 2; m++)
-                        if (keyInside && t0 + tq0 + 2 * m < s.T)
-                            scores[at + 2 * m * s.T] = sh[pp + (tq0 + 2 * m) * PrivatePitch + ku];
+                    StoreScoreRows(scores, sh, pp, s, b, t0, uw, lane, LeanQueries);
                     if (cp > 32) RunProduct2By4(ref dk0, ref dk1, pt.SubView(r), PrivatePitch / 4, sh4.SubView(qt / 4 + c), tPitch / 4, LeanQueries);
                     else dk0 = RunProductBy4(dk0, pt.SubView(r), PrivatePitch / 4, sh4.SubView(qt / 4 + c), tPitch / 4, LeanQueries);
                 }
                 Group.Barrier();
             }
-            if (uw < s.T)
-            {
-                int u = uw + 4 * r, kHead = s.Qkv(b, 1, 0, 0), vHead = s.Qkv(b, 2, 0, 0);
-                StoreRows(dqkv, kHead, s, u, 4 * c, dk0, alpha, alpha, alpha, alpha);
-                StoreRows(dqkv, kHead, s, u, 32 + 4 * c, dk1, alpha, alpha, alpha, alpha);
-                StoreRows(dqkv, vHead, s, u, 4 * c, dv0, 1f, 1f, 1f, 1f);
-                StoreRows(dqkv, vHead, s, u, 32 + 4 * c, dv1, 1f, 1f, 1f, 1f);
-            }
+            if (uw < s.T) StoreKeyGrads(dqkv, s, b, uw + 4 * r, c, dk0, dk1, dv0, dv1, alpha);
         }
     }
 
