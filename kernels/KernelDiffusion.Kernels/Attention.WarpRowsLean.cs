@@ -9,9 +9,10 @@ namespace KernelDiffusion.Kernels;
 /// 64-channel heads. v8 takes 61 KB (forward) and 75 KB (key side) there: three and two groups a multiprocessor, and
 /// Nsight Compute found both kernels waiting more than issuing (H200, adm64's 32x32). On an H100 or H200 four groups fit where
 /// each takes 56 KB or less (228 KB a multiprocessor, 1 KB of it reserved per group); their 128 registers allow four.
-/// - Forward (52.5 KB at 64 channels): one V^T buffer where v8 has two. Tile i + 1's V^T is read into registers during
-///   tile i's products (FetchTransposed) and stored after the tile's closing barrier; a second barrier per tile orders
-///   those stores before the next O += P V. K keeps v8's two buffers.
+/// - Forward (52.5 KB at 64 channels): one V^T buffer where v8 has two. Tile i + 1's K is read into registers during
+///   tile i's scores (FetchKeyRows) and stored into the other K buffer before the tile's middle barrier; its V^T during
+///   tile i's O += P V (FetchTransposed), stored into the one V^T buffer after the closing barrier. No load is waited on
+///   before the product that follows it (v8 waits on both tiles' loads at the top of each tile).
 /// - Key side (53.6 KB): the queries stream 16 at a time, not 32, which halves Q, dA, their transposed copies and the
 ///   warps' private tiles. A warp's score tile is 16 keys x 16 queries, a lane's 4 keys x 2 queries (Block4x2: one
 ///   LDS.128 and one LDS.64 for 8 multiply-adds in S^T and dP^T; dV and dK are v8's products over 16 queries). The next
@@ -36,8 +37,9 @@ public static partial class Attention
         _ => WarpRowsSharedFloats(cp, 2),
     };
 
-    /// <summary>v11 forward: v8's (WarpRowsForwardKernel) with one V^T buffer, filled from registers between two barriers
-    /// a tile.</summary>
+    /// <summary>v11 forward: v8's (WarpRowsForwardKernel) with one V^T buffer and its tiles read through registers: K a
+    /// tile ahead during the scores, V^T during O += P V, each stored after the product that hid its loads; two
+    /// barriers a tile.</summary>
     [LaunchBounds(WarpRowsThreads, 4)]
     static void LeanForwardKernel(ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse, AttentionShape s, int cp)
     {
@@ -61,19 +63,20 @@ public static partial class Attention
             for (int i = 0; i < tiles; i++)
             {
                 int u0 = i * StreamTile, kb = k + (i & 1) * cp * StreamTile;
-                Block4 next = default;   // tile i + 1's V^T, stored once every warp is past this tile's O += P V
-                if (i + 1 < tiles)
-                {
-                    next = FetchTransposed(qkv, s, b, 2, u0 + StreamTile, cp);
-                    LoadRows(qkv, sh, k + ((i + 1) & 1) * cp * StreamTile, -1, s, b, 1, u0 + StreamTile, StreamTile, cp);
-                }
+                // Tile i + 1's K, read during this tile's scores and stored into the other K buffer (last read in tile
+                // i - 1's scores, before its first barrier) before this tile's first barrier.
+                Block4 next = default;
+                if (i + 1 < tiles) next = FetchKeyRows(qkv, s, b, u0 + StreamTile, cp);
                 if (tw < s.T)   // a warp past the last query only loads and meets the barriers
                 {
                     var x = RunProductBy4(default, sh4.SubView((q + tw - t0) / 4 + r), WarpRowsBlock / 4, sh4.SubView(kb / 4 + c), StreamTile / 4, cp);
                     x = FoldTile(ref st, x, u0 + StreamTile > s.T, s.T - u0 - 4 * c, alpha, scratch, lane);
                     PutColumns(priv, r, c, x);
                 }
-                Group.Barrier();   // this tile's V^T stored (after the last tile's closing barrier), and the warp's P
+                if (i + 1 < tiles) PutKeyRows(sh, k + ((i + 1) & 1) * cp * StreamTile, cp, next);
+                Group.Barrier();   // this tile's V^T stored (after the last tile's closing barrier), the next K, the warp's P
+                // Tile i + 1's V^T, read during this tile's O += P V and stored once every warp is past it.
+                if (i + 1 < tiles) next = FetchTransposed(qkv, s, b, 2, u0 + StreamTile, cp);
                 if (tw < s.T)
                 {
                     if (cp > 32) RunProduct2By4(ref st.O0, ref st.O1, priv.SubView(r), PrivatePitch / 4, vt, vPitch / 4, StreamTile);
@@ -84,6 +87,39 @@ public static partial class Attention
             }
             if (tw < s.T) StoreForwardRows(a, lse, s, b, tw + 4 * r, c, st, scratch, lane);
         }
+    }
+
+    /// <summary>LoadRows' loads of a 32-position K tile, into registers: this thread's position e mod 32 and channels
+    /// e / 32 + 4 j, j = 0..7 in C00 .. C13, and j = 8..15 in C20 .. C33 at 64 channels.</summary>
+    static Block4 FetchKeyRows(ArrayView<float> qkv, AttentionShape s, int b, int pos0, int cp)
+    {
+        int head = HeadAt(s, b, 1, pos0), x = Group.IdxX & (StreamTile - 1), c = Group.IdxX >> 5;
+        bool inside = pos0 + x < s.T;
+        Block4 y = default;
+        y.C00 = Fetch(qkv, head, s, c, x, inside); y.C01 = Fetch(qkv, head, s, c + 4, x, inside);
+        y.C02 = Fetch(qkv, head, s, c + 8, x, inside); y.C03 = Fetch(qkv, head, s, c + 12, x, inside);
+        y.C10 = Fetch(qkv, head, s, c + 16, x, inside); y.C11 = Fetch(qkv, head, s, c + 20, x, inside);
+        y.C12 = Fetch(qkv, head, s, c + 24, x, inside); y.C13 = Fetch(qkv, head, s, c + 28, x, inside);
+        if (cp > 32)
+        {
+            y.C20 = Fetch(qkv, head, s, c + 32, x, inside); y.C21 = Fetch(qkv, head, s, c + 36, x, inside);
+            y.C22 = Fetch(qkv, head, s, c + 40, x, inside); y.C23 = Fetch(qkv, head, s, c + 44, x, inside);
+            y.C30 = Fetch(qkv, head, s, c + 48, x, inside); y.C31 = Fetch(qkv, head, s, c + 52, x, inside);
+            y.C32 = Fetch(qkv, head, s, c + 56, x, inside); y.C33 = Fetch(qkv, head, s, c + 60, x, inside);
+        }
+        return y;
+    }
+
+    /// <summary>Stores FetchKeyRows' registers where LoadRows would: sh[at + c 32 + x].</summary>
+    static void PutKeyRows(ArrayView<float> sh, int at, int cp, Block4 y)
+    {
+        const int step = 4 * StreamTile;   // 4 channels on
+        int t = at + (Group.IdxX >> 5) * StreamTile + (Group.IdxX & (StreamTile - 1));
+        sh[t] = y.C00; sh[t + step] = y.C01; sh[t + 2 * step] = y.C02; sh[t + 3 * step] = y.C03;
+        sh[t + 4 * step] = y.C10; sh[t + 5 * step] = y.C11; sh[t + 6 * step] = y.C12; sh[t + 7 * step] = y.C13;
+        if (cp <= 32) return;
+        sh[t + 8 * step] = y.C20; sh[t + 9 * step] = y.C21; sh[t + 10 * step] = y.C22; sh[t + 11 * step] = y.C23;
+        sh[t + 12 * step] = y.C30; sh[t + 13 * step] = y.C31; sh[t + 14 * step] = y.C32; sh[t + 15 * step] = y.C33;
     }
 
     /// <summary>The position of a 32-position tile that LoadTransposed gives this thread: 8 (e / 32) + (e / 4) mod 8.</summary>
