@@ -21,6 +21,9 @@ check_or_stop() {
     grep -E "FAIL" "$R/check.log" | head -20; stamp "a check failed: nothing is timed"; exit 1
   fi
 }
+# skip_all_but FAMILY "KEEP" "ALL": kd bench's --skip-versions arguments for FAMILY's versions in ALL (they must exist)
+# but not in KEEP; a case's default is never left out.
+skip_all_but() { local v skip=(); for v in $3; do [[ " $2 " == *" $v "* ]] || skip+=("$1=v$v"); done; echo "${skip[@]}"; }
 # join_ratios KERNELS.json: the steps ($R/bench-steps) and a kernel-case run, made apart, as one ratio table beside
 # PyTorch's ($R/torch.json).
 join_ratios() {

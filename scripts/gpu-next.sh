@@ -18,7 +18,7 @@ R=/tmp/kd-next; tarball=next-results.tgz
 . scripts/gpu-common.sh
 bash scripts/fixture-data.sh /tmp/fx
 check_cuda 60
-only_gemm() { local keep=$1 v skip=(); for v in 1 2 3 4 5 6 7 8 9 10 11 12 13 15 16 17 18 19; do [[ " $keep " == *" $v "* ]] || skip+=(gemm=v$v); done; echo "${skip[@]}"; }
+only_gemm() { skip_all_but gemm "$1" "$(seq 1 19)"; }
 timeout 40 $K bench --device cuda --no-steps --kernels sgemm.4096 --budget-ms 60 --skip-versions $(only_gemm "14 17 19") \
   --out "$R/bench-sgemm" > "$R/bench-sgemm.log" 2>&1
 for g in v17 v19; do

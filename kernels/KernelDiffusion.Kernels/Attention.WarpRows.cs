@@ -34,9 +34,10 @@ public static partial class Attention
     public static bool WarpRowsFit(Accelerator acc, AttentionShape s, bool lean = false)
         => Math.Max(PassBytes(s, 0, lean), PassBytes(s, 1, lean)) <= SharedMemoryLimit.MaxBytes(acc);
 
-    /// <summary>Bytes of shared memory a group of v8's pass (0 forward, 1 key side, 2 v10's dQ) takes at this head; lean: v11's.</summary>
+    /// <summary>Bytes of shared memory a group of v8's pass (0 forward, 1 key side, 2 the dQ kernel, v10's and v12's) takes
+    /// at this head; lean: v11's forward and key side.</summary>
     static int PassBytes(AttentionShape s, int pass, bool lean)
-        => (lean ? LeanSharedFloats(WarpRowsChannels(s.Ch), pass) : WarpRowsSharedFloats(WarpRowsChannels(s.Ch), pass)) * sizeof(float);
+        => (lean && pass < 2 ? LeanSharedFloats(WarpRowsChannels(s.Ch), pass) : WarpRowsSharedFloats(WarpRowsChannels(s.Ch), pass)) * sizeof(float);
 
     /// <summary>Whether v8 takes this head: up to 64 channels.</summary>
     public static bool FitsV8(AttentionShape s) => s.Ch <= 64;
@@ -88,7 +89,7 @@ public static partial class Attention
     /// multiple of 32). Four loads in flight, as LoadRows.</summary>
     static void LoadTransposed(ArrayView<float> src, ArrayView<float> sh, int at, AttentionShape s, int b, int part, int pos0, int cp)
     {
-        int head = HeadAt(s, b, part, pos0), x = 8 * (Group.IdxX >> 5) + ((Group.IdxX >> 2) & 7), t = at + x * (cp + 4);
+        int head = HeadAt(s, b, part, pos0), x = TransposedPosition(), t = at + x * (cp + 4);
         bool inside = pos0 + x < s.T;
         for (int c = Group.IdxX & 3; c < cp; c += 16)
         {
@@ -535,11 +536,12 @@ public static partial class Attention
     static KernelConfig WarpRowsLaunch(Accelerator acc, AttentionShape s, int pass, bool lean = false)
         => PerRowTile(acc, s, WarpRowsBlock, WarpRowsThreads, SharedMemoryConfig.RequestDynamic<Float4>(PassBytes(s, pass, lean) / 16));
 
-    /// <summary>Refuses, naming the version (<paramref name="name"/>: the backward's own; the forward's is v8's, or
-    /// v11's, which v9 and v10, or v12, share) and why: a device without v8's groups, a head past 64 channels, or a pass
-    /// (0 forward, 1 key side) whose shared memory is past the limit.</summary>
-    static void RequireWarpRows(Accelerator acc, AttentionShape s, int pass, int? limitBytes, bool lean, string name)
+    /// <summary>Refuses, naming the version, a device without v8's groups, a head past 64 channels, or a pass (0 forward,
+    /// 1 key side) whose shared memory is past the limit.</summary>
+    static void RequireWarpRows(Accelerator acc, AttentionShape s, int pass, int? limitBytes, AttentionVersion version)
     {
+        bool lean = IsLean(version);
+        string name = $"attention v{(int)version}";
         if (!WarpRowsRun(acc))
             throw new VersionNotApplicableException($"{name} needs 32-lane warps in groups of {WarpRowsThreads} threads; {acc.Name} has " +
                                                     $"{acc.WarpSize}-lane warps and groups of up to {acc.MaxNumThreadsPerGroup}");
@@ -551,11 +553,14 @@ public static partial class Attention
                                                     $"at {s.Ch}-channel heads; {acc.Name} allows {limit}");
     }
 
-    /// <summary>v8 forward (lean: v11's, Attention.WarpRowsLean.cs): a [N, C, T] and lse [N*H, T] in one launch.</summary>
+    /// <summary>The forward of a version that runs v8's kernels (UsesWarpRows): v8's for v8-v10, v11's
+    /// (Attention.WarpRowsLean.cs) for v11 and v12; a [N, C, T] and lse [N*H, T] in one launch.</summary>
     public static void WarpRowsForward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
-        int? limitBytes = null, bool lean = false)
+        int? limitBytes = null, AttentionVersion version = AttentionVersion.V8WarpRows)
     {
-        RequireWarpRows(acc, s, 0, limitBytes, lean, lean ? "attention v11" : "attention v8");
+        if (!UsesWarpRows(version)) throw new ArgumentException($"attention v{(int)version} does not run v8's kernels", nameof(version));
+        RequireWarpRows(acc, s, 0, limitBytes, version);
+        bool lean = IsLean(version);
         KernelCache.Get(acc, lean ? "attention.v11.forward" : "attention.v8.forward", x =>
         {
             Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = lean ? LeanForwardKernel : WarpRowsForwardKernel;
@@ -563,15 +568,17 @@ public static partial class Attention
         })(WarpRowsLaunch(acc, s, 0, lean), qkv, a, lse, s, WarpRowsChannels(s.Ch));
     }
 
-    /// <summary>v8 backward: delta = rowsum(da a) (v2's kernel), the key side (dK, dV, and dS into
-    /// <paramref name="scores"/> [N*H, T, T]), and dQ = alpha K dS^T by GEMM as v6's; v10 (<paramref name="queryGradKernel"/>):
-    /// dQ by WarpRowsQueryGradKernel. <paramref name="lean"/>: v11's key side (v12 with queryGradKernel: dQ by
-    /// LeanQueryGradKernel).</summary>
+    /// <summary>The backward of v8, v10, v11 or v12: delta = rowsum(da a) (v2's kernel), the key side (dK, dV, and dS
+    /// into <paramref name="scores"/> [N*H, T, T]; v11's in v11 and v12), and dQ = alpha K dS^T: by GEMM as v6's (v8,
+    /// v11), by WarpRowsQueryGradKernel (v10) or LeanQueryGradKernel (v12).</summary>
     public static void WarpRowsBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
         ArrayView<float> da, ArrayView<float> delta, ArrayView<float> scores, ArrayView<float> dqkv, GemmRunner? gemm = null,
-        int? limitBytes = null, bool queryGradKernel = false, bool lean = false)
+        int? limitBytes = null, AttentionVersion version = AttentionVersion.V8WarpRows)
     {
-        RequireWarpRows(acc, s, 1, limitBytes, lean, "attention v" + (lean ? queryGradKernel ? 12 : 11 : queryGradKernel ? 10 : 8));
+        if (!UsesWarpRows(version) || version == AttentionVersion.V9WarpRowsForward)
+            throw new ArgumentException($"attention v{(int)version}'s backward is not v8's (v9's is v6's)", nameof(version));
+        RequireWarpRows(acc, s, 1, limitBytes, version);
+        bool lean = IsLean(version);
         RowDeltas(acc, s, a, da, delta);
         KernelCache.Get(acc, lean ? "attention.v11.key_side" : "attention.v8.key_side", x =>
         {
@@ -579,7 +586,7 @@ public static partial class Attention
                 = lean ? LeanKeySideKernel : WarpRowsKeySideKernel;
             return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
         })(WarpRowsLaunch(acc, s, 1, lean), qkv, da, lse, delta, dqkv, scores, s, WarpRowsChannels(s.Ch));
-        if (!queryGradKernel)
+        if (!QueryGradByKernel(version))
         {
             GradFromScores(s, 0, qkv, scores, dqkv, gemm ?? Gemm.At(acc));
             return;

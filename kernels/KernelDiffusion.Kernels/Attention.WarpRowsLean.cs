@@ -29,13 +29,11 @@ public static partial class Attention
     /// <summary>Shared memory of v11's forward (pass 0) and key side (pass 1), in floats, at padded channels cp.
     /// Forward: Q [cp][64]; two buffers of K [cp][32]; one of V^T [32][cp + 4]; four warps' P [32][20] and row scratch
     /// [32][4]: 33.3 KB at 32 channels, 52.5 KB at 64. Key side: K, V [cp][64]; Q, dA [cp][16]; Q^T, dA^T [16][cp + 4];
-    /// lse, delta [16]; four warps' P^T, then dS^T, [16][20]: 29.6 and 53.6 KB. Pass 2: the dQ kernel (v10's and v12's alike).</summary>
-    public static int LeanSharedFloats(int cp, int pass) => pass switch
-    {
-        0 => cp * WarpRowsBlock + 2 * cp * StreamTile + StreamTile * (cp + 4) + 4 * StreamTile * PrivatePitch + 4 * RowScratch,
-        1 => 2 * cp * WarpRowsBlock + 2 * cp * LeanQueries + 2 * LeanQueries * (cp + 4) + 2 * LeanQueries + 4 * LeanQueries * PrivatePitch,
-        _ => WarpRowsSharedFloats(cp, 2),
-    };
+    /// lse, delta [16]; four warps' P^T, then dS^T, [16][20]: 29.6 and 53.6 KB. (v12's dQ kernel takes v10's: pass 2 of
+    /// WarpRowsSharedFloats.)</summary>
+    public static int LeanSharedFloats(int cp, int pass) => pass == 0
+        ? cp * WarpRowsBlock + 2 * cp * StreamTile + StreamTile * (cp + 4) + 4 * StreamTile * PrivatePitch + 4 * RowScratch
+        : 2 * cp * WarpRowsBlock + 2 * cp * LeanQueries + 2 * LeanQueries * (cp + 4) + 2 * LeanQueries + 4 * LeanQueries * PrivatePitch;
 
     /// <summary>v11 forward: v8's (WarpRowsForwardKernel) with one V^T buffer and its tiles read through registers: K a
     /// tile ahead during the scores, V^T during O += P V, each stored after the product that hid its loads; two
@@ -89,73 +87,76 @@ public static partial class Attention
         }
     }
 
-    /// <summary>LoadRows' loads of a 32-position K tile, into registers: this thread's position e mod 32 and channels
-    /// e / 32 + 4 j, j = 0..7 in C00 .. C13, and j = 8..15 in C20 .. C33 at 64 channels.</summary>
+    /// <summary>LoadRows' loads of a 32-position K tile, into registers: this thread's position e mod 32, channels
+    /// e / 32 + 4 j (j = 0..7 in C00 .. C13, 8..15 in C20 .. C33 at 64 channels).</summary>
     static Block4 FetchKeyRows(ArrayView<float> qkv, AttentionShape s, int b, int pos0, int cp)
     {
         int head = HeadAt(s, b, 1, pos0), x = Group.IdxX & (StreamTile - 1), c = Group.IdxX >> 5;
-        bool inside = pos0 + x < s.T;
-        Block4 y = default;
-        y.C00 = Fetch(qkv, head, s, c, x, inside); y.C01 = Fetch(qkv, head, s, c + 4, x, inside);
-        y.C02 = Fetch(qkv, head, s, c + 8, x, inside); y.C03 = Fetch(qkv, head, s, c + 12, x, inside);
-        y.C10 = Fetch(qkv, head, s, c + 16, x, inside); y.C11 = Fetch(qkv, head, s, c + 20, x, inside);
-        y.C12 = Fetch(qkv, head, s, c + 24, x, inside); y.C13 = Fetch(qkv, head, s, c + 28, x, inside);
-        if (cp > 32)
-        {
-            y.C20 = Fetch(qkv, head, s, c + 32, x, inside); y.C21 = Fetch(qkv, head, s, c + 36, x, inside);
-            y.C22 = Fetch(qkv, head, s, c + 40, x, inside); y.C23 = Fetch(qkv, head, s, c + 44, x, inside);
-            y.C30 = Fetch(qkv, head, s, c + 48, x, inside); y.C31 = Fetch(qkv, head, s, c + 52, x, inside);
-            y.C32 = Fetch(qkv, head, s, c + 56, x, inside); y.C33 = Fetch(qkv, head, s, c + 60, x, inside);
-        }
-        return y;
+        var y = FetchChannels(qkv, head, s, x, pos0 + x < s.T, c, 4, true);
+        return cp > 32 ? Join(y, FetchChannels(qkv, head, s, x, pos0 + x < s.T, c + 32, 4, true)) : y;
     }
 
     /// <summary>Stores FetchKeyRows' registers where LoadRows would: sh[at + c 32 + x].</summary>
     static void PutKeyRows(ArrayView<float> sh, int at, int cp, Block4 y)
     {
-        const int step = 4 * StreamTile;   // 4 channels on
         int t = at + (Group.IdxX >> 5) * StreamTile + (Group.IdxX & (StreamTile - 1));
-        sh[t] = y.C00; sh[t + step] = y.C01; sh[t + 2 * step] = y.C02; sh[t + 3 * step] = y.C03;
-        sh[t + 4 * step] = y.C10; sh[t + 5 * step] = y.C11; sh[t + 6 * step] = y.C12; sh[t + 7 * step] = y.C13;
-        if (cp <= 32) return;
-        sh[t + 8 * step] = y.C20; sh[t + 9 * step] = y.C21; sh[t + 10 * step] = y.C22; sh[t + 11 * step] = y.C23;
-        sh[t + 12 * step] = y.C30; sh[t + 13 * step] = y.C31; sh[t + 14 * step] = y.C32; sh[t + 15 * step] = y.C33;
+        PutChannels(sh, t, 4 * StreamTile, y, true);
+        if (cp > 32) PutChannels(sh, t + 32 * StreamTile, 4 * StreamTile, High(y), true);
     }
 
     /// <summary>The position of a 32-position tile that LoadTransposed gives this thread: 8 (e / 32) + (e / 4) mod 8.</summary>
     static int TransposedPosition() => 8 * (Group.IdxX >> 5) + ((Group.IdxX >> 2) & 7);
 
-    /// <summary>LoadTransposed's loads, into registers: this thread's channels c0 + 4 j (c0 = thread mod 4) at its
-    /// position, j = 0..7 in C00 .. C13, and j = 8..15 in C20 .. C33 at 64 channels.</summary>
+    /// <summary>LoadTransposed's loads, into registers: this thread's position, channels e mod 4 + 4 j (as FetchKeyRows).</summary>
     static Block4 FetchTransposed(ArrayView<float> src, AttentionShape s, int b, int part, int pos0, int cp)
     {
         int head = HeadAt(s, b, part, pos0), x = TransposedPosition(), c = Group.IdxX & 3;
-        bool inside = pos0 + x < s.T;
-        Block4 y = default;
-        y.C00 = Fetch(src, head, s, c, x, inside); y.C01 = Fetch(src, head, s, c + 4, x, inside);
-        y.C02 = Fetch(src, head, s, c + 8, x, inside); y.C03 = Fetch(src, head, s, c + 12, x, inside);
-        y.C10 = Fetch(src, head, s, c + 16, x, inside); y.C11 = Fetch(src, head, s, c + 20, x, inside);
-        y.C12 = Fetch(src, head, s, c + 24, x, inside); y.C13 = Fetch(src, head, s, c + 28, x, inside);
-        if (cp > 32)
-        {
-            y.C20 = Fetch(src, head, s, c + 32, x, inside); y.C21 = Fetch(src, head, s, c + 36, x, inside);
-            y.C22 = Fetch(src, head, s, c + 40, x, inside); y.C23 = Fetch(src, head, s, c + 44, x, inside);
-            y.C30 = Fetch(src, head, s, c + 48, x, inside); y.C31 = Fetch(src, head, s, c + 52, x, inside);
-            y.C32 = Fetch(src, head, s, c + 56, x, inside); y.C33 = Fetch(src, head, s, c + 60, x, inside);
-        }
-        return y;
+        var y = FetchChannels(src, head, s, x, pos0 + x < s.T, c, 4, true);
+        return cp > 32 ? Join(y, FetchChannels(src, head, s, x, pos0 + x < s.T, c + 32, 4, true)) : y;
     }
 
     /// <summary>Stores FetchTransposed's registers where LoadTransposed would: sh[at + x (cp + 4) + c].</summary>
     static void PutTransposed(ArrayView<float> sh, int at, int cp, Block4 y)
     {
         int t = at + TransposedPosition() * (cp + 4) + (Group.IdxX & 3);
-        sh[t] = y.C00; sh[t + 4] = y.C01; sh[t + 8] = y.C02; sh[t + 12] = y.C03;
-        sh[t + 16] = y.C10; sh[t + 20] = y.C11; sh[t + 24] = y.C12; sh[t + 28] = y.C13;
-        if (cp <= 32) return;
-        sh[t + 32] = y.C20; sh[t + 36] = y.C21; sh[t + 40] = y.C22; sh[t + 44] = y.C23;
-        sh[t + 48] = y.C30; sh[t + 52] = y.C31; sh[t + 56] = y.C32; sh[t + 60] = y.C33;
+        PutChannels(sh, t, 4, y, true);
+        if (cp > 32) PutChannels(sh, t + 32, 4, High(y), true);
     }
+
+    /// <summary>Channels c, c + step, ... of position x of a head, into registers: 4 in C00 .. C03, and where
+    /// <paramref name="eight"/> 4 more in C10 .. C13; zero where the position is not <paramref name="inside"/> T and past
+    /// the head's channels. The register stages of v11's and v12's tiles are one or two of these (Join).</summary>
+    static Block4 FetchChannels(ArrayView<float> src, int head, AttentionShape s, int x, bool inside, int c, int step, bool eight)
+    {
+        Block4 y = default;
+        y.C00 = Fetch(src, head, s, c, x, inside); y.C01 = Fetch(src, head, s, c + step, x, inside);
+        y.C02 = Fetch(src, head, s, c + 2 * step, x, inside); y.C03 = Fetch(src, head, s, c + 3 * step, x, inside);
+        if (!eight) return y;
+        y.C10 = Fetch(src, head, s, c + 4 * step, x, inside); y.C11 = Fetch(src, head, s, c + 5 * step, x, inside);
+        y.C12 = Fetch(src, head, s, c + 6 * step, x, inside); y.C13 = Fetch(src, head, s, c + 7 * step, x, inside);
+        return y;
+    }
+
+    /// <summary>Stores FetchChannels' registers (C00 .. C03, and C10 .. C13 where <paramref name="eight"/>) at
+    /// sh[at + j step].</summary>
+    static void PutChannels(ArrayView<float> sh, int at, int step, Block4 y, bool eight)
+    {
+        sh[at] = y.C00; sh[at + step] = y.C01; sh[at + 2 * step] = y.C02; sh[at + 3 * step] = y.C03;
+        if (!eight) return;
+        sh[at + 4 * step] = y.C10; sh[at + 5 * step] = y.C11; sh[at + 6 * step] = y.C12; sh[at + 7 * step] = y.C13;
+    }
+
+    /// <summary>Two FetchChannels stages in one Block4: <paramref name="low"/>'s in rows 0 and 1, <paramref name="high"/>'s
+    /// in rows 2 and 3.</summary>
+    static Block4 Join(Block4 low, Block4 high)
+    {
+        low.C20 = high.C00; low.C21 = high.C01; low.C22 = high.C02; low.C23 = high.C03;
+        low.C30 = high.C10; low.C31 = high.C11; low.C32 = high.C12; low.C33 = high.C13;
+        return low;
+    }
+
+    /// <summary>A joined stage's second half (rows 2 and 3) as a FetchChannels stage.</summary>
+    static Block4 High(Block4 y) => new() { C00 = y.C20, C01 = y.C21, C02 = y.C22, C03 = y.C23, C10 = y.C30, C11 = y.C31, C12 = y.C32, C13 = y.C33 };
 
     /// <summary>v11 backward, key side: v8's (WarpRowsKeySideKernel) with the queries streaming 16 at a time. A lane holds
     /// S^T and dP^T for 4 keys x 2 queries; P^T and dS^T pass through the warp's [16][20] tile to dV += P^T dA^T and
@@ -223,25 +224,14 @@ public static partial class Attention
     }
 
     /// <summary>The next 16 queries' Q and dA, into registers: thread e takes position e mod 16 and channels e / 16 + 8 j
-    /// (a warp reads two runs of 16 positions), Q's j = 0..3 in C00 .. C03 and dA's in C20 .. C23, j = 4..7 in C10 .. C13
-    /// and C30 .. C33 at 64 channels; zero past T and past the head's channels.</summary>
+    /// (a warp reads two runs of 16 positions), Q's in rows 0 and 1, dA's in rows 2 and 3 (Join; j = 4..7 at 64
+    /// channels only).</summary>
     static Block4 FetchQueries(ArrayView<float> qkv, ArrayView<float> da, AttentionShape s, int b, int t0, int cp)
     {
-        int x = Group.IdxX & (LeanQueries - 1), c = Group.IdxX >> 4, qh = HeadAt(s, b, 0, t0), gh = HeadAt(s, b, 3, t0);
+        int x = Group.IdxX & (LeanQueries - 1), c = Group.IdxX >> 4;
         bool inside = t0 + x < s.T;
-        Block4 y = default;
-        y.C00 = Fetch(qkv, qh, s, c, x, inside); y.C01 = Fetch(qkv, qh, s, c + 8, x, inside);
-        y.C02 = Fetch(qkv, qh, s, c + 16, x, inside); y.C03 = Fetch(qkv, qh, s, c + 24, x, inside);
-        y.C20 = Fetch(da, gh, s, c, x, inside); y.C21 = Fetch(da, gh, s, c + 8, x, inside);
-        y.C22 = Fetch(da, gh, s, c + 16, x, inside); y.C23 = Fetch(da, gh, s, c + 24, x, inside);
-        if (cp > 32)
-        {
-            y.C10 = Fetch(qkv, qh, s, c + 32, x, inside); y.C11 = Fetch(qkv, qh, s, c + 40, x, inside);
-            y.C12 = Fetch(qkv, qh, s, c + 48, x, inside); y.C13 = Fetch(qkv, qh, s, c + 56, x, inside);
-            y.C30 = Fetch(da, gh, s, c + 32, x, inside); y.C31 = Fetch(da, gh, s, c + 40, x, inside);
-            y.C32 = Fetch(da, gh, s, c + 48, x, inside); y.C33 = Fetch(da, gh, s, c + 56, x, inside);
-        }
-        return y;
+        return Join(FetchChannels(qkv, HeadAt(s, b, 0, t0), s, x, inside, c, 8, cp > 32),
+            FetchChannels(da, HeadAt(s, b, 3, t0), s, x, inside, c, 8, cp > 32));
     }
 
     /// <summary>Stores FetchQueries' registers as Q [cp][16] at q and Q^T [16][cp + 4] at qt, dA likewise at g and gt.</summary>
@@ -249,18 +239,10 @@ public static partial class Attention
     {
         int x = Group.IdxX & (LeanQueries - 1), c = Group.IdxX >> 4, rows = c * LeanQueries + x, cols = x * (cp + 4) + c;
         const int step = 8 * LeanQueries;   // 8 channels on in Q [cp][16]
-        PutQueryChannel(sh, q + rows, qt + cols, step, y.C00, y.C01, y.C02, y.C03);
-        PutQueryChannel(sh, g + rows, gt + cols, step, y.C20, y.C21, y.C22, y.C23);
-        if (cp <= 32) return;
-        PutQueryChannel(sh, q + rows + 4 * step, qt + cols + 32, step, y.C10, y.C11, y.C12, y.C13);
-        PutQueryChannel(sh, g + rows + 4 * step, gt + cols + 32, step, y.C30, y.C31, y.C32, y.C33);
-    }
-
-    /// <summary>Four channels 8 apart of one position: at row-major offsets at + j step and transposed at atT + 8 j.</summary>
-    static void PutQueryChannel(ArrayView<float> sh, int at, int atT, int step, float y0, float y1, float y2, float y3)
-    {
-        sh[at] = y0; sh[at + step] = y1; sh[at + 2 * step] = y2; sh[at + 3 * step] = y3;
-        sh[atT] = y0; sh[atT + 8] = y1; sh[atT + 16] = y2; sh[atT + 24] = y3;
+        PutChannels(sh, q + rows, step, y, cp > 32);
+        PutChannels(sh, qt + cols, 8, y, cp > 32);
+        PutChannels(sh, g + rows, step, High(y), cp > 32);
+        PutChannels(sh, gt + cols, 8, High(y), cp > 32);
     }
 
     /// <summary>lse or delta of query t0 + e for threads e &lt; 16 (0 past T, and for the other threads).</summary>

@@ -905,10 +905,10 @@ public static partial class Attention
         => v is AttentionVersion.V8WarpRows or AttentionVersion.V9WarpRowsForward or AttentionVersion.V10WarpRowsQueryGrad || IsLean(v);
 
     /// <summary>Whether a version runs v11's lean kernels (v11, v12).</summary>
-    public static bool IsLean(AttentionVersion v) => v is AttentionVersion.V11WarpRowsLean or AttentionVersion.V12WarpRowsLeanQueryGrad;
+    static bool IsLean(AttentionVersion v) => v is AttentionVersion.V11WarpRowsLean or AttentionVersion.V12WarpRowsLeanQueryGrad;
 
     /// <summary>Whether a version's backward makes dQ with v10's kernel (v10, v12), not the batched GEMM.</summary>
-    public static bool QueryGradByKernel(AttentionVersion v) => v is AttentionVersion.V10WarpRowsQueryGrad or AttentionVersion.V12WarpRowsLeanQueryGrad;
+    static bool QueryGradByKernel(AttentionVersion v) => v is AttentionVersion.V10WarpRowsQueryGrad or AttentionVersion.V12WarpRowsLeanQueryGrad;
 
     /// <summary>Whether attention=auto tries a version here: on the CPU accelerator not v2, v4, v6 and v7, where forward +
     /// backward at fmnist's 14x14 (batch 4) took 6.5x and 12x v1's time (barriers are OS-thread barriers there), except at

@@ -96,8 +96,8 @@ public sealed class AttentionTiledTests
 
     /// <summary>v11 (lean warp rows) exists to fit four groups a multiprocessor at 64-channel heads, where v8's forward
     /// fits three and its key side two: each of its passes takes at most 56 KB there (an H100 or H200 has 228 KB a
-    /// multiprocessor and reserves 1 KB a group), v8's key side more. Its refusals name v11 (v12's backward v12), not v8; at 32-channel heads it runs within the CPU
-    /// accelerator's 48 KB.</summary>
+    /// multiprocessor and reserves 1 KB a group), v8's key side more. Its refusals name v11 (v12's backward v12), not
+    /// v8; at 32-channel heads it runs within the CPU accelerator's 48 KB.</summary>
     [Fact]
     public void LeanWarpRowsFitsFourGroupsAndNamesItself()
     {
@@ -112,10 +112,10 @@ public sealed class AttentionTiledTests
         {
             Assert.False(Attention.Runs(acc, s, AttentionVersion.V11WarpRowsLean));
             Assert.Contains("attention v11 needs 32-lane warps", Assert.Throws<VersionNotApplicableException>(
-                () => Attention.WarpRowsForward(acc, s, buffer.View, buffer.View, buffer.View, lean: true)).Message);
+                () => Attention.WarpRowsForward(acc, s, buffer.View, buffer.View, buffer.View, version: AttentionVersion.V11WarpRowsLean)).Message);
             var v = buffer.View;
             Assert.Contains("attention v12 needs 32-lane warps", Assert.Throws<VersionNotApplicableException>(
-                () => Attention.WarpRowsBackward(acc, s, v, v, v, v, v, v, v, queryGradKernel: true, lean: true)).Message);
+                () => Attention.WarpRowsBackward(acc, s, v, v, v, v, v, v, v, version: AttentionVersion.V12WarpRowsLeanQueryGrad)).Message);
         }
         using (var context = Context.Create(b => b.CPU(new CPUDevice(32, 4, 1)).EnableAlgorithms()))
         using (var acc = context.CreateCPUAccelerator(0))
@@ -126,7 +126,7 @@ public sealed class AttentionTiledTests
             var wide = s with { Heads = 1 };   // 52.5 KB in the forward: past the 48 KB held here
             Assert.False(Attention.Runs(acc, wide, AttentionVersion.V11WarpRowsLean));
             Assert.Contains("attention v11's forward takes", Assert.Throws<VersionNotApplicableException>(
-                () => Attention.WarpRowsForward(acc, wide, buffer.View, buffer.View, buffer.View, lean: true)).Message);
+                () => Attention.WarpRowsForward(acc, wide, buffer.View, buffer.View, buffer.View, version: AttentionVersion.V11WarpRowsLean)).Message);
         }
     }
 

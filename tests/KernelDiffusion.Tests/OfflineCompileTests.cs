@@ -42,6 +42,9 @@ public sealed class OfflineCompileTests(ITestOutputHelper output)
         Assert.Contains("Attention.WarpRowsForwardKernel", names);
         Assert.Contains("Attention.WarpRowsKeySideKernel", names);
         Assert.Contains("Attention.WarpRowsQueryGradKernel", names);
+        Assert.Contains("Attention.LeanForwardKernel", names);
+        Assert.Contains("Attention.LeanKeySideKernel", names);
+        Assert.Contains("Attention.LeanQueryGradKernel", names);
         Assert.Contains("Gemm.V12Kernel", names);
         Assert.Contains("Gemm.V13Kernel", names);
         Assert.Contains("Gemm.V19Kernel", names);

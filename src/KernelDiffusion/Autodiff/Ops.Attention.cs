@@ -38,7 +38,7 @@ public static partial class Ops
             else if (v is AttentionVersion.V4Tiled or AttentionVersion.V6TiledScores or AttentionVersion.V7TiledScoresDk)
                 Kernels.Attention.TiledForward(d.Accelerator, s, qkv.View, a.View, saved.View);
             else if (Kernels.Attention.UsesWarpRows(v))
-                Kernels.Attention.WarpRowsForward(d.Accelerator, s, qkv.View, a.View, saved.View, lean: Kernels.Attention.IsLean(v));
+                Kernels.Attention.WarpRowsForward(d.Accelerator, s, qkv.View, a.View, saved.View, version: v);
             else if (v == AttentionVersion.V3SharedHead) Kernels.Attention.SharedForward(d.Accelerator, s, qkv.View, saved.View, a.View);
             else Kernels.Attention.Forward(d.Accelerator, s, qkv.View, saved.View, a.View, GemmAsMatMul(d));
         }
@@ -54,7 +54,7 @@ public static partial class Ops
                 var scores = d.Temporary([s.Batch, s.T, s.T], "attention_scores");
                 if (v != AttentionVersion.V9WarpRowsForward && Kernels.Attention.UsesWarpRows(v))
                     Kernels.Attention.WarpRowsBackward(d.Accelerator, s, qkv.View, a.View, saved.View, da, Scratch(v).View, scores.View, dqkv,
-                        GemmAsMatMul(d), queryGradKernel: Kernels.Attention.QueryGradByKernel(v), lean: Kernels.Attention.IsLean(v));
+                        GemmAsMatMul(d), version: v);
                 else
                     Kernels.Attention.TiledScoresBackward(d.Accelerator, s, qkv.View, a.View, saved.View, da, Scratch(v).View, scores.View, dqkv,
                         gemm: GemmAsMatMul(d), keyGradByGemm: v == AttentionVersion.V7TiledScoresDk);

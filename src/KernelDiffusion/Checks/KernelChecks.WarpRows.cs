@@ -10,8 +10,8 @@ namespace KernelDiffusion.Checks;
 public static partial class KernelChecks
 {
     /// <summary>Attention v8 (warp rows): its forward against the float64 forward and its backward (key side and dQ's
-    /// GEMM; v10: dQ by its own kernel; v11 and v12: v8 and v10 on the lean kernels) against the analytic float64 gradient (Attention.Reference.Backward, which a test holds to central
-    /// differences), outputs poisoned with NaN. Ragged heads (6, 24 and 40 channels, padded to 32 or 64), partial query
+    /// GEMM; v10: dQ by its own kernel; v11 and v12: v8 and v10 on the lean kernels) against the analytic float64
+    /// gradient (Attention.Reference.Backward, which a test holds to central differences), outputs poisoned with NaN. Ragged heads (6, 24 and 40 channels, padded to 32 or 64), partial query
     /// blocks and key tiles (13, 45 and 70 positions), both head orders, and the reference models' widths (32, 64).
     /// v8 runs only in 128-thread groups of 32-lane warps: where the device has none (kd's CPU device), on a CPU device
     /// made so, whose shared memory is not limited to 48 KB (CUDA raises v8's kernels past it: SharedMemoryLimit).</summary>
@@ -37,9 +37,9 @@ public static partial class KernelChecks
                             using var scores = Poisoned(acc, s.Batch * t * t);
                             using var dqkv = Poisoned(acc, s.N * 3 * s.C * t);
                             var v = (AttentionVersion)version;
-                            Attention.WarpRowsForward(acc, s, qkv.View, a.View, lse.View, limit, lean: Attention.IsLean(v));
+                            Attention.WarpRowsForward(acc, s, qkv.View, a.View, lse.View, limit, v);
                             Attention.WarpRowsBackward(acc, s, qkv.View, a.View, lse.View, da.View, delta.View, scores.View, dqkv.View, limitBytes: limit,
-                                queryGradKernel: Attention.QueryGradByKernel(v), lean: Attention.IsLean(v));
+                                version: v);
                             return [.. a.GetAsArray1D(), .. dqkv.GetAsArray1D()];
                         }, out string where);
                     int n = s.N * s.C * t;
@@ -54,8 +54,8 @@ public static partial class KernelChecks
     /// dS buffers): the forward against float64 and the gradient against central differences of the float64 forward, at
     /// a ragged shape in both head orders and at one head of 5 positions (the classifier's attention pool), v9 (v8's
     /// forward, v6's backward) at the ragged shape, v10 (v8 with its dQ kernel) at the ragged shape in both orders, and
-    /// v11 and v12 (the lean kernels) at the ragged shape, one order each;
-    /// on the device where their warps run, else on a CPU device of 32-lane warps.</summary>
+    /// v11 and v12 (the lean kernels) at the ragged shape, one order each; on the device where their warps run, else on a
+    /// CPU device of 32-lane warps.</summary>
     static void AddWarpRowsThroughOps(List<Case> list)
     {
         foreach (var (n, c, t, heads, newOrder, tag, version) in new[] { (2, 18, 13, 3, true, "ragged", AttentionVersion.V8WarpRows),

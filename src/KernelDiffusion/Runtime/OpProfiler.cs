@@ -17,13 +17,12 @@ namespace KernelDiffusion.Runtime;
 /// <para>Each mark may name the op's shapes (its inputs' for an op, the forward's for its backward node; a part takes
 /// its op's): <see cref="ShapeTotals"/> and <see cref="ShapeReport"/> split every op by them, to tell which layer of a
 /// model the time goes to.</para>
-/// <para>With stream markers each op also gets the host's time from its mark to the next (<see cref="HostTotals"/>, the
-/// tables' "host ms"): where the device's time for an op that launches nothing is long and the host's short, the device
+/// <para>With stream markers each op also gets the host's time from its mark to the next (<see cref="Totals"/>' HostMs,
+/// the tables' "host ms"): where the device's time for an op that launches nothing is long and the host's short, the device
 /// was idle for a reason the host did not spend there; where both are long, the host held it up.</para></summary>
 public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
 {
-    readonly Dictionary<string, (long Count, double Ms, long Launches)> ops = [], byShape = [];
-    readonly Dictionary<string, double> hostOps = [], hostByShape = [];
+    readonly Dictionary<string, (long Count, double Ms, long Launches, double HostMs)> ops = [], byShape = [];
     readonly Stopwatch clock = new();
     string? current, currentKey;
     long launchesAtStart;
@@ -73,8 +72,6 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
         DropMarks();
         ops.Clear();
         byShape.Clear();
-        hostOps.Clear();
-        hostByShape.Clear();
         (current, currentKey, CurrentShapes) = (null, null, null);
         WarmUpLeftOut = true;
     }
@@ -105,13 +102,14 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
     /// host's time where stream markers measured the device's.</summary>
     void Add(string op, string key, double ms, long launches, double hostMs = 0)
     {
-        var (n, total, launched) = ops.GetValueOrDefault(op);
-        ops[op] = (n + 1, total + ms, launched + launches);
-        (n, total, launched) = byShape.GetValueOrDefault(key);
-        byShape[key] = (n + 1, total + ms, launched + launches);
-        if (!StreamMarkers) return;
-        hostOps[op] = hostOps.GetValueOrDefault(op) + hostMs;
-        hostByShape[key] = hostByShape.GetValueOrDefault(key) + hostMs;
+        Accumulate(ops, op, ms, launches, hostMs);
+        Accumulate(byShape, key, ms, launches, hostMs);
+    }
+
+    static void Accumulate(Dictionary<string, (long Count, double Ms, long Launches, double HostMs)> rows, string key, double ms, long launches, double hostMs)
+    {
+        var (n, total, launched, host) = rows.GetValueOrDefault(key);
+        rows[key] = (n + 1, total + ms, launched + launches, host + hostMs);
     }
 
     /// <summary>Measures every mark's interval but the last's (the running op's: it has no end yet), which stays.</summary>
@@ -144,40 +142,37 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
         marks.Clear();
     }
 
-    /// <summary>Per op name: calls, milliseconds, and the kernel launches and device copies made meanwhile.</summary>
-    public IReadOnlyDictionary<string, (long Count, double Ms, long Launches)> Totals => ops;
+    /// <summary>Per op name: calls, milliseconds, the kernel launches and device copies made meanwhile, and with stream
+    /// markers the host's milliseconds from each of its marks to the next (0 with the host's clock, whose times are the
+    /// host's already).</summary>
+    public IReadOnlyDictionary<string, (long Count, double Ms, long Launches, double HostMs)> Totals => ops;
 
     /// <summary>Per op name and the shapes it was marked with ("op" alone where none were given): the same figures.</summary>
-    public IReadOnlyDictionary<string, (long Count, double Ms, long Launches)> ShapeTotals => byShape;
-
-    /// <summary>With stream markers: the host's milliseconds from each op's marks to the next, per op name (and per op
-    /// and shapes); empty with the host's clock, whose times are the host's already.</summary>
-    public IReadOnlyDictionary<string, double> HostTotals => hostOps;
-    public IReadOnlyDictionary<string, double> HostShapeTotals => hostByShape;
+    public IReadOnlyDictionary<string, (long Count, double Ms, long Launches, double HostMs)> ShapeTotals => byShape;
 
     /// <summary>The table per op: the <paramref name="top"/> longest, the rest summed in one line, and the total.</summary>
-    public string Report(int top = 20) => Table(ops, hostOps, "op", 32, top, "ops");
+    public string Report(int top = 20) => Table(ops, "op", 32, top, "ops");
 
     /// <summary>The table per op and shapes (ShapeTotals), as Report.</summary>
-    public string ShapeReport(int top = 30) => Table(byShape, hostByShape, "op and shapes", 72, top, "rows");
+    public string ShapeReport(int top = 30) => Table(byShape, "op and shapes", 72, top, "rows");
 
     /// <summary>The rows, longest first; a "host ms" column where host times were kept (stream markers).</summary>
-    string Table(Dictionary<string, (long Count, double Ms, long Launches)> rows, Dictionary<string, double> host, string title, int width, int top, string restName)
+    string Table(Dictionary<string, (long Count, double Ms, long Launches, double HostMs)> rows, string title, int width, int top, string restName)
     {
         string Host(double ms) => StreamMarkers ? $" {ms,10:F1}" : "";
         double total = rows.Values.Sum(v => v.Ms);
         var sb = new StringBuilder($"{title.PadRight(width)} {"calls",8} {"launches",9} {"ms",10} {"share",7}{(StreamMarkers ? $" {"host ms",10}" : "")}\n");
         var sorted = rows.OrderByDescending(kv => kv.Value.Ms).ToList();
-        foreach (var (name, (n, ms, launches)) in sorted.Take(top))
-            sb.AppendLine($"{name.PadRight(width)} {n,8} {launches,9} {ms,10:F1} {ms / Math.Max(total, 1e-9),7:P1}{Host(host.GetValueOrDefault(name))}");
+        foreach (var (name, (n, ms, launches, hostMs)) in sorted.Take(top))
+            sb.AppendLine($"{name.PadRight(width)} {n,8} {launches,9} {ms,10:F1} {ms / Math.Max(total, 1e-9),7:P1}{Host(hostMs)}");
         if (sorted.Count > top)
         {
             var rest = sorted.Skip(top).ToList();
             double restMs = rest.Sum(kv => kv.Value.Ms);
             sb.AppendLine($"{$"({rest.Count} more {restName})".PadRight(width)} {rest.Sum(kv => kv.Value.Count),8} {rest.Sum(kv => kv.Value.Launches),9} {restMs,10:F1} " +
-                          $"{restMs / Math.Max(total, 1e-9),7:P1}{Host(rest.Sum(kv => host.GetValueOrDefault(kv.Key)))}");
+                          $"{restMs / Math.Max(total, 1e-9),7:P1}{Host(rest.Sum(kv => kv.Value.HostMs))}");
         }
         return sb.Append($"{"total".PadRight(width)} {rows.Values.Sum(v => v.Count),8} {rows.Values.Sum(v => v.Launches),9} {total,10:F1}" +
-                         $"{(StreamMarkers ? $" {"",7}{Host(host.Values.Sum())}" : "")}").ToString();
+                         $"{(StreamMarkers ? $" {"",7}{Host(rows.Values.Sum(v => v.HostMs))}" : "")}").ToString();
     }
 }
