@@ -948,8 +948,8 @@ public static partial class Attention
             ArrayView<float>, AttentionShape>(SharedBackwardKernel))(PerHead(acc, s), qkv, p, da, dqkv, s);
     }
 
-    /// <summary>v1 on the CPU accelerator. On GPUs v10 at heads of up to 32 channels and v8 at up to 64, where they run
-    /// (32-lane warps, their shared memory); elsewhere (wider heads, OpenCL) v6 at heads of up to 32 channels and from
+    /// <summary>v1 on the CPU accelerator. On GPUs v10 at heads of up to 32 channels, v11 at wider ones (up to 64), else v8,
+    /// where they run (32-lane warps, their shared memory); elsewhere (wider heads, OpenCL) v6 at heads of up to 32 channels and from
     /// 1024 positions (32x32) up, else v3 where a head fits its shared memory, else v2 above 1024 positions, else v1.
     /// On an H200 (bench/results/h200-2026-11-27), forward + backward:
     /// - call 1 (v1, v4, v6-v9 beside SDPA): v8 the fastest at all five cases: 0.159 ms against v6's 0.195 at fmnist's
@@ -959,11 +959,15 @@ public static partial class Attention
     /// - calls 2 and 4 (v10, v8 with its own dQ kernel): 1.301 ms against v8's 1.356-1.362 at 14x14, 0.157-0.158 against
     ///   0.159-0.160 at 7x7, the training step 71.9 ms against 72.9 with v8 (call 4); at the 64-channel heads v10 lost
     ///   (9.68-9.74 against 9.47-9.56 ms at 32x32), where the GEMM's tiles are full.
+    /// - 2026-11-27b, call 1 (v8, v10-v12 beside SDPA): v11 the fastest at adm64's 64-channel heads, 7.49 ms against v8's
+    ///   9.56 at 32x32, 0.925 against 1.115 at 16x16, 0.130 against 0.157 at 8x8 (v12 within 1% of v11 there); slower at
+    ///   fmnist's 32-channel heads (1.428 against v10's 1.281 at 14x14, 0.179 against 0.157 at 7x7).
     /// On an H100 (bench/results/h100-2026-11-27 and -27b), forward + backward: v4 0.29 ms against v3's 0.34 at 7x7, 2.88
     /// against v1's 5.94 at 14x14, v6 2.42 against v4's 2.88 there and 15.9 against 22.6 at adm64's 32x32.</summary>
     public static AttentionVersion Choose(Accelerator acc, AttentionShape s)
         => Launch.IsCpu(acc) ? AttentionVersion.V1Gemm
          : Runs(acc, s, AttentionVersion.V10WarpRowsQueryGrad) && s.Ch <= 32 ? AttentionVersion.V10WarpRowsQueryGrad
+         : Runs(acc, s, AttentionVersion.V11WarpRowsLean) ? AttentionVersion.V11WarpRowsLean
          : Runs(acc, s, AttentionVersion.V8WarpRows) ? AttentionVersion.V8WarpRows
          : FitsV4(s) && (s.Ch <= 32 || s.T >= 1024) ? AttentionVersion.V6TiledScores
          : FitsV3(s) ? AttentionVersion.V3SharedHead : s.T > 1024 ? AttentionVersion.V2Streaming : AttentionVersion.V1Gemm;

@@ -127,7 +127,7 @@ public static class Reduce
         }
     }
 
-    /// <summary>v4 (written 2026-11-27, not yet timed on a GPU): v1 where each output's reduced elements lie at a constant
+    /// <summary>v4 (written 2026-11-27; the GPU default since 2026-11-27b): v1 where each output's reduced elements lie at a constant
     /// step (ReducePlan.RunStep): x[b + j step] in v1's order, so the same sums bit for bit, without v1's digit
     /// carries. ptxas (sm_80) puts v1's loop, which it unrolls by 4, at 100 instructions per 4 loads, most of them the
     /// carries; the sums v1 takes on GPUs are such runs (the 1x1 weight-gradient products [N, Cout, Cin] to [Cout, Cin],
@@ -295,13 +295,15 @@ public static class Reduce
     }
 
     /// <summary>v1 on the CPU accelerator. On GPUs v3 where it splits the sums (few outputs of long sums: bias gradients),
-    /// else v2 where each output sums many values and there are too few outputs to fill a GPU, else v1. On an H100
-    /// (bench/results/h100-2026-11-27) v3 took 0.047 ms against v2's 0.317 for fmnist's bias gradient at 64 channels of
-    /// 256 x 28 x 28, 0.029 against 0.088 at 128 of 256 x 14 x 14; v1 stayed fastest at the two cases v3 does not split.</summary>
+    /// else v2 where each output sums many values and there are too few outputs to fill a GPU, else v4 (v1 where its sums
+    /// form no strided runs). On an H100 (bench/results/h100-2026-11-27) v3 took 0.047 ms against v2's 0.317 for fmnist's
+    /// bias gradient at 64 channels of 256 x 28 x 28, 0.029 against 0.088 at 128 of 256 x 14 x 14; v1 was the fastest at
+    /// the two cases v3 does not split. On an H200 (bench/results/h200-2026-11-27b, call 2) v4 took 0.0369 ms against v1's
+    /// 0.0392 at the emb gradient and 0.0437 against 0.0492 at the 1x1 weight products.</summary>
     public static ReduceVersion Choose(Accelerator acc, ReducePlan p, int outCount)
         => Launch.IsCpu(acc) ? ReduceVersion.V1PerOutput
          : Slices(acc, p, outCount) > 1 ? ReduceVersion.V3Split
-         : p.Count >= 256 && outCount < 16384 ? ReduceVersion.V2GroupTree : ReduceVersion.V1PerOutput;
+         : p.Count >= 256 && outCount < 16384 ? ReduceVersion.V2GroupTree : ReduceVersion.V4Runs;
 
     /// <summary>y = scale * x summed by plan p. v3 adds its slices' sums in <paramref name="partials"/>, which the caller
     /// provides (PartialsLength floats; the ops take them from the buffer pool, as conv's scratch).</summary>

@@ -112,6 +112,10 @@ public sealed class TapeTests(DeviceFixture fx)
         Assert.Equal(profile.Totals.Values.Sum(v => v.Ms), profile.ShapeTotals.Values.Sum(v => v.Ms), 6);
         Assert.Contains("add [2,8,3,5] [2,8,3,5]", profile.ShapeReport());
         Assert.All(profile.Totals.Values, v => Assert.Equal(0, v.HostMs));   // the host's clock: its times are the host's already
+        // Each row's longest call: at least the row's mean, at most its total ("add" has two calls).
+        Assert.All(profile.Totals.Values, v => Assert.InRange(v.LongestMs, v.Ms / v.Count, v.Ms));
+        Assert.True(profile.Totals["add"].LongestMs < profile.Totals["add"].Ms);
+        Assert.Contains("longest", profile.Report());
         Assert.DoesNotContain("host ms", profile.Report());
         Assert.DoesNotContain("host ms", profile.Report());
         D.Tape.Reset();

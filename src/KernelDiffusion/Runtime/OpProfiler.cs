@@ -22,7 +22,7 @@ namespace KernelDiffusion.Runtime;
 /// was idle for a reason the host did not spend there; where both are long, the host held it up.</para></summary>
 public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
 {
-    readonly Dictionary<string, (long Count, double Ms, long Launches, double HostMs)> ops = [], byShape = [];
+    readonly Dictionary<string, (long Count, double Ms, long Launches, double HostMs, double LongestMs)> ops = [], byShape = [];
     readonly Stopwatch clock = new();
     string? current, currentKey;
     long launchesAtStart;
@@ -106,10 +106,10 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
         Accumulate(byShape, key, ms, launches, hostMs);
     }
 
-    static void Accumulate(Dictionary<string, (long Count, double Ms, long Launches, double HostMs)> rows, string key, double ms, long launches, double hostMs)
+    static void Accumulate(Dictionary<string, (long Count, double Ms, long Launches, double HostMs, double LongestMs)> rows, string key, double ms, long launches, double hostMs)
     {
-        var (n, total, launched, host) = rows.GetValueOrDefault(key);
-        rows[key] = (n + 1, total + ms, launched + launches, host + hostMs);
+        var (n, total, launched, host, longest) = rows.GetValueOrDefault(key);
+        rows[key] = (n + 1, total + ms, launched + launches, host + hostMs, Math.Max(longest, ms));
     }
 
     /// <summary>Measures every mark's interval but the last's (the running op's: it has no end yet), which stays.</summary>
@@ -142,13 +142,14 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
         marks.Clear();
     }
 
-    /// <summary>Per op name: calls, milliseconds, the kernel launches and device copies made meanwhile, and with stream
+    /// <summary>Per op name: calls, milliseconds, the kernel launches and device copies made meanwhile, with stream
     /// markers the host's milliseconds from each of its marks to the next (0 with the host's clock, whose times are the
-    /// host's already).</summary>
-    public IReadOnlyDictionary<string, (long Count, double Ms, long Launches, double HostMs)> Totals => ops;
+    /// host's already), and the longest call's milliseconds (whether a row's time is spread over its calls or one call's
+    /// wait).</summary>
+    public IReadOnlyDictionary<string, (long Count, double Ms, long Launches, double HostMs, double LongestMs)> Totals => ops;
 
     /// <summary>Per op name and the shapes it was marked with ("op" alone where none were given): the same figures.</summary>
-    public IReadOnlyDictionary<string, (long Count, double Ms, long Launches, double HostMs)> ShapeTotals => byShape;
+    public IReadOnlyDictionary<string, (long Count, double Ms, long Launches, double HostMs, double LongestMs)> ShapeTotals => byShape;
 
     /// <summary>The table per op: the <paramref name="top"/> longest, the rest summed in one line, and the total.</summary>
     public string Report(int top = 20) => Table(ops, "op", 32, top, "ops");
@@ -156,23 +157,24 @@ public sealed class OpProfiler(bool streamMarkers = false, int foldEvery = 4096)
     /// <summary>The table per op and shapes (ShapeTotals), as Report.</summary>
     public string ShapeReport(int top = 30) => Table(byShape, "op and shapes", 72, top, "rows");
 
-    /// <summary>The rows, longest first; a "host ms" column where host times were kept (stream markers).</summary>
-    string Table(Dictionary<string, (long Count, double Ms, long Launches, double HostMs)> rows, string title, int width, int top, string restName)
+    /// <summary>The rows, longest first, each with its longest call ("longest"); a "host ms" column where host times were
+    /// kept (stream markers).</summary>
+    string Table(Dictionary<string, (long Count, double Ms, long Launches, double HostMs, double LongestMs)> rows, string title, int width, int top, string restName)
     {
         string Host(double ms) => StreamMarkers ? $" {ms,10:F1}" : "";
         double total = rows.Values.Sum(v => v.Ms);
-        var sb = new StringBuilder($"{title.PadRight(width)} {"calls",8} {"launches",9} {"ms",10} {"share",7}{(StreamMarkers ? $" {"host ms",10}" : "")}\n");
+        var sb = new StringBuilder($"{title.PadRight(width)} {"calls",8} {"launches",9} {"ms",10} {"share",7} {"longest",8}{(StreamMarkers ? $" {"host ms",10}" : "")}\n");
         var sorted = rows.OrderByDescending(kv => kv.Value.Ms).ToList();
-        foreach (var (name, (n, ms, launches, hostMs)) in sorted.Take(top))
-            sb.AppendLine($"{name.PadRight(width)} {n,8} {launches,9} {ms,10:F1} {ms / Math.Max(total, 1e-9),7:P1}{Host(hostMs)}");
+        foreach (var (name, (n, ms, launches, hostMs, longest)) in sorted.Take(top))
+            sb.AppendLine($"{name.PadRight(width)} {n,8} {launches,9} {ms,10:F1} {ms / Math.Max(total, 1e-9),7:P1} {longest,8:F2}{Host(hostMs)}");
         if (sorted.Count > top)
         {
             var rest = sorted.Skip(top).ToList();
             double restMs = rest.Sum(kv => kv.Value.Ms);
             sb.AppendLine($"{$"({rest.Count} more {restName})".PadRight(width)} {rest.Sum(kv => kv.Value.Count),8} {rest.Sum(kv => kv.Value.Launches),9} {restMs,10:F1} " +
-                          $"{restMs / Math.Max(total, 1e-9),7:P1}{Host(rest.Sum(kv => kv.Value.HostMs))}");
+                          $"{restMs / Math.Max(total, 1e-9),7:P1} {rest.Max(kv => kv.Value.LongestMs),8:F2}{Host(rest.Sum(kv => kv.Value.HostMs))}");
         }
         return sb.Append($"{"total".PadRight(width)} {rows.Values.Sum(v => v.Count),8} {rows.Values.Sum(v => v.Launches),9} {total,10:F1}" +
-                         $"{(StreamMarkers ? $" {"",7}{Host(rows.Values.Sum(v => v.HostMs))}" : "")}").ToString();
+                         $"{(StreamMarkers ? $" {"",7} {"",8}{Host(rows.Values.Sum(v => v.HostMs))}" : "")}").ToString();
     }
 }
