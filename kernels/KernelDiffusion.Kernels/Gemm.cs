@@ -248,7 +248,7 @@ public struct Block8Runs : IStagedBlock<Block8Runs>
 /// per-shape tuning) and the checks a version (Gemm.At).</summary>
 public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16, V17AsyncTf32 = 17, V18PackedTf32 = 18, V19VectorTf32 = 19 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16, V17AsyncTf32 = 17, V18PackedTf32 = 18, V19VectorTf32 = 19, V20LdmatrixTf32 = 20 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
@@ -262,7 +262,8 @@ public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V
 /// tf32 tensor cores (opt-in, as v5) on v14's pipelined staging, 128 x 128 tiles. v17: v16's tiles staged by cp.async,
 /// three stages deep, the operands' fp32 bits given to the tensor cores as they are (truncated, not rounded). v18: v17
 /// with its shared tiles laid out in fragments, read 16 bytes at a time. v19: v17 copying 16 bytes at a time where every
-/// operand row is 16-byte aligned (an operand whose rows run along k kept row-major in shared memory); elsewhere v17.</summary>
+/// operand row is 16-byte aligned (an operand whose rows run along k kept row-major in shared memory); elsewhere v17.
+/// v20: v19 reading a row-major A's fragments (and a row-major B's) by ldmatrix; v19 where A is transposed.</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
@@ -810,7 +811,7 @@ public static class Gemm
     public static int AsyncSharedFloats(GemmVersion v, GemmShape s) => v switch
     {
         GemmVersion.V18PackedTf32 => 2 * V17Stages * V18Buffer,
-        GemmVersion.V19VectorTf32 => V17Stages * (V19Buffer(1 - s.TransA) + V19Buffer(s.TransB)),
+        GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 => V17Stages * (V19Buffer(1 - s.TransA) + V19Buffer(s.TransB)),
         _ => 2 * V17Stages * V16Buffer,
     };
 
@@ -940,10 +941,22 @@ public static class Gemm
     static void V19ATBTKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
         => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 0, 1);
 
-    /// <summary>v19's body: <paramref name="aRows"/> and <paramref name="bRows"/> (constants in each entry) say which
-    /// operands are kept row-major (rows along k).</summary>
+    /// <summary>v20: v19 with A's fragments read by ldmatrix (WarpTile64.Stage16Ldsm: one instruction for an mma tile's
+    /// four values of A, where v19 takes four LDS; ptxas put v19's stage loop at 51 LDS of about 149 instructions, and
+    /// Nsight Compute found its warps waiting on the MIO queue 4.0 of every 10.3 cycles). A untransposed, B k-major.</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V20Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 1, 0, 1);
+
+    /// <summary>v20 with B transposed: both operands row-major, both read by ldmatrix (two B tiles per instruction).</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V20BTKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 1, 1, 1);
+
+    /// <summary>v19's body (and v20's: <paramref name="ldsm"/> 1, A row-major): <paramref name="aRows"/> and
+    /// <paramref name="bRows"/> (constants in each entry) say which operands are kept row-major (rows along k).</summary>
     static void VectorTiles(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress,
-        long cAddress, int aRows, int bRows)
+        long cAddress, int aRows, int bRows, int ldsm = 0)
     {
         var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();   // A's three buffers, then B's (requested as Float4s, as v17's)
         var scratch = TensorCore.Scratch();
@@ -953,6 +966,8 @@ public static class Gemm
         // This lane's first fragment value: (row g, k t) of a row-major tile, (k row t, column g) of a k-major one.
         int fragA = aRows != 0 ? (wm + g) * FragA.RowsPitch + q : q * V16Pitch + wm + g;
         int fragB = atB + (bRows != 0 ? (wn + g) * FragA.RowsPitch + q : q * V16Pitch + wn + g);
+        // v20: this lane's ldmatrix rows of the warp's first A tile and (row-major B) first pair of B tiles.
+        int ldsmA = wm * FragA.RowsPitch + WarpTile64.LdsmRowA(lane), ldsmB = atB + wn * FragA.RowsPitch + WarpTile64.LdsmRowB(lane);
         for (int w = Grid.IdxX, tiles = s.Tiles(V16Tile); w < tiles; w += Grid.DimX)
         {
             var (bi, m0, n0) = s.TileAt(w, V16Tile);
@@ -976,7 +991,9 @@ public static class Gemm
                     CopyVectors(sh, atB + fill * bufferB, b, bAddress, bBase, s.N, s.K, n0, ahead, t, bRows);
                 }
                 AsyncCopy.Commit();
-                acc = WarpTile64.Stage16Vector(acc, sh.SubView(cur * bufferA + fragA), sh.SubView(cur * bufferB + fragB), aRows, bRows, V16Pitch, scratch);
+                acc = ldsm != 0
+                    ? WarpTile64.Stage16Ldsm(acc, sh, cur * bufferA + ldsmA, cur * bufferB + ldsmB, sh.SubView(cur * bufferB + fragB), bRows, V16Pitch, scratch)
+                    : WarpTile64.Stage16Vector(acc, sh.SubView(cur * bufferA + fragA), sh.SubView(cur * bufferB + fragB), aRows, bRows, V16Pitch, scratch);
                 cur = cur == V17Stages - 1 ? 0 : cur + 1;
                 fill = fill == V17Stages - 1 ? 0 : fill + 1;
             }
@@ -1049,8 +1066,11 @@ public static class Gemm
     /// <summary>The tensor-core versions (tf32: opt-in by name, never tuned to, as their results differ from fp32's).</summary>
     public static bool IsTf32(GemmVersion v) => v is GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 || IsAsync(v);
 
-    /// <summary>The cp.async versions (v17-v19).</summary>
-    static bool IsAsync(GemmVersion v) => v is GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32 or GemmVersion.V19VectorTf32;
+    /// <summary>The cp.async versions (v17-v20).</summary>
+    static bool IsAsync(GemmVersion v) => v is GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32 || IsVector(v);
+
+    /// <summary>The versions on 16-byte copies (v19, v20), which need VectorOperands (elsewhere they run v17).</summary>
+    public static bool IsVector(GemmVersion v) => v is GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32;
 
     /// <summary>Whether a tensor-core version gives the tensor cores its operands unrounded (v17-v19: cp.async copies fp32
     /// values, which the tensor cores read truncated to tf32); v5 and v16 round them to nearest as they stage them.</summary>
@@ -1140,7 +1160,8 @@ public static class Gemm
         {
             string name = $"gemm v{(int)v}";
             if (!Runs(acc, v)) throw TensorCore.Refusal(acc, name, V16Threads);
-            if (v == GemmVersion.V19VectorTf32 && !VectorOperands(a, b, s)) v = GemmVersion.V17AsyncTf32;   // v19's copies need them
+            if (IsVector(v) && !VectorOperands(a, b, s)) v = GemmVersion.V17AsyncTf32;   // v19's and v20's copies need them
+            if (v == GemmVersion.V20LdmatrixTf32 && s.TransA != 0) v = GemmVersion.V19VectorTf32;   // ldmatrix needs A row-major
             int grid = Math.Max(1, (int)Math.Min(s.Tiles(V16Tile), Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 2L));
             int pairs = VectorC(c, s, 2) ? 1 : 0;
             if (v == GemmVersion.V16PipelinedTf32)
@@ -1155,9 +1176,10 @@ public static class Gemm
                 {
                     GemmVersion.V17AsyncTf32 => (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int, long, long, long>)V17Kernel,
                     GemmVersion.V18PackedTf32 => V18Kernel,
+                    GemmVersion.V20LdmatrixTf32 => s.TransB == 0 ? V20Kernel : V20BTKernel,
                     _ => (s.TransA, s.TransB) switch { (0, 0) => V19Kernel, (0, _) => V19BTKernel, (_, 0) => V19ATKernel, _ => V19ATBTKernel },
                 };
-                string key = v == GemmVersion.V19VectorTf32 ? $"gemm.v19.{(s.TransA == 0 ? "n" : "t")}{(s.TransB == 0 ? "n" : "t")}" : $"gemm.v{(int)v}";
+                string key = IsVector(v) ? $"gemm.v{(int)v}.{(s.TransA == 0 ? "n" : "t")}{(s.TransB == 0 ? "n" : "t")}" : $"gemm.v{(int)v}";
                 KernelCache.Get(acc, key, x => SharedMemoryLimit.Raise(x,
                         x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)), name))
                     (new KernelConfig(grid, V16Threads, SharedMemoryConfig.RequestDynamic<Float4>(AsyncSharedFloats(v, s) / 4)), a, b, c, s, pairs,

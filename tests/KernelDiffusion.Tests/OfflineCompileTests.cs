@@ -36,8 +36,8 @@ public sealed class OfflineCompileTests(ITestOutputHelper output)
     public void KernelNamingFindsEveryKernel()
     {
         var names = OfflineCompile.KernelMethods().Select(OfflineCompile.NameOf).ToList();
-        // 112 kernels: every method passed to a LoadStreamKernel call (directly, or through Conv2d.RunPerPass).
-        Assert.Equal(112, names.Count);
+        // 114 kernels: every method passed to a LoadStreamKernel call (directly, or through Conv2d.RunPerPass).
+        Assert.Equal(114, names.Count);
         Assert.Contains("Attention.TiledForward16x8Kernel", names);
         Assert.Contains("Attention.WarpRowsForwardKernel", names);
         Assert.Contains("Attention.WarpRowsKeySideKernel", names);
@@ -49,6 +49,8 @@ public sealed class OfflineCompileTests(ITestOutputHelper output)
         Assert.Contains("Gemm.V13Kernel", names);
         Assert.Contains("Gemm.V19Kernel", names);
         Assert.Contains("Gemm.V19ATBTKernel", names);
+        Assert.Contains("Gemm.V20Kernel", names);
+        Assert.Contains("Gemm.V20BTKernel", names);
         Assert.Contains("Gemm.V8Kernel", names);
         Assert.Contains("Conv2d.V11Kernel", names);
         Assert.Contains("Conv2d.V10Kernel", names);

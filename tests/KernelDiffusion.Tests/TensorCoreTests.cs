@@ -66,9 +66,10 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         Assert.False(Gemm.Runs(acc, GemmVersion.V17AsyncTf32));
         Assert.False(Gemm.Runs(acc, GemmVersion.V18PackedTf32));
         Assert.False(Gemm.Runs(acc, GemmVersion.V19VectorTf32));
+        Assert.False(Gemm.Runs(acc, GemmVersion.V20LdmatrixTf32));
         Assert.True(Gemm.Runs(acc, GemmVersion.V4Blocked));
         // Never tuned to, on any device: their results are tf32's.
-        Assert.All(new[] { GemmVersion.V5Tf32, GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32, GemmVersion.V19VectorTf32 },
+        Assert.All(new[] { GemmVersion.V5Tf32, GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32, GemmVersion.V19VectorTf32, GemmVersion.V20LdmatrixTf32 },
             v => Assert.True(Gemm.IsTf32(v) && !Gemm.Tunable(acc, v)));
         Assert.False(Conv2d.Runs(acc, ConvVersion.V7HoistedTf32));
         Assert.True(Conv2d.Runs(acc, ConvVersion.V8Hoisted));
@@ -76,7 +77,7 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         var s = new GemmShape { Batch = 1, M = 2, N = 2, K = 2, Alpha = 1 };
         var e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, GemmVersion.V5Tf32));
         Assert.Contains("32-lane warps", e.Message);
-        foreach (var v in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32, GemmVersion.V19VectorTf32 })
+        foreach (var v in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32, GemmVersion.V19VectorTf32, GemmVersion.V20LdmatrixTf32 })
         {
             e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, v));
             Assert.Contains("groups of 256 threads", e.Message);

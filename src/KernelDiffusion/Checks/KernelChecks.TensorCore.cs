@@ -62,21 +62,26 @@ public static partial class KernelChecks
         // copies did not run.
         list.Add(Tf32GemmCase("gemm.v19.nt", GemmVersion.V19VectorTf32,
             new GemmShape { Batch = 2, M = 17, N = 19, K = 23, TransB = 1, StrideA = 17 * 23, StrideB = 23 * 19, StrideC = 17 * 19, Alpha = 1 }));
-        list.Add(Tf32GemmCase("gemm.v19.vector.stores_inside", GemmVersion.V19VectorTf32,
-            new GemmShape { Batch = 2, M = 130, N = 96, K = 24, StrideA = 130 * 24, StrideB = 24 * 96, StrideC = 130 * 96, Alpha = 0.5f }, ownCopies: true));
-        foreach (var (ta, tb) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
-            list.Add(Tf32GemmCase($"gemm.v19.vector.multi_tile_128.{(ta == 1 ? "t" : "n")}{(tb == 1 ? "t" : "n")}", GemmVersion.V19VectorTf32,
-                new GemmShape { Batch = 2, M = 140, N = 132, K = 40, TransA = ta, TransB = tb, StrideA = 140 * 40, StrideB = 40 * 132, StrideC = 140 * 132, Alpha = 1 },
-                ownCopies: true));
-        list.Add(Tf32GemmCase("gemm.v19.vector.seven_stages", GemmVersion.V19VectorTf32,
-            new GemmShape { Batch = 2, M = 33, N = 40, K = 100, StrideA = 33 * 100, StrideB = 100 * 40, StrideC = 33 * 40, Alpha = 1 }, ownCopies: true));
-        list.Add(Tf32GemmCase("gemm.v19.vector.two_level_batch", GemmVersion.V19VectorTf32, new GemmShape
+        // v20 (v19 reading a row-major A, and a row-major B, by ldmatrix) at the same cases: where A is transposed it runs
+        // v19 (its two ".t?" cases check that dispatch), elsewhere its own reads, emulated off CUDA lane by lane.
+        foreach (var (version, tag) in new[] { (GemmVersion.V19VectorTf32, "v19.vector"), (GemmVersion.V20LdmatrixTf32, "v20.ldmatrix") })
         {
-            Batch = 4, M = 9, N = 12, K = 8, Alpha = 1, Split = 2,
-            StrideA = 9 * 8, OuterA = 3 * 9 * 8, StrideB = 8 * 12, OuterB = 3 * 8 * 12, StrideC = 9 * 12, OuterC = 2 * 9 * 12,
-        }, ownCopies: true));
-        list.Add(Tf32GemmCase("gemm.v19.vector.alpha_beta_shared_b", GemmVersion.V19VectorTf32,
-            new GemmShape { Batch = 3, M = 9, N = 12, K = 16, StrideA = 9 * 16, StrideB = 0, StrideC = 9 * 12, Alpha = -0.7f, Beta = 1.3f }, ownCopies: true));
+            list.Add(Tf32GemmCase($"gemm.{tag}.stores_inside", version,
+                new GemmShape { Batch = 2, M = 130, N = 96, K = 24, StrideA = 130 * 24, StrideB = 24 * 96, StrideC = 130 * 96, Alpha = 0.5f }, ownCopies: true));
+            foreach (var (ta, tb) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
+                list.Add(Tf32GemmCase($"gemm.{tag}.multi_tile_128.{(ta == 1 ? "t" : "n")}{(tb == 1 ? "t" : "n")}", version,
+                    new GemmShape { Batch = 2, M = 140, N = 132, K = 40, TransA = ta, TransB = tb, StrideA = 140 * 40, StrideB = 40 * 132, StrideC = 140 * 132, Alpha = 1 },
+                    ownCopies: true));
+            list.Add(Tf32GemmCase($"gemm.{tag}.seven_stages", version,
+                new GemmShape { Batch = 2, M = 33, N = 40, K = 100, StrideA = 33 * 100, StrideB = 100 * 40, StrideC = 33 * 40, Alpha = 1 }, ownCopies: true));
+            list.Add(Tf32GemmCase($"gemm.{tag}.two_level_batch", version, new GemmShape
+            {
+                Batch = 4, M = 9, N = 12, K = 8, Alpha = 1, Split = 2,
+                StrideA = 9 * 8, OuterA = 3 * 9 * 8, StrideB = 8 * 12, OuterB = 3 * 8 * 12, StrideC = 9 * 12, OuterC = 2 * 9 * 12,
+            }, ownCopies: true));
+            list.Add(Tf32GemmCase($"gemm.{tag}.alpha_beta_shared_b", version,
+                new GemmShape { Batch = 3, M = 9, N = 12, K = 16, StrideA = 9 * 16, StrideB = 0, StrideC = 9 * 12, Alpha = -0.7f, Beta = 1.3f }, ownCopies: true));
+        }
 
         // Conv v6 and v7: all three passes at conv v1-v5's shapes (3x3 stride 1 and 2, 1x1), past one 64 x 64 tile, and the
         // weight gradient with k split in 3 slices (K = 2*9*10 = 180 is not a multiple of them).
@@ -147,7 +152,7 @@ public static partial class KernelChecks
     static double[] TruncatedTf32(double[] x) => x.Select(v => (double)TensorCore.TruncateTf32((float)v)).ToArray();
 
     /// <summary>A tf32 GEMM case against float64 on the rounded (or truncated) operands. <paramref name="ownCopies"/>
-    /// (GEMM v19): the case fails unless v19's 16-byte copies run, not v17's.</summary>
+    /// (GEMM v19, v20): the case fails unless their 16-byte copies run, not v17's.</summary>
     static Case Tf32GemmCase(string kernel, GemmVersion version, GemmShape s, bool ownCopies = false) => new(kernel,
         $"[{s.Batch},{s.M},{s.K}]x[{(s.StrideB == 0 ? 1 : s.Batch)},{s.K},{s.N}]{(s.TransA == 1 ? " A^T" : "")}{(s.TransB == 1 ? " B^T" : "")}{(s.Split > 0 ? $" {s.Batch / s.Split}x{s.Split} batches" : "")}",
         (d, r) =>
@@ -163,11 +168,11 @@ public static partial class KernelChecks
                 using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
                 // Beta = 0 must not read C: poison it then.
                 using var dc = acc.Allocate1D(c.Select(v => s.Beta == 0 ? float.NaN : (float)v).ToArray());
-                if (version == GemmVersion.V19VectorTf32)
+                if (Gemm.IsVector(version))
                 {
                     vector = Gemm.VectorOperands(da.View, db.View, s);
                     if (ownCopies && !vector)
-                        throw new InvalidOperationException("v19's operands are not 16-byte aligned here: v17 would run, not v19's copies");
+                        throw new InvalidOperationException($"v{(int)version}'s operands are not 16-byte aligned here: v17 would run, not its copies");
                 }
                 Gemm.Run(acc, da.View, db.View, dc.View, s, version);
                 return dc.GetAsArray1D();
@@ -177,7 +182,9 @@ public static partial class KernelChecks
             Func<double[], double[]> tf32 = truncated ? TruncatedTf32 : Tf32;
             double err = RelError(got, Gemm.Reference.Run(tf32(a), tf32(b), c, s));
             double raw = RelError(got, Gemm.Reference.Run(a, b, c, s));
-            string path = version == GemmVersion.V19VectorTf32 ? (vector ? "; 16-byte copies" : "; as v17 (operands not 16-byte aligned)") : "";
+            string path = !Gemm.IsVector(version) ? "" : !vector ? "; as v17 (operands not 16-byte aligned)"
+                : version == GemmVersion.V20LdmatrixTf32 ? s.TransA == 0 ? "; 16-byte copies, A by ldmatrix" + (s.TransB == 1 ? ", B by ldmatrix" : "") : "; as v19 (A transposed)"
+                : "; 16-byte copies";
             return (err, Fwd, $"against tf32-{(truncated ? "truncated" : "rounded")} inputs; {raw:E1} against the fp32 inputs{path}{where}");
         });
 
