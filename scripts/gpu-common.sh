@@ -36,7 +36,8 @@ kd info > "$R/info.txt" 2>&1
 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=csv >> "$R/info.txt" 2>&1
 # ncu_case NAME KERNEL-REGEX LAUNCHES CASE [BENCH-ARGS...]: Nsight Compute (`--set full`) on the first LAUNCHES launches
 # matching the regex while kd bench times CASE at its default (or with BENCH-ARGS instead of --default-only, e.g.
-# --skip-versions to keep one version); the details as text in $R/NAME.txt (the 3-6 MB report is not kept).
+# --skip-versions to keep one version); the details as text in $R/NAME.txt (the 3-6 MB report is not kept), and with
+# NCU_SOURCE=1 the per-instruction counters as CSV in $R/NAME-sass.csv.
 ncu_case() {
   local ncu name=$1 regex=$2 launches=$3 case=$4; shift 4
   local pick=("$@"); [ ${#pick[@]} -gt 0 ] || pick=(--default-only)
@@ -44,7 +45,10 @@ ncu_case() {
   timeout 50 "$ncu" --target-processes all --set full -k "regex:$regex" --launch-count "$launches" -f -o "$R/$name" \
     $K bench --device cuda "${pick[@]}" --no-steps --kernels "$case" --budget-ms 5 \
     --out "$R/ncu-bench-$name" > "$R/$name.log" 2>&1
-  "$ncu" -i "$R/$name.ncu-rep" --page details > "$R/$name.txt" 2>&1; rm -f "$R/$name.ncu-rep"
+  "$ncu" -i "$R/$name.ncu-rep" --page details > "$R/$name.txt" 2>&1
+  # NCU_SOURCE=1: also the per-instruction counters (SASS), where an excess of sectors or wavefronts comes from.
+  [ "${NCU_SOURCE:-0}" = 1 ] && "$ncu" -i "$R/$name.ncu-rep" --page source --csv --print-source sass > "$R/$name-sass.csv" 2>&1
+  rm -f "$R/$name.ncu-rep"
   stamp "ncu $name: $(grep -c 'Section: GPU Speed Of Light Throughput' "$R/$name.txt") kernels"
 }
 # train_profile: kd train --profile, 6 fmnist_unet steps at batch 256 on the fixture (/tmp/fx), into $R/train-profile.log.
@@ -53,11 +57,12 @@ train_profile() {
     --batch 256 --profile --out /tmp/tr --device cuda > "$R/train-profile.log" 2>&1
   stamp "training profile done"
 }
-# adm64_train_step: adm64's training step at the defaults ($R/bench-adm64) and PyTorch's ($R/torch-adm64.json).
+# adm64_train_step: adm64's training step at the defaults ($R/bench-adm64) and PyTorch's ($R/torch-adm64.json; TORCH_ADM64_S
+# seconds for it, 50 unless set: the 2026-11-27b run's took longer and gave no time).
 adm64_train_step() {
   timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
     --budget-ms 100 --out "$R/bench-adm64" > "$R/bench-adm64.log" 2>&1
   stamp "adm64 step done"
-  timeout 50 python3 bench/torch_reference.py --device cuda --only adm64_unet.train_step --out "$R/torch-adm64.json" > "$R/torch-adm64.log" 2>&1
+  timeout "${TORCH_ADM64_S:-50}" python3 bench/torch_reference.py --device cuda --only adm64_unet.train_step --out "$R/torch-adm64.json" > "$R/torch-adm64.log" 2>&1
   stamp "torch adm64 done"
 }
