@@ -1,7 +1,6 @@
 # Sourced by the GPU scripts (gpu-bench.sh, gpu-defaults.sh) after they set out (the $OUT folder), R (a work folder)
 # and tarball (the name of the archive under $out).
-# The work folder starts empty: the lent machine can keep /tmp from an earlier session (the 2026-11-27 evening run's
-# archives held that day's morning files beside its own).
+# The work folder starts empty, so a script run twice on one warm machine returns only its second run's files.
 rm -rf "$R"; mkdir -p "$R" "$out"
 begin=$(date +%s)
 # stamp TEXT: a line in the timeline, and everything so far packed into $out, so a run cut short still returns it.
