@@ -508,32 +508,30 @@ public struct WarpTile64
     static WarpTile64 StepLdsm(WarpTile64 w, ArrayView<float> sh, int aRow, int bRow, ArrayView<float> b, int k, int bRows, int pitch,
         ArrayView<float> scratch)
     {
+        if (CudaAsm.IsSupported && bRows != 0)
+        {
+            CudaAsm.Emit(LdsmStepAB, 4 * aRow, 4 * bRow);
+            return w;
+        }
+        FragB b0, b1, b2, b3;
+        if (bRows != 0)   // off CUDA only
+        {
+            Float4 p = TensorCore.LdsmEmulated(sh, bRow, scratch), q = TensorCore.LdsmEmulated(sh, bRow + RowTile, scratch);
+            (b0, b1, b2, b3) = (new FragB { B0 = p.X, B1 = p.Y }, new FragB { B0 = p.Z, B1 = p.W }, new FragB { B0 = q.X, B1 = q.Y }, new FragB { B0 = q.Z, B1 = q.W });
+        }
+        else
+        {
+            b0 = FragB.LoadAt(b, k * pitch, pitch); b1 = FragB.LoadAt(b, 8 + k * pitch, pitch);
+            b2 = FragB.LoadAt(b, 16 + k * pitch, pitch); b3 = FragB.LoadAt(b, 24 + k * pitch, pitch);
+        }
         if (CudaAsm.IsSupported)
         {
-            if (bRows != 0) CudaAsm.Emit(LdsmStepAB, 4 * aRow, 4 * bRow);
-            else
-            {
-                FragB b0 = FragB.LoadAt(b, k * pitch, pitch), b1 = FragB.LoadAt(b, 8 + k * pitch, pitch);
-                FragB b2 = FragB.LoadAt(b, 16 + k * pitch, pitch), b3 = FragB.LoadAt(b, 24 + k * pitch, pitch);
-                CudaAsm.Emit(LdsmStepA, 4 * aRow, b0.B0, b0.B1, b1.B0, b1.B1, b2.B0, b2.B1, b3.B0, b3.B1);
-            }
+            CudaAsm.Emit(LdsmStepA, 4 * aRow, b0.B0, b0.B1, b1.B0, b1.B1, b2.B0, b2.B1, b3.B0, b3.B1);
             return w;
         }
         FragA a0 = FragA.Of(TensorCore.LdsmEmulated(sh, aRow, scratch)), a1 = FragA.Of(TensorCore.LdsmEmulated(sh, aRow + RowTile, scratch));
         FragA a2 = FragA.Of(TensorCore.LdsmEmulated(sh, aRow + 2 * RowTile, scratch)), a3 = FragA.Of(TensorCore.LdsmEmulated(sh, aRow + 3 * RowTile, scratch));
-        FragB f0, f1, f2, f3;
-        if (bRows != 0)
-        {
-            Float4 p = TensorCore.LdsmEmulated(sh, bRow, scratch), q = TensorCore.LdsmEmulated(sh, bRow + RowTile, scratch);
-            (f0, f1) = (new FragB { B0 = p.X, B1 = p.Y }, new FragB { B0 = p.Z, B1 = p.W });
-            (f2, f3) = (new FragB { B0 = q.X, B1 = q.Y }, new FragB { B0 = q.Z, B1 = q.W });
-        }
-        else
-        {
-            f0 = FragB.LoadAt(b, k * pitch, pitch); f1 = FragB.LoadAt(b, 8 + k * pitch, pitch);
-            f2 = FragB.LoadAt(b, 16 + k * pitch, pitch); f3 = FragB.LoadAt(b, 24 + k * pitch, pitch);
-        }
-        return Multiply(w, a0, a1, a2, a3, f0, f1, f2, f3, scratch);
+        return Multiply(w, a0, a1, a2, a3, b0, b1, b2, b3, scratch);
     }
 
     // One step of 8 values of k (GEMM v20): %0 this lane's A ldmatrix row as a byte offset into the dynamic shared
@@ -541,25 +539,36 @@ public struct WarpTile64
     // its four tiles in %1-%8 (k-major B, read as floats). LdsmStepAB: %1 this lane's B ldmatrix row (row-major B), two
     // tiles per ldmatrix, the pairs 16 rows apart. Mma tile (i, j) takes kla[4 i ..] and klb[2 j], klb[2 j + 1] into
     // kdw[4 (4 i + j)] .. + 3, as Multiply.
-    const string LdsmStepA =
-        "{ .reg .u32 kda; .reg .b32 kla<16>, klb<8>; mov.u32 kda, __dyn_shared_alloca; add.u32 kda, kda, %0; " +
-        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla0, kla1, kla2, kla3}, [kda]; ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla4, kla5, kla6, kla7}, [kda+1280]; " +
-        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla8, kla9, kla10, kla11}, [kda+2560]; ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla12, kla13, kla14, kla15}, [kda+3840]; " +
+    const string LdsmMma = "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 ";
+    const string LdsmLoadA = "{ .reg .u32 kda; .reg .b32 kla<16>, klb<8>; mov.u32 kda, __dyn_shared_alloca; add.u32 kda, kda, %0; " +
+        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla0, kla1, kla2, kla3}, [kda]; " +
+        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla4, kla5, kla6, kla7}, [kda+1280]; " +
+        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla8, kla9, kla10, kla11}, [kda+2560]; " +
+        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla12, kla13, kla14, kla15}, [kda+3840]; ";
+    const string LdsmMmas =
+        LdsmMma + "{kdw0, kdw1, kdw2, kdw3}, {kla0, kla1, kla2, kla3}, {klb0, klb1}, {kdw0, kdw1, kdw2, kdw3}; " +
+        LdsmMma + "{kdw4, kdw5, kdw6, kdw7}, {kla0, kla1, kla2, kla3}, {klb2, klb3}, {kdw4, kdw5, kdw6, kdw7}; " +
+        LdsmMma + "{kdw8, kdw9, kdw10, kdw11}, {kla0, kla1, kla2, kla3}, {klb4, klb5}, {kdw8, kdw9, kdw10, kdw11}; " +
+        LdsmMma + "{kdw12, kdw13, kdw14, kdw15}, {kla0, kla1, kla2, kla3}, {klb6, klb7}, {kdw12, kdw13, kdw14, kdw15}; " +
+        LdsmMma + "{kdw16, kdw17, kdw18, kdw19}, {kla4, kla5, kla6, kla7}, {klb0, klb1}, {kdw16, kdw17, kdw18, kdw19}; " +
+        LdsmMma + "{kdw20, kdw21, kdw22, kdw23}, {kla4, kla5, kla6, kla7}, {klb2, klb3}, {kdw20, kdw21, kdw22, kdw23}; " +
+        LdsmMma + "{kdw24, kdw25, kdw26, kdw27}, {kla4, kla5, kla6, kla7}, {klb4, klb5}, {kdw24, kdw25, kdw26, kdw27}; " +
+        LdsmMma + "{kdw28, kdw29, kdw30, kdw31}, {kla4, kla5, kla6, kla7}, {klb6, klb7}, {kdw28, kdw29, kdw30, kdw31}; " +
+        LdsmMma + "{kdw32, kdw33, kdw34, kdw35}, {kla8, kla9, kla10, kla11}, {klb0, klb1}, {kdw32, kdw33, kdw34, kdw35}; " +
+        LdsmMma + "{kdw36, kdw37, kdw38, kdw39}, {kla8, kla9, kla10, kla11}, {klb2, klb3}, {kdw36, kdw37, kdw38, kdw39}; " +
+        LdsmMma + "{kdw40, kdw41, kdw42, kdw43}, {kla8, kla9, kla10, kla11}, {klb4, klb5}, {kdw40, kdw41, kdw42, kdw43}; " +
+        LdsmMma + "{kdw44, kdw45, kdw46, kdw47}, {kla8, kla9, kla10, kla11}, {klb6, klb7}, {kdw44, kdw45, kdw46, kdw47}; " +
+        LdsmMma + "{kdw48, kdw49, kdw50, kdw51}, {kla12, kla13, kla14, kla15}, {klb0, klb1}, {kdw48, kdw49, kdw50, kdw51}; " +
+        LdsmMma + "{kdw52, kdw53, kdw54, kdw55}, {kla12, kla13, kla14, kla15}, {klb2, klb3}, {kdw52, kdw53, kdw54, kdw55}; " +
+        LdsmMma + "{kdw56, kdw57, kdw58, kdw59}, {kla12, kla13, kla14, kla15}, {klb4, klb5}, {kdw56, kdw57, kdw58, kdw59}; " +
+        LdsmMma + "{kdw60, kdw61, kdw62, kdw63}, {kla12, kla13, kla14, kla15}, {klb6, klb7}, {kdw60, kdw61, kdw62, kdw63}; ";
+    const string LdsmStepA = LdsmLoadA +
         "mov.b32 klb0, %1; mov.b32 klb1, %2; mov.b32 klb2, %3; mov.b32 klb3, %4; mov.b32 klb4, %5; mov.b32 klb5, %6; mov.b32 klb6, %7; mov.b32 klb7, %8; " +
-        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw0, kdw1, kdw2, kdw3}, {kla0, kla1, kla2, kla3}, {klb0, klb1}, {kdw0, kdw1, kdw2, kdw3}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw4, kdw5, kdw6, kdw7}, {kla0, kla1, kla2, kla3}, {klb2, klb3}, {kdw4, kdw5, kdw6, kdw7}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw8, kdw9, kdw10, kdw11}, {kla0, kla1, kla2, kla3}, {klb4, klb5}, {kdw8, kdw9, kdw10, kdw11}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw12, kdw13, kdw14, kdw15}, {kla0, kla1, kla2, kla3}, {klb6, klb7}, {kdw12, kdw13, kdw14, kdw15}; " +
-        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw16, kdw17, kdw18, kdw19}, {kla4, kla5, kla6, kla7}, {klb0, klb1}, {kdw16, kdw17, kdw18, kdw19}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw20, kdw21, kdw22, kdw23}, {kla4, kla5, kla6, kla7}, {klb2, klb3}, {kdw20, kdw21, kdw22, kdw23}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw24, kdw25, kdw26, kdw27}, {kla4, kla5, kla6, kla7}, {klb4, klb5}, {kdw24, kdw25, kdw26, kdw27}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw28, kdw29, kdw30, kdw31}, {kla4, kla5, kla6, kla7}, {klb6, klb7}, {kdw28, kdw29, kdw30, kdw31}; " +
-        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw32, kdw33, kdw34, kdw35}, {kla8, kla9, kla10, kla11}, {klb0, klb1}, {kdw32, kdw33, kdw34, kdw35}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw36, kdw37, kdw38, kdw39}, {kla8, kla9, kla10, kla11}, {klb2, klb3}, {kdw36, kdw37, kdw38, kdw39}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw40, kdw41, kdw42, kdw43}, {kla8, kla9, kla10, kla11}, {klb4, klb5}, {kdw40, kdw41, kdw42, kdw43}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw44, kdw45, kdw46, kdw47}, {kla8, kla9, kla10, kla11}, {klb6, klb7}, {kdw44, kdw45, kdw46, kdw47}; " +
-        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw48, kdw49, kdw50, kdw51}, {kla12, kla13, kla14, kla15}, {klb0, klb1}, {kdw48, kdw49, kdw50, kdw51}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw52, kdw53, kdw54, kdw55}, {kla12, kla13, kla14, kla15}, {klb2, klb3}, {kdw52, kdw53, kdw54, kdw55}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw56, kdw57, kdw58, kdw59}, {kla12, kla13, kla14, kla15}, {klb4, klb5}, {kdw56, kdw57, kdw58, kdw59}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw60, kdw61, kdw62, kdw63}, {kla12, kla13, kla14, kla15}, {klb6, klb7}, {kdw60, kdw61, kdw62, kdw63}; " + "}";
-    const string LdsmStepAB =
-        "{ .reg .u32 kda; .reg .b32 kla<16>, klb<8>; mov.u32 kda, __dyn_shared_alloca; add.u32 kda, kda, %0; " +
-        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla0, kla1, kla2, kla3}, [kda]; ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla4, kla5, kla6, kla7}, [kda+1280]; " +
-        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla8, kla9, kla10, kla11}, [kda+2560]; ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla12, kla13, kla14, kla15}, [kda+3840]; " +
+        LdsmMmas + "}";
+    const string LdsmStepAB = LdsmLoadA +
         "{ .reg .u32 kdb; mov.u32 kdb, __dyn_shared_alloca; add.u32 kdb, kdb, %1; " +
         "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {klb0, klb1, klb2, klb3}, [kdb]; ldmatrix.sync.aligned.m8n8.x4.shared.b16 {klb4, klb5, klb6, klb7}, [kdb+1280]; } " +
-        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw0, kdw1, kdw2, kdw3}, {kla0, kla1, kla2, kla3}, {klb0, klb1}, {kdw0, kdw1, kdw2, kdw3}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw4, kdw5, kdw6, kdw7}, {kla0, kla1, kla2, kla3}, {klb2, klb3}, {kdw4, kdw5, kdw6, kdw7}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw8, kdw9, kdw10, kdw11}, {kla0, kla1, kla2, kla3}, {klb4, klb5}, {kdw8, kdw9, kdw10, kdw11}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw12, kdw13, kdw14, kdw15}, {kla0, kla1, kla2, kla3}, {klb6, klb7}, {kdw12, kdw13, kdw14, kdw15}; " +
-        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw16, kdw17, kdw18, kdw19}, {kla4, kla5, kla6, kla7}, {klb0, klb1}, {kdw16, kdw17, kdw18, kdw19}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw20, kdw21, kdw22, kdw23}, {kla4, kla5, kla6, kla7}, {klb2, klb3}, {kdw20, kdw21, kdw22, kdw23}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw24, kdw25, kdw26, kdw27}, {kla4, kla5, kla6, kla7}, {klb4, klb5}, {kdw24, kdw25, kdw26, kdw27}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw28, kdw29, kdw30, kdw31}, {kla4, kla5, kla6, kla7}, {klb6, klb7}, {kdw28, kdw29, kdw30, kdw31}; " +
-        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw32, kdw33, kdw34, kdw35}, {kla8, kla9, kla10, kla11}, {klb0, klb1}, {kdw32, kdw33, kdw34, kdw35}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw36, kdw37, kdw38, kdw39}, {kla8, kla9, kla10, kla11}, {klb2, klb3}, {kdw36, kdw37, kdw38, kdw39}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw40, kdw41, kdw42, kdw43}, {kla8, kla9, kla10, kla11}, {klb4, klb5}, {kdw40, kdw41, kdw42, kdw43}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw44, kdw45, kdw46, kdw47}, {kla8, kla9, kla10, kla11}, {klb6, klb7}, {kdw44, kdw45, kdw46, kdw47}; " +
-        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw48, kdw49, kdw50, kdw51}, {kla12, kla13, kla14, kla15}, {klb0, klb1}, {kdw48, kdw49, kdw50, kdw51}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw52, kdw53, kdw54, kdw55}, {kla12, kla13, kla14, kla15}, {klb2, klb3}, {kdw52, kdw53, kdw54, kdw55}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw56, kdw57, kdw58, kdw59}, {kla12, kla13, kla14, kla15}, {klb4, klb5}, {kdw56, kdw57, kdw58, kdw59}; mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {kdw60, kdw61, kdw62, kdw63}, {kla12, kla13, kla14, kla15}, {klb6, klb7}, {kdw60, kdw61, kdw62, kdw63}; " + "}";
+        LdsmMmas + "}";
 
     /// <summary>Stores alpha times the tile from the PTX registers (CUDA only), where the whole tile lies inside C and
     /// C's rows take 8-byte stores: <paramref name="top"/> is the device address of this lane's first element
