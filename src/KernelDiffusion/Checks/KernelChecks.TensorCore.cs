@@ -62,16 +62,20 @@ public static partial class KernelChecks
         // copies did not run.
         list.Add(Tf32GemmCase("gemm.v19.nt", GemmVersion.V19VectorTf32,
             new GemmShape { Batch = 2, M = 17, N = 19, K = 23, TransB = 1, StrideA = 17 * 23, StrideB = 23 * 19, StrideC = 17 * 19, Alpha = 1 }));
-        // v20 (v19 reading a row-major A, and a row-major B, by ldmatrix) at the same cases: where A is transposed it runs
-        // v19 (its two ".t?" cases check that dispatch), elsewhere its own reads, emulated off CUDA lane by lane.
+        // v20 (v19 reading a row-major A, and a row-major B, by ldmatrix) at the same cases, emulated off CUDA lane by
+        // lane; where A is transposed it runs v19, which two small cases check (v19's own are the ".t?" ones).
         foreach (var (version, tag) in new[] { (GemmVersion.V19VectorTf32, "v19.vector"), (GemmVersion.V20LdmatrixTf32, "v20.ldmatrix") })
         {
             list.Add(Tf32GemmCase($"gemm.{tag}.stores_inside", version,
                 new GemmShape { Batch = 2, M = 130, N = 96, K = 24, StrideA = 130 * 24, StrideB = 24 * 96, StrideC = 130 * 96, Alpha = 0.5f }, ownCopies: true));
             foreach (var (ta, tb) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
-                list.Add(Tf32GemmCase($"gemm.{tag}.multi_tile_128.{(ta == 1 ? "t" : "n")}{(tb == 1 ? "t" : "n")}", version,
-                    new GemmShape { Batch = 2, M = 140, N = 132, K = 40, TransA = ta, TransB = tb, StrideA = 140 * 40, StrideB = 40 * 132, StrideC = 140 * 132, Alpha = 1 },
-                    ownCopies: true));
+                list.Add(version == GemmVersion.V20LdmatrixTf32 && ta == 1
+                    ? Tf32GemmCase($"gemm.{tag}.a_transposed.t{(tb == 1 ? "t" : "n")}", version,
+                        new GemmShape { Batch = 2, M = 12, N = 16, K = 8, TransA = 1, TransB = tb, StrideA = 12 * 8, StrideB = 8 * 16, StrideC = 12 * 16, Alpha = 1 },
+                        ownCopies: true)
+                    : Tf32GemmCase($"gemm.{tag}.multi_tile_128.{(ta == 1 ? "t" : "n")}{(tb == 1 ? "t" : "n")}", version,
+                        new GemmShape { Batch = 2, M = 140, N = 132, K = 40, TransA = ta, TransB = tb, StrideA = 140 * 40, StrideB = 40 * 132, StrideC = 140 * 132, Alpha = 1 },
+                        ownCopies: true));
             list.Add(Tf32GemmCase($"gemm.{tag}.seven_stages", version,
                 new GemmShape { Batch = 2, M = 33, N = 40, K = 100, StrideA = 33 * 100, StrideB = 100 * 40, StrideC = 33 * 40, Alpha = 1 }, ownCopies: true));
             list.Add(Tf32GemmCase($"gemm.{tag}.two_level_batch", version, new GemmShape
