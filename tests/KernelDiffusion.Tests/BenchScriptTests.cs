@@ -4,8 +4,9 @@ using Xunit.Abstractions;
 
 namespace KernelDiffusion.Tests;
 
-/// <summary>The Python tools the GPU run ends with (bench/join.py, bench/fastest.py), on small hand-made results: a
-/// mistake there would only show after the lent GPU's minutes were spent. Skipped where there is no python3.</summary>
+/// <summary>The Python tools the GPU run ends with (bench/join.py, bench/fastest.py, scripts/ncu-sass.py), on small
+/// hand-made results: a mistake there would only show after the lent GPU's minutes were spent. Skipped where there is no
+/// python3.</summary>
 public sealed class BenchScriptTests(ITestOutputHelper log) : IDisposable
 {
     readonly string dir = Directory.CreateTempSubdirectory("kd-bench-scripts").FullName;
@@ -30,7 +31,7 @@ public sealed class BenchScriptTests(ITestOutputHelper log) : IDisposable
         var python = Python();
         Skip.If(python == null, "python3 is not on PATH");
         var psi = new ProcessStartInfo(python!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(Root, "bench", script));
+        psi.ArgumentList.Add(Path.Combine(Root, script.Contains('/') ? script : Path.Combine("bench", script)));   // bench/'s by name
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var output = p.StandardOutput.ReadToEndAsync();
@@ -90,6 +91,30 @@ public sealed class BenchScriptTests(ITestOutputHelper log) : IDisposable
         Assert.Contains("| sgemm.4096 | v2.tiled | 30.0 | v2.tiled | 30.0 | 1.00x | no | v5.tf32 | 0.6 |", md);
         Assert.Contains("| silu | v1.scalar | 0.9 | v2.float4 | 0.72 | 1.25x | **yes** | - | - |", md);
         Assert.Contains("1 of 2 cases would run faster with another passing fp32 version.", md);
+    }
+
+    /// <summary>Nsight Compute's per-instruction CSV (--page source --csv --print-source sass) summed by opcode: a
+    /// predicated instruction counts under its opcode, the wavefronts per executed instruction are the row's, and the
+    /// instruction with the most excess wavefronts leads the list.</summary>
+    [SkippableFact]
+    public void NcuSassSumsTheCountersByOpcode()
+    {
+        var csv = Write("k-sass.csv", """
+            "Kernel Name","Kernel_V19Kernel",
+            "Address","Source","Warp Stall Sampling (All Samples)","Instructions Executed","L1 Wavefronts Shared Excessive","L1 Wavefronts Shared","L1 Wavefronts Shared Ideal","L2 Theoretical Sectors Global Excessive","L2 Theoretical Sectors Global","L2 Theoretical Sectors Global Ideal"
+            "0x10","LDGSTS.E.BYPASS.128 desc[UR14][R2.64], P2, [R7]","10","100","1050","1450","400","1200","2800","1600"
+            "0x20","LDS R1, [R2]","30","200","0","200","200","0","0","0"
+            "0x30","@!P0 HMMA.1688.F32.TF32 R4, R8, R12, R4","5","400","0","0","0","0","0","0"
+            "0x40","@!P0 HMMA.1688.F32.TF32 R8, R8, R12, R8","5","400","0","0","0","0","0","0"
+            """);
+        var text = Run("scripts/ncu-sass.py", csv, "--top", "1");
+        Assert.Contains("shared wavefronts 1650 (ideal 600, excess 1050); L2 sectors 2800 (ideal 1600); stall samples 50", text);
+        var ldgsts = text.Split('\n').Single(l => l.StartsWith("LDGSTS.E.BYPASS.128 "));
+        Assert.Contains(" 14.50 ", ldgsts);
+        var hmma = text.Split('\n').Single(l => l.StartsWith("HMMA.1688.F32.TF32 "));
+        Assert.Contains(" 800 ", hmma);   // both predicated HMMA under one opcode
+        var listed = text[text.IndexOf("the 1 instructions", StringComparison.Ordinal)..].Split('\n')[1];
+        Assert.Contains("LDGSTS.E.BYPASS.128", listed);
     }
 
     [SkippableFact]
