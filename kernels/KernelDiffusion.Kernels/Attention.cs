@@ -948,8 +948,8 @@ public static partial class Attention
             ArrayView<float>, AttentionShape>(SharedBackwardKernel))(PerHead(acc, s), qkv, p, da, dqkv, s);
     }
 
-    /// <summary>v1 on the CPU accelerator. On GPUs v10 at heads of up to 32 channels, v11 at wider ones (up to 64), else v8,
-    /// where they run (32-lane warps, their shared memory); elsewhere (wider heads, OpenCL) v6 at heads of up to 32 channels and from
+    /// <summary>v1 on the CPU accelerator. On GPUs v10 at heads of up to 32 channels, v11 at wider ones (up to 64), where
+    /// they run (32-lane warps, their shared memory; v11 takes less than v8, so v8 is never the default); elsewhere (wider heads, OpenCL) v6 at heads of up to 32 channels and from
     /// 1024 positions (32x32) up, else v3 where a head fits its shared memory, else v2 above 1024 positions, else v1.
     /// On an H200 (bench/results/h200-2026-11-27), forward + backward:
     /// - call 1 (v1, v4, v6-v9 beside SDPA): v8 the fastest at all five cases: 0.159 ms against v6's 0.195 at fmnist's
@@ -968,7 +968,6 @@ public static partial class Attention
         => Launch.IsCpu(acc) ? AttentionVersion.V1Gemm
          : Runs(acc, s, AttentionVersion.V10WarpRowsQueryGrad) && s.Ch <= 32 ? AttentionVersion.V10WarpRowsQueryGrad
          : Runs(acc, s, AttentionVersion.V11WarpRowsLean) ? AttentionVersion.V11WarpRowsLean
-         : Runs(acc, s, AttentionVersion.V8WarpRows) ? AttentionVersion.V8WarpRows
          : FitsV4(s) && (s.Ch <= 32 || s.T >= 1024) ? AttentionVersion.V6TiledScores
          : FitsV3(s) ? AttentionVersion.V3SharedHead : s.T > 1024 ? AttentionVersion.V2Streaming : AttentionVersion.V1Gemm;
 

@@ -1072,14 +1072,21 @@ public static class Gemm
     /// <summary>The versions on 16-byte copies (v19, v20), which need VectorOperands (elsewhere they run v17).</summary>
     public static bool IsVector(GemmVersion v) => v is GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32;
 
-    /// <summary>Whether a tensor-core version gives the tensor cores its operands unrounded (v17-v19: cp.async copies fp32
+    /// <summary>The version whose kernel Run launches when asked for <paramref name="v"/>: v19 and v20 run v17 where an
+    /// operand row is not 16-byte aligned (VectorOperands), and v20 runs v19 where A is transposed (ldmatrix reads a
+    /// row-major A); every other version runs itself.</summary>
+    public static GemmVersion Effective(GemmVersion v, ArrayView<float> a, ArrayView<float> b, GemmShape s)
+        => IsVector(v) && !VectorOperands(a, b, s) ? GemmVersion.V17AsyncTf32
+         : v == GemmVersion.V20LdmatrixTf32 && s.TransA != 0 ? GemmVersion.V19VectorTf32 : v;
+
+    /// <summary>Whether a tensor-core version gives the tensor cores its operands unrounded (v17-v20: cp.async copies fp32
     /// values, which the tensor cores read truncated to tf32); v5 and v16 round them to nearest as they stage them.</summary>
     public static bool TruncatesTf32(GemmVersion v) => IsAsync(v);
 
     /// <summary>Threads per group of a tensor-core version (v5: TensorCore.Threads; v16-v19: 256).</summary>
     public static int Threads(GemmVersion v) => v == GemmVersion.V5Tf32 ? TensorCore.Threads : V16Threads;
 
-    /// <summary>Whether a version can run on this accelerator (v5 and v16-v19 need TensorCore.Runs).</summary>
+    /// <summary>Whether a version can run on this accelerator (v5 and v16-v20 need TensorCore.Runs).</summary>
     public static bool Runs(Accelerator acc, GemmVersion v) => v switch
     {
         _ when IsTf32(v) => TensorCore.Runs(acc, Threads(v)),
@@ -1160,8 +1167,7 @@ public static class Gemm
         {
             string name = $"gemm v{(int)v}";
             if (!Runs(acc, v)) throw TensorCore.Refusal(acc, name, V16Threads);
-            if (IsVector(v) && !VectorOperands(a, b, s)) v = GemmVersion.V17AsyncTf32;   // v19's and v20's copies need them
-            if (v == GemmVersion.V20LdmatrixTf32 && s.TransA != 0) v = GemmVersion.V19VectorTf32;   // ldmatrix needs A row-major
+            v = Effective(v, a, b, s);
             int grid = Math.Max(1, (int)Math.Min(s.Tiles(V16Tile), Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 2L));
             int pairs = VectorC(c, s, 2) ? 1 : 0;
             if (v == GemmVersion.V16PipelinedTf32)

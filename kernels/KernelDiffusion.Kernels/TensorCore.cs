@@ -116,7 +116,7 @@ public static class TensorCore
 }
 
 /// <summary>cp.async (sm_80): copies from global to shared memory that bypass registers, issued in commit groups a
-/// thread later waits for (GEMM v17-v19). On CUDA through inline PTX; elsewhere each copy happens at once, so committing and
+/// thread later waits for (GEMM v17-v20). On CUDA through inline PTX; elsewhere each copy happens at once, so committing and
 /// waiting do nothing.
 /// <para>The PTX needs addresses, which ILGPU 1.5.3 does not give a kernel (LoadEffectiveAddressAsPtr and
 /// Unsafe.AsPointer are refused inside kernels). So the source's device address comes from the host (a kernel

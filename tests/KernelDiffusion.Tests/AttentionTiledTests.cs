@@ -105,6 +105,10 @@ public sealed class AttentionTiledTests
         Assert.InRange(Attention.LeanSharedFloats(64, 0) * sizeof(float), 1, fourGroups);
         Assert.InRange(Attention.LeanSharedFloats(64, 1) * sizeof(float), 1, fourGroups);
         Assert.True(Attention.WarpRowsSharedFloats(64, 1) * sizeof(float) > fourGroups);
+        // v11 takes less than v8 in both passes at both padded widths, so it runs wherever v8 does (Choose never needs v8).
+        foreach (int cp in new[] { 32, 64 })
+            foreach (int pass in new[] { 0, 1 })
+                Assert.True(Attention.LeanSharedFloats(cp, pass) < Attention.WarpRowsSharedFloats(cp, pass), $"{cp} channels, pass {pass}");
         var s = new AttentionShape { N = 1, C = 64, T = 9, Heads = 2, NewOrder = 1 };
         using (var context = Context.Create(b => b.CPU(new CPUDevice(2, 1, 1)).EnableAlgorithms()))
         using (var acc = context.CreateCPUAccelerator(0))

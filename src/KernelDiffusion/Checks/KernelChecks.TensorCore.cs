@@ -8,7 +8,7 @@ namespace KernelDiffusion.Checks;
 
 public static partial class KernelChecks
 {
-    /// <summary>GEMM v5 and v16-v19 and conv v6 and v7 (tf32 tensor cores) at the kernel level. GEMM: every transpose pair at
+    /// <summary>GEMM v5 and v16-v20 and conv v6 and v7 (tf32 tensor cores) at the kernel level. GEMM: every transpose pair at
     /// a ragged shape inside one 64 x 64 tile, a shared operand with alpha and beta, attention's two-level batches, and
     /// ragged shapes past one tile (v16's 128 x 128 too) in both directions.
     /// <para>The reference is float64 on the inputs rounded to tf32 (what the tensor cores multiply; truncated for v17
@@ -165,30 +165,26 @@ public static partial class KernelChecks
             var a = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideA, s.OuterA)) + s.M * s.K);
             var b = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideB, s.OuterB)) + s.K * s.N);
             var c = Randn(r, s.Batch * s.M * s.N);
-            bool vector = false;
+            var ran = version;   // the kernel Gemm.Run launches for this version here (v19 and v20 fall back: Gemm.Effective)
             float[] got = OnTensorCoreTiles(d, Gemm.Threads(version), acc =>
             {
                 using var da = acc.Allocate1D(a.Select(v => (float)v).ToArray());
                 using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
                 // Beta = 0 must not read C: poison it then.
                 using var dc = acc.Allocate1D(c.Select(v => s.Beta == 0 ? float.NaN : (float)v).ToArray());
-                if (Gemm.IsVector(version))
-                {
-                    vector = Gemm.VectorOperands(da.View, db.View, s);
-                    if (ownCopies && !vector)
-                        throw new InvalidOperationException($"v{(int)version}'s operands are not 16-byte aligned here: v17 would run, not its copies");
-                }
+                ran = Gemm.Effective(version, da.View, db.View, s);
+                if (ownCopies && !Gemm.IsVector(ran))
+                    throw new InvalidOperationException($"v{(int)version}'s operands are not 16-byte aligned here: v17 would run, not its copies");
                 Gemm.Run(acc, da.View, db.View, dc.View, s, version);
                 return dc.GetAsArray1D();
             }, out string where);
-            // v17-v19 give the tensor cores their operands unrounded: they read them truncated to tf32.
+            // v17-v20 give the tensor cores their operands unrounded: they read them truncated to tf32.
             bool truncated = Gemm.TruncatesTf32(version);
             Func<double[], double[]> tf32 = truncated ? TruncatedTf32 : Tf32;
             double err = RelError(got, Gemm.Reference.Run(tf32(a), tf32(b), c, s));
             double raw = RelError(got, Gemm.Reference.Run(a, b, c, s));
-            string path = !Gemm.IsVector(version) ? "" : !vector ? "; as v17 (operands not 16-byte aligned)"
-                : version == GemmVersion.V20LdmatrixTf32 ? s.TransA == 0 ? "; 16-byte copies, A by ldmatrix" + (s.TransB == 1 ? ", B by ldmatrix" : "") : "; as v19 (A transposed)"
-                : "; 16-byte copies";
+            string path = ran != version ? $"; as v{(int)ran}" : ran == GemmVersion.V20LdmatrixTf32 ? "; 16-byte copies, ldmatrix"
+                : ran == GemmVersion.V19VectorTf32 ? "; 16-byte copies" : "";
             return (err, Fwd, $"against tf32-{(truncated ? "truncated" : "rounded")} inputs; {raw:E1} against the fp32 inputs{path}{where}");
         });
 
