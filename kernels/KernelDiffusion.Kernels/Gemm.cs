@@ -248,7 +248,7 @@ public struct Block8Runs : IStagedBlock<Block8Runs>
 /// per-shape tuning) and the checks a version (Gemm.At).</summary>
 public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16, V17AsyncTf32 = 17, V18PackedTf32 = 18, V19VectorTf32 = 19, V20LdmatrixTf32 = 20 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16, V17AsyncTf32 = 17, V18PackedTf32 = 18, V19VectorTf32 = 19, V20LdmatrixTf32 = 20, V21Tf32x3 = 21 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
@@ -263,7 +263,10 @@ public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V
 /// three stages deep, the operands' fp32 bits given to the tensor cores as they are (truncated, not rounded). v18: v17
 /// with its shared tiles laid out in fragments, read 16 bytes at a time. v19: v17 copying 16 bytes at a time where every
 /// operand row is 16-byte aligned (an operand whose rows run along k kept row-major in shared memory); elsewhere v17.
-/// v20: v19 reading a row-major A's fragments (and a row-major B's) by ldmatrix; v19 where A is transposed.</summary>
+/// v20: v19 reading a row-major A's fragments (and a row-major B's) by ldmatrix; v19 where A is transposed. v21: fp32 on the
+/// tensor cores, v20's and v19's pipelines with every product taken as three tf32 mma (3xTF32: each operand split into
+/// a tf32 big part and the rest; WarpTile64.Stage16Tf32x3), in all four transpose pairs; where an operand row is not
+/// 16-byte aligned, the fp32 default. Opt-in until measured on a GPU.</summary>
 public static class Gemm
 {
     const int MaxTile = 16;
@@ -811,7 +814,7 @@ public static class Gemm
     public static int AsyncSharedFloats(GemmVersion v, GemmShape s) => v switch
     {
         GemmVersion.V18PackedTf32 => 2 * V17Stages * V18Buffer,
-        GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 => V17Stages * (V19Buffer(1 - s.TransA) + V19Buffer(s.TransB)),
+        GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 or GemmVersion.V21Tf32x3 => V17Stages * (V19Buffer(1 - s.TransA) + V19Buffer(s.TransB)),
         _ => 2 * V17Stages * V16Buffer,
     };
 
@@ -953,20 +956,43 @@ public static class Gemm
     static void V20BTKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
         => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 1, 1, 1);
 
-    /// <summary>v19's body (and v20's: <paramref name="ldsm"/> 1, A row-major): <paramref name="aRows"/> and
-    /// <paramref name="bRows"/> (constants in each entry) say which operands are kept row-major (rows along k).</summary>
+    /// <summary>v21 (fp32 by three tf32 mma a product): v20's operand reads where A is row-major, v19's where it is
+    /// transposed. Nothing else differs from v19 and v20: the same copies, stages and stores.</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V21Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 1, 0, tf32x3: 1);
+
+    /// <summary>v21 with B transposed.</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V21BTKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 1, 1, tf32x3: 1);
+
+    /// <summary>v21 with A transposed.</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V21ATKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 0, 0, tf32x3: 1);
+
+    /// <summary>v21 with both transposed.</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V21ATBTKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 0, 1, tf32x3: 1);
+
+    /// <summary>v19's body (and v20's: <paramref name="ldsm"/> 1, A row-major; v21's: <paramref name="tf32x3"/> 1):
+    /// <paramref name="aRows"/> and <paramref name="bRows"/> (constants in each entry) say which operands are kept
+    /// row-major (rows along k).</summary>
     static void VectorTiles(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress,
-        long cAddress, int aRows, int bRows, int ldsm = 0)
+        long cAddress, int aRows, int bRows, int ldsm = 0, int tf32x3 = 0)
     {
         var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();   // A's three buffers, then B's (requested as Float4s, as v17's)
         var scratch = TensorCore.Scratch();
         WarpTile64.Declare();
+        if (tf32x3 != 0) WarpTile64.DeclareTf32x3();
         int t = Group.IdxX, warp = Warp.WarpIdx, lane = Warp.LaneIdx, g = lane >> 2, q = lane & 3;
         int wm = (warp >> 2) * 64, wn = (warp & 3) * 32, bufferA = V19Buffer(aRows), bufferB = V19Buffer(bRows), atB = V17Stages * bufferA;
         // This lane's first fragment value: (row g, k t) of a row-major tile, (k row t, column g) of a k-major one.
         int fragA = aRows != 0 ? (wm + g) * FragA.RowsPitch + q : q * V16Pitch + wm + g;
         int fragB = atB + (bRows != 0 ? (wn + g) * FragA.RowsPitch + q : q * V16Pitch + wn + g);
-        // v20: this lane's ldmatrix rows of the warp's first A tile and (row-major B) first pair of B tiles.
+        // v20 and v21: this lane's ldmatrix rows of the warp's first A tile and (row-major B) first pair of B tiles.
         int ldsmA = wm * FragA.RowsPitch + WarpTile64.LdsmRowA(lane), ldsmB = atB + wn * FragA.RowsPitch + WarpTile64.LdsmRowB(lane);
         for (int w = Grid.IdxX, tiles = s.Tiles(V16Tile); w < tiles; w += Grid.DimX)
         {
@@ -991,7 +1017,10 @@ public static class Gemm
                     CopyVectors(sh, atB + fill * bufferB, b, bAddress, bBase, s.N, s.K, n0, ahead, t, bRows);
                 }
                 AsyncCopy.Commit();
-                acc = ldsm != 0
+                acc = tf32x3 != 0
+                    ? WarpTile64.Stage16Tf32x3(acc, sh, cur * bufferA + ldsmA, sh.SubView(cur * bufferA + fragA), aRows, cur * bufferB + ldsmB,
+                        sh.SubView(cur * bufferB + fragB), bRows, V16Pitch, scratch)
+                    : ldsm != 0
                     ? WarpTile64.Stage16Ldsm(acc, sh, cur * bufferA + ldsmA, cur * bufferB + ldsmB, sh.SubView(cur * bufferB + fragB), bRows, V16Pitch, scratch)
                     : WarpTile64.Stage16Vector(acc, sh.SubView(cur * bufferA + fragA), sh.SubView(cur * bufferB + fragB), aRows, bRows, V16Pitch, scratch);
                 cur = cur == V17Stages - 1 ? 0 : cur + 1;
@@ -1066,30 +1095,34 @@ public static class Gemm
     /// <summary>The tensor-core versions (tf32: opt-in by name, never tuned to, as their results differ from fp32's).</summary>
     public static bool IsTf32(GemmVersion v) => v is GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 || IsAsync(v);
 
-    /// <summary>The cp.async versions (v17-v20).</summary>
+    /// <summary>The versions on tensor cores: the tf32 ones and v21 (fp32 by three tf32 mma).</summary>
+    public static bool UsesTensorCores(GemmVersion v) => IsTf32(v) || v == GemmVersion.V21Tf32x3;
+
+    /// <summary>The cp.async versions (v17-v21).</summary>
     static bool IsAsync(GemmVersion v) => v is GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32 || IsVector(v);
 
-    /// <summary>The versions on 16-byte copies (v19, v20), which need VectorOperands (elsewhere they run v17).</summary>
-    public static bool IsVector(GemmVersion v) => v is GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32;
+    /// <summary>The versions on 16-byte copies (v19-v21), which need VectorOperands.</summary>
+    public static bool IsVector(GemmVersion v) => v is GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 or GemmVersion.V21Tf32x3;
 
-    /// <summary>The version whose kernel Run launches when asked for <paramref name="v"/>: v19 and v20 run v17 where an
-    /// operand row is not 16-byte aligned (VectorOperands), and v20 runs v19 where A is transposed (ldmatrix reads a
-    /// row-major A); every other version runs itself.</summary>
-    public static GemmVersion Effective(GemmVersion v, ArrayView<float> a, ArrayView<float> b, GemmShape s)
-        => IsVector(v) && !VectorOperands(a, b, s) ? GemmVersion.V17AsyncTf32
+    /// <summary>The version whose kernel Run launches when asked for <paramref name="v"/>: where an operand row is not
+    /// 16-byte aligned (VectorOperands) v19 and v20 run v17 and v21 the accelerator's fp32 default (Choose), so that it
+    /// stays fp32; v20 runs v19 where A is transposed (ldmatrix reads a row-major A); every other version runs itself.</summary>
+    public static GemmVersion Effective(Accelerator acc, GemmVersion v, ArrayView<float> a, ArrayView<float> b, GemmShape s)
+        => IsVector(v) && !VectorOperands(a, b, s) ? v == GemmVersion.V21Tf32x3 ? Choose(acc, s) : GemmVersion.V17AsyncTf32
          : v == GemmVersion.V20LdmatrixTf32 && s.TransA != 0 ? GemmVersion.V19VectorTf32 : v;
 
-    /// <summary>Whether a tensor-core version gives the tensor cores its operands unrounded (v17-v20: cp.async copies fp32
-    /// values, which the tensor cores read truncated to tf32); v5 and v16 round them to nearest as they stage them.</summary>
-    public static bool TruncatesTf32(GemmVersion v) => IsAsync(v);
+    /// <summary>Whether a tf32 version gives the tensor cores its operands unrounded (v17-v20: cp.async copies fp32 values,
+    /// which the tensor cores read truncated to tf32); v5 and v16 round them to nearest as they stage them. (v21 splits
+    /// them: its small parts are read truncated.)</summary>
+    public static bool TruncatesTf32(GemmVersion v) => IsAsync(v) && v != GemmVersion.V21Tf32x3;
 
-    /// <summary>Threads per group of a tensor-core version (v5: TensorCore.Threads; v16-v19: 256).</summary>
+    /// <summary>Threads per group of a tensor-core version (v5: TensorCore.Threads; v16-v21: 256).</summary>
     public static int Threads(GemmVersion v) => v == GemmVersion.V5Tf32 ? TensorCore.Threads : V16Threads;
 
-    /// <summary>Whether a version can run on this accelerator (v5 and v16-v20 need TensorCore.Runs).</summary>
+    /// <summary>Whether a version can run on this accelerator (v5 and v16-v21 need TensorCore.Runs).</summary>
     public static bool Runs(Accelerator acc, GemmVersion v) => v switch
     {
-        _ when IsTf32(v) => TensorCore.Runs(acc, Threads(v)),
+        _ when UsesTensorCores(v) => TensorCore.Runs(acc, Threads(v)),
         _ when IsUnrolled(v) => acc.MaxNumThreadsPerGroup >= UnrolledSide * UnrolledSide,
         _ => true,
     };
@@ -1102,7 +1135,7 @@ public static class Gemm
     /// v3 (a row per thread: 5.3 s at 4096 on an H100), v1 and v9 (on an H100 they lost at all 8 of conv v13's GEMM shapes
     /// whose trials bench/results/h100-2026-11-26b lists, 3-36x the winner, up to 91 ms a trial).</summary>
     public static bool Tunable(Accelerator acc, GemmVersion v)
-        => !IsTf32(v) && Runs(acc, v)
+        => !UsesTensorCores(v) && Runs(acc, v)
            && (Launch.IsCpu(acc) ? v != GemmVersion.V2Tiled : v is not (GemmVersion.V1Naive or GemmVersion.V3Rows or GemmVersion.V9CpuBlocks));
 
     /// <summary>The side of a thread's register block for the register-tiled versions (v4, v6-v8, v10-v15; their tiles on a GPU are
@@ -1136,6 +1169,8 @@ public static class Gemm
     public static void Run(Accelerator acc, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, GemmVersion? version = null)
     {
         var v = version ?? Choose(acc, s);
+        if (v == GemmVersion.V21Tf32x3 && !Runs(acc, v)) throw TensorCore.Refusal(acc, "gemm v21", V16Threads);
+        v = Effective(acc, v, a, b, s);
         if (v == GemmVersion.V9CpuBlocks)
         {
             var k = KernelCache.Get(acc, "gemm.v9",
@@ -1167,7 +1202,6 @@ public static class Gemm
         {
             string name = $"gemm v{(int)v}";
             if (!Runs(acc, v)) throw TensorCore.Refusal(acc, name, V16Threads);
-            v = Effective(v, a, b, s);
             int grid = Math.Max(1, (int)Math.Min(s.Tiles(V16Tile), Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 2L));
             int pairs = VectorC(c, s, 2) ? 1 : 0;
             if (v == GemmVersion.V16PipelinedTf32)
@@ -1183,6 +1217,7 @@ public static class Gemm
                     GemmVersion.V17AsyncTf32 => (Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int, long, long, long>)V17Kernel,
                     GemmVersion.V18PackedTf32 => V18Kernel,
                     GemmVersion.V20LdmatrixTf32 => s.TransB == 0 ? V20Kernel : V20BTKernel,
+                    GemmVersion.V21Tf32x3 => (s.TransA, s.TransB) switch { (0, 0) => V21Kernel, (0, _) => V21BTKernel, (_, 0) => V21ATKernel, _ => V21ATBTKernel },
                     _ => (s.TransA, s.TransB) switch { (0, 0) => V19Kernel, (0, _) => V19BTKernel, (_, 0) => V19ATKernel, _ => V19ATBTKernel },
                 };
                 string key = IsVector(v) ? $"gemm.v{(int)v}.{(s.TransA == 0 ? "n" : "t")}{(s.TransB == 0 ? "n" : "t")}" : $"gemm.v{(int)v}";

@@ -341,7 +341,7 @@ public struct WarpTile
 /// (24 shared reads per lane) for 16 mma, where WarpTile loads 16 for 8.
 /// <para>On CUDA its 64 accumulators per lane are PTX registers kdw0..kdw63, declared by <see cref="Declare"/> and used
 /// by inline PTX only, for WarpTile's reason. Elsewhere they are two emulated WarpTiles (rows 0-31 and 32-63).</para></summary>
-public struct WarpTile64
+public partial struct WarpTile64
 {
     WarpTile top, bottom;
 

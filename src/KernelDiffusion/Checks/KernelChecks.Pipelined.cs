@@ -119,9 +119,14 @@ public static partial class KernelChecks
             where = "";
             return f(d.Accelerator);
         }
-        using var context = Context.Create(b => b.CPU(shape).EnableAlgorithms());
-        using var acc = context.CreateCPUAccelerator(0);
         where = elsewhere;
-        return f(acc);
+        var acc = ShapedDevices.GetOrAdd((shape.WarpSize, shape.MaxNumThreadsPerGroup, shape.NumMultiprocessors),
+            _ => new Lazy<Accelerator>(() => Context.Create(b => b.CPU(shape).EnableAlgorithms()).CreateCPUAccelerator(0))).Value;
+        lock (acc) return f(acc);
     }
+
+    /// <summary>The CPU devices of other shapes the checks run on, one per shape for the process: each case on a fresh
+    /// one compiled its kernels again (most of a tensor-core case's 8-12 s on 2 cores). Never disposed: they live as
+    /// long as the process, as kd's own device does.</summary>
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<(int, int, int), Lazy<Accelerator>> ShapedDevices = new();
 }

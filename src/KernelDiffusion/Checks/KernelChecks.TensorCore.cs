@@ -87,6 +87,27 @@ public static partial class KernelChecks
                 new GemmShape { Batch = 3, M = 9, N = 12, K = 16, StrideA = 9 * 16, StrideB = 0, StrideC = 9 * 12, Alpha = -0.7f, Beta = 1.3f }, ownCopies: true));
         }
 
+        // v21 (fp32 by three tf32 mma) against float64 on the fp32 operands at the fp32 tolerance: past one 128 x 128 tile
+        // in both directions (N's last copy of a row at its edge, k 2.5 stages) untransposed, the other three transpose
+        // pairs inside one tile (the emulation takes three products a step: the suite's time), seven stages, a shared B
+        // with alpha and beta, two-level batches; with rows of 23 floats it runs the fp32 default, which one case checks.
+        list.Add(Tf32x3GemmCase("gemm.v21.tf32x3.multi_tile_128.nn",
+            new GemmShape { Batch = 2, M = 140, N = 132, K = 40, StrideA = 140 * 40, StrideB = 40 * 132, StrideC = 140 * 132, Alpha = 1 }));
+        foreach (var (ta, tb) in new[] { (0, 1), (1, 0), (1, 1) })
+            list.Add(Tf32x3GemmCase($"gemm.v21.tf32x3.{(ta == 1 ? "t" : "n")}{(tb == 1 ? "t" : "n")}",
+                new GemmShape { Batch = 2, M = 12, N = 16, K = 24, TransA = ta, TransB = tb, StrideA = 12 * 24, StrideB = 24 * 16, StrideC = 12 * 16, Alpha = 1 }));
+        list.Add(Tf32x3GemmCase("gemm.v21.tf32x3.seven_stages",
+            new GemmShape { Batch = 2, M = 33, N = 40, K = 100, StrideA = 33 * 100, StrideB = 100 * 40, StrideC = 33 * 40, Alpha = 1 }));
+        list.Add(Tf32x3GemmCase("gemm.v21.tf32x3.alpha_beta_shared_b",
+            new GemmShape { Batch = 3, M = 9, N = 12, K = 16, TransB = 1, StrideA = 9 * 16, StrideB = 0, StrideC = 9 * 12, Alpha = -0.7f, Beta = 1.3f }));
+        list.Add(Tf32x3GemmCase("gemm.v21.tf32x3.two_level_batch", new GemmShape
+        {
+            Batch = 4, M = 12, N = 12, K = 8, TransA = 1, Alpha = 1, Split = 2,
+            StrideA = 12 * 8, OuterA = 3 * 12 * 8, StrideB = 8 * 12, OuterB = 3 * 8 * 12, StrideC = 12 * 12, OuterC = 2 * 12 * 12,
+        }));
+        list.Add(Tf32x3GemmCase("gemm.v21.unaligned_rows",
+            new GemmShape { Batch = 2, M = 17, N = 19, K = 23, StrideA = 17 * 23, StrideB = 23 * 19, StrideC = 17 * 19, Alpha = 1 }));
+
         // Conv v6 and v7: all three passes at conv v1-v5's shapes (3x3 stride 1 and 2, 1x1), past one 64 x 64 tile, and the
         // weight gradient with k split in 3 slices (K = 2*9*10 = 180 is not a multiple of them).
         foreach (var version in new[] { ConvVersion.V6Tf32, ConvVersion.V7HoistedTf32 })
@@ -172,7 +193,7 @@ public static partial class KernelChecks
                 using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
                 // Beta = 0 must not read C: poison it then.
                 using var dc = acc.Allocate1D(c.Select(v => s.Beta == 0 ? float.NaN : (float)v).ToArray());
-                ran = Gemm.Effective(version, da.View, db.View, s);
+                ran = Gemm.Effective(acc, version, da.View, db.View, s);
                 if (ownCopies && !Gemm.IsVector(ran))
                     throw new InvalidOperationException($"v{(int)version}'s operands are not 16-byte aligned here: v17 would run, not its copies");
                 Gemm.Run(acc, da.View, db.View, dc.View, s, version);
@@ -186,6 +207,35 @@ public static partial class KernelChecks
             string path = ran != version ? $"; as v{(int)ran}" : ran == GemmVersion.V20LdmatrixTf32 ? "; 16-byte copies, ldmatrix"
                 : ran == GemmVersion.V19VectorTf32 ? "; 16-byte copies" : "";
             return (err, Fwd, $"against tf32-{(truncated ? "truncated" : "rounded")} inputs; {raw:E1} against the fp32 inputs{path}{where}");
+        });
+
+    /// <summary>A GEMM v21 case: against float64 on the fp32 operands at the fp32 tolerance, as the fp32 versions are
+    /// checked (a tf32 product's error, about 1e-4 relative, fails it: so does dropping either small-part product). The
+    /// note gives the error of tf32 on the same operands beside it, and the kernel that ran: v21's own where every
+    /// operand row is 16-byte aligned (the case fails if not, unless its name says unaligned), else the fp32 default.</summary>
+    static Case Tf32x3GemmCase(string kernel, GemmShape s) => new(kernel,
+        $"[{s.Batch},{s.M},{s.K}]x[{(s.StrideB == 0 ? 1 : s.Batch)},{s.K},{s.N}]{(s.TransA == 1 ? " A^T" : "")}{(s.TransB == 1 ? " B^T" : "")}{(s.Split > 0 ? $" {s.Batch / s.Split}x{s.Split} batches" : "")}",
+        (d, r) =>
+        {
+            var a = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideA, s.OuterA)) + s.M * s.K);
+            var b = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideB, s.OuterB)) + s.K * s.N);
+            var c = Randn(r, s.Batch * s.M * s.N);
+            var ran = GemmVersion.V21Tf32x3;
+            bool unaligned = kernel.Contains("unaligned");
+            float[] got = OnTensorCoreTiles(d, Gemm.Threads(ran), acc =>
+            {
+                using var da = acc.Allocate1D(a.Select(v => (float)v).ToArray());
+                using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
+                using var dc = acc.Allocate1D(c.Select(v => s.Beta == 0 ? float.NaN : (float)v).ToArray());
+                ran = Gemm.Effective(acc, GemmVersion.V21Tf32x3, da.View, db.View, s);
+                if ((ran == GemmVersion.V21Tf32x3) == unaligned)
+                    throw new InvalidOperationException($"v{(int)ran} ran where the case expects {(unaligned ? "the fp32 default" : "v21's own kernel")}");
+                Gemm.Run(acc, da.View, db.View, dc.View, s, GemmVersion.V21Tf32x3);
+                return dc.GetAsArray1D();
+            }, out string where);
+            var want = Gemm.Reference.Run(a, b, c, s);
+            double tf32 = RelError(Gemm.Reference.Run(Tf32(a), Tf32(b), c, s).Select(v => (float)v).ToArray(), want);
+            return (RelError(got, want), Fwd, $"against the fp32 inputs (tf32 alone: {tf32:E1}){(ran != GemmVersion.V21Tf32x3 ? $"; as v{(int)ran}" : "")}{where}");
         });
 
     /// <summary>Runs f on the device's accelerator when it can run groups of <paramref name="threads"/> threads in 32-lane
