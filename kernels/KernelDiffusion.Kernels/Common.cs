@@ -7,12 +7,16 @@ namespace KernelDiffusion.Kernels;
 
 /// <summary>Floating-point operations and the fewest bytes a kernel must move. The roofline floor of a
 /// launch is max(Flops / peak rate, Bytes / bandwidth); <see cref="Tf32"/> says the peak is the tensor cores' tf32
-/// rate, not the fp32 FMA rate.</summary>
+/// rate, not the fp32 FMA rate, and <see cref="Tf32Passes"/> how many tf32 products each multiply-add takes there.</summary>
 public readonly record struct KernelCost(double Flops, double Bytes)
 {
     public bool Tf32 { get; init; }
 
-    public static KernelCost operator +(KernelCost a, KernelCost b) => new(a.Flops + b.Flops, a.Bytes + b.Bytes) { Tf32 = a.Tf32 && b.Tf32 };
+    /// <summary>tf32 products per multiply-add of a Tf32 cost: 3 for GEMM v21 (3xTF32), else 1 (0 reads as 1).</summary>
+    public int Tf32Passes { get; init; }
+
+    public static KernelCost operator +(KernelCost a, KernelCost b) => new(a.Flops + b.Flops, a.Bytes + b.Bytes)
+        { Tf32 = a.Tf32 && b.Tf32, Tf32Passes = Math.Max(a.Tf32Passes, b.Tf32Passes) };
 }
 
 /// <summary>Launch configurations chosen per accelerator.</summary>

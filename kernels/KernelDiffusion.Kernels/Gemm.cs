@@ -1093,7 +1093,7 @@ public static class Gemm
     }
 
     /// <summary>The tensor-core versions (tf32: opt-in by name, never tuned to, as their results differ from fp32's).</summary>
-    public static bool IsTf32(GemmVersion v) => v is GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 || IsAsync(v);
+    public static bool IsTf32(GemmVersion v) => v is GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 || IsAsync(v) && v != GemmVersion.V21Tf32x3;
 
     /// <summary>The versions on tensor cores: the tf32 ones and v21 (fp32 by three tf32 mma).</summary>
     public static bool UsesTensorCores(GemmVersion v) => IsTf32(v) || v == GemmVersion.V21Tf32x3;
@@ -1114,7 +1114,7 @@ public static class Gemm
     /// <summary>Whether a tf32 version gives the tensor cores its operands unrounded (v17-v20: cp.async copies fp32 values,
     /// which the tensor cores read truncated to tf32); v5 and v16 round them to nearest as they stage them. (v21 splits
     /// them: its small parts are read truncated.)</summary>
-    public static bool TruncatesTf32(GemmVersion v) => IsAsync(v) && v != GemmVersion.V21Tf32x3;
+    public static bool TruncatesTf32(GemmVersion v) => IsTf32(v) && IsAsync(v);
 
     /// <summary>Threads per group of a tensor-core version (v5: TensorCore.Threads; v16-v21: 256).</summary>
     public static int Threads(GemmVersion v) => v == GemmVersion.V5Tf32 ? TensorCore.Threads : V16Threads;
@@ -1169,7 +1169,8 @@ public static class Gemm
     public static void Run(Accelerator acc, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, GemmVersion? version = null)
     {
         var v = version ?? Choose(acc, s);
-        if (v == GemmVersion.V21Tf32x3 && !Runs(acc, v)) throw TensorCore.Refusal(acc, "gemm v21", V16Threads);
+        // Refused by the version asked for, before Effective picks the kernel that runs it here.
+        if (UsesTensorCores(v) && !Runs(acc, v)) throw TensorCore.Refusal(acc, $"gemm v{(int)v}", Threads(v));
         v = Effective(acc, v, a, b, s);
         if (v == GemmVersion.V9CpuBlocks)
         {
@@ -1191,7 +1192,6 @@ public static class Gemm
         }
         else if (v == GemmVersion.V5Tf32)
         {
-            if (!Runs(acc, v)) throw TensorCore.Refusal(acc, "gemm v5");
             var k = KernelCache.Get(acc, "gemm.v5",
                 x => x.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(V5Kernel));
             long tiles = s.Tiles(V5Tile);
@@ -1201,7 +1201,6 @@ public static class Gemm
         else if (v == GemmVersion.V16PipelinedTf32 || IsAsync(v))
         {
             string name = $"gemm v{(int)v}";
-            if (!Runs(acc, v)) throw TensorCore.Refusal(acc, name, V16Threads);
             int grid = Math.Max(1, (int)Math.Min(s.Tiles(V16Tile), Launch.IsCpu(acc) ? 2 : acc.NumMultiprocessors * 2L));
             int pairs = VectorC(c, s, 2) ? 1 : 0;
             if (v == GemmVersion.V16PipelinedTf32)

@@ -67,7 +67,10 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         Assert.False(Gemm.Runs(acc, GemmVersion.V18PackedTf32));
         Assert.False(Gemm.Runs(acc, GemmVersion.V19VectorTf32));
         Assert.False(Gemm.Runs(acc, GemmVersion.V20LdmatrixTf32));
+        Assert.False(Gemm.Runs(acc, GemmVersion.V21Tf32x3));
         Assert.True(Gemm.Runs(acc, GemmVersion.V4Blocked));
+        // v21's results are fp32's, but it stays opt-in until a GPU has timed it.
+        Assert.True(!Gemm.IsTf32(GemmVersion.V21Tf32x3) && Gemm.UsesTensorCores(GemmVersion.V21Tf32x3) && !Gemm.Tunable(acc, GemmVersion.V21Tf32x3));
         // Never tuned to, on any device: their results are tf32's.
         Assert.All(new[] { GemmVersion.V5Tf32, GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32, GemmVersion.V19VectorTf32, GemmVersion.V20LdmatrixTf32 },
             v => Assert.True(Gemm.IsTf32(v) && !Gemm.Tunable(acc, v)));
@@ -77,7 +80,7 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         var s = new GemmShape { Batch = 1, M = 2, N = 2, K = 2, Alpha = 1 };
         var e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, GemmVersion.V5Tf32));
         Assert.Contains("32-lane warps", e.Message);
-        foreach (var v in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32, GemmVersion.V19VectorTf32, GemmVersion.V20LdmatrixTf32 })
+        foreach (var v in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32, GemmVersion.V19VectorTf32, GemmVersion.V20LdmatrixTf32, GemmVersion.V21Tf32x3 })
         {
             e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, v));
             Assert.Contains("groups of 256 threads", e.Message);
@@ -120,6 +123,12 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         Assert.Equal(200, new Benchmarks.Peak(1000, 1, 10).FloorMs(cost with { Tf32 = true }), 6);
         Assert.Equal(2000, new Benchmarks.Peak(1000, 1, 10).FloorMs(cost), 6);
         Assert.True((cost with { Tf32 = true } + cost with { Tf32 = true }).Tf32);
+        // 3xTF32 (GEMM v21): three tf32 products a multiply-add; as fp32 where the tensor rate was not measured.
+        var x3 = cost with { Tf32 = true, Tf32Passes = 3 };
+        Assert.Equal(600, new Benchmarks.Peak(1000, 1, 10).FloorMs(x3), 6);
+        Assert.Equal(2000, new Benchmarks.Peak(1000, 1).FloorMs(x3), 6);
+        Assert.Equal(3, (x3 + cost with { Tf32 = true }).Tf32Passes);
+        Assert.True(Runtime.KernelVersions.IsTf32x3(GemmVersion.V21Tf32x3) && !Runtime.KernelVersions.IsTf32(GemmVersion.V21Tf32x3));
     }
 
     /// <summary>The accumulators stay in PTX registers across the k loop (not in local memory, where
@@ -152,6 +161,29 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         Assert.True(a.StackFrameBytes <= maxFrame, $"stack frame {a.StackFrameBytes} B: the accumulators went to local memory");
         Assert.True(a.SpillStoreBytes <= maxSpill, a.Message);
     }
+
+    /// <summary>GEMM v21 issues three mma for each of v20's (3xTF32), in all four of its entries, and ptxas assembles
+    /// them within v20's register bound (ptxas 11.8 spilled 0-44 bytes, 4 spill instructions at most in a stage loop of
+    /// 323-355: scripts/sass-loops.py).</summary>
+    [SkippableFact]
+    public void V21IssuesThreeMmaForEachOfV20s()
+    {
+        static int Mmas(string code) => code.Split("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32").Length - 1;
+        var v20 = OfflineCompile.CompileAll("ptx", filter: "Gemm.V20Kernel").Single();
+        var v21 = OfflineCompile.CompileAll("ptx", filter: "Gemm.V21").ToList();
+        Assert.Equal(4, v21.Count);
+        var ptxas = Ptxas.Find();
+        foreach (var r in v21)
+        {
+            Assert.True(r.Ok, r.Message);
+            Assert.Equal(3 * Mmas(v20.Code!), Mmas(r.Code!));
+            if (ptxas == null) continue;
+            var a = Ptxas.Assemble(ptxas, r.Code!, r.Kernel);
+            output.WriteLine($"{r.Kernel}: {a.Message}");
+            Assert.True(a.Ok && a.Parsed && a.SpillStoreBytes <= 64, a.Message);
+        }
+        Skip.If(ptxas == null, $"ptxas not found: {Ptxas.HowToGet}");
+    }
 }
 
 /// <summary>KD_KERNELS: forcing kernel versions by name for a whole run (how a user opts into the tf32 versions).</summary>
@@ -179,7 +211,7 @@ public sealed class KernelVersionNamesTests
     }
 
     [Theory]
-    [InlineData("gemm=v21", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32), v6 (blocked8), v7 (vector), v8 (vector4), v9 (cpublocks), v10 (pipelined), v11 (pipelined4), v12 (unrolled), v13 (unrolled4), v14 (padded), v15 (padded4), v16 (pipelinedtf32), v17 (asynctf32), v18 (packedtf32), v19 (vectortf32), v20 (ldmatrixtf32))")]
+    [InlineData("gemm=v22", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32), v6 (blocked8), v7 (vector), v8 (vector4), v9 (cpublocks), v10 (pipelined), v11 (pipelined4), v12 (unrolled), v13 (unrolled4), v14 (padded), v15 (padded4), v16 (pipelinedtf32), v17 (asynctf32), v18 (packedtf32), v19 (vectortf32), v20 (ldmatrixtf32), v21 (tf32x3))")]
     [InlineData("gemm=5", "is not family=vN")]
     [InlineData("matmul=v2", "unknown kernel family 'matmul'")]
     [InlineData("conv=v2,gemm", "is not family=vN")]

@@ -32,8 +32,9 @@ public sealed record Peak(double CopyGBs, double Fp32TFlops, double Tf32TFlops =
 {
     public double FloorMs(KernelCost c)
     {
-        double rate = c.Tf32 && Tf32TFlops > 0 ? Tf32TFlops : Fp32TFlops;
-        return Math.Max(c.Flops / (rate * 1e9), c.Bytes / (CopyGBs * 1e6));
+        bool mma = c.Tf32 && Tf32TFlops > 0;
+        double flops = mma ? c.Flops * Math.Max(1, c.Tf32Passes) : c.Flops;
+        return Math.Max(flops / ((mma ? Tf32TFlops : Fp32TFlops) * 1e9), c.Bytes / (CopyGBs * 1e6));
     }
 }
 

@@ -74,12 +74,14 @@ public sealed class BenchRunner(ComputeDevice d, Peak peak, BenchTimer timer)
     /// the family says cannot run here (<paramref name="runs"/>: its Runs predicate; for conv also Covers, since a version
     /// that does not cover a geometry runs the default in its place) and SkipVersions are left out, but never the default:
     /// it always gets a row, its time or the error that says why it cannot run (a filtered default once left a case
-    /// without any row). A tf32 version (its name ends in Tf32) is costed against the tensor cores' rate.</summary>
+    /// without any row). A tf32 version (its name ends in Tf32) is costed against the tensor cores' rate, a 3xTF32 one
+    /// (Tf32x3: GEMM v21) against a third of it.</summary>
     IEnumerable<PreparedRun> Versions<TV>(string name, TV chosen, KernelCost cost, Action<TV> run, Func<TV, bool>? runs = null) where TV : struct, Enum
         => (AllVersions ? Enum.GetValues<TV>() : [chosen])
             .Where(v => v.Equals(chosen) || (runs?.Invoke(v) ?? true))
             .Where(v => v.Equals(chosen) || !SkipVersions.Contains($"{KernelVersions.FamilyOf(typeof(TV))}=v{Convert.ToInt32(v)}"))
-            .Select(v => new PreparedRun(name, KernelVersions.Label(v), v.Equals(chosen), KernelVersions.IsTf32(v) ? cost with { Tf32 = true } : cost, () => run(v)));
+            .Select(v => new PreparedRun(name, KernelVersions.Label(v), v.Equals(chosen), KernelVersions.IsTf32(v) ? cost with { Tf32 = true }
+                : KernelVersions.IsTf32x3(v) ? cost with { Tf32 = true, Tf32Passes = 3 } : cost, () => run(v)));
 
     /// <summary>The same for an op-level run, with the version forced through the device's KernelVersions.</summary>
     IEnumerable<PreparedRun> Forced<TV>(string name, TV chosen, Action<KernelVersions, TV> force, KernelCost cost, Action run,

@@ -100,6 +100,10 @@ public sealed class KernelVersions
     /// <summary>Whether a version runs on tf32 tensor cores (its name ends in Tf32): opt-in by name, never tuned to.</summary>
     public static bool IsTf32<TV>(TV v) where TV : struct, Enum => v.ToString().EndsWith("Tf32", StringComparison.Ordinal);
 
+    /// <summary>Whether a version computes fp32 products as three tf32 ones on the tensor cores (its name ends in Tf32x3:
+    /// GEMM v21): its results are fp32's to rounding, its floor a third of the tf32 rate.</summary>
+    public static bool IsTf32x3<TV>(TV v) where TV : struct, Enum => v.ToString().EndsWith("Tf32x3", StringComparison.Ordinal);
+
     /// <summary>The kernel families by the names KD_KERNELS and kd bench --skip-versions use.</summary>
     public static IReadOnlyDictionary<string, Type> Families { get; } = new Dictionary<string, Type>
     {
