@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# GEMM v21's first GPU run (written 2026-11-27c, a session without a GPU), under 6 minutes:
+# - kd check on CUDA (v21's eight cases against float64 on the fp32 operands at the fp32 tolerance, beside every
+#   other case; nothing is timed if a check fails);
+# - SGEMM 4096 in three layouts at v14 (the fp32 default), v20 (tf32) and v21 (fp32 by three tf32 mma) beside PyTorch
+#   fp32 (cuBLAS SGEMM, TF32 off);
+# - the convolutions and both models' training and CFG steps with every GEMM on v21 (KD_KERNELS=gemm=v21: Winograd's
+#   batched GEMMs, the 1x1 convolutions, attention's dQ, the linears) beside the defaults and PyTorch fp32;
+# - 30 fmnist training steps from one seed at the defaults and on v21, losses side by side (same results to rounding?);
+# - Nsight Compute on v21 at NN with the per-instruction counters (is the tensor pipe the bound now?).
+# Predictions: bench/NOTES.md, "Tensor cores", GEMM v21.
+# Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
+# There: run with carry [".device"] and timeout_s 480:  bash scripts/gpu-v21.sh "$OUT"
+set -u
+out=${1:?usage: gpu-v21.sh OUTDIR}
+R=/tmp/kd-v21; tarball=v21-results.tgz
+. scripts/gpu-common.sh
+bash scripts/fixture-data.sh /tmp/fx
+timeout 90 $K check --device cuda --out "$R/check" > "$R/check.log" 2>&1
+stamp "check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
+if ! grep -q " 0 failed" "$R/check.log"; then grep -E "FAIL" "$R/check.log" | head -20; stamp "a check failed: nothing is timed"; exit 1; fi
+only_gemm() { skip_all_but gemm "$1" "$(seq 1 21)"; }
+timeout 60 $K bench --device cuda --no-steps --kernels sgemm.4096 --budget-ms 60 --skip-versions $(only_gemm "14 20 21") \
+  --out "$R/bench-sgemm" > "$R/bench-sgemm.log" 2>&1
+stamp "SGEMM layouts done"
+KD_KERNELS=gemm=v21 timeout 50 $K bench --device cuda --default-only --no-steps --kernels conv3x3. conv1x1. --budget-ms 40 \
+  --out "$R/bench-conv-v21" > "$R/bench-conv-v21.log" 2>&1
+KD_KERNELS=gemm=v21 timeout 60 $K bench --device cuda --default-only --no-kernels --kernels fmnist_unet. --budget-ms 100 \
+  --out "$R/bench-steps-v21" > "$R/bench-steps-v21.log" 2>&1
+timeout 60 $K bench --device cuda --default-only --budget-ms 60 --out "$R/bench-steps" > "$R/bench-defaults.log" 2>&1
+stamp "convolutions and fmnist steps on v21, and every case at the defaults, done"
+# train30 NAME [KD_KERNELS]: 30 fmnist training steps from seed 7 (batch 64, the fixture), the losses into $R/loss-NAME.csv.
+train30() {
+  rm -rf "/tmp/tr-$1"; env ${2:+KD_KERNELS=$2} timeout 60 $K train --config configs/fmnist_unet.json --data idx:/tmp/fx --steps 30 \
+    --batch 64 --seed 7 --out "/tmp/tr-$1" --device cuda > "$R/train-$1.log" 2>&1
+  cp "/tmp/tr-$1/loss.csv" "$R/loss-$1.csv" 2>/dev/null
+}
+train30 default; train30 v21 gemm=v21
+stamp "30 training steps at the defaults and on v21 done"
+timeout 120 python3 bench/torch_reference.py --device cuda --out "$R/torch.json" > "$R/torch.log" 2>&1
+python3 bench/join.py "$R/bench-steps/bench.json" "$R/torch.json" --out "$R/ratios.md" > "$R/join.log" 2>&1
+python3 bench/join.py "$R/bench-sgemm/bench.json" "$R/torch.json" --out "$R/ratios-sgemm.md" > "$R/join-sgemm.log" 2>&1
+python3 bench/merge.py "$R/bench-v21.json" "$R/bench-conv-v21/bench.json" "$R/bench-steps-v21/bench.json" > /dev/null 2>&1
+python3 bench/join.py "$R/bench-v21.json" "$R/torch.json" --out "$R/ratios-v21.md" > "$R/join-v21.log" 2>&1
+stamp "torch done"
+NCU_SOURCE=1 ncu_case gemm-v21-nn 'V21Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "21")
+KD_KERNELS=gemm=v21 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
+  --budget-ms 100 --out "$R/bench-adm64-v21" > "$R/bench-adm64-v21.log" 2>&1
+TORCH_ADM64_S=100 adm64_train_step
+cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" | tail -1; grep -h "gemm.v21" "$R/check/check.md" | cut -c1-160
+grep -E "^\| sgemm" "$R/ratios-sgemm.md" | cut -d'|' -f2-7
+grep -E "^\|" "$R/ratios-v21.md" | cut -d'|' -f2-7 | head -40
+grep -h "default:" "$R"/bench-steps-v21.log "$R/bench-defaults.log" "$R"/bench-adm64*.log | cut -c1-110; tail -1 "$R/torch-adm64.log"
+grep -E "^\|" "$R/ratios.md" | cut -d'|' -f2-7 | head -70
+paste -d, "$R/loss-default.csv" "$R/loss-v21.csv" | sed -n '1p;2p;11p;21p;31p'; tail -2 "$R/train-v21.log"
+grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Issue Slots Busy|spends .* cycles|excessive|Tensor" "$R/gemm-v21-nn.txt" | cut -c1-120 | head -12
+python3 scripts/ncu-sass.py "$R/gemm-v21-nn-sass.csv" 2>&1 | head -20
