@@ -30,7 +30,7 @@ public static class TensorCore
 
     /// <summary>The error for a device where <see cref="Runs"/> is false.</summary>
     public static VersionNotApplicableException Refusal(Accelerator acc, string kernel, int threads = Threads) => new(
-        $"{kernel} (tf32 tensor cores) needs 32-lane warps and groups of {threads} threads; " +
+        $"{kernel} (tensor cores) needs 32-lane warps and groups of {threads} threads; " +
         $"{acc.Name} has {acc.WarpSize}-lane warps and groups of up to {acc.MaxNumThreadsPerGroup}");
 
     /// <summary>Rounds to tf32 (10 mantissa bits) to nearest, ties away from zero, as <c>cvt.rna.tf32.f32</c> does.

@@ -8,12 +8,13 @@ namespace KernelDiffusion.Checks;
 
 public static partial class KernelChecks
 {
-    /// <summary>GEMM v5 and v16-v20 and conv v6 and v7 (tf32 tensor cores) at the kernel level. GEMM: every transpose pair at
+    /// <summary>GEMM v5 and v16-v21 and conv v6 and v7 (tensor cores) at the kernel level. GEMM: every transpose pair at
     /// a ragged shape inside one 64 x 64 tile, a shared operand with alpha and beta, attention's two-level batches, and
     /// ragged shapes past one tile (v16's 128 x 128 too) in both directions.
     /// <para>The reference is float64 on the inputs rounded to tf32 (what the tensor cores multiply; truncated for v17
     /// and v18, which give them fp32 values), so the tolerance stays the forward one; the note gives the error against
-    /// the unrounded inputs too (tf32's own, about 1e-4).</para>
+    /// the unrounded inputs too (tf32's own, about 1e-4). v21 (fp32 by three tf32 mma) is held to float64 on the
+    /// unrounded inputs instead (Tf32x3GemmCase).</para>
     /// <para>Where the device cannot run their groups of 32-lane warps (128 threads; v16-v18's 256), as the CPU
     /// accelerator kd opens cannot, the case runs on a CPU accelerator built with 32-lane warps, where each mma is
     /// emulated through shared memory (see <see cref="TensorCore"/>), and says so.</para></summary>
