@@ -6,6 +6,7 @@
 #   fp32 (cuBLAS SGEMM, TF32 off);
 # - the convolutions and both models' training and CFG steps with every GEMM on v21 (KD_KERNELS=gemm=v21: Winograd's
 #   batched GEMMs, the 1x1 convolutions, attention's dQ, the linears) beside the defaults and PyTorch fp32;
+# - attention's GEMM-built versions (v1, v6, v7, v11) at adm64's shapes with their GEMMs on v21;
 # - 30 fmnist training steps from one seed at the defaults and on v21, losses side by side (same results to rounding?);
 # - Nsight Compute on v21 at NN with the per-instruction counters (is the tensor pipe the bound now?).
 # Predictions: bench/NOTES.md, "Tensor cores", GEMM v21.
@@ -29,6 +30,11 @@ KD_KERNELS=gemm=v21 timeout 60 $K bench --device cuda --default-only --no-kernel
   --out "$R/bench-steps-v21" > "$R/bench-steps-v21.log" 2>&1
 timeout 60 $K bench --device cuda --default-only --budget-ms 60 --out "$R/bench-steps" > "$R/bench-defaults.log" 2>&1
 stamp "convolutions and fmnist steps on v21, and every case at the defaults, done"
+# Attention's versions built on GEMMs (v1: scores and weights stored; v6, v7: dQ, and dK, by GEMM; v11: dQ by GEMM) with
+# those GEMMs on v21, beside v11 at the defaults: does 3xTF32 bring a GEMM path under SDPA at adm64's shapes?
+KD_KERNELS=gemm=v21 timeout 60 $K bench --device cuda --no-steps --kernels attention.forward_backward.adm64 attention.forward.adm64 \
+  --budget-ms 40 --skip-versions $(skip_all_but attention "1 6 7 11" "$(seq 1 12)") --out "$R/bench-attention-v21" > "$R/bench-attention-v21.log" 2>&1
+stamp "attention on v21's GEMMs done"
 # train30 NAME [KD_KERNELS]: 30 fmnist training steps from seed 7 (batch 64, the fixture), the losses into $R/loss-NAME.csv.
 train30() {
   rm -rf "/tmp/tr-$1"; env ${2:+KD_KERNELS=$2} timeout 60 $K train --config configs/fmnist_unet.json --data idx:/tmp/fx --steps 30 \
@@ -40,7 +46,7 @@ stamp "30 training steps at the defaults and on v21 done"
 timeout 120 python3 bench/torch_reference.py --device cuda --out "$R/torch.json" > "$R/torch.log" 2>&1
 python3 bench/join.py "$R/bench-steps/bench.json" "$R/torch.json" --out "$R/ratios.md" > "$R/join.log" 2>&1
 python3 bench/join.py "$R/bench-sgemm/bench.json" "$R/torch.json" --out "$R/ratios-sgemm.md" > "$R/join-sgemm.log" 2>&1
-python3 bench/merge.py "$R/bench-v21.json" "$R/bench-conv-v21/bench.json" "$R/bench-steps-v21/bench.json" > /dev/null 2>&1
+python3 bench/merge.py "$R/bench-v21.json" "$R/bench-conv-v21/bench.json" "$R/bench-steps-v21/bench.json" "$R/bench-attention-v21/bench.json" > /dev/null 2>&1
 python3 bench/join.py "$R/bench-v21.json" "$R/torch.json" --out "$R/ratios-v21.md" > "$R/join-v21.log" 2>&1
 stamp "torch done"
 NCU_SOURCE=1 ncu_case gemm-v21-nn 'V21Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "21")
@@ -49,7 +55,8 @@ KD_KERNELS=gemm=v21 timeout 40 $K bench --device cuda --default-only --no-kernel
 TORCH_ADM64_S=100 adm64_train_step
 cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" | tail -1; grep -h "gemm.v21" "$R/check/check.md" | cut -c1-160
 grep -E "^\| sgemm" "$R/ratios-sgemm.md" | cut -d'|' -f2-7
-grep -E "^\|" "$R/ratios-v21.md" | cut -d'|' -f2-7 | head -40
+grep -hE "^\| attention" "$R/bench-attention-v21/bench.md" | cut -d'|' -f2-5
+grep -E "^\|" "$R/ratios-v21.md" | cut -d'|' -f2-7 | head -60
 grep -h "default:" "$R"/bench-steps-v21.log "$R/bench-defaults.log" "$R"/bench-adm64*.log | cut -c1-110; tail -1 "$R/torch-adm64.log"
 grep -E "^\|" "$R/ratios.md" | cut -d'|' -f2-7 | head -70
 paste -d, "$R/loss-default.csv" "$R/loss-v21.csv" | sed -n '1p;2p;11p;21p;31p'; tail -2 "$R/train-v21.log"
