@@ -31,13 +31,14 @@ public static partial class Attention
     public static bool WarpRowsRun(Accelerator acc) => Launch.Has32LaneGroups(acc, WarpRowsThreads);
 
     /// <summary>Whether v8's forward and key side (lean: v11's) fit the shared memory a group may have here (SharedMemoryLimit).</summary>
-    public static bool WarpRowsFit(Accelerator acc, AttentionShape s, bool lean = false)
-        => Math.Max(PassBytes(s, 0, lean), PassBytes(s, 1, lean)) <= SharedMemoryLimit.MaxBytes(acc);
+    public static bool WarpRowsFit(Accelerator acc, AttentionShape s, bool lean = false, bool mma = false)
+        => Math.Max(PassBytes(s, 0, lean, mma), PassBytes(s, 1, lean)) <= SharedMemoryLimit.MaxBytes(acc);
 
     /// <summary>Bytes of shared memory a group of v8's pass (0 forward, 1 key side, 2 the dQ kernel, v10's and v12's) takes
     /// at this head; lean: v11's forward and key side.</summary>
-    static int PassBytes(AttentionShape s, int pass, bool lean)
-        => (lean && pass < 2 ? LeanSharedFloats(WarpRowsChannels(s.Ch), pass) : WarpRowsSharedFloats(WarpRowsChannels(s.Ch), pass)) * sizeof(float);
+    static int PassBytes(AttentionShape s, int pass, bool lean, bool mma = false)
+        => (mma && pass == 0 ? Tf32x3SharedFloats(WarpRowsChannels(s.Ch))
+            : lean && pass < 2 ? LeanSharedFloats(WarpRowsChannels(s.Ch), pass) : WarpRowsSharedFloats(WarpRowsChannels(s.Ch), pass)) * sizeof(float);
 
     /// <summary>Whether v8 takes this head: up to 64 channels.</summary>
     public static bool FitsV8(AttentionShape s) => s.Ch <= 64;
@@ -533,8 +534,8 @@ public static partial class Attention
     }
 
     /// <summary>v4's launch shape (PerRowTile), its shared memory as Float4s for the 16-byte reads.</summary>
-    static KernelConfig WarpRowsLaunch(Accelerator acc, AttentionShape s, int pass, bool lean = false)
-        => PerRowTile(acc, s, WarpRowsBlock, WarpRowsThreads, SharedMemoryConfig.RequestDynamic<Float4>(PassBytes(s, pass, lean) / 16));
+    static KernelConfig WarpRowsLaunch(Accelerator acc, AttentionShape s, int pass, bool lean = false, bool mma = false)
+        => PerRowTile(acc, s, WarpRowsBlock, WarpRowsThreads, SharedMemoryConfig.RequestDynamic<Float4>(PassBytes(s, pass, lean, mma) / 16));
 
     /// <summary>Refuses, naming the version, a device without v8's groups, a head past 64 channels, or a pass (0 forward,
     /// 1 key side) whose shared memory is past the limit.</summary>
@@ -547,19 +548,29 @@ public static partial class Attention
                                                     $"{acc.WarpSize}-lane warps and groups of up to {acc.MaxNumThreadsPerGroup}");
         if (!FitsV8(s))
             throw new VersionNotApplicableException($"{name} takes heads of up to 64 channels; these have {s.Ch}");
-        int bytes = PassBytes(s, pass, lean), limit = limitBytes ?? SharedMemoryLimit.MaxBytes(acc);
+        int bytes = PassBytes(s, pass, lean, IsMma(version)), limit = limitBytes ?? SharedMemoryLimit.MaxBytes(acc);
         if (bytes > limit)
             throw new VersionNotApplicableException($"{name}'s {(pass == 0 ? "forward" : "key side")} takes {bytes} bytes of shared memory " +
                                                     $"at {s.Ch}-channel heads; {acc.Name} allows {limit}");
     }
 
     /// <summary>The forward of a version that runs v8's kernels (UsesWarpRows): v8's for v8-v10, v11's
-    /// (Attention.WarpRowsLean.cs) for v11 and v12; a [N, C, T] and lse [N*H, T] in one launch.</summary>
+    /// (Attention.WarpRowsLean.cs) for v11 and v12, v13's (Attention.Tf32x3.cs) for v13; a [N, C, T] and lse [N*H, T] in
+    /// one launch.</summary>
     public static void WarpRowsForward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
         int? limitBytes = null, AttentionVersion version = AttentionVersion.V8WarpRows)
     {
         if (!UsesWarpRows(version)) throw new ArgumentException($"attention v{(int)version} does not run v8's kernels", nameof(version));
         RequireWarpRows(acc, s, 0, limitBytes, version);
+        if (IsMma(version))
+        {
+            KernelCache.Get(acc, "attention.v13.forward", x =>
+            {
+                Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = Tf32x3ForwardKernel;
+                return x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup));
+            })(WarpRowsLaunch(acc, s, 0, mma: true), qkv, a, lse, s, WarpRowsChannels(s.Ch));
+            return;
+        }
         bool lean = IsLean(version);
         KernelCache.Get(acc, lean ? "attention.v11.forward" : "attention.v8.forward", x =>
         {

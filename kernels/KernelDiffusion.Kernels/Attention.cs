@@ -28,7 +28,7 @@ public struct AttentionShape
 }
 
 public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4Tiled = 4, V6TiledScores = 6, V7TiledScoresDk = 7, V8WarpRows = 8, V9WarpRowsForward = 9, V10WarpRowsQueryGrad = 10, V11WarpRowsLean = 11,
-    V12WarpRowsLeanQueryGrad = 12 }
+    V12WarpRowsLeanQueryGrad = 12, V13Tf32x3Forward = 13 }
 
 /// <summary>v2, streaming: one thread per query row keeps a running max, sum and output (online softmax), so the
 /// T x T weights never exist; the backward recomputes them from the saved log-sum-exp: dQ by query row, dK and dV
@@ -53,7 +53,8 @@ public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4
 /// v10: v8 with dQ = alpha dS K by a warp-rows kernel over the stored dS, not by the batched GEMM.
 /// v11, lean warp rows (Attention.WarpRowsLean.cs): v8 in less shared memory (one V^T buffer in the forward, queries
 /// streaming 16 at a time in the key side), so four groups fit a multiprocessor at 64-channel heads. v12: v11 with v10's
-/// dQ kernel.</summary>
+/// dQ kernel. v13 (Attention.Tf32x3.cs): a forward on the tensor cores by 3xTF32 (fp32's accuracy), v11's backward;
+/// opt-in, not yet run on a GPU.</summary>
 public static partial class Attention
 {
     /// <summary>Element offset of q (0), k (1) or v (2) of head 0 of sample 0, and the stride between heads.</summary>
@@ -898,23 +899,27 @@ public static partial class Attention
     /// <summary>Whether a version can run at this shape on this accelerator: v8-v12 also need 32-lane warps in
     /// 128-thread groups (not kd's CPU device of 2-thread groups) and the shared memory of v8's (v11's) passes.</summary>
     public static bool Runs(Accelerator acc, AttentionShape s, AttentionVersion v)
-        => Runs(s, v) && (!UsesWarpRows(v) || WarpRowsRun(acc) && WarpRowsFit(acc, s, IsLean(v)));
+        => Runs(s, v) && (!UsesWarpRows(v) || WarpRowsRun(acc) && WarpRowsFit(acc, s, IsLean(v), IsMma(v)));
 
     /// <summary>Whether a version runs v8's kernels or v11's (v8-v12).</summary>
     public static bool UsesWarpRows(AttentionVersion v)
         => v is AttentionVersion.V8WarpRows or AttentionVersion.V9WarpRowsForward or AttentionVersion.V10WarpRowsQueryGrad || IsLean(v);
 
-    /// <summary>Whether a version runs v11's lean kernels (v11, v12).</summary>
-    static bool IsLean(AttentionVersion v) => v is AttentionVersion.V11WarpRowsLean or AttentionVersion.V12WarpRowsLeanQueryGrad;
+    /// <summary>Whether a version runs v11's lean kernels (v11, v12; v13 in its backward).</summary>
+    static bool IsLean(AttentionVersion v) => v is AttentionVersion.V11WarpRowsLean or AttentionVersion.V12WarpRowsLeanQueryGrad || IsMma(v);
+
+    /// <summary>Whether a version's forward runs on the tensor cores (v13).</summary>
+    static bool IsMma(AttentionVersion v) => v == AttentionVersion.V13Tf32x3Forward;
 
     /// <summary>Whether a version's backward makes dQ with v10's kernel (v10, v12), not the batched GEMM.</summary>
     static bool QueryGradByKernel(AttentionVersion v) => v is AttentionVersion.V10WarpRowsQueryGrad or AttentionVersion.V12WarpRowsLeanQueryGrad;
 
-    /// <summary>Whether attention=auto tries a version here: on the CPU accelerator not v2, v4, v6 and v7, where forward +
-    /// backward at fmnist's 14x14 (batch 4) took 6.5x and 12x v1's time (barriers are OS-thread barriers there), except at
-    /// shapes small enough (under 2^16 multiply-adds per product) that a trial costs nothing.</summary>
+    /// <summary>Whether attention=auto tries a version here: never v13 until a GPU has run it; on the CPU accelerator not v2,
+    /// v4, v6 and v7, where forward + backward at fmnist's 14x14 (batch 4) took 6.5x and 12x v1's time (barriers are
+    /// OS-thread barriers there), except at shapes small enough (under 2^16 multiply-adds per product) that a trial costs
+    /// nothing.</summary>
     public static bool Tunable(Accelerator acc, AttentionShape s, AttentionVersion v)
-        => !Launch.IsCpu(acc) || !SavesLogSumExp(v) || (long)s.Batch * s.T * s.T * s.Ch < 1 << 16;
+        => !IsMma(v) && (!Launch.IsCpu(acc) || !SavesLogSumExp(v) || (long)s.Batch * s.T * s.T * s.Ch < 1 << 16);
 
     /// <summary>Whether a version's forward keeps the log-sum-exp [N*H, T] for its backward (v2, v4, v6-v12), not the weights
     /// P [N*H, T, T] (v1, v3).</summary>

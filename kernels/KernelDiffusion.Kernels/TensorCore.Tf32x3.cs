@@ -92,6 +92,101 @@ public partial struct WarpTile64
         return Multiply(w, Big(f0), Big(f1), Big(f2), Big(f3), Big(e0), Big(e1), Big(e2), Big(e3), scratch);
     }
 
+    // Attention v13's forward (Attention.Tf32x3.cs) keeps a warp's 16 queries' scores for 32 keys in mma row tile 0
+    // (kdw0..15: 4 tiles of 8 keys) and its output for 64 channels in row tiles 1 and 2 (kdw16..47: channels 0-31, 32-63).
+
+    /// <summary>Row tile 0 (the scores) set to zero.</summary>
+    public static WarpTile64 ZeroScores(WarpTile64 w)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit(ZeroScoresPtx);
+            return w;
+        }
+        w.top = WarpTile.ZeroRowTile(w.top, 0);
+        return w;
+    }
+
+    /// <summary>Scores += A B over a stage of 16 values of k for row tile 0 only: A's 16 rows and B's 32 columns row-major
+    /// (rows of FragA.RowsPitch floats, B's 8-column tiles 16 rows apart in pairs, as Stage16Tf32x3 with both operands
+    /// row-major); <paramref name="aRow"/> and <paramref name="bRow"/> as there.</summary>
+    public static WarpTile64 ScoresTf32x3(WarpTile64 w, ArrayView<float> sh, int aRow, int bRow, ArrayView<float> scratch)
+    {
+        w = ScoreStep(w, sh, aRow, bRow, scratch);
+        return ScoreStep(w, sh, aRow + 8, bRow + 8, scratch);
+    }
+
+    static WarpTile64 ScoreStep(WarpTile64 w, ArrayView<float> sh, int aRow, int bRow, ArrayView<float> scratch)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit(LdsmSplitB, 4 * bRow);
+            CudaAsm.Emit(LdsmTile0, 4 * aRow);
+            return w;
+        }
+        Float4 p = TensorCore.LdsmEmulated(sh, bRow, scratch), q = TensorCore.LdsmEmulated(sh, bRow + RowTile, scratch);
+        FragB e0 = new() { B0 = p.X, B1 = p.Y }, e1 = new() { B0 = p.Z, B1 = p.W }, e2 = new() { B0 = q.X, B1 = q.Y }, e3 = new() { B0 = q.Z, B1 = q.W };
+        var f = FragA.Of(TensorCore.LdsmEmulated(sh, aRow, scratch));
+        FragA none = default;   // row tile 1's operand: it adds 0 to the output there
+        w.top = WarpTile.Emulated(w.top, Small(f), none, Big(e0), Big(e1), Big(e2), Big(e3), scratch);
+        w.top = WarpTile.Emulated(w.top, Big(f), none, Small(e0), Small(e1), Small(e2), Small(e3), scratch);
+        w.top = WarpTile.Emulated(w.top, Big(f), none, Big(e0), Big(e1), Big(e2), Big(e3), scratch);
+        return w;
+    }
+
+    /// <summary>Output += P V for one step of 8 keys, into row tile 1 (<paramref name="half"/> 0: channels 0-31) or 2
+    /// (half 1: channels 32-63): <paramref name="p"/> this lane's A fragment of P, <paramref name="v0"/>..v3 its B
+    /// fragments of the half's four 8-channel tiles.</summary>
+    public static WarpTile64 OutputTf32x3(WarpTile64 w, FragA p, FragB v0, FragB v1, FragB v2, FragB v3, int half, ArrayView<float> scratch)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit(SplitBValues, v0.B0, v0.B1, v1.B0, v1.B1, v2.B0, v2.B1, v3.B0, v3.B1);
+            if (half == 0) CudaAsm.Emit(ValuesTile1, p.A0, p.A1, p.A2, p.A3);
+            else CudaAsm.Emit(ValuesTile2, p.A0, p.A1, p.A2, p.A3);
+            return w;
+        }
+        FragA none = default;   // the other row tile of the emulated half: 0 added there
+        if (half == 0)
+        {
+            w.top = WarpTile.Emulated(w.top, none, Small(p), Big(v0), Big(v1), Big(v2), Big(v3), scratch);
+            w.top = WarpTile.Emulated(w.top, none, Big(p), Small(v0), Small(v1), Small(v2), Small(v3), scratch);
+            w.top = WarpTile.Emulated(w.top, none, Big(p), Big(v0), Big(v1), Big(v2), Big(v3), scratch);
+        }
+        else
+        {
+            w.bottom = WarpTile.Emulated(w.bottom, Small(p), none, Big(v0), Big(v1), Big(v2), Big(v3), scratch);
+            w.bottom = WarpTile.Emulated(w.bottom, Big(p), none, Small(v0), Small(v1), Small(v2), Small(v3), scratch);
+            w.bottom = WarpTile.Emulated(w.bottom, Big(p), none, Big(v0), Big(v1), Big(v2), Big(v3), scratch);
+        }
+        return w;
+    }
+
+    /// <summary>The output (row tiles 1 and 2) scaled: each lane's row g by <paramref name="top"/>, row g + 8 by
+    /// <paramref name="bottom"/>.</summary>
+    public static WarpTile64 ScaleOutput(WarpTile64 w, float top, float bottom)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit(ScaleOutputPtx, top, bottom);
+            return w;
+        }
+        w.top = WarpTile.ScaleRowTile(w.top, 1, top, bottom);
+        w.bottom = WarpTile.ScaleRowTile(w.bottom, 0, top, bottom);
+        return w;
+    }
+
+    const string ZeroScoresPtx = "mov.f32 kdw0, 0f00000000; mov.f32 kdw1, 0f00000000; mov.f32 kdw2, 0f00000000; mov.f32 kdw3, 0f00000000; " +
+        "mov.f32 kdw4, 0f00000000; mov.f32 kdw5, 0f00000000; mov.f32 kdw6, 0f00000000; mov.f32 kdw7, 0f00000000; " +
+        "mov.f32 kdw8, 0f00000000; mov.f32 kdw9, 0f00000000; mov.f32 kdw10, 0f00000000; mov.f32 kdw11, 0f00000000; " +
+        "mov.f32 kdw12, 0f00000000; mov.f32 kdw13, 0f00000000; mov.f32 kdw14, 0f00000000; mov.f32 kdw15, 0f00000000;";
+    // Row g of each lane's output is c0, c1 of each tile (kdw 4n, 4n + 1), row g + 8 c2, c3.
+    const string ScaleOutputPtx =
+        "mul.f32 kdw16, kdw16, %0; mul.f32 kdw17, kdw17, %0; mul.f32 kdw18, kdw18, %1; mul.f32 kdw19, kdw19, %1; mul.f32 kdw20, kdw20, %0; mul.f32 kdw21, kdw21, %0; mul.f32 kdw22, kdw22, %1; mul.f32 kdw23, kdw23, %1; " +
+        "mul.f32 kdw24, kdw24, %0; mul.f32 kdw25, kdw25, %0; mul.f32 kdw26, kdw26, %1; mul.f32 kdw27, kdw27, %1; mul.f32 kdw28, kdw28, %0; mul.f32 kdw29, kdw29, %0; mul.f32 kdw30, kdw30, %1; mul.f32 kdw31, kdw31, %1; " +
+        "mul.f32 kdw32, kdw32, %0; mul.f32 kdw33, kdw33, %0; mul.f32 kdw34, kdw34, %1; mul.f32 kdw35, kdw35, %1; mul.f32 kdw36, kdw36, %0; mul.f32 kdw37, kdw37, %0; mul.f32 kdw38, kdw38, %1; mul.f32 kdw39, kdw39, %1; " +
+        "mul.f32 kdw40, kdw40, %0; mul.f32 kdw41, kdw41, %0; mul.f32 kdw42, kdw42, %1; mul.f32 kdw43, kdw43, %1; mul.f32 kdw44, kdw44, %0; mul.f32 kdw45, kdw45, %0; mul.f32 kdw46, kdw46, %1; mul.f32 kdw47, kdw47, %1; ";
+
     static FragA Big(FragA f) => new() { A0 = TensorCore.RoundTf32(f.A0), A1 = TensorCore.RoundTf32(f.A1), A2 = TensorCore.RoundTf32(f.A2), A3 = TensorCore.RoundTf32(f.A3) };
     static FragA Small(FragA f) => new() { A0 = f.A0 - TensorCore.RoundTf32(f.A0), A1 = f.A1 - TensorCore.RoundTf32(f.A1), A2 = f.A2 - TensorCore.RoundTf32(f.A2), A3 = f.A3 - TensorCore.RoundTf32(f.A3) };
     static FragB Big(FragB f) => new() { B0 = TensorCore.RoundTf32(f.B0), B1 = TensorCore.RoundTf32(f.B1) };

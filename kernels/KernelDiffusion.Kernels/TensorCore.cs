@@ -286,6 +286,25 @@ public struct WarpTile
         return Emulated(i, j, e);
     }
 
+    /// <summary>The emulated accumulators of row tile i (0: rows 0-15, 1: 16-31) set to zero (attention v13's scores).</summary>
+    internal static WarpTile ZeroRowTile(WarpTile w, int i)
+    {
+        if (i == 0) w.c00 = w.c01 = w.c02 = w.c03 = default;
+        else w.c10 = w.c11 = w.c12 = w.c13 = default;
+        return w;
+    }
+
+    /// <summary>The emulated accumulators of row tile i scaled: each lane's row g (C0, C1) by <paramref name="top"/>, its row
+    /// g + 8 (C2, C3) by <paramref name="bottom"/> (attention v13's output, rescaled by the online softmax).</summary>
+    internal static WarpTile ScaleRowTile(WarpTile w, int i, float top, float bottom)
+    {
+        if (i == 0) (w.c00, w.c01, w.c02, w.c03) = (Scale(w.c00, top, bottom), Scale(w.c01, top, bottom), Scale(w.c02, top, bottom), Scale(w.c03, top, bottom));
+        else (w.c10, w.c11, w.c12, w.c13) = (Scale(w.c10, top, bottom), Scale(w.c11, top, bottom), Scale(w.c12, top, bottom), Scale(w.c13, top, bottom));
+        return w;
+    }
+
+    static MmaAcc Scale(MmaAcc c, float top, float bottom) => new() { C0 = c.C0 * top, C1 = c.C1 * top, C2 = c.C2 * bottom, C3 = c.C3 * bottom };
+
     /// <summary>Get's emulated accumulators.</summary>
     internal readonly float Emulated(int i, int j, int e)
     {
