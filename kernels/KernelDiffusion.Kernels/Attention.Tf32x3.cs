@@ -11,7 +11,8 @@ namespace KernelDiffusion.Kernels;
 /// One group of four warps per (head-batch, block of 64 queries), each warp 16 queries; keys stream in tiles of 32.
 /// Per tile a warp computes its 16 x 32 scores S = Q K^T as one mma row tile (4 tiles of 8 keys; Q and K staged
 /// row-major, rows along the channels, 16 channels a row as GEMM v20's stages, read by ldmatrix), reads them out of
-/// the PTX registers (16 a lane), runs the online softmax on them (a row's 4 lanes combine by shuffles), rescales its
+/// the PTX registers (16 a lane), runs the online softmax on them (a row's 4 lanes combine by shfl.sync; by the
+/// scratch off CUDA: TensorCore.QuadXor), rescales its
 /// output, and adds P V: P's C fragment serves as the A fragment of P V unshuffled by giving the mma's k index t the
 /// key 2t and k index t + 4 the key 2t + 1 (the sum over keys does not care about their order), which V's B
 /// fragments follow (rows 2t and 2t + 1). The output, 16 queries x 64 channels, stays in PTX registers (mma row tiles
@@ -66,8 +67,8 @@ public static partial class Attention
                 var x1 = MaskedScores(acc, 1, key + 8, s.T, alpha);
                 var x2 = MaskedScores(acc, 2, key + 16, s.T, alpha);
                 var x3 = MaskedScores(acc, 3, key + 24, s.T, alpha);
-                float n0 = XMath.Max(m0, QuadMax(XMath.Max(XMath.Max(XMath.Max(x0.X, x0.Y), XMath.Max(x1.X, x1.Y)), XMath.Max(XMath.Max(x2.X, x2.Y), XMath.Max(x3.X, x3.Y)))));
-                float n1 = XMath.Max(m1, QuadMax(XMath.Max(XMath.Max(XMath.Max(x0.Z, x0.W), XMath.Max(x1.Z, x1.W)), XMath.Max(XMath.Max(x2.Z, x2.W), XMath.Max(x3.Z, x3.W)))));
+                float n0 = XMath.Max(m0, QuadMax(XMath.Max(XMath.Max(XMath.Max(x0.X, x0.Y), XMath.Max(x1.X, x1.Y)), XMath.Max(XMath.Max(x2.X, x2.Y), XMath.Max(x3.X, x3.Y))), scratch));
+                float n1 = XMath.Max(m1, QuadMax(XMath.Max(XMath.Max(XMath.Max(x0.Z, x0.W), XMath.Max(x1.Z, x1.W)), XMath.Max(XMath.Max(x2.Z, x2.W), XMath.Max(x3.Z, x3.W))), scratch));
                 // Every tile has a key inside T, so n0 and n1 are finite; exp(-inf - n) = 0 for the first tile and the masked keys.
                 float k0 = XMath.Exp(m0 - n0), k1 = XMath.Exp(m1 - n1);
                 x0 = ExpRows2(x0, n0, n1); x1 = ExpRows2(x1, n0, n1); x2 = ExpRows2(x2, n0, n1); x3 = ExpRows2(x3, n0, n1);
@@ -80,8 +81,8 @@ public static partial class Attention
                 acc = AddValues(acc, sh, vLane + 16 * vPitch, vPitch, x2, cp, scratch);
                 acc = AddValues(acc, sh, vLane + 24 * vPitch, vPitch, x3, cp, scratch);
             }
-            l0 += Warp.ShuffleXor(l0, 1); l0 += Warp.ShuffleXor(l0, 2);
-            l1 += Warp.ShuffleXor(l1, 1); l1 += Warp.ShuffleXor(l1, 2);
+            l0 += TensorCore.QuadXor(l0, 1, scratch); l0 += TensorCore.QuadXor(l0, 2, scratch);
+            l1 += TensorCore.QuadXor(l1, 1, scratch); l1 += TensorCore.QuadXor(l1, 2, scratch);
             StoreOutputRows(a, lse, s, b, q0, acc, 1f / l0, 1f / l1, m0 + XMath.Log(l0), m1 + XMath.Log(l1), t, cp);
         }
     }
@@ -112,10 +113,10 @@ public static partial class Attention
     }
 
     /// <summary>The largest of a value over the four lanes of a row (lanes 4 g .. 4 g + 3).</summary>
-    static float QuadMax(float x)
+    static float QuadMax(float x, ArrayView<float> scratch)
     {
-        x = XMath.Max(x, Warp.ShuffleXor(x, 1));
-        return XMath.Max(x, Warp.ShuffleXor(x, 2));
+        x = XMath.Max(x, TensorCore.QuadXor(x, 1, scratch));
+        return XMath.Max(x, TensorCore.QuadXor(x, 2, scratch));
     }
 
     /// <summary>exp(x - n) of a tile's entries, n0 for row g's (X, Y), n1 for row g + 8's (Z, W).</summary>

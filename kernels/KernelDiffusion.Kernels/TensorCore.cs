@@ -82,6 +82,26 @@ public static class TensorCore
         return v;
     }
 
+    /// <summary>x of lane (this lane xor <paramref name="mask"/>, 1 or 2: within a row's four lanes), for the kernels that
+    /// hold mma fragments (attention v13): shfl.sync.bfly on CUDA; elsewhere through the warp's part of the scratch
+    /// (ILGPU's Warp.ShuffleXor does not compile for OpenCL).</summary>
+    public static float QuadXor(float x, int mask, ArrayView<float> scratch)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            float y;
+            if (mask == 1) CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 1, 31, -1;", out y, x);
+            else CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 2, 31, -1;", out y, x);
+            return y;
+        }
+        int warp = Warp.WarpIdx * 32 * OperandsPerLane, lane = Warp.LaneIdx;
+        scratch[warp + lane] = x;
+        Warp.Barrier();
+        float z = scratch[warp + (lane ^ mask)];
+        Warp.Barrier();
+        return z;
+    }
+
     /// <summary>The product from the fragments' definition: every lane publishes its six operands (truncated to tf32, as
     /// the tensor cores read them: a no-op on operands already rounded) in the warp's part of the scratch, then for each
     /// k reads A[g][k], A[g + 8][k], B[k][2t] and B[k][2t + 1] from the lanes that hold

@@ -134,6 +134,33 @@ public sealed class AttentionTiledTests
         }
     }
 
+    /// <summary>v13's forward (3xTF32 on the tensor cores) takes less shared memory than v11's and stays under 48 KB at
+    /// 64-channel heads (nothing to raise); it refuses devices without v8's warps by its own name, and attention=auto
+    /// never tries it until a GPU has run it.</summary>
+    [Fact]
+    public void V13ForwardFitsUnder48KbAndStaysOptIn()
+    {
+        Assert.InRange(Attention.Tf32x3SharedFloats(64) * sizeof(float), 1, 48 * 1024);
+        Assert.True(Attention.Tf32x3SharedFloats(64) < Attention.LeanSharedFloats(64, 0));
+        Assert.True(Attention.Tf32x3SharedFloats(32) < Attention.LeanSharedFloats(32, 0));
+        var s = new AttentionShape { N = 1, C = 64, T = 9, Heads = 2, NewOrder = 1 };
+        using (var context = Context.Create(b => b.CPU(new CPUDevice(2, 1, 1)).EnableAlgorithms()))
+        using (var acc = context.CreateCPUAccelerator(0))
+        using (var buffer = acc.Allocate1D<float>(3 * s.C * s.T))
+        {
+            Assert.False(Attention.Runs(acc, s, AttentionVersion.V13Tf32x3Forward));
+            Assert.Contains("attention v13 needs 32-lane warps", Assert.Throws<VersionNotApplicableException>(
+                () => Attention.WarpRowsForward(acc, s, buffer.View, buffer.View, buffer.View, version: AttentionVersion.V13Tf32x3Forward)).Message);
+        }
+        using (var context = Context.Create(b => b.CPU(new CPUDevice(32, 4, 1)).EnableAlgorithms()))
+        using (var acc = context.CreateCPUAccelerator(0))
+        {
+            Assert.True(Attention.Runs(acc, s, AttentionVersion.V13Tf32x3Forward));
+            Assert.False(Attention.Tunable(acc, s, AttentionVersion.V13Tf32x3Forward));
+            Assert.True(Attention.Tunable(acc, s, AttentionVersion.V11WarpRowsLean));
+        }
+    }
+
     /// <summary>The analytic float64 gradient kd check holds v4's wide heads to, against central differences of the
     /// float64 forward, in both head orders (3 heads of 5 channels, 6 positions).</summary>
     [Theory]
