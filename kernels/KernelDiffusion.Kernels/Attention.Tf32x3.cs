@@ -83,7 +83,9 @@ public static partial class Attention
             }
             l0 += TensorCore.QuadXor(l0, 1, scratch); l0 += TensorCore.QuadXor(l0, 2, scratch);
             l1 += TensorCore.QuadXor(l1, 1, scratch); l1 += TensorCore.QuadXor(l1, 2, scratch);
-            StoreOutputRows(a, lse, s, b, q0, acc, 1f / l0, 1f / l1, m0 + XMath.Log(l0), m1 + XMath.Log(l1), t, cp);
+            StoreRowTiles(a, s.Out(b, 0, 0), s, q0, acc, 1f / l0, 1f / l1, t, cp);
+            if (t == 0 && q0 < s.T) lse[b * s.T + q0] = m0 + XMath.Log(l0);
+            if (t == 0 && q0 + 8 < s.T) lse[b * s.T + q0 + 8] = m1 + XMath.Log(l1);
         }
     }
 
@@ -140,26 +142,21 @@ public static partial class Attention
 
     static FragB ValueRows(ArrayView<float> sh, int at, int pitch) => new() { B0 = sh[at], B1 = sh[at + pitch] };
 
-    /// <summary>The forward's end for a lane's rows q0 (= t0 + 16 warp + g) and q0 + 8: a = O / l at its channels 8 j + 2t
-    /// and + 1 of each tile, and (lanes t = 0) lse.</summary>
-    static void StoreOutputRows(ArrayView<float> a, ArrayView<float> lse, AttentionShape s, int b, int q0, WarpTile64 acc, float r0, float r1,
-        float lse0, float lse1, int t, int cp)
+    /// <summary>Row tiles 1 and 2 (a warp's 16 rows x 64 channels) of a lane, into dst [ch][T] from <paramref name="head"/>:
+    /// its rows q0 (= the block's first + 16 warp + g, times r0) and q0 + 8 (times r1) at its channels 8 j + 2t and + 1 of
+    /// each tile (the forward's a = O / l; the key side's dK and dV).</summary>
+    static void StoreRowTiles(ArrayView<float> dst, int head, AttentionShape s, int q0, WarpTile64 acc, float r0, float r1, int t, int cp)
     {
-        int head = s.Out(b, 0, 0), c = 2 * t;
-        StoreOutputTile(a, head, s, q0, c, acc, 1, 0, r0, r1);
-        StoreOutputTile(a, head, s, q0, c + 8, acc, 1, 1, r0, r1);
-        StoreOutputTile(a, head, s, q0, c + 16, acc, 1, 2, r0, r1);
-        StoreOutputTile(a, head, s, q0, c + 24, acc, 1, 3, r0, r1);
-        if (cp > 32)
-        {
-            StoreOutputTile(a, head, s, q0, c + 32, acc, 2, 0, r0, r1);
-            StoreOutputTile(a, head, s, q0, c + 40, acc, 2, 1, r0, r1);
-            StoreOutputTile(a, head, s, q0, c + 48, acc, 2, 2, r0, r1);
-            StoreOutputTile(a, head, s, q0, c + 56, acc, 2, 3, r0, r1);
-        }
-        if (t != 0) return;
-        if (q0 < s.T) lse[b * s.T + q0] = lse0;
-        if (q0 + 8 < s.T) lse[b * s.T + q0 + 8] = lse1;
+        int c = 2 * t;
+        StoreOutputTile(dst, head, s, q0, c, acc, 1, 0, r0, r1);
+        StoreOutputTile(dst, head, s, q0, c + 8, acc, 1, 1, r0, r1);
+        StoreOutputTile(dst, head, s, q0, c + 16, acc, 1, 2, r0, r1);
+        StoreOutputTile(dst, head, s, q0, c + 24, acc, 1, 3, r0, r1);
+        if (cp <= 32) return;
+        StoreOutputTile(dst, head, s, q0, c + 32, acc, 2, 0, r0, r1);
+        StoreOutputTile(dst, head, s, q0, c + 40, acc, 2, 1, r0, r1);
+        StoreOutputTile(dst, head, s, q0, c + 48, acc, 2, 2, r0, r1);
+        StoreOutputTile(dst, head, s, q0, c + 56, acc, 2, 3, r0, r1);
     }
 
     /// <summary>Mma tile (i, j)'s four outputs of this lane: channels c and c + 1 of rows q0 (times r0) and q0 + 8 (r1).</summary>
@@ -175,5 +172,192 @@ public static partial class Attention
             if (c < s.Ch) a[head + c * s.T + q0 + 8] = r1 * acc.Get(i, j, 2);
             if (c + 1 < s.Ch) a[head + (c + 1) * s.T + q0 + 8] = r1 * acc.Get(i, j, 3);
         }
+    }
+
+    // ---- v14's key side: two kernels on the tensor cores ----
+
+    /// <summary>Shared memory of v14's key-side kernels in floats at padded channels cp: K (and, <paramref name="values"/>,
+    /// V) [cp / 16][64][20] for the block's keys, Q and dA [cp / 16][32][20] for the tile's queries, lse and delta [32]:
+    /// 40.3 KB (dV) and 60.3 KB (dK and dS) at 64 channels, 20.3 and 30.3 KB at 32.</summary>
+    public static int Tf32x3KeySideFloats(int cp, bool values)
+        => cp / 16 * ((values ? 2 : 1) * WarpRowsBlock + 2 * MmaKeys) * FragA.RowsPitch + 2 * MmaKeys;
+
+    /// <summary>v14's key side: dV by Tf32x3ValueGradKernel, then dK and dS by Tf32x3KeyGradKernel (which recomputes S^T:
+    /// five products where v11's one kernel computes four, since one kernel holding dV and dK beside S^T and dP^T would
+    /// need 96 accumulators a lane).</summary>
+    static void Tf32x3KeySide(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse,
+        ArrayView<float> delta, ArrayView<float> dqkv, ArrayView<float> scores)
+    {
+        int cp = WarpRowsChannels(s.Ch);
+        KernelCache.Get(acc, "attention.v14.value_grad", x =>
+        {
+            Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = Tf32x3ValueGradKernel;
+            return x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup));
+        })(WarpRowsLaunchFloats(acc, s, Tf32x3KeySideFloats(cp, false)), qkv, da, lse, dqkv, s, cp);
+        KernelCache.Get(acc, "attention.v14.key_grad", x =>
+        {
+            Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k
+                = Tf32x3KeyGradKernel;
+            return SharedMemoryLimit.Raise(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), "attention v14's key side");
+        })(WarpRowsLaunchFloats(acc, s, Tf32x3KeySideFloats(cp, true)), qkv, da, lse, delta, dqkv, scores, s, cp);
+    }
+
+    /// <summary>dV = P^T dA: one group per (head-batch, block of 64 keys), each warp 16 keys; the queries stream in tiles
+    /// of 32 (Q, dA and lse staged). Per tile a warp computes S^T = K Q^T (row tile 0, as the forward's scores with K in
+    /// Q's place), P^T = exp(alpha S^T - lse) and dV += P^T dA (row tiles 1 and 2, as the forward's P V, dA's rows read
+    /// from its 16-channel rows). Queries past T need no mask: their Q and dA rows are zero and their lse 0, so P = 1
+    /// meets a zero dA row.</summary>
+    [LaunchBounds(WarpRowsThreads, 4)]
+    static void Tf32x3ValueGradKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> dqkv, AttentionShape s, int cp)
+    {
+        var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();
+        var scratch = TensorCore.Scratch();
+        WarpTile64.Declare();
+        WarpTile64.DeclareTf32x3();
+        int warp = Warp.WarpIdx, lane = Warp.LaneIdx, g = lane >> 2, t = lane & 3, chunks = cp / 16;
+        int qAt = chunks * WarpRowsBlock * FragA.RowsPitch, gAt = qAt + chunks * MmaKeys * FragA.RowsPitch, lsAt = gAt + chunks * MmaKeys * FragA.RowsPitch;
+        int kRow = warp * 16 * FragA.RowsPitch + WarpTile64.LdsmRowA(lane), qRow = qAt + WarpTile64.LdsmRowB(lane);
+        // This lane's dA fragments: rows (queries) 2t and 2t + 1 of each 8, channel g of each 8.
+        int gLane = gAt + 2 * t * FragA.RowsPitch + g;
+        float alpha = 1f / XMath.Sqrt(s.Ch);
+        int blocks = (s.T + WarpRowsBlock - 1) / WarpRowsBlock, tiles = (s.T + MmaKeys - 1) / MmaKeys;
+        for (int w = Grid.IdxX; w < s.Batch * blocks; w += Grid.DimX)
+        {
+            int b = w / blocks, u0 = (w - b * blocks) * WarpRowsBlock;
+            Group.Barrier();   // every warp past the last block's K
+            LoadSectors(qkv, sh, 0, true, s, b, 1, u0, WarpRowsBlock, cp);
+            var acc = WarpTile64.Zero();
+            for (int i = 0; i < tiles; i++)
+            {
+                int t0 = i * MmaKeys;
+                Group.Barrier();   // every warp past the last tile's Q, dA and lse
+                LoadQueryTile(qkv, da, lse, sh, qAt, gAt, lsAt, s, b, t0, cp);
+                Group.Barrier();
+                acc = WarpTile64.ZeroScores(acc);
+                for (int c = 0; c < chunks; c++)
+                    acc = WarpTile64.ScoresTf32x3(acc, sh, kRow + c * WarpRowsBlock * FragA.RowsPitch, qRow + c * MmaKeys * FragA.RowsPitch, scratch);
+                int col = lsAt + 2 * t;   // this lane's queries 8 j + 2t, + 1 of the tile
+                acc = AddChunkRows(acc, sh, gLane, ExpColumns2(acc, 0, alpha, sh[col], sh[col + 1]), cp, scratch);
+                acc = AddChunkRows(acc, sh, gLane + 8 * FragA.RowsPitch, ExpColumns2(acc, 1, alpha, sh[col + 8], sh[col + 9]), cp, scratch);
+                acc = AddChunkRows(acc, sh, gLane + 16 * FragA.RowsPitch, ExpColumns2(acc, 2, alpha, sh[col + 16], sh[col + 17]), cp, scratch);
+                acc = AddChunkRows(acc, sh, gLane + 24 * FragA.RowsPitch, ExpColumns2(acc, 3, alpha, sh[col + 24], sh[col + 25]), cp, scratch);
+            }
+            StoreRowTiles(dqkv, s.Qkv(b, 2, 0, 0), s, u0 + warp * 16 + g, acc, 1f, 1f, t, cp);
+        }
+    }
+
+    /// <summary>dK = alpha dS^T Q and dS [N*H, T, T] (for dQ's GEMM): as Tf32x3ValueGradKernel, with V staged beside K;
+    /// per query tile S^T (row tile 0) and dP^T = V dA^T (row tile 3), dS^T = P^T (dP^T - delta), stored, and dK += dS^T Q
+    /// (row tiles 1 and 2). Queries past T: P = 1 and dS = 0 (zero dA rows, delta 0), not stored.</summary>
+    [LaunchBounds(WarpRowsThreads, 3)]
+    static void Tf32x3KeyGradKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta, ArrayView<float> dqkv,
+        ArrayView<float> scores, AttentionShape s, int cp)
+    {
+        var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();
+        var scratch = TensorCore.Scratch();
+        WarpTile64.Declare();
+        WarpTile64.DeclareTf32x3();
+        int warp = Warp.WarpIdx, lane = Warp.LaneIdx, g = lane >> 2, t = lane & 3, chunks = cp / 16;
+        int vAt = chunks * WarpRowsBlock * FragA.RowsPitch, qAt = 2 * vAt, gAt = qAt + chunks * MmaKeys * FragA.RowsPitch,
+            lsAt = gAt + chunks * MmaKeys * FragA.RowsPitch, dlAt = lsAt + MmaKeys;
+        int kRow = warp * 16 * FragA.RowsPitch + WarpTile64.LdsmRowA(lane), qRow = qAt + WarpTile64.LdsmRowB(lane), gRow = gAt + WarpTile64.LdsmRowB(lane);
+        // This lane's Q fragments for dK: rows (queries) 2t and 2t + 1 of each 8, channel g of each 8.
+        int qLane = qAt + 2 * t * FragA.RowsPitch + g;
+        float alpha = 1f / XMath.Sqrt(s.Ch);
+        int blocks = (s.T + WarpRowsBlock - 1) / WarpRowsBlock, tiles = (s.T + MmaKeys - 1) / MmaKeys;
+        for (int w = Grid.IdxX; w < s.Batch * blocks; w += Grid.DimX)
+        {
+            int b = w / blocks, u0 = (w - b * blocks) * WarpRowsBlock, key0 = u0 + warp * 16 + g;
+            Group.Barrier();   // every warp past the last block's K and V
+            LoadSectors(qkv, sh, 0, true, s, b, 1, u0, WarpRowsBlock, cp);
+            LoadSectors(qkv, sh, vAt, true, s, b, 2, u0, WarpRowsBlock, cp);
+            var acc = WarpTile64.Zero();
+            for (int i = 0; i < tiles; i++)
+            {
+                int t0 = i * MmaKeys;
+                Group.Barrier();   // every warp past the last tile's Q, dA, lse and delta
+                LoadQueryTile(qkv, da, lse, sh, qAt, gAt, lsAt, s, b, t0, cp);
+                if (Group.IdxX < MmaKeys) sh[dlAt + Group.IdxX] = t0 + Group.IdxX < s.T ? delta[b * s.T + t0 + Group.IdxX] : 0f;
+                Group.Barrier();
+                acc = WarpTile64.ZeroScores(acc);
+                acc = WarpTile64.ZeroScores(acc, 3);
+                for (int c = 0; c < chunks; c++)
+                {
+                    acc = WarpTile64.ScoresTf32x3(acc, sh, kRow + c * WarpRowsBlock * FragA.RowsPitch, qRow + c * MmaKeys * FragA.RowsPitch, scratch);
+                    acc = WarpTile64.ScoresTf32x3(acc, sh, vAt + kRow + c * WarpRowsBlock * FragA.RowsPitch, gRow + c * MmaKeys * FragA.RowsPitch, scratch, 3);
+                }
+                int col = 2 * t;   // this lane's queries 8 j + 2t, + 1 of the tile
+                var d0 = ScoreGrads(acc, 0, alpha, sh, lsAt + col, dlAt + col);
+                var d1 = ScoreGrads(acc, 1, alpha, sh, lsAt + col + 8, dlAt + col + 8);
+                var d2 = ScoreGrads(acc, 2, alpha, sh, lsAt + col + 16, dlAt + col + 16);
+                var d3 = ScoreGrads(acc, 3, alpha, sh, lsAt + col + 24, dlAt + col + 24);
+                StoreScoreTile(scores, s, b, t0 + col, key0, d0);
+                StoreScoreTile(scores, s, b, t0 + col + 8, key0, d1);
+                StoreScoreTile(scores, s, b, t0 + col + 16, key0, d2);
+                StoreScoreTile(scores, s, b, t0 + col + 24, key0, d3);
+                acc = AddChunkRows(acc, sh, qLane, d0, cp, scratch);
+                acc = AddChunkRows(acc, sh, qLane + 8 * FragA.RowsPitch, d1, cp, scratch);
+                acc = AddChunkRows(acc, sh, qLane + 16 * FragA.RowsPitch, d2, cp, scratch);
+                acc = AddChunkRows(acc, sh, qLane + 24 * FragA.RowsPitch, d3, cp, scratch);
+            }
+            StoreRowTiles(dqkv, s.Qkv(b, 1, 0, 0), s, key0, acc, alpha, alpha, t, cp);
+        }
+    }
+
+    /// <summary>The tile's 32 queries from t0: Q and dA as 16-channel rows at qAt and gAt, lse at lsAt (0 past T).</summary>
+    static void LoadQueryTile(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> sh, int qAt, int gAt, int lsAt,
+        AttentionShape s, int b, int t0, int cp)
+    {
+        LoadSectors(qkv, sh, qAt, true, s, b, 0, t0, MmaKeys, cp);
+        LoadSectors(da, sh, gAt, true, s, b, 3, t0, MmaKeys, cp);
+        if (Group.IdxX < MmaKeys) sh[lsAt + Group.IdxX] = t0 + Group.IdxX < s.T ? lse[b * s.T + t0 + Group.IdxX] : 0f;
+    }
+
+    /// <summary>P^T = exp(alpha S^T - lse) of score tile j's four entries of this lane (keys g, g, g + 8, g + 8 at queries
+    /// 2t, 2t + 1, 2t, 2t + 1 of the tile's 8, whose lse are <paramref name="lse0"/> and <paramref name="lse1"/>).</summary>
+    static Float4 ExpColumns2(WarpTile64 acc, int j, float alpha, float lse0, float lse1)
+        => new(XMath.Exp(alpha * acc.Get(0, j, 0) - lse0), XMath.Exp(alpha * acc.Get(0, j, 1) - lse1),
+            XMath.Exp(alpha * acc.Get(0, j, 2) - lse0), XMath.Exp(alpha * acc.Get(0, j, 3) - lse1));
+
+    /// <summary>dS^T = P^T (dP^T - delta) of score tile j's entries (as ExpColumns2; dP^T in row tile 3), the queries' lse
+    /// and delta at sh[ls], sh[ls + 1] and sh[dl], sh[dl + 1].</summary>
+    static Float4 ScoreGrads(WarpTile64 acc, int j, float alpha, ArrayView<float> sh, int ls, int dl)
+    {
+        var p = ExpColumns2(acc, j, alpha, sh[ls], sh[ls + 1]);
+        float e0 = sh[dl], e1 = sh[dl + 1];
+        return new(p.X * (acc.Get(3, j, 0) - e0), p.Y * (acc.Get(3, j, 1) - e1), p.Z * (acc.Get(3, j, 2) - e0), p.W * (acc.Get(3, j, 3) - e1));
+    }
+
+    /// <summary>A lane's dS^T entries into dS [N*H, T, T] (row: query, column: key): queries q and q + 1, keys key and
+    /// key + 8 (X: q, key; Y: q + 1, key; Z: q, key + 8; W: q + 1, key + 8), inside T only.</summary>
+    static void StoreScoreTile(ArrayView<float> scores, AttentionShape s, int b, int q, int key, Float4 d)
+    {
+        int at = (b * s.T + q) * s.T + key;
+        if (q < s.T)
+        {
+            if (key < s.T) scores[at] = d.X;
+            if (key + 8 < s.T) scores[at + 8] = d.Z;
+        }
+        if (q + 1 < s.T)
+        {
+            if (key < s.T) scores[at + s.T] = d.Y;
+            if (key + 8 < s.T) scores[at + s.T + 8] = d.W;
+        }
+    }
+
+    /// <summary>Row tiles 1 and 2 += X^T R over one 8-row step: <paramref name="x"/> this lane's entries of an 8-column score
+    /// tile (rows g, g, g + 8, g + 8 at columns 2t, 2t + 1, 2t, 2t + 1) as the A fragment (k index t for column 2t, t + 4
+    /// for 2t + 1, as the forward's P V), R's rows 2t and 2t + 1 as b0 and b1, read from its 16-channel rows
+    /// (<paramref name="at"/>: row 2t, channel g; channel 8 n is chunk n / 2, column 8 (n % 2)).</summary>
+    static WarpTile64 AddChunkRows(WarpTile64 acc, ArrayView<float> sh, int at, Float4 x, int cp, ArrayView<float> scratch)
+    {
+        const int chunk = MmaKeys * FragA.RowsPitch, pitch = FragA.RowsPitch;
+        var frag = new FragA { A0 = x.X, A1 = x.Z, A2 = x.Y, A3 = x.W };
+        acc = WarpTile64.OutputTf32x3(acc, frag, ValueRows(sh, at, pitch), ValueRows(sh, at + 8, pitch), ValueRows(sh, at + chunk, pitch),
+            ValueRows(sh, at + chunk + 8, pitch), 0, scratch);
+        if (cp > 32)
+            acc = WarpTile64.OutputTf32x3(acc, frag, ValueRows(sh, at + 2 * chunk, pitch), ValueRows(sh, at + 2 * chunk + 8, pitch),
+                ValueRows(sh, at + 3 * chunk, pitch), ValueRows(sh, at + 3 * chunk + 8, pitch), 1, scratch);
+        return acc;
     }
 }

@@ -30,15 +30,21 @@ public static partial class Attention
     /// <summary>Whether v8 runs on this accelerator: 32-lane warps, groups of 128 threads.</summary>
     public static bool WarpRowsRun(Accelerator acc) => Launch.Has32LaneGroups(acc, WarpRowsThreads);
 
-    /// <summary>Whether v8's forward and key side (lean: v11's) fit the shared memory a group may have here (SharedMemoryLimit).</summary>
-    public static bool WarpRowsFit(Accelerator acc, AttentionShape s, bool lean = false, bool mma = false)
-        => Math.Max(PassBytes(s, 0, lean, mma), PassBytes(s, 1, lean)) <= SharedMemoryLimit.MaxBytes(acc);
+    /// <summary>Whether a warp-rows version's forward and key side fit the shared memory a group may have here
+    /// (SharedMemoryLimit).</summary>
+    public static bool WarpRowsFit(Accelerator acc, AttentionShape s, AttentionVersion version = AttentionVersion.V8WarpRows)
+        => Math.Max(PassBytes(s, 0, version), PassBytes(s, 1, version)) <= SharedMemoryLimit.MaxBytes(acc);
 
-    /// <summary>Bytes of shared memory a group of v8's pass (0 forward, 1 key side, 2 the dQ kernel, v10's and v12's) takes
-    /// at this head; lean: v11's forward and key side.</summary>
-    static int PassBytes(AttentionShape s, int pass, bool lean, bool mma = false)
-        => (mma && pass == 0 ? Tf32x3SharedFloats(WarpRowsChannels(s.Ch))
-            : lean && pass < 2 ? LeanSharedFloats(WarpRowsChannels(s.Ch), pass) : WarpRowsSharedFloats(WarpRowsChannels(s.Ch), pass)) * sizeof(float);
+    /// <summary>Bytes of shared memory a group of a warp-rows version's pass (0 forward, 1 key side: v14's larger kernel,
+    /// 2 the dQ kernel, v10's and v12's) takes at this head: v8's, v11's (lean), v13's and v14's (mma).</summary>
+    static int PassBytes(AttentionShape s, int pass, AttentionVersion version)
+    {
+        int cp = WarpRowsChannels(s.Ch);
+        int floats = pass == 0 && IsMma(version) ? Tf32x3SharedFloats(cp)
+            : pass == 1 && IsMmaBackward(version) ? Tf32x3KeySideFloats(cp, true)
+            : pass < 2 && IsLean(version) ? LeanSharedFloats(cp, pass) : WarpRowsSharedFloats(cp, pass);
+        return floats * sizeof(float);
+    }
 
     /// <summary>Whether v8 takes this head: up to 64 channels.</summary>
     public static bool FitsV8(AttentionShape s) => s.Ch <= 64;
@@ -534,21 +540,23 @@ public static partial class Attention
     }
 
     /// <summary>v4's launch shape (PerRowTile), its shared memory as Float4s for the 16-byte reads.</summary>
-    static KernelConfig WarpRowsLaunch(Accelerator acc, AttentionShape s, int pass, bool lean = false, bool mma = false)
-        => PerRowTile(acc, s, WarpRowsBlock, WarpRowsThreads, SharedMemoryConfig.RequestDynamic<Float4>(PassBytes(s, pass, lean, mma) / 16));
+    static KernelConfig WarpRowsLaunch(Accelerator acc, AttentionShape s, int pass, AttentionVersion version)
+        => WarpRowsLaunchFloats(acc, s, PassBytes(s, pass, version) / sizeof(float));
+
+    static KernelConfig WarpRowsLaunchFloats(Accelerator acc, AttentionShape s, int floats)
+        => PerRowTile(acc, s, WarpRowsBlock, WarpRowsThreads, SharedMemoryConfig.RequestDynamic<Float4>(floats / 4));
 
     /// <summary>Refuses, naming the version, a device without v8's groups, a head past 64 channels, or a pass (0 forward,
     /// 1 key side) whose shared memory is past the limit.</summary>
     static void RequireWarpRows(Accelerator acc, AttentionShape s, int pass, int? limitBytes, AttentionVersion version)
     {
-        bool lean = IsLean(version);
         string name = $"attention v{(int)version}";
         if (!WarpRowsRun(acc))
             throw new VersionNotApplicableException($"{name} needs 32-lane warps in groups of {WarpRowsThreads} threads; {acc.Name} has " +
                                                     $"{acc.WarpSize}-lane warps and groups of up to {acc.MaxNumThreadsPerGroup}");
         if (!FitsV8(s))
             throw new VersionNotApplicableException($"{name} takes heads of up to 64 channels; these have {s.Ch}");
-        int bytes = PassBytes(s, pass, lean, IsMma(version)), limit = limitBytes ?? SharedMemoryLimit.MaxBytes(acc);
+        int bytes = PassBytes(s, pass, version), limit = limitBytes ?? SharedMemoryLimit.MaxBytes(acc);
         if (bytes > limit)
             throw new VersionNotApplicableException($"{name}'s {(pass == 0 ? "forward" : "key side")} takes {bytes} bytes of shared memory " +
                                                     $"at {s.Ch}-channel heads; {acc.Name} allows {limit}");
@@ -568,7 +576,7 @@ public static partial class Attention
             {
                 Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = Tf32x3ForwardKernel;
                 return x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup));
-            })(WarpRowsLaunch(acc, s, 0, mma: true), qkv, a, lse, s, WarpRowsChannels(s.Ch));
+            })(WarpRowsLaunch(acc, s, 0, version), qkv, a, lse, s, WarpRowsChannels(s.Ch));
             return;
         }
         bool lean = IsLean(version);
@@ -576,12 +584,13 @@ public static partial class Attention
         {
             Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = lean ? LeanForwardKernel : WarpRowsForwardKernel;
             return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
-        })(WarpRowsLaunch(acc, s, 0, lean), qkv, a, lse, s, WarpRowsChannels(s.Ch));
+        })(WarpRowsLaunch(acc, s, 0, version), qkv, a, lse, s, WarpRowsChannels(s.Ch));
     }
 
-    /// <summary>The backward of v8, v10, v11 or v12: delta = rowsum(da a) (v2's kernel), the key side (dK, dV, and dS
-    /// into <paramref name="scores"/> [N*H, T, T]; v11's in v11 and v12), and dQ = alpha K dS^T: by GEMM as v6's (v8,
-    /// v11), by WarpRowsQueryGradKernel (v10) or LeanQueryGradKernel (v12).</summary>
+    /// <summary>The backward of v8, v10-v14: delta = rowsum(da a) (v2's kernel), the key side (dK, dV, and dS into
+    /// <paramref name="scores"/> [N*H, T, T]; v11's in v11-v13; v14's two kernels on the tensor cores, Attention.Tf32x3.cs),
+    /// and dQ = alpha K dS^T: by GEMM as v6's (v8, v11, v13, v14), by WarpRowsQueryGradKernel (v10) or LeanQueryGradKernel
+    /// (v12).</summary>
     public static void WarpRowsBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
         ArrayView<float> da, ArrayView<float> delta, ArrayView<float> scores, ArrayView<float> dqkv, GemmRunner? gemm = null,
         int? limitBytes = null, AttentionVersion version = AttentionVersion.V8WarpRows)
@@ -591,12 +600,13 @@ public static partial class Attention
         RequireWarpRows(acc, s, 1, limitBytes, version);
         bool lean = IsLean(version);
         RowDeltas(acc, s, a, da, delta);
-        KernelCache.Get(acc, lean ? "attention.v11.key_side" : "attention.v8.key_side", x =>
+        if (IsMmaBackward(version)) Tf32x3KeySide(acc, s, qkv, da, lse, delta, dqkv, scores);
+        else KernelCache.Get(acc, lean ? "attention.v11.key_side" : "attention.v8.key_side", x =>
         {
             Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k
                 = lean ? LeanKeySideKernel : WarpRowsKeySideKernel;
             return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
-        })(WarpRowsLaunch(acc, s, 1, lean), qkv, da, lse, delta, dqkv, scores, s, WarpRowsChannels(s.Ch));
+        })(WarpRowsLaunch(acc, s, 1, version), qkv, da, lse, delta, dqkv, scores, s, WarpRowsChannels(s.Ch));
         if (!QueryGradByKernel(version))
         {
             GradFromScores(s, 0, qkv, scores, dqkv, gemm ?? Gemm.At(acc));
@@ -606,6 +616,6 @@ public static partial class Attention
         {
             Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = lean ? LeanQueryGradKernel : WarpRowsQueryGradKernel;
             return Raised(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), k);
-        })(WarpRowsLaunch(acc, s, 2), qkv, scores, dqkv, s, WarpRowsChannels(s.Ch));
+        })(WarpRowsLaunch(acc, s, 2, version), qkv, scores, dqkv, s, WarpRowsChannels(s.Ch));
     }
 }

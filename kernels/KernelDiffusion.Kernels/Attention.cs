@@ -28,7 +28,7 @@ public struct AttentionShape
 }
 
 public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4Tiled = 4, V6TiledScores = 6, V7TiledScoresDk = 7, V8WarpRows = 8, V9WarpRowsForward = 9, V10WarpRowsQueryGrad = 10, V11WarpRowsLean = 11,
-    V12WarpRowsLeanQueryGrad = 12, V13Tf32x3Forward = 13 }
+    V12WarpRowsLeanQueryGrad = 12, V13Tf32x3Forward = 13, V14Tf32x3 = 14 }
 
 /// <summary>v2, streaming: one thread per query row keeps a running max, sum and output (online softmax), so the
 /// T x T weights never exist; the backward recomputes them from the saved log-sum-exp: dQ by query row, dK and dV
@@ -899,17 +899,20 @@ public static partial class Attention
     /// <summary>Whether a version can run at this shape on this accelerator: v8-v12 also need 32-lane warps in
     /// 128-thread groups (not kd's CPU device of 2-thread groups) and the shared memory of v8's (v11's) passes.</summary>
     public static bool Runs(Accelerator acc, AttentionShape s, AttentionVersion v)
-        => Runs(s, v) && (!UsesWarpRows(v) || WarpRowsRun(acc) && WarpRowsFit(acc, s, IsLean(v), IsMma(v)));
+        => Runs(s, v) && (!UsesWarpRows(v) || WarpRowsRun(acc) && WarpRowsFit(acc, s, v));
 
     /// <summary>Whether a version runs v8's kernels or v11's (v8-v12).</summary>
     public static bool UsesWarpRows(AttentionVersion v)
-        => v is AttentionVersion.V8WarpRows or AttentionVersion.V9WarpRowsForward or AttentionVersion.V10WarpRowsQueryGrad || IsLean(v);
+        => v is AttentionVersion.V8WarpRows or AttentionVersion.V9WarpRowsForward or AttentionVersion.V10WarpRowsQueryGrad || IsLean(v) || IsMma(v);
 
     /// <summary>Whether a version runs v11's lean kernels (v11, v12; v13 in its backward).</summary>
-    static bool IsLean(AttentionVersion v) => v is AttentionVersion.V11WarpRowsLean or AttentionVersion.V12WarpRowsLeanQueryGrad || IsMma(v);
+    static bool IsLean(AttentionVersion v) => v is AttentionVersion.V11WarpRowsLean or AttentionVersion.V12WarpRowsLeanQueryGrad or AttentionVersion.V13Tf32x3Forward;
 
-    /// <summary>Whether a version's forward runs on the tensor cores (v13).</summary>
-    static bool IsMma(AttentionVersion v) => v == AttentionVersion.V13Tf32x3Forward;
+    /// <summary>Whether a version's forward runs on the tensor cores (v13, v14).</summary>
+    static bool IsMma(AttentionVersion v) => v is AttentionVersion.V13Tf32x3Forward or AttentionVersion.V14Tf32x3;
+
+    /// <summary>Whether a version's key side runs on the tensor cores (v14: Attention.Tf32x3.cs).</summary>
+    static bool IsMmaBackward(AttentionVersion v) => v == AttentionVersion.V14Tf32x3;
 
     /// <summary>Whether a version's backward makes dQ with v10's kernel (v10, v12), not the batched GEMM.</summary>
     static bool QueryGradByKernel(AttentionVersion v) => v is AttentionVersion.V10WarpRowsQueryGrad or AttentionVersion.V12WarpRowsLeanQueryGrad;

@@ -92,45 +92,59 @@ public partial struct WarpTile64
         return Multiply(w, Big(f0), Big(f1), Big(f2), Big(f3), Big(e0), Big(e1), Big(e2), Big(e3), scratch);
     }
 
-    // Attention v13's forward (Attention.Tf32x3.cs) keeps a warp's 16 queries' scores for 32 keys in mma row tile 0
-    // (kdw0..15: 4 tiles of 8 keys) and its output for 64 channels in row tiles 1 and 2 (kdw16..47: channels 0-31, 32-63).
+    // Attention v13's and v14's kernels (Attention.Tf32x3.cs) keep a warp's 16 rows (queries, or keys in the key side) of
+    // scores for 32 columns in mma row tile 0 (kdw0..15: 4 tiles of 8), v14's key side its dP^T in row tile 3 (kdw48..63),
+    // and the 16 rows' output for 64 channels in row tiles 1 and 2 (kdw16..47: channels 0-31, 32-63).
 
-    /// <summary>Row tile 0 (the scores) set to zero.</summary>
-    public static WarpTile64 ZeroScores(WarpTile64 w)
+    /// <summary>Row tile <paramref name="tile"/> (0 or 3, a constant: scores) set to zero.</summary>
+    public static WarpTile64 ZeroScores(WarpTile64 w, int tile = 0)
     {
         if (CudaAsm.IsSupported)
         {
-            CudaAsm.Emit(ZeroScoresPtx);
+            if (tile == 0) CudaAsm.Emit(ZeroScoresPtx);
+            else CudaAsm.Emit(ZeroTile3Ptx);
             return w;
         }
-        w.top = WarpTile.ZeroRowTile(w.top, 0);
+        if (tile == 0) w.top = WarpTile.ZeroRowTile(w.top, 0);
+        else w.bottom = WarpTile.ZeroRowTile(w.bottom, 1);
         return w;
     }
 
-    /// <summary>Scores += A B over a stage of 16 values of k for row tile 0 only: A's 16 rows and B's 32 columns row-major
-    /// (rows of FragA.RowsPitch floats, B's 8-column tiles 16 rows apart in pairs, as Stage16Tf32x3 with both operands
-    /// row-major); <paramref name="aRow"/> and <paramref name="bRow"/> as there.</summary>
-    public static WarpTile64 ScoresTf32x3(WarpTile64 w, ArrayView<float> sh, int aRow, int bRow, ArrayView<float> scratch)
+    /// <summary>Scores += A B over a stage of 16 values of k into row tile <paramref name="tile"/> (0 or 3, a constant)
+    /// only: A's 16 rows and B's 32 columns row-major (rows of FragA.RowsPitch floats, B's 8-column tiles 16 rows apart in
+    /// pairs, as Stage16Tf32x3 with both operands row-major); <paramref name="aRow"/> and <paramref name="bRow"/> as there,
+    /// <paramref name="aRow"/> the tile's own rows.</summary>
+    public static WarpTile64 ScoresTf32x3(WarpTile64 w, ArrayView<float> sh, int aRow, int bRow, ArrayView<float> scratch, int tile = 0)
     {
-        w = ScoreStep(w, sh, aRow, bRow, scratch);
-        return ScoreStep(w, sh, aRow + 8, bRow + 8, scratch);
+        w = ScoreStep(w, sh, aRow, bRow, scratch, tile);
+        return ScoreStep(w, sh, aRow + 8, bRow + 8, scratch, tile);
     }
 
-    static WarpTile64 ScoreStep(WarpTile64 w, ArrayView<float> sh, int aRow, int bRow, ArrayView<float> scratch)
+    static WarpTile64 ScoreStep(WarpTile64 w, ArrayView<float> sh, int aRow, int bRow, ArrayView<float> scratch, int tile)
     {
         if (CudaAsm.IsSupported)
         {
             CudaAsm.Emit(LdsmSplitB, 4 * bRow);
-            CudaAsm.Emit(LdsmTile0, 4 * aRow);
+            if (tile == 0) CudaAsm.Emit(LdsmTile0, 4 * aRow);
+            else CudaAsm.Emit(LdsmTile3Here, 4 * aRow);
             return w;
         }
         Float4 p = TensorCore.LdsmEmulated(sh, bRow, scratch), q = TensorCore.LdsmEmulated(sh, bRow + RowTile, scratch);
         FragB e0 = new() { B0 = p.X, B1 = p.Y }, e1 = new() { B0 = p.Z, B1 = p.W }, e2 = new() { B0 = q.X, B1 = q.Y }, e3 = new() { B0 = q.Z, B1 = q.W };
         var f = FragA.Of(TensorCore.LdsmEmulated(sh, aRow, scratch));
-        FragA none = default;   // row tile 1's operand: it adds 0 to the output there
-        w.top = WarpTile.Emulated(w.top, Small(f), none, Big(e0), Big(e1), Big(e2), Big(e3), scratch);
-        w.top = WarpTile.Emulated(w.top, Big(f), none, Small(e0), Small(e1), Small(e2), Small(e3), scratch);
-        w.top = WarpTile.Emulated(w.top, Big(f), none, Big(e0), Big(e1), Big(e2), Big(e3), scratch);
+        FragA none = default;   // the other row tile of the emulated half: 0 added there
+        if (tile == 0)
+        {
+            w.top = WarpTile.Emulated(w.top, Small(f), none, Big(e0), Big(e1), Big(e2), Big(e3), scratch);
+            w.top = WarpTile.Emulated(w.top, Big(f), none, Small(e0), Small(e1), Small(e2), Small(e3), scratch);
+            w.top = WarpTile.Emulated(w.top, Big(f), none, Big(e0), Big(e1), Big(e2), Big(e3), scratch);
+        }
+        else
+        {
+            w.bottom = WarpTile.Emulated(w.bottom, none, Small(f), Big(e0), Big(e1), Big(e2), Big(e3), scratch);
+            w.bottom = WarpTile.Emulated(w.bottom, none, Big(f), Small(e0), Small(e1), Small(e2), Small(e3), scratch);
+            w.bottom = WarpTile.Emulated(w.bottom, none, Big(f), Big(e0), Big(e1), Big(e2), Big(e3), scratch);
+        }
         return w;
     }
 
@@ -180,6 +194,12 @@ public partial struct WarpTile64
         "mov.f32 kdw4, 0f00000000; mov.f32 kdw5, 0f00000000; mov.f32 kdw6, 0f00000000; mov.f32 kdw7, 0f00000000; " +
         "mov.f32 kdw8, 0f00000000; mov.f32 kdw9, 0f00000000; mov.f32 kdw10, 0f00000000; mov.f32 kdw11, 0f00000000; " +
         "mov.f32 kdw12, 0f00000000; mov.f32 kdw13, 0f00000000; mov.f32 kdw14, 0f00000000; mov.f32 kdw15, 0f00000000;";
+    const string ZeroTile3Ptx = "mov.f32 kdw48, 0f00000000; mov.f32 kdw49, 0f00000000; mov.f32 kdw50, 0f00000000; mov.f32 kdw51, 0f00000000; " +
+        "mov.f32 kdw52, 0f00000000; mov.f32 kdw53, 0f00000000; mov.f32 kdw54, 0f00000000; mov.f32 kdw55, 0f00000000; " +
+        "mov.f32 kdw56, 0f00000000; mov.f32 kdw57, 0f00000000; mov.f32 kdw58, 0f00000000; mov.f32 kdw59, 0f00000000; " +
+        "mov.f32 kdw60, 0f00000000; mov.f32 kdw61, 0f00000000; mov.f32 kdw62, 0f00000000; mov.f32 kdw63, 0f00000000;";
+    // Row tile 3's mma from A rows at %0 itself (LdsmTile3 reads them 48 rows on, as GEMM v21's fourth tile).
+    const string LdsmTile3Here = LdsmA + "[kda]; " + SplitA + Mma3Tile3 + "}";
     // Row g of each lane's output is c0, c1 of each tile (kdw 4n, 4n + 1), row g + 8 c2, c3.
     const string ScaleOutputPtx =
         "mul.f32 kdw16, kdw16, %0; mul.f32 kdw17, kdw17, %0; mul.f32 kdw18, kdw18, %1; mul.f32 kdw19, kdw19, %1; mul.f32 kdw20, kdw20, %0; mul.f32 kdw21, kdw21, %0; mul.f32 kdw22, kdw22, %1; mul.f32 kdw23, kdw23, %1; " +

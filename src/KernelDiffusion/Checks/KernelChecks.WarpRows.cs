@@ -11,7 +11,8 @@ public static partial class KernelChecks
 {
     /// <summary>Attention v8 (warp rows): its forward against the float64 forward and its backward (key side and dQ's
     /// GEMM; v10: dQ by its own kernel; v11 and v12: v8 and v10 on the lean kernels; v13: its 3xTF32 forward, v11's
-    /// backward, the mma emulated off CUDA) against the analytic float64
+    /// backward; v14: v13's forward, its key side on the tensor cores too; the mma emulated off CUDA) against the analytic
+    /// float64
     /// gradient (Attention.Reference.Backward, which a test holds to central differences), outputs poisoned with NaN. Ragged heads (6, 24 and 40 channels, padded to 32 or 64), partial query
     /// blocks and key tiles (13, 45 and 70 positions), both head orders, and the reference models' widths (32, 64).
     /// v8 runs only in 128-thread groups of 32-lane warps: where the device has none (kd's CPU device), on a CPU device
@@ -19,7 +20,7 @@ public static partial class KernelChecks
     static void AddWarpRows(List<Case> list)
     {
         AddWarpRowsThroughOps(list);
-        foreach (var version in new[] { 8, 10, 11, 12, 13 })
+        foreach (var version in new[] { 8, 10, 11, 12, 13, 14 })
         foreach (var (ch, t, heads, newOrder) in new[] { (6, 13, 3, 1), (24, 70, 2, 0), (32, 70, 2, 1), (40, 45, 2, 0), (64, 70, 1, 1) })
         {
             var s = new AttentionShape { N = 2, C = heads * ch, T = t, Heads = heads, NewOrder = newOrder };
@@ -55,7 +56,7 @@ public static partial class KernelChecks
     /// dS buffers): the forward against float64 and the gradient against central differences of the float64 forward, at
     /// a ragged shape in both head orders and at one head of 5 positions (the classifier's attention pool), v9 (v8's
     /// forward, v6's backward) at the ragged shape, v10 (v8 with its dQ kernel) at the ragged shape in both orders, and
-    /// v11, v12 and v13 (the lean kernels; v13's forward on the tensor cores) at the ragged shape, one order each; on the
+    /// v11-v14 (the lean kernels; v13's forward and v14's on the tensor cores) at the ragged shape, one order each; on the
     /// device where their warps run, else on a
     /// CPU device of 32-lane warps.</summary>
     static void AddWarpRowsThroughOps(List<Case> list)
@@ -67,7 +68,8 @@ public static partial class KernelChecks
                      (2, 18, 13, 3, false, "ragged", AttentionVersion.V10WarpRowsQueryGrad),
                      (2, 18, 13, 3, true, "ragged", AttentionVersion.V11WarpRowsLean),
                      (2, 18, 13, 3, false, "ragged", AttentionVersion.V12WarpRowsLeanQueryGrad),
-                     (2, 18, 13, 3, false, "ragged", AttentionVersion.V13Tf32x3Forward) })
+                     (2, 18, 13, 3, false, "ragged", AttentionVersion.V13Tf32x3Forward),
+                     (2, 18, 13, 3, true, "ragged", AttentionVersion.V14Tf32x3) })
         {
             var s = new AttentionShape { N = n, C = c, T = t, Heads = heads, NewOrder = newOrder ? 1 : 0 };
             string name = $"attention.{(newOrder ? "new_order" : "legacy_order")}.{tag}.v{(int)version}";
