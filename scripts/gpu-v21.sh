@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # GEMM v21's and attention v13's first GPU run (written 2026-11-27c, a session without a GPU), about 9 minutes:
-# - kd check on CUDA (v21's eight cases against float64 on the fp32 operands at the fp32 tolerance, v13's six, beside
-#   every other case; nothing is timed if a check fails);
+# - kd check on CUDA (v21's eight cases against float64 on the fp32 operands at the fp32 tolerance, v13's and v14's
+#   seven each, beside every other case; nothing is timed if a check fails);
 # - SGEMM 4096 in three layouts at v14 (the fp32 default), v20 (tf32) and v21 (fp32 by three tf32 mma) beside PyTorch
 #   fp32 (cuBLAS SGEMM, TF32 off);
 # - the convolutions and both models' training and CFG steps with every GEMM on v21 (KD_KERNELS=gemm=v21: Winograd's
 #   batched GEMMs, the 1x1 convolutions, attention's dQ, the linears) beside the defaults and PyTorch fp32;
-# - attention v13's first GPU run (its forward by 3xTF32 mma) beside v10 and v11 at every attention case, and the
-#   GEMM-built versions (v1, v6, v7, v11, v13) at adm64's shapes with their GEMMs on v21;
+# - attention v13's and v14's first GPU run (v13: the forward by 3xTF32 mma; v14: the key side too) beside v10 and v11 at
+#   every attention case, and the GEMM-built versions (v1, v6, v7, v11, v14) at adm64's shapes with their GEMMs on v21;
 # - 30 fmnist training steps from one seed at the defaults and on v21, losses side by side (same results to rounding?);
-# - Nsight Compute on v21 at NN with the per-instruction counters (is the tensor pipe the bound now?), and on v13's
-#   forward at adm64's 32x32;
+# - Nsight Compute on v21 at NN with the per-instruction counters (is the tensor pipe the bound now?), and on v14's
+#   three kernels at adm64's 32x32;
 # - adm64's training step on v21 and at the defaults (PyTorch's took 520 ms in the second H200 run, call 3).
 # Predictions: bench/NOTES.md, "Tensor cores", GEMM v21.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
@@ -35,14 +35,14 @@ KD_KERNELS=gemm=v21 timeout 60 $K bench --device cuda --default-only --no-kernel
 timeout 60 $K bench --device cuda --default-only --kernels conv3x3. conv1x1. fmnist_unet. --budget-ms 40 \
   --out "$R/bench-steps" > "$R/bench-defaults.log" 2>&1
 stamp "convolutions and fmnist steps on v21 and at the defaults done"
-# Attention v13 (its forward on the tensor cores by 3xTF32, v11's backward) beside v10 and v11 at every attention case;
-# then the versions built on GEMMs (v1: scores and weights stored; v6, v7: dQ, and dK, by GEMM; v11, v13: dQ by GEMM)
-# with those GEMMs on v21 at adm64's shapes: does 3xTF32 bring either path under SDPA there?
-att_all="1 2 3 4 6 7 8 9 10 11 12 13"
-timeout 60 $K bench --device cuda --no-steps --kernels attention. --budget-ms 40 --skip-versions $(skip_all_but attention "10 11 13" "$att_all") \
+# Attention v13 (its forward on the tensor cores by 3xTF32, v11's backward) and v14 (its key side on them too) beside v10
+# and v11 at every attention case; then the versions built on GEMMs (v1: scores and weights stored; v6, v7: dQ, and dK,
+# by GEMM; v11, v14: dQ by GEMM) with those GEMMs on v21 at adm64's shapes: does 3xTF32 bring a path under SDPA there?
+att_all="1 2 3 4 6 7 8 9 10 11 12 13 14"
+timeout 60 $K bench --device cuda --no-steps --kernels attention. --budget-ms 40 --skip-versions $(skip_all_but attention "10 11 13 14" "$att_all") \
   --out "$R/bench-attention" > "$R/bench-attention.log" 2>&1
 KD_KERNELS=gemm=v21 timeout 60 $K bench --device cuda --no-steps --kernels attention.forward_backward.adm64 attention.forward.adm64 \
-  --budget-ms 40 --skip-versions $(skip_all_but attention "1 6 7 11 13" "$att_all") --out "$R/bench-attention-v21" > "$R/bench-attention-v21.log" 2>&1
+  --budget-ms 40 --skip-versions $(skip_all_but attention "1 6 7 11 14" "$att_all") --out "$R/bench-attention-v21" > "$R/bench-attention-v21.log" 2>&1
 stamp "attention v13, and attention on v21's GEMMs, done"
 timeout 90 python3 bench/torch_reference.py --device cuda --only sgemm.4096,conv3x3.,conv1x1.,attention.,fmnist_unet. \
   --out "$R/torch.json" > "$R/torch.log" 2>&1
@@ -62,7 +62,7 @@ python3 bench/join.py "$R/bench-v21.json" "$R/torch.json" --out "$R/ratios-v21.m
 stamp "ratios joined"
 if [ "${SHORT:-0}" != 1 ]; then
 NCU_SOURCE=1 ncu_case gemm-v21-nn 'V21Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "21")
-ncu_case attention-v13-forward 'Tf32x3ForwardKernel' 1 attention.forward.adm64_32x32 --skip-versions $(skip_all_but attention "13" "$att_all")
+ncu_case attention-v14 'Tf32x3' 3 attention.forward_backward.adm64_32x32 --skip-versions $(skip_all_but attention "14" "$att_all")
 KD_KERNELS=gemm=v21 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
   --budget-ms 100 --out "$R/bench-adm64-v21" > "$R/bench-adm64-v21.log" 2>&1
 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
@@ -79,4 +79,4 @@ grep -E "^\|" "$R/ratios.md" | cut -d'|' -f2-7 | head -40
 paste -d, "$R/loss-default.csv" "$R/loss-v21.csv" | sed -n '1p;2p;11p;21p;31p'; tail -2 "$R/train-v21.log"
 grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Issue Slots Busy|spends .* cycles|excessive|Tensor" "$R/gemm-v21-nn.txt" | cut -c1-120 | head -12
 python3 scripts/ncu-sass.py "$R/gemm-v21-nn-sass.csv" 2>&1 | head -20
-grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Issue Slots Busy|spends .* cycles|Achieved Occupancy|Registers Per" "$R/attention-v13-forward.txt" | cut -c1-120 | head -12
+grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Issue Slots Busy|spends .* cycles|Achieved Occupancy|Registers Per" "$R/attention-v14.txt" | cut -c1-120 | head -30
