@@ -16,10 +16,11 @@ namespace KernelDiffusion.Kernels;
 /// 8-column tiles into the kernel-wide registers kbh0..7 and kbl0..7 (<see cref="DeclareTf32x3"/>), from ldmatrix (B
 /// row-major) or from values read by LDS (B k-major); then one block per 16-row A tile loads its four values (ldmatrix
 /// where A is row-major, LDS where k-major), splits them in block registers and issues its 12 mma. No value leaves
-/// PTX registers, and no block has more than 8 operands. Elsewhere the same split feeds three emulated products.</para>
-/// <para>Inf in an operand gives NaN (small = Inf - Inf), and values within 2^-12 of float's largest round to Inf:
-/// fp32 GEMMs give Inf there. A non-finite product is caught as one either way (the training loop's finiteness
-/// check).</para></summary>
+/// PTX registers, and no block has more than 8 operands. Elsewhere each mma is emulated with the same split
+/// (TensorCore.Emulate3: the three products in one pass).</para>
+/// <para>Inf in an operand gives NaN (small = Inf - Inf), as does a value within about 2^-11 of float's largest (its big
+/// part rounds to Inf), where an fp32 GEMM gives Inf or a finite value; the training loop's finiteness check catches
+/// either.</para></summary>
 public partial struct WarpTile64
 {
     /// <summary>Declares B's split registers for <see cref="Stage16Tf32x3"/> (after <see cref="Declare"/>, once).</summary>
@@ -73,11 +74,7 @@ public partial struct WarpTile64
             return w;
         }
         FragB e0, e1, e2, e3;
-        if (bRows != 0)
-        {
-            Float4 p = TensorCore.LdsmEmulated(sh, bRow, scratch), q = TensorCore.LdsmEmulated(sh, bRow + RowTile, scratch);
-            (e0, e1, e2, e3) = (new FragB { B0 = p.X, B1 = p.Y }, new FragB { B0 = p.Z, B1 = p.W }, new FragB { B0 = q.X, B1 = q.Y }, new FragB { B0 = q.Z, B1 = q.W });
-        }
+        if (bRows != 0) (e0, e1, e2, e3) = LdsmEmulatedB(sh, bRow, scratch);
         else (e0, e1, e2, e3) = (FragB.LoadAt(b, k * pitch, pitch), FragB.LoadAt(b, 8 + k * pitch, pitch), FragB.LoadAt(b, 16 + k * pitch, pitch), FragB.LoadAt(b, 24 + k * pitch, pitch));
         FragA f0, f1, f2, f3;
         if (aRows != 0)
@@ -86,10 +83,9 @@ public partial struct WarpTile64
         else
             (f0, f1, f2, f3) = (FragA.LoadKMajor(a, k * pitch, pitch), FragA.LoadKMajor(a, 16 + k * pitch, pitch),
                 FragA.LoadKMajor(a, 32 + k * pitch, pitch), FragA.LoadKMajor(a, 48 + k * pitch, pitch));
-        // The PTX's order within each mma tile: small A with big B, big A with small B, then the big ones.
-        w = Multiply(w, Small(f0), Small(f1), Small(f2), Small(f3), Big(e0), Big(e1), Big(e2), Big(e3), scratch);
-        w = Multiply(w, Big(f0), Big(f1), Big(f2), Big(f3), Small(e0), Small(e1), Small(e2), Small(e3), scratch);
-        return Multiply(w, Big(f0), Big(f1), Big(f2), Big(f3), Big(e0), Big(e1), Big(e2), Big(e3), scratch);
+        w.top = WarpTile.Emulated3(w.top, f0, f1, e0, e1, e2, e3, scratch);
+        w.bottom = WarpTile.Emulated3(w.bottom, f2, f3, e0, e1, e2, e3, scratch);
+        return w;
     }
 
     // Attention v13's and v14's kernels (Attention.Tf32x3.cs) keep a warp's 16 rows (queries, or keys in the key side) of
@@ -129,22 +125,10 @@ public partial struct WarpTile64
             else CudaAsm.Emit(LdsmTile3Here, 4 * aRow);
             return w;
         }
-        Float4 p = TensorCore.LdsmEmulated(sh, bRow, scratch), q = TensorCore.LdsmEmulated(sh, bRow + RowTile, scratch);
-        FragB e0 = new() { B0 = p.X, B1 = p.Y }, e1 = new() { B0 = p.Z, B1 = p.W }, e2 = new() { B0 = q.X, B1 = q.Y }, e3 = new() { B0 = q.Z, B1 = q.W };
+        var (e0, e1, e2, e3) = LdsmEmulatedB(sh, bRow, scratch);
         var f = FragA.Of(TensorCore.LdsmEmulated(sh, aRow, scratch));
-        FragA none = default;   // the other row tile of the emulated half: 0 added there
-        if (tile == 0)
-        {
-            w.top = WarpTile.Emulated(w.top, Small(f), none, Big(e0), Big(e1), Big(e2), Big(e3), scratch);
-            w.top = WarpTile.Emulated(w.top, Big(f), none, Small(e0), Small(e1), Small(e2), Small(e3), scratch);
-            w.top = WarpTile.Emulated(w.top, Big(f), none, Big(e0), Big(e1), Big(e2), Big(e3), scratch);
-        }
-        else
-        {
-            w.bottom = WarpTile.Emulated(w.bottom, none, Small(f), Big(e0), Big(e1), Big(e2), Big(e3), scratch);
-            w.bottom = WarpTile.Emulated(w.bottom, none, Big(f), Small(e0), Small(e1), Small(e2), Small(e3), scratch);
-            w.bottom = WarpTile.Emulated(w.bottom, none, Big(f), Big(e0), Big(e1), Big(e2), Big(e3), scratch);
-        }
+        if (tile == 0) w.top = WarpTile.Emulated3Row(w.top, 0, f, e0, e1, e2, e3, scratch);
+        else w.bottom = WarpTile.Emulated3Row(w.bottom, 1, f, e0, e1, e2, e3, scratch);
         return w;
     }
 
@@ -160,19 +144,8 @@ public partial struct WarpTile64
             else CudaAsm.Emit(ValuesTile2, p.A0, p.A1, p.A2, p.A3);
             return w;
         }
-        FragA none = default;   // the other row tile of the emulated half: 0 added there
-        if (half == 0)
-        {
-            w.top = WarpTile.Emulated(w.top, none, Small(p), Big(v0), Big(v1), Big(v2), Big(v3), scratch);
-            w.top = WarpTile.Emulated(w.top, none, Big(p), Small(v0), Small(v1), Small(v2), Small(v3), scratch);
-            w.top = WarpTile.Emulated(w.top, none, Big(p), Big(v0), Big(v1), Big(v2), Big(v3), scratch);
-        }
-        else
-        {
-            w.bottom = WarpTile.Emulated(w.bottom, Small(p), none, Big(v0), Big(v1), Big(v2), Big(v3), scratch);
-            w.bottom = WarpTile.Emulated(w.bottom, Big(p), none, Small(v0), Small(v1), Small(v2), Small(v3), scratch);
-            w.bottom = WarpTile.Emulated(w.bottom, Big(p), none, Big(v0), Big(v1), Big(v2), Big(v3), scratch);
-        }
+        if (half == 0) w.top = WarpTile.Emulated3Row(w.top, 1, p, v0, v1, v2, v3, scratch);
+        else w.bottom = WarpTile.Emulated3Row(w.bottom, 0, p, v0, v1, v2, v3, scratch);
         return w;
     }
 
@@ -206,11 +179,6 @@ public partial struct WarpTile64
         "mul.f32 kdw24, kdw24, %0; mul.f32 kdw25, kdw25, %0; mul.f32 kdw26, kdw26, %1; mul.f32 kdw27, kdw27, %1; mul.f32 kdw28, kdw28, %0; mul.f32 kdw29, kdw29, %0; mul.f32 kdw30, kdw30, %1; mul.f32 kdw31, kdw31, %1; " +
         "mul.f32 kdw32, kdw32, %0; mul.f32 kdw33, kdw33, %0; mul.f32 kdw34, kdw34, %1; mul.f32 kdw35, kdw35, %1; mul.f32 kdw36, kdw36, %0; mul.f32 kdw37, kdw37, %0; mul.f32 kdw38, kdw38, %1; mul.f32 kdw39, kdw39, %1; " +
         "mul.f32 kdw40, kdw40, %0; mul.f32 kdw41, kdw41, %0; mul.f32 kdw42, kdw42, %1; mul.f32 kdw43, kdw43, %1; mul.f32 kdw44, kdw44, %0; mul.f32 kdw45, kdw45, %0; mul.f32 kdw46, kdw46, %1; mul.f32 kdw47, kdw47, %1; ";
-
-    static FragA Big(FragA f) => new() { A0 = TensorCore.RoundTf32(f.A0), A1 = TensorCore.RoundTf32(f.A1), A2 = TensorCore.RoundTf32(f.A2), A3 = TensorCore.RoundTf32(f.A3) };
-    static FragA Small(FragA f) => new() { A0 = f.A0 - TensorCore.RoundTf32(f.A0), A1 = f.A1 - TensorCore.RoundTf32(f.A1), A2 = f.A2 - TensorCore.RoundTf32(f.A2), A3 = f.A3 - TensorCore.RoundTf32(f.A3) };
-    static FragB Big(FragB f) => new() { B0 = TensorCore.RoundTf32(f.B0), B1 = TensorCore.RoundTf32(f.B1) };
-    static FragB Small(FragB f) => new() { B0 = f.B0 - TensorCore.RoundTf32(f.B0), B1 = f.B1 - TensorCore.RoundTf32(f.B1) };
 
     // B: kbl0..7 hold b0, b1 of the warp's four 8-column tiles in turn (as klb in LdsmStepA/AB); each splits into kbh (big)
     // and kbl (small). From row-major B (%0: this lane's ldmatrix row, byte offset; two tiles per ldmatrix, the pairs 16

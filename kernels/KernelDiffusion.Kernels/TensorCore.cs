@@ -82,6 +82,43 @@ public static class TensorCore
         return v;
     }
 
+    /// <summary>Emulate's 3xTF32 form (GEMM v21, attention v13 and v14): c + a b as the three mma a_small b_big + a_big b_small
+    /// + a_big b_big, each operand split where it is read (big = RoundTf32(x), small = x - big read truncated, as the
+    /// tensor cores read it), all three in one pass: two warp barriers where three Emulate calls take six.</summary>
+    internal static MmaAcc Emulate3(MmaAcc c, FragA a, FragB b, ArrayView<float> scratch)
+    {
+        int lane = Warp.LaneIdx, g = lane >> 2, t = lane & 3;
+        int warp = Warp.WarpIdx * 32 * OperandsPerLane, mine = warp + lane * OperandsPerLane;
+        scratch[mine] = a.A0;
+        scratch[mine + 1] = a.A1;
+        scratch[mine + 2] = a.A2;
+        scratch[mine + 3] = a.A3;
+        scratch[mine + 4] = b.B0;
+        scratch[mine + 5] = b.B1;
+        Warp.Barrier();
+        for (int k = 0; k < 8; k++)
+        {
+            int holder = k & 3, high = k >> 2;
+            int rowLane = warp + (g * 4 + holder) * OperandsPerLane;
+            float top = scratch[rowLane + 2 * high], bottom = scratch[rowLane + 2 * high + 1];
+            float left = scratch[warp + (2 * t * 4 + holder) * OperandsPerLane + 4 + high];
+            float right = scratch[warp + ((2 * t + 1) * 4 + holder) * OperandsPerLane + 4 + high];
+            c.C0 += Product3(top, left);
+            c.C1 += Product3(top, right);
+            c.C2 += Product3(bottom, left);
+            c.C3 += Product3(bottom, right);
+        }
+        Warp.Barrier();
+        return c;
+    }
+
+    /// <summary>x y as 3xTF32 takes it: x_small y_big + x_big y_small + x_big y_big.</summary>
+    static float Product3(float x, float y)
+    {
+        float xb = RoundTf32(x), yb = RoundTf32(y);
+        return TruncateTf32(x - xb) * yb + xb * TruncateTf32(y - yb) + xb * yb;
+    }
+
     /// <summary>x of lane (this lane xor <paramref name="mask"/>, 1 or 2: within a row's four lanes), for the kernels that
     /// hold mma fragments (attention v13): shfl.sync.bfly on CUDA; elsewhere through the warp's part of the scratch
     /// (ILGPU's Warp.ShuffleXor does not compile for OpenCL).</summary>
@@ -304,6 +341,31 @@ public struct WarpTile
     {
         if (CudaAsm.IsSupported) return Ptx(4 * (4 * i + j) + e);
         return Emulated(i, j, e);
+    }
+
+    /// <summary>Emulated with each mma as 3xTF32 (TensorCore.Emulate3): GEMM v21.</summary>
+    internal static WarpTile Emulated3(WarpTile w, FragA a0, FragA a1, FragB b0, FragB b1, FragB b2, FragB b3, ArrayView<float> scratch)
+        => Emulated3Row(Emulated3Row(w, 0, a0, b0, b1, b2, b3, scratch), 1, a1, b0, b1, b2, b3, scratch);
+
+    /// <summary>Row tile i (0: rows 0-15, 1: 16-31) only, each mma as 3xTF32: attention v13's and v14's products, each one
+    /// row tile.</summary>
+    internal static WarpTile Emulated3Row(WarpTile w, int i, FragA a, FragB b0, FragB b1, FragB b2, FragB b3, ArrayView<float> scratch)
+    {
+        if (i == 0)
+        {
+            w.c00 = TensorCore.Emulate3(w.c00, a, b0, scratch);
+            w.c01 = TensorCore.Emulate3(w.c01, a, b1, scratch);
+            w.c02 = TensorCore.Emulate3(w.c02, a, b2, scratch);
+            w.c03 = TensorCore.Emulate3(w.c03, a, b3, scratch);
+        }
+        else
+        {
+            w.c10 = TensorCore.Emulate3(w.c10, a, b0, scratch);
+            w.c11 = TensorCore.Emulate3(w.c11, a, b1, scratch);
+            w.c12 = TensorCore.Emulate3(w.c12, a, b2, scratch);
+            w.c13 = TensorCore.Emulate3(w.c13, a, b3, scratch);
+        }
+        return w;
     }
 
     /// <summary>The emulated accumulators of row tile i (0: rows 0-15, 1: 16-31) set to zero (attention v13's scores).</summary>
@@ -536,6 +598,14 @@ public partial struct WarpTile64
         return StepLdsm(w, sh, aRow + 8, bRow + 8, b, 8, bRows, pitch, scratch);
     }
 
+    /// <summary>What LdsmStepAB's two ldmatrix of a row-major B give this lane off CUDA (TensorCore.LdsmEmulated): b0 and
+    /// b1 of the warp's four 8-column tiles.</summary>
+    static (FragB, FragB, FragB, FragB) LdsmEmulatedB(ArrayView<float> sh, int bRow, ArrayView<float> scratch)
+    {
+        Float4 p = TensorCore.LdsmEmulated(sh, bRow, scratch), q = TensorCore.LdsmEmulated(sh, bRow + RowTile, scratch);
+        return (new FragB { B0 = p.X, B1 = p.Y }, new FragB { B0 = p.Z, B1 = p.W }, new FragB { B0 = q.X, B1 = q.Y }, new FragB { B0 = q.Z, B1 = q.W });
+    }
+
     /// <summary>This lane's ldmatrix row of an A tile (16 rows x 8 values of k, row-major): matrix j = lane / 8 holds rows
     /// 8 (j % 2) .. + 7 at k 4 (j / 2) .. + 3 (a0, a1, a2, a3 in turn), and lane l names its row l % 8.</summary>
     public static int LdsmRowA(int lane) => ((lane & 7) + 8 * ((lane >> 3) & 1)) * FragA.RowsPitch + 4 * (lane >> 4);
@@ -553,11 +623,7 @@ public partial struct WarpTile64
             return w;
         }
         FragB b0, b1, b2, b3;
-        if (bRows != 0)   // off CUDA only
-        {
-            Float4 p = TensorCore.LdsmEmulated(sh, bRow, scratch), q = TensorCore.LdsmEmulated(sh, bRow + RowTile, scratch);
-            (b0, b1, b2, b3) = (new FragB { B0 = p.X, B1 = p.Y }, new FragB { B0 = p.Z, B1 = p.W }, new FragB { B0 = q.X, B1 = q.Y }, new FragB { B0 = q.Z, B1 = q.W });
-        }
+        if (bRows != 0) (b0, b1, b2, b3) = LdsmEmulatedB(sh, bRow, scratch);   // off CUDA only
         else
         {
             b0 = FragB.LoadAt(b, k * pitch, pitch); b1 = FragB.LoadAt(b, 8 + k * pitch, pitch);
