@@ -1130,7 +1130,8 @@ public static class Gemm
     /// <summary>v12-v15, which run only in groups of 16 x 16 threads (UnrolledTiles).</summary>
     static bool IsUnrolled(GemmVersion v) => v is GemmVersion.V12Unrolled or GemmVersion.V13Unrolled4 or GemmVersion.V14Padded or GemmVersion.V15Padded4;
 
-    /// <summary>Whether KD_KERNELS=auto tries a version here: fp32 versions that run, less those measured hopeless on
+    /// <summary>Whether KD_KERNELS=auto tries a version here: fp32 versions that run (not v21, on the tensor cores, until a
+    /// GPU has timed it), less those measured hopeless on
     /// this kind of accelerator: on the CPU accelerator v2 (its shared tiles shrink to 1 x 1 in 2-thread groups); on GPUs
     /// v3 (a row per thread: 5.3 s at 4096 on an H100), v1 and v9 (on an H100 they lost at all 8 of conv v13's GEMM shapes
     /// whose trials bench/results/h100-2026-11-26b lists, 3-36x the winner, up to 91 ms a trial).</summary>
