@@ -44,7 +44,7 @@ on21 timeout 60 $K bench --device cuda --default-only --no-kernels --kernels fmn
   --out "$R/bench-steps-v21" > "$R/bench-steps-v21.log" 2>&1
 timeout 60 $K bench --device cuda --default-only --kernels conv3x3. conv1x1. fmnist_unet. --budget-ms 40 \
   --out "$R/bench-steps" > "$R/bench-defaults.log" 2>&1
-stamp "convolutions and fmnist steps on v21 and at the defaults done"
+stamp "convolutions and fmnist steps$([ "$V21" = 1 ] && echo " on v21 and") at the defaults done"
 # Attention v13 (its forward on the tensor cores by 3xTF32, v11's backward) and v14 (its key side on them too) beside v10
 # and v11 at every attention case; then the versions built on GEMMs (v1: scores and weights stored; v6, v7: dQ, and dK,
 # by GEMM; v11, v14: dQ by GEMM) with those GEMMs on v21 at adm64's shapes: does 3xTF32 bring a path under SDPA there?
@@ -77,7 +77,7 @@ on21 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm
   --budget-ms 100 --out "$R/bench-adm64-v21" > "$R/bench-adm64-v21.log" 2>&1
 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
   --budget-ms 100 --out "$R/bench-adm64" > "$R/bench-adm64.log" 2>&1
-stamp "adm64's training step on v21 and at the defaults done"
+stamp "adm64's training step$([ "$V21" = 1 ] && echo " on v21 and") at the defaults done"
 fi
 cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" | tail -1; grep -hE "gemm.v21|v13" "$R/check/check.md" | cut -c1-160
 grep -E "^\| sgemm" "$R/ratios-sgemm.md" | cut -d'|' -f2-7
