@@ -10,11 +10,12 @@
 #   every attention case, and the GEMM-built versions (v1, v6, v7, v11, v14) at adm64's shapes with their GEMMs on v21;
 # - 30 fmnist training steps from one seed at the defaults and on v21, losses side by side (same results to rounding?);
 # - Nsight Compute on v21 at NN with the per-instruction counters (is the tensor pipe the bound now?), and on v14's
-#   three kernels at adm64's 32x32;
-# - adm64's training step on v21 and at the defaults (PyTorch's took 520 ms in the second H200 run, call 3).
+#   three kernels at adm64's 32x32 (last: the run's timeout may cut them);
+# - adm64's training step at the defaults, on v21, and on v21 with attention v14 (PyTorch's took 520 ms in the second
+#   H200 run, call 3); the Nsight Compute reports last.
 # Predictions: bench/NOTES.md, "Tensor cores", GEMM v21.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
-# There: run with carry [".device"] and timeout_s 600:  bash scripts/gpu-v21.sh "$OUT" (about 520 s; each step's files come back as it ends);
+# There: run with carry [".device"] and timeout_s 600:  bash scripts/gpu-v21.sh "$OUT" (about 550 s; each step's files come back as it ends);
 # SHORT=1 bash scripts/gpu-v21.sh "$OUT" leaves out the 30 training steps, Nsight Compute and adm64's step (about 330 s).
 set -u
 out=${1:?usage: gpu-v21.sh OUTDIR}
@@ -71,13 +72,16 @@ python3 bench/merge.py "$R/bench-v21.json" "$R/bench-conv-v21/bench.json" "$R/be
 python3 bench/join.py "$R/bench-v21.json" "$R/torch.json" --out "$R/ratios-v21.md" > "$R/join-v21.log" 2>&1
 stamp "ratios joined"
 if [ "${SHORT:-0}" != 1 ]; then
-[ "$V21" = 1 ] && NCU_SOURCE=1 ncu_case gemm-v21-nn 'V21Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "21")
-[ -n "$NEW_ATT" ] && ncu_case attention-v14 'Tf32x3' 3 attention.forward_backward.adm64_32x32 --skip-versions $(skip_all_but attention "14" "$att_all")
-on21 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
-  --budget-ms 100 --out "$R/bench-adm64-v21" > "$R/bench-adm64-v21.log" 2>&1
+# adm64's training step at the defaults, with every GEMM on v21, and with attention v14 as well (both new paths).
 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
   --budget-ms 100 --out "$R/bench-adm64" > "$R/bench-adm64.log" 2>&1
-stamp "adm64's training step$([ "$V21" = 1 ] && echo " on v21 and") at the defaults done"
+on21 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
+  --budget-ms 100 --out "$R/bench-adm64-v21" > "$R/bench-adm64-v21.log" 2>&1
+[ "$V21" = 1 ] && [ -n "$NEW_ATT" ] && KD_KERNELS=gemm=v21,attention=v14 timeout 40 $K bench --device cuda --default-only --no-kernels \
+  --kernels adm64_unet.train_step --budget-ms 100 --out "$R/bench-adm64-v21-v14" > "$R/bench-adm64-v21-v14.log" 2>&1
+stamp "adm64's training step at the defaults$([ "$V21" = 1 ] && echo ", on v21")$([ "$V21" = 1 ] && [ -n "$NEW_ATT" ] && echo " and on v21 with attention v14") done"
+[ "$V21" = 1 ] && NCU_SOURCE=1 ncu_case gemm-v21-nn 'V21Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "21")
+[ -n "$NEW_ATT" ] && ncu_case attention-v14 'Tf32x3' 3 attention.forward_backward.adm64_32x32 --skip-versions $(skip_all_but attention "14" "$att_all")
 fi
 cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" | tail -1; grep -hE "gemm.v21|v13" "$R/check/check.md" | cut -c1-160
 grep -E "^\| sgemm" "$R/ratios-sgemm.md" | cut -d'|' -f2-7
