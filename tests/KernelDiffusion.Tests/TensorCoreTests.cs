@@ -188,6 +188,31 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         }
         Skip.If(ptxas == null, $"ptxas not found: {Ptxas.HowToGet}");
     }
+
+    /// <summary>Attention v13's and v14's three kernels (Attention.Tf32x3.cs) take every product as 3xTF32 (12 mma after each
+    /// split A tile, one B split per A tile: each of their products is one row tile), and ptxas assembles them with at
+    /// most a few bytes spilled (11.8: none in the forward, 4 in each key-side kernel, the dK kernel at 168 registers).</summary>
+    [SkippableFact]
+    public void AttentionTf32x3KernelsAreThreeMmaPerProduct()
+    {
+        static int Count(string code, string what) => code.Split(what).Length - 1;
+        var kernels = OfflineCompile.CompileAll("ptx", filter: "Attention.Tf32x3").ToList();
+        Assert.Equal(3, kernels.Count);
+        var ptxas = Ptxas.Find();
+        foreach (var r in kernels)
+        {
+            Assert.True(r.Ok, r.Message);
+            int bSplits = Count(r.Code!, "add.u32 kbh0,"), aSplits = Count(r.Code!, "add.u32 ksh0,");
+            Assert.True(bSplits > 0, r.Kernel);
+            Assert.Equal(bSplits, aSplits);
+            Assert.Equal(12 * aSplits, Count(r.Code!, "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"));
+            if (ptxas == null) continue;
+            var a = Ptxas.Assemble(ptxas, r.Code!, r.Kernel);
+            output.WriteLine($"{r.Kernel}: {a.Message}");
+            Assert.True(a.Ok && a.Parsed && a.SpillStoreBytes <= 16, a.Message);
+        }
+        Skip.If(ptxas == null, $"ptxas not found: {Ptxas.HowToGet}");
+    }
 }
 
 /// <summary>KD_KERNELS: forcing kernel versions by name for a whole run (how a user opts into the tf32 versions).</summary>
