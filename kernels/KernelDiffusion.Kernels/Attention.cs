@@ -53,8 +53,8 @@ public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4
 /// v10: v8 with dQ = alpha dS K by a warp-rows kernel over the stored dS, not by the batched GEMM.
 /// v11, lean warp rows (Attention.WarpRowsLean.cs): v8 in less shared memory (one V^T buffer in the forward, queries
 /// streaming 16 at a time in the key side), so four groups fit a multiprocessor at 64-channel heads. v12: v11 with v10's
-/// dQ kernel. v13 (Attention.Tf32x3.cs): a forward on the tensor cores by 3xTF32 (fp32's accuracy), v11's backward;
-/// opt-in, not yet run on a GPU.</summary>
+/// dQ kernel. v13 (Attention.Tf32x3.cs): a forward on the tensor cores by 3xTF32 (fp32's accuracy), v11's backward; v14:
+/// v13's forward and a key side on the tensor cores too (two kernels), dQ by GEMM; both opt-in, not yet run on a GPU.</summary>
 public static partial class Attention
 {
     /// <summary>Element offset of q (0), k (1) or v (2) of head 0 of sample 0, and the stride between heads.</summary>
@@ -917,7 +917,7 @@ public static partial class Attention
     /// <summary>Whether a version's backward makes dQ with v10's kernel (v10, v12), not the batched GEMM.</summary>
     static bool QueryGradByKernel(AttentionVersion v) => v is AttentionVersion.V10WarpRowsQueryGrad or AttentionVersion.V12WarpRowsLeanQueryGrad;
 
-    /// <summary>Whether attention=auto tries a version here: never v13 until a GPU has run it; on the CPU accelerator not v2,
+    /// <summary>Whether attention=auto tries a version here: never v13 or v14 until a GPU has run them; on the CPU accelerator not v2,
     /// v4, v6 and v7, where forward + backward at fmnist's 14x14 (batch 4) took 6.5x and 12x v1's time (barriers are
     /// OS-thread barriers there), except at shapes small enough (under 2^16 multiply-adds per product) that a trial costs
     /// nothing.</summary>

@@ -1093,7 +1093,8 @@ public static class Gemm
     }
 
     /// <summary>The tensor-core versions (tf32: opt-in by name, never tuned to, as their results differ from fp32's).</summary>
-    public static bool IsTf32(GemmVersion v) => v is GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 || IsAsync(v) && v != GemmVersion.V21Tf32x3;
+    public static bool IsTf32(GemmVersion v) => v is GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32
+        or GemmVersion.V18PackedTf32 or GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32;
 
     /// <summary>The versions on tensor cores: the tf32 ones and v21 (fp32 by three tf32 mma).</summary>
     public static bool UsesTensorCores(GemmVersion v) => IsTf32(v) || v == GemmVersion.V21Tf32x3;

@@ -85,32 +85,7 @@ public static class TensorCore
     /// <summary>Emulate's 3xTF32 form (GEMM v21, attention v13 and v14): c + a b as the three mma a_small b_big + a_big b_small
     /// + a_big b_big, each operand split where it is read (big = RoundTf32(x), small = x - big read truncated, as the
     /// tensor cores read it), all three in one pass: two warp barriers where three Emulate calls take six.</summary>
-    internal static MmaAcc Emulate3(MmaAcc c, FragA a, FragB b, ArrayView<float> scratch)
-    {
-        int lane = Warp.LaneIdx, g = lane >> 2, t = lane & 3;
-        int warp = Warp.WarpIdx * 32 * OperandsPerLane, mine = warp + lane * OperandsPerLane;
-        scratch[mine] = a.A0;
-        scratch[mine + 1] = a.A1;
-        scratch[mine + 2] = a.A2;
-        scratch[mine + 3] = a.A3;
-        scratch[mine + 4] = b.B0;
-        scratch[mine + 5] = b.B1;
-        Warp.Barrier();
-        for (int k = 0; k < 8; k++)
-        {
-            int holder = k & 3, high = k >> 2;
-            int rowLane = warp + (g * 4 + holder) * OperandsPerLane;
-            float top = scratch[rowLane + 2 * high], bottom = scratch[rowLane + 2 * high + 1];
-            float left = scratch[warp + (2 * t * 4 + holder) * OperandsPerLane + 4 + high];
-            float right = scratch[warp + ((2 * t + 1) * 4 + holder) * OperandsPerLane + 4 + high];
-            c.C0 += Product3(top, left);
-            c.C1 += Product3(top, right);
-            c.C2 += Product3(bottom, left);
-            c.C3 += Product3(bottom, right);
-        }
-        Warp.Barrier();
-        return c;
-    }
+    internal static MmaAcc Emulate3(MmaAcc c, FragA a, FragB b, ArrayView<float> scratch) => Gathered(c, a, b, scratch, 1);
 
     /// <summary>x y as 3xTF32 takes it: x_small y_big + x_big y_small + x_big y_big.</summary>
     static float Product3(float x, float y)
@@ -144,16 +119,20 @@ public static class TensorCore
     /// k reads A[g][k], A[g + 8][k], B[k][2t] and B[k][2t + 1] from the lanes that hold
     /// them. (Two warp barriers per call; warp shuffles would take 64, which the CPU accelerator runs as OS-thread
     /// barriers.)</summary>
-    internal static MmaAcc Emulate(MmaAcc c, FragA a, FragB b, ArrayView<float> scratch)
+    internal static MmaAcc Emulate(MmaAcc c, FragA a, FragB b, ArrayView<float> scratch) => Gathered(c, a, b, scratch, 0);
+
+    /// <summary>Emulate (<paramref name="split"/> 0: operands published truncated, one product each) and Emulate3 (1:
+    /// published as they are, each product 3xTF32's three); split is a constant at both calls.</summary>
+    static MmaAcc Gathered(MmaAcc c, FragA a, FragB b, ArrayView<float> scratch, int split)
     {
         int lane = Warp.LaneIdx, g = lane >> 2, t = lane & 3;
         int warp = Warp.WarpIdx * 32 * OperandsPerLane, mine = warp + lane * OperandsPerLane;
-        scratch[mine] = TruncateTf32(a.A0);
-        scratch[mine + 1] = TruncateTf32(a.A1);
-        scratch[mine + 2] = TruncateTf32(a.A2);
-        scratch[mine + 3] = TruncateTf32(a.A3);
-        scratch[mine + 4] = TruncateTf32(b.B0);
-        scratch[mine + 5] = TruncateTf32(b.B1);
+        scratch[mine] = Published(a.A0, split);
+        scratch[mine + 1] = Published(a.A1, split);
+        scratch[mine + 2] = Published(a.A2, split);
+        scratch[mine + 3] = Published(a.A3, split);
+        scratch[mine + 4] = Published(b.B0, split);
+        scratch[mine + 5] = Published(b.B1, split);
         Warp.Barrier();
         for (int k = 0; k < 8; k++)
         {
@@ -162,14 +141,18 @@ public static class TensorCore
             float top = scratch[rowLane + 2 * high], bottom = scratch[rowLane + 2 * high + 1];
             float left = scratch[warp + (2 * t * 4 + holder) * OperandsPerLane + 4 + high];
             float right = scratch[warp + ((2 * t + 1) * 4 + holder) * OperandsPerLane + 4 + high];
-            c.C0 += top * left;
-            c.C1 += top * right;
-            c.C2 += bottom * left;
-            c.C3 += bottom * right;
+            c.C0 += Product(top, left, split);
+            c.C1 += Product(top, right, split);
+            c.C2 += Product(bottom, left, split);
+            c.C3 += Product(bottom, right, split);
         }
         Warp.Barrier();
         return c;
     }
+
+    static float Published(float x, int split) => split != 0 ? x : TruncateTf32(x);
+
+    static float Product(float x, float y, int split) => split != 0 ? Product3(x, y) : x * y;
 }
 
 /// <summary>cp.async (sm_80): copies from global to shared memory that bypass registers, issued in commit groups a

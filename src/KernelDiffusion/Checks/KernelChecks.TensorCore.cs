@@ -179,27 +179,11 @@ public static partial class KernelChecks
 
     /// <summary>A tf32 GEMM case against float64 on the rounded (or truncated) operands. <paramref name="ownCopies"/>
     /// (GEMM v19, v20): the case fails unless their 16-byte copies run, not v17's.</summary>
-    static Case Tf32GemmCase(string kernel, GemmVersion version, GemmShape s, bool ownCopies = false) => new(kernel,
-        $"[{s.Batch},{s.M},{s.K}]x[{(s.StrideB == 0 ? 1 : s.Batch)},{s.K},{s.N}]{(s.TransA == 1 ? " A^T" : "")}{(s.TransB == 1 ? " B^T" : "")}{(s.Split > 0 ? $" {s.Batch / s.Split}x{s.Split} batches" : "")}",
+    static Case Tf32GemmCase(string kernel, GemmVersion version, GemmShape s, bool ownCopies = false) => new(kernel, GemmShapeText(s),
         (d, r) =>
         {
-            // Operands as long as their last matrix reaches (two-level batches leave gaps).
-            var a = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideA, s.OuterA)) + s.M * s.K);
-            var b = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideB, s.OuterB)) + s.K * s.N);
-            var c = Randn(r, s.Batch * s.M * s.N);
-            var ran = version;   // the kernel Gemm.Run launches for this version here (v19 and v20 fall back: Gemm.Effective)
-            float[] got = OnTensorCoreTiles(d, Gemm.Threads(version), acc =>
-            {
-                using var da = acc.Allocate1D(a.Select(v => (float)v).ToArray());
-                using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
-                // Beta = 0 must not read C: poison it then.
-                using var dc = acc.Allocate1D(c.Select(v => s.Beta == 0 ? float.NaN : (float)v).ToArray());
-                ran = Gemm.Effective(acc, version, da.View, db.View, s);
-                if (ownCopies && !Gemm.IsVector(ran))
-                    throw new InvalidOperationException($"v{(int)version}'s operands are not 16-byte aligned here: v17 would run, not its copies");
-                Gemm.Run(acc, da.View, db.View, dc.View, s, version);
-                return dc.GetAsArray1D();
-            }, out string where);
+            var (a, b, c, got, ran, where) = RunTensorCoreGemm(d, r, version, s,
+                ran => ownCopies && !Gemm.IsVector(ran) ? $"v{(int)version}'s operands are not 16-byte aligned here: v17 would run, not its copies" : null);
             // v17-v20 give the tensor cores their operands unrounded: they read them truncated to tf32.
             bool truncated = Gemm.TruncatesTf32(version);
             Func<double[], double[]> tf32 = truncated ? TruncatedTf32 : Tf32;
@@ -215,29 +199,44 @@ public static partial class KernelChecks
     /// note gives the error of tf32 on the same operands beside it, and the kernel that ran: v21's own where every
     /// operand row is 16-byte aligned, else the fp32 default; the case fails if that is not the one
     /// <paramref name="ownKernel"/> expects.</summary>
-    static Case Tf32x3GemmCase(string kernel, GemmShape s, bool ownKernel = true) => new(kernel,
-        $"[{s.Batch},{s.M},{s.K}]x[{(s.StrideB == 0 ? 1 : s.Batch)},{s.K},{s.N}]{(s.TransA == 1 ? " A^T" : "")}{(s.TransB == 1 ? " B^T" : "")}{(s.Split > 0 ? $" {s.Batch / s.Split}x{s.Split} batches" : "")}",
+    static Case Tf32x3GemmCase(string kernel, GemmShape s, bool ownKernel = true) => new(kernel, GemmShapeText(s),
         (d, r) =>
         {
-            var a = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideA, s.OuterA)) + s.M * s.K);
-            var b = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideB, s.OuterB)) + s.K * s.N);
-            var c = Randn(r, s.Batch * s.M * s.N);
-            var ran = GemmVersion.V21Tf32x3;
-            float[] got = OnTensorCoreTiles(d, Gemm.Threads(ran), acc =>
-            {
-                using var da = acc.Allocate1D(a.Select(v => (float)v).ToArray());
-                using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
-                using var dc = acc.Allocate1D(c.Select(v => s.Beta == 0 ? float.NaN : (float)v).ToArray());
-                ran = Gemm.Effective(acc, GemmVersion.V21Tf32x3, da.View, db.View, s);
-                if ((ran == GemmVersion.V21Tf32x3) != ownKernel)
-                    throw new InvalidOperationException($"v{(int)ran} ran where the case expects {(ownKernel ? "v21's own kernel" : "the fp32 default")}");
-                Gemm.Run(acc, da.View, db.View, dc.View, s, GemmVersion.V21Tf32x3);
-                return dc.GetAsArray1D();
-            }, out string where);
+            const GemmVersion v21 = GemmVersion.V21Tf32x3;
+            var (a, b, c, got, ran, where) = RunTensorCoreGemm(d, r, v21, s,
+                ran => (ran == v21) != ownKernel ? $"v{(int)ran} ran where the case expects {(ownKernel ? "v21's own kernel" : "the fp32 default")}" : null);
             var want = Gemm.Reference.Run(a, b, c, s);
             double tf32 = RelError(Gemm.Reference.Run(Tf32(a), Tf32(b), c, s).Select(v => (float)v).ToArray(), want);
-            return (RelError(got, want), Fwd, $"against the fp32 inputs (tf32 alone: {tf32:E1}){(ran != GemmVersion.V21Tf32x3 ? $"; as v{(int)ran}" : "")}{where}");
+            return (RelError(got, want), Fwd, $"against the fp32 inputs (tf32 alone: {tf32:E1}){(ran != v21 ? $"; as v{(int)ran}" : "")}{where}");
         });
+
+    static string GemmShapeText(GemmShape s)
+        => $"[{s.Batch},{s.M},{s.K}]x[{(s.StrideB == 0 ? 1 : s.Batch)},{s.K},{s.N}]{(s.TransA == 1 ? " A^T" : "")}{(s.TransB == 1 ? " B^T" : "")}{(s.Split > 0 ? $" {s.Batch / s.Split}x{s.Split} batches" : "")}";
+
+    /// <summary>A tensor-core GEMM version on random A, B and C (C poisoned where beta = 0 must not read it), on a device
+    /// of 32-lane warps: the operands, the result, the kernel Gemm.Run launched for the version there (Gemm.Effective)
+    /// and where it ran. <paramref name="unexpected"/> names what is wrong with that kernel for the case, or null; the
+    /// case then fails before running.</summary>
+    static (double[] A, double[] B, double[] C, float[] Got, GemmVersion Ran, string Where) RunTensorCoreGemm(ComputeDevice d, Random r,
+        GemmVersion version, GemmShape s, Func<GemmVersion, string?> unexpected)
+    {
+        // Operands as long as their last matrix reaches (two-level batches leave gaps).
+        var a = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideA, s.OuterA)) + s.M * s.K);
+        var b = Randn(r, Enumerable.Range(0, s.Batch).Max(i => s.Base(i, s.StrideB, s.OuterB)) + s.K * s.N);
+        var c = Randn(r, s.Batch * s.M * s.N);
+        var ran = version;
+        float[] got = OnTensorCoreTiles(d, Gemm.Threads(version), acc =>
+        {
+            using var da = acc.Allocate1D(a.Select(v => (float)v).ToArray());
+            using var db = acc.Allocate1D(b.Select(v => (float)v).ToArray());
+            using var dc = acc.Allocate1D(c.Select(v => s.Beta == 0 ? float.NaN : (float)v).ToArray());
+            ran = Gemm.Effective(acc, version, da.View, db.View, s);
+            if (unexpected(ran) is { } why) throw new InvalidOperationException(why);
+            Gemm.Run(acc, da.View, db.View, dc.View, s, version);
+            return dc.GetAsArray1D();
+        }, out string where);
+        return (a, b, c, got, ran, where);
+    }
 
     /// <summary>Runs f on the device's accelerator when it can run groups of <paramref name="threads"/> threads in 32-lane
     /// warps, else on a CPU accelerator made so (created for the call: kd's own CPU device keeps 2-thread groups for speed).</summary>
