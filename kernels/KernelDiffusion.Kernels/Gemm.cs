@@ -248,7 +248,7 @@ public struct Block8Runs : IStagedBlock<Block8Runs>
 /// per-shape tuning) and the checks a version (Gemm.At).</summary>
 public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16, V17AsyncTf32 = 17, V18PackedTf32 = 18, V19VectorTf32 = 19, V20LdmatrixTf32 = 20, V21Tf32x3 = 21 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16, V17AsyncTf32 = 17, V18PackedTf32 = 18, V19VectorTf32 = 19, V20LdmatrixTf32 = 20, V21Tf32x3 = 21, V22BulkTf32 = 22 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
@@ -815,6 +815,7 @@ public static class Gemm
     {
         GemmVersion.V18PackedTf32 => 2 * V17Stages * V18Buffer,
         GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 or GemmVersion.V21Tf32x3 => V17Stages * (V19Buffer(1 - s.TransA) + V19Buffer(s.TransB)),
+        GemmVersion.V22BulkTf32 => V17Stages * (V19Buffer(1 - s.TransA) + V19Buffer(s.TransB)) + V22BarrierFloats,
         _ => 2 * V17Stages * V16Buffer,
     };
 
@@ -977,14 +978,57 @@ public static class Gemm
     static void V21ATBTKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
         => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 0, 1, tf32x3: 1);
 
-    /// <summary>v19's body (and v20's: <paramref name="ldsm"/> 1, A row-major; v21's: <paramref name="tf32x3"/> 1):
+    /// <summary>v22 (tf32): v20's tiles, stages and operand reads, each stage's operands copied by bulk copies
+    /// (<see cref="BulkCopy"/>: cp.async.bulk, sm_90) where v20 issues 16-byte cp.async copies. A row-major operand is
+    /// 128 rows of 64 bytes a stage, a copy each (one per thread of its four warps: A's warps 0-3, B's 4-7); a k-major
+    /// one 16 rows of 512 bytes. The copies land on the stage buffer's mbarrier, which every thread waits for after the
+    /// stage's group barrier. Only where the whole 128 x 128 tile and the stage's 16 values of k lie inside the operands
+    /// (bulk copies read whole rows and zero nothing); elsewhere a stage is copied as v20 copies it. Loaded with
+    /// <c>.target sm_90</c> (<see cref="PtxTarget"/>).</summary>
+    [LaunchBounds(V16Threads, 2), PtxTarget(9, 0)]
+    static void V22Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 1, 0, 1, bulk: 1);
+
+    /// <summary>v22 with B transposed (both operands row-major, both read by ldmatrix, as v20's).</summary>
+    [LaunchBounds(V16Threads, 2), PtxTarget(9, 0)]
+    static void V22BTKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 1, 1, 1, bulk: 1);
+
+    /// <summary>v22 with A transposed (v19's reads).</summary>
+    [LaunchBounds(V16Threads, 2), PtxTarget(9, 0)]
+    static void V22ATKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 0, 0, bulk: 1);
+
+    /// <summary>v22 with both transposed (v19's reads).</summary>
+    [LaunchBounds(V16Threads, 2), PtxTarget(9, 0)]
+    static void V22ATBTKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 0, 1, bulk: 1);
+
+    /// <summary>v22's three mbarriers (2 ints each) after its operand buffers, padded to 16 bytes.</summary>
+    const int V22BarrierFloats = 4 * ((V17Stages * BulkCopy.BarrierInts + 3) / 4);
+
+    /// <summary>v19's body (and v20's: <paramref name="ldsm"/> 1, A row-major; v21's: <paramref name="tf32x3"/> 1; v22's:
+    /// <paramref name="bulk"/> 1):
     /// <paramref name="aRows"/> and <paramref name="bRows"/> (constants in each entry) say which operands are kept
     /// row-major (rows along k).</summary>
     static void VectorTiles(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress,
-        long cAddress, int aRows, int bRows, int ldsm = 0, int tf32x3 = 0)
+        long cAddress, int aRows, int bRows, int ldsm = 0, int tf32x3 = 0, int bulk = 0)
     {
         var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();   // A's three buffers, then B's (requested as Float4s, as v17's)
         var scratch = TensorCore.Scratch();
+        // v22: the stage buffers' mbarriers after B's buffers; bit f of phases is the parity buffer f's next wait takes, of
+        // bulkIn whether buffer f holds a stage of bulk copies not yet waited for.
+        var bars = SharedMemory.GetDynamic<Float4>().Cast<int>();
+        int barsAt = V17Stages * (V19Buffer(aRows) + V19Buffer(bRows)), phases = 0, bulkIn = 0, broken = 0;
+        if (bulk != 0)
+        {
+            if (Group.IdxX == 0)
+            {
+                for (int f = 0; f < V17Stages; f++) BulkCopy.Init(bars, barsAt + f * BulkCopy.BarrierInts);
+                BulkCopy.FenceInit();
+            }
+            Group.Barrier();
+        }
         WarpTile64.Declare();
         if (tf32x3 != 0) WarpTile64.DeclareTf32x3();
         int t = Group.IdxX, warp = Warp.WarpIdx, lane = Warp.LaneIdx, g = lane >> 2, q = lane & 3;
@@ -999,10 +1043,20 @@ public static class Gemm
             var (bi, m0, n0) = s.TileAt(w, V16Tile);
             int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
             var acc = WarpTile64.Zero();
+            bool inside = bulk != 0 && m0 + V16Tile <= s.M && n0 + V16Tile <= s.N;
             for (int p = 0; p < V17Stages - 1; p++)
             {
-                CopyVectors(sh, p * bufferA, a, aAddress, aBase, s.M, s.K, m0, p * V16K, t, aRows);
-                CopyVectors(sh, atB + p * bufferB, b, bAddress, bBase, s.N, s.K, n0, p * V16K, t, bRows);
+                if (inside && (p + 1) * V16K <= s.K)
+                {
+                    BulkStage(sh, p * bufferA, atB + p * bufferB, a, aAddress, aBase, b, bAddress, bBase, s, m0, n0, p * V16K, t, aRows, bRows,
+                        bars, barsAt + p * BulkCopy.BarrierInts);
+                    bulkIn |= 1 << p;
+                }
+                else
+                {
+                    CopyVectors(sh, p * bufferA, a, aAddress, aBase, s.M, s.K, m0, p * V16K, t, aRows);
+                    CopyVectors(sh, atB + p * bufferB, b, bAddress, bBase, s.N, s.K, n0, p * V16K, t, bRows);
+                }
                 AsyncCopy.Commit();
             }
             // As v17: stage i sits in buffer i % 3; the copies issued during it fill buffer (i + 2) % 3.
@@ -1010,8 +1064,20 @@ public static class Gemm
             {
                 AsyncCopy.WaitAllButOne();
                 Group.Barrier();
+                if (bulk != 0 && ((bulkIn >> cur) & 1) != 0)
+                {
+                    if (!BulkCopy.Wait(bars, barsAt + cur * BulkCopy.BarrierInts, (phases >> cur) & 1)) broken = 1;
+                    phases ^= 1 << cur;
+                    bulkIn &= ~(1 << cur);
+                }
                 int ahead = k0 + (V17Stages - 1) * V16K;
-                if (ahead < s.K)
+                if (inside && ahead + V16K <= s.K)
+                {
+                    BulkStage(sh, fill * bufferA, atB + fill * bufferB, a, aAddress, aBase, b, bAddress, bBase, s, m0, n0, ahead, t, aRows, bRows,
+                        bars, barsAt + fill * BulkCopy.BarrierInts);
+                    bulkIn |= 1 << fill;
+                }
+                else if (ahead < s.K)
                 {
                     CopyVectors(sh, fill * bufferA, a, aAddress, aBase, s.M, s.K, m0, ahead, t, aRows);
                     CopyVectors(sh, atB + fill * bufferB, b, bAddress, bBase, s.N, s.K, n0, ahead, t, bRows);
@@ -1026,7 +1092,11 @@ public static class Gemm
                 cur = cur == V17Stages - 1 ? 0 : cur + 1;
                 fill = fill == V17Stages - 1 ? 0 : fill + 1;
             }
+            // v22: this thread's cp.async copies of an edge stage are ordered before the next tile's bulk copies into those bytes.
+            if (bulk != 0) BulkCopy.FenceProxy();
             Group.Barrier();
+            // The emulation's protocol check failed (a GPU would hang or race): give a result no check accepts.
+            if (broken != 0) acc = WarpTile64.Zero();
             StoreWarpTile64(c, s, pairs, cAddress, bi, m0 + wm, n0 + wn, acc);
         }
     }
@@ -1050,6 +1120,30 @@ public static class Gemm
             AsyncCopy.Vector(sh, slot, src, address, srcBase + kk * r + col, kk < k && col < r);
             AsyncCopy.Vector(sh, slot + 8 * V16Pitch, src, address, srcBase + (kk + 8) * r + col, kk + 8 < k && col < r);
         }
+    }
+
+    /// <summary>v22: one stage of both operands by bulk copies, all 16 KB announced on barrier <paramref name="bar"/> by
+    /// thread 0. A row-major operand takes 128 copies (row u: 64 bytes, 16 values of k), a k-major one 16 (k row u: 512
+    /// bytes, 128 values of m or n). Copy j goes to lane j / 8 of warp j % 8, so every warp issues its share: ptxas
+    /// turns a warp's bulk copy into a loop over its copying lanes (ELECT, three moves to uniform registers, UBLKCP:
+    /// 8 instructions a lane), so 18 a warp (NN: 144 copies) cost 144 instructions where v20's stage loop has 126. The
+    /// tile lies inside.</summary>
+    static void BulkStage(ArrayView<float> sh, int atA, int atB, ArrayView<float> a, long aAddress, int aBase, ArrayView<float> b, long bAddress,
+        int bBase, GemmShape s, int m0, int n0, int k0, int t, int aRows, int bRows, ArrayView<int> bars, int bar)
+    {
+        if (t == 0) BulkCopy.Expect(bars, bar, 2 * V16Tile * V16K * 4);
+        int j = (t & 31) * (V16Threads / 32) + (t >> 5), copiesA = aRows != 0 ? V16Tile : V16K, copiesB = bRows != 0 ? V16Tile : V16K;
+        if (j < copiesA) BulkRow(sh, atA, a, aAddress, aBase, s.M, s.K, m0, k0, j, aRows, bars, bar);
+        else if (j < copiesA + copiesB) BulkRow(sh, atB, b, bAddress, bBase, s.N, s.K, n0, k0, j - copiesA, bRows, bars, bar);
+    }
+
+    /// <summary>v22: bulk copy u of one operand's stage (see BulkStage), into the buffer at <paramref name="at"/> in the
+    /// layout CopyVectors fills: row-major rows FragA.RowsPitch apart, k-major rows V16Pitch apart.</summary>
+    static void BulkRow(ArrayView<float> sh, int at, ArrayView<float> src, long address, int srcBase, int r, int k, int r0, int k0, int u,
+        int rows, ArrayView<int> bars, int bar)
+    {
+        if (rows != 0) BulkCopy.Row(sh, at + u * FragA.RowsPitch, src, address, srcBase + (r0 + u) * k + k0, V16K, bars, bar);
+        else BulkCopy.Row(sh, at + u * V16Pitch, src, address, srcBase + (k0 + u) * r + r0, V16Tile, bars, bar);
     }
 
     /// <summary>v9, for the CPU accelerator: each unit of work is a 4 x 8 block of C, its 32 accumulators two Block4
@@ -1094,20 +1188,22 @@ public static class Gemm
 
     /// <summary>The tensor-core versions (tf32: opt-in by name, never tuned to, as their results differ from fp32's).</summary>
     public static bool IsTf32(GemmVersion v) => v is GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32
-        or GemmVersion.V18PackedTf32 or GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32;
+        or GemmVersion.V18PackedTf32 or GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 or GemmVersion.V22BulkTf32;
 
     /// <summary>The versions on tensor cores: the tf32 ones and v21 (fp32 by three tf32 mma).</summary>
     public static bool UsesTensorCores(GemmVersion v) => IsTf32(v) || v == GemmVersion.V21Tf32x3;
 
-    /// <summary>The cp.async versions (v17-v21).</summary>
+    /// <summary>The versions staged three deep by asynchronous copies (v17-v22).</summary>
     static bool IsAsync(GemmVersion v) => v is GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32 || IsVector(v);
 
-    /// <summary>The versions on 16-byte copies (v19-v21), which need VectorOperands.</summary>
-    public static bool IsVector(GemmVersion v) => v is GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 or GemmVersion.V21Tf32x3;
+    /// <summary>The versions on 16-byte copies (v19-v22), which need VectorOperands.</summary>
+    public static bool IsVector(GemmVersion v) => v is GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 or GemmVersion.V21Tf32x3
+        or GemmVersion.V22BulkTf32;
 
     /// <summary>The version whose kernel Run launches when asked for <paramref name="v"/>: where an operand row is not
-    /// 16-byte aligned (VectorOperands) v19 and v20 run v17 and v21 the accelerator's fp32 default (Choose), so that it
-    /// stays fp32; v20 runs v19 where A is transposed (ldmatrix reads a row-major A); every other version runs itself.</summary>
+    /// 16-byte aligned (VectorOperands) v19, v20 and v22 run v17 and v21 the accelerator's fp32 default (Choose), so that
+    /// it stays fp32; v20 runs v19 where A is transposed (ldmatrix reads a row-major A); every other version runs itself
+    /// (v22 with A transposed reads it as v19 does).</summary>
     public static GemmVersion Effective(Accelerator acc, GemmVersion v, ArrayView<float> a, ArrayView<float> b, GemmShape s)
         => IsVector(v) && !VectorOperands(a, b, s) ? v == GemmVersion.V21Tf32x3 ? Choose(acc, s) : GemmVersion.V17AsyncTf32
          : v == GemmVersion.V20LdmatrixTf32 && s.TransA != 0 ? GemmVersion.V19VectorTf32 : v;
@@ -1117,12 +1213,14 @@ public static class Gemm
     /// them: its small parts are read truncated.)</summary>
     public static bool TruncatesTf32(GemmVersion v) => IsTf32(v) && IsAsync(v);
 
-    /// <summary>Threads per group of a tensor-core version (v5: TensorCore.Threads; v16-v21: 256).</summary>
+    /// <summary>Threads per group of a tensor-core version (v5: TensorCore.Threads; v16-v22: 256).</summary>
     public static int Threads(GemmVersion v) => v == GemmVersion.V5Tf32 ? TensorCore.Threads : V16Threads;
 
-    /// <summary>Whether a version can run on this accelerator (v5 and v16-v21 need TensorCore.Runs).</summary>
+    /// <summary>Whether a version can run on this accelerator (v5 and v16-v22 need TensorCore.Runs; v22's bulk copies a
+    /// CUDA card of compute capability 9.0 or newer, or the emulation on any other accelerator).</summary>
     public static bool Runs(Accelerator acc, GemmVersion v) => v switch
     {
+        GemmVersion.V22BulkTf32 => TensorCore.Runs(acc, Threads(v)) && PtxTarget.Reaches(acc, 9, 0),
         _ when UsesTensorCores(v) => TensorCore.Runs(acc, Threads(v)),
         _ when IsUnrolled(v) => acc.MaxNumThreadsPerGroup >= UnrolledSide * UnrolledSide,
         _ => true,
@@ -1172,6 +1270,8 @@ public static class Gemm
     {
         var v = version ?? Choose(acc, s);
         // Refused by the version asked for, before Effective picks the kernel that runs it here.
+        if (v == GemmVersion.V22BulkTf32 && TensorCore.Runs(acc, Threads(v)) && !Runs(acc, v))
+            throw new VersionNotApplicableException($"gemm v22 needs bulk copies (cp.async.bulk: compute capability 9.0 or newer); {acc.Name} is {((ILGPU.Runtime.Cuda.CudaAccelerator)acc).Architecture}");
         if (UsesTensorCores(v) && !Runs(acc, v)) throw TensorCore.Refusal(acc, $"gemm v{(int)v}", Threads(v));
         v = Effective(acc, v, a, b, s);
         if (v == GemmVersion.V9CpuBlocks)
@@ -1219,11 +1319,12 @@ public static class Gemm
                     GemmVersion.V18PackedTf32 => V18Kernel,
                     GemmVersion.V20LdmatrixTf32 => s.TransB == 0 ? V20Kernel : V20BTKernel,
                     GemmVersion.V21Tf32x3 => (s.TransA, s.TransB) switch { (0, 0) => V21Kernel, (0, _) => V21BTKernel, (_, 0) => V21ATKernel, _ => V21ATBTKernel },
+                    GemmVersion.V22BulkTf32 => (s.TransA, s.TransB) switch { (0, 0) => V22Kernel, (0, _) => V22BTKernel, (_, 0) => V22ATKernel, _ => V22ATBTKernel },
                     _ => (s.TransA, s.TransB) switch { (0, 0) => V19Kernel, (0, _) => V19BTKernel, (_, 0) => V19ATKernel, _ => V19ATBTKernel },
                 };
                 string key = IsVector(v) ? $"gemm.v{(int)v}.{(s.TransA == 0 ? "n" : "t")}{(s.TransB == 0 ? "n" : "t")}" : $"gemm.v{(int)v}";
                 KernelCache.Get(acc, key, x => SharedMemoryLimit.Raise(x,
-                        x.LoadStreamKernel(entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)), name))
+                        PtxTarget.LoadStreamKernel(x, entry, LaunchBoundsAttribute.Of(entry, x.MaxNumThreadsPerGroup)), name))
                     (new KernelConfig(grid, V16Threads, SharedMemoryConfig.RequestDynamic<Float4>(AsyncSharedFloats(v, s) / 4)), a, b, c, s, pairs,
                         AsyncCopy.DeviceAddress(a), AsyncCopy.DeviceAddress(b), AsyncCopy.DeviceAddress(c));
             }

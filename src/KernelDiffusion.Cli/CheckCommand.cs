@@ -112,10 +112,12 @@ static class CheckCommand
         var dump = Path.Combine(outDir, target);
         var results = OfflineCompile.CompileAll(target, dump, filter);
         if (results.Count == 0) throw new KdException($"check: no kernel name contains '{filter}'");
-        string? ptxas = target == "ptx" ? Ptxas.Find() : null;
-        if (target == "ptx" && ptxas == null)
-            AnsiConsole.MarkupLine($"[yellow]ptxas not found[/]: the PTX is compiled but not assembled; {Markup.Escape(Ptxas.HowToGet)}");
-        var assembled = results.Select(r => ptxas != null && r.Code != null ? Ptxas.Assemble(ptxas, r.Code, r.Kernel) : null).ToList();
+        // Each kernel's PTX goes to the ptxas of its target (sm_80, or sm_90 where PtxTarget retargeted it).
+        var tools = results.Select(r => target == "ptx" && r.Code != null ? Ptxas.FindFor(r.Code) : null).ToList();
+        string? ptxas = tools.FirstOrDefault(t => t != null);
+        foreach (var how in results.Where((r, i) => target == "ptx" && r.Code != null && tools[i] == null).Select(r => Ptxas.HowToGetFor(r.Code!)).Distinct())
+            AnsiConsole.MarkupLine($"[yellow]ptxas not found[/]: some PTX is compiled but not assembled; {Markup.Escape(how)}");
+        var assembled = results.Select((r, i) => tools[i] != null ? Ptxas.Assemble(tools[i]!, r.Code!, r.Kernel) : null).ToList();
 
         var table = new Table().AddColumns("kernel", "result");
         if (ptxas != null) table.AddColumns("registers", "spill stores / loads", "stack frame");
@@ -142,7 +144,8 @@ static class CheckCommand
         if (ptxas != null)
         {
             int spilling = assembled.Count(a => a?.Spills == true), unread = assembled.Count(a => a?.Ok == true && !a.Parsed);
-            summary += $"; ptxas ({Ptxas.Architecture}) assembled {assembled.Count(a => a?.Ok == true)}, rejected {rejected}"
+            var targets = string.Join(", ", results.Where(r => r.Code != null).GroupBy(r => Ptxas.TargetOf(r.Code!)).Select(g => $"{g.Key}: {g.Count()}"));
+            summary += $"; ptxas ({targets}) assembled {assembled.Count(a => a?.Ok == true)}, rejected {rejected}"
                 + (spilling > 0 ? $", [yellow]{spilling} spill (a warning, not a failure)[/]" : ", no spills")
                 + (unread > 0 ? $", [yellow]{unread} reports not understood[/]" : "");
         }

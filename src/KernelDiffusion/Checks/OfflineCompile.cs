@@ -78,7 +78,8 @@ public static class OfflineCompile
                     var compiled = current.Value.Backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(m), LaunchBoundsAttribute.Of(m));
                     var (code, ext) = compiled switch
                     {
-                        PTXCompiledKernel p => (p.PTXAssembly, "ptx"),
+                        // A kernel whose inline PTX needs a newer target is loaded retargeted (PtxTarget): so is it assembled.
+                        PTXCompiledKernel p => (PtxTarget.Of(m) is { } sm ? PtxTarget.Retarget(p.PTXAssembly, sm) : p.PTXAssembly, "ptx"),
                         CLCompiledKernel c => (c.Source, "cl"),
                         _ => (compiled.ToString() ?? "", "txt"),
                     };

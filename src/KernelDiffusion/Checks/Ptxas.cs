@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
+using KernelDiffusion.Kernels;
 using KernelDiffusion.Runtime;
 
 namespace KernelDiffusion.Checks;
@@ -15,12 +16,17 @@ public sealed record PtxasResult(bool Ok, string Message, int? Registers = null,
 
 /// <summary>Assembles PTX with NVIDIA's ptxas, offline: the step the CUDA driver otherwise does at load, so an
 /// invalid instruction (inline PTX through <c>CudaAsm</c>) or a register spill shows without a GPU.
-/// ptxas comes from <c>KD_PTXAS</c>, else <c>.tools/cuda/usr/bin/ptxas</c> (what scripts/get-ptxas.sh fetches) in a
-/// folder above the current directory or the program, else PATH.</summary>
+/// Two assemblers: PTX for sm_80 (what ILGPU writes for every kernel) goes to ptxas 11.8, from <c>KD_PTXAS</c>, else
+/// <c>.tools/cuda/usr/bin/ptxas</c> (what scripts/get-ptxas.sh fetches) in a folder above the current directory or the
+/// program, else PATH; PTX retargeted to sm_90 (<see cref="PtxTarget"/>: GEMM v22's bulk copies, PTX ISA 8.0) needs
+/// ptxas 12 or newer, from <c>KD_PTXAS_SM90</c>, else <c>.tools/cuda12/usr/bin/ptxas</c> (get-ptxas.sh fetches CUDA
+/// 12.4's too). The sm_80 kernels stay on 11.8, the assembler every register and spill count in bench/NOTES.md
+/// came from (12.4 differs by a few registers and bytes of spill on some).</summary>
 public static class Ptxas
 {
-    public const string EnvironmentVariable = "KD_PTXAS";
+    public const string EnvironmentVariable = "KD_PTXAS", EnvironmentVariableSm90 = "KD_PTXAS_SM90";
     public const string HowToGet = "run scripts/get-ptxas.sh (as root: it uses apt) or set KD_PTXAS to a ptxas binary";
+    public const string HowToGetSm90 = "run scripts/get-ptxas.sh (as root: it uses apt) or set KD_PTXAS_SM90 to a ptxas of CUDA 12 or newer";
 
     /// <summary>ILGPU emits <c>.target sm_80</c> whatever the card (see OfflineCompile.PtxArchitecture).</summary>
     public const string Architecture = "sm_80";
@@ -28,34 +34,58 @@ public static class Ptxas
     /// <summary>The newest PTX ISA that ptxas 11.8 (Debian bookworm's nvidia-cuda-toolkit) accepts.</summary>
     public const string AssembledIsa = "7.8";
 
+    /// <summary>The ISA sm_90 PTX is assembled at: the first with cp.async.bulk and mbarrier expect_tx (any ptxas 12 takes it).</summary>
+    public const string AssembledIsaSm90 = "8.0";
+
     static readonly string RepoRelativePath = Path.Combine(".tools", "cuda", "usr", "bin", "ptxas");
+    static readonly string RepoRelativePathSm90 = Path.Combine(".tools", "cuda12", "usr", "bin", "ptxas");
 
     /// <summary>The ptxas to run, or null when there is none. A KD_PTXAS that names no file is an error, not a fallback.</summary>
-    public static string? Find()
+    public static string? Find() => Find(EnvironmentVariable, RepoRelativePath, searchPath: true);
+
+    /// <summary>The ptxas for sm_90 PTX (CUDA 12 or newer), or null when there is none. Never PATH's, whose version is unknown.</summary>
+    public static string? FindSm90() => Find(EnvironmentVariableSm90, RepoRelativePathSm90, searchPath: false);
+
+    /// <summary>The ptxas for <paramref name="ptx"/>'s target (<see cref="TargetOf"/>).</summary>
+    public static string? FindFor(string ptx) => IsSm90(TargetOf(ptx)) ? FindSm90() : Find();
+
+    /// <summary>What to do when <see cref="FindFor"/> gives none for <paramref name="ptx"/>.</summary>
+    public static string HowToGetFor(string ptx) => IsSm90(TargetOf(ptx)) ? HowToGetSm90 : HowToGet;
+
+    static string? Find(string variable, string repoRelative, bool searchPath)
     {
-        var env = Environment.GetEnvironmentVariable(EnvironmentVariable);
+        var env = Environment.GetEnvironmentVariable(variable);
         if (!string.IsNullOrWhiteSpace(env))
-            return File.Exists(env) ? Path.GetFullPath(env) : throw new KdException($"{EnvironmentVariable}={env}: no such file");
+            return File.Exists(env) ? Path.GetFullPath(env) : throw new KdException($"{variable}={env}: no such file");
         foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
             for (var dir = new DirectoryInfo(start); dir != null; dir = dir.Parent)
             {
-                var candidate = Path.Combine(dir.FullName, RepoRelativePath);
+                var candidate = Path.Combine(dir.FullName, repoRelative);
                 if (File.Exists(candidate)) return candidate;
             }
+        if (!searchPath) return null;
         string exe = OperatingSystem.IsWindows() ? "ptxas.exe" : "ptxas";
         return (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
             .Select(d => Path.Combine(d, exe)).FirstOrDefault(File.Exists);
     }
 
-    /// <summary>Assembles <paramref name="ptx"/> for sm_80 with <c>-v</c> in a temporary folder (the file is named
-    /// after <paramref name="name"/>, so ptxas' messages name the kernel) and reads the register and spill counts.</summary>
+    /// <summary>The architecture a PTX text's <c>.target</c> names (<see cref="Architecture"/> when it names none).</summary>
+    public static string TargetOf(string ptx) => TargetDirective.Match(ptx) is { Success: true } m ? m.Groups[1].Value : Architecture;
+
+    static bool IsSm90(string target) => int.TryParse(target.AsSpan(3).TrimEnd("abcdefghijklmnopqrstuvwxyz"), out int sm) && sm >= 90;
+
+    static readonly Regex TargetDirective = new(@"^[ \t]*\.target[ \t]+(sm_\d+[a-z]?)", RegexOptions.Multiline);
+
+    /// <summary>Assembles <paramref name="ptx"/> for its target (sm_80, or sm_90 where PtxTarget retargeted it) with
+    /// <c>-v</c> in a temporary folder (the file is named after <paramref name="name"/>, so ptxas' messages name the
+    /// kernel) and reads the register and spill counts.</summary>
     public static PtxasResult Assemble(string ptxas, string ptx, string name = "kernel")
     {
         var dir = Directory.CreateTempSubdirectory("kd-ptxas-");
         try
         {
-            string file = $"{name}.ptx";
-            File.WriteAllText(Path.Combine(dir.FullName, file), LowerVersion(ptx));
+            string file = $"{name}.ptx", target = TargetOf(ptx);
+            File.WriteAllText(Path.Combine(dir.FullName, file), LowerVersion(ptx, IsSm90(target) ? AssembledIsaSm90 : AssembledIsa));
             var psi = new ProcessStartInfo(ptxas)
             {
                 WorkingDirectory = dir.FullName,
@@ -63,7 +93,7 @@ public static class Ptxas
                 RedirectStandardError = true,
                 UseShellExecute = false,
             };
-            foreach (var a in new[] { $"-arch={Architecture}", "-v", file, "-o", $"{name}.cubin" }) psi.ArgumentList.Add(a);
+            foreach (var a in new[] { $"-arch={target}", "-v", file, "-o", $"{name}.cubin" }) psi.ArgumentList.Add(a);
             Process? started;
             try { started = Process.Start(psi); }
             catch (System.ComponentModel.Win32Exception e) { throw new KdException($"could not run {ptxas}: {e.Message}"); }
@@ -80,14 +110,15 @@ public static class Ptxas
         }
     }
 
-    /// <summary>ILGPU writes <c>.version 8.8</c> (what the H200's driver takes); ptxas 11.8 refuses anything above 7.8.
-    /// Only the directive is lowered, so the code assembled is the code the GPU gets; an instruction that really needs
-    /// a newer ISA would be rejected here (ptxas' message names it) although the GPU's newer driver accepts it.</summary>
-    public static string LowerVersion(string ptx)
+    /// <summary>ILGPU writes <c>.version 8.8</c> (what the H200's driver takes); ptxas 11.8 refuses anything above 7.8
+    /// (<paramref name="isa"/>; sm_90 PTX goes to 8.0). Only the directive is lowered, so the code assembled is the code
+    /// the GPU gets; an instruction that really needs a newer ISA would be rejected here (ptxas' message names it)
+    /// although the GPU's newer driver accepts it.</summary>
+    public static string LowerVersion(string ptx, string isa = AssembledIsa)
     {
         var m = VersionDirective.Match(ptx);
-        if (!m.Success || new Version(m.Groups[2].Value) <= new Version(AssembledIsa)) return ptx;
-        return ptx[..m.Index] + m.Groups[1].Value + ".version " + AssembledIsa + ptx[(m.Index + m.Length)..];
+        if (!m.Success || new Version(m.Groups[2].Value) <= new Version(isa)) return ptx;
+        return ptx[..m.Index] + m.Groups[1].Value + ".version " + isa + ptx[(m.Index + m.Length)..];
     }
 
     static readonly Regex VersionDirective = new(@"^([ \t]*)\.version[ \t]+(\d+\.\d+)", RegexOptions.Multiline);
