@@ -232,4 +232,28 @@ public sealed class OfflineCompileTests(ITestOutputHelper output)
         Assert.Equal(Ptxas.Architecture, Ptxas.TargetOf(".version 8.8\n"));
         Assert.Throws<InvalidOperationException>(() => PtxTarget.Retarget(".version 8.8\n", "sm_90"));
     }
+
+    /// <summary>What PtxTarget.LoadStreamKernel hands the CUDA accelerator: ILGPU's compiled kernel rebuilt around the
+    /// retargeted text through ILGPU's internal constructor (reflection; this fails first if an ILGPU update moves it),
+    /// the same entry point, launch bounds and kernel information.</summary>
+    [Fact]
+    public void ACompiledKernelIsRebuiltAroundRetargetedPtx()
+    {
+        using var context = Context.Create(b => b.AutoAssertions().EnableAlgorithms());
+        var arch = OfflineCompile.PtxArchitecture;
+        using var backend = new ILGPU.Backends.PTX.PTXBackend(context, new ILGPU.Runtime.Cuda.CudaCapabilityContext(arch), arch,
+            OfflineCompile.PtxInstructionSet, null);
+        var method = OfflineCompile.KernelMethods().Single(m => OfflineCompile.NameOf(m) == "Gemm.V22Kernel");
+        Assert.Equal("sm_90", PtxTarget.Of(method));
+        var compiled = (ILGPU.Backends.PTX.PTXCompiledKernel)backend.Compile(
+            ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(method), LaunchBoundsAttribute.Of(method));
+        Assert.Equal("sm_80", Ptxas.TargetOf(compiled.PTXAssembly));
+        var rebuilt = PtxTarget.WithAssembly(compiled, PtxTarget.Retarget(compiled.PTXAssembly, "sm_90"));
+        Assert.Equal("sm_90", Ptxas.TargetOf(rebuilt.PTXAssembly));
+        Assert.Equal(compiled.PTXAssembly.Length, rebuilt.PTXAssembly.Length);
+        Assert.Equal(compiled.Name, rebuilt.Name);
+        Assert.Equal(compiled.NumParameters, rebuilt.NumParameters);
+        Assert.Equal(compiled.Specialization.MaxNumThreadsPerGroup, rebuilt.Specialization.MaxNumThreadsPerGroup);
+        Assert.Same(compiled.Info, rebuilt.Info);
+    }
 }
