@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # GEMM v21's and attention v13's first GPU run (written 2026-11-27c, a session without a GPU), about 9 minutes:
 # - kd check on CUDA (v21's eight cases against float64 on the fp32 operands at the fp32 tolerance, v13's and v14's
-#   seven each, beside every other case; nothing is timed if a check fails);
-# - SGEMM 4096 in three layouts at v14 (the fp32 default), v20 (tf32) and v21 (fp32 by three tf32 mma) beside PyTorch
-#   fp32 (cuBLAS SGEMM, TF32 off);
+#   seven each, beside every other case; nothing is timed if a check fails), then v22's twelve in a process of their own
+#   (a fault in its sm_90 PTX cannot stop the others; its mbarrier waits give up after 65536 tries instead of hanging);
+# - SGEMM 4096 in three layouts at v14 (the fp32 default), v20 (tf32), v21 (fp32 by three tf32 mma) and v22 (tf32, v20
+#   staged by sm_90 bulk copies; added 2026-11-27d, its first GPU run too) beside PyTorch fp32 (cuBLAS SGEMM, TF32 off)
+#   and tf32;
 # - the convolutions and both models' training and CFG steps with every GEMM on v21 (KD_KERNELS=gemm=v21: Winograd's
 #   batched GEMMs, the 1x1 convolutions, attention's dQ, the linears) beside the defaults and PyTorch fp32;
 # - attention v13's and v14's first GPU run (v13: the forward by 3xTF32 mma; v14: the key side too) beside v10 and v11 at
@@ -12,7 +14,7 @@
 # - Nsight Compute on v21 at NN with the per-instruction counters (is the tensor pipe the bound now?), and on v14's
 #   three kernels at adm64's 32x32 (last: the run's timeout may cut them);
 # - adm64's training step at the defaults, on v21, and on v21 with attention v14 (PyTorch's took 520 ms in the second
-#   H200 run, call 3); the Nsight Compute reports last.
+#   H200 run, call 3); the Nsight Compute reports last, v22's only if the run is still under 520 s.
 # Predictions: bench/NOTES.md, "Tensor cores", GEMM v21.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
 # There: run with carry [".device"] and timeout_s 600:  bash scripts/gpu-v21.sh "$OUT" (about 550 s; each step's files come back as it ends);
@@ -22,21 +24,27 @@ out=${1:?usage: gpu-v21.sh OUTDIR}
 R=/tmp/kd-v21; tarball=v21-results.tgz
 . scripts/gpu-common.sh
 bash scripts/fixture-data.sh /tmp/fx
-timeout 90 $K check --device cuda --out "$R/check" > "$R/check.log" 2>&1
+timeout 90 $K check --device cuda --exclude gemm.v22 --out "$R/check" > "$R/check.log" 2>&1
 stamp "check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
+# GEMM v22's cases in a process of their own: its sm_90 PTX (bulk copies, mbarriers) runs here for the first time, and a
+# fault would stop every case queued after it in the same process.
+timeout 45 $K check --device cuda --filter gemm.v22 --out "$R/check-v22" > "$R/check-v22.log" 2>&1
+stamp "check of v22: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check-v22.log" | tail -1)"
 # A failed case of the new kernels (GEMM v21, attention v13 and v14) leaves only those out of the timings; any other
 # failure, or no check table, stops the script: nothing is timed that kd check did not pass on this card.
 [ -f "$R/check/check.md" ] || { stamp "no check table: nothing is timed"; exit 1; }
 failed=$(awk -F'|' '$6 ~ /FAIL/ {gsub(/ /, "", $2); print $2}' "$R/check/check.md")
-if echo "$failed" | grep -vE '^$|^gemm\.v21|v13|v14' | grep -q .; then
+if echo "$failed" | grep -vE '^$|^gemm\.v2[12]|v13|v14' | grep -q .; then
   grep -E "FAIL" "$R/check.log" | head -20; stamp "a check of a kernel that is not new failed: nothing is timed"; exit 1
 fi
 V21=1; echo "$failed" | grep -q '^gemm\.v21' && { V21=0; stamp "GEMM v21 failed kd check: not timed"; }
+V22=1; { [ -f "$R/check-v22/check.md" ] && ! grep -q FAIL "$R/check-v22/check.md"; } || { V22=0; stamp "GEMM v22 failed kd check (or it did not finish): not timed"; }
 NEW_ATT="13 14"; echo "$failed" | grep -qE 'v13|v14' && { NEW_ATT=""; stamp "attention v13 or v14 failed kd check: not timed"; }
 # on21 CMD...: CMD with every GEMM on v21, where v21 passed its checks.
 on21() { [ "$V21" = 1 ] && env KD_KERNELS=gemm=v21 "$@"; }
-only_gemm() { skip_all_but gemm "$1" "$(seq 1 21)"; }
-timeout 60 $K bench --device cuda --no-steps --kernels sgemm.4096 --budget-ms 60 --skip-versions $(only_gemm "14 20 $([ "$V21" = 1 ] && echo 21)") \
+only_gemm() { skip_all_but gemm "$1" "$(seq 1 22)"; }
+timeout 75 $K bench --device cuda --no-steps --kernels sgemm.4096 --budget-ms 60 \
+  --skip-versions $(only_gemm "14 20 $([ "$V21" = 1 ] && echo 21) $([ "$V22" = 1 ] && echo 22)") \
   --out "$R/bench-sgemm" > "$R/bench-sgemm.log" 2>&1
 stamp "SGEMM layouts done"
 on21 timeout 50 $K bench --device cuda --default-only --no-steps --kernels conv3x3. conv1x1. --budget-ms 40 \
@@ -57,6 +65,8 @@ on21 timeout 60 $K bench --device cuda --no-steps --kernels attention.forward_ba
 stamp "attention v13, and attention on v21's GEMMs, done"
 timeout 90 python3 bench/torch_reference.py --device cuda --only sgemm.4096,conv3x3.,conv1x1.,attention.,fmnist_unet. \
   --out "$R/torch.json" > "$R/torch.log" 2>&1
+# PyTorch tf32 at SGEMM 4096 too: the tf32 versions (v20, v22) are judged against it.
+timeout 30 python3 bench/torch_reference.py --device cuda --tf32 --only sgemm.4096 --out "$R/torch-tf32.json" > "$R/torch-tf32.log" 2>&1
 stamp "torch done"
 # train30 NAME [KD_KERNELS]: 30 fmnist training steps from seed 7 (batch 64, the fixture), the losses into $R/loss-NAME.csv.
 train30() {
@@ -66,7 +76,7 @@ train30() {
 }
 [ "${SHORT:-0}" = 1 ] || [ "$V21" = 0 ] || { train30 default; train30 v21 gemm=v21; stamp "30 training steps at the defaults and on v21 done"; }
 python3 bench/join.py "$R/bench-steps/bench.json" "$R/torch.json" --out "$R/ratios.md" > "$R/join.log" 2>&1
-python3 bench/join.py "$R/bench-sgemm/bench.json" "$R/torch.json" --out "$R/ratios-sgemm.md" > "$R/join-sgemm.log" 2>&1
+python3 bench/join.py "$R/bench-sgemm/bench.json" "$R/torch.json" "$R/torch-tf32.json" --out "$R/ratios-sgemm.md" > "$R/join-sgemm.log" 2>&1
 python3 bench/join.py "$R/bench-attention/bench.json" "$R/torch.json" --out "$R/ratios-attention.md" > "$R/join-attention.log" 2>&1
 python3 bench/merge.py "$R/bench-v21.json" "$R/bench-conv-v21/bench.json" "$R/bench-steps-v21/bench.json" "$R/bench-attention-v21/bench.json" > /dev/null 2>&1
 python3 bench/join.py "$R/bench-v21.json" "$R/torch.json" --out "$R/ratios-v21.md" > "$R/join-v21.log" 2>&1
@@ -82,8 +92,10 @@ on21 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm
 stamp "adm64's training step at the defaults$([ "$V21" = 1 ] && echo ", on v21")$([ "$V21" = 1 ] && [ -n "$NEW_ATT" ] && echo " and on v21 with attention v14") done"
 [ "$V21" = 1 ] && NCU_SOURCE=1 ncu_case gemm-v21-nn 'V21Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "21")
 [ -n "$NEW_ATT" ] && ncu_case attention-v14 'Tf32x3' 3 attention.forward_backward.adm64_32x32 --skip-versions $(skip_all_but attention "14" "$att_all")
+# v22 (bulk copies): are the shared wavefronts of v20's cp.async copies gone, and what binds now? Only with time left.
+[ "$V22" = 1 ] && [ "$SECONDS" -lt 520 ] && NCU_SOURCE=1 ncu_case gemm-v22-nn 'V22Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "22")
 fi
-cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" | tail -1; grep -hE "gemm.v21|v13" "$R/check/check.md" | cut -c1-160
+cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" "$R/check-v22.log" | tail -2; grep -hE "gemm.v2[12]|v13" "$R/check/check.md" "$R/check-v22/check.md" | cut -c1-160
 grep -E "^\| sgemm" "$R/ratios-sgemm.md" | cut -d'|' -f2-7
 grep -hE "^\| attention" "$R/bench-attention/bench.md" "$R/bench-attention-v21/bench.md" | cut -d'|' -f2-5
 grep -E "^\| attention" "$R/ratios-attention.md" | cut -d'|' -f2-7
@@ -93,4 +105,5 @@ grep -E "^\|" "$R/ratios.md" | cut -d'|' -f2-7 | head -40
 paste -d, "$R/loss-default.csv" "$R/loss-v21.csv" | sed -n '1p;2p;11p;21p;31p'; tail -2 "$R/train-v21.log"
 grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Issue Slots Busy|spends .* cycles|excessive|Tensor" "$R/gemm-v21-nn.txt" | cut -c1-120 | head -12
 python3 scripts/ncu-sass.py "$R/gemm-v21-nn-sass.csv" 2>&1 | head -20
+[ -f "$R/gemm-v22-nn-sass.csv" ] && python3 scripts/ncu-sass.py "$R/gemm-v22-nn-sass.csv" 2>&1 | head -20
 grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Issue Slots Busy|spends .* cycles|Achieved Occupancy|Registers Per" "$R/attention-v14.txt" | cut -c1-120 | head -30

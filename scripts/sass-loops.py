@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Instruction counts of each innermost loop of kernels' machine code (SASS): the static evidence bench/NOTES.md
 quotes ("117 instructions per 64 FFMA"). Assembles each PTX file with ptxas for sm_80 (its .version lowered to what
-ptxas 11.8 takes, as kd check --compile ptx does) and disassembles it with cuobjdump, both from scripts/get-ptxas.sh.
+ptxas 11.8 takes, as kd check --compile ptx does) and disassembles it with cuobjdump, both from scripts/get-ptxas.sh;
+a PTX file retargeted to sm_90 (GEMM v22) goes to CUDA 12.4's (.tools/cuda12, or KD_PTXAS_SM90) at ISA 8.0.
 
 Usage:  kd check --compile ptx --out DIR --filter Gemm
         python3 scripts/sass-loops.py DIR/ptx/Gemm.V12Kernel.ptx [more.ptx ...]
@@ -13,11 +14,18 @@ import os, re, subprocess, sys, tempfile
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 tools = os.path.join(root, ".tools", "cuda", "usr", "bin")
-ptxas = os.environ.get("KD_PTXAS") or os.path.join(tools, "ptxas")
-cuobjdump = os.path.join(os.path.dirname(ptxas), "cuobjdump")   # it runs the nvdisasm beside it
-for tool in (ptxas, cuobjdump, os.path.join(os.path.dirname(ptxas), "nvdisasm")):
-    if not os.path.isfile(tool):
-        sys.exit(f"sass-loops: no {tool}: run scripts/get-ptxas.sh (as root) first")
+
+def toolset(sm90):
+    """(ptxas, cuobjdump, arch, isa) for a kernel's target: CUDA 11.8's for sm_80, 12.4's for sm_90."""
+    if sm90:
+        ptxas = os.environ.get("KD_PTXAS_SM90") or os.path.join(root, ".tools", "cuda12", "usr", "bin", "ptxas")
+    else:
+        ptxas = os.environ.get("KD_PTXAS") or os.path.join(tools, "ptxas")
+    cuobjdump = os.path.join(os.path.dirname(ptxas), "cuobjdump")   # it runs the nvdisasm beside it
+    for tool in (ptxas, cuobjdump, os.path.join(os.path.dirname(ptxas), "nvdisasm")):
+        if not os.path.isfile(tool):
+            sys.exit(f"sass-loops: no {tool}: run scripts/get-ptxas.sh (as root) first")
+    return ptxas, cuobjdump, ("sm_90", "8.0") if sm90 else ("sm_80", "7.8")
 
 def loops(sass):
     code = [l.strip() for l in sass.splitlines() if re.match(r"\s+/\*[0-9a-f]{4,}\*/", l)]
@@ -35,10 +43,12 @@ def loops(sass):
 for path in sys.argv[1:] or sys.exit(__doc__):
     name = os.path.basename(path)[:-4]
     with tempfile.TemporaryDirectory() as tmp:
-        ptx = re.sub(r"^\.version [0-9.]+", ".version 7.8", open(path).read(), count=1, flags=re.M)
+        ptx = open(path).read()
+        ptxas, cuobjdump, (arch, isa) = toolset(re.search(r"^\s*\.target\s+sm_9", ptx, flags=re.M) is not None)
+        ptx = re.sub(r"^\.version [0-9.]+", ".version " + isa, ptx, count=1, flags=re.M)
         src, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
         open(src, "w").write(ptx)
-        info = subprocess.run([ptxas, "-arch=sm_80", "-v", src, "-o", cubin], capture_output=True, text=True)
+        info = subprocess.run([ptxas, "-arch=" + arch, "-v", src, "-o", cubin], capture_output=True, text=True)
         if info.returncode != 0:
             print(f"{name}: ptxas failed\n{info.stderr}")
             continue

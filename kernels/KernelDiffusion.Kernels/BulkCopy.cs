@@ -74,20 +74,29 @@ public static class BulkCopy
         "cvta.to.global.u64 kds, %1; cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [kdd], [kds], %2, [kdb]; }";
 
     /// <summary>Waits until the phase of <paramref name="bar"/> with parity <paramref name="parity"/> has completed: its
-    /// copies are then visible to this thread. Returns true. Elsewhere, called after a group barrier (every emulated
-    /// copy done), returns whether the protocol holds: every announced byte landed and no more, and the phase waited for
-    /// is the one armed last (an odd count of arms for parity 0, even for 1).</summary>
+    /// copies are then visible to this thread. Returns false if it has not after <see cref="WaitTries"/> tries, so a
+    /// protocol slip on a GPU fails the kernel's checks instead of hanging the process (and everything queued after it).
+    /// Elsewhere, called after a group barrier (every emulated copy done), returns whether the protocol holds: every
+    /// announced byte landed and no more, and the phase waited for is the one armed last (an odd count of arms for parity
+    /// 0, even for 1).</summary>
     public static bool Wait(ArrayView<int> bars, int bar, int parity)
     {
         if (CudaAsm.IsSupported)
         {
-            // Labels inside braces are local to the block, so the block may be inlined more than once.
-            CudaAsm.Emit("{ .reg .pred kdp; .reg .u32 kdb; mov.u32 kdb, __dyn_shared_alloca; add.u32 kdb, kdb, %0; " +
-                "KD_WAIT: mbarrier.try_wait.parity.shared::cta.b64 kdp, [kdb], %1; @!kdp bra KD_WAIT; }", 4 * bar, parity);
-            return true;
+            CudaAsm.Emit(WaitPtx, out int done, 4 * bar, parity);
+            return done != 0;
         }
         return bars[bar + 1] == 0 && (bars[bar] & 1) != parity;
     }
+
+    /// <summary>Tries of <see cref="Wait"/> before it gives up (each may suspend the thread for a while first).</summary>
+    public const int WaitTries = 1 << 16;
+
+    // %0: 1 if the phase completed, 0 if it gave up; %1: the barrier's byte offset; %2: the parity. Labels inside braces
+    // are local to the block, so the block may be inlined more than once.
+    const string WaitPtx = "{ .reg .pred kdp; .reg .u32 kdb, kdn; mov.u32 kdb, __dyn_shared_alloca; add.u32 kdb, kdb, %1; mov.u32 kdn, 0; " +
+        "KD_WAIT: mbarrier.try_wait.parity.shared::cta.b64 kdp, [kdb], %2; @kdp bra KD_DONE; " +
+        "add.u32 kdn, kdn, 1; setp.lt.u32 kdp, kdn, 65536; @kdp bra KD_WAIT; KD_DONE: selp.u32 %0, 1, 0, kdp; }";
 
     /// <summary>Orders this thread's earlier writes to shared memory by the generic proxy (cp.async, stores) before later
     /// bulk copies into the same bytes (the async proxy). A group barrier must follow before the bulk copies issue.</summary>

@@ -1066,7 +1066,8 @@ public static class Gemm
                 Group.Barrier();
                 if (bulk != 0 && ((bulkIn >> cur) & 1) != 0)
                 {
-                    if (!BulkCopy.Wait(bars, barsAt + cur * BulkCopy.BarrierInts, (phases >> cur) & 1)) broken = 1;
+                    // Once a wait gave up (a GPU) or the protocol broke (the emulation), the rest are not waited for.
+                    if (broken == 0 && !BulkCopy.Wait(bars, barsAt + cur * BulkCopy.BarrierInts, (phases >> cur) & 1)) broken = 1;
                     phases ^= 1 << cur;
                     bulkIn &= ~(1 << cur);
                 }
@@ -1095,7 +1096,7 @@ public static class Gemm
             // v22: this thread's cp.async copies of an edge stage are ordered before the next tile's bulk copies into those bytes.
             if (bulk != 0) BulkCopy.FenceProxy();
             Group.Barrier();
-            // The emulation's protocol check failed (a GPU would hang or race): give a result no check accepts.
+            // A wait gave up, or the emulation's protocol check failed (a GPU would hang or race): a result no check accepts.
             if (broken != 0) acc = WarpTile64.Zero();
             StoreWarpTile64(c, s, pairs, cAddress, bi, m0 + wm, n0 + wn, acc);
         }

@@ -18,6 +18,11 @@ static class CheckCommand
         var device = Common.DeviceOption();
         var outDir = new Option<string>("--out") { Description = "folder for check.md and check.json", DefaultValueFactory = _ => "out/check" };
         var filter = new Option<string?>("--filter") { Description = "only kernels whose name contains this text" };
+        var exclude = new Option<string[]>("--exclude")
+        {
+            Description = "leave out kernels whose name contains this text (repeatable): e.g. a kernel on its first GPU run, checked in a process of its own so that a fault cannot stop the others",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var models = new Option<string[]>("--model")
         {
             Description = "also check a whole model of this configuration (JSON; repeatable) against a float64 replay of its graph: forward and sampled gradients",
@@ -33,16 +38,17 @@ static class CheckCommand
         cmd.Options.Add(device);
         cmd.Options.Add(outDir);
         cmd.Options.Add(filter);
+        cmd.Options.Add(exclude);
         cmd.Options.Add(models);
         cmd.Options.Add(modelBatch);
         cmd.Options.Add(compile);
         cmd.SetAction(r => Common.Guard(() => r.GetValue(compile) is { } target
-            ? Compile(target, r.GetValue(outDir)!, r.GetValue(filter))
-            : Run(r.GetValue(device), r.GetValue(outDir)!, r.GetValue(filter), r.GetValue(models) ?? [], r.GetValue(modelBatch))));
+            ? Compile(target, r.GetValue(outDir)!, r.GetValue(filter), r.GetValue(exclude) ?? [])
+            : Run(r.GetValue(device), r.GetValue(outDir)!, r.GetValue(filter), r.GetValue(exclude) ?? [], r.GetValue(models) ?? [], r.GetValue(modelBatch))));
         return cmd;
     }
 
-    static int Run(string? spec, string outDir, string? filter, string[] models, int modelBatch)
+    static int Run(string? spec, string outDir, string? filter, string[] exclude, string[] models, int modelBatch)
     {
         var configs = models.Select(m => (Path: m, Config: ModelConfig.FromFile(m))).ToList();   // refuse bad files before any work
         using var d = ComputeDevice.Open(spec);
@@ -51,9 +57,9 @@ static class CheckCommand
         var started = DateTime.UtcNow;
         AnsiConsole.Progress().AutoClear(true).Start(ctx =>
         {
-            int total = KernelChecks.Names.Count(n => filter == null || n.Split(' ')[0].Contains(filter, StringComparison.OrdinalIgnoreCase));
+            int total = KernelChecks.Names.Count(n => KernelChecks.Selected(n.Split(' ')[0], filter, exclude));
             var task = ctx.AddTask("kernels", maxValue: Math.Max(1, total + configs.Count));
-            foreach (var r in KernelChecks.RunAll(d, filter))
+            foreach (var r in KernelChecks.RunAll(d, filter, exclude))
             {
                 results.Add(r);
                 task.Description = Markup.Escape($"{r.Kernel} {r.Shape}");
@@ -73,7 +79,7 @@ static class CheckCommand
                 task.Increment(1);
             }
         });
-        if (results.Count == 0) throw new KdException($"check: no kernel name contains '{filter}'");
+        if (results.Count == 0) throw new KdException($"check: no kernel name contains '{filter}'{Excluding(exclude)}");
         var seconds = (DateTime.UtcNow - started).TotalSeconds;
 
         var table = new Table().AddColumns("kernel", "shape", "rel. error", "tolerance", "result");
@@ -105,13 +111,15 @@ static class CheckCommand
     }
 
     /// <summary><c>kd check --compile ptx|opencl</c>: see OfflineCompile; for ptx also Ptxas when one is found.</summary>
-    static int Compile(string target, string outDir, string? filter)
+    static string Excluding(string[] exclude) => exclude.Length > 0 ? $" but none of '{string.Join("', '", exclude)}'" : "";
+
+    static int Compile(string target, string outDir, string? filter, string[] exclude)
     {
         var started = DateTime.UtcNow;
         target = target.Trim().ToLowerInvariant();
         var dump = Path.Combine(outDir, target);
-        var results = OfflineCompile.CompileAll(target, dump, filter);
-        if (results.Count == 0) throw new KdException($"check: no kernel name contains '{filter}'");
+        var results = OfflineCompile.CompileAll(target, dump, filter, exclude);
+        if (results.Count == 0) throw new KdException($"check: no kernel name contains '{filter}'{Excluding(exclude)}");
         // Each kernel's PTX goes to the ptxas of its target (sm_80, or sm_90 where PtxTarget retargeted it).
         var tools = results.Select(r => target == "ptx" && r.Code != null ? Ptxas.FindFor(r.Code) : null).ToList();
         string? ptxas = tools.FirstOrDefault(t => t != null);

@@ -26,6 +26,21 @@ public sealed class KernelCheckTests(DeviceFixture fx)
         Assert.Equal(names.Count, names.Distinct().Count());
     }
 
+    /// <summary>kd check's --filter and --exclude: a name runs when it contains the filter (any, without one) and none of
+    /// the exclusions, case-insensitive. The GPU scripts check GEMM v22 in a process of its own this way.</summary>
+    [Fact]
+    public void FilterAndExcludeSelectChecks()
+    {
+        Assert.True(KernelChecks.Selected("gemm.v22.bulk.tiles.nn", null));
+        Assert.True(KernelChecks.Selected("gemm.v22.bulk.tiles.nn", "GEMM.V22"));
+        Assert.False(KernelChecks.Selected("gemm.v22.bulk.tiles.nn", null, ["gemm.v22"]));
+        Assert.False(KernelChecks.Selected("gemm.v22.bulk.tiles.nn", "gemm", ["conv", "TILES"]));
+        Assert.True(KernelChecks.Selected("gemm.v21.multi_tile_128", "gemm", ["gemm.v22"]));
+        var kept = KernelChecks.Names.Select(n => n.Split(' ')[0]).Where(n => KernelChecks.Selected(n, "gemm.v2", ["gemm.v22"])).ToList();
+        Assert.NotEmpty(kept);
+        Assert.DoesNotContain(kept, n => n.StartsWith("gemm.v22"));
+    }
+
     /// <summary>Reduce v4 takes a plan's elements as j times one step only where every output's elements lie so.</summary>
     [Theory]
     [InlineData(new[] { 256, 384, 128, 1 }, new[] { 1, 384, 128, 1 }, 384 * 128)]   // 1x1 weight products over N

@@ -31,12 +31,18 @@ public static partial class KernelChecks
         return Run(d, c, seed ?? Random.Shared.Next());
     }
 
-    public static IEnumerable<CheckResult> RunAll(ComputeDevice d, string? filter = null)
+    public static IEnumerable<CheckResult> RunAll(ComputeDevice d, string? filter = null, IReadOnlyCollection<string>? exclude = null)
     {
         foreach (var c in Cases)
-            if (filter == null || c.Kernel.Contains(filter, StringComparison.OrdinalIgnoreCase))
+            if (Selected(c.Kernel, filter, exclude))
                 yield return Run(d, c, Random.Shared.Next());
     }
+
+    /// <summary>Whether a check or kernel named <paramref name="name"/> runs: its name contains <paramref name="filter"/>
+    /// (any, if null) and none of <paramref name="exclude"/> (case-insensitive).</summary>
+    public static bool Selected(string name, string? filter, IReadOnlyCollection<string>? exclude = null)
+        => (filter == null || name.Contains(filter, StringComparison.OrdinalIgnoreCase))
+           && (exclude == null || !exclude.Any(x => name.Contains(x, StringComparison.OrdinalIgnoreCase)));
 
     /// <summary>Runs one case with poisoned outputs, twice on the same inputs.</summary>
     public static CheckResult Run(ComputeDevice d, Case c, int seed)

@@ -54,9 +54,8 @@ public static class OfflineCompile
     /// compiler's exception chain. When <paramref name="dumpDirectory"/> is set, each kernel's code is written there
     /// (Type.Method.ptx/.cl).</summary>
     public static IReadOnlyList<(string Kernel, bool Ok, string Message, string? Code)> CompileAll(string target, string? dumpDirectory = null,
-        string? filter = null) =>
-        Compile(target, KernelMethods().Where(m => filter == null || NameOf(m).Contains(filter, StringComparison.OrdinalIgnoreCase)),
-            dumpDirectory);
+        string? filter = null, IReadOnlyCollection<string>? exclude = null) =>
+        Compile(target, KernelMethods().Where(m => KernelChecks.Selected(NameOf(m), filter, exclude)), dumpDirectory);
 
     /// <summary>Compiles the given explicitly grouped kernel methods (as LoadStreamKernel would) for <paramref name="target"/>.</summary>
     public static IReadOnlyList<(string Kernel, bool Ok, string Message, string? Code)> Compile(string target, IEnumerable<MethodInfo> kernels,
