@@ -3,9 +3,9 @@
 # - kd check on CUDA (v21's eight cases against float64 on the fp32 operands at the fp32 tolerance, v13's and v14's
 #   seven each, beside every other case; nothing is timed if a check fails), then v22's twelve in a process of their own
 #   (a fault in its sm_90 PTX cannot stop the others; its mbarrier waits give up after 65536 tries instead of hanging);
-# - SGEMM 4096 in three layouts at v14 (the fp32 default), v20 (tf32), v21 (fp32 by three tf32 mma) and v22 (tf32, v20
-#   staged by sm_90 bulk copies; added 2026-11-27d, its first GPU run too) beside PyTorch fp32 (cuBLAS SGEMM, TF32 off)
-#   and tf32;
+# - SGEMM 4096 in three layouts at v14 (the fp32 default), v20 (tf32), v21 (fp32 by three tf32 mma), v22 (tf32, v20
+#   staged by sm_90 bulk copies) and v23 (tf32, v20 whose copies inside a tile drop the zero-fill operand; v22 and v23
+#   added 2026-11-27d, their first GPU run too) beside PyTorch fp32 (cuBLAS SGEMM, TF32 off) and tf32;
 # - the convolutions and both models' training and CFG steps with every GEMM on v21 (KD_KERNELS=gemm=v21: Winograd's
 #   batched GEMMs, the 1x1 convolutions, attention's dQ, the linears) beside the defaults and PyTorch fp32;
 # - attention v13's and v14's first GPU run (v13: the forward by 3xTF32 mma; v14: the key side too) beside v10 and v11 at
@@ -34,17 +34,18 @@ stamp "check of v22: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check-v22.log
 # failure, or no check table, stops the script: nothing is timed that kd check did not pass on this card.
 [ -f "$R/check/check.md" ] || { stamp "no check table: nothing is timed"; exit 1; }
 failed=$(awk -F'|' '$6 ~ /FAIL/ {gsub(/ /, "", $2); print $2}' "$R/check/check.md")
-if echo "$failed" | grep -vE '^$|^gemm\.v2[12]|v13|v14' | grep -q .; then
+if echo "$failed" | grep -vE '^$|^gemm\.v2[123]|v13|v14' | grep -q .; then
   grep -E "FAIL" "$R/check.log" | head -20; stamp "a check of a kernel that is not new failed: nothing is timed"; exit 1
 fi
 V21=1; echo "$failed" | grep -q '^gemm\.v21' && { V21=0; stamp "GEMM v21 failed kd check: not timed"; }
 V22=1; { [ -f "$R/check-v22/check.md" ] && ! grep -q FAIL "$R/check-v22/check.md"; } || { V22=0; stamp "GEMM v22 failed kd check (or it did not finish): not timed"; }
+V23=1; echo "$failed" | grep -q '^gemm\.v23' && { V23=0; stamp "GEMM v23 failed kd check: not timed"; }
 NEW_ATT="13 14"; echo "$failed" | grep -qE 'v13|v14' && { NEW_ATT=""; stamp "attention v13 or v14 failed kd check: not timed"; }
 # on21 CMD...: CMD with every GEMM on v21, where v21 passed its checks.
 on21() { [ "$V21" = 1 ] && env KD_KERNELS=gemm=v21 "$@"; }
-only_gemm() { skip_all_but gemm "$1" "$(seq 1 22)"; }
+only_gemm() { skip_all_but gemm "$1" "$(seq 1 23)"; }
 timeout 75 $K bench --device cuda --no-steps --kernels sgemm.4096 --budget-ms 60 \
-  --skip-versions $(only_gemm "14 20 $([ "$V21" = 1 ] && echo 21) $([ "$V22" = 1 ] && echo 22)") \
+  --skip-versions $(only_gemm "14 20 $([ "$V21" = 1 ] && echo 21) $([ "$V22" = 1 ] && echo 22) $([ "$V23" = 1 ] && echo 23)") \
   --out "$R/bench-sgemm" > "$R/bench-sgemm.log" 2>&1
 stamp "SGEMM layouts done"
 on21 timeout 50 $K bench --device cuda --default-only --no-steps --kernels conv3x3. conv1x1. --budget-ms 40 \
@@ -94,8 +95,9 @@ stamp "adm64's training step at the defaults$([ "$V21" = 1 ] && echo ", on v21")
 [ -n "$NEW_ATT" ] && ncu_case attention-v14 'Tf32x3' 3 attention.forward_backward.adm64_32x32 --skip-versions $(skip_all_but attention "14" "$att_all")
 # v22 (bulk copies): are the shared wavefronts of v20's cp.async copies gone, and what binds now? Only with time left.
 [ "$V22" = 1 ] && [ "$SECONDS" -lt 520 ] && NCU_SOURCE=1 ncu_case gemm-v22-nn 'V22Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "22")
+[ "$V23" = 1 ] && [ "$SECONDS" -lt 540 ] && NCU_SOURCE=1 ncu_case gemm-v23-nn 'V23Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "23")
 fi
-cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" "$R/check-v22.log" | tail -2; grep -hE "gemm.v2[12]|v13" "$R/check/check.md" "$R/check-v22/check.md" | cut -c1-160
+cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" "$R/check-v22.log" | tail -2; grep -hE "gemm.v2[123]|v13" "$R/check/check.md" "$R/check-v22/check.md" | cut -c1-160
 grep -E "^\| sgemm" "$R/ratios-sgemm.md" | cut -d'|' -f2-7
 grep -hE "^\| attention" "$R/bench-attention/bench.md" "$R/bench-attention-v21/bench.md" | cut -d'|' -f2-5
 grep -E "^\| attention" "$R/ratios-attention.md" | cut -d'|' -f2-7
@@ -106,4 +108,5 @@ paste -d, "$R/loss-default.csv" "$R/loss-v21.csv" | sed -n '1p;2p;11p;21p;31p'; 
 grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Issue Slots Busy|spends .* cycles|excessive|Tensor" "$R/gemm-v21-nn.txt" | cut -c1-120 | head -12
 python3 scripts/ncu-sass.py "$R/gemm-v21-nn-sass.csv" 2>&1 | head -20
 [ -f "$R/gemm-v22-nn-sass.csv" ] && python3 scripts/ncu-sass.py "$R/gemm-v22-nn-sass.csv" 2>&1 | head -20
+[ -f "$R/gemm-v23-nn-sass.csv" ] && python3 scripts/ncu-sass.py "$R/gemm-v23-nn-sass.csv" 2>&1 | head -20
 grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Issue Slots Busy|spends .* cycles|Achieved Occupancy|Registers Per" "$R/attention-v14.txt" | cut -c1-120 | head -30

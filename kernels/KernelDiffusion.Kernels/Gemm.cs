@@ -248,7 +248,7 @@ public struct Block8Runs : IStagedBlock<Block8Runs>
 /// per-shape tuning) and the checks a version (Gemm.At).</summary>
 public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16, V17AsyncTf32 = 17, V18PackedTf32 = 18, V19VectorTf32 = 19, V20LdmatrixTf32 = 20, V21Tf32x3 = 21, V22BulkTf32 = 22 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16, V17AsyncTf32 = 17, V18PackedTf32 = 18, V19VectorTf32 = 19, V20LdmatrixTf32 = 20, V21Tf32x3 = 21, V22BulkTf32 = 22, V23PlainCopyTf32 = 23 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
@@ -814,7 +814,8 @@ public static class Gemm
     public static int AsyncSharedFloats(GemmVersion v, GemmShape s) => v switch
     {
         GemmVersion.V18PackedTf32 => 2 * V17Stages * V18Buffer,
-        GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 or GemmVersion.V21Tf32x3 => V17Stages * (V19Buffer(1 - s.TransA) + V19Buffer(s.TransB)),
+        GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 or GemmVersion.V21Tf32x3 or GemmVersion.V23PlainCopyTf32
+            => V17Stages * (V19Buffer(1 - s.TransA) + V19Buffer(s.TransB)),
         GemmVersion.V22BulkTf32 => V17Stages * (V19Buffer(1 - s.TransA) + V19Buffer(s.TransB)) + V22BarrierFloats,
         _ => 2 * V17Stages * V16Buffer,
     };
@@ -1004,15 +1005,39 @@ public static class Gemm
     static void V22ATBTKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
         => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 0, 1, bulk: 1);
 
+    /// <summary>v23 (tf32): v20 (v19 where A is transposed) whose 16-byte copies drop the zero-fill operand where the whole
+    /// 128 x 128 tile and the stage's 16 values of k lie inside (<see cref="AsyncCopy.VectorWhole"/>): ptxas gives each
+    /// zero-filling copy a predicate (LDGSTS ... P), and Nsight Compute counted 14-15 shared wavefronts and 24-32 L2
+    /// sectors a warp for v20's copies where 4 and 16 would do; whether the predicate is why is what v23 measures. Edge
+    /// tiles and a last partial stage are copied as v20 copies them.</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V23Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 1, 0, 1, plain: 1);
+
+    /// <summary>v23 with B transposed.</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V23BTKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 1, 1, 1, plain: 1);
+
+    /// <summary>v23 with A transposed (v19's reads).</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V23ATKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 0, 0, plain: 1);
+
+    /// <summary>v23 with both transposed (v19's reads).</summary>
+    [LaunchBounds(V16Threads, 2)]
+    static void V23ATBTKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 0, 1, plain: 1);
+
     /// <summary>v22's three mbarriers (2 ints each) after its operand buffers, padded to 16 bytes.</summary>
     const int V22BarrierFloats = 4 * ((V17Stages * BulkCopy.BarrierInts + 3) / 4);
 
     /// <summary>v19's body (and v20's: <paramref name="ldsm"/> 1, A row-major; v21's: <paramref name="tf32x3"/> 1; v22's:
-    /// <paramref name="bulk"/> 1):
+    /// <paramref name="bulk"/> 1; v23's: <paramref name="plain"/> 1):
     /// <paramref name="aRows"/> and <paramref name="bRows"/> (constants in each entry) say which operands are kept
     /// row-major (rows along k).</summary>
     static void VectorTiles(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress,
-        long cAddress, int aRows, int bRows, int ldsm = 0, int tf32x3 = 0, int bulk = 0)
+        long cAddress, int aRows, int bRows, int ldsm = 0, int tf32x3 = 0, int bulk = 0, int plain = 0)
     {
         var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();   // A's three buffers, then B's (requested as Float4s, as v17's)
         var scratch = TensorCore.Scratch();
@@ -1043,10 +1068,15 @@ public static class Gemm
             var (bi, m0, n0) = s.TileAt(w, V16Tile);
             int aBase = s.Base(bi, s.StrideA, s.OuterA), bBase = s.Base(bi, s.StrideB, s.OuterB);
             var acc = WarpTile64.Zero();
-            bool inside = bulk != 0 && m0 + V16Tile <= s.M && n0 + V16Tile <= s.N;
+            bool inside = (bulk != 0 || plain != 0) && m0 + V16Tile <= s.M && n0 + V16Tile <= s.N;
             for (int p = 0; p < V17Stages - 1; p++)
             {
-                if (inside && (p + 1) * V16K <= s.K)
+                if (plain != 0 && inside && (p + 1) * V16K <= s.K)
+                {
+                    CopyVectors(sh, p * bufferA, a, aAddress, aBase, s.M, s.K, m0, p * V16K, t, aRows, whole: 1);
+                    CopyVectors(sh, atB + p * bufferB, b, bAddress, bBase, s.N, s.K, n0, p * V16K, t, bRows, whole: 1);
+                }
+                else if (bulk != 0 && inside && (p + 1) * V16K <= s.K)
                 {
                     BulkStage(sh, p * bufferA, atB + p * bufferB, a, aAddress, aBase, b, bAddress, bBase, s, m0, n0, p * V16K, t, aRows, bRows,
                         bars, barsAt + p * BulkCopy.BarrierInts);
@@ -1072,7 +1102,12 @@ public static class Gemm
                     bulkIn &= ~(1 << cur);
                 }
                 int ahead = k0 + (V17Stages - 1) * V16K;
-                if (inside && ahead + V16K <= s.K)
+                if (plain != 0 && inside && ahead + V16K <= s.K)
+                {
+                    CopyVectors(sh, fill * bufferA, a, aAddress, aBase, s.M, s.K, m0, ahead, t, aRows, whole: 1);
+                    CopyVectors(sh, atB + fill * bufferB, b, bAddress, bBase, s.N, s.K, n0, ahead, t, bRows, whole: 1);
+                }
+                else if (bulk != 0 && inside && ahead + V16K <= s.K)
                 {
                     BulkStage(sh, fill * bufferA, atB + fill * bufferB, a, aAddress, aBase, b, bAddress, bBase, s, m0, n0, ahead, t, aRows, bRows,
                         bars, barsAt + fill * BulkCopy.BarrierInts);
@@ -1106,20 +1141,34 @@ public static class Gemm
     /// in the dynamic shared memory; zero past its rows (R of them: M or N) and past K, whose row lengths are multiples
     /// of 4, so a copy is wholly in or out. Row-major (<paramref name="rows"/>: rows along k, R x K in the source): rows
     /// t / 4 and t / 4 + 64 at k t % 4 * 4 (a warp covers 8 rows' 64 bytes). k-major (K x R in the source): k rows t / 32
-    /// and t / 32 + 8 at t % 32 * 4 (a warp covers 512 contiguous bytes).</summary>
-    static void CopyVectors(ArrayView<float> sh, int at, ArrayView<float> src, long address, int srcBase, int r, int k, int r0, int k0, int t, int rows)
+    /// and t / 32 + 8 at t % 32 * 4 (a warp covers 512 contiguous bytes). <paramref name="whole"/> (v23, a constant at
+    /// the call): every copy lies inside, so none takes the zero-fill operand.</summary>
+    static void CopyVectors(ArrayView<float> sh, int at, ArrayView<float> src, long address, int srcBase, int r, int k, int r0, int k0, int t, int rows,
+        int whole = 0)
     {
+        int first, second, slot, gap;
+        bool in0, in1;
         if (rows != 0)
         {
-            int row = r0 + (t >> 2), kq = k0 + (t & 3) * 4, slot = at + (t >> 2) * FragA.RowsPitch + (t & 3) * 4;
-            AsyncCopy.Vector(sh, slot, src, address, srcBase + row * k + kq, kq < k && row < r);
-            AsyncCopy.Vector(sh, slot + 64 * FragA.RowsPitch, src, address, srcBase + (row + 64) * k + kq, kq < k && row + 64 < r);
+            int row = r0 + (t >> 2), kq = k0 + (t & 3) * 4;
+            (first, second, slot, gap) = (srcBase + row * k + kq, srcBase + (row + 64) * k + kq, at + (t >> 2) * FragA.RowsPitch + (t & 3) * 4, 64 * FragA.RowsPitch);
+            (in0, in1) = (kq < k && row < r, kq < k && row + 64 < r);
         }
         else
         {
-            int kk = k0 + (t >> 5), col = r0 + (t & 31) * 4, slot = at + (t >> 5) * V16Pitch + (t & 31) * 4;
-            AsyncCopy.Vector(sh, slot, src, address, srcBase + kk * r + col, kk < k && col < r);
-            AsyncCopy.Vector(sh, slot + 8 * V16Pitch, src, address, srcBase + (kk + 8) * r + col, kk + 8 < k && col < r);
+            int kk = k0 + (t >> 5), col = r0 + (t & 31) * 4;
+            (first, second, slot, gap) = (srcBase + kk * r + col, srcBase + (kk + 8) * r + col, at + (t >> 5) * V16Pitch + (t & 31) * 4, 8 * V16Pitch);
+            (in0, in1) = (kk < k && col < r, kk + 8 < k && col < r);
+        }
+        if (whole != 0)
+        {
+            AsyncCopy.VectorWhole(sh, slot, src, address, first);
+            AsyncCopy.VectorWhole(sh, slot + gap, src, address, second);
+        }
+        else
+        {
+            AsyncCopy.Vector(sh, slot, src, address, first, in0);
+            AsyncCopy.Vector(sh, slot + gap, src, address, second, in1);
         }
     }
 
@@ -1189,22 +1238,22 @@ public static class Gemm
 
     /// <summary>The tensor-core versions (tf32: opt-in by name, never tuned to, as their results differ from fp32's).</summary>
     public static bool IsTf32(GemmVersion v) => v is GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32
-        or GemmVersion.V18PackedTf32 or GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 or GemmVersion.V22BulkTf32;
+        or GemmVersion.V18PackedTf32 or GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 or GemmVersion.V22BulkTf32 or GemmVersion.V23PlainCopyTf32;
 
     /// <summary>The versions on tensor cores: the tf32 ones and v21 (fp32 by three tf32 mma).</summary>
     public static bool UsesTensorCores(GemmVersion v) => IsTf32(v) || v == GemmVersion.V21Tf32x3;
 
-    /// <summary>The versions staged three deep by asynchronous copies (v17-v22).</summary>
+    /// <summary>The versions staged three deep by asynchronous copies (v17-v23).</summary>
     static bool IsAsync(GemmVersion v) => v is GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32 || IsVector(v);
 
-    /// <summary>The versions on 16-byte copies (v19-v22), which need VectorOperands.</summary>
+    /// <summary>The versions on 16-byte copies (v19-v23), which need VectorOperands.</summary>
     public static bool IsVector(GemmVersion v) => v is GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 or GemmVersion.V21Tf32x3
-        or GemmVersion.V22BulkTf32;
+        or GemmVersion.V22BulkTf32 or GemmVersion.V23PlainCopyTf32;
 
     /// <summary>The version whose kernel Run launches when asked for <paramref name="v"/>: where an operand row is not
-    /// 16-byte aligned (VectorOperands) v19, v20 and v22 run v17 and v21 the accelerator's fp32 default (Choose), so that
-    /// it stays fp32; v20 runs v19 where A is transposed (ldmatrix reads a row-major A); every other version runs itself
-    /// (v22 with A transposed reads it as v19 does).</summary>
+    /// 16-byte aligned (VectorOperands) v19, v20, v22 and v23 run v17 and v21 the accelerator's fp32 default (Choose), so
+    /// that it stays fp32; v20 runs v19 where A is transposed (ldmatrix reads a row-major A); every other version runs
+    /// itself (v22 and v23 with A transposed read it as v19 does).</summary>
     public static GemmVersion Effective(Accelerator acc, GemmVersion v, ArrayView<float> a, ArrayView<float> b, GemmShape s)
         => IsVector(v) && !VectorOperands(a, b, s) ? v == GemmVersion.V21Tf32x3 ? Choose(acc, s) : GemmVersion.V17AsyncTf32
          : v == GemmVersion.V20LdmatrixTf32 && s.TransA != 0 ? GemmVersion.V19VectorTf32 : v;
@@ -1214,10 +1263,10 @@ public static class Gemm
     /// them: its small parts are read truncated.)</summary>
     public static bool TruncatesTf32(GemmVersion v) => IsTf32(v) && IsAsync(v);
 
-    /// <summary>Threads per group of a tensor-core version (v5: TensorCore.Threads; v16-v22: 256).</summary>
+    /// <summary>Threads per group of a tensor-core version (v5: TensorCore.Threads; v16-v23: 256).</summary>
     public static int Threads(GemmVersion v) => v == GemmVersion.V5Tf32 ? TensorCore.Threads : V16Threads;
 
-    /// <summary>Whether a version can run on this accelerator (v5 and v16-v22 need TensorCore.Runs; v22's bulk copies a
+    /// <summary>Whether a version can run on this accelerator (v5 and v16-v23 need TensorCore.Runs; v22's bulk copies a
     /// CUDA card of compute capability 9.0 or newer, or the emulation on any other accelerator).</summary>
     public static bool Runs(Accelerator acc, GemmVersion v) => v switch
     {
@@ -1321,6 +1370,7 @@ public static class Gemm
                     GemmVersion.V20LdmatrixTf32 => s.TransB == 0 ? V20Kernel : V20BTKernel,
                     GemmVersion.V21Tf32x3 => (s.TransA, s.TransB) switch { (0, 0) => V21Kernel, (0, _) => V21BTKernel, (_, 0) => V21ATKernel, _ => V21ATBTKernel },
                     GemmVersion.V22BulkTf32 => (s.TransA, s.TransB) switch { (0, 0) => V22Kernel, (0, _) => V22BTKernel, (_, 0) => V22ATKernel, _ => V22ATBTKernel },
+                    GemmVersion.V23PlainCopyTf32 => (s.TransA, s.TransB) switch { (0, 0) => V23Kernel, (0, _) => V23BTKernel, (_, 0) => V23ATKernel, _ => V23ATBTKernel },
                     _ => (s.TransA, s.TransB) switch { (0, 0) => V19Kernel, (0, _) => V19BTKernel, (_, 0) => V19ATKernel, _ => V19ATBTKernel },
                 };
                 string key = IsVector(v) ? $"gemm.v{(int)v}.{(s.TransA == 0 ? "n" : "t")}{(s.TransB == 0 ? "n" : "t")}" : $"gemm.v{(int)v}";

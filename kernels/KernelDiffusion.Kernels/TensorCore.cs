@@ -220,6 +220,24 @@ public static class AsyncCopy
     const string VectorPtx = "{ .reg .u32 kds; .reg .u64 kd0; mov.u32 kds, __dyn_shared_alloca; add.u32 kds, kds, %0; " +
         "cvta.to.global.u64 kd0, %1; cp.async.cg.shared.global [kds], [kd0], 16, %2; }";
 
+    /// <summary><see cref="Vector"/> for a copy known to lie inside (GEMM v23): the PTX has no zero-fill operand, so ptxas
+    /// emits the copy without a predicate.</summary>
+    public static void VectorWhole(ArrayView<float> dst, int slot, ArrayView<float> src, long srcAddress, int at)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit(VectorWholePtx, 4 * slot, srcAddress + 4L * at);
+            return;
+        }
+        dst[slot] = src[at];
+        dst[slot + 1] = src[at + 1];
+        dst[slot + 2] = src[at + 2];
+        dst[slot + 3] = src[at + 3];
+    }
+
+    const string VectorWholePtx = "{ .reg .u32 kds; .reg .u64 kd0; mov.u32 kds, __dyn_shared_alloca; add.u32 kds, kds, %0; " +
+        "cvta.to.global.u64 kd0, %1; cp.async.cg.shared.global [kds], [kd0], 16; }";
+
     /// <summary>Closes this thread's group of copies issued since the last commit (possibly none).</summary>
     public static void Commit()
     {

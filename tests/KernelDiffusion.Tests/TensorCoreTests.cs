@@ -69,12 +69,13 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         Assert.False(Gemm.Runs(acc, GemmVersion.V20LdmatrixTf32));
         Assert.False(Gemm.Runs(acc, GemmVersion.V21Tf32x3));
         Assert.False(Gemm.Runs(acc, GemmVersion.V22BulkTf32));
+        Assert.False(Gemm.Runs(acc, GemmVersion.V23PlainCopyTf32));
         Assert.True(Gemm.Runs(acc, GemmVersion.V4Blocked));
         // v21's results are fp32's, but it stays opt-in until a GPU has timed it.
         Assert.True(!Gemm.IsTf32(GemmVersion.V21Tf32x3) && Gemm.UsesTensorCores(GemmVersion.V21Tf32x3) && !Gemm.Tunable(acc, GemmVersion.V21Tf32x3));
         // Never tuned to, on any device: their results are tf32's.
         Assert.All(new[] { GemmVersion.V5Tf32, GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32, GemmVersion.V19VectorTf32, GemmVersion.V20LdmatrixTf32,
-                GemmVersion.V22BulkTf32 },
+                GemmVersion.V22BulkTf32, GemmVersion.V23PlainCopyTf32 },
             v => Assert.True(Gemm.IsTf32(v) && !Gemm.Tunable(acc, v)));
         Assert.False(Conv2d.Runs(acc, ConvVersion.V7HoistedTf32));
         Assert.True(Conv2d.Runs(acc, ConvVersion.V8Hoisted));
@@ -83,7 +84,7 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         var e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, GemmVersion.V5Tf32));
         Assert.Contains("32-lane warps", e.Message);
         foreach (var v in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32, GemmVersion.V19VectorTf32, GemmVersion.V20LdmatrixTf32, GemmVersion.V21Tf32x3,
-                     GemmVersion.V22BulkTf32 })
+                     GemmVersion.V22BulkTf32, GemmVersion.V23PlainCopyTf32 })
         {
             e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, v));
             Assert.Contains("groups of 256 threads", e.Message);
@@ -195,6 +196,18 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         Skip.If(ptxas == null, $"ptxas not found: {Ptxas.HowToGet}");
     }
 
+    /// <summary>GEMM v23's four entries copy inside tiles without the zero-fill operand (which ptxas turns into a
+    /// predicate on each LDGSTS) and edge tiles with it; v20's copies all take it.</summary>
+    [Fact]
+    public void V23CopiesInsideTilesWithoutZeroFill()
+    {
+        const string plain = "cp.async.cg.shared.global [kds], [kd0], 16; }", filled = "cp.async.cg.shared.global [kds], [kd0], 16, %";
+        var v23 = OfflineCompile.CompileAll("ptx", filter: "Gemm.V23").ToList();
+        Assert.Equal(4, v23.Count);
+        Assert.All(v23, r => Assert.True(r.Ok && r.Code!.Contains(plain) && r.Code.Contains(filled), r.Kernel));
+        Assert.All(OfflineCompile.CompileAll("ptx", filter: "Gemm.V20"), r => Assert.True(r.Ok && !r.Code!.Contains(plain) && r.Code.Contains(filled), r.Kernel));
+    }
+
     /// <summary>GEMM v22's four entries are compiled retargeted to sm_90 (PtxTarget, as Gemm.Run loads them on CUDA) and
     /// stage their operands by bulk copies on mbarriers (each entry announces, copies and waits); v20, which shares their
     /// body, stays sm_80 with none of it (the bulk-only code folds away where the entry's constant says so). ptxas 12
@@ -257,7 +270,7 @@ public sealed class KernelVersionNamesTests
     }
 
     [Theory]
-    [InlineData("gemm=v23", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32), v6 (blocked8), v7 (vector), v8 (vector4), v9 (cpublocks), v10 (pipelined), v11 (pipelined4), v12 (unrolled), v13 (unrolled4), v14 (padded), v15 (padded4), v16 (pipelinedtf32), v17 (asynctf32), v18 (packedtf32), v19 (vectortf32), v20 (ldmatrixtf32), v21 (tf32x3), v22 (bulktf32))")]
+    [InlineData("gemm=v24", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32), v6 (blocked8), v7 (vector), v8 (vector4), v9 (cpublocks), v10 (pipelined), v11 (pipelined4), v12 (unrolled), v13 (unrolled4), v14 (padded), v15 (padded4), v16 (pipelinedtf32), v17 (asynctf32), v18 (packedtf32), v19 (vectortf32), v20 (ldmatrixtf32), v21 (tf32x3), v22 (bulktf32), v23 (plaincopytf32))")]
     [InlineData("gemm=5", "is not family=vN")]
     [InlineData("matmul=v2", "unknown kernel family 'matmul'")]
     [InlineData("conv=v2,gemm", "is not family=vN")]

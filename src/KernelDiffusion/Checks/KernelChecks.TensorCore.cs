@@ -65,9 +65,11 @@ public static partial class KernelChecks
             new GemmShape { Batch = 2, M = 17, N = 19, K = 23, TransB = 1, StrideA = 17 * 23, StrideB = 23 * 19, StrideC = 17 * 19, Alpha = 1 }));
         // v20 (v19 reading a row-major A, and a row-major B, by ldmatrix) at the same cases, emulated off CUDA lane by
         // lane; where A is transposed it runs v19, which two small cases check (v19's own are the ".t?" ones).
-        // v22 (v20 and v19 with bulk copies) too: those cases take its bulk copies only where a whole 128 x 128 tile lies
-        // inside (multi_tile_128's first tile, two stages of bulk copies and one of cp.async).
-        foreach (var (version, tag) in new[] { (GemmVersion.V19VectorTf32, "v19.vector"), (GemmVersion.V20LdmatrixTf32, "v20.ldmatrix"), (GemmVersion.V22BulkTf32, "v22.bulk") })
+        // v22 (v20 and v19 with bulk copies) and v23 (with copies that drop the zero-fill operand) too: those cases take
+        // their own copies only where a whole 128 x 128 tile lies inside (multi_tile_128's first tile, two stages, and a
+        // third copied as v20 copies it).
+        foreach (var (version, tag) in new[] { (GemmVersion.V19VectorTf32, "v19.vector"), (GemmVersion.V20LdmatrixTf32, "v20.ldmatrix"), (GemmVersion.V22BulkTf32, "v22.bulk"),
+                     (GemmVersion.V23PlainCopyTf32, "v23.plain") })
         {
             list.Add(Tf32GemmCase($"gemm.{tag}.stores_inside", version,
                 new GemmShape { Batch = 2, M = 130, N = 96, K = 24, StrideA = 130 * 24, StrideB = 24 * 96, StrideC = 130 * 96, Alpha = 0.5f }, ownCopies: true));
@@ -89,14 +91,15 @@ public static partial class KernelChecks
             list.Add(Tf32GemmCase($"gemm.{tag}.alpha_beta_shared_b", version,
                 new GemmShape { Batch = 3, M = 9, N = 12, K = 16, StrideA = 9 * 16, StrideB = 0, StrideC = 9 * 12, Alpha = -0.7f, Beta = 1.3f }, ownCopies: true));
         }
-        // v22's bulk copies over many stages and tiles, in all four transpose pairs: 2 batches of 200 x 136, K 56 (three
-        // stages of bulk copies, then a tail of 8 by cp.async), so of each batch's four tiles one lies inside; the CPU
-        // device's two groups take two tiles each, so the barriers' phases carry from tile to tile, and a group's
-        // cp.async tiles and bulk tiles alternate.
-        foreach (var (ta, tb) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
-            list.Add(Tf32GemmCase($"gemm.v22.bulk.tiles.{(ta == 1 ? "t" : "n")}{(tb == 1 ? "t" : "n")}", GemmVersion.V22BulkTf32,
-                new GemmShape { Batch = 2, M = 200, N = 136, K = 56, TransA = ta, TransB = tb, StrideA = 200 * 56, StrideB = 56 * 136, StrideC = 200 * 136, Alpha = 1 },
-                ownCopies: true));
+        // v22's bulk copies (and v23's plain ones) over many stages and tiles, in all four transpose pairs: 2 batches of
+        // 200 x 136, K 56 (three stages of their own copies, then a tail of 8 copied as v20 copies it), so of each batch's
+        // four tiles one lies inside; the CPU device's two groups take two tiles each, so v22's barriers' phases carry
+        // from tile to tile, and a group's edge tiles and inside tiles alternate.
+        foreach (var (version, tag) in new[] { (GemmVersion.V22BulkTf32, "v22.bulk"), (GemmVersion.V23PlainCopyTf32, "v23.plain") })
+            foreach (var (ta, tb) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
+                list.Add(Tf32GemmCase($"gemm.{tag}.tiles.{(ta == 1 ? "t" : "n")}{(tb == 1 ? "t" : "n")}", version,
+                    new GemmShape { Batch = 2, M = 200, N = 136, K = 56, TransA = ta, TransB = tb, StrideA = 200 * 56, StrideB = 56 * 136, StrideC = 200 * 136, Alpha = 1 },
+                    ownCopies: true));
 
         // v21 (fp32 by three tf32 mma) against float64 on the fp32 operands at the fp32 tolerance: past one 128 x 128 tile
         // in both directions (N's last copy of a row at its edge, k 2.5 stages) untransposed, the other three transpose
@@ -200,6 +203,7 @@ public static partial class KernelChecks
             double err = RelError(got, Gemm.Reference.Run(tf32(a), tf32(b), c, s));
             double raw = RelError(got, Gemm.Reference.Run(a, b, c, s));
             string path = ran != version ? $"; as v{(int)ran}" : ran == GemmVersion.V22BulkTf32 ? "; bulk copies where a tile lies inside"
+                : ran == GemmVersion.V23PlainCopyTf32 ? "; copies without zero-fill where a tile lies inside"
                 : ran == GemmVersion.V20LdmatrixTf32 ? "; 16-byte copies, ldmatrix"
                 : ran == GemmVersion.V19VectorTf32 ? "; 16-byte copies" : "";
             return (err, Fwd, $"against tf32-{(truncated ? "truncated" : "rounded")} inputs; {raw:E1} against the fp32 inputs{path}{where}");
