@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GEMM v21's and attention v13's first GPU run (written 2026-11-27c, a session without a GPU), about 9 minutes:
 # - kd check on CUDA (v21's eight cases against float64 on the fp32 operands at the fp32 tolerance, v13's and v14's
-#   seven each, beside every other case; nothing is timed if a check fails), then v22's twelve in a process of their own
+#   seven each, beside every other case; nothing is timed if a check fails), then v22's eight in a process of their own
 #   (a fault in its sm_90 PTX cannot stop the others; its mbarrier waits give up after 65536 tries instead of hanging);
 # - SGEMM 4096 in three layouts at v14 (the fp32 default), v20 (tf32), v21 (fp32 by three tf32 mma), v22 (tf32, v20
 #   staged by sm_90 bulk copies) and v23 (tf32, v20 whose copies inside a tile drop the zero-fill operand; v22 and v23

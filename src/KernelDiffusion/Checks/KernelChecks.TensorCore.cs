@@ -65,11 +65,7 @@ public static partial class KernelChecks
             new GemmShape { Batch = 2, M = 17, N = 19, K = 23, TransB = 1, StrideA = 17 * 23, StrideB = 23 * 19, StrideC = 17 * 19, Alpha = 1 }));
         // v20 (v19 reading a row-major A, and a row-major B, by ldmatrix) at the same cases, emulated off CUDA lane by
         // lane; where A is transposed it runs v19, which two small cases check (v19's own are the ".t?" ones).
-        // v22 (v20 and v19 with bulk copies) and v23 (with copies that drop the zero-fill operand) too: those cases take
-        // their own copies only where a whole 128 x 128 tile lies inside (multi_tile_128's first tile, two stages, and a
-        // third copied as v20 copies it).
-        foreach (var (version, tag) in new[] { (GemmVersion.V19VectorTf32, "v19.vector"), (GemmVersion.V20LdmatrixTf32, "v20.ldmatrix"), (GemmVersion.V22BulkTf32, "v22.bulk"),
-                     (GemmVersion.V23PlainCopyTf32, "v23.plain") })
+        foreach (var (version, tag) in new[] { (GemmVersion.V19VectorTf32, "v19.vector"), (GemmVersion.V20LdmatrixTf32, "v20.ldmatrix") })
         {
             list.Add(Tf32GemmCase($"gemm.{tag}.stores_inside", version,
                 new GemmShape { Batch = 2, M = 130, N = 96, K = 24, StrideA = 130 * 24, StrideB = 24 * 96, StrideC = 130 * 96, Alpha = 0.5f }, ownCopies: true));
@@ -91,15 +87,23 @@ public static partial class KernelChecks
             list.Add(Tf32GemmCase($"gemm.{tag}.alpha_beta_shared_b", version,
                 new GemmShape { Batch = 3, M = 9, N = 12, K = 16, StrideA = 9 * 16, StrideB = 0, StrideC = 9 * 12, Alpha = -0.7f, Beta = 1.3f }, ownCopies: true));
         }
-        // v22's bulk copies (and v23's plain ones) over many stages and tiles, in all four transpose pairs: 2 batches of
-        // 200 x 136, K 56 (three stages of their own copies, then a tail of 8 copied as v20 copies it), so of each batch's
-        // four tiles one lies inside; the CPU device's two groups take two tiles each, so v22's barriers' phases carry
-        // from tile to tile, and a group's edge tiles and inside tiles alternate.
+        // v22 (v20 and v19 on bulk copies) and v23 (their copies without the zero-fill operand) take their own copies only
+        // where a whole 128 x 128 tile and a stage's 16 values of k lie inside; elsewhere they copy as v20 does, which the
+        // cases above check. In all four transpose pairs: v20's multi_tile_128 (its first tile two stages of their own
+        // copies, the third as v20's), and 2 batches of 200 x 136, K 56 (three stages of their own copies, then a tail of
+        // 8), so of each batch's four tiles one lies inside; the CPU device's two groups take two tiles each, so v22's
+        // barriers' phases carry from tile to tile, and a group's edge tiles and inside tiles alternate.
         foreach (var (version, tag) in new[] { (GemmVersion.V22BulkTf32, "v22.bulk"), (GemmVersion.V23PlainCopyTf32, "v23.plain") })
             foreach (var (ta, tb) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
-                list.Add(Tf32GemmCase($"gemm.{tag}.tiles.{(ta == 1 ? "t" : "n")}{(tb == 1 ? "t" : "n")}", version,
+            {
+                string layout = $"{(ta == 1 ? "t" : "n")}{(tb == 1 ? "t" : "n")}";
+                list.Add(Tf32GemmCase($"gemm.{tag}.multi_tile_128.{layout}", version,
+                    new GemmShape { Batch = 2, M = 140, N = 132, K = 40, TransA = ta, TransB = tb, StrideA = 140 * 40, StrideB = 40 * 132, StrideC = 140 * 132, Alpha = 1 },
+                    ownCopies: true));
+                list.Add(Tf32GemmCase($"gemm.{tag}.tiles.{layout}", version,
                     new GemmShape { Batch = 2, M = 200, N = 136, K = 56, TransA = ta, TransB = tb, StrideA = 200 * 56, StrideB = 56 * 136, StrideC = 200 * 136, Alpha = 1 },
                     ownCopies: true));
+            }
 
         // v21 (fp32 by three tf32 mma) against float64 on the fp32 operands at the fp32 tolerance: past one 128 x 128 tile
         // in both directions (N's last copy of a row at its edge, k 2.5 stages) untransposed, the other three transpose
