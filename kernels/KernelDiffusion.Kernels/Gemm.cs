@@ -981,8 +981,8 @@ public static class Gemm
 
     /// <summary>v22 (tf32): v20's tiles, stages and operand reads, each stage's operands copied by bulk copies
     /// (<see cref="BulkCopy"/>: cp.async.bulk, sm_90) where v20 issues 16-byte cp.async copies. A row-major operand is
-    /// 128 rows of 64 bytes a stage, a copy each (one per thread of its four warps: A's warps 0-3, B's 4-7); a k-major
-    /// one 16 rows of 512 bytes. The copies land on the stage buffer's mbarrier, which every thread waits for after the
+    /// 128 rows of 64 bytes a stage, a copy each; a k-major one 16 rows of 512 bytes; the copies are spread over the
+    /// eight warps (BulkStage). The copies land on the stage buffer's mbarrier, which every thread waits for after the
     /// stage's group barrier. Only where the whole 128 x 128 tile and the stage's 16 values of k lie inside the operands
     /// (bulk copies read whole rows and zero nothing); elsewhere a stage is copied as v20 copies it. Loaded with
     /// <c>.target sm_90</c> (<see cref="PtxTarget"/>).</summary>

@@ -42,7 +42,10 @@ public static class PtxTarget
         return ptx[..m.Index] + m.Groups[1].Value + ".target " + target + ptx[(m.Index + m.Length)..];
     }
 
-    static readonly Regex TargetDirective = new(@"^([ \t]*)\.target[ \t]+sm_\d+[a-z]?", RegexOptions.Multiline);
+    /// <summary>The architecture a PTX text's <c>.target</c> directive names (<c>sm_80</c>), or null where it has none.</summary>
+    public static string? TargetOf(string ptx) => TargetDirective.Match(ptx) is { Success: true } m ? m.Groups[2].Value : null;
+
+    static readonly Regex TargetDirective = new(@"^([ \t]*)\.target[ \t]+(sm_\d+[a-z]?)", RegexOptions.Multiline);
 
     /// <summary><paramref name="compiled"/> with its PTX text replaced: PTXCompiledKernel's constructor is internal, and so
     /// is CompiledKernel.EntryPoint, which it takes; both are reached by reflection (ILGPU 1.5.3).</summary>

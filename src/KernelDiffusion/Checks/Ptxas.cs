@@ -70,11 +70,9 @@ public static class Ptxas
     }
 
     /// <summary>The architecture a PTX text's <c>.target</c> names (<see cref="Architecture"/> when it names none).</summary>
-    public static string TargetOf(string ptx) => TargetDirective.Match(ptx) is { Success: true } m ? m.Groups[1].Value : Architecture;
+    public static string TargetOf(string ptx) => PtxTarget.TargetOf(ptx) ?? Architecture;
 
     static bool IsSm90(string target) => int.TryParse(target.AsSpan(3).TrimEnd("abcdefghijklmnopqrstuvwxyz"), out int sm) && sm >= 90;
-
-    static readonly Regex TargetDirective = new(@"^[ \t]*\.target[ \t]+(sm_\d+[a-z]?)", RegexOptions.Multiline);
 
     /// <summary>Assembles <paramref name="ptx"/> for its target (sm_80, or sm_90 where PtxTarget retargeted it) with
     /// <c>-v</c> in a temporary folder (the file is named after <paramref name="name"/>, so ptxas' messages name the
