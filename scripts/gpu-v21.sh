@@ -2,11 +2,12 @@
 # GEMM v21's, v22's and v23's and attention v13's and v14's first GPU run (written 2026-11-27c and d, sessions without a
 # GPU), about 9.5 minutes:
 # - kd check on CUDA (v21's eight cases against float64 on the fp32 operands at the fp32 tolerance, v13's and v14's
-#   seven each, beside every other case; nothing is timed if a check fails), then v22's eight in a process of their own
+#   seven each, beside every other case; nothing is timed if a check fails), then v22's eight and v24's two in a process of their own
 #   (a fault in its sm_90 PTX cannot stop the others; its mbarrier waits give up after 65536 tries instead of hanging);
 # - SGEMM 4096 in three layouts at v14 (the fp32 default), v20 (tf32), v21 (fp32 by three tf32 mma), v22 (tf32, v20
 #   staged by sm_90 bulk copies) and v23 (tf32, v20 whose copies inside a tile drop the zero-fill operand; v22 and v23
-#   added 2026-11-27d, their first GPU run too) beside PyTorch fp32 (cuBLAS SGEMM, TF32 off) and tf32;
+#   added 2026-11-27d, their first GPU run too) and v24 (v22 with 32 values of k a stage; at TN it runs v22) beside
+#   PyTorch fp32 (cuBLAS SGEMM, TF32 off) and tf32;
 # - the convolutions and both models' training and CFG steps with every GEMM on v21 (KD_KERNELS=gemm=v21: Winograd's
 #   batched GEMMs, the 1x1 convolutions, attention's dQ, the linears) beside the defaults and PyTorch fp32;
 # - attention v13's and v14's first GPU run (v13: the forward by 3xTF32 mma; v14: the key side too) beside v10 and v11 at
@@ -29,28 +30,30 @@ out=${1:?usage: gpu-v21.sh OUTDIR}
 R=/tmp/kd-v21; tarball=v21-results.tgz
 . scripts/gpu-common.sh
 bash scripts/fixture-data.sh /tmp/fx
-timeout 90 $K check --device cuda --exclude gemm.v22 --out "$R/check" > "$R/check.log" 2>&1
+timeout 90 $K check --device cuda --exclude .bulk --out "$R/check" > "$R/check.log" 2>&1
 stamp "check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
-# GEMM v22's cases in a process of their own: its sm_90 PTX (bulk copies, mbarriers) runs here for the first time, and a
-# fault would stop every case queued after it in the same process.
-timeout 45 $K check --device cuda --filter gemm.v22 --out "$R/check-v22" > "$R/check-v22.log" 2>&1
-stamp "check of v22: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check-v22.log" | tail -1)"
+# GEMM v22's and v24's cases (".bulk") in a process of their own: their sm_90 PTX (bulk copies, mbarriers) runs here for
+# the first time, and a fault would stop every case queued after it in the same process.
+timeout 50 $K check --device cuda --filter .bulk --out "$R/check-v22" > "$R/check-v22.log" 2>&1
+stamp "check of v22 and v24: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check-v22.log" | tail -1)"
 # A failed case of the new kernels (GEMM v21, attention v13 and v14) leaves only those out of the timings; any other
 # failure, or no check table, stops the script: nothing is timed that kd check did not pass on this card.
 [ -f "$R/check/check.md" ] || { stamp "no check table: nothing is timed"; exit 1; }
 failed=$(awk -F'|' '$6 ~ /FAIL/ {gsub(/ /, "", $2); print $2}' "$R/check/check.md")
-if echo "$failed" | grep -vE '^$|^gemm\.v2[123]|v13|v14' | grep -q .; then
+if echo "$failed" | grep -vE '^$|^gemm\.v2[1234]|v13|v14' | grep -q .; then
   grep -E "FAIL" "$R/check.log" | head -20; stamp "a check of a kernel that is not new failed: nothing is timed"; exit 1
 fi
 V21=1; echo "$failed" | grep -q '^gemm\.v21' && { V21=0; stamp "GEMM v21 failed kd check: not timed"; }
-V22=1; { [ -f "$R/check-v22/check.md" ] && ! grep -q FAIL "$R/check-v22/check.md"; } || { V22=0; stamp "GEMM v22 failed kd check (or it did not finish): not timed"; }
+V22=1; { [ -f "$R/check-v22/check.md" ] && ! grep -E '^\| gemm\.v22' "$R/check-v22/check.md" | grep -q FAIL; } || { V22=0; stamp "GEMM v22 failed kd check (or it did not finish): not timed"; }
+V24=1; { [ -f "$R/check-v22/check.md" ] && grep -qE '^\| gemm\.v24' "$R/check-v22/check.md" && ! grep -E '^\| gemm\.v24' "$R/check-v22/check.md" | grep -q FAIL; } \
+  || { V24=0; stamp "GEMM v24 failed kd check (or it did not finish): not timed"; }
 V23=1; echo "$failed" | grep -q '^gemm\.v23' && { V23=0; stamp "GEMM v23 failed kd check: not timed"; }
 NEW_ATT="13 14"; echo "$failed" | grep -qE 'v13|v14' && { NEW_ATT=""; stamp "attention v13 or v14 failed kd check: not timed"; }
 # on21 CMD...: CMD with every GEMM on v21, where v21 passed its checks.
 on21() { [ "$V21" = 1 ] && env KD_KERNELS=gemm=v21 "$@"; }
-only_gemm() { skip_all_but gemm "$1" "$(seq 1 23)"; }
+only_gemm() { skip_all_but gemm "$1" "$(seq 1 24)"; }
 timeout 75 $K bench --device cuda --no-steps --kernels sgemm.4096 --budget-ms 60 \
-  --skip-versions $(only_gemm "14 20 $([ "$V21" = 1 ] && echo 21) $([ "$V22" = 1 ] && echo 22) $([ "$V23" = 1 ] && echo 23)") \
+  --skip-versions $(only_gemm "14 20 $([ "$V21" = 1 ] && echo 21) $([ "$V22" = 1 ] && echo 22) $([ "$V23" = 1 ] && echo 23) $([ "$V24" = 1 ] && echo 24)") \
   --out "$R/bench-sgemm" > "$R/bench-sgemm.log" 2>&1
 stamp "SGEMM layouts done"
 on21 timeout 50 $K bench --device cuda --default-only --no-steps --kernels conv3x3. conv1x1. --budget-ms 40 \
@@ -102,7 +105,7 @@ stamp "adm64's training step at the defaults$([ "$V21" = 1 ] && echo ", on v21")
 [ "$V22" = 1 ] && [ "$SECONDS" -lt 520 ] && NCU_SOURCE=1 ncu_case gemm-v22-nn 'V22Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "22")
 [ "$V23" = 1 ] && [ "$SECONDS" -lt 540 ] && NCU_SOURCE=1 ncu_case gemm-v23-nn 'V23Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "23")
 fi
-cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" "$R/check-v22.log" | tail -2; grep -hE "gemm.v2[123]|v13" "$R/check/check.md" "$R/check-v22/check.md" | cut -c1-160
+cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" "$R/check-v22.log" | tail -2; grep -hE "gemm.v2[1234]|v13" "$R/check/check.md" "$R/check-v22/check.md" | cut -c1-160
 grep -E "^\| sgemm" "$R/ratios-sgemm.md" | cut -d'|' -f2-7
 grep -hE "^\| attention" "$R/bench-attention/bench.md" "$R/bench-attention-v21/bench.md" | cut -d'|' -f2-5
 grep -E "^\| attention" "$R/ratios-attention.md" | cut -d'|' -f2-7

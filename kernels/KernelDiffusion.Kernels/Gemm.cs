@@ -248,7 +248,7 @@ public struct Block8Runs : IStagedBlock<Block8Runs>
 /// per-shape tuning) and the checks a version (Gemm.At).</summary>
 public delegate void GemmRunner(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s);
 
-public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16, V17AsyncTf32 = 17, V18PackedTf32 = 18, V19VectorTf32 = 19, V20LdmatrixTf32 = 20, V21Tf32x3 = 21, V22BulkTf32 = 22, V23PlainCopyTf32 = 23 }
+public enum GemmVersion { V1Naive = 1, V2Tiled = 2, V3Rows = 3, V4Blocked = 4, V5Tf32 = 5, V6Blocked8 = 6, V7Vector = 7, V8Vector4 = 8, V9CpuBlocks = 9, V10Pipelined = 10, V11Pipelined4 = 11, V12Unrolled = 12, V13Unrolled4 = 13, V14Padded = 14, V15Padded4 = 15, V16PipelinedTf32 = 16, V17AsyncTf32 = 17, V18PackedTf32 = 18, V19VectorTf32 = 19, V20LdmatrixTf32 = 20, V21Tf32x3 = 21, V22BulkTf32 = 22, V23PlainCopyTf32 = 23, V24BulkK32Tf32 = 24 }
 
 /// <summary>Batched GEMM. v1: one thread per output in a grid-stride loop, no barriers. v2: T x T shared-memory tiles
 /// (T = 16 on GPUs; smaller where groups are smaller), ragged edges padded with zeros. v3: a row per thread (the CPU
@@ -817,6 +817,7 @@ public static class Gemm
         GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 or GemmVersion.V21Tf32x3 or GemmVersion.V23PlainCopyTf32
             => V17Stages * (V19Buffer(1 - s.TransA) + V19Buffer(s.TransB)),
         GemmVersion.V22BulkTf32 => V17Stages * (V19Buffer(1 - s.TransA) + V19Buffer(s.TransB)) + V22BarrierFloats,
+        GemmVersion.V24BulkK32Tf32 => V17Stages * (V24Buffer(1 - s.TransA) + V24Buffer(s.TransB)) + V22BarrierFloats,
         _ => 2 * V17Stages * V16Buffer,
     };
 
@@ -1029,22 +1030,46 @@ public static class Gemm
     static void V23ATBTKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
         => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 0, 1, plain: 1);
 
+    /// <summary>v24 (tf32): v22 with stages of 32 values of k (V24K): a row-major operand's rows are 128 bytes (one bulk
+    /// copy each, FragA.RowsPitch32 apart), a k-major one's 32 rows of 512 bytes, so a stage takes 160 copies (NN) for
+    /// 512 mma where v22's takes 144 for 256: half the copies, announcements and waits per mma, and copies twice as
+    /// large. 105 KB of shared memory at NN and NT (v22: 57 KB), which still lets two groups share a multiprocessor
+    /// beside their static 6 KB. A row-major A only (ldmatrix, as v20): where A is transposed it runs v22.</summary>
+    [LaunchBounds(V16Threads, 2), PtxTarget(9, 0)]
+    static void V24Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 1, 0, 1, bulk: 1, wide: 1);
+
+    /// <summary>v24 with B transposed (both operands row-major, both read by ldmatrix).</summary>
+    [LaunchBounds(V16Threads, 2), PtxTarget(9, 0)]
+    static void V24BTKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress, long cAddress)
+        => VectorTiles(a, b, c, s, pairs, aAddress, bAddress, cAddress, 1, 1, 1, bulk: 1, wide: 1);
+
+    /// <summary>v24's values of k a stage.</summary>
+    const int V24K = 32;
+
+    /// <summary>Floats of a v24 operand buffer: 128 rows of FragA.RowsPitch32 (rows along k), or 32 k rows of V16Pitch.</summary>
+    static int V24Buffer(int rows) => rows != 0 ? V16Tile * FragA.RowsPitch32 : V24K * V16Pitch;
+
     /// <summary>v22's three mbarriers (2 ints each) after its operand buffers, padded to 16 bytes.</summary>
     const int V22BarrierFloats = 4 * ((V17Stages * BulkCopy.BarrierInts + 3) / 4);
 
     /// <summary>v19's body (and v20's: <paramref name="ldsm"/> 1, A row-major; v21's: <paramref name="tf32x3"/> 1; v22's:
-    /// <paramref name="bulk"/> 1; v23's: <paramref name="plain"/> 1):
+    /// <paramref name="bulk"/> 1; v23's: <paramref name="plain"/> 1; v24's: bulk and <paramref name="wide"/> 1, stages of
+    /// 32 values of k, A row-major):
     /// <paramref name="aRows"/> and <paramref name="bRows"/> (constants in each entry) say which operands are kept
     /// row-major (rows along k).</summary>
     static void VectorTiles(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, int pairs, long aAddress, long bAddress,
-        long cAddress, int aRows, int bRows, int ldsm = 0, int tf32x3 = 0, int bulk = 0, int plain = 0)
+        long cAddress, int aRows, int bRows, int ldsm = 0, int tf32x3 = 0, int bulk = 0, int plain = 0, int wide = 0)
     {
         var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();   // A's three buffers, then B's (requested as Float4s, as v17's)
         var scratch = TensorCore.Scratch();
         // v22: the stage buffers' mbarriers after B's buffers; bit f of phases is the parity buffer f's next wait takes, of
         // bulkIn whether buffer f holds a stage of bulk copies not yet waited for.
         var bars = SharedMemory.GetDynamic<Float4>().Cast<int>();
-        int barsAt = V17Stages * (V19Buffer(aRows) + V19Buffer(bRows)), phases = 0, bulkIn = 0, broken = 0;
+        // v24: stages of 32 values of k, row-major rows FragA.RowsPitch32 apart.
+        int stageK = wide != 0 ? V24K : V16K, rowsPitch = wide != 0 ? FragA.RowsPitch32 : FragA.RowsPitch;
+        int bufferA = wide != 0 ? V24Buffer(aRows) : V19Buffer(aRows), bufferB = wide != 0 ? V24Buffer(bRows) : V19Buffer(bRows);
+        int barsAt = V17Stages * (bufferA + bufferB), phases = 0, bulkIn = 0, broken = 0;
         if (bulk != 0)
         {
             if (Group.IdxX == 0)
@@ -1057,12 +1082,12 @@ public static class Gemm
         WarpTile64.Declare();
         if (tf32x3 != 0) WarpTile64.DeclareTf32x3();
         int t = Group.IdxX, warp = Warp.WarpIdx, lane = Warp.LaneIdx, g = lane >> 2, q = lane & 3;
-        int wm = (warp >> 2) * 64, wn = (warp & 3) * 32, bufferA = V19Buffer(aRows), bufferB = V19Buffer(bRows), atB = V17Stages * bufferA;
+        int wm = (warp >> 2) * 64, wn = (warp & 3) * 32, atB = V17Stages * bufferA;
         // This lane's first fragment value: (row g, k t) of a row-major tile, (k row t, column g) of a k-major one.
-        int fragA = aRows != 0 ? (wm + g) * FragA.RowsPitch + q : q * V16Pitch + wm + g;
-        int fragB = atB + (bRows != 0 ? (wn + g) * FragA.RowsPitch + q : q * V16Pitch + wn + g);
-        // v20 and v21: this lane's ldmatrix rows of the warp's first A tile and (row-major B) first pair of B tiles.
-        int ldsmA = wm * FragA.RowsPitch + WarpTile64.LdsmRowA(lane), ldsmB = atB + wn * FragA.RowsPitch + WarpTile64.LdsmRowB(lane);
+        int fragA = aRows != 0 ? (wm + g) * rowsPitch + q : q * V16Pitch + wm + g;
+        int fragB = atB + (bRows != 0 ? (wn + g) * rowsPitch + q : q * V16Pitch + wn + g);
+        // v20-v24: this lane's ldmatrix rows of the warp's first A tile and (row-major B) first pair of B tiles.
+        int ldsmA = wm * rowsPitch + WarpTile64.LdsmRowA(lane, rowsPitch), ldsmB = atB + wn * rowsPitch + WarpTile64.LdsmRowB(lane, rowsPitch);
         for (int w = Grid.IdxX, tiles = s.Tiles(V16Tile); w < tiles; w += Grid.DimX)
         {
             var (bi, m0, n0) = s.TileAt(w, V16Tile);
@@ -1076,21 +1101,21 @@ public static class Gemm
                     CopyVectors(sh, p * bufferA, a, aAddress, aBase, s.M, s.K, m0, p * V16K, t, aRows, whole: 1);
                     CopyVectors(sh, atB + p * bufferB, b, bAddress, bBase, s.N, s.K, n0, p * V16K, t, bRows, whole: 1);
                 }
-                else if (bulk != 0 && inside && (p + 1) * V16K <= s.K)
+                else if (bulk != 0 && inside && (p + 1) * stageK <= s.K)
                 {
-                    BulkStage(sh, p * bufferA, atB + p * bufferB, a, aAddress, aBase, b, bAddress, bBase, s, m0, n0, p * V16K, t, aRows, bRows,
-                        bars, barsAt + p * BulkCopy.BarrierInts);
+                    BulkStage(sh, p * bufferA, atB + p * bufferB, a, aAddress, aBase, b, bAddress, bBase, s, m0, n0, p * stageK, t, aRows, bRows,
+                        bars, barsAt + p * BulkCopy.BarrierInts, stageK, rowsPitch);
                     bulkIn |= 1 << p;
                 }
                 else
                 {
-                    CopyVectors(sh, p * bufferA, a, aAddress, aBase, s.M, s.K, m0, p * V16K, t, aRows);
-                    CopyVectors(sh, atB + p * bufferB, b, bAddress, bBase, s.N, s.K, n0, p * V16K, t, bRows);
+                    CopyStage(sh, p * bufferA, a, aAddress, aBase, s.M, s.K, m0, p * stageK, t, aRows, wide);
+                    CopyStage(sh, atB + p * bufferB, b, bAddress, bBase, s.N, s.K, n0, p * stageK, t, bRows, wide);
                 }
                 AsyncCopy.Commit();
             }
             // As v17: stage i sits in buffer i % 3; the copies issued during it fill buffer (i + 2) % 3.
-            for (int k0 = 0, cur = 0, fill = V17Stages - 1; k0 < s.K; k0 += V16K)
+            for (int k0 = 0, cur = 0, fill = V17Stages - 1; k0 < s.K; k0 += stageK)
             {
                 AsyncCopy.WaitAllButOne();
                 Group.Barrier();
@@ -1101,30 +1126,35 @@ public static class Gemm
                     phases ^= 1 << cur;
                     bulkIn &= ~(1 << cur);
                 }
-                int ahead = k0 + (V17Stages - 1) * V16K;
+                int ahead = k0 + (V17Stages - 1) * stageK;
                 if (plain != 0 && inside && ahead + V16K <= s.K)
                 {
                     CopyVectors(sh, fill * bufferA, a, aAddress, aBase, s.M, s.K, m0, ahead, t, aRows, whole: 1);
                     CopyVectors(sh, atB + fill * bufferB, b, bAddress, bBase, s.N, s.K, n0, ahead, t, bRows, whole: 1);
                 }
-                else if (bulk != 0 && inside && ahead + V16K <= s.K)
+                else if (bulk != 0 && inside && ahead + stageK <= s.K)
                 {
                     BulkStage(sh, fill * bufferA, atB + fill * bufferB, a, aAddress, aBase, b, bAddress, bBase, s, m0, n0, ahead, t, aRows, bRows,
-                        bars, barsAt + fill * BulkCopy.BarrierInts);
+                        bars, barsAt + fill * BulkCopy.BarrierInts, stageK, rowsPitch);
                     bulkIn |= 1 << fill;
                 }
                 else if (ahead < s.K)
                 {
-                    CopyVectors(sh, fill * bufferA, a, aAddress, aBase, s.M, s.K, m0, ahead, t, aRows);
-                    CopyVectors(sh, atB + fill * bufferB, b, bAddress, bBase, s.N, s.K, n0, ahead, t, bRows);
+                    CopyStage(sh, fill * bufferA, a, aAddress, aBase, s.M, s.K, m0, ahead, t, aRows, wide);
+                    CopyStage(sh, atB + fill * bufferB, b, bAddress, bBase, s.N, s.K, n0, ahead, t, bRows, wide);
                 }
                 AsyncCopy.Commit();
                 acc = tf32x3 != 0
                     ? WarpTile64.Stage16Tf32x3(acc, sh, cur * bufferA + ldsmA, sh.SubView(cur * bufferA + fragA), aRows, cur * bufferB + ldsmB,
                         sh.SubView(cur * bufferB + fragB), bRows, V16Pitch, scratch)
                     : ldsm != 0
-                    ? WarpTile64.Stage16Ldsm(acc, sh, cur * bufferA + ldsmA, cur * bufferB + ldsmB, sh.SubView(cur * bufferB + fragB), bRows, V16Pitch, scratch)
+                    ? WarpTile64.Stage16Ldsm(acc, sh, cur * bufferA + ldsmA, cur * bufferB + ldsmB, sh.SubView(cur * bufferB + fragB), bRows, V16Pitch, scratch,
+                        rowsPitch)
                     : WarpTile64.Stage16Vector(acc, sh.SubView(cur * bufferA + fragA), sh.SubView(cur * bufferB + fragB), aRows, bRows, V16Pitch, scratch);
+                // v24: the stage's second 16 values of k, 16 floats on in a row-major row, 16 rows on in a k-major tile.
+                if (wide != 0)
+                    acc = WarpTile64.Stage16Ldsm(acc, sh, cur * bufferA + ldsmA + V16K, cur * bufferB + ldsmB + V16K,
+                        sh.SubView(cur * bufferB + fragB + (bRows != 0 ? V16K : V16K * V16Pitch)), bRows, V16Pitch, scratch, rowsPitch);
                 cur = cur == V17Stages - 1 ? 0 : cur + 1;
                 fill = fill == V17Stages - 1 ? 0 : fill + 1;
             }
@@ -1144,14 +1174,14 @@ public static class Gemm
     /// and t / 32 + 8 at t % 32 * 4 (a warp covers 512 contiguous bytes). <paramref name="whole"/> (v23, a constant at
     /// the call): every copy lies inside, so none takes the zero-fill operand.</summary>
     static void CopyVectors(ArrayView<float> sh, int at, ArrayView<float> src, long address, int srcBase, int r, int k, int r0, int k0, int t, int rows,
-        int whole = 0)
+        int whole = 0, int rowsPitch = FragA.RowsPitch)
     {
         int first, second, slot, gap;
         bool in0, in1;
         if (rows != 0)
         {
             int row = r0 + (t >> 2), kq = k0 + (t & 3) * 4;
-            (first, second, slot, gap) = (srcBase + row * k + kq, srcBase + (row + 64) * k + kq, at + (t >> 2) * FragA.RowsPitch + (t & 3) * 4, 64 * FragA.RowsPitch);
+            (first, second, slot, gap) = (srcBase + row * k + kq, srcBase + (row + 64) * k + kq, at + (t >> 2) * rowsPitch + (t & 3) * 4, 64 * rowsPitch);
             (in0, in1) = (kq < k && row < r, kq < k && row + 64 < r);
         }
         else
@@ -1172,6 +1202,21 @@ public static class Gemm
         }
     }
 
+    /// <summary>One operand's stage by 16-byte cp.async copies, zero-filled past the edges: CopyVectors' 16 values of k,
+    /// or for v24 (<paramref name="wide"/>) its 32 as two such halves (the second 16 floats on in a row-major row, 16
+    /// rows on in a k-major tile).</summary>
+    static void CopyStage(ArrayView<float> sh, int at, ArrayView<float> src, long address, int srcBase, int r, int k, int r0, int k0, int t, int rows,
+        int wide)
+    {
+        if (wide == 0)
+        {
+            CopyVectors(sh, at, src, address, srcBase, r, k, r0, k0, t, rows);
+            return;
+        }
+        CopyVectors(sh, at, src, address, srcBase, r, k, r0, k0, t, rows, rowsPitch: FragA.RowsPitch32);
+        CopyVectors(sh, at + (rows != 0 ? V16K : V16K * V16Pitch), src, address, srcBase, r, k, r0, k0 + V16K, t, rows, rowsPitch: FragA.RowsPitch32);
+    }
+
     /// <summary>v22: one stage of both operands by bulk copies, all 16 KB announced on barrier <paramref name="bar"/> by
     /// thread 0. A row-major operand takes 128 copies (row u: 64 bytes, 16 values of k), a k-major one 16 (k row u: 512
     /// bytes, 128 values of m or n). Copy j goes to lane j / 8 of warp j % 8, so every warp issues its share: ptxas
@@ -1179,20 +1224,21 @@ public static class Gemm
     /// 8 instructions a lane), so 18 a warp (NN: 144 copies) cost 144 instructions where v20's stage loop has 126. The
     /// tile lies inside.</summary>
     static void BulkStage(ArrayView<float> sh, int atA, int atB, ArrayView<float> a, long aAddress, int aBase, ArrayView<float> b, long bAddress,
-        int bBase, GemmShape s, int m0, int n0, int k0, int t, int aRows, int bRows, ArrayView<int> bars, int bar)
+        int bBase, GemmShape s, int m0, int n0, int k0, int t, int aRows, int bRows, ArrayView<int> bars, int bar, int stageK, int rowsPitch)
     {
-        if (t == 0) BulkCopy.Expect(bars, bar, 2 * V16Tile * V16K * 4);
-        int j = (t & 31) * (V16Threads / 32) + (t >> 5), copiesA = aRows != 0 ? V16Tile : V16K, copiesB = bRows != 0 ? V16Tile : V16K;
-        if (j < copiesA) BulkRow(sh, atA, a, aAddress, aBase, s.M, s.K, m0, k0, j, aRows, bars, bar);
-        else if (j < copiesA + copiesB) BulkRow(sh, atB, b, bAddress, bBase, s.N, s.K, n0, k0, j - copiesA, bRows, bars, bar);
+        if (t == 0) BulkCopy.Expect(bars, bar, 2 * V16Tile * stageK * 4);
+        int j = (t & 31) * (V16Threads / 32) + (t >> 5), copiesA = aRows != 0 ? V16Tile : stageK, copiesB = bRows != 0 ? V16Tile : stageK;
+        if (j < copiesA) BulkRow(sh, atA, a, aAddress, aBase, s.M, s.K, m0, k0, j, aRows, bars, bar, stageK, rowsPitch);
+        else if (j < copiesA + copiesB) BulkRow(sh, atB, b, bAddress, bBase, s.N, s.K, n0, k0, j - copiesA, bRows, bars, bar, stageK, rowsPitch);
     }
 
-    /// <summary>v22: bulk copy u of one operand's stage (see BulkStage), into the buffer at <paramref name="at"/> in the
-    /// layout CopyVectors fills: row-major rows FragA.RowsPitch apart, k-major rows V16Pitch apart.</summary>
+    /// <summary>v22 and v24: bulk copy u of one operand's stage (see BulkStage), into the buffer at <paramref name="at"/>
+    /// in the layout CopyVectors fills: row-major rows <paramref name="rowsPitch"/> apart (<paramref name="stageK"/>
+    /// floats each), k-major rows V16Pitch apart (128 floats each).</summary>
     static void BulkRow(ArrayView<float> sh, int at, ArrayView<float> src, long address, int srcBase, int r, int k, int r0, int k0, int u,
-        int rows, ArrayView<int> bars, int bar)
+        int rows, ArrayView<int> bars, int bar, int stageK, int rowsPitch)
     {
-        if (rows != 0) BulkCopy.Row(sh, at + u * FragA.RowsPitch, src, address, srcBase + (r0 + u) * k + k0, V16K, bars, bar);
+        if (rows != 0) BulkCopy.Row(sh, at + u * rowsPitch, src, address, srcBase + (r0 + u) * k + k0, stageK, bars, bar);
         else BulkCopy.Row(sh, at + u * V16Pitch, src, address, srcBase + (k0 + u) * r + r0, V16Tile, bars, bar);
     }
 
@@ -1238,39 +1284,44 @@ public static class Gemm
 
     /// <summary>The tensor-core versions (tf32: opt-in by name, never tuned to, as their results differ from fp32's).</summary>
     public static bool IsTf32(GemmVersion v) => v is GemmVersion.V5Tf32 or GemmVersion.V16PipelinedTf32 or GemmVersion.V17AsyncTf32
-        or GemmVersion.V18PackedTf32 or GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 or GemmVersion.V22BulkTf32 or GemmVersion.V23PlainCopyTf32;
+        or GemmVersion.V18PackedTf32 or GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 or GemmVersion.V22BulkTf32 or GemmVersion.V23PlainCopyTf32
+        or GemmVersion.V24BulkK32Tf32;
 
     /// <summary>The versions on tensor cores: the tf32 ones and v21 (fp32 by three tf32 mma).</summary>
     public static bool UsesTensorCores(GemmVersion v) => IsTf32(v) || v == GemmVersion.V21Tf32x3;
 
-    /// <summary>The versions staged three deep by asynchronous copies (v17-v23).</summary>
+    /// <summary>The versions staged three deep by asynchronous copies (v17-v24).</summary>
     static bool IsAsync(GemmVersion v) => v is GemmVersion.V17AsyncTf32 or GemmVersion.V18PackedTf32 || IsVector(v);
 
-    /// <summary>The versions on 16-byte copies (v19-v23), which need VectorOperands.</summary>
+    /// <summary>The versions on 16-byte copies (v19-v24), which need VectorOperands.</summary>
     public static bool IsVector(GemmVersion v) => v is GemmVersion.V19VectorTf32 or GemmVersion.V20LdmatrixTf32 or GemmVersion.V21Tf32x3
-        or GemmVersion.V22BulkTf32 or GemmVersion.V23PlainCopyTf32;
+        or GemmVersion.V22BulkTf32 or GemmVersion.V23PlainCopyTf32 or GemmVersion.V24BulkK32Tf32;
+
+    /// <summary>The versions on sm_90 bulk copies (v22, v24).</summary>
+    public static bool IsBulk(GemmVersion v) => v is GemmVersion.V22BulkTf32 or GemmVersion.V24BulkK32Tf32;
 
     /// <summary>The version whose kernel Run launches when asked for <paramref name="v"/>: where an operand row is not
-    /// 16-byte aligned (VectorOperands) v19, v20, v22 and v23 run v17 and v21 the accelerator's fp32 default (Choose), so
-    /// that it stays fp32; v20 runs v19 where A is transposed (ldmatrix reads a row-major A); every other version runs
-    /// itself (v22 and v23 with A transposed read it as v19 does).</summary>
+    /// 16-byte aligned (VectorOperands) v19, v20, v22-v24 run v17 and v21 the accelerator's fp32 default (Choose), so that
+    /// it stays fp32; where A is transposed (ldmatrix reads a row-major A) v20 runs v19 and v24 v22; every other version
+    /// runs itself (v22 and v23 with A transposed read it as v19 does).</summary>
     public static GemmVersion Effective(Accelerator acc, GemmVersion v, ArrayView<float> a, ArrayView<float> b, GemmShape s)
         => IsVector(v) && !VectorOperands(a, b, s) ? v == GemmVersion.V21Tf32x3 ? Choose(acc, s) : GemmVersion.V17AsyncTf32
-         : v == GemmVersion.V20LdmatrixTf32 && s.TransA != 0 ? GemmVersion.V19VectorTf32 : v;
+         : v == GemmVersion.V20LdmatrixTf32 && s.TransA != 0 ? GemmVersion.V19VectorTf32
+         : v == GemmVersion.V24BulkK32Tf32 && s.TransA != 0 ? GemmVersion.V22BulkTf32 : v;
 
     /// <summary>Whether a tf32 version gives the tensor cores its operands unrounded (v17-v20: cp.async copies fp32 values,
     /// which the tensor cores read truncated to tf32); v5 and v16 round them to nearest as they stage them. (v21 splits
     /// them: its small parts are read truncated.)</summary>
     public static bool TruncatesTf32(GemmVersion v) => IsTf32(v) && IsAsync(v);
 
-    /// <summary>Threads per group of a tensor-core version (v5: TensorCore.Threads; v16-v23: 256).</summary>
+    /// <summary>Threads per group of a tensor-core version (v5: TensorCore.Threads; v16-v24: 256).</summary>
     public static int Threads(GemmVersion v) => v == GemmVersion.V5Tf32 ? TensorCore.Threads : V16Threads;
 
-    /// <summary>Whether a version can run on this accelerator (v5 and v16-v23 need TensorCore.Runs; v22's bulk copies a
-    /// CUDA card of compute capability 9.0 or newer, or the emulation on any other accelerator).</summary>
+    /// <summary>Whether a version can run on this accelerator (v5 and v16-v24 need TensorCore.Runs; v22's and v24's bulk
+    /// copies a CUDA card of compute capability 9.0 or newer, or the emulation on any other accelerator).</summary>
     public static bool Runs(Accelerator acc, GemmVersion v) => v switch
     {
-        GemmVersion.V22BulkTf32 => TensorCore.Runs(acc, Threads(v)) && PtxTarget.Reaches(acc, 9, 0),
+        _ when IsBulk(v) => TensorCore.Runs(acc, Threads(v)) && PtxTarget.Reaches(acc, 9, 0),
         _ when UsesTensorCores(v) => TensorCore.Runs(acc, Threads(v)),
         _ when IsUnrolled(v) => acc.MaxNumThreadsPerGroup >= UnrolledSide * UnrolledSide,
         _ => true,
@@ -1320,8 +1371,8 @@ public static class Gemm
     {
         var v = version ?? Choose(acc, s);
         // Refused by the version asked for, before Effective picks the kernel that runs it here.
-        if (v == GemmVersion.V22BulkTf32 && TensorCore.Runs(acc, Threads(v)) && !Runs(acc, v))
-            throw new VersionNotApplicableException($"gemm v22 needs bulk copies (cp.async.bulk: compute capability 9.0 or newer); {acc.Name} is {((ILGPU.Runtime.Cuda.CudaAccelerator)acc).Architecture}");
+        if (IsBulk(v) && TensorCore.Runs(acc, Threads(v)) && !Runs(acc, v))
+            throw new VersionNotApplicableException($"gemm v{(int)v} needs bulk copies (cp.async.bulk: compute capability 9.0 or newer); {acc.Name} is {((ILGPU.Runtime.Cuda.CudaAccelerator)acc).Architecture}");
         if (UsesTensorCores(v) && !Runs(acc, v)) throw TensorCore.Refusal(acc, $"gemm v{(int)v}", Threads(v));
         v = Effective(acc, v, a, b, s);
         if (v == GemmVersion.V9CpuBlocks)
@@ -1371,6 +1422,7 @@ public static class Gemm
                     GemmVersion.V21Tf32x3 => (s.TransA, s.TransB) switch { (0, 0) => V21Kernel, (0, _) => V21BTKernel, (_, 0) => V21ATKernel, _ => V21ATBTKernel },
                     GemmVersion.V22BulkTf32 => (s.TransA, s.TransB) switch { (0, 0) => V22Kernel, (0, _) => V22BTKernel, (_, 0) => V22ATKernel, _ => V22ATBTKernel },
                     GemmVersion.V23PlainCopyTf32 => (s.TransA, s.TransB) switch { (0, 0) => V23Kernel, (0, _) => V23BTKernel, (_, 0) => V23ATKernel, _ => V23ATBTKernel },
+                    GemmVersion.V24BulkK32Tf32 => s.TransB == 0 ? V24Kernel : V24BTKernel,
                     _ => (s.TransA, s.TransB) switch { (0, 0) => V19Kernel, (0, _) => V19BTKernel, (_, 0) => V19ATKernel, _ => V19ATBTKernel },
                 };
                 string key = IsVector(v) ? $"gemm.v{(int)v}.{(s.TransA == 0 ? "n" : "t")}{(s.TransB == 0 ? "n" : "t")}" : $"gemm.v{(int)v}";

@@ -591,40 +591,45 @@ public partial struct WarpTile64
     /// is one inline-PTX block: its ldmatrix results go to PTX registers that only its mma read (ILGPU would give inline
     /// outputs local memory). Elsewhere ldmatrix is emulated through the scratch (LdsmEmulated) and the mma as
     /// always, so the lanes' row addresses are checked on the CPU; the PTX's tile offsets (1280 bytes: 16 rows of 80) are
-    /// RowTile's.</summary>
+    /// RowTile's.
+    /// <para><paramref name="rowsPitch"/> (a constant at every call): the row-major rows' pitch, FragA.RowsPitch (80
+    /// bytes) or, for GEMM v24's stages of 32 values of k, FragA.RowsPitch32 (144 bytes: 2304 between tiles), each with
+    /// its own PTX blocks.</para></summary>
     public static WarpTile64 Stage16Ldsm(WarpTile64 w, ArrayView<float> sh, int aRow, int bRow, ArrayView<float> b, int bRows, int pitch,
-        ArrayView<float> scratch)
+        ArrayView<float> scratch, int rowsPitch = FragA.RowsPitch)
     {
-        w = StepLdsm(w, sh, aRow, bRow, b, 0, bRows, pitch, scratch);
-        return StepLdsm(w, sh, aRow + 8, bRow + 8, b, 8, bRows, pitch, scratch);
+        w = StepLdsm(w, sh, aRow, bRow, b, 0, bRows, pitch, scratch, rowsPitch);
+        return StepLdsm(w, sh, aRow + 8, bRow + 8, b, 8, bRows, pitch, scratch, rowsPitch);
     }
 
     /// <summary>What LdsmStepAB's two ldmatrix of a row-major B give this lane off CUDA (TensorCore.LdsmEmulated): b0 and
-    /// b1 of the warp's four 8-column tiles.</summary>
-    static (FragB, FragB, FragB, FragB) LdsmEmulatedB(ArrayView<float> sh, int bRow, ArrayView<float> scratch)
+    /// b1 of the warp's four 8-column tiles, whose rows lie <paramref name="rowsPitch"/> floats apart.</summary>
+    static (FragB, FragB, FragB, FragB) LdsmEmulatedB(ArrayView<float> sh, int bRow, ArrayView<float> scratch, int rowsPitch = FragA.RowsPitch)
     {
-        Float4 p = TensorCore.LdsmEmulated(sh, bRow, scratch), q = TensorCore.LdsmEmulated(sh, bRow + RowTile, scratch);
+        Float4 p = TensorCore.LdsmEmulated(sh, bRow, scratch), q = TensorCore.LdsmEmulated(sh, bRow + 16 * rowsPitch, scratch);
         return (new FragB { B0 = p.X, B1 = p.Y }, new FragB { B0 = p.Z, B1 = p.W }, new FragB { B0 = q.X, B1 = q.Y }, new FragB { B0 = q.Z, B1 = q.W });
     }
 
-    /// <summary>This lane's ldmatrix row of an A tile (16 rows x 8 values of k, row-major): matrix j = lane / 8 holds rows
-    /// 8 (j % 2) .. + 7 at k 4 (j / 2) .. + 3 (a0, a1, a2, a3 in turn), and lane l names its row l % 8.</summary>
-    public static int LdsmRowA(int lane) => ((lane & 7) + 8 * ((lane >> 3) & 1)) * FragA.RowsPitch + 4 * (lane >> 4);
+    /// <summary>This lane's ldmatrix row of an A tile (16 rows x 8 values of k, row-major, rows <paramref name="pitch"/>
+    /// floats apart): matrix j = lane / 8 holds rows 8 (j % 2) .. + 7 at k 4 (j / 2) .. + 3 (a0, a1, a2, a3 in turn), and
+    /// lane l names its row l % 8.</summary>
+    public static int LdsmRowA(int lane, int pitch = FragA.RowsPitch) => ((lane & 7) + 8 * ((lane >> 3) & 1)) * pitch + 4 * (lane >> 4);
 
     /// <summary>This lane's ldmatrix row of two 8-column B tiles (16 rows of n x 8 values of k, row-major): matrix j
     /// holds tile j / 2's rows at k 4 (j % 2) .. + 3 (that tile's b0, then b1).</summary>
-    public static int LdsmRowB(int lane) => ((lane & 7) + 8 * (lane >> 4)) * FragA.RowsPitch + 4 * ((lane >> 3) & 1);
+    public static int LdsmRowB(int lane, int pitch = FragA.RowsPitch) => ((lane & 7) + 8 * (lane >> 4)) * pitch + 4 * ((lane >> 3) & 1);
 
     static WarpTile64 StepLdsm(WarpTile64 w, ArrayView<float> sh, int aRow, int bRow, ArrayView<float> b, int k, int bRows, int pitch,
-        ArrayView<float> scratch)
+        ArrayView<float> scratch, int rowsPitch = FragA.RowsPitch)
     {
         if (CudaAsm.IsSupported && bRows != 0)
         {
-            CudaAsm.Emit(LdsmStepAB, 4 * aRow, 4 * bRow);
+            if (rowsPitch == FragA.RowsPitch) CudaAsm.Emit(LdsmStepAB, 4 * aRow, 4 * bRow);
+            else CudaAsm.Emit(LdsmStepAB32, 4 * aRow, 4 * bRow);
             return w;
         }
         FragB b0, b1, b2, b3;
-        if (bRows != 0) (b0, b1, b2, b3) = LdsmEmulatedB(sh, bRow, scratch);   // off CUDA only
+        if (bRows != 0) (b0, b1, b2, b3) = LdsmEmulatedB(sh, bRow, scratch, rowsPitch);   // off CUDA only
         else
         {
             b0 = FragB.LoadAt(b, k * pitch, pitch); b1 = FragB.LoadAt(b, 8 + k * pitch, pitch);
@@ -632,11 +637,13 @@ public partial struct WarpTile64
         }
         if (CudaAsm.IsSupported)
         {
-            CudaAsm.Emit(LdsmStepA, 4 * aRow, b0.B0, b0.B1, b1.B0, b1.B1, b2.B0, b2.B1, b3.B0, b3.B1);
+            if (rowsPitch == FragA.RowsPitch) CudaAsm.Emit(LdsmStepA, 4 * aRow, b0.B0, b0.B1, b1.B0, b1.B1, b2.B0, b2.B1, b3.B0, b3.B1);
+            else CudaAsm.Emit(LdsmStepA32, 4 * aRow, b0.B0, b0.B1, b1.B0, b1.B1, b2.B0, b2.B1, b3.B0, b3.B1);
             return w;
         }
-        FragA a0 = FragA.Of(TensorCore.LdsmEmulated(sh, aRow, scratch)), a1 = FragA.Of(TensorCore.LdsmEmulated(sh, aRow + RowTile, scratch));
-        FragA a2 = FragA.Of(TensorCore.LdsmEmulated(sh, aRow + 2 * RowTile, scratch)), a3 = FragA.Of(TensorCore.LdsmEmulated(sh, aRow + 3 * RowTile, scratch));
+        int tile = 16 * rowsPitch;
+        FragA a0 = FragA.Of(TensorCore.LdsmEmulated(sh, aRow, scratch)), a1 = FragA.Of(TensorCore.LdsmEmulated(sh, aRow + tile, scratch));
+        FragA a2 = FragA.Of(TensorCore.LdsmEmulated(sh, aRow + 2 * tile, scratch)), a3 = FragA.Of(TensorCore.LdsmEmulated(sh, aRow + 3 * tile, scratch));
         return Multiply(w, a0, a1, a2, a3, b0, b1, b2, b3, scratch);
     }
 
@@ -674,6 +681,20 @@ public partial struct WarpTile64
     const string LdsmStepAB = LdsmLoadA +
         "{ .reg .u32 kdb; mov.u32 kdb, __dyn_shared_alloca; add.u32 kdb, kdb, %1; " +
         "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {klb0, klb1, klb2, klb3}, [kdb]; ldmatrix.sync.aligned.m8n8.x4.shared.b16 {klb4, klb5, klb6, klb7}, [kdb+1280]; } " +
+        LdsmMmas + "}";
+
+    // The same at FragA.RowsPitch32 (GEMM v24): 16 rows of 144 bytes, 2304 bytes, between tiles.
+    const string LdsmLoadA32 = "{ .reg .u32 kda; .reg .b32 kla<16>, klb<8>; mov.u32 kda, __dyn_shared_alloca; add.u32 kda, kda, %0; " +
+        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla0, kla1, kla2, kla3}, [kda]; " +
+        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla4, kla5, kla6, kla7}, [kda+2304]; " +
+        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla8, kla9, kla10, kla11}, [kda+4608]; " +
+        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {kla12, kla13, kla14, kla15}, [kda+6912]; ";
+    const string LdsmStepA32 = LdsmLoadA32 +
+        "mov.b32 klb0, %1; mov.b32 klb1, %2; mov.b32 klb2, %3; mov.b32 klb3, %4; mov.b32 klb4, %5; mov.b32 klb5, %6; mov.b32 klb6, %7; mov.b32 klb7, %8; " +
+        LdsmMmas + "}";
+    const string LdsmStepAB32 = LdsmLoadA32 +
+        "{ .reg .u32 kdb; mov.u32 kdb, __dyn_shared_alloca; add.u32 kdb, kdb, %1; " +
+        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {klb0, klb1, klb2, klb3}, [kdb]; ldmatrix.sync.aligned.m8n8.x4.shared.b16 {klb4, klb5, klb6, klb7}, [kdb+2304]; } " +
         LdsmMmas + "}";
 
     /// <summary>Stores alpha times the tile from the PTX registers (CUDA only), where the whole tile lies inside C and
@@ -824,6 +845,10 @@ public struct FragA
     /// <summary>GEMM v19's row-major rows (of A, or of a transposed B): a stage's 16 values of k and 4 of padding, 80
     /// bytes (16-byte copies stay aligned).</summary>
     public const int RowsPitch = 20;
+
+    /// <summary>GEMM v24's rows: a stage's 32 values of k and 4 of padding, 144 bytes; 144 mod 128 = 16, so an ldmatrix's
+    /// 8 rows still fall in 8 different 16-byte bank groups.</summary>
+    public const int RowsPitch32 = 36;
 
     /// <summary>From a packed Float4 (GEMM v18): a0..a3 in order.</summary>
     public static FragA Of(Float4 v) => new() { A0 = v.X, A1 = v.Y, A2 = v.Z, A3 = v.W };

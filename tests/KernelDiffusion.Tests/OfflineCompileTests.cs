@@ -37,9 +37,9 @@ public sealed class OfflineCompileTests(ITestOutputHelper output)
     public void KernelNamingFindsEveryKernel()
     {
         var names = OfflineCompile.KernelMethods().Select(OfflineCompile.NameOf).ToList();
-        // 129 kernels: every method passed to a LoadStreamKernel call (directly, through Conv2d.RunPerPass, or through
+        // 131 kernels: every method passed to a LoadStreamKernel call (directly, through Conv2d.RunPerPass, or through
         // PtxTarget.LoadStreamKernel).
-        Assert.Equal(129, names.Count);
+        Assert.Equal(131, names.Count);
         Assert.Contains("Gemm.V22Kernel", names);
         Assert.Contains("Attention.TiledForward16x8Kernel", names);
         Assert.Contains("Attention.WarpRowsForwardKernel", names);
@@ -138,7 +138,7 @@ public sealed class OfflineCompileTests(ITestOutputHelper output)
     }
 
     /// <summary>Each kernel by the ptxas of its target: sm_80 (11.8), or sm_90 where PtxTarget retargets it (ptxas 12;
-    /// where there is none, those kernels are listed as not assembled, and V22IsRetargetedToSm90AndStagesByBulkCopies
+    /// where there is none, those kernels are listed as not assembled, and BulkVersionsAreRetargetedToSm90AndStageByBulkCopies
     /// skips).</summary>
     [SkippableFact]
     public void EveryKernelAssemblesWithPtxas()

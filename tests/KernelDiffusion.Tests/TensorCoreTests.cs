@@ -70,12 +70,13 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         Assert.False(Gemm.Runs(acc, GemmVersion.V21Tf32x3));
         Assert.False(Gemm.Runs(acc, GemmVersion.V22BulkTf32));
         Assert.False(Gemm.Runs(acc, GemmVersion.V23PlainCopyTf32));
+        Assert.False(Gemm.Runs(acc, GemmVersion.V24BulkK32Tf32));
         Assert.True(Gemm.Runs(acc, GemmVersion.V4Blocked));
         // v21's results are fp32's, but it stays opt-in until a GPU has timed it.
         Assert.True(!Gemm.IsTf32(GemmVersion.V21Tf32x3) && Gemm.UsesTensorCores(GemmVersion.V21Tf32x3) && !Gemm.Tunable(acc, GemmVersion.V21Tf32x3));
         // Never tuned to, on any device: their results are tf32's.
         Assert.All(new[] { GemmVersion.V5Tf32, GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32, GemmVersion.V19VectorTf32, GemmVersion.V20LdmatrixTf32,
-                GemmVersion.V22BulkTf32, GemmVersion.V23PlainCopyTf32 },
+                GemmVersion.V22BulkTf32, GemmVersion.V23PlainCopyTf32, GemmVersion.V24BulkK32Tf32 },
             v => Assert.True(Gemm.IsTf32(v) && !Gemm.Tunable(acc, v)));
         Assert.False(Conv2d.Runs(acc, ConvVersion.V7HoistedTf32));
         Assert.True(Conv2d.Runs(acc, ConvVersion.V8Hoisted));
@@ -84,7 +85,7 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         var e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, GemmVersion.V5Tf32));
         Assert.Contains("32-lane warps", e.Message);
         foreach (var v in new[] { GemmVersion.V16PipelinedTf32, GemmVersion.V17AsyncTf32, GemmVersion.V18PackedTf32, GemmVersion.V19VectorTf32, GemmVersion.V20LdmatrixTf32, GemmVersion.V21Tf32x3,
-                     GemmVersion.V22BulkTf32, GemmVersion.V23PlainCopyTf32 })
+                     GemmVersion.V22BulkTf32, GemmVersion.V23PlainCopyTf32, GemmVersion.V24BulkK32Tf32 })
         {
             e = Assert.Throws<VersionNotApplicableException>(() => Gemm.Run(acc, a.View, a.View, a.View, s, v));
             Assert.Contains("groups of 256 threads", e.Message);
@@ -208,17 +209,21 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         Assert.All(OfflineCompile.CompileAll("ptx", filter: "Gemm.V20"), r => Assert.True(r.Ok && !r.Code!.Contains(plain) && r.Code.Contains(filled), r.Kernel));
     }
 
-    /// <summary>GEMM v22's four entries are compiled retargeted to sm_90 (PtxTarget, as Gemm.Run loads them on CUDA) and
-    /// stage their operands by bulk copies on mbarriers (each entry announces, copies and waits); v20, which shares their
-    /// body, stays sm_80 with none of it (the bulk-only code folds away where the entry's constant says so). ptxas 12
-    /// assembles v22 for sm_90 without spills (12.4: 126-128 registers).</summary>
-    [SkippableFact]
-    public void V22IsRetargetedToSm90AndStagesByBulkCopies()
+    /// <summary>GEMM v22's four entries and v24's two are compiled retargeted to sm_90 (PtxTarget, as Gemm.Run loads them
+    /// on CUDA) and stage their operands by bulk copies on mbarriers (each entry announces, copies and waits); v20, which
+    /// shares their body, stays sm_80 with none of it (the bulk-only code folds away where the entry's constant says so).
+    /// ptxas 12 assembles them for sm_90 within <paramref name="maxSpill"/> bytes of spill (12.4: 126-128 registers; v22
+    /// none; v24's NT entry 40 B in some compile contexts, for ILGPU's PTX varies with what the context compiled before:
+    /// then 4 local loads in a stage loop of 332 instructions).</summary>
+    [SkippableTheory]
+    [InlineData("Gemm.V22", 4, 0)]
+    [InlineData("Gemm.V24", 2, 64)]
+    public void BulkVersionsAreRetargetedToSm90AndStageByBulkCopies(string filter, int kernels, int maxSpill)
     {
         static int Count(string code, string what) => code.Split(what).Length - 1;
-        var v22 = OfflineCompile.CompileAll("ptx", filter: "Gemm.V22").ToList();
-        Assert.Equal(4, v22.Count);
-        foreach (var r in v22)
+        var bulk = OfflineCompile.CompileAll("ptx", filter: filter).ToList();
+        Assert.Equal(kernels, bulk.Count);
+        foreach (var r in bulk)
         {
             Assert.True(r.Ok, r.Message);
             Assert.Equal("sm_90", Ptxas.TargetOf(r.Code!));
@@ -227,7 +232,7 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
             Assert.True(Count(r.Code!, "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes") > 0, r.Kernel);
             Assert.True(Count(r.Code!, "mbarrier.try_wait.parity.shared::cta.b64") > 0, r.Kernel);
         }
-        foreach (var r in OfflineCompile.CompileAll("ptx", filter: "Gemm.V20"))
+        foreach (var r in filter == "Gemm.V22" ? OfflineCompile.CompileAll("ptx", filter: "Gemm.V20") : [])
         {
             Assert.True(r.Ok, r.Message);
             Assert.Equal("sm_80", Ptxas.TargetOf(r.Code!));
@@ -236,11 +241,11 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         }
         var ptxas = Ptxas.FindSm90();
         Skip.If(ptxas == null, $"no ptxas for sm_90: {Ptxas.HowToGetSm90}");
-        foreach (var r in v22)
+        foreach (var r in bulk)
         {
             var a = Ptxas.Assemble(ptxas!, r.Code!, r.Kernel);
             output.WriteLine($"{r.Kernel}: {a.Message}");
-            Assert.True(a.Ok && a.Parsed && !a.Spills, a.Message);
+            Assert.True(a.Ok && a.Parsed && a.SpillStoreBytes <= maxSpill && a.SpillLoadBytes <= maxSpill, a.Message);
         }
     }
 }
@@ -270,7 +275,7 @@ public sealed class KernelVersionNamesTests
     }
 
     [Theory]
-    [InlineData("gemm=v24", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32), v6 (blocked8), v7 (vector), v8 (vector4), v9 (cpublocks), v10 (pipelined), v11 (pipelined4), v12 (unrolled), v13 (unrolled4), v14 (padded), v15 (padded4), v16 (pipelinedtf32), v17 (asynctf32), v18 (packedtf32), v19 (vectortf32), v20 (ldmatrixtf32), v21 (tf32x3), v22 (bulktf32), v23 (plaincopytf32))")]
+    [InlineData("gemm=v25", "no such version (there are v1 (naive), v2 (tiled), v3 (rows), v4 (blocked), v5 (tf32), v6 (blocked8), v7 (vector), v8 (vector4), v9 (cpublocks), v10 (pipelined), v11 (pipelined4), v12 (unrolled), v13 (unrolled4), v14 (padded), v15 (padded4), v16 (pipelinedtf32), v17 (asynctf32), v18 (packedtf32), v19 (vectortf32), v20 (ldmatrixtf32), v21 (tf32x3), v22 (bulktf32), v23 (plaincopytf32), v24 (bulkk32tf32))")]
     [InlineData("gemm=5", "is not family=vN")]
     [InlineData("matmul=v2", "unknown kernel family 'matmul'")]
     [InlineData("conv=v2,gemm", "is not family=vN")]
