@@ -231,6 +231,11 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
             Assert.True(Count(r.Code!, "mbarrier.arrive.expect_tx.shared::cta.b64") > 0, r.Kernel);
             Assert.True(Count(r.Code!, "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes") > 0, r.Kernel);
             Assert.True(Count(r.Code!, "mbarrier.try_wait.parity.shared::cta.b64") > 0, r.Kernel);
+            // v24's ldmatrix blocks step 16 rows of FragA.RowsPitch32 floats between tiles (the emulation checks the lanes'
+            // rows, not these offsets).
+            int tile = 4 * 16 * (filter == "Gemm.V24" ? FragA.RowsPitch32 : FragA.RowsPitch);
+            if (!r.Kernel.Contains("AT"))   // A transposed: v19's reads, no ldmatrix
+                Assert.True(r.Code!.Contains($"[kda+{tile}]") && r.Code.Contains($"[kda+{3 * tile}]"), r.Kernel);
         }
         foreach (var r in filter == "Gemm.V22" ? OfflineCompile.CompileAll("ptx", filter: "Gemm.V20") : [])
         {

@@ -89,22 +89,17 @@ public static partial class KernelChecks
         }
         // v22 (v20 and v19 on bulk copies) and v23 (their copies without the zero-fill operand) take their own copies only
         // where a whole 128 x 128 tile and a stage's 16 values of k lie inside; elsewhere they copy as v20 does, which the
-        // cases above check. In all four transpose pairs: 2 batches of 200 x 136, K 56 (three stages of their own copies,
-        // then a tail of 8), so of each batch's four tiles one lies inside; the CPU device's first group takes both inside
+        // cases above check. 2 batches of 200 x 136, K 56 (three stages of their own copies, then a tail of 8 copied as
+        // v20 copies it), so of each batch's four tiles one lies inside; the CPU device's first group takes both inside
         // tiles, so v22's barriers' phases carry from tile to tile, and a group's edge tiles and inside tiles alternate.
-        // v22 also at v20's multi_tile_128 (its first tile two stages of bulk copies, the third by cp.async).
+        // v22 in all four transpose pairs (each spreads a different mix of row-major and k-major copies over the warps);
+        // v23 at NN and TT, which between them copy each operand both row-major and k-major.
         foreach (var (version, tag) in new[] { (GemmVersion.V22BulkTf32, "v22.bulk"), (GemmVersion.V23PlainCopyTf32, "v23.plain") })
             foreach (var (ta, tb) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
-            {
-                string layout = $"{(ta == 1 ? "t" : "n")}{(tb == 1 ? "t" : "n")}";
-                if (version == GemmVersion.V22BulkTf32)
-                    list.Add(Tf32GemmCase($"gemm.{tag}.multi_tile_128.{layout}", version,
-                        new GemmShape { Batch = 2, M = 140, N = 132, K = 40, TransA = ta, TransB = tb, StrideA = 140 * 40, StrideB = 40 * 132, StrideC = 140 * 132, Alpha = 1 },
+                if (version == GemmVersion.V22BulkTf32 || ta == tb)
+                    list.Add(Tf32GemmCase($"gemm.{tag}.tiles.{(ta == 1 ? "t" : "n")}{(tb == 1 ? "t" : "n")}", version,
+                        new GemmShape { Batch = 2, M = 200, N = 136, K = 56, TransA = ta, TransB = tb, StrideA = 200 * 56, StrideB = 56 * 136, StrideC = 200 * 136, Alpha = 1 },
                         ownCopies: true));
-                list.Add(Tf32GemmCase($"gemm.{tag}.tiles.{layout}", version,
-                    new GemmShape { Batch = 2, M = 200, N = 136, K = 56, TransA = ta, TransB = tb, StrideA = 200 * 56, StrideB = 56 * 136, StrideC = 200 * 136, Alpha = 1 },
-                    ownCopies: true));
-            }
         // v24 (v22 with stages of 32 values of k; A row-major, so NN and NT): 2 batches of 136 x 132, K 104: in each batch's
         // inside tile three stages by bulk copies, so every buffer's barrier is used, then a tail of 8 by cp.async in two
         // zero-filled halves; the CPU device's first group takes both inside tiles, so the phases carry from tile to tile.
