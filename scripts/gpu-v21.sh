@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GEMM v21's, v22's and v23's and attention v13's and v14's first GPU run (written 2026-11-27c and d, sessions without a
+# GEMM v21's-v24's and attention v13's and v14's first GPU run (written 2026-11-27c and d, sessions without a
 # GPU), about 9.5 minutes:
 # - kd check on CUDA (v21's eight cases against float64 on the fp32 operands at the fp32 tolerance, v13's and v14's
 #   seven each, beside every other case; nothing is timed if a check fails), then v22's eight and v24's two in a process of their own
@@ -17,7 +17,7 @@
 #   three kernels at adm64's 32x32 (last: the run's timeout may cut them);
 # - adm64's training step at the defaults, on v21, and on v21 with attention v14 (PyTorch's took 520 ms in the second
 #   H200 run, call 3); the Nsight Compute reports last, v22's and v23's only if the run is still under 520 and 540 s.
-# Predictions: bench/NOTES.md, "Tensor cores", GEMM v21, v22 and v23; "Attention", v13 and v14.
+# Predictions: bench/NOTES.md, "Tensor cores", GEMM v21-v24; "Attention", v13 and v14.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
 # There: run with carry [".device"] and timeout_s 600:  bash scripts/gpu-v21.sh "$OUT" (about 580 s, an estimate: 550 s
 # before v22 and v23 were added, about 30 s more for v22's own kd check process, their SGEMM timings and PyTorch tf32;
