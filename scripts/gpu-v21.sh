@@ -34,8 +34,8 @@ timeout 90 $K check --device cuda --exclude .bulk --out "$R/check" > "$R/check.l
 stamp "check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
 # GEMM v22's and v24's cases (".bulk") in a process of their own: their sm_90 PTX (bulk copies, mbarriers) runs here for
 # the first time, and a fault would stop every case queued after it in the same process.
-timeout 50 $K check --device cuda --filter .bulk --out "$R/check-v22" > "$R/check-v22.log" 2>&1
-stamp "check of v22 and v24: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check-v22.log" | tail -1)"
+timeout 50 $K check --device cuda --filter .bulk --out "$R/check-bulk" > "$R/check-bulk.log" 2>&1
+stamp "check of v22 and v24: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check-bulk.log" | tail -1)"
 # A failed case of the new kernels (GEMM v21, attention v13 and v14) leaves only those out of the timings; any other
 # failure, or no check table, stops the script: nothing is timed that kd check did not pass on this card.
 [ -f "$R/check/check.md" ] || { stamp "no check table: nothing is timed"; exit 1; }
@@ -44,8 +44,8 @@ if echo "$failed" | grep -vE '^$|^gemm\.v2[1234]|v13|v14' | grep -q .; then
   grep -E "FAIL" "$R/check.log" | head -20; stamp "a check of a kernel that is not new failed: nothing is timed"; exit 1
 fi
 V21=1; echo "$failed" | grep -q '^gemm\.v21' && { V21=0; stamp "GEMM v21 failed kd check: not timed"; }
-V22=1; { [ -f "$R/check-v22/check.md" ] && ! grep -E '^\| gemm\.v22' "$R/check-v22/check.md" | grep -q FAIL; } || { V22=0; stamp "GEMM v22 failed kd check (or it did not finish): not timed"; }
-V24=1; { [ -f "$R/check-v22/check.md" ] && grep -qE '^\| gemm\.v24' "$R/check-v22/check.md" && ! grep -E '^\| gemm\.v24' "$R/check-v22/check.md" | grep -q FAIL; } \
+V22=1; { [ -f "$R/check-bulk/check.md" ] && ! grep -E '^\| gemm\.v22' "$R/check-bulk/check.md" | grep -q FAIL; } || { V22=0; stamp "GEMM v22 failed kd check (or it did not finish): not timed"; }
+V24=1; { [ -f "$R/check-bulk/check.md" ] && grep -qE '^\| gemm\.v24' "$R/check-bulk/check.md" && ! grep -E '^\| gemm\.v24' "$R/check-bulk/check.md" | grep -q FAIL; } \
   || { V24=0; stamp "GEMM v24 failed kd check (or it did not finish): not timed"; }
 V23=1; echo "$failed" | grep -q '^gemm\.v23' && { V23=0; stamp "GEMM v23 failed kd check: not timed"; }
 NEW_ATT="13 14"; echo "$failed" | grep -qE 'v13|v14' && { NEW_ATT=""; stamp "attention v13 or v14 failed kd check: not timed"; }
@@ -105,7 +105,7 @@ stamp "adm64's training step at the defaults$([ "$V21" = 1 ] && echo ", on v21")
 [ "$V22" = 1 ] && [ "$SECONDS" -lt 520 ] && NCU_SOURCE=1 ncu_case gemm-v22-nn 'V22Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "22")
 [ "$V23" = 1 ] && [ "$SECONDS" -lt 540 ] && NCU_SOURCE=1 ncu_case gemm-v23-nn 'V23Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "23")
 fi
-cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" "$R/check-v22.log" | tail -2; grep -hE "gemm.v2[1234]|v13" "$R/check/check.md" "$R/check-v22/check.md" | cut -c1-160
+cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" "$R/check-bulk.log" | tail -2; grep -hE "gemm.v2[1234]|v13" "$R/check/check.md" "$R/check-bulk/check.md" | cut -c1-160
 grep -E "^\| sgemm" "$R/ratios-sgemm.md" | cut -d'|' -f2-7
 grep -hE "^\| attention" "$R/bench-attention/bench.md" "$R/bench-attention-v21/bench.md" | cut -d'|' -f2-5
 grep -E "^\| attention" "$R/ratios-attention.md" | cut -d'|' -f2-7

@@ -9,7 +9,9 @@ Usage:  kd check --compile ptx --out DIR --filter Gemm
 
 Per kernel: registers and spills (ptxas -v), then per innermost loop (a backward branch whose body holds no other)
 its instructions, FFMA, shared loads (LDS), global or generic loads (LDG, LD), integer divisions (I2F.U32.RP), and
-local-memory loads and stores (LDL, STL: spills)."""
+local-memory loads and stores (LDL, STL: spills). A loop with tensor-core mma in it whose inner loops have none
+(GEMM v22's and v24's stage loops hold an mbarrier wait loop and per-lane bulk-copy loops, BRA.U.ANY) gets a line of
+its own, "stage loop": its instructions as written (each inner loop's body once), HMMA, LDSM, UBLKCP and LDL/STL."""
 import os, re, subprocess, sys, tempfile
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,14 +33,18 @@ def loops(sass):
     code = [l.strip() for l in sass.splitlines() if re.match(r"\s+/\*[0-9a-f]{4,}\*/", l)]
     found = []
     for l in code:
-        m = re.search(r"/\*([0-9a-f]+)\*/\s+(@!?U?P\w+\s+)?BRA\s+(0x[0-9a-f]+)", l)
-        if m and int(m.group(3), 16) < int(m.group(1), 16):
-            found.append((int(m.group(3), 16), int(m.group(1), 16)))
+        m = re.search(r"/\*([0-9a-f]+)\*/\s+(@!?U?P\w+\s+)?BRA(\.[A-Z.]+)?\s+(0x[0-9a-f]+)", l)
+        if m and int(m.group(4), 16) < int(m.group(1), 16):
+            found.append((int(m.group(4), 16), int(m.group(1), 16)))
     inner = [(a, b) for (a, b) in found if not any(a <= c and d <= b and (c, d) != (a, b) for (c, d) in found)]
-    for a, b in sorted(inner):
+    for a, b in sorted(found):
         body = code[a // 16: b // 16 + 1]
         count = lambda pattern: sum(bool(re.search(pattern, x)) for x in body)
-        yield a, b, len(body), count(r"\bFFMA\b"), count(r"\bLDS\b"), count(r"\b(LDG|LD)\.E"), count(r"I2F\.U32\.RP"), count(r"\b(LDL|STL)\b")
+        if (a, b) in inner:
+            yield "loop", a, b, len(body), count(r"\bFFMA\b"), count(r"\bLDS\b"), count(r"\b(LDG|LD)\.E"), count(r"I2F\.U32\.RP"), count(r"\b(LDL|STL)\b")
+        elif count(r"\bHMMA\b") > 0 and not any(a <= c and d <= b and (c, d) != (a, b) and any(
+                re.search(r"\bHMMA\b", x) for x in code[c // 16: d // 16 + 1]) for (c, d) in found):
+            yield "stage loop", a, b, len(body), count(r"\bHMMA\b"), count(r"\bLDSM\b"), count(r"\bUBLKCP\b"), count(r"\b(LDL|STL)\b")
 
 for path in sys.argv[1:] or sys.exit(__doc__):
     name = os.path.basename(path)[:-4]
@@ -57,5 +63,8 @@ for path in sys.argv[1:] or sys.exit(__doc__):
         env = dict(os.environ, PATH=os.path.dirname(cuobjdump) + os.pathsep + os.environ.get("PATH", ""))
         sass = subprocess.run([cuobjdump, "-sass", cubin], capture_output=True, text=True, check=True, env=env).stdout
     print(f"{name}: {regs.group(1) if regs else '?'} registers, spills {spill.group(1)} / {spill.group(2)} B" if spill else name)
-    for a, b, n, ffma, lds, ld, div, local in loops(sass):
-        print(f"  loop {a:#06x}-{b:#06x}: {n} instructions, {ffma} FFMA, {lds} LDS, {ld} LDG/LD, {div} divisions, {local} spill LDL/STL")
+    for kind, a, b, n, *c in loops(sass):
+        if kind == "loop":
+            print(f"  loop {a:#06x}-{b:#06x}: {n} instructions, {c[0]} FFMA, {c[1]} LDS, {c[2]} LDG/LD, {c[3]} divisions, {c[4]} spill LDL/STL")
+        else:
+            print(f"  stage loop {a:#06x}-{b:#06x}: {n} instructions, {c[0]} HMMA, {c[1]} LDSM, {c[2]} UBLKCP, {c[3]} LDL/STL")

@@ -1096,22 +1096,8 @@ public static class Gemm
             bool inside = (bulk != 0 || plain != 0) && m0 + V16Tile <= s.M && n0 + V16Tile <= s.N;
             for (int p = 0; p < V17Stages - 1; p++)
             {
-                if (plain != 0 && inside && (p + 1) * V16K <= s.K)
-                {
-                    CopyVectors(sh, p * bufferA, a, aAddress, aBase, s.M, s.K, m0, p * V16K, t, aRows, whole: 1);
-                    CopyVectors(sh, atB + p * bufferB, b, bAddress, bBase, s.N, s.K, n0, p * V16K, t, bRows, whole: 1);
-                }
-                else if (bulk != 0 && inside && (p + 1) * stageK <= s.K)
-                {
-                    BulkStage(sh, p * bufferA, atB + p * bufferB, a, aAddress, aBase, b, bAddress, bBase, s, m0, n0, p * stageK, t, aRows, bRows,
-                        bars, barsAt + p * BulkCopy.BarrierInts, stageK, rowsPitch);
-                    bulkIn |= 1 << p;
-                }
-                else
-                {
-                    CopyStage(sh, p * bufferA, a, aAddress, aBase, s.M, s.K, m0, p * stageK, t, aRows, wide);
-                    CopyStage(sh, atB + p * bufferB, b, bAddress, bBase, s.N, s.K, n0, p * stageK, t, bRows, wide);
-                }
+                bulkIn |= IssueStage(sh, p * bufferA, atB + p * bufferB, a, aAddress, aBase, b, bAddress, bBase, s, m0, n0, p * stageK, t, aRows, bRows,
+                    bars, barsAt + p * BulkCopy.BarrierInts, inside, bulk, plain, wide) << p;
                 AsyncCopy.Commit();
             }
             // As v17: stage i sits in buffer i % 3; the copies issued during it fill buffer (i + 2) % 3.
@@ -1127,22 +1113,9 @@ public static class Gemm
                     bulkIn &= ~(1 << cur);
                 }
                 int ahead = k0 + (V17Stages - 1) * stageK;
-                if (plain != 0 && inside && ahead + V16K <= s.K)
-                {
-                    CopyVectors(sh, fill * bufferA, a, aAddress, aBase, s.M, s.K, m0, ahead, t, aRows, whole: 1);
-                    CopyVectors(sh, atB + fill * bufferB, b, bAddress, bBase, s.N, s.K, n0, ahead, t, bRows, whole: 1);
-                }
-                else if (bulk != 0 && inside && ahead + stageK <= s.K)
-                {
-                    BulkStage(sh, fill * bufferA, atB + fill * bufferB, a, aAddress, aBase, b, bAddress, bBase, s, m0, n0, ahead, t, aRows, bRows,
-                        bars, barsAt + fill * BulkCopy.BarrierInts, stageK, rowsPitch);
-                    bulkIn |= 1 << fill;
-                }
-                else if (ahead < s.K)
-                {
-                    CopyStage(sh, fill * bufferA, a, aAddress, aBase, s.M, s.K, m0, ahead, t, aRows, wide);
-                    CopyStage(sh, atB + fill * bufferB, b, bAddress, bBase, s.N, s.K, n0, ahead, t, bRows, wide);
-                }
+                if (ahead < s.K)
+                    bulkIn |= IssueStage(sh, fill * bufferA, atB + fill * bufferB, a, aAddress, aBase, b, bAddress, bBase, s, m0, n0, ahead, t, aRows,
+                        bRows, bars, barsAt + fill * BulkCopy.BarrierInts, inside, bulk, plain, wide) << fill;
                 AsyncCopy.Commit();
                 acc = tf32x3 != 0
                     ? WarpTile64.Stage16Tf32x3(acc, sh, cur * bufferA + ldsmA, sh.SubView(cur * bufferA + fragA), aRows, cur * bufferB + ldsmB,
@@ -1171,8 +1144,9 @@ public static class Gemm
     /// in the dynamic shared memory; zero past its rows (R of them: M or N) and past K, whose row lengths are multiples
     /// of 4, so a copy is wholly in or out. Row-major (<paramref name="rows"/>: rows along k, R x K in the source): rows
     /// t / 4 and t / 4 + 64 at k t % 4 * 4 (a warp covers 8 rows' 64 bytes). k-major (K x R in the source): k rows t / 32
-    /// and t / 32 + 8 at t % 32 * 4 (a warp covers 512 contiguous bytes). <paramref name="whole"/> (v23, a constant at
-    /// the call): every copy lies inside, so none takes the zero-fill operand.</summary>
+    /// and t / 32 + 8 at t % 32 * 4 (a warp covers 512 contiguous bytes). <paramref name="whole"/> 1 (v23 inside a tile):
+    /// every copy lies inside, so none takes the zero-fill operand; 0 wherever the entry is not v23's (so the
+    /// unpredicated form folds away there).</summary>
     static void CopyVectors(ArrayView<float> sh, int at, ArrayView<float> src, long address, int srcBase, int r, int k, int r0, int k0, int t, int rows,
         int whole = 0, int rowsPitch = FragA.RowsPitch)
     {
@@ -1202,24 +1176,46 @@ public static class Gemm
         }
     }
 
-    /// <summary>One operand's stage by 16-byte cp.async copies, zero-filled past the edges: CopyVectors' 16 values of k,
-    /// or for v24 (<paramref name="wide"/>) its 32 as two such halves (the second 16 floats on in a row-major row, 16
-    /// rows on in a k-major tile).</summary>
-    static void CopyStage(ArrayView<float> sh, int at, ArrayView<float> src, long address, int srcBase, int r, int k, int r0, int k0, int t, int rows,
+    /// <summary>One stage of both operands (A's buffer at <paramref name="atA"/>, B's at <paramref name="atB"/>) as the
+    /// entry's constants say. Where the whole tile (<paramref name="inside"/>) and the stage lie inside: by bulk copies
+    /// (v22, v24), returning 1, so the caller waits on the buffer's barrier <paramref name="bar"/>; or by copies without
+    /// the zero-fill operand (v23). Elsewhere by 16-byte cp.async copies zero-filled past the edges, returning 0.</summary>
+    static int IssueStage(ArrayView<float> sh, int atA, int atB, ArrayView<float> a, long aAddress, int aBase, ArrayView<float> b, long bAddress,
+        int bBase, GemmShape s, int m0, int n0, int k0, int t, int aRows, int bRows, ArrayView<int> bars, int bar, bool inside, int bulk, int plain,
         int wide)
+    {
+        int stageK = wide != 0 ? V24K : V16K;
+        bool whole = inside && k0 + stageK <= s.K;
+        if (bulk != 0 && whole)
+        {
+            BulkStage(sh, atA, atB, a, aAddress, aBase, b, bAddress, bBase, s, m0, n0, k0, t, aRows, bRows, bars, bar, stageK,
+                wide != 0 ? FragA.RowsPitch32 : FragA.RowsPitch);
+            return 1;
+        }
+        int unfilled = plain != 0 && whole ? 1 : 0;
+        CopyStage(sh, atA, a, aAddress, aBase, s.M, s.K, m0, k0, t, aRows, wide, unfilled);
+        CopyStage(sh, atB, b, bAddress, bBase, s.N, s.K, n0, k0, t, bRows, wide, unfilled);
+        return 0;
+    }
+
+    /// <summary>One operand's stage by 16-byte cp.async copies: CopyVectors' 16 values of k, or for v24
+    /// (<paramref name="wide"/>) its 32 as two such halves (the second 16 floats on in a row-major row, 16 rows on in a
+    /// k-major tile). <paramref name="whole"/>: as CopyVectors'.</summary>
+    static void CopyStage(ArrayView<float> sh, int at, ArrayView<float> src, long address, int srcBase, int r, int k, int r0, int k0, int t, int rows,
+        int wide, int whole)
     {
         if (wide == 0)
         {
-            CopyVectors(sh, at, src, address, srcBase, r, k, r0, k0, t, rows);
+            CopyVectors(sh, at, src, address, srcBase, r, k, r0, k0, t, rows, whole);
             return;
         }
-        CopyVectors(sh, at, src, address, srcBase, r, k, r0, k0, t, rows, rowsPitch: FragA.RowsPitch32);
-        CopyVectors(sh, at + (rows != 0 ? V16K : V16K * V16Pitch), src, address, srcBase, r, k, r0, k0 + V16K, t, rows, rowsPitch: FragA.RowsPitch32);
+        CopyVectors(sh, at, src, address, srcBase, r, k, r0, k0, t, rows, whole, FragA.RowsPitch32);
+        CopyVectors(sh, at + (rows != 0 ? V16K : V16K * V16Pitch), src, address, srcBase, r, k, r0, k0 + V16K, t, rows, whole, FragA.RowsPitch32);
     }
 
-    /// <summary>v22: one stage of both operands by bulk copies, all 16 KB announced on barrier <paramref name="bar"/> by
-    /// thread 0. A row-major operand takes 128 copies (row u: 64 bytes, 16 values of k), a k-major one 16 (k row u: 512
-    /// bytes, 128 values of m or n). Copy j goes to lane j / 8 of warp j % 8, so every warp issues its share: ptxas
+    /// <summary>v22 and v24: one stage of both operands by bulk copies, all its bytes (16 KB; v24's 32) announced on
+    /// barrier <paramref name="bar"/> by thread 0. A row-major operand takes 128 copies (row u: <paramref name="stageK"/>
+    /// values of k), a k-major one <paramref name="stageK"/> (k row u: 512 bytes, 128 values of m or n). Copy j goes to lane j / 8 of warp j % 8, so every warp issues its share: ptxas
     /// turns a warp's bulk copy into a loop over its copying lanes (ELECT, three moves to uniform registers, UBLKCP:
     /// 8 instructions a lane), so 18 a warp (NN: 144 copies) cost 144 instructions where v20's stage loop has 126. The
     /// tile lies inside.</summary>

@@ -32,7 +32,7 @@ static class CheckCommand
         var compile = new Option<string?>("--compile")
         {
             Description = "instead of running kernels, compile every kernel for this target (ptx or opencl) with ILGPU's compiler, no device needed; the code goes to <out>/<target>/. "
-                + "For ptx, ptxas (KD_PTXAS, .tools/cuda from scripts/get-ptxas.sh, or PATH) also assembles each kernel for sm_80 when found: a kernel it rejects fails; registers and spills are shown, spills are warned about but do not fail",
+                + "For ptx, ptxas (KD_PTXAS, .tools/cuda from scripts/get-ptxas.sh, or PATH) also assembles each kernel for sm_80 when found, and CUDA 12's (KD_PTXAS_SM90 or .tools/cuda12) the kernels retargeted to sm_90 (GEMM v22, v24): a kernel it rejects fails; registers and spills are shown, spills are warned about but do not fail",
         };
         var cmd = new Command("check", "Check every kernel against its float64 reference (fresh random inputs, poisoned outputs, finite-difference backward).");
         cmd.Options.Add(device);
@@ -122,20 +122,20 @@ static class CheckCommand
         if (results.Count == 0) throw new KdException($"check: no kernel name contains '{filter}'{Excluding(exclude)}");
         // Each kernel's PTX goes to the ptxas of its target (sm_80, or sm_90 where PtxTarget retargeted it).
         var tools = results.Select(r => target == "ptx" && r.Code != null ? Ptxas.FindFor(r.Code) : null).ToList();
-        string? ptxas = tools.FirstOrDefault(t => t != null);
+        bool assembling = tools.Any(t => t != null);
         foreach (var how in results.Where((r, i) => target == "ptx" && r.Code != null && tools[i] == null).Select(r => Ptxas.HowToGetFor(r.Code!)).Distinct())
             AnsiConsole.MarkupLine($"[yellow]ptxas not found[/]: some PTX is compiled but not assembled; {Markup.Escape(how)}");
         var assembled = results.Select((r, i) => tools[i] != null ? Ptxas.Assemble(tools[i]!, r.Code!, r.Kernel) : null).ToList();
 
         var table = new Table().AddColumns("kernel", "result");
-        if (ptxas != null) table.AddColumns("registers", "spill stores / loads", "stack frame");
+        if (assembling) table.AddColumns("registers", "spill stores / loads", "stack frame");
         table.AddColumn("message");
         for (int i = 0; i < results.Count; i++)
         {
             var (r, a) = (results[i], assembled[i]);
             bool ok = r.Ok && a?.Ok != false;
             var row = new List<string> { Markup.Escape(r.Kernel), ok ? "[green]ok[/]" : "[red]FAIL[/]" };
-            if (ptxas != null)
+            if (assembling)
                 row.AddRange(a?.Parsed == true
                     ? [a.Registers!.Value.ToString(), a.Spills ? $"[yellow]{a.SpillStoreBytes} B / {a.SpillLoadBytes} B[/]" : "0 B / 0 B", $"{a.StackFrameBytes} B"]
                     : ["", "", ""]);
@@ -149,7 +149,7 @@ static class CheckCommand
         // Markup: target is ptx or opencl (CompileAll refused anything else).
         int failed = results.Count(r => !r.Ok), rejected = assembled.Count(a => a?.Ok == false);
         string summary = $"{results.Count - failed} compiled, {failed} failed for {target}";
-        if (ptxas != null)
+        if (assembling)
         {
             int spilling = assembled.Count(a => a?.Spills == true), unread = assembled.Count(a => a?.Ok == true && !a.Parsed);
             var targets = string.Join(", ", results.Where(r => r.Code != null).GroupBy(r => Ptxas.TargetOf(r.Code!)).Select(g => $"{g.Key}: {g.Count()}"));

@@ -63,6 +63,16 @@ public sealed class AttentionTiledTests
         AssertClose(dqkv1.GetAsArray1D().Select(x => (double)x).ToArray(), dqkv.GetAsArray1D(), 1e-4, "backward");
     }
 
+    /// <summary>Runs <paramref name="test"/> on a CPU accelerator of <paramref name="warpSize"/>-lane warps,
+    /// <paramref name="warps"/> a group, with a buffer of <paramref name="floats"/> floats.</summary>
+    static void OnCpuDevice(int warpSize, int warps, int floats, Action<Accelerator, ArrayView<float>> test)
+    {
+        using var context = Context.Create(b => b.CPU(new CPUDevice(warpSize, warps, 1)).EnableAlgorithms());
+        using var acc = context.CreateCPUAccelerator(0);
+        using var buffer = acc.Allocate1D<float>(floats);
+        test(acc, buffer.View);
+    }
+
     /// <summary>v8 (warp rows) refuses, naming why, devices without 32-lane warps in 128-thread groups (kd's CPU device
     /// has 2-thread groups: kd check runs v8 on a CPU device of 32-lane warps instead), heads past 64 channels, and a
     /// shared-memory limit below its key side's; attention=auto does not try it where it cannot run.</summary>
@@ -70,28 +80,24 @@ public sealed class AttentionTiledTests
     public void WarpRowsRefusesWhatItCannotRun()
     {
         var s = new AttentionShape { N = 1, C = 64, T = 9, Heads = 2, NewOrder = 1 };
-        using (var context = Context.Create(b => b.CPU(new CPUDevice(2, 1, 1)).EnableAlgorithms()))
-        using (var acc = context.CreateCPUAccelerator(0))
-        using (var buffer = acc.Allocate1D<float>(3 * s.C * s.T))
+        OnCpuDevice(2, 1, 3 * s.C * s.T, (acc, buffer) =>
         {
             Assert.False(Attention.WarpRowsRun(acc));
             Assert.False(Attention.Runs(acc, s, AttentionVersion.V8WarpRows));
-            var e = Assert.Throws<VersionNotApplicableException>(() => Attention.WarpRowsForward(acc, s, buffer.View, buffer.View, buffer.View));
+            var e = Assert.Throws<VersionNotApplicableException>(() => Attention.WarpRowsForward(acc, s, buffer, buffer, buffer));
             Assert.Contains("32-lane warps", e.Message);
-        }
-        using (var context = Context.Create(b => b.CPU(new CPUDevice(32, 4, 1)).EnableAlgorithms()))
-        using (var acc = context.CreateCPUAccelerator(0))
-        using (var buffer = acc.Allocate1D<float>(3 * 130 * s.T))
+        });
+        OnCpuDevice(32, 4, 3 * 130 * s.T, (acc, buffer) =>
         {
             Assert.True(Attention.Runs(acc, s, AttentionVersion.V8WarpRows));
             var wide = s with { C = 130 };
             Assert.False(Attention.Runs(wide, AttentionVersion.V8WarpRows));
-            Assert.Contains("up to 64 channels", Assert.Throws<VersionNotApplicableException>(() => Attention.WarpRowsForward(acc, wide, buffer.View, buffer.View, buffer.View)).Message);
+            Assert.Contains("up to 64 channels", Assert.Throws<VersionNotApplicableException>(() => Attention.WarpRowsForward(acc, wide, buffer, buffer, buffer)).Message);
             // 64-channel heads: 61 KB in the forward (75 in the key side), past the 48 KB the CPU accelerator is held to
             // unless told otherwise (32-channel heads take 37 and 43 KB: kd check runs them through the ops at that limit).
             Assert.Contains("bytes of shared memory", Assert.Throws<VersionNotApplicableException>(
-                () => Attention.WarpRowsForward(acc, s with { Heads = 1 }, buffer.View, buffer.View, buffer.View)).Message);
-        }
+                () => Attention.WarpRowsForward(acc, s with { Heads = 1 }, buffer, buffer, buffer)).Message);
+        });
     }
 
     /// <summary>v11 (lean warp rows) exists to fit four groups a multiprocessor at 64-channel heads, where v8's forward
@@ -110,28 +116,24 @@ public sealed class AttentionTiledTests
             foreach (int pass in new[] { 0, 1 })
                 Assert.True(Attention.LeanSharedFloats(cp, pass) < Attention.WarpRowsSharedFloats(cp, pass), $"{cp} channels, pass {pass}");
         var s = new AttentionShape { N = 1, C = 64, T = 9, Heads = 2, NewOrder = 1 };
-        using (var context = Context.Create(b => b.CPU(new CPUDevice(2, 1, 1)).EnableAlgorithms()))
-        using (var acc = context.CreateCPUAccelerator(0))
-        using (var buffer = acc.Allocate1D<float>(3 * s.C * s.T))
+        OnCpuDevice(2, 1, 3 * s.C * s.T, (acc, buffer) =>
         {
             Assert.False(Attention.Runs(acc, s, AttentionVersion.V11WarpRowsLean));
             Assert.Contains("attention v11 needs 32-lane warps", Assert.Throws<VersionNotApplicableException>(
-                () => Attention.WarpRowsForward(acc, s, buffer.View, buffer.View, buffer.View, version: AttentionVersion.V11WarpRowsLean)).Message);
-            var v = buffer.View;
+                () => Attention.WarpRowsForward(acc, s, buffer, buffer, buffer, version: AttentionVersion.V11WarpRowsLean)).Message);
+            var v = buffer;
             Assert.Contains("attention v12 needs 32-lane warps", Assert.Throws<VersionNotApplicableException>(
                 () => Attention.WarpRowsBackward(acc, s, v, v, v, v, v, v, v, version: AttentionVersion.V12WarpRowsLeanQueryGrad)).Message);
-        }
-        using (var context = Context.Create(b => b.CPU(new CPUDevice(32, 4, 1)).EnableAlgorithms()))
-        using (var acc = context.CreateCPUAccelerator(0))
-        using (var buffer = acc.Allocate1D<float>(3 * s.C * s.T))
+        });
+        OnCpuDevice(32, 4, 3 * s.C * s.T, (acc, buffer) =>
         {
             Assert.True(Attention.Runs(acc, s, AttentionVersion.V11WarpRowsLean));
             Assert.True(Attention.Runs(acc, s, AttentionVersion.V12WarpRowsLeanQueryGrad));
             var wide = s with { Heads = 1 };   // 52.5 KB in the forward: past the 48 KB held here
             Assert.False(Attention.Runs(acc, wide, AttentionVersion.V11WarpRowsLean));
             Assert.Contains("attention v11's forward takes", Assert.Throws<VersionNotApplicableException>(
-                () => Attention.WarpRowsForward(acc, wide, buffer.View, buffer.View, buffer.View, version: AttentionVersion.V11WarpRowsLean)).Message);
-        }
+                () => Attention.WarpRowsForward(acc, wide, buffer, buffer, buffer, version: AttentionVersion.V11WarpRowsLean)).Message);
+        });
     }
 
     /// <summary>v13's forward (3xTF32 on the tensor cores) takes less shared memory than v11's and stays under 48 KB at
@@ -144,21 +146,18 @@ public sealed class AttentionTiledTests
         Assert.True(Attention.Tf32x3SharedFloats(64) < Attention.LeanSharedFloats(64, 0));
         Assert.True(Attention.Tf32x3SharedFloats(32) < Attention.LeanSharedFloats(32, 0));
         var s = new AttentionShape { N = 1, C = 64, T = 9, Heads = 2, NewOrder = 1 };
-        using (var context = Context.Create(b => b.CPU(new CPUDevice(2, 1, 1)).EnableAlgorithms()))
-        using (var acc = context.CreateCPUAccelerator(0))
-        using (var buffer = acc.Allocate1D<float>(3 * s.C * s.T))
+        OnCpuDevice(2, 1, 3 * s.C * s.T, (acc, buffer) =>
         {
             Assert.False(Attention.Runs(acc, s, AttentionVersion.V13Tf32x3Forward));
             Assert.Contains("attention v13 needs 32-lane warps", Assert.Throws<VersionNotApplicableException>(
-                () => Attention.WarpRowsForward(acc, s, buffer.View, buffer.View, buffer.View, version: AttentionVersion.V13Tf32x3Forward)).Message);
-        }
-        using (var context = Context.Create(b => b.CPU(new CPUDevice(32, 4, 1)).EnableAlgorithms()))
-        using (var acc = context.CreateCPUAccelerator(0))
+                () => Attention.WarpRowsForward(acc, s, buffer, buffer, buffer, version: AttentionVersion.V13Tf32x3Forward)).Message);
+        });
+        OnCpuDevice(32, 4, 1, (acc, buffer) =>
         {
             Assert.True(Attention.Runs(acc, s, AttentionVersion.V13Tf32x3Forward));
             Assert.False(Attention.Tunable(acc, s, AttentionVersion.V13Tf32x3Forward));
             Assert.True(Attention.Tunable(acc, s, AttentionVersion.V11WarpRowsLean));
-        }
+        });
     }
 
     /// <summary>The analytic float64 gradient kd check holds v4's wide heads to, against central differences of the

@@ -222,8 +222,8 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
     /// on CUDA) and stage their operands by bulk copies on mbarriers (each entry announces, copies and waits); v20, which
     /// shares their body, stays sm_80 with none of it (the bulk-only code folds away where the entry's constant says so).
     /// ptxas 12 assembles them for sm_90 within <paramref name="maxSpill"/> bytes of spill (12.4: 126-128 registers; v22
-    /// none; v24's NT entry 40 B in some compile contexts, for ILGPU's PTX varies with what the context compiled before:
-    /// then 4 local loads in a stage loop of 332 instructions).</summary>
+    /// none; v24 0-8 bytes at NN and 0-40 at NT by compile context, for ILGPU's PTX of a kernel varies with what its
+    /// context compiled before: bench/NOTES.md, GEMM v24).</summary>
     [SkippableTheory]
     [InlineData("Gemm.V22", 4, 0)]
     [InlineData("Gemm.V24", 2, 64)]
