@@ -28,39 +28,93 @@ public static partial class Attention
     /// at 64 (under 48 KB: no limit to raise).</summary>
     public static int Tf32x3SharedFloats(int cp) => cp / 16 * (WarpRowsBlock + MmaKeys) * FragA.RowsPitch + MmaKeys * (cp + 4);
 
+    /// <summary>Floats between the channel rows of v15's streamed tiles [cp][32 + 8]: rows of 160 bytes (16-byte copies
+    /// land aligned), 8 banks apart, so a warp's reads at (channel t, key g) and its pairs at (channel g, keys 2t, 2t + 1)
+    /// are conflict-free.</summary>
+    const int ColumnsPitch = MmaKeys + 8;
+
+    /// <summary>Shared memory of v15's forward in floats at padded channels cp: Q as v13's, K^T and V^T [cp][40]: 20 KB at
+    /// 32 channels, 40 KB at 64 (four groups a multiprocessor fit, as v13's).</summary>
+    public static int Tf32x3AsyncSharedFloats(int cp) => cp / 16 * WarpRowsBlock * FragA.RowsPitch + 2 * cp * ColumnsPitch;
+
     [LaunchBounds(WarpRowsThreads, 4)]
     static void Tf32x3ForwardKernel(ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse, AttentionShape s, int cp)
+        => Tf32x3Forward(qkv, a, lse, s, cp, default, false);
+
+    /// <summary>v15's forward: v13's with its key tiles copied by cp.async under the products, as FlashAttention-2
+    /// schedules them: V's tile is copied while the scores are computed from K's, and the next K tile while the softmax
+    /// and P V read V's. Two barriers a tile, as v13. The tiles are staged as the source holds them, channel rows of 32
+    /// keys (K^T, V^T [cp][40]), so runs of 4 keys go as 16-byte copies (where T is a multiple of 4 and the source
+    /// 16-byte aligned; else 4-byte copies): 4 copies a thread a tile for each, where v13 loads and stores 16 floats one
+    /// by one. The mma fragments of K come by LDS (8 a step of k, conflict-free), V's pairs by 8-byte LDS.</summary>
+    [LaunchBounds(WarpRowsThreads, 4)]
+    static void Tf32x3AsyncForwardKernel(ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse, AttentionShape s, int cp, TileSources src)
+        => Tf32x3Forward(qkv, a, lse, s, cp, src, true);
+
+    /// <summary>v13's forward, or with <paramref name="pipelined"/> v15's (its tiles by cp.async from <paramref name="src"/>).</summary>
+    static void Tf32x3Forward(ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse, AttentionShape s, int cp, TileSources src, bool pipelined)
     {
         var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();
         var scratch = TensorCore.Scratch();
         WarpTile64.Declare();
         WarpTile64.DeclareTf32x3();
         int warp = Warp.WarpIdx, lane = Warp.LaneIdx, g = lane >> 2, t = lane & 3, chunks = cp / 16;
-        int kAt = chunks * WarpRowsBlock * FragA.RowsPitch, vAt = kAt + chunks * MmaKeys * FragA.RowsPitch, vPitch = cp + 4;
-        // This lane's ldmatrix rows: of its warp's 16 queries (A) and of the tile's 32 keys (B), in the first chunk.
-        int qRow = warp * 16 * FragA.RowsPitch + WarpTile64.LdsmRowA(lane), kRow = kAt + WarpTile64.LdsmRowB(lane);
-        // This lane's V fragments: rows 2t and 2t + 1 of each 8 keys, channel g of each 8.
-        int vLane = vAt + 2 * t * vPitch + g;
+        int kAt = chunks * WarpRowsBlock * FragA.RowsPitch, vAt = kAt + (pipelined ? cp * ColumnsPitch : chunks * MmaKeys * FragA.RowsPitch);
+        int vPitch = cp + 4;
+        // This lane's ldmatrix rows: of its warp's 16 queries (A) and of the tile's 32 keys (B), in the first chunk; in
+        // v15 its K^T entry (channel t, key g) of the first chunk.
+        int qRow = warp * 16 * FragA.RowsPitch + WarpTile64.LdsmRowA(lane), kRow = kAt + (pipelined ? t * ColumnsPitch + g : WarpTile64.LdsmRowB(lane));
+        // This lane's V fragments: rows 2t and 2t + 1 of each 8 keys, channel g of each 8 (in v15 from V^T: channel g,
+        // keys 2t and 2t + 1).
+        int vLane = vAt + (pipelined ? g * ColumnsPitch + 2 * t : 2 * t * vPitch + g);
         float alpha = 1f / XMath.Sqrt(s.Ch);
         int blocks = (s.T + WarpRowsBlock - 1) / WarpRowsBlock, tiles = (s.T + MmaKeys - 1) / MmaKeys;
         for (int w = Grid.IdxX; w < s.Batch * blocks; w += Grid.DimX)
         {
             int b = w / blocks, t0 = (w - b * blocks) * WarpRowsBlock, q0 = t0 + warp * 16 + g;
             Group.Barrier();   // every warp past the last block's Q
-            LoadSectors(qkv, sh, 0, true, s, b, 0, t0, WarpRowsBlock, cp);
+            if (pipelined)
+            {
+                // Q and the first K tile, waited for at the first tile.
+                CopySectors(qkv, src.Qkv, sh, 0, s, b, 0, t0, cp);
+                CopyColumns(qkv, src.Qkv, sh, kAt, s, b, 1, 0, cp, src.Vector != 0);
+                AsyncCopy.Commit();
+            }
+            else LoadSectors(qkv, sh, 0, true, s, b, 0, t0, WarpRowsBlock, cp);
             var acc = WarpTile64.Zero();
             // Rows g and g + 8 of the warp's queries: the running max of alpha S, and this lane's part of the sum.
             float m0 = float.NegativeInfinity, m1 = float.NegativeInfinity, l0 = 0f, l1 = 0f;
             for (int i = 0; i < tiles; i++)
             {
                 int u0 = i * MmaKeys;
-                Group.Barrier();   // every warp past the last tile's K and V
-                LoadSectors(qkv, sh, kAt, true, s, b, 1, u0, MmaKeys, cp);
-                LoadSectors(qkv, sh, vAt, false, s, b, 2, u0, MmaKeys, cp);
-                Group.Barrier();
+                if (pipelined)
+                {
+                    AsyncCopy.WaitAll();
+                    Group.Barrier();   // this tile's K in place; every warp past the last tile's P V
+                    CopyColumns(qkv, src.Qkv, sh, vAt, s, b, 2, u0, cp, src.Vector != 0);   // V, under the scores
+                    AsyncCopy.Commit();
+                }
+                else
+                {
+                    Group.Barrier();   // every warp past the last tile's K and V
+                    LoadSectors(qkv, sh, kAt, true, s, b, 1, u0, MmaKeys, cp);
+                    LoadSectors(qkv, sh, vAt, false, s, b, 2, u0, MmaKeys, cp);
+                    Group.Barrier();
+                }
                 acc = WarpTile64.ZeroScores(acc);
                 for (int c = 0; c < chunks; c++)
-                    acc = WarpTile64.ScoresTf32x3(acc, sh, qRow + c * WarpRowsBlock * FragA.RowsPitch, kRow + c * MmaKeys * FragA.RowsPitch, scratch);
+                    acc = pipelined ? ScoresFromColumns(acc, sh, qRow + c * WarpRowsBlock * FragA.RowsPitch, kRow + 16 * c * ColumnsPitch, scratch)
+                        : WarpTile64.ScoresTf32x3(acc, sh, qRow + c * WarpRowsBlock * FragA.RowsPitch, kRow + c * MmaKeys * FragA.RowsPitch, scratch);
+                if (pipelined)
+                {
+                    AsyncCopy.WaitAll();
+                    Group.Barrier();   // this tile's V in place; every warp past its scores
+                    if (i + 1 < tiles)
+                    {
+                        CopyColumns(qkv, src.Qkv, sh, kAt, s, b, 1, u0 + MmaKeys, cp, src.Vector != 0);   // the next K, under the softmax and P V
+                        AsyncCopy.Commit();
+                    }
+                }
                 // Tile j's entries: keys u0 + 8 j + 2 t (e 0, 2) and + 1 (e 1, 3) of rows g (e 0, 1) and g + 8 (e 2, 3).
                 int key = u0 + 2 * t;
                 var x0 = MaskedScores(acc, 0, key, s.T, alpha);
@@ -76,10 +130,20 @@ public static partial class Attention
                 l1 = k1 * l1 + x0.Z + x0.W + x1.Z + x1.W + x2.Z + x2.W + x3.Z + x3.W;
                 (m0, m1) = (n0, n1);
                 acc = WarpTile64.ScaleOutput(acc, k0, k1);
-                acc = AddValues(acc, sh, vLane, vPitch, x0, cp, scratch);
-                acc = AddValues(acc, sh, vLane + 8 * vPitch, vPitch, x1, cp, scratch);
-                acc = AddValues(acc, sh, vLane + 16 * vPitch, vPitch, x2, cp, scratch);
-                acc = AddValues(acc, sh, vLane + 24 * vPitch, vPitch, x3, cp, scratch);
+                if (pipelined)
+                {
+                    acc = AddColumnPairs(acc, sh, vLane, x0, cp, scratch);
+                    acc = AddColumnPairs(acc, sh, vLane + 8, x1, cp, scratch);
+                    acc = AddColumnPairs(acc, sh, vLane + 16, x2, cp, scratch);
+                    acc = AddColumnPairs(acc, sh, vLane + 24, x3, cp, scratch);
+                }
+                else
+                {
+                    acc = AddValues(acc, sh, vLane, vPitch, x0, cp, scratch);
+                    acc = AddValues(acc, sh, vLane + 8 * vPitch, vPitch, x1, cp, scratch);
+                    acc = AddValues(acc, sh, vLane + 16 * vPitch, vPitch, x2, cp, scratch);
+                    acc = AddValues(acc, sh, vLane + 24 * vPitch, vPitch, x3, cp, scratch);
+                }
             }
             l0 += TensorCore.QuadXor(l0, 1, scratch); l0 += TensorCore.QuadXor(l0, 2, scratch);
             l1 += TensorCore.QuadXor(l1, 1, scratch); l1 += TensorCore.QuadXor(l1, 2, scratch);
@@ -103,6 +167,78 @@ public static partial class Attention
             for (int c = c0; c < cp; c += 4)
                 sh[chunked ? at + ((c >> 4) * w + x) * FragA.RowsPitch + (c & 15) : at + x * (cp + 4) + c] = Fetch(src, head, s, c, x, inside);
         }
+    }
+
+    /// <summary>LoadSectors of a block of 64 positions as 16-channel rows (chunked) by cp.async (v15), issued and not waited
+    /// for: the same positions and channels, a thread's channels c, c + 4, c + 8 and c + 12 of a 16-channel row (16 bytes
+    /// apart in shared memory, T floats apart in the source) as one AsyncCopy.Strided4 of 4-byte copies, zero-filled past
+    /// T and past the head's channels.</summary>
+    static void CopySectors(ArrayView<float> src, long address, ArrayView<float> sh, int at, AttentionShape s, int b, int part, int pos0, int cp)
+    {
+        int head = HeadAt(s, b, part, pos0), e = Group.IdxX, c0 = (e >> 3) & 3;
+        for (int x = (e & 7) + 8 * (e >> 5); x < WarpRowsBlock; x += 32)
+        {
+            bool inside = pos0 + x < s.T;
+            for (int c = c0; c < cp; c += 16)
+                AsyncCopy.Strided4(sh, at + ((c >> 4) * WarpRowsBlock + x) * FragA.RowsPitch + (c & 15), src, address, head + c * s.T + x, 4 * s.T,
+                    inside ? Math.Max(0, Math.Min(4, (s.Ch - c + 3) >> 2)) : 0);
+        }
+    }
+
+    /// <summary>v15's streamed tile: positions pos0 .. pos0 + 31 of a part of head-batch b by cp.async as channel rows
+    /// (sh[at + c 40 + x], x the position in the tile), zero past T and past the head's channels, issued and not waited
+    /// for. Runs of 4 positions go by AsyncCopy.Run4 (one 16-byte copy where <paramref name="vector"/>, else four 4-byte
+    /// copies). Thread e takes the run of positions 4 (e % 8) in channels e / 8 + 16 j: a warp copies 4 rows of 128 bytes
+    /// (4 whole lines of the source) into 4 whole rows.</summary>
+    static void CopyColumns(ArrayView<float> src, long address, ArrayView<float> sh, int at, AttentionShape s, int b, int part, int pos0, int cp, bool vector)
+    {
+        int head = HeadAt(s, b, part, pos0), x = 4 * (Group.IdxX & 7), inside = Math.Max(0, Math.Min(4, s.T - pos0 - x));
+        for (int c = Group.IdxX >> 3; c < cp; c += WarpRowsThreads / 8)
+            AsyncCopy.Run4(sh, at + c * ColumnsPitch + x, src, address, head + c * s.T + x, c < s.Ch ? inside : 0, vector);
+    }
+
+    /// <summary>Row tile <paramref name="tile"/> (0 or 3) += A B over one 16-channel chunk (v15): A's 16 rows row-major
+    /// (ldmatrix at <paramref name="aRow"/>, as ScoresTf32x3), B from a channel-row tile [cp][40] (K^T, Q^T or dA^T):
+    /// <paramref name="bAt"/> this lane's entry (channel t, column g) of the chunk. b0 and b1 of column tile j are the
+    /// entries of channels t and t + 4 at column 8 j + g.</summary>
+    static WarpTile64 ScoresFromColumns(WarpTile64 acc, ArrayView<float> sh, int aRow, int bAt, ArrayView<float> scratch, int tile = 0)
+    {
+        acc = WarpTile64.ScoreStepValues(acc, sh, aRow, ColumnsB(sh, bAt), ColumnsB(sh, bAt + 8), ColumnsB(sh, bAt + 16), ColumnsB(sh, bAt + 24),
+            scratch, tile);
+        bAt += 8 * ColumnsPitch;
+        return WarpTile64.ScoreStepValues(acc, sh, aRow + 8, ColumnsB(sh, bAt), ColumnsB(sh, bAt + 8), ColumnsB(sh, bAt + 16), ColumnsB(sh, bAt + 24),
+            scratch, tile);
+    }
+
+    static FragB ColumnsB(ArrayView<float> sh, int at) => new() { B0 = sh[at], B1 = sh[at + 4 * ColumnsPitch] };
+
+    /// <summary>Row tiles 1 and 2 += X B over one 8-row step (v15), as AddChunkRows, B from a channel-row tile [cp][40]
+    /// (V^T, dA^T or Q^T): <paramref name="at"/> this lane's pair (channel g, columns 2t and 2t + 1 of the step), read as one
+    /// 8-byte load; channel tile n is 8 n rows on.</summary>
+    static WarpTile64 AddColumnPairs(WarpTile64 acc, ArrayView<float> sh, int at, Float4 x, int cp, ArrayView<float> scratch)
+    {
+        const int tile = 8 * ColumnsPitch;
+        var frag = new FragA { A0 = x.X, A1 = x.Z, A2 = x.Y, A3 = x.W };
+        acc = WarpTile64.OutputTf32x3(acc, frag, PairAt(sh, at), PairAt(sh, at + tile), PairAt(sh, at + 2 * tile), PairAt(sh, at + 3 * tile), 0, scratch);
+        if (cp > 32)
+            acc = WarpTile64.OutputTf32x3(acc, frag, PairAt(sh, at + 4 * tile), PairAt(sh, at + 5 * tile), PairAt(sh, at + 6 * tile),
+                PairAt(sh, at + 7 * tile), 1, scratch);
+        return acc;
+    }
+
+    /// <summary>sh[at] and sh[at + 1] (at even) as one 8-byte load.</summary>
+    static FragB PairAt(ArrayView<float> sh, int at)
+    {
+        var v = sh.Cast<Float2>()[at >> 1];
+        return new() { B0 = v.X, B1 = v.Y };
+    }
+
+    /// <summary>Entry i &lt; 32 of the tile's per-query values from t0 (lse or delta of head-batch b) into sh[at + i] by
+    /// cp.async (v15), 0 past T: threads 0-31 copy one each.</summary>
+    static void CopyRowValues(ArrayView<float> src, long address, ArrayView<float> sh, int at, AttentionShape s, int b, int t0)
+    {
+        int e = Group.IdxX;
+        if (e < MmaKeys) AsyncCopy.Single(sh, at + e, src, address, b * s.T + t0 + e, t0 + e < s.T);
     }
 
     /// <summary>Score tile j's four entries of this lane (rows g, g, g + 8, g + 8 at keys <paramref name="key"/>,
@@ -174,131 +310,276 @@ public static partial class Attention
         }
     }
 
-    // ---- v14's key side: two kernels on the tensor cores ----
+    // ---- v14's key side: two kernels on the tensor cores (v15: their tiles by cp.async) ----
 
     /// <summary>Shared memory of v14's key-side kernels in floats at padded channels cp: K (and, <paramref name="values"/>,
     /// V) [cp / 16][64][20] for the block's keys, Q and dA [cp / 16][32][20] for the tile's queries, lse and delta [32]:
-    /// 40.3 KB (dV) and 60.3 KB (dK and dS) at 64 channels, 20.3 and 30.3 KB at 32.</summary>
-    public static int Tf32x3KeySideFloats(int cp, bool values)
-        => cp / 16 * ((values ? 2 : 1) * WarpRowsBlock + 2 * MmaKeys) * FragA.RowsPitch + 2 * MmaKeys;
+    /// 40.3 KB (dV) and 60.3 KB (dK and dS) at 64 channels, 20.3 and 30.3 KB at 32. v15's (<paramref name="pipelined"/>)
+    /// streamed tiles are channel rows (Q^T and dA^T [cp][40]), and its dK kernel has a second Q^T tile and lse: 40.1 KB
+    /// (dV) and 70.4 KB (dK: three groups a multiprocessor still fit in 228 KB) at 64 channels, 20.1 and 35.4 KB at 32.</summary>
+    public static int Tf32x3KeySideFloats(int cp, bool values, bool pipelined = false)
+    {
+        int block = cp / 16 * (values ? 2 : 1) * WarpRowsBlock * FragA.RowsPitch;
+        if (!pipelined) return block + cp / 16 * 2 * MmaKeys * FragA.RowsPitch + 2 * MmaKeys;
+        int tiles = values ? 3 : 2;
+        return block + tiles * cp * ColumnsPitch + (values ? 3 : 1) * MmaKeys;
+    }
 
-    /// <summary>v14's key side: dV by Tf32x3ValueGradKernel, then dK and dS by Tf32x3KeyGradKernel (which recomputes S^T:
-    /// five products where v11's one kernel computes four, since one kernel holding dV and dK beside S^T and dP^T would
-    /// need 96 accumulators a lane).</summary>
+    /// <summary>What v15's cp.async copies need from the host: its sources' device addresses (AsyncCopy.DeviceAddress), and
+    /// Vector 1 where runs of 4 positions may go as 16-byte copies (T a multiple of 4, the sources 16-byte aligned).</summary>
+    public struct TileSources
+    {
+        public long Qkv, Da, Lse, Delta;
+        public int Vector;
+    }
+
+    static TileSources SourcesOf(AttentionShape s, ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta)
+    {
+        var src = new TileSources { Qkv = AsyncCopy.DeviceAddress(qkv) };
+        if (da.Length > 0) (src.Da, src.Lse, src.Delta) = (AsyncCopy.DeviceAddress(da), AsyncCopy.DeviceAddress(lse), AsyncCopy.DeviceAddress(delta));
+        src.Vector = s.T % 4 == 0 && src.Qkv % 16 == 0 && src.Da % 16 == 0 ? 1 : 0;
+        return src;
+    }
+
+    /// <summary>v14's key side (v15's with <paramref name="pipelined"/>): dV by Tf32x3ValueGradKernel, then dK and dS by
+    /// Tf32x3KeyGradKernel (which recomputes S^T: five products where v11's one kernel computes four, since one kernel
+    /// holding dV and dK beside S^T and dP^T would need 96 accumulators a lane).</summary>
     static void Tf32x3KeySide(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse,
-        ArrayView<float> delta, ArrayView<float> dqkv, ArrayView<float> scores)
+        ArrayView<float> delta, ArrayView<float> dqkv, ArrayView<float> scores, bool pipelined)
     {
         int cp = WarpRowsChannels(s.Ch);
+        var values = WarpRowsLaunchFloats(acc, s, Tf32x3KeySideFloats(cp, false));
+        var keys = WarpRowsLaunchFloats(acc, s, Tf32x3KeySideFloats(cp, true, pipelined));
+        if (pipelined)
+        {
+            var src = SourcesOf(s, qkv, da, lse, delta);
+            KernelCache.Get(acc, "attention.v15.value_grad", x =>
+            {
+                Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int, TileSources> k = Tf32x3AsyncValueGradKernel;
+                return x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup));
+            })(values, qkv, da, lse, dqkv, s, cp, src);
+            KernelCache.Get(acc, "attention.v15.key_grad", x =>
+            {
+                Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int, TileSources> k
+                    = Tf32x3AsyncKeyGradKernel;
+                return SharedMemoryLimit.Raise(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), "attention v15's key side");
+            })(keys, qkv, da, lse, delta, dqkv, scores, s, cp, src);
+            return;
+        }
         KernelCache.Get(acc, "attention.v14.value_grad", x =>
         {
             Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k = Tf32x3ValueGradKernel;
             return x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup));
-        })(WarpRowsLaunchFloats(acc, s, Tf32x3KeySideFloats(cp, false)), qkv, da, lse, dqkv, s, cp);
+        })(values, qkv, da, lse, dqkv, s, cp);
         KernelCache.Get(acc, "attention.v14.key_grad", x =>
         {
             Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k
                 = Tf32x3KeyGradKernel;
             return SharedMemoryLimit.Raise(x, x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup)), "attention v14's key side");
-        })(WarpRowsLaunchFloats(acc, s, Tf32x3KeySideFloats(cp, true)), qkv, da, lse, delta, dqkv, scores, s, cp);
+        })(keys, qkv, da, lse, delta, dqkv, scores, s, cp);
     }
+
+    [LaunchBounds(WarpRowsThreads, 4)]
+    static void Tf32x3ValueGradKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> dqkv, AttentionShape s, int cp)
+        => Tf32x3ValueGrad(qkv, da, lse, dqkv, s, cp, default, false);
+
+    /// <summary>v15's dV kernel: v14's with its query tiles copied by cp.async under the products: the tile's dA and lse
+    /// while S^T is computed from its Q, the next tile's Q while P^T and dV read dA. Q^T and dA^T are staged as channel rows,
+    /// as v15's forward stages K and V.</summary>
+    [LaunchBounds(WarpRowsThreads, 4)]
+    static void Tf32x3AsyncValueGradKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> dqkv, AttentionShape s, int cp,
+        TileSources src)
+        => Tf32x3ValueGrad(qkv, da, lse, dqkv, s, cp, src, true);
 
     /// <summary>dV = P^T dA: one group per (head-batch, block of 64 keys), each warp 16 keys; the queries stream in tiles
     /// of 32 (Q, dA and lse staged). Per tile a warp computes S^T = K Q^T (row tile 0, as the forward's scores with K in
     /// Q's place), P^T = exp(alpha S^T - lse) and dV += P^T dA (row tiles 1 and 2, as the forward's P V, dA's rows read
     /// from its 16-channel rows). Queries past T need no mask: their Q and dA rows are zero and their lse 0, so P = 1
-    /// meets a zero dA row.</summary>
-    [LaunchBounds(WarpRowsThreads, 4)]
-    static void Tf32x3ValueGradKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> dqkv, AttentionShape s, int cp)
+    /// meets a zero dA row. With <paramref name="pipelined"/> (v15) the tiles come by cp.async from <paramref name="src"/>.</summary>
+    static void Tf32x3ValueGrad(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> dqkv, AttentionShape s, int cp,
+        TileSources src, bool pipelined)
     {
         var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();
         var scratch = TensorCore.Scratch();
         WarpTile64.Declare();
         WarpTile64.DeclareTf32x3();
         int warp = Warp.WarpIdx, lane = Warp.LaneIdx, g = lane >> 2, t = lane & 3, chunks = cp / 16;
-        int qAt = chunks * WarpRowsBlock * FragA.RowsPitch, gAt = qAt + chunks * MmaKeys * FragA.RowsPitch, lsAt = gAt + chunks * MmaKeys * FragA.RowsPitch;
-        int kRow = warp * 16 * FragA.RowsPitch + WarpTile64.LdsmRowA(lane), qRow = qAt + WarpTile64.LdsmRowB(lane);
-        // This lane's dA fragments: rows (queries) 2t and 2t + 1 of each 8, channel g of each 8.
-        int gLane = gAt + 2 * t * FragA.RowsPitch + g;
+        int tile = pipelined ? cp * ColumnsPitch : chunks * MmaKeys * FragA.RowsPitch;
+        int qAt = chunks * WarpRowsBlock * FragA.RowsPitch, gAt = qAt + tile, lsAt = gAt + tile;
+        // This lane's ldmatrix rows of its warp's 16 keys (A) and of the tile's 32 queries (B); in v15 its Q^T entry
+        // (channel t, query g).
+        int kRow = warp * 16 * FragA.RowsPitch + WarpTile64.LdsmRowA(lane), qRow = qAt + (pipelined ? t * ColumnsPitch + g : WarpTile64.LdsmRowB(lane));
+        // This lane's dA fragments: rows (queries) 2t and 2t + 1 of each 8, channel g of each 8 (in v15 the pair at
+        // channel g, queries 2t and 2t + 1 of dA^T).
+        int gLane = gAt + (pipelined ? g * ColumnsPitch + 2 * t : 2 * t * FragA.RowsPitch + g);
         float alpha = 1f / XMath.Sqrt(s.Ch);
         int blocks = (s.T + WarpRowsBlock - 1) / WarpRowsBlock, tiles = (s.T + MmaKeys - 1) / MmaKeys;
         for (int w = Grid.IdxX; w < s.Batch * blocks; w += Grid.DimX)
         {
             int b = w / blocks, u0 = (w - b * blocks) * WarpRowsBlock;
             Group.Barrier();   // every warp past the last block's K
-            LoadSectors(qkv, sh, 0, true, s, b, 1, u0, WarpRowsBlock, cp);
+            if (pipelined)
+            {
+                // K and the first Q tile, waited for at the first tile.
+                CopySectors(qkv, src.Qkv, sh, 0, s, b, 1, u0, cp);
+                CopyColumns(qkv, src.Qkv, sh, qAt, s, b, 0, 0, cp, src.Vector != 0);
+                AsyncCopy.Commit();
+            }
+            else LoadSectors(qkv, sh, 0, true, s, b, 1, u0, WarpRowsBlock, cp);
             var acc = WarpTile64.Zero();
             for (int i = 0; i < tiles; i++)
             {
                 int t0 = i * MmaKeys;
-                Group.Barrier();   // every warp past the last tile's Q, dA and lse
-                LoadQueryTile(qkv, da, lse, sh, qAt, gAt, lsAt, s, b, t0, cp);
-                Group.Barrier();
+                if (pipelined)
+                {
+                    AsyncCopy.WaitAll();
+                    Group.Barrier();   // this tile's Q in place; every warp past the last tile's dA and lse
+                    CopyColumns(da, src.Da, sh, gAt, s, b, 3, t0, cp, src.Vector != 0);   // dA and lse, under S^T
+                    CopyRowValues(lse, src.Lse, sh, lsAt, s, b, t0);
+                    AsyncCopy.Commit();
+                }
+                else
+                {
+                    Group.Barrier();   // every warp past the last tile's Q, dA and lse
+                    LoadQueryTile(qkv, da, lse, sh, qAt, gAt, lsAt, s, b, t0, cp);
+                    Group.Barrier();
+                }
                 acc = WarpTile64.ZeroScores(acc);
                 for (int c = 0; c < chunks; c++)
-                    acc = WarpTile64.ScoresTf32x3(acc, sh, kRow + c * WarpRowsBlock * FragA.RowsPitch, qRow + c * MmaKeys * FragA.RowsPitch, scratch);
+                    acc = pipelined ? ScoresFromColumns(acc, sh, kRow + c * WarpRowsBlock * FragA.RowsPitch, qRow + 16 * c * ColumnsPitch, scratch)
+                        : WarpTile64.ScoresTf32x3(acc, sh, kRow + c * WarpRowsBlock * FragA.RowsPitch, qRow + c * MmaKeys * FragA.RowsPitch, scratch);
+                if (pipelined)
+                {
+                    AsyncCopy.WaitAll();
+                    Group.Barrier();   // this tile's dA and lse in place; every warp past its S^T
+                    if (i + 1 < tiles)
+                    {
+                        CopyColumns(qkv, src.Qkv, sh, qAt, s, b, 0, t0 + MmaKeys, cp, src.Vector != 0);   // the next Q, under P^T and dV
+                        AsyncCopy.Commit();
+                    }
+                }
                 int col = lsAt + 2 * t;   // this lane's queries 8 j + 2t, + 1 of the tile
-                acc = AddChunkRows(acc, sh, gLane, ExpColumns2(acc, 0, alpha, sh[col], sh[col + 1]), cp, scratch);
-                acc = AddChunkRows(acc, sh, gLane + 8 * FragA.RowsPitch, ExpColumns2(acc, 1, alpha, sh[col + 8], sh[col + 9]), cp, scratch);
-                acc = AddChunkRows(acc, sh, gLane + 16 * FragA.RowsPitch, ExpColumns2(acc, 2, alpha, sh[col + 16], sh[col + 17]), cp, scratch);
-                acc = AddChunkRows(acc, sh, gLane + 24 * FragA.RowsPitch, ExpColumns2(acc, 3, alpha, sh[col + 24], sh[col + 25]), cp, scratch);
+                // Each step's P^T as soon as it is added (v14's order: fewer values live at once).
+                int step = pipelined ? 8 : 8 * FragA.RowsPitch;
+                acc = AddQueryStep(acc, sh, gLane, ExpColumns2(acc, 0, alpha, sh[col], sh[col + 1]), cp, pipelined, scratch);
+                acc = AddQueryStep(acc, sh, gLane + step, ExpColumns2(acc, 1, alpha, sh[col + 8], sh[col + 9]), cp, pipelined, scratch);
+                acc = AddQueryStep(acc, sh, gLane + 2 * step, ExpColumns2(acc, 2, alpha, sh[col + 16], sh[col + 17]), cp, pipelined, scratch);
+                acc = AddQueryStep(acc, sh, gLane + 3 * step, ExpColumns2(acc, 3, alpha, sh[col + 24], sh[col + 25]), cp, pipelined, scratch);
             }
             StoreRowTiles(dqkv, s.Qkv(b, 2, 0, 0), s, u0 + warp * 16 + g, acc, 1f, 1f, t, cp);
         }
     }
 
-    /// <summary>dK = alpha dS^T Q and dS [N*H, T, T] (for dQ's GEMM): as Tf32x3ValueGradKernel, with V staged beside K;
-    /// per query tile S^T (row tile 0) and dP^T = V dA^T (row tile 3), dS^T = P^T (dP^T - delta), stored, and dK += dS^T Q
-    /// (row tiles 1 and 2). Queries past T: P = 1 and dS = 0 (zero dA rows, delta 0), not stored.</summary>
     [LaunchBounds(WarpRowsThreads, 3)]
     static void Tf32x3KeyGradKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta, ArrayView<float> dqkv,
         ArrayView<float> scores, AttentionShape s, int cp)
+        => Tf32x3KeyGrad(qkv, da, lse, delta, dqkv, scores, s, cp, default, false);
+
+    /// <summary>v15's dK kernel: v14's with its query tiles copied by cp.async under the products, staged as channel rows
+    /// (Q^T, dA^T) as in v15's dV kernel. Q is read from the first product to the last, so its tiles (and lse) alternate
+    /// between two buffers, the next copied during the whole tile; dA and delta are copied while S^T is computed, and
+    /// waited for before dP^T.</summary>
+    [LaunchBounds(WarpRowsThreads, 3)]
+    static void Tf32x3AsyncKeyGradKernel(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta, ArrayView<float> dqkv,
+        ArrayView<float> scores, AttentionShape s, int cp, TileSources src)
+        => Tf32x3KeyGrad(qkv, da, lse, delta, dqkv, scores, s, cp, src, true);
+
+    /// <summary>dK = alpha dS^T Q and dS [N*H, T, T] (for dQ's GEMM): as Tf32x3ValueGrad, with V staged beside K;
+    /// per query tile S^T (row tile 0) and dP^T = V dA^T (row tile 3), dS^T = P^T (dP^T - delta), stored, and dK += dS^T Q
+    /// (row tiles 1 and 2). Queries past T: P = 1 and dS = 0 (zero dA rows, delta 0), not stored. With
+    /// <paramref name="pipelined"/> (v15) the tiles come by cp.async from <paramref name="src"/>.</summary>
+    static void Tf32x3KeyGrad(ArrayView<float> qkv, ArrayView<float> da, ArrayView<float> lse, ArrayView<float> delta, ArrayView<float> dqkv,
+        ArrayView<float> scores, AttentionShape s, int cp, TileSources src, bool pipelined)
     {
         var sh = SharedMemory.GetDynamic<Float4>().Cast<float>();
         var scratch = TensorCore.Scratch();
         WarpTile64.Declare();
         WarpTile64.DeclareTf32x3();
         int warp = Warp.WarpIdx, lane = Warp.LaneIdx, g = lane >> 2, t = lane & 3, chunks = cp / 16;
-        int vAt = chunks * WarpRowsBlock * FragA.RowsPitch, qAt = 2 * vAt, gAt = qAt + chunks * MmaKeys * FragA.RowsPitch,
-            lsAt = gAt + chunks * MmaKeys * FragA.RowsPitch, dlAt = lsAt + MmaKeys;
-        int kRow = warp * 16 * FragA.RowsPitch + WarpTile64.LdsmRowA(lane), qRow = qAt + WarpTile64.LdsmRowB(lane), gRow = gAt + WarpTile64.LdsmRowB(lane);
-        // This lane's Q fragments for dK: rows (queries) 2t and 2t + 1 of each 8, channel g of each 8.
-        int qLane = qAt + 2 * t * FragA.RowsPitch + g;
+        int tile = pipelined ? cp * ColumnsPitch : chunks * MmaKeys * FragA.RowsPitch;
+        int vAt = chunks * WarpRowsBlock * FragA.RowsPitch, qAt = 2 * vAt, gAt = qAt + tile, lsAt = gAt + tile, dlAt = lsAt + MmaKeys;
+        // v15's second Q^T tile and lse, after delta.
+        int q1At = dlAt + MmaKeys, ls1At = q1At + tile;
+        // This lane's B entries of the tile's queries for S^T (from Q) and dP^T (from dA): ldmatrix rows, in v15 the
+        // entries (channel t, query g) of Q^T and dA^T; and its Q fragments for dK: rows (queries) 2t and 2t + 1 of each
+        // 8, channel g of each 8 (in v15 the pair at channel g, queries 2t and 2t + 1 of Q^T). Q's from the tile's buffer.
+        int bIn = pipelined ? t * ColumnsPitch + g : WarpTile64.LdsmRowB(lane), qLaneIn = pipelined ? g * ColumnsPitch + 2 * t : 2 * t * FragA.RowsPitch + g;
+        int kRow = warp * 16 * FragA.RowsPitch + WarpTile64.LdsmRowA(lane), gRow = gAt + bIn;
         float alpha = 1f / XMath.Sqrt(s.Ch);
         int blocks = (s.T + WarpRowsBlock - 1) / WarpRowsBlock, tiles = (s.T + MmaKeys - 1) / MmaKeys;
         for (int w = Grid.IdxX; w < s.Batch * blocks; w += Grid.DimX)
         {
             int b = w / blocks, u0 = (w - b * blocks) * WarpRowsBlock, key0 = u0 + warp * 16 + g;
             Group.Barrier();   // every warp past the last block's K and V
-            LoadSectors(qkv, sh, 0, true, s, b, 1, u0, WarpRowsBlock, cp);
-            LoadSectors(qkv, sh, vAt, true, s, b, 2, u0, WarpRowsBlock, cp);
+            if (pipelined)
+            {
+                // K, V and the first Q tile and lse, waited for at the first tile.
+                CopySectors(qkv, src.Qkv, sh, 0, s, b, 1, u0, cp);
+                CopySectors(qkv, src.Qkv, sh, vAt, s, b, 2, u0, cp);
+                CopyColumns(qkv, src.Qkv, sh, qAt, s, b, 0, 0, cp, src.Vector != 0);
+                CopyRowValues(lse, src.Lse, sh, lsAt, s, b, 0);
+                AsyncCopy.Commit();
+            }
+            else
+            {
+                LoadSectors(qkv, sh, 0, true, s, b, 1, u0, WarpRowsBlock, cp);
+                LoadSectors(qkv, sh, vAt, true, s, b, 2, u0, WarpRowsBlock, cp);
+            }
             var acc = WarpTile64.Zero();
             for (int i = 0; i < tiles; i++)
             {
                 int t0 = i * MmaKeys;
-                Group.Barrier();   // every warp past the last tile's Q, dA, lse and delta
-                LoadQueryTile(qkv, da, lse, sh, qAt, gAt, lsAt, s, b, t0, cp);
-                if (Group.IdxX < MmaKeys) sh[dlAt + Group.IdxX] = t0 + Group.IdxX < s.T ? delta[b * s.T + t0 + Group.IdxX] : 0f;
-                Group.Barrier();
+                bool second = pipelined && (i & 1) != 0;
+                int qCur = second ? q1At : qAt, lsCur = second ? ls1At : lsAt;
+                if (pipelined)
+                {
+                    AsyncCopy.WaitAll();
+                    Group.Barrier();   // this tile's Q and lse in place; every warp past the last tile (its dA, delta, Q buffer)
+                    CopyColumns(da, src.Da, sh, gAt, s, b, 3, t0, cp, src.Vector != 0);   // dA and delta, under S^T
+                    CopyRowValues(delta, src.Delta, sh, dlAt, s, b, t0);
+                    AsyncCopy.Commit();
+                    if (i + 1 < tiles)
+                    {
+                        // The next Q and lse into the other buffer, under this whole tile.
+                        CopyColumns(qkv, src.Qkv, sh, second ? qAt : q1At, s, b, 0, t0 + MmaKeys, cp, src.Vector != 0);
+                        CopyRowValues(lse, src.Lse, sh, second ? lsAt : ls1At, s, b, t0 + MmaKeys);
+                    }
+                    AsyncCopy.Commit();
+                }
+                else
+                {
+                    Group.Barrier();   // every warp past the last tile's Q, dA, lse and delta
+                    LoadQueryTile(qkv, da, lse, sh, qAt, gAt, lsAt, s, b, t0, cp);
+                    if (Group.IdxX < MmaKeys) sh[dlAt + Group.IdxX] = t0 + Group.IdxX < s.T ? delta[b * s.T + t0 + Group.IdxX] : 0f;
+                    Group.Barrier();
+                }
                 acc = WarpTile64.ZeroScores(acc);
                 acc = WarpTile64.ZeroScores(acc, 3);
-                for (int c = 0; c < chunks; c++)
+                if (pipelined)
                 {
-                    acc = WarpTile64.ScoresTf32x3(acc, sh, kRow + c * WarpRowsBlock * FragA.RowsPitch, qRow + c * MmaKeys * FragA.RowsPitch, scratch);
-                    acc = WarpTile64.ScoresTf32x3(acc, sh, vAt + kRow + c * WarpRowsBlock * FragA.RowsPitch, gRow + c * MmaKeys * FragA.RowsPitch, scratch, 3);
+                    for (int c = 0; c < chunks; c++)
+                        acc = ScoresFromColumns(acc, sh, kRow + c * WarpRowsBlock * FragA.RowsPitch, qCur + bIn + 16 * c * ColumnsPitch, scratch);
+                    AsyncCopy.WaitAllButOne();
+                    Group.Barrier();   // this tile's dA and delta in place (the next Q may still be on its way)
+                    for (int c = 0; c < chunks; c++)
+                        acc = ScoresFromColumns(acc, sh, vAt + kRow + c * WarpRowsBlock * FragA.RowsPitch, gRow + 16 * c * ColumnsPitch, scratch, 3);
                 }
+                else
+                    for (int c = 0; c < chunks; c++)
+                    {
+                        acc = WarpTile64.ScoresTf32x3(acc, sh, kRow + c * WarpRowsBlock * FragA.RowsPitch, qAt + bIn + c * MmaKeys * FragA.RowsPitch, scratch);
+                        acc = WarpTile64.ScoresTf32x3(acc, sh, vAt + kRow + c * WarpRowsBlock * FragA.RowsPitch, gRow + c * MmaKeys * FragA.RowsPitch, scratch, 3);
+                    }
                 int col = 2 * t;   // this lane's queries 8 j + 2t, + 1 of the tile
-                var d0 = ScoreGrads(acc, 0, alpha, sh, lsAt + col, dlAt + col);
-                var d1 = ScoreGrads(acc, 1, alpha, sh, lsAt + col + 8, dlAt + col + 8);
-                var d2 = ScoreGrads(acc, 2, alpha, sh, lsAt + col + 16, dlAt + col + 16);
-                var d3 = ScoreGrads(acc, 3, alpha, sh, lsAt + col + 24, dlAt + col + 24);
+                var d0 = ScoreGrads(acc, 0, alpha, sh, lsCur + col, dlAt + col);
+                var d1 = ScoreGrads(acc, 1, alpha, sh, lsCur + col + 8, dlAt + col + 8);
+                var d2 = ScoreGrads(acc, 2, alpha, sh, lsCur + col + 16, dlAt + col + 16);
+                var d3 = ScoreGrads(acc, 3, alpha, sh, lsCur + col + 24, dlAt + col + 24);
                 StoreScoreTile(scores, s, b, t0 + col, key0, d0);
                 StoreScoreTile(scores, s, b, t0 + col + 8, key0, d1);
                 StoreScoreTile(scores, s, b, t0 + col + 16, key0, d2);
                 StoreScoreTile(scores, s, b, t0 + col + 24, key0, d3);
-                acc = AddChunkRows(acc, sh, qLane, d0, cp, scratch);
-                acc = AddChunkRows(acc, sh, qLane + 8 * FragA.RowsPitch, d1, cp, scratch);
-                acc = AddChunkRows(acc, sh, qLane + 16 * FragA.RowsPitch, d2, cp, scratch);
-                acc = AddChunkRows(acc, sh, qLane + 24 * FragA.RowsPitch, d3, cp, scratch);
+                acc = AddQueryRows(acc, sh, qCur + qLaneIn, d0, d1, d2, d3, cp, pipelined, scratch);
             }
             StoreRowTiles(dqkv, s.Qkv(b, 1, 0, 0), s, key0, acc, alpha, alpha, t, cp);
         }
@@ -344,6 +625,23 @@ public static partial class Attention
             if (key + 8 < s.T) scores[at + s.T + 8] = d.W;
         }
     }
+
+    /// <summary>Row tiles 1 and 2 += X R over a tile's 32 rows of R (queries: dA in dV, Q in dK), four steps of 8 with
+    /// <paramref name="x0"/>..x3 the steps' entries of this lane (AddQueryStep).</summary>
+    static WarpTile64 AddQueryRows(WarpTile64 acc, ArrayView<float> sh, int at, Float4 x0, Float4 x1, Float4 x2, Float4 x3, int cp, bool columns,
+        ArrayView<float> scratch)
+    {
+        int step = columns ? 8 : 8 * FragA.RowsPitch;
+        acc = AddQueryStep(acc, sh, at, x0, cp, columns, scratch);
+        acc = AddQueryStep(acc, sh, at + step, x1, cp, columns, scratch);
+        acc = AddQueryStep(acc, sh, at + 2 * step, x2, cp, columns, scratch);
+        return AddQueryStep(acc, sh, at + 3 * step, x3, cp, columns, scratch);
+    }
+
+    /// <summary>One 8-row step of AddQueryRows: AddChunkRows from 16-channel rows (v14; <paramref name="at"/> this lane's
+    /// row 2t, channel g), or AddColumnPairs from channel rows (v15, <paramref name="columns"/>; at this lane's pair).</summary>
+    static WarpTile64 AddQueryStep(WarpTile64 acc, ArrayView<float> sh, int at, Float4 x, int cp, bool columns, ArrayView<float> scratch)
+        => columns ? AddColumnPairs(acc, sh, at, x, cp, scratch) : AddChunkRows(acc, sh, at, x, cp, scratch);
 
     /// <summary>Row tiles 1 and 2 += X^T R over one 8-row step: <paramref name="x"/> this lane's entries of an 8-column score
     /// tile (rows g, g, g + 8, g + 8 at columns 2t, 2t + 1, 2t, 2t + 1) as the A fragment (k index t for column 2t, t + 4

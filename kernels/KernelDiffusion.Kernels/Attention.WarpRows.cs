@@ -36,12 +36,13 @@ public static partial class Attention
         => Math.Max(PassBytes(s, 0, version), PassBytes(s, 1, version)) <= SharedMemoryLimit.MaxBytes(acc);
 
     /// <summary>Bytes of shared memory a group of a warp-rows version's pass (0 forward, 1 key side: v14's larger kernel,
-    /// 2 the dQ kernel, v10's and v12's) takes at this head: v8's, v11's (lean), v13's and v14's (mma).</summary>
+    /// 2 the dQ kernel, v10's and v12's) takes at this head: v8's, v11's (lean), v13's-v15's (mma).</summary>
     static int PassBytes(AttentionShape s, int pass, AttentionVersion version)
     {
         int cp = WarpRowsChannels(s.Ch);
-        int floats = pass == 0 && IsMma(version) ? Tf32x3SharedFloats(cp)
-            : pass == 1 && IsMmaBackward(version) ? Tf32x3KeySideFloats(cp, true)
+        int floats = pass == 0 && IsPipelinedMma(version) ? Tf32x3AsyncSharedFloats(cp)
+            : pass == 0 && IsMma(version) ? Tf32x3SharedFloats(cp)
+            : pass == 1 && IsMmaBackward(version) ? Tf32x3KeySideFloats(cp, true, IsPipelinedMma(version))
             : pass < 2 && IsLean(version) ? LeanSharedFloats(cp, pass) : WarpRowsSharedFloats(cp, pass);
         return floats * sizeof(float);
     }
@@ -563,13 +564,22 @@ public static partial class Attention
     }
 
     /// <summary>The forward of a version that runs v8's kernels (UsesWarpRows): v8's for v8-v10, v11's
-    /// (Attention.WarpRowsLean.cs) for v11 and v12, v13's (Attention.Tf32x3.cs) for v13; a [N, C, T] and lse [N*H, T] in
+    /// (Attention.WarpRowsLean.cs) for v11 and v12, v13's (Attention.Tf32x3.cs) for v13 and v14, v15's for v15; a [N, C, T] and lse [N*H, T] in
     /// one launch.</summary>
     public static void WarpRowsForward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
         int? limitBytes = null, AttentionVersion version = AttentionVersion.V8WarpRows)
     {
         if (!UsesWarpRows(version)) throw new ArgumentException($"attention v{(int)version} does not run v8's kernels", nameof(version));
         RequireWarpRows(acc, s, 0, limitBytes, version);
+        if (IsPipelinedMma(version))
+        {
+            KernelCache.Get(acc, "attention.v15.forward", x =>
+            {
+                Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int, TileSources> k = Tf32x3AsyncForwardKernel;
+                return x.LoadStreamKernel(k, LaunchBoundsAttribute.Of(k, x.MaxNumThreadsPerGroup));
+            })(WarpRowsLaunch(acc, s, 0, version), qkv, a, lse, s, WarpRowsChannels(s.Ch), SourcesOf(s, qkv, default, default, default));
+            return;
+        }
         if (IsMma(version))
         {
             KernelCache.Get(acc, "attention.v13.forward", x =>
@@ -588,8 +598,8 @@ public static partial class Attention
     }
 
     /// <summary>The backward of v8, v10-v14: delta = rowsum(da a) (v2's kernel), the key side (dK, dV, and dS into
-    /// <paramref name="scores"/> [N*H, T, T]; v11's in v11-v13; v14's two kernels on the tensor cores, Attention.Tf32x3.cs),
-    /// and dQ = alpha K dS^T: by GEMM as v6's (v8, v11, v13, v14), by WarpRowsQueryGradKernel (v10) or LeanQueryGradKernel
+    /// <paramref name="scores"/> [N*H, T, T]; v11's in v11-v13; v14's two kernels on the tensor cores, Attention.Tf32x3.cs; v15 theirs with cp.async),
+    /// and dQ = alpha K dS^T: by GEMM as v6's (v8, v11, v13-v15), by WarpRowsQueryGradKernel (v10) or LeanQueryGradKernel
     /// (v12).</summary>
     public static void WarpRowsBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
         ArrayView<float> da, ArrayView<float> delta, ArrayView<float> scores, ArrayView<float> dqkv, GemmRunner? gemm = null,
@@ -600,7 +610,7 @@ public static partial class Attention
         RequireWarpRows(acc, s, 1, limitBytes, version);
         bool lean = IsLean(version);
         RowDeltas(acc, s, a, da, delta);
-        if (IsMmaBackward(version)) Tf32x3KeySide(acc, s, qkv, da, lse, delta, dqkv, scores);
+        if (IsMmaBackward(version)) Tf32x3KeySide(acc, s, qkv, da, lse, delta, dqkv, scores, IsPipelinedMma(version));
         else KernelCache.Get(acc, lean ? "attention.v11.key_side" : "attention.v8.key_side", x =>
         {
             Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape, int> k

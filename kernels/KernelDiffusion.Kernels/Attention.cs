@@ -28,7 +28,8 @@ public struct AttentionShape
 }
 
 public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4Tiled = 4, V6TiledScores = 6, V7TiledScoresDk = 7, V8WarpRows = 8, V9WarpRowsForward = 9, V10WarpRowsQueryGrad = 10, V11WarpRowsLean = 11,
-    V12WarpRowsLeanQueryGrad = 12, V13Tf32x3Forward = 13, V14Tf32x3 = 14 }
+    V12WarpRowsLeanQueryGrad = 12, V13Tf32x3Forward = 13, V14Tf32x3 = 14,
+    V15PipelinedTf32x3 = 15 }
 
 /// <summary>v2, streaming: one thread per query row keeps a running max, sum and output (online softmax), so the
 /// T x T weights never exist; the backward recomputes them from the saved log-sum-exp: dQ by query row, dK and dV
@@ -54,7 +55,8 @@ public enum AttentionVersion { V1Gemm = 1, V2Streaming = 2, V3SharedHead = 3, V4
 /// v11, lean warp rows (Attention.WarpRowsLean.cs): v8 in less shared memory (one V^T buffer in the forward, queries
 /// streaming 16 at a time in the key side), so four groups fit a multiprocessor at 64-channel heads. v12: v11 with v10's
 /// dQ kernel. v13 (Attention.Tf32x3.cs): a forward on the tensor cores by 3xTF32 (fp32's accuracy), v11's backward; v14:
-/// v13's forward and a key side on the tensor cores too (two kernels), dQ by GEMM; both opt-in, not yet run on a GPU.</summary>
+/// v13's forward and a key side on the tensor cores too (two kernels), dQ by GEMM. v15: v14 with its tiles copied by
+/// cp.async under the products (FlashAttention-2's schedule). All three opt-in, not yet run on a GPU.</summary>
 public static partial class Attention
 {
     /// <summary>Element offset of q (0), k (1) or v (2) of head 0 of sample 0, and the stride between heads.</summary>
@@ -908,16 +910,19 @@ public static partial class Attention
     /// <summary>Whether a version runs v11's lean kernels (v11, v12; v13 in its backward).</summary>
     static bool IsLean(AttentionVersion v) => v is AttentionVersion.V11WarpRowsLean or AttentionVersion.V12WarpRowsLeanQueryGrad or AttentionVersion.V13Tf32x3Forward;
 
-    /// <summary>Whether a version's forward runs on the tensor cores (v13, v14).</summary>
-    static bool IsMma(AttentionVersion v) => v is AttentionVersion.V13Tf32x3Forward or AttentionVersion.V14Tf32x3;
+    /// <summary>Whether a version's forward runs on the tensor cores (v13-v15).</summary>
+    static bool IsMma(AttentionVersion v) => v is AttentionVersion.V13Tf32x3Forward or AttentionVersion.V14Tf32x3 || IsPipelinedMma(v);
 
-    /// <summary>Whether a version's key side runs on the tensor cores (v14: Attention.Tf32x3.cs).</summary>
-    static bool IsMmaBackward(AttentionVersion v) => v == AttentionVersion.V14Tf32x3;
+    /// <summary>Whether a version's key side runs on the tensor cores (v14, v15: Attention.Tf32x3.cs).</summary>
+    static bool IsMmaBackward(AttentionVersion v) => v == AttentionVersion.V14Tf32x3 || IsPipelinedMma(v);
+
+    /// <summary>Whether a version copies its tensor-core kernels' tiles by cp.async under the products (v15).</summary>
+    static bool IsPipelinedMma(AttentionVersion v) => v == AttentionVersion.V15PipelinedTf32x3;
 
     /// <summary>Whether a version's backward makes dQ with v10's kernel (v10, v12), not the batched GEMM.</summary>
     static bool QueryGradByKernel(AttentionVersion v) => v is AttentionVersion.V10WarpRowsQueryGrad or AttentionVersion.V12WarpRowsLeanQueryGrad;
 
-    /// <summary>Whether attention=auto tries a version here: never v13 or v14 until a GPU has run them; on the CPU accelerator not v2,
+    /// <summary>Whether attention=auto tries a version here: never v13-v15 until a GPU has run them; on the CPU accelerator not v2,
     /// v4, v6 and v7, where forward + backward at fmnist's 14x14 (batch 4) took 6.5x and 12x v1's time (barriers are
     /// OS-thread barriers there), except at shapes small enough (under 2^16 multiply-adds per product) that a trial costs
     /// nothing.</summary>

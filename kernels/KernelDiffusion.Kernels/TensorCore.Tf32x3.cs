@@ -132,6 +132,25 @@ public partial struct WarpTile64
         return w;
     }
 
+    /// <summary>Row tile <paramref name="tile"/> (0 or 3) += A B over one step of 8 values of k: A's 16 rows by ldmatrix
+    /// at <paramref name="aRow"/> (as ScoreStep), B's four 8-column tiles' fragments given (attention v15 reads them from
+    /// channel-row tiles).</summary>
+    public static WarpTile64 ScoreStepValues(WarpTile64 w, ArrayView<float> sh, int aRow, FragB b0, FragB b1, FragB b2, FragB b3, ArrayView<float> scratch,
+        int tile = 0)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit(SplitBValues, b0.B0, b0.B1, b1.B0, b1.B1, b2.B0, b2.B1, b3.B0, b3.B1);
+            if (tile == 0) CudaAsm.Emit(LdsmTile0, 4 * aRow);
+            else CudaAsm.Emit(LdsmTile3Here, 4 * aRow);
+            return w;
+        }
+        var f = FragA.Of(TensorCore.LdsmEmulated(sh, aRow, scratch));
+        if (tile == 0) w.top = WarpTile.Emulated3Row(w.top, 0, f, b0, b1, b2, b3, scratch);
+        else w.bottom = WarpTile.Emulated3Row(w.bottom, 1, f, b0, b1, b2, b3, scratch);
+        return w;
+    }
+
     /// <summary>Output += P V for one step of 8 keys, into row tile 1 (<paramref name="half"/> 0: channels 0-31) or 2
     /// (half 1: channels 32-63): <paramref name="p"/> this lane's A fragment of P, <paramref name="v0"/>..v3 its B
     /// fragments of the half's four 8-channel tiles.</summary>

@@ -216,7 +216,7 @@ public static class AsyncCopy
     }
 
     // %0: the slot's byte offset into the dynamic shared memory; %1: the source's device address; %2: the bytes to read
-    // (16, or 0 to zero-fill). .cg: the operands are streamed through L2 only.
+    // (16, or fewer to zero-fill the rest: Run4). .cg: the operands are streamed through L2 only.
     const string VectorPtx = "{ .reg .u32 kds; .reg .u64 kd0; mov.u32 kds, __dyn_shared_alloca; add.u32 kds, kds, %0; " +
         "cvta.to.global.u64 kd0, %1; cp.async.cg.shared.global [kds], [kd0], 16, %2; }";
 
@@ -238,10 +238,81 @@ public static class AsyncCopy
     const string VectorWholePtx = "{ .reg .u32 kds; .reg .u64 kd0; mov.u32 kds, __dyn_shared_alloca; add.u32 kds, kds, %0; " +
         "cvta.to.global.u64 kd0, %1; cp.async.cg.shared.global [kds], [kd0], 16; }";
 
+    /// <summary>Copies 4 floats, src[at + q step] into the dynamic shared memory dst[slot + 4 q] for q = 0..3, as four
+    /// 4-byte copies, zero-filling those with q &gt;= <paramref name="count"/> (0..4: past the source's edge nothing is read).
+    /// Attention v15 stages a head's channels (T floats apart in global memory) this way, 16 bytes apart in shared memory.</summary>
+    public static void Strided4(ArrayView<float> dst, int slot, ArrayView<float> src, long srcAddress, int at, int step, int count)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            // A copy past the edge reads 0 of 4 bytes from the source's first element, which exists.
+            long s0 = srcAddress + 4L * (count > 0 ? at : 0), s1 = srcAddress + 4L * (count > 1 ? at + step : 0);
+            long s2 = srcAddress + 4L * (count > 2 ? at + 2 * step : 0), s3 = srcAddress + 4L * (count > 3 ? at + 3 * step : 0);
+            CudaAsm.Emit(Strided4Ptx, 4 * slot, s0, s1, s2, s3, count > 0 ? 4 : 0, count > 1 ? 4 : 0, count > 2 ? 4 : 0, count > 3 ? 4 : 0);
+            return;
+        }
+        dst[slot] = count > 0 ? src[at] : 0f;
+        dst[slot + 4] = count > 1 ? src[at + step] : 0f;
+        dst[slot + 8] = count > 2 ? src[at + 2 * step] : 0f;
+        dst[slot + 12] = count > 3 ? src[at + 3 * step] : 0f;
+    }
+
+    const string Strided4Ptx = ChunkHead + "cp.async.ca.shared.global [kds], [kd0], 4, %5; cp.async.ca.shared.global [kds+16], [kd1], 4, %6; " +
+        "cp.async.ca.shared.global [kds+32], [kd2], 4, %7; cp.async.ca.shared.global [kds+48], [kd3], 4, %8; }";
+
+    /// <summary>Copies src[at .. at + count - 1] (<paramref name="count"/> 0..4) into the dynamic shared memory dst[slot ..
+    /// slot + 3], zero-filling the rest: one 16-byte copy where <paramref name="vector"/> (at and slot multiples of 4 in
+    /// a 16-byte-aligned source), else four 4-byte copies. Off CUDA a vector copy whose ends are not 16-byte aligned
+    /// stores NaN, as a misaligned copy would fail on the GPU.</summary>
+    public static void Run4(ArrayView<float> dst, int slot, ArrayView<float> src, long srcAddress, int at, int count, bool vector)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            if (vector) CudaAsm.Emit(VectorPtx, 4 * slot, srcAddress + 4L * (count > 0 ? at : 0), 4 * count);
+            else
+            {
+                long s0 = srcAddress + 4L * (count > 0 ? at : 0), s1 = srcAddress + 4L * (count > 1 ? at + 1 : 0);
+                long s2 = srcAddress + 4L * (count > 2 ? at + 2 : 0), s3 = srcAddress + 4L * (count > 3 ? at + 3 : 0);
+                CudaAsm.Emit(Run4Ptx, 4 * slot, s0, s1, s2, s3, count > 0 ? 4 : 0, count > 1 ? 4 : 0, count > 2 ? 4 : 0, count > 3 ? 4 : 0);
+            }
+            return;
+        }
+        bool misaligned = vector && ((at & 3) != 0 || (slot & 3) != 0);
+        dst[slot] = misaligned ? float.NaN : count > 0 ? src[at] : 0f;
+        dst[slot + 1] = misaligned ? float.NaN : count > 1 ? src[at + 1] : 0f;
+        dst[slot + 2] = misaligned ? float.NaN : count > 2 ? src[at + 2] : 0f;
+        dst[slot + 3] = misaligned ? float.NaN : count > 3 ? src[at + 3] : 0f;
+    }
+
+    const string Run4Ptx = ChunkHead + "cp.async.ca.shared.global [kds], [kd0], 4, %5; cp.async.ca.shared.global [kds+4], [kd1], 4, %6; " +
+        "cp.async.ca.shared.global [kds+8], [kd2], 4, %7; cp.async.ca.shared.global [kds+12], [kd3], 4, %8; }";
+
+    /// <summary>Copies src[at] into the dynamic shared memory dst[slot] as one 4-byte copy, or zero-fills it where
+    /// <paramref name="inside"/> is false.</summary>
+    public static void Single(ArrayView<float> dst, int slot, ArrayView<float> src, long srcAddress, int at, bool inside)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit(SinglePtx, 4 * slot, srcAddress + 4L * (inside ? at : 0), inside ? 4 : 0);
+            return;
+        }
+        dst[slot] = inside ? src[at] : 0f;
+    }
+
+    const string SinglePtx = "{ .reg .u32 kds; .reg .u64 kd0; mov.u32 kds, __dyn_shared_alloca; add.u32 kds, kds, %0; " +
+        "cvta.to.global.u64 kd0, %1; cp.async.ca.shared.global [kds], [kd0], 4, %2; }";
+
     /// <summary>Closes this thread's group of copies issued since the last commit (possibly none).</summary>
     public static void Commit()
     {
         if (CudaAsm.IsSupported) CudaAsm.Emit("cp.async.commit_group;");
+    }
+
+    /// <summary>Waits until every copy this thread issued has landed (committed or not). Its copies are then visible to
+    /// this thread; a barrier makes every thread's visible to all.</summary>
+    public static void WaitAll()
+    {
+        if (CudaAsm.IsSupported) CudaAsm.Emit("cp.async.wait_all;");
     }
 
     /// <summary>Waits until at most one of this thread's committed groups is still in flight: with three stages, the

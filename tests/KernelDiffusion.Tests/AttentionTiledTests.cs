@@ -156,6 +156,8 @@ public sealed class AttentionTiledTests
         {
             Assert.True(Attention.Runs(acc, s, AttentionVersion.V13Tf32x3Forward));
             Assert.False(Attention.Tunable(acc, s, AttentionVersion.V13Tf32x3Forward));
+            Assert.False(Attention.Tunable(acc, s, AttentionVersion.V14Tf32x3));
+            Assert.False(Attention.Tunable(acc, s, AttentionVersion.V15PipelinedTf32x3));
             Assert.True(Attention.Tunable(acc, s, AttentionVersion.V11WarpRowsLean));
         });
     }

@@ -172,19 +172,24 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
     static readonly Lazy<IReadOnlyList<(string Kernel, bool Ok, string Message, string? Code)>> GemmV2x =
         new(() => OfflineCompile.CompileAll("ptx", filter: "Gemm.V2"));
 
+    /// <summary>Attention v13-v15's tensor-core kernels, compiled once for the tests below.</summary>
+    static readonly Lazy<IReadOnlyList<(string Kernel, bool Ok, string Message, string? Code)>> AttentionTf32x3 =
+        new(() => OfflineCompile.CompileAll("ptx", filter: "Attention.Tf32x3"));
+
     static List<(string Kernel, bool Ok, string Message, string? Code)> Compiled(string filter)
         => (filter.StartsWith("Gemm.V2", StringComparison.Ordinal) ? GemmV2x.Value.Where(r => r.Kernel.StartsWith(filter, StringComparison.Ordinal))
+            : filter.StartsWith("Attention.Tf32x3", StringComparison.Ordinal) ? AttentionTf32x3.Value.Where(r => r.Kernel.StartsWith(filter, StringComparison.Ordinal))
             : OfflineCompile.CompileAll("ptx", filter: filter)).ToList();
 
     /// <summary>The 3xTF32 kernels take every product as three mma: each A tile is split (ksh0..3) before its 12 mma (three
     /// for each of tf32's four), and B is split once (kbh0..7) for every <paramref name="aTilesPerBSplit"/> A tiles: GEMM
-    /// v21's four A tiles a step, attention v13's and v14's one row tile a product. ptxas assembles them within
+    /// v21's four A tiles a step, attention v13's-v15's one row tile a product. ptxas assembles them within
     /// <paramref name="maxSpill"/> spilled bytes (11.8: v21 0-44, 4 stage-loop spill instructions at most; attention 0-4,
-    /// the dK kernel at 168 registers). Counted per split, not per kernel: how often ILGPU writes a loop body out varies
+    /// the dK kernels at 168 registers). Counted per split, not per kernel: how often ILGPU writes a loop body out varies
     /// with the code around it.</summary>
     [SkippableTheory]
     [InlineData("Gemm.V21", 4, 4, 64)]
-    [InlineData("Attention.Tf32x3", 3, 1, 16)]
+    [InlineData("Attention.Tf32x3", 6, 1, 16)]
     public void Tf32x3KernelsTakeThreeMmaPerProduct(string filter, int kernels, int aTilesPerBSplit, int maxSpill)
     {
         static int Count(string code, string what) => code.Split(what).Length - 1;
@@ -204,6 +209,30 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
             Assert.True(a.Ok && a.Parsed && a.SpillStoreBytes <= maxSpill, a.Message);
         }
         Skip.If(ptxas == null, $"ptxas not found: {Ptxas.HowToGet}");
+    }
+
+    /// <summary>Attention v15's three kernels copy their streamed tiles by cp.async (16-byte copies where the host allows
+    /// them, and 4-byte ones) and wait for them (the dK kernel also for all but its newest group: the next Q tile may still
+    /// fly while it reads dA); v13's and v14's, which share their bodies, copy nothing (the copies fold away where the
+    /// entry's constant says so). v15's forward and dV kernel fit four groups a multiprocessor (the forward under 48 KB:
+    /// nothing to raise), its dK kernel three in 228 KB, as v14's.</summary>
+    [Fact]
+    public void V15CopiesItsTilesByCpAsync()
+    {
+        var compiled = Compiled("Attention.Tf32x3");
+        Assert.Equal(6, compiled.Count);
+        foreach (var r in compiled)
+        {
+            bool v15 = r.Kernel.Contains("Async", StringComparison.Ordinal);
+            Assert.True(r.Ok, r.Message);
+            Assert.Equal(v15, r.Code!.Contains("cp.async.cg.shared.global [kds], [kd0], 16, %"));
+            Assert.Equal(v15, r.Code.Contains("cp.async.ca.shared.global [kds+12], [kd3], 4, %"));
+            Assert.Equal(v15, r.Code.Contains("cp.async.wait_all;"));
+            Assert.Equal(r.Kernel.EndsWith("AsyncKeyGradKernel", StringComparison.Ordinal), r.Code.Contains("cp.async.wait_group 1;"));
+        }
+        Assert.InRange(Attention.Tf32x3AsyncSharedFloats(64) * sizeof(float), 1, 48 * 1024);
+        Assert.True(4 * (Attention.Tf32x3KeySideFloats(64, false, true) * sizeof(float) + 1024) <= 228 * 1024);
+        Assert.True(3 * (Attention.Tf32x3KeySideFloats(64, true, true) * sizeof(float) + 1024) <= 228 * 1024);
     }
 
     /// <summary>GEMM v23's four entries copy inside tiles without the zero-fill operand (which ptxas turns into a

@@ -121,7 +121,8 @@ public static partial class KernelChecks
         }
         where = elsewhere;
         var acc = ShapedDevices.GetOrAdd((shape.WarpSize, shape.MaxNumThreadsPerGroup, shape.NumMultiprocessors),
-            _ => new Lazy<Accelerator>(() => Context.Create(b => b.CPU(shape).EnableAlgorithms()).CreateCPUAccelerator(0))).Value;
+            key => new Lazy<Accelerator>(() => key == (32, 128, 1) ? WarpRowsCpu.Value.Accelerator
+                : Context.Create(b => b.CPU(shape).EnableAlgorithms()).CreateCPUAccelerator(0))).Value;
         lock (acc) return f(acc);
     }
 
@@ -129,4 +130,10 @@ public static partial class KernelChecks
     /// one compiled its kernels again (most of a tensor-core case's 8-12 s on 2 cores). Never disposed: they live as
     /// long as the process, as kd's own device does.</summary>
     static readonly System.Collections.Concurrent.ConcurrentDictionary<(int, int, int), Lazy<Accelerator>> ShapedDevices = new();
+
+    /// <summary>The CPU device of 32-lane warps in groups of 128 threads (4 warps, one multiprocessor) for the cases that
+    /// run through the ops (OnWarpRowsDevice); its accelerator is also ShapedDevices' of that shape, so the direct cases and
+    /// those through the ops compile a kernel once a process (a tensor-core attention version's kernels took about 10 s
+    /// each on 2 cores, and each case on a fresh device compiled them again).</summary>
+    static readonly Lazy<ComputeDevice> WarpRowsCpu = new(() => ComputeDevice.OpenShapedCpu(32, 4));
 }

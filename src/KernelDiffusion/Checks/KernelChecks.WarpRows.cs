@@ -11,7 +11,7 @@ public static partial class KernelChecks
 {
     /// <summary>Attention v8 (warp rows): its forward against the float64 forward and its backward (key side and dQ's
     /// GEMM; v10: dQ by its own kernel; v11 and v12: v8 and v10 on the lean kernels; v13: its 3xTF32 forward, v11's
-    /// backward; v14: v13's forward, its key side on the tensor cores too; the mma emulated off CUDA) against the analytic
+    /// backward; v14: v13's forward, its key side on the tensor cores too; v15: v14 with cp.async tiles; the mma emulated off CUDA) against the analytic
     /// float64
     /// gradient (Attention.Reference.Backward, which a test holds to central differences), outputs poisoned with NaN. Ragged heads (6, 24 and 40 channels, padded to 32 or 64), partial query
     /// blocks and key tiles (13, 45 and 70 positions), both head orders, and the reference models' widths (32, 64).
@@ -20,8 +20,11 @@ public static partial class KernelChecks
     static void AddWarpRows(List<Case> list)
     {
         AddWarpRowsThroughOps(list);
-        foreach (var version in new[] { 8, 10, 11, 12, 13, 14 })
-        foreach (var (ch, t, heads, newOrder) in new[] { (6, 13, 3, 1), (24, 70, 2, 0), (32, 70, 2, 1), (40, 45, 2, 0), (64, 70, 1, 1) })
+        (int, int, int, int)[] shapes = [(6, 13, 3, 1), (24, 70, 2, 0), (32, 70, 2, 1), (40, 45, 2, 0), (64, 70, 1, 1)];
+        // v15 copies runs of 4 positions as 16-byte copies where T is a multiple of 4, else 4-byte copies: two shapes of each.
+        (int, int, int, int)[] v15Shapes = [(6, 13, 3, 1), (40, 45, 2, 0), (24, 68, 2, 0), (64, 100, 1, 1)];
+        foreach (var version in new[] { 8, 10, 11, 12, 13, 14, 15 })
+        foreach (var (ch, t, heads, newOrder) in version == 15 ? v15Shapes : shapes)
         {
             var s = new AttentionShape { N = 2, C = heads * ch, T = t, Heads = heads, NewOrder = newOrder };
             list.Add(new Case($"attention.v{version}.ch{ch}.t{t}{(newOrder == 0 ? ".legacy_order" : "")}.forward_backward",
@@ -56,7 +59,7 @@ public static partial class KernelChecks
     /// dS buffers): the forward against float64 and the gradient against central differences of the float64 forward, at
     /// a ragged shape in both head orders and at one head of 5 positions (the classifier's attention pool), v9 (v8's
     /// forward, v6's backward) at the ragged shape, v10 (v8 with its dQ kernel) at the ragged shape in both orders, and
-    /// v11-v14 (the lean kernels; v13's forward and v14's on the tensor cores) at the ragged shape, one order each; on the
+    /// v11-v15 (the lean kernels; v13's forward and v14's and v15's on the tensor cores) at the ragged shape, one order each; on the
     /// device where their warps run, else on a
     /// CPU device of 32-lane warps.</summary>
     static void AddWarpRowsThroughOps(List<Case> list)
@@ -69,7 +72,8 @@ public static partial class KernelChecks
                      (2, 18, 13, 3, true, "ragged", AttentionVersion.V11WarpRowsLean),
                      (2, 18, 13, 3, false, "ragged", AttentionVersion.V12WarpRowsLeanQueryGrad),
                      (2, 18, 13, 3, false, "ragged", AttentionVersion.V13Tf32x3Forward),
-                     (2, 18, 13, 3, true, "ragged", AttentionVersion.V14Tf32x3) })
+                     (2, 18, 13, 3, true, "ragged", AttentionVersion.V14Tf32x3),
+                     (2, 18, 13, 3, false, "ragged", AttentionVersion.V15PipelinedTf32x3) })
         {
             var s = new AttentionShape { N = n, C = c, T = t, Heads = heads, NewOrder = newOrder ? 1 : 0 };
             string name = $"attention.{(newOrder ? "new_order" : "legacy_order")}.{tag}.v{(int)version}";
@@ -84,8 +88,10 @@ public static partial class KernelChecks
     static (double Err, double Tol, string Note) OnWarpRowsDevice(ComputeDevice d, Func<ComputeDevice, (double Err, double Tol, string Note)> run)
     {
         if (Attention.WarpRowsRun(d.Accelerator)) return run(d);
-        using var shaped = ComputeDevice.OpenShapedCpu(32, 4);
-        var (err, tol, note) = run(shaped);
+        var shaped = WarpRowsCpu.Value;
+        (double, double, string) result;
+        lock (shaped.Accelerator) result = run(shaped);
+        var (err, tol, note) = result;
         return (err, tol, (note + Elsewhere32(d)).TrimStart(';', ' '));
     }
 }
