@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# GEMM v21's-v24's and attention v13's and v14's first GPU run (written 2026-11-27c and d, sessions without a
+# GEMM v21's-v24's and attention v13's-v15's first GPU run (written 2026-11-27c, d and e, sessions without a
 # GPU), about 9.5 minutes:
 # - kd check on CUDA (v21's eight cases against float64 on the fp32 operands at the fp32 tolerance, v13's and v14's
-#   seven each, beside every other case; nothing is timed if a check fails), then v22's eight and v24's two in a process of their own
+#   seven each and v15's six, beside every other case; nothing is timed if a check fails), then v22's eight and v24's two in a process of their own
 #   (a fault in its sm_90 PTX cannot stop the others; its mbarrier waits give up after 65536 tries instead of hanging);
 # - SGEMM 4096 in three layouts at v14 (the fp32 default), v20 (tf32), v21 (fp32 by three tf32 mma), v22 (tf32, v20
 #   staged by sm_90 bulk copies) and v23 (tf32, v20 whose copies inside a tile drop the zero-fill operand; v22 and v23
@@ -10,14 +10,15 @@
 #   PyTorch fp32 (cuBLAS SGEMM, TF32 off) and tf32;
 # - the convolutions and both models' training and CFG steps with every GEMM on v21 (KD_KERNELS=gemm=v21: Winograd's
 #   batched GEMMs, the 1x1 convolutions, attention's dQ, the linears) beside the defaults and PyTorch fp32;
-# - attention v13's and v14's first GPU run (v13: the forward by 3xTF32 mma; v14: the key side too) beside v10 and v11 at
-#   every attention case, and the GEMM-built versions (v1, v6, v7, v11, v14) at adm64's shapes with their GEMMs on v21;
+# - attention v13's-v15's first GPU run (v13: the forward by 3xTF32 mma; v14: the key side too; v15: v14 with its tiles
+#   copied by cp.async under the products) beside v10 and v11 at every attention case, and the GEMM-built versions (v1,
+#   v6, v7, v11, v14, v15) at adm64's shapes with their GEMMs on v21;
 # - 30 fmnist training steps from one seed at the defaults and on v21, losses side by side (same results to rounding?);
-# - Nsight Compute on v21 at NN with the per-instruction counters (is the tensor pipe the bound now?), and on v14's
+# - Nsight Compute on v21 at NN with the per-instruction counters (is the tensor pipe the bound now?), and on v15's
 #   three kernels at adm64's 32x32 (last: the run's timeout may cut them);
-# - adm64's training step at the defaults, on v21, and on v21 with attention v14 (PyTorch's took 520 ms in the second
+# - adm64's training step at the defaults, on v21, and on v21 with attention v15 (PyTorch's took 520 ms in the second
 #   H200 run, call 3); the Nsight Compute reports last, v22's and v23's only if the run is still under 520 and 540 s.
-# Predictions: bench/NOTES.md, "Tensor cores", GEMM v21-v24; "Attention", v13 and v14.
+# Predictions: bench/NOTES.md, "Tensor cores", GEMM v21-v24; "Attention", v13-v15.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
 # There: run with carry [".device"] and timeout_s 600:  bash scripts/gpu-v21.sh "$OUT" (about 580 s, an estimate: 550 s
 # before v22 and v23 were added, about 30 s more for v22's own kd check process, their SGEMM timings and PyTorch tf32;
@@ -36,11 +37,11 @@ stamp "check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1
 # the first time, and a fault would stop every case queued after it in the same process.
 timeout 50 $K check --device cuda --filter .bulk --out "$R/check-bulk" > "$R/check-bulk.log" 2>&1
 stamp "check of v22 and v24: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check-bulk.log" | tail -1)"
-# A failed case of the new kernels (GEMM v21, attention v13 and v14) leaves only those out of the timings; any other
+# A failed case of the new kernels (GEMM v21, attention v13-v15) leaves only those out of the timings; any other
 # failure, or no check table, stops the script: nothing is timed that kd check did not pass on this card.
 [ -f "$R/check/check.md" ] || { stamp "no check table: nothing is timed"; exit 1; }
 failed=$(awk -F'|' '$6 ~ /FAIL/ {gsub(/ /, "", $2); print $2}' "$R/check/check.md")
-if echo "$failed" | grep -vE '^$|^gemm\.v2[1234]|v13|v14' | grep -q .; then
+if echo "$failed" | grep -vE '^$|^gemm\.v2[1234]|^attention\..*v1[345]' | grep -q .; then
   grep -E "FAIL" "$R/check.log" | head -20; stamp "a check of a kernel that is not new failed: nothing is timed"; exit 1
 fi
 V21=1; echo "$failed" | grep -q '^gemm\.v21' && { V21=0; stamp "GEMM v21 failed kd check: not timed"; }
@@ -48,7 +49,9 @@ V22=1; { [ -f "$R/check-bulk/check.md" ] && ! grep -E '^\| gemm\.v22' "$R/check-
 V24=1; { [ -f "$R/check-bulk/check.md" ] && grep -qE '^\| gemm\.v24' "$R/check-bulk/check.md" && ! grep -E '^\| gemm\.v24' "$R/check-bulk/check.md" | grep -q FAIL; } \
   || { V24=0; stamp "GEMM v24 failed kd check (or it did not finish): not timed"; }
 V23=1; echo "$failed" | grep -q '^gemm\.v23' && { V23=0; stamp "GEMM v23 failed kd check: not timed"; }
-NEW_ATT="13 14"; echo "$failed" | grep -qE 'v13|v14' && { NEW_ATT=""; stamp "attention v13 or v14 failed kd check: not timed"; }
+# v15 shares v13's forward body and v14's key-side bodies: a failure of v13 or v14 leaves all three out, one of v15 only v15.
+NEW_ATT="13 14 15"; echo "$failed" | grep -qE '^attention\..*v1[34]' && { NEW_ATT=""; stamp "attention v13 or v14 failed kd check: v13-v15 not timed"; }
+echo "$failed" | grep -qE '^attention\..*v15' && { NEW_ATT=${NEW_ATT% 15}; stamp "attention v15 failed kd check: not timed"; }
 # on21 CMD...: CMD with every GEMM on v21, where v21 passed its checks.
 on21() { [ "$V21" = 1 ] && env KD_KERNELS=gemm=v21 "$@"; }
 only_gemm() { skip_all_but gemm "$1" "$(seq 1 24)"; }
@@ -63,10 +66,10 @@ on21 timeout 60 $K bench --device cuda --default-only --no-kernels --kernels fmn
 timeout 60 $K bench --device cuda --default-only --kernels conv3x3. conv1x1. fmnist_unet. --budget-ms 40 \
   --out "$R/bench-steps" > "$R/bench-defaults.log" 2>&1
 stamp "convolutions and fmnist steps$([ "$V21" = 1 ] && echo " on v21 and") at the defaults done"
-# Attention v13 (its forward on the tensor cores by 3xTF32, v11's backward) and v14 (its key side on them too) beside v10
-# and v11 at every attention case; then the versions built on GEMMs (v1: scores and weights stored; v6, v7: dQ, and dK,
-# by GEMM; v11, v14: dQ by GEMM) with those GEMMs on v21 at adm64's shapes: does 3xTF32 bring a path under SDPA there?
-att_all="1 2 3 4 6 7 8 9 10 11 12 13 14"
+# Attention v13 (its forward on the tensor cores by 3xTF32, v11's backward), v14 (its key side on them too) and v15 (v14
+# with cp.async tiles) beside v10 and v11 at every attention case; then the versions built on GEMMs (v1: scores and weights stored; v6, v7: dQ, and dK,
+# by GEMM; v11, v14, v15: dQ by GEMM) with those GEMMs on v21 at adm64's shapes: does 3xTF32 bring a path under SDPA there?
+att_all="1 2 3 4 6 7 8 9 10 11 12 13 14 15"
 timeout 60 $K bench --device cuda --no-steps --kernels attention. --budget-ms 40 --skip-versions $(skip_all_but attention "10 11 $NEW_ATT" "$att_all") \
   --out "$R/bench-attention" > "$R/bench-attention.log" 2>&1
 on21 timeout 60 $K bench --device cuda --no-steps --kernels attention.forward_backward.adm64 attention.forward.adm64 \
@@ -91,21 +94,22 @@ python3 bench/merge.py "$R/bench-v21.json" "$R/bench-conv-v21/bench.json" "$R/be
 python3 bench/join.py "$R/bench-v21.json" "$R/torch.json" --out "$R/ratios-v21.md" > "$R/join-v21.log" 2>&1
 stamp "ratios joined"
 if [ "${SHORT:-0}" != 1 ]; then
-# adm64's training step at the defaults, with every GEMM on v21, and with attention v14 as well (both new paths).
+# adm64's training step at the defaults, with every GEMM on v21, and with attention v15 as well (both new paths).
 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
   --budget-ms 100 --out "$R/bench-adm64" > "$R/bench-adm64.log" 2>&1
 on21 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
   --budget-ms 100 --out "$R/bench-adm64-v21" > "$R/bench-adm64-v21.log" 2>&1
-[ "$V21" = 1 ] && [ -n "$NEW_ATT" ] && KD_KERNELS=gemm=v21,attention=v14 timeout 40 $K bench --device cuda --default-only --no-kernels \
-  --kernels adm64_unet.train_step --budget-ms 100 --out "$R/bench-adm64-v21-v14" > "$R/bench-adm64-v21-v14.log" 2>&1
-stamp "adm64's training step at the defaults$([ "$V21" = 1 ] && echo ", on v21")$([ "$V21" = 1 ] && [ -n "$NEW_ATT" ] && echo " and on v21 with attention v14") done"
+[ "$V21" = 1 ] && [ "${NEW_ATT% 15}" != "$NEW_ATT" ] && KD_KERNELS=gemm=v21,attention=v15 timeout 40 $K bench --device cuda --default-only --no-kernels \
+  --kernels adm64_unet.train_step --budget-ms 100 --out "$R/bench-adm64-v21-v15" > "$R/bench-adm64-v21-v15.log" 2>&1
+stamp "adm64's training step at the defaults$([ "$V21" = 1 ] && echo ", on v21")$([ -f "$R/bench-adm64-v21-v15.log" ] && echo " and on v21 with attention v15") done"
 [ "$V21" = 1 ] && NCU_SOURCE=1 ncu_case gemm-v21-nn 'V21Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "21")
-[ -n "$NEW_ATT" ] && ncu_case attention-v14 'Tf32x3' 3 attention.forward_backward.adm64_32x32 --skip-versions $(skip_all_but attention "14" "$att_all")
+[ "${NEW_ATT% 15}" != "$NEW_ATT" ] && [ "$SECONDS" -lt 500 ] && ncu_case attention-v15 'Tf32x3' 3 attention.forward_backward.adm64_32x32 \
+  --skip-versions $(skip_all_but attention "15" "$att_all")
 # v22 (bulk copies): are the shared wavefronts of v20's cp.async copies gone, and what binds now? Only with time left.
 [ "$V22" = 1 ] && [ "$SECONDS" -lt 520 ] && NCU_SOURCE=1 ncu_case gemm-v22-nn 'V22Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "22")
 [ "$V23" = 1 ] && [ "$SECONDS" -lt 540 ] && NCU_SOURCE=1 ncu_case gemm-v23-nn 'V23Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "23")
 fi
-cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" "$R/check-bulk.log" | tail -2; grep -hE "gemm.v2[1234]|v13" "$R/check/check.md" "$R/check-bulk/check.md" | cut -c1-160
+cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" "$R/check-bulk.log" | tail -2; grep -hE "gemm.v2[1234]|v13|v15" "$R/check/check.md" "$R/check-bulk/check.md" | cut -c1-160
 grep -E "^\| sgemm" "$R/ratios-sgemm.md" | cut -d'|' -f2-7
 grep -hE "^\| attention" "$R/bench-attention/bench.md" "$R/bench-attention-v21/bench.md" | cut -d'|' -f2-5
 grep -E "^\| attention" "$R/ratios-attention.md" | cut -d'|' -f2-7
@@ -117,4 +121,4 @@ grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Issue Slots Busy|spe
 python3 scripts/ncu-sass.py "$R/gemm-v21-nn-sass.csv" 2>&1 | head -20
 [ -f "$R/gemm-v22-nn-sass.csv" ] && python3 scripts/ncu-sass.py "$R/gemm-v22-nn-sass.csv" 2>&1 | head -20
 [ -f "$R/gemm-v23-nn-sass.csv" ] && python3 scripts/ncu-sass.py "$R/gemm-v23-nn-sass.csv" 2>&1 | head -20
-grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Issue Slots Busy|spends .* cycles|Achieved Occupancy|Registers Per" "$R/attention-v14.txt" | cut -c1-120 | head -30
+grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Issue Slots Busy|spends .* cycles|Achieved Occupancy|Registers Per" "$R/attention-v15.txt" | cut -c1-120 | head -30
