@@ -2,7 +2,8 @@
 # GEMM v21's-v24's and attention v13's-v15's first GPU run (written 2026-11-27c, d and e, sessions without a
 # GPU), about 9.5 minutes:
 # - kd check on CUDA (v21's eight cases against float64 on the fp32 operands at the fp32 tolerance, v13's and v14's
-#   seven each and v15's six, beside every other case; nothing is timed if a check fails), then v22's eight and v24's two in a process of their own
+#   seven each, beside every other case; v15's six in a process of their own after v22's, as its 16-byte cp.async copies
+#   could fault; nothing is timed if a check fails), then v22's eight and v24's two in a process of their own
 #   (a fault in its sm_90 PTX cannot stop the others; its mbarrier waits give up after 65536 tries instead of hanging);
 # - SGEMM 4096 in three layouts at v14 (the fp32 default), v20 (tf32), v21 (fp32 by three tf32 mma), v22 (tf32, v20
 #   staged by sm_90 bulk copies) and v23 (tf32, v20 whose copies inside a tile drop the zero-fill operand; v22 and v23
@@ -17,13 +18,15 @@
 # - Nsight Compute on v21 at NN with the per-instruction counters (is the tensor pipe the bound now?), and on v15's
 #   three kernels at adm64's 32x32 (last: the run's timeout may cut them);
 # - adm64's training step at the defaults, on v21, and on v21 with attention v15 (PyTorch's took 520 ms in the second
-#   H200 run, call 3); the Nsight Compute reports last, v22's and v23's only if the run is still under 520 and 540 s.
+#   H200 run, call 3); the Nsight Compute reports last, each only while the run is still under 480 s (v21), 500 s
+#   (attention v15), 520 s (v22) and 540 s (v23).
 # Predictions: bench/NOTES.md, "Tensor cores", GEMM v21-v24; "Attention", v13-v15.
 # Here:  ../shared/device/pack src/KernelDiffusion.Cli/KernelDiffusion.Cli.csproj
-# There: run with carry [".device"] and timeout_s 600:  bash scripts/gpu-v21.sh "$OUT" (about 580 s, an estimate: 550 s
-# before v22 and v23 were added, about 30 s more for v22's own kd check process, their SGEMM timings and PyTorch tf32;
-# each step's files come back as it ends, and the Nsight Compute reports, last, are the first to be cut);
-# SHORT=1 bash scripts/gpu-v21.sh "$OUT" leaves out the 30 training steps, Nsight Compute and adm64's step (about 360 s).
+# There: run with carry [".device"] and timeout_s 600:  bash scripts/gpu-v21.sh "$OUT" (about 600 s, an estimate: 550 s
+# before v22 and v23 were added, about 30 s more for v22's own kd check process, their SGEMM timings and PyTorch tf32,
+# about 35 s more for attention v15's check process and timings; each step's files come back as it ends, and the Nsight
+# Compute reports, last, are left out when time runs short);
+# SHORT=1 bash scripts/gpu-v21.sh "$OUT" leaves out the 30 training steps, Nsight Compute and adm64's step (about 380 s).
 # A device session has 900 s, start-up included: the full script fits once, with no room to rerun it; SHORT=1 leaves
 # room for a second try.
 set -u
@@ -31,12 +34,16 @@ out=${1:?usage: gpu-v21.sh OUTDIR}
 R=/tmp/kd-v21; tarball=v21-results.tgz
 . scripts/gpu-common.sh
 bash scripts/fixture-data.sh /tmp/fx
-timeout 90 $K check --device cuda --exclude .bulk --out "$R/check" > "$R/check.log" 2>&1
+timeout 90 $K check --device cuda --exclude .bulk --exclude .cp_async --out "$R/check" > "$R/check.log" 2>&1
 stamp "check: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check.log" | tail -1)"
 # GEMM v22's and v24's cases (".bulk") in a process of their own: their sm_90 PTX (bulk copies, mbarriers) runs here for
 # the first time, and a fault would stop every case queued after it in the same process.
 timeout 50 $K check --device cuda --filter .bulk --out "$R/check-bulk" > "$R/check-bulk.log" 2>&1
 stamp "check of v22 and v24: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check-bulk.log" | tail -1)"
+# Attention v15's cases (".cp_async") in a process of their own too: their 16-byte cp.async copies run here for the
+# first time, and a misaligned one would fault the context.
+timeout 40 $K check --device cuda --filter .cp_async --out "$R/check-cp-async" > "$R/check-cp-async.log" 2>&1
+stamp "check of attention v15: $(grep -ho '[0-9]* passed, [0-9]* failed' "$R/check-cp-async.log" | tail -1)"
 # A failed case of the new kernels (GEMM v21, attention v13-v15) leaves only those out of the timings; any other
 # failure, or no check table, stops the script: nothing is timed that kd check did not pass on this card.
 [ -f "$R/check/check.md" ] || { stamp "no check table: nothing is timed"; exit 1; }
@@ -51,7 +58,8 @@ V24=1; { [ -f "$R/check-bulk/check.md" ] && grep -qE '^\| gemm\.v24' "$R/check-b
 V23=1; echo "$failed" | grep -q '^gemm\.v23' && { V23=0; stamp "GEMM v23 failed kd check: not timed"; }
 # v15 shares v13's forward body and v14's key-side bodies: a failure of v13 or v14 leaves all three out, one of v15 only v15.
 NEW_ATT="13 14 15"; echo "$failed" | grep -qE '^attention\..*v1[34]' && { NEW_ATT=""; stamp "attention v13 or v14 failed kd check: v13-v15 not timed"; }
-echo "$failed" | grep -qE '^attention\..*v15' && { NEW_ATT=${NEW_ATT% 15}; stamp "attention v15 failed kd check: not timed"; }
+{ [ -f "$R/check-cp-async/check.md" ] && grep -qE '^\| attention' "$R/check-cp-async/check.md" && ! grep -E '^\| attention' "$R/check-cp-async/check.md" | grep -q FAIL; } \
+  || { NEW_ATT=${NEW_ATT% 15}; stamp "attention v15 failed kd check (or it did not finish): not timed"; }
 # on21 CMD...: CMD with every GEMM on v21, where v21 passed its checks.
 on21() { [ "$V21" = 1 ] && env KD_KERNELS=gemm=v21 "$@"; }
 only_gemm() { skip_all_but gemm "$1" "$(seq 1 24)"; }
@@ -102,14 +110,15 @@ on21 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm
 [ "$V21" = 1 ] && [ "${NEW_ATT% 15}" != "$NEW_ATT" ] && KD_KERNELS=gemm=v21,attention=v15 timeout 40 $K bench --device cuda --default-only --no-kernels \
   --kernels adm64_unet.train_step --budget-ms 100 --out "$R/bench-adm64-v21-v15" > "$R/bench-adm64-v21-v15.log" 2>&1
 stamp "adm64's training step at the defaults$([ "$V21" = 1 ] && echo ", on v21")$([ -f "$R/bench-adm64-v21-v15.log" ] && echo " and on v21 with attention v15") done"
-[ "$V21" = 1 ] && NCU_SOURCE=1 ncu_case gemm-v21-nn 'V21Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "21")
+# The Nsight Compute reports only while time is left (each takes 20-50 s): the run's 600 s would cut one mid-way.
+[ "$V21" = 1 ] && [ "$SECONDS" -lt 480 ] && NCU_SOURCE=1 ncu_case gemm-v21-nn 'V21Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "21")
 [ "${NEW_ATT% 15}" != "$NEW_ATT" ] && [ "$SECONDS" -lt 500 ] && ncu_case attention-v15 'Tf32x3' 3 attention.forward_backward.adm64_32x32 \
   --skip-versions $(skip_all_but attention "15" "$att_all")
 # v22 (bulk copies): are the shared wavefronts of v20's cp.async copies gone, and what binds now? Only with time left.
 [ "$V22" = 1 ] && [ "$SECONDS" -lt 520 ] && NCU_SOURCE=1 ncu_case gemm-v22-nn 'V22Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "22")
 [ "$V23" = 1 ] && [ "$SECONDS" -lt 540 ] && NCU_SOURCE=1 ncu_case gemm-v23-nn 'V23Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "23")
 fi
-cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" "$R/check-bulk.log" | tail -2; grep -hE "gemm.v2[1234]|v13|v15" "$R/check/check.md" "$R/check-bulk/check.md" | cut -c1-160
+cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" "$R/check-bulk.log" "$R/check-cp-async.log" | tail -3; grep -hE "gemm.v2[1234]|v13|v15" "$R/check/check.md" "$R/check-bulk/check.md" "$R/check-cp-async/check.md" | cut -c1-160
 grep -E "^\| sgemm" "$R/ratios-sgemm.md" | cut -d'|' -f2-7
 grep -hE "^\| attention" "$R/bench-attention/bench.md" "$R/bench-attention-v21/bench.md" | cut -d'|' -f2-5
 grep -E "^\| attention" "$R/ratios-attention.md" | cut -d'|' -f2-7

@@ -27,7 +27,7 @@ public sealed class KernelCheckTests(DeviceFixture fx)
     }
 
     /// <summary>kd check's --filter and --exclude: a name runs when it contains the filter (any, without one) and none of
-    /// the exclusions, case-insensitive. The GPU scripts check GEMM v22 in a process of its own this way.</summary>
+    /// the exclusions, case-insensitive. The GPU scripts check GEMM v22 and attention v15 in processes of their own this way.</summary>
     [Fact]
     public void FilterAndExcludeSelectChecks()
     {
@@ -39,6 +39,12 @@ public sealed class KernelCheckTests(DeviceFixture fx)
         var kept = KernelChecks.Names.Select(n => n.Split(' ')[0]).Where(n => KernelChecks.Selected(n, "gemm.v2", ["gemm.v22"])).ToList();
         Assert.NotEmpty(kept);
         Assert.DoesNotContain(kept, n => n.StartsWith("gemm.v22"));
+        // gpu-v21.sh checks attention v15 (its first GPU run) apart with --filter .cp_async, the rest with --exclude .cp_async.
+        var names = KernelChecks.Names.Select(n => n.Split(' ')[0]).ToList();
+        var cpAsync = names.Where(n => KernelChecks.Selected(n, ".cp_async")).ToList();
+        Assert.Equal(6, cpAsync.Count);
+        Assert.All(cpAsync, n => Assert.StartsWith("attention.", n));
+        Assert.DoesNotContain(names.Where(n => KernelChecks.Selected(n, null, [".cp_async"])), n => n.Contains("v15") && n.StartsWith("attention."));
     }
 
     /// <summary>Reduce v4 takes a plan's elements as j times one step only where every output's elements lie so.</summary>
