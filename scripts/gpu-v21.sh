@@ -17,6 +17,7 @@
 # - 30 fmnist training steps from one seed at the defaults and on v21, losses side by side (same results to rounding?);
 # - Nsight Compute on v21 at NN with the per-instruction counters (is the tensor pipe the bound now?), and on v15's
 #   three kernels at adm64's 32x32 (last: the run's timeout may cut them);
+# - reduce v5's first GPU run (v4's strided runs read by a warp's lanes side by side) at the four sum cases, time allowing;
 # - adm64's training step at the defaults, on v21, and on v21 with attention v15 (PyTorch's took 520 ms in the second
 #   H200 run, call 3); the Nsight Compute reports last, each only while the run is still under 480 s (v21), 500 s
 #   (attention v15), 520 s (v22) and 540 s (v23).
@@ -83,7 +84,7 @@ timeout 60 $K bench --device cuda --no-steps --kernels attention. --budget-ms 40
 on21 timeout 60 $K bench --device cuda --no-steps --kernels attention.forward_backward.adm64 attention.forward.adm64 \
   --budget-ms 40 --skip-versions $(skip_all_but attention "1 6 7 11 ${NEW_ATT#13 }" "$att_all") --out "$R/bench-attention-v21" > "$R/bench-attention-v21.log" 2>&1
 stamp "attention v13, and attention on v21's GEMMs, done"
-timeout 90 python3 bench/torch_reference.py --device cuda --only sgemm.4096,conv3x3.,conv1x1.,attention.,fmnist_unet. \
+timeout 90 python3 bench/torch_reference.py --device cuda --only sgemm.4096,conv3x3.,conv1x1.,attention.,fmnist_unet.,sum. \
   --out "$R/torch.json" > "$R/torch.log" 2>&1
 # PyTorch tf32 at SGEMM 4096 too: the tf32 versions (v20, v22) are judged against it.
 timeout 30 python3 bench/torch_reference.py --device cuda --tf32 --only sgemm.4096 --out "$R/torch-tf32.json" > "$R/torch-tf32.log" 2>&1
@@ -101,6 +102,12 @@ python3 bench/join.py "$R/bench-attention/bench.json" "$R/torch.json" --out "$R/
 python3 bench/merge.py "$R/bench-v21.json" "$R/bench-conv-v21/bench.json" "$R/bench-steps-v21/bench.json" "$R/bench-attention-v21/bench.json" > /dev/null 2>&1
 python3 bench/join.py "$R/bench-v21.json" "$R/torch.json" --out "$R/ratios-v21.md" > "$R/join-v21.log" 2>&1
 stamp "ratios joined"
+# Reduce v5 (a warp's lanes side by side on v4's runs; written 2026-11-27e) beside v1-v4 at the four sum cases, time allowing.
+if [ "$SECONDS" -lt 470 ]; then
+  timeout 30 $K bench --device cuda --no-steps --kernels sum. --budget-ms 20 --out "$R/bench-sum" > "$R/bench-sum.log" 2>&1
+  python3 bench/join.py "$R/bench-sum/bench.json" "$R/torch.json" --out "$R/ratios-sum.md" > "$R/join-sum.log" 2>&1
+  stamp "sum cases done"
+fi
 if [ "${SHORT:-0}" != 1 ]; then
 # adm64's training step at the defaults, with every GEMM on v21, and with attention v15 as well (both new paths).
 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
@@ -122,6 +129,7 @@ cat "$R/timeline.txt"; grep -h "passed, .* failed" "$R/check.log" "$R/check-bulk
 grep -E "^\| sgemm" "$R/ratios-sgemm.md" | cut -d'|' -f2-7
 grep -hE "^\| attention" "$R/bench-attention/bench.md" "$R/bench-attention-v21/bench.md" | cut -d'|' -f2-5
 grep -E "^\| attention" "$R/ratios-attention.md" | cut -d'|' -f2-7
+grep -E "^\| sum" "$R/ratios-sum.md" | cut -d'|' -f2-7
 grep -E "^\|" "$R/ratios-v21.md" | cut -d'|' -f2-7 | head -60
 grep -h "default:" "$R"/bench-steps-v21.log "$R/bench-defaults.log" "$R"/bench-adm64*.log | cut -c1-110
 grep -E "^\|" "$R/ratios.md" | cut -d'|' -f2-7 | head -40

@@ -103,12 +103,12 @@ public struct ReduceWalk
     public int J0, J1, J2, J3;
 }
 
-public enum ReduceVersion { V1PerOutput = 1, V2GroupTree = 2, V3Split = 3, V4Runs = 4 }
+public enum ReduceVersion { V1PerOutput = 1, V2GroupTree = 2, V3Split = 3, V4Runs = 4, V5WarpRuns = 5 }
 
 /// <summary>Sum (times a scale, so mean too) over chosen axes. Deterministic: every output is summed in a
 /// fixed order by one thread (v1; v4 where the summed elements lie at a constant step), by one group with a
 /// shared-memory tree (v2), or, for few outputs of long sums, by several groups over slices of it whose partial sums a
-/// second launch adds in order (v3); no float atomics.</summary>
+/// second launch adds in order (v3), or by a warp's lanes side by side (v5, v4's runs); no float atomics.</summary>
 public static class Reduce
 {
     const int MaxGroup = 256;
@@ -143,6 +143,77 @@ public static class Reduce
             for (int j = 0; j < p.Count; j++) acc += x[b + j * step];
             y[o] = acc * scale;
         }
+    }
+
+    /// <summary>v5 (written 2026-11-27e, a session without a GPU; not yet run on one): v4's strided runs with a warp's lanes
+    /// reading side by side. v4 gives each output a thread: where the step is 1 (the embedding gradients [N, C, H, W] to
+    /// [N, C], each output a contiguous run) the lanes of a warp read 32 different runs, a sector each; where it is
+    /// larger (the 1x1 weight products [N, Cout, Cin] to [Cout, Cin], outputs side by side) the reads coalesce, but 49,152
+    /// threads of 256 loads each, four in flight, leave most of an H200 idle. v5, step 1: a warp per output, lane l adding
+    /// x[b + l + w k] (w lanes; four sums in flight), the lanes then added by shuffles. Step larger: a warp per w outputs
+    /// side by side, each of the group's warps summing one slice of their runs (four sums in flight), and shared memory
+    /// adding the slices in order. Deterministic, but not v1's order: its sums differ from v1's in the last bits.</summary>
+    static void SumV5Kernel(ArrayView<float> x, ArrayView<float> y, ReducePlan p, int outCount, float scale, int step)
+    {
+        var sh = SharedMemory.Allocate<float>(MaxGroup);
+        // Read once: on the CPU accelerator each read of a grid or group dimension is a runtime call.
+        int lanes = Warp.WarpSize, lane = Warp.LaneIdx, warp = Warp.WarpIdx, warps = Group.DimX / lanes, groups = Grid.DimX;
+        if (step == 1)
+        {
+            for (int o = Grid.IdxX * warps + warp; o < outCount; o += groups * warps)
+            {
+                int b = p.Base(o), j = lane;
+                float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                for (; j + 3 * lanes < p.Count; j += 4 * lanes)
+                {
+                    a0 += x[b + j];
+                    a1 += x[b + j + lanes];
+                    a2 += x[b + j + 2 * lanes];
+                    a3 += x[b + j + 3 * lanes];
+                }
+                for (; j < p.Count; j += lanes) a0 += x[b + j];
+                float sum = (a0 + a1) + (a2 + a3);
+                for (int d = lanes / 2; d > 0; d >>= 1) sum += Warp.ShuffleDown(sum, d);
+                if (lane == 0) y[o] = sum * scale;
+            }
+            return;
+        }
+        int length = (p.Count + warps - 1) / warps, from = warp * length, to = XMath.Min(p.Count, from + length);
+        for (int o0 = Grid.IdxX * lanes; o0 < outCount; o0 += groups * lanes)
+        {
+            int o = o0 + lane;
+            float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            if (o < outCount)
+            {
+                int b = p.Base(o), j = from;
+                for (; j + 3 < to; j += 4)
+                {
+                    a0 += x[b + j * step];
+                    a1 += x[b + (j + 1) * step];
+                    a2 += x[b + (j + 2) * step];
+                    a3 += x[b + (j + 3) * step];
+                }
+                for (; j < to; j++) a0 += x[b + j * step];
+            }
+            sh[warp * lanes + lane] = (a0 + a1) + (a2 + a3);
+            Group.Barrier();
+            if (warp == 0 && o < outCount)
+            {
+                float sum = 0;
+                for (int w = 0; w < warps; w++) sum += sh[w * lanes + lane];
+                y[o] = sum * scale;
+            }
+            Group.Barrier();   // every warp's slices read before the next outputs' land
+        }
+    }
+
+    /// <summary>v5's launch: groups of up to 128 threads (4 warps on a GPU: a run in 4 slices), enough for every output's
+    /// warp (step 1) or every w outputs (step larger), at most 32 a multiprocessor (the kernel strides past them).</summary>
+    static KernelConfig V5Launch(Accelerator acc, int outCount, int step)
+    {
+        int group = Launch.PowerOfTwoGroup(acc, 128), lanes = Math.Min(acc.WarpSize, group), warps = Math.Max(1, group / lanes);
+        long groups = step == 1 ? (outCount + warps - 1) / warps : (outCount + lanes - 1) / lanes;
+        return new KernelConfig((int)Math.Clamp(groups, 1, Math.Max(1, acc.NumMultiprocessors * 32L)), group);
     }
 
     /// <summary>One group per output; the group size must be a power of two no larger than 256.</summary>
@@ -311,13 +382,19 @@ public static class Reduce
         ArrayView<float> partials = default)
     {
         var v = version ?? Choose(acc, p, outCount);
-        if (v == ReduceVersion.V4Runs && p.RunStep() is int step and > 0)
+        if (v == ReduceVersion.V5WarpRuns && p.RunStep() is int runStep and > 0)
+        {
+            var k = KernelCache.Get(acc, "reduce.sum_v5",
+                a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ReducePlan, int, float, int>(SumV5Kernel));
+            k(V5Launch(acc, outCount, runStep), x, y, p, outCount, scale, runStep);
+        }
+        else if (v == ReduceVersion.V4Runs && p.RunStep() is int step and > 0)
         {
             var k = KernelCache.Get(acc, "reduce.sum_v4",
                 a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ReducePlan, int, float, int>(SumV4Kernel));
             k(Launch.GridStride(acc, (long)outCount * p.Count), x, y, p, outCount, scale, step);
         }
-        else if (v is ReduceVersion.V1PerOutput or ReduceVersion.V4Runs)
+        else if (v is ReduceVersion.V1PerOutput or ReduceVersion.V4Runs or ReduceVersion.V5WarpRuns)
         {
             var k = KernelCache.Get(acc, "reduce.sum_v1",
                 a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ReducePlan, int, float>(SumV1Kernel));

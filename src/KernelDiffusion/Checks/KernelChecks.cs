@@ -476,7 +476,7 @@ public static partial class KernelChecks
             list.Add(Forward("clamp.v2", [[n]], With(v2, t => Ops.Clamp(t[0], -0.5f, 0.7f)), v => Elementwise.Reference.Clamp(v[0], -0.5, 0.7)));
         }
 
-        // Sum and mean over chosen axes, every kernel version (v4 where the summed elements lie a constant step apart:
+        // Sum and mean over chosen axes, every kernel version (v4 and v5 where the summed elements lie a constant step apart:
         // the mean over [2, 3], the sum of 1001 and the sum over the first axis; v1 elsewhere); their backward (an expand)
         // uses none, so it is checked once.
         int[] rs = [3, 5, 7, 2];
@@ -495,35 +495,52 @@ public static partial class KernelChecks
         // v2 in 256-thread groups (a GPU's launch shape): each thread's stride of 256 carries across several digits of
         // the reduced index, as a conv bias's gradient over [N, C, H, W] does; 680 and 1001 elements per output. v3 with
         // each output's sum split into 3 and 7 slices (the last one shorter), on this device's groups and on 256-thread groups.
+        // The sum of shape to outShape, half of it, by sum on this device, in 256-thread groups of 4-lane warps (groups256)
+        // or in 128-thread groups of 32-lane warps (warps32), against float64.
+        Case SumCase(string name, int[] shape, int[] outShape, string groups, Action<Accelerator, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>> sum)
+            => new(name, $"[{string.Join(",", shape)}] to [{string.Join(",", outShape)}]", (d, r) =>
+            {
+                var x = Randn(r, shape.Aggregate(1, (a, b) => a * b));
+                float[] Run(Accelerator acc)
+                {
+                    using var dx = acc.Allocate1D(x.Select(v => (float)v).ToArray());
+                    using var dy = Poisoned(acc, outShape.Aggregate(1, (a, b) => a * b));
+                    sum(acc, dx.View, dy.View);
+                    return dy.GetAsArray1D();
+                }
+                string where = "";
+                float[] got = groups switch
+                {
+                    "groups256" => OnGroupsOf256(d, Run, out where),
+                    "warps32" => On32LaneGroups(d, 128, "", Run, out where),
+                    _ => Run(d.Accelerator),
+                };
+                return (RelError(got, Reduce.Reference.Sum(x, shape, outShape, 0.5)), Fwd, where.TrimStart(';', ' '));
+            });
         foreach (var (shape, outShape) in new[] { (new[] { 3, 40, 2, 17 }, new[] { 3, 1, 2, 1 }), (new[] { 11, 4, 13, 7 }, new[] { 1, 4, 1, 1 }) })
         {
             int outCount = outShape.Aggregate(1, (a, b) => a * b);
             var plan = ReducePlan.Create(shape, outShape);
-            Case SumCase(string name, bool groups256, Action<Accelerator, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>> sum)
-                => new(name, $"[{string.Join(",", shape)}] to [{string.Join(",", outShape)}]", (d, r) =>
-                {
-                    var x = Randn(r, shape.Aggregate(1, (a, b) => a * b));
-                    float[] Run(Accelerator acc)
-                    {
-                        using var dx = acc.Allocate1D(x.Select(v => (float)v).ToArray());
-                        using var dy = Poisoned(acc, outCount);
-                        sum(acc, dx.View, dy.View);
-                        return dy.GetAsArray1D();
-                    }
-                    string where = "";
-                    float[] got = groups256 ? OnGroupsOf256(d, Run, out where) : Run(d.Accelerator);
-                    return (RelError(got, Reduce.Reference.Sum(x, shape, outShape, 0.5)), Fwd, where.TrimStart(';', ' '));
-                });
-            list.Add(SumCase("sum.v2.groups256", true, (acc, x, y) => Reduce.Sum(acc, x, y, plan, outCount, 0.5f, ReduceVersion.V2GroupTree)));
+            list.Add(SumCase("sum.v2.groups256", shape, outShape, "groups256", (acc, x, y) => Reduce.Sum(acc, x, y, plan, outCount, 0.5f, ReduceVersion.V2GroupTree)));
 
             foreach (int slices in new[] { 3, 7 })
             foreach (bool groups256 in new[] { false, true })
-                list.Add(SumCase($"sum.v3.slices{slices}{(groups256 ? ".groups256" : "")}", groups256, (acc, x, y) =>
+                list.Add(SumCase($"sum.v3.slices{slices}{(groups256 ? ".groups256" : "")}", shape, outShape, groups256 ? "groups256" : "", (acc, x, y) =>
                 {
                     using var partials = Poisoned(acc, outCount * slices);
                     Reduce.SumSplit(acc, x, y, plan, outCount, 0.5f, slices, partials.View);
                     acc.Synchronize();   // before the partials go
                 }));
+        }
+        // v5 in a GPU's shapes: 32-lane warps in groups of 128 (a strided run in 4 slices) and 4-lane warps in groups of 256
+        // (64 slices), at contiguous runs (step 1, 99 values an output: ragged against the lanes) and strided ones (step
+        // 210, 37 values an output, so the last slice is shorter or empty; 210 outputs: ragged against the lanes).
+        foreach (var (shape, outShape) in new[] { (new[] { 6, 10, 9, 11 }, new[] { 6, 10, 1, 1 }), (new[] { 37, 3, 70, 1 }, new[] { 1, 3, 70, 1 }) })
+        foreach (var groups in new[] { "warps32", "groups256" })
+        {
+            int outCount = outShape.Aggregate(1, (a, b) => a * b);
+            var plan = ReducePlan.Create(shape, outShape);
+            list.Add(SumCase($"sum.v5.{groups}", shape, outShape, groups, (acc, x, y) => Reduce.Sum(acc, x, y, plan, outCount, 0.5f, ReduceVersion.V5WarpRuns)));
         }
         // The training step's gradient norm: partial sums of squares in one launch, added here in float64.
         list.Add(new Case("sum_of_squares", "[100003]", (d, r) =>
