@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 
 namespace KernelDiffusion.Kernels;
 
@@ -150,7 +151,7 @@ public static class Reduce
     /// [N, C], each output a contiguous run) the lanes of a warp read 32 different runs, a sector each; where it is
     /// larger (the 1x1 weight products [N, Cout, Cin] to [Cout, Cin], outputs side by side) the reads coalesce, but 49,152
     /// threads of 256 loads each, four in flight, leave most of an H200 idle. v5, step 1: a warp per output, lane l adding
-    /// x[b + l + w k] (w lanes; four sums in flight), the lanes then added by shuffles. Step larger: a warp per w outputs
+    /// x[b + l + w k] (w lanes; four sums in flight), the lanes then added by shuffles (WarpSum). Step larger: a warp per w outputs
     /// side by side, each of the group's warps summing one slice of their runs (four sums in flight), and shared memory
     /// adding the slices in order. Deterministic, but not v1's order: its sums differ from v1's in the last bits.</summary>
     static void SumV5Kernel(ArrayView<float> x, ArrayView<float> y, ReducePlan p, int outCount, float scale, int step)
@@ -172,8 +173,7 @@ public static class Reduce
                     a3 += x[b + j + 3 * lanes];
                 }
                 for (; j < p.Count; j += lanes) a0 += x[b + j];
-                float sum = (a0 + a1) + (a2 + a3);
-                for (int d = lanes / 2; d > 0; d >>= 1) sum += Warp.ShuffleDown(sum, d);
+                float sum = WarpSum((a0 + a1) + (a2 + a3), sh, warp * lanes, lane, lanes);
                 if (lane == 0) y[o] = sum * scale;
             }
             return;
@@ -205,6 +205,37 @@ public static class Reduce
             }
             Group.Barrier();   // every warp's slices read before the next outputs' land
         }
+    }
+
+    /// <summary>The sum of x over this warp's lanes, the same in every run: a butterfly of shfl.sync.bfly on CUDA (32
+    /// lanes; every lane gets it), elsewhere a tree through the warp's part of <paramref name="sh"/> from
+    /// <paramref name="at"/> (lane 0 gets it; ILGPU's warp shuffles do not compile for OpenCL).</summary>
+    static float WarpSum(float x, ArrayView<float> sh, int at, int lane, int lanes)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            float y;
+            CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 16, 31, -1;", out y, x);
+            x += y;
+            CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 8, 31, -1;", out y, x);
+            x += y;
+            CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 4, 31, -1;", out y, x);
+            x += y;
+            CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 2, 31, -1;", out y, x);
+            x += y;
+            CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 1, 31, -1;", out y, x);
+            return x + y;
+        }
+        sh[at + lane] = x;
+        Warp.Barrier();
+        for (int d = lanes / 2; d > 0; d >>= 1)
+        {
+            if (lane < d) sh[at + lane] += sh[at + lane + d];
+            Warp.Barrier();
+        }
+        float sum = sh[at];
+        Warp.Barrier();   // read before the next call's stores
+        return sum;
     }
 
     /// <summary>v5's launch: groups of up to 128 threads (4 warps on a GPU: a run in 4 slices), enough for every output's
