@@ -28,13 +28,17 @@ public static partial class Attention
     /// at 64 (under 48 KB: no limit to raise).</summary>
     public static int Tf32x3SharedFloats(int cp) => cp / 16 * (WarpRowsBlock + MmaKeys) * FragA.RowsPitch + MmaKeys * (cp + 4);
 
-    /// <summary>Floats between the channel rows of v15's streamed tiles [cp][32 + 8]: rows of 160 bytes (16-byte copies
-    /// land aligned), 8 banks apart, so a warp's reads at (channel t, key g) and its pairs at (channel g, keys 2t, 2t + 1)
-    /// are conflict-free.</summary>
-    const int ColumnsPitch = MmaKeys + 8;
+    /// <summary>Floats between the channel rows of v15's streamed tiles [cp][32], unpadded: column x of row c is stored at
+    /// x ^ 8 (c % 4) (ColumnAt), which keeps a run of 4 columns together (a 16-byte copy lands whole) and puts a warp's
+    /// reads at (channel t, column 8 j + g) and its pairs at (channel g, columns 8 s + 2t and + 1) in 32 different banks,
+    /// as a pitch of 40 would, in 20% less memory (v15's dK kernel needs it: three groups a multiprocessor).</summary>
+    const int ColumnsPitch = MmaKeys;
 
-    /// <summary>Shared memory of v15's forward in floats at padded channels cp: Q as v13's, K^T and V^T [cp][40]: 20 KB at
-    /// 32 channels, 40 KB at 64 (four groups a multiprocessor fit, as v13's).</summary>
+    /// <summary>Where column x of channel row c of a v15 tile lies (floats from the tile's start): see ColumnsPitch.</summary>
+    static int ColumnAt(int c, int x) => c * ColumnsPitch + (x ^ ((c & 3) << 3));
+
+    /// <summary>Shared memory of v15's forward in floats at padded channels cp: Q as v13's, K^T and V^T [cp][32]: 18 KB at
+    /// 32 channels, 36 KB at 64 (four groups a multiprocessor fit, as v13's).</summary>
     public static int Tf32x3AsyncSharedFloats(int cp) => cp / 16 * WarpRowsBlock * FragA.RowsPitch + 2 * cp * ColumnsPitch;
 
     [LaunchBounds(WarpRowsThreads, 4)]
@@ -44,9 +48,10 @@ public static partial class Attention
     /// <summary>v15's forward: v13's with its key tiles copied by cp.async under the products, as FlashAttention-2
     /// schedules them: V's tile is copied while the scores are computed from K's, and the next K tile while the softmax
     /// and P V read V's. Two barriers a tile, as v13. The tiles are staged as the source holds them, channel rows of 32
-    /// keys (K^T, V^T [cp][40]), so runs of 4 keys go as 16-byte copies (where T is a multiple of 4 and the source
-    /// 16-byte aligned; else 4-byte copies): 4 copies a thread a tile for each, where v13 loads and stores 16 floats one
-    /// by one. The mma fragments of K come by LDS (8 a step of k, conflict-free), V's pairs by 8-byte LDS.</summary>
+    /// keys (K^T, V^T [cp][32], swizzled: ColumnAt), so runs of 4 keys go as 16-byte copies (where T is a multiple of 4
+    /// and the source 16-byte aligned; else 4-byte copies): 4 copies a thread a tile for each, where v13 loads and stores
+    /// 16 floats one by one. The mma fragments of K come by LDS (8 a step of k, conflict-free), V's pairs by 8-byte
+    /// LDS.</summary>
     [LaunchBounds(WarpRowsThreads, 4)]
     static void Tf32x3AsyncForwardKernel(ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse, AttentionShape s, int cp, TileSources src)
         => Tf32x3Forward(qkv, a, lse, s, cp, src, true);
@@ -132,10 +137,10 @@ public static partial class Attention
                 acc = WarpTile64.ScaleOutput(acc, k0, k1);
                 if (pipelined)
                 {
-                    acc = AddColumnPairs(acc, sh, vLane, x0, cp, scratch);
-                    acc = AddColumnPairs(acc, sh, vLane + 8, x1, cp, scratch);
-                    acc = AddColumnPairs(acc, sh, vLane + 16, x2, cp, scratch);
-                    acc = AddColumnPairs(acc, sh, vLane + 24, x3, cp, scratch);
+                    acc = AddColumnPairs(acc, sh, PairStep(vLane, 0), x0, cp, scratch);
+                    acc = AddColumnPairs(acc, sh, PairStep(vLane, 1), x1, cp, scratch);
+                    acc = AddColumnPairs(acc, sh, PairStep(vLane, 2), x2, cp, scratch);
+                    acc = AddColumnPairs(acc, sh, PairStep(vLane, 3), x3, cp, scratch);
                 }
                 else
                 {
@@ -186,7 +191,7 @@ public static partial class Attention
     }
 
     /// <summary>v15's streamed tile: positions pos0 .. pos0 + 31 of a part of head-batch b by cp.async as channel rows
-    /// (sh[at + c 40 + x], x the position in the tile), zero past T and past the head's channels, issued and not waited
+    /// (sh[at + ColumnAt(c, x)], x the position in the tile), zero past T and past the head's channels, issued and not waited
     /// for. Runs of 4 positions go by AsyncCopy.Run4 (one 16-byte copy where <paramref name="vector"/>, else four 4-byte
     /// copies). Thread e takes the run of positions 4 (e % 8) in channels e / 8 + 16 j: a warp copies 4 rows of 128 bytes
     /// (4 whole lines of the source) into 4 whole rows.</summary>
@@ -194,27 +199,28 @@ public static partial class Attention
     {
         int head = HeadAt(s, b, part, pos0), x = 4 * (Group.IdxX & 7), inside = Math.Max(0, Math.Min(4, s.T - pos0 - x));
         for (int c = Group.IdxX >> 3; c < cp; c += WarpRowsThreads / 8)
-            AsyncCopy.Run4(sh, at + c * ColumnsPitch + x, src, address, head + c * s.T + x, c < s.Ch ? inside : 0, vector);
+            AsyncCopy.Run4(sh, at + ColumnAt(c, x), src, address, head + c * s.T + x, c < s.Ch ? inside : 0, vector);
     }
 
     /// <summary>Row tile <paramref name="tile"/> (0 or 3) += A B over one 16-channel chunk (v15): A's 16 rows row-major
-    /// (ldmatrix at <paramref name="aRow"/>, as ScoresTf32x3), B from a channel-row tile [cp][40] (K^T, Q^T or dA^T):
-    /// <paramref name="bAt"/> this lane's entry (channel t, column g) of the chunk. b0 and b1 of column tile j are the
-    /// entries of channels t and t + 4 at column 8 j + g.</summary>
+    /// (ldmatrix at <paramref name="aRow"/>, as ScoresTf32x3), B from a channel-row tile (K^T, Q^T or dA^T):
+    /// <paramref name="bAt"/> the tile's row t (this lane's t) of the chunk, plus g. b0 and b1 of column tile j are the
+    /// entries of channels t and t + 4 at column 8 j + g, stored 8 (j ^ t) + g along their rows (ColumnAt: rows t, t + 4,
+    /// t + 8 and t + 12 share the swizzle).</summary>
     static WarpTile64 ScoresFromColumns(WarpTile64 acc, ArrayView<float> sh, int aRow, int bAt, ArrayView<float> scratch, int tile = 0)
     {
-        acc = WarpTile64.ScoreStepValues(acc, sh, aRow, ColumnsB(sh, bAt), ColumnsB(sh, bAt + 8), ColumnsB(sh, bAt + 16), ColumnsB(sh, bAt + 24),
-            scratch, tile);
-        bAt += 8 * ColumnsPitch;
-        return WarpTile64.ScoreStepValues(acc, sh, aRow + 8, ColumnsB(sh, bAt), ColumnsB(sh, bAt + 8), ColumnsB(sh, bAt + 16), ColumnsB(sh, bAt + 24),
-            scratch, tile);
+        int t = Warp.LaneIdx & 3, j0 = bAt + 8 * t, j1 = bAt + 8 * (1 ^ t), j2 = bAt + 8 * (2 ^ t), j3 = bAt + 8 * (3 ^ t);
+        acc = WarpTile64.ScoreStepValues(acc, sh, aRow, ColumnsB(sh, j0), ColumnsB(sh, j1), ColumnsB(sh, j2), ColumnsB(sh, j3), scratch, tile);
+        const int rows8 = 8 * ColumnsPitch;
+        return WarpTile64.ScoreStepValues(acc, sh, aRow + 8, ColumnsB(sh, j0 + rows8), ColumnsB(sh, j1 + rows8), ColumnsB(sh, j2 + rows8),
+            ColumnsB(sh, j3 + rows8), scratch, tile);
     }
 
     static FragB ColumnsB(ArrayView<float> sh, int at) => new() { B0 = sh[at], B1 = sh[at + 4 * ColumnsPitch] };
 
-    /// <summary>Row tiles 1 and 2 += X B over one 8-row step (v15), as AddChunkRows, B from a channel-row tile [cp][40]
-    /// (V^T, dA^T or Q^T): <paramref name="at"/> this lane's pair (channel g, columns 2t and 2t + 1 of the step), read as one
-    /// 8-byte load; channel tile n is 8 n rows on.</summary>
+    /// <summary>Row tiles 1 and 2 += X B over one 8-row step (v15), as AddChunkRows, B from a channel-row tile (V^T, dA^T
+    /// or Q^T): <paramref name="at"/> this lane's pair (channel g, columns 2t and 2t + 1 of the step: PairAt), read as one
+    /// 8-byte load; channel tile n is 8 n rows on (the same swizzle).</summary>
     static WarpTile64 AddColumnPairs(WarpTile64 acc, ArrayView<float> sh, int at, Float4 x, int cp, ArrayView<float> scratch)
     {
         const int tile = 8 * ColumnsPitch;
@@ -225,6 +231,10 @@ public static partial class Attention
                 PairAt(sh, at + 7 * tile), 1, scratch);
         return acc;
     }
+
+    /// <summary>Where this lane's pair of step <paramref name="s"/> (columns 8 s + 2t and + 1 of channel row g) lies, from
+    /// <paramref name="gRow"/>: the tile's row g plus 2t. ColumnAt stores column 8 s + 2t of row g at 8 (s ^ (g % 4)) + 2t.</summary>
+    static int PairStep(int gRow, int s) => gRow + 8 * (s ^ ((Warp.LaneIdx >> 2) & 3));
 
     /// <summary>sh[at] and sh[at + 1] (at even) as one 8-byte load.</summary>
     static FragB PairAt(ArrayView<float> sh, int at)
@@ -315,8 +325,10 @@ public static partial class Attention
     /// <summary>Shared memory of v14's key-side kernels in floats at padded channels cp: K (and, <paramref name="values"/>,
     /// V) [cp / 16][64][20] for the block's keys, Q and dA [cp / 16][32][20] for the tile's queries, lse and delta [32]:
     /// 40.3 KB (dV) and 60.3 KB (dK and dS) at 64 channels, 20.3 and 30.3 KB at 32. v15's (<paramref name="pipelined"/>)
-    /// streamed tiles are channel rows (Q^T and dA^T [cp][40]), and its dK kernel has a second Q^T tile and lse: 40.1 KB
-    /// (dV) and 70.4 KB (dK: three groups a multiprocessor still fit in 228 KB) at 64 channels, 20.1 and 35.4 KB at 32.</summary>
+    /// streamed tiles are channel rows (Q^T and dA^T [cp][32]), and its dK kernel has a second Q^T tile and lse: 36.1 KB
+    /// (dV) and 64.4 KB (dK) at 64 channels, 18.1 and 32.4 KB at 32. With the 6 KB of static shared memory every
+    /// tensor-core kernel carries on CUDA (TensorCore.Scratch) and the 1 KB the driver keeps per group, three dK groups
+    /// take 214 KB of a multiprocessor's 228, as v14's take 202.</summary>
     public static int Tf32x3KeySideFloats(int cp, bool values, bool pipelined = false)
     {
         int block = cp / 16 * (values ? 2 : 1) * WarpRowsBlock * FragA.RowsPitch;
@@ -348,7 +360,7 @@ public static partial class Attention
         ArrayView<float> delta, ArrayView<float> dqkv, ArrayView<float> scores, bool pipelined)
     {
         int cp = WarpRowsChannels(s.Ch);
-        var values = WarpRowsLaunchFloats(acc, s, Tf32x3KeySideFloats(cp, false));
+        var values = WarpRowsLaunchFloats(acc, s, Tf32x3KeySideFloats(cp, false, pipelined));
         var keys = WarpRowsLaunchFloats(acc, s, Tf32x3KeySideFloats(cp, true, pipelined));
         if (pipelined)
         {
@@ -460,11 +472,10 @@ public static partial class Attention
                 }
                 int col = lsAt + 2 * t;   // this lane's queries 8 j + 2t, + 1 of the tile
                 // Each step's P^T as soon as it is added (v14's order: fewer values live at once).
-                int step = pipelined ? 8 : 8 * FragA.RowsPitch;
-                acc = AddQueryStep(acc, sh, gLane, ExpColumns2(acc, 0, alpha, sh[col], sh[col + 1]), cp, pipelined, scratch);
-                acc = AddQueryStep(acc, sh, gLane + step, ExpColumns2(acc, 1, alpha, sh[col + 8], sh[col + 9]), cp, pipelined, scratch);
-                acc = AddQueryStep(acc, sh, gLane + 2 * step, ExpColumns2(acc, 2, alpha, sh[col + 16], sh[col + 17]), cp, pipelined, scratch);
-                acc = AddQueryStep(acc, sh, gLane + 3 * step, ExpColumns2(acc, 3, alpha, sh[col + 24], sh[col + 25]), cp, pipelined, scratch);
+                acc = AddQueryStep(acc, sh, gLane, 0, ExpColumns2(acc, 0, alpha, sh[col], sh[col + 1]), cp, pipelined, scratch);
+                acc = AddQueryStep(acc, sh, gLane, 1, ExpColumns2(acc, 1, alpha, sh[col + 8], sh[col + 9]), cp, pipelined, scratch);
+                acc = AddQueryStep(acc, sh, gLane, 2, ExpColumns2(acc, 2, alpha, sh[col + 16], sh[col + 17]), cp, pipelined, scratch);
+                acc = AddQueryStep(acc, sh, gLane, 3, ExpColumns2(acc, 3, alpha, sh[col + 24], sh[col + 25]), cp, pipelined, scratch);
             }
             StoreRowTiles(dqkv, s.Qkv(b, 2, 0, 0), s, u0 + warp * 16 + g, acc, 1f, 1f, t, cp);
         }
@@ -631,17 +642,17 @@ public static partial class Attention
     static WarpTile64 AddQueryRows(WarpTile64 acc, ArrayView<float> sh, int at, Float4 x0, Float4 x1, Float4 x2, Float4 x3, int cp, bool columns,
         ArrayView<float> scratch)
     {
-        int step = columns ? 8 : 8 * FragA.RowsPitch;
-        acc = AddQueryStep(acc, sh, at, x0, cp, columns, scratch);
-        acc = AddQueryStep(acc, sh, at + step, x1, cp, columns, scratch);
-        acc = AddQueryStep(acc, sh, at + 2 * step, x2, cp, columns, scratch);
-        return AddQueryStep(acc, sh, at + 3 * step, x3, cp, columns, scratch);
+        acc = AddQueryStep(acc, sh, at, 0, x0, cp, columns, scratch);
+        acc = AddQueryStep(acc, sh, at, 1, x1, cp, columns, scratch);
+        acc = AddQueryStep(acc, sh, at, 2, x2, cp, columns, scratch);
+        return AddQueryStep(acc, sh, at, 3, x3, cp, columns, scratch);
     }
 
-    /// <summary>One 8-row step of AddQueryRows: AddChunkRows from 16-channel rows (v14; <paramref name="at"/> this lane's
-    /// row 2t, channel g), or AddColumnPairs from channel rows (v15, <paramref name="columns"/>; at this lane's pair).</summary>
-    static WarpTile64 AddQueryStep(WarpTile64 acc, ArrayView<float> sh, int at, Float4 x, int cp, bool columns, ArrayView<float> scratch)
-        => columns ? AddColumnPairs(acc, sh, at, x, cp, scratch) : AddChunkRows(acc, sh, at, x, cp, scratch);
+    /// <summary>Step <paramref name="s"/> (rows 8 s .. 8 s + 7) of AddQueryRows: AddChunkRows from 16-channel rows (v14;
+    /// <paramref name="at"/> this lane's row 2t, channel g of the tile), or AddColumnPairs from channel rows (v15,
+    /// <paramref name="columns"/>; at the tile's row g plus 2t: PairStep).</summary>
+    static WarpTile64 AddQueryStep(WarpTile64 acc, ArrayView<float> sh, int at, int s, Float4 x, int cp, bool columns, ArrayView<float> scratch)
+        => columns ? AddColumnPairs(acc, sh, PairStep(at, s), x, cp, scratch) : AddChunkRows(acc, sh, at + 8 * s * FragA.RowsPitch, x, cp, scratch);
 
     /// <summary>Row tiles 1 and 2 += X^T R over one 8-row step: <paramref name="x"/> this lane's entries of an 8-column score
     /// tile (rows g, g, g + 8, g + 8 at columns 2t, 2t + 1, 2t, 2t + 1) as the A fragment (k index t for column 2t, t + 4
