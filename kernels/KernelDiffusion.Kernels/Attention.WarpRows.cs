@@ -564,8 +564,8 @@ public static partial class Attention
     }
 
     /// <summary>The forward of a version that runs v8's kernels (UsesWarpRows): v8's for v8-v10, v11's
-    /// (Attention.WarpRowsLean.cs) for v11 and v12, v13's (Attention.Tf32x3.cs) for v13 and v14, v15's for v15; a [N, C, T] and lse [N*H, T] in
-    /// one launch.</summary>
+    /// (Attention.WarpRowsLean.cs) for v11 and v12, v13's (Attention.Tf32x3.cs) for v13 and v14, v15's for v15; a
+    /// [N, C, T] and lse [N*H, T] in one launch.</summary>
     public static void WarpRowsForward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
         int? limitBytes = null, AttentionVersion version = AttentionVersion.V8WarpRows)
     {
@@ -597,10 +597,10 @@ public static partial class Attention
         })(WarpRowsLaunch(acc, s, 0, version), qkv, a, lse, s, WarpRowsChannels(s.Ch));
     }
 
-    /// <summary>The backward of v8, v10-v14: delta = rowsum(da a) (v2's kernel), the key side (dK, dV, and dS into
-    /// <paramref name="scores"/> [N*H, T, T]; v11's in v11-v13; v14's two kernels on the tensor cores, Attention.Tf32x3.cs; v15 theirs with cp.async),
-    /// and dQ = alpha K dS^T: by GEMM as v6's (v8, v11, v13-v15), by WarpRowsQueryGradKernel (v10) or LeanQueryGradKernel
-    /// (v12).</summary>
+    /// <summary>The backward of v8, v10-v15: delta = rowsum(da a) (v2's kernel), the key side (dK, dV, and dS into
+    /// <paramref name="scores"/> [N*H, T, T]; v11's in v11-v13; v14's two kernels on the tensor cores, Attention.Tf32x3.cs;
+    /// in v15 theirs with cp.async), and dQ = alpha K dS^T: by GEMM as v6's (v8, v11, v13-v15), by WarpRowsQueryGradKernel
+    /// (v10) or LeanQueryGradKernel (v12).</summary>
     public static void WarpRowsBackward(Accelerator acc, AttentionShape s, ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse,
         ArrayView<float> da, ArrayView<float> delta, ArrayView<float> scores, ArrayView<float> dqkv, GemmRunner? gemm = null,
         int? limitBytes = null, AttentionVersion version = AttentionVersion.V8WarpRows)

@@ -11,9 +11,8 @@ public static partial class KernelChecks
 {
     /// <summary>Attention v8 (warp rows): its forward against the float64 forward and its backward (key side and dQ's
     /// GEMM; v10: dQ by its own kernel; v11 and v12: v8 and v10 on the lean kernels; v13: its 3xTF32 forward, v11's
-    /// backward; v14: v13's forward, its key side on the tensor cores too; v15: v14 with cp.async tiles; the mma emulated off CUDA) against the analytic
-    /// float64
-    /// gradient (Attention.Reference.Backward, which a test holds to central differences), outputs poisoned with NaN. Ragged heads (6, 24 and 40 channels, padded to 32 or 64), partial query
+    /// backward; v14: v13's forward, its key side on the tensor cores too; v15: v14 with cp.async tiles; the mma emulated
+    /// off CUDA) against the analytic float64 gradient (Attention.Reference.Backward, which a test holds to central differences), outputs poisoned with NaN. Ragged heads (6, 24 and 40 channels, padded to 32 or 64), partial query
     /// blocks and key tiles (13, 45 and 70 positions), both head orders, and the reference models' widths (32, 64).
     /// v8 runs only in 128-thread groups of 32-lane warps: where the device has none (kd's CPU device), on a CPU device
     /// made so, whose shared memory is not limited to 48 KB (CUDA raises v8's kernels past it: SharedMemoryLimit).</summary>
