@@ -110,11 +110,12 @@ if [ "$SECONDS" -lt 470 ]; then
 fi
 if [ "${SHORT:-0}" != 1 ]; then
 # adm64's training step at the defaults, with every GEMM on v21, and with attention v15 as well (both new paths).
-timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
+# Each only if it can end (40 s at most) inside the run's 600 s.
+[ "$SECONDS" -lt 555 ] && timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
   --budget-ms 100 --out "$R/bench-adm64" > "$R/bench-adm64.log" 2>&1
-on21 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
+[ "$SECONDS" -lt 555 ] && on21 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
   --budget-ms 100 --out "$R/bench-adm64-v21" > "$R/bench-adm64-v21.log" 2>&1
-[ "$V21" = 1 ] && [ "${NEW_ATT% 15}" != "$NEW_ATT" ] && KD_KERNELS=gemm=v21,attention=v15 timeout 40 $K bench --device cuda --default-only --no-kernels \
+[ "$SECONDS" -lt 555 ] && [ "$V21" = 1 ] && [ "${NEW_ATT% 15}" != "$NEW_ATT" ] && KD_KERNELS=gemm=v21,attention=v15 timeout 40 $K bench --device cuda --default-only --no-kernels \
   --kernels adm64_unet.train_step --budget-ms 100 --out "$R/bench-adm64-v21-v15" > "$R/bench-adm64-v21-v15.log" 2>&1
 stamp "adm64's training step at the defaults$([ "$V21" = 1 ] && echo ", on v21")$([ -f "$R/bench-adm64-v21-v15.log" ] && echo " and on v21 with attention v15") done"
 # The Nsight Compute reports only while time is left (each takes 20-50 s): the run's 600 s would cut one mid-way.
