@@ -35,7 +35,7 @@ public static partial class Attention
     const int ColumnsPitch = MmaKeys;
 
     /// <summary>Where column x of channel row c of a v15 tile lies (floats from the tile's start): see ColumnsPitch.</summary>
-    static int ColumnAt(int c, int x) => c * ColumnsPitch + (x ^ ((c & 3) << 3));
+    public static int ColumnAt(int c, int x) => c * ColumnsPitch + (x ^ ((c & 3) << 3));
 
     /// <summary>Shared memory of v15's forward in floats at padded channels cp: Q as v13's, K^T and V^T [cp][32]: 18 KB at
     /// 32 channels, 36 KB at 64 (four groups a multiprocessor fit, as v13's).</summary>

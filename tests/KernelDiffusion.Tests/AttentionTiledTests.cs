@@ -162,6 +162,50 @@ public sealed class AttentionTiledTests
         });
     }
 
+    /// <summary>v15's swizzled channel rows (Attention.ColumnAt), which the CPU emulation cannot judge: a run of 4 columns
+    /// stays whole and 16-byte aligned (one cp.async of 16 bytes); a warp's fragment entries (lane 4 g + t reads channel
+    /// t + 8 k, column 8 j + g: K^T, Q^T, dA^T) fall in 32 different banks for every j and k; and each half-warp's pairs
+    /// (channel 8 n + g, columns 8 s + 2t and + 1: V^T, dA^T, Q^T, one 8-byte load) in 32 different banks. The kernels'
+    /// own offsets (8 (j ^ t) + g along row t; PairStep's 8 (s ^ (g % 4)) + 2t along row g) are these places.</summary>
+    [Fact]
+    public void V15ChannelRowsKeepCopiesWholeAndReadsConflictFree()
+    {
+        for (int c = 0; c < 64; c++)
+            for (int x = 0; x < 32; x += 4)
+            {
+                int at = Attention.ColumnAt(c, x);
+                Assert.Equal(0, at % 4);
+                for (int q = 1; q < 4; q++) Assert.Equal(at + q, Attention.ColumnAt(c, x + q));
+            }
+        for (int k = 0; k < 16; k += 8)
+            for (int j = 0; j < 4; j++)
+            {
+                var banks = new HashSet<int>();
+                for (int lane = 0; lane < 32; lane++)
+                {
+                    int g = lane >> 2, t = lane & 3, at = Attention.ColumnAt(t + k, 8 * j + g);
+                    Assert.Equal((t + k) * 32 + g + 8 * (j ^ t), at);
+                    banks.Add(at % 32);
+                }
+                Assert.Equal(32, banks.Count);
+            }
+        for (int n = 0; n < 8; n++)
+            for (int s = 0; s < 4; s++)
+                for (int half = 0; half < 2; half++)
+                {
+                    var banks = new HashSet<int>();
+                    for (int lane = 16 * half; lane < 16 * half + 16; lane++)
+                    {
+                        int g = lane >> 2, t = lane & 3, at = Attention.ColumnAt(8 * n + g, 8 * s + 2 * t);
+                        Assert.Equal((8 * n + g) * 32 + 2 * t + 8 * (s ^ (g & 3)), at);
+                        Assert.Equal(at + 1, Attention.ColumnAt(8 * n + g, 8 * s + 2 * t + 1));
+                        banks.Add(at % 32);
+                        banks.Add((at + 1) % 32);
+                    }
+                    Assert.Equal(32, banks.Count);
+                }
+    }
+
     /// <summary>The analytic float64 gradient kd check holds v4's wide heads to, against central differences of the
     /// float64 forward, in both head orders (3 heads of 5 channels, 6 positions).</summary>
     [Theory]
