@@ -117,7 +117,7 @@ if [ "${SHORT:-0}" != 1 ]; then
   --budget-ms 100 --out "$R/bench-adm64-v21" > "$R/bench-adm64-v21.log" 2>&1
 [ "$SECONDS" -lt 555 ] && [ "$V21" = 1 ] && [ "${NEW_ATT% 15}" != "$NEW_ATT" ] && KD_KERNELS=gemm=v21,attention=v15 timeout 40 $K bench --device cuda --default-only --no-kernels \
   --kernels adm64_unet.train_step --budget-ms 100 --out "$R/bench-adm64-v21-v15" > "$R/bench-adm64-v21-v15.log" 2>&1
-stamp "adm64's training step at the defaults$([ "$V21" = 1 ] && echo ", on v21")$([ -f "$R/bench-adm64-v21-v15.log" ] && echo " and on v21 with attention v15") done"
+stamp "adm64's training step timed:$(cd "$R" && ls bench-adm64*.log 2>/dev/null | sed 's/^bench-adm64/ default/; s/\.log$//; s/^ default-/ /' | tr '\n' ' ')"
 # The Nsight Compute reports only while time is left (each takes 20-50 s): the run's 600 s would cut one mid-way.
 [ "$V21" = 1 ] && [ "$SECONDS" -lt 480 ] && NCU_SOURCE=1 ncu_case gemm-v21-nn 'V21Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "21")
 [ "${NEW_ATT% 15}" != "$NEW_ATT" ] && [ "$SECONDS" -lt 500 ] && ncu_case attention-v15 'Tf32x3' 3 attention.forward_backward.adm64_32x32 \

@@ -25,8 +25,10 @@ public static partial class Attention
 
     /// <summary>Shared memory of v13's forward in floats at padded channels cp: Q [cp / 16][64][20] and K [cp / 16][32][20]
     /// (GEMM v20's row-major stages: 16 channels and 4 of padding a row), V [32][cp + 4]: 19.3 KB at 32 channels, 38.5 KB
-    /// at 64 (under 48 KB: no limit to raise).</summary>
-    public static int Tf32x3SharedFloats(int cp) => cp / 16 * (WarpRowsBlock + MmaKeys) * FragA.RowsPitch + MmaKeys * (cp + 4);
+    /// at 64 (under 48 KB: no limit to raise). v15's (<paramref name="pipelined"/>): Q as v13's, K^T and V^T [cp][32]
+    /// (ColumnAt): 18 KB at 32 channels, 36 KB at 64.</summary>
+    public static int Tf32x3SharedFloats(int cp, bool pipelined = false)
+        => cp / 16 * WarpRowsBlock * FragA.RowsPitch + (pipelined ? 2 * cp * ColumnsPitch : cp / 16 * MmaKeys * FragA.RowsPitch + MmaKeys * (cp + 4));
 
     /// <summary>Floats between the channel rows of v15's streamed tiles [cp][32], unpadded: column x of row c is stored at
     /// x ^ 8 (c % 4) (ColumnAt), which keeps a run of 4 columns together (a 16-byte copy lands whole) and puts a warp's
@@ -37,9 +39,13 @@ public static partial class Attention
     /// <summary>Where column x of channel row c of a v15 tile lies (floats from the tile's start): see ColumnsPitch.</summary>
     public static int ColumnAt(int c, int x) => c * ColumnsPitch + (x ^ ((c & 3) << 3));
 
-    /// <summary>Shared memory of v15's forward in floats at padded channels cp: Q as v13's, K^T and V^T [cp][32]: 18 KB at
-    /// 32 channels, 36 KB at 64 (four groups a multiprocessor fit, as v13's).</summary>
-    public static int Tf32x3AsyncSharedFloats(int cp) => cp / 16 * WarpRowsBlock * FragA.RowsPitch + 2 * cp * ColumnsPitch;
+    /// <summary>Where a lane's fragment entry of column tile j lies along its channel row t (t + 4, t + 8, t + 12: the same
+    /// swizzle), after its column g: ColumnAt(t, 8 j + g) is row t's start + g + this.</summary>
+    public static int FragmentColumn(int j, int t) => 8 * (j ^ t);
+
+    /// <summary>Where a lane's pair of step s (columns 8 s + 2t and + 1) lies along its channel row g (g + 8 n: the same
+    /// swizzle), after 2t: ColumnAt(g, 8 s + 2t) is row g's start + 2t + this.</summary>
+    public static int PairColumn(int s, int g) => 8 * (s ^ (g & 3));
 
     [LaunchBounds(WarpRowsThreads, 4)]
     static void Tf32x3ForwardKernel(ArrayView<float> qkv, ArrayView<float> a, ArrayView<float> lse, AttentionShape s, int cp)
@@ -176,7 +182,7 @@ public static partial class Attention
 
     /// <summary>LoadSectors of a block of 64 positions as 16-channel rows (chunked) by cp.async (v15), issued and not waited
     /// for: the same positions and channels, a thread's channels c, c + 4, c + 8 and c + 12 of a 16-channel row (16 bytes
-    /// apart in shared memory, T floats apart in the source) as one AsyncCopy.Strided4 of 4-byte copies, zero-filled past
+    /// apart in shared memory, T floats apart in the source) as one AsyncCopy.Copies4 of 4-byte copies, zero-filled past
     /// T and past the head's channels.</summary>
     static void CopySectors(ArrayView<float> src, long address, ArrayView<float> sh, int at, AttentionShape s, int b, int part, int pos0, int cp)
     {
@@ -185,7 +191,7 @@ public static partial class Attention
         {
             bool inside = pos0 + x < s.T;
             for (int c = c0; c < cp; c += 16)
-                AsyncCopy.Strided4(sh, at + ((c >> 4) * WarpRowsBlock + x) * FragA.RowsPitch + (c & 15), src, address, head + c * s.T + x, 4 * s.T,
+                AsyncCopy.Copies4(sh, at + ((c >> 4) * WarpRowsBlock + x) * FragA.RowsPitch + (c & 15), 4, src, address, head + c * s.T + x, 4 * s.T,
                     inside ? Math.Max(0, Math.Min(4, (s.Ch - c + 3) >> 2)) : 0);
         }
     }
@@ -209,7 +215,8 @@ public static partial class Attention
     /// t + 8 and t + 12 share the swizzle).</summary>
     static WarpTile64 ScoresFromColumns(WarpTile64 acc, ArrayView<float> sh, int aRow, int bAt, ArrayView<float> scratch, int tile = 0)
     {
-        int t = Warp.LaneIdx & 3, j0 = bAt + 8 * t, j1 = bAt + 8 * (1 ^ t), j2 = bAt + 8 * (2 ^ t), j3 = bAt + 8 * (3 ^ t);
+        int t = Warp.LaneIdx & 3, j0 = bAt + FragmentColumn(0, t), j1 = bAt + FragmentColumn(1, t), j2 = bAt + FragmentColumn(2, t),
+            j3 = bAt + FragmentColumn(3, t);
         acc = WarpTile64.ScoreStepValues(acc, sh, aRow, ColumnsB(sh, j0), ColumnsB(sh, j1), ColumnsB(sh, j2), ColumnsB(sh, j3), scratch, tile);
         const int rows8 = 8 * ColumnsPitch;
         return WarpTile64.ScoreStepValues(acc, sh, aRow + 8, ColumnsB(sh, j0 + rows8), ColumnsB(sh, j1 + rows8), ColumnsB(sh, j2 + rows8),
@@ -233,8 +240,8 @@ public static partial class Attention
     }
 
     /// <summary>Where this lane's pair of step <paramref name="s"/> (columns 8 s + 2t and + 1 of channel row g) lies, from
-    /// <paramref name="gRow"/>: the tile's row g plus 2t. ColumnAt stores column 8 s + 2t of row g at 8 (s ^ (g % 4)) + 2t.</summary>
-    static int PairStep(int gRow, int s) => gRow + 8 * (s ^ ((Warp.LaneIdx >> 2) & 3));
+    /// <paramref name="gRow"/>: the tile's row g plus 2t (PairColumn).</summary>
+    static int PairStep(int gRow, int s) => gRow + PairColumn(s, Warp.LaneIdx >> 2);
 
     /// <summary>sh[at] and sh[at + 1] (at even) as one 8-byte load.</summary>
     static FragB PairAt(ArrayView<float> sh, int at)

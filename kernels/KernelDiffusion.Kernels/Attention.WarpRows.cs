@@ -40,8 +40,7 @@ public static partial class Attention
     static int PassBytes(AttentionShape s, int pass, AttentionVersion version)
     {
         int cp = WarpRowsChannels(s.Ch);
-        int floats = pass == 0 && IsPipelinedMma(version) ? Tf32x3AsyncSharedFloats(cp)
-            : pass == 0 && IsMma(version) ? Tf32x3SharedFloats(cp)
+        int floats = pass == 0 && IsMma(version) ? Tf32x3SharedFloats(cp, IsPipelinedMma(version))
             : pass == 1 && IsMmaBackward(version) ? Tf32x3KeySideFloats(cp, true, IsPipelinedMma(version))
             : pass < 2 && IsLean(version) ? LeanSharedFloats(cp, pass) : WarpRowsSharedFloats(cp, pass);
         return floats * sizeof(float);

@@ -173,30 +173,44 @@ public static class AsyncCopy
     /// is zero-filled). <paramref name="spacing"/> is 32 (v17: a 128-wide k-major tile's quarter rows) or 256 (v18's
     /// packed tiles), a constant at every call. <paramref name="srcAddress"/> is src's DeviceAddress.</summary>
     public static void Chunk(ArrayView<float> dst, int slot, int spacing, ArrayView<float> src, long srcAddress, int at, int step, int rows)
+        => Copies4(dst, slot, spacing, src, srcAddress, at, step, rows <= 0 ? 0 : Math.Min(4, (rows + 31) >> 5));
+
+    /// <summary>Four 4-byte copies into the dynamic shared memory <paramref name="dst"/>: src[at + q step] into
+    /// dst[slot + q spacing] for q &lt; <paramref name="count"/> (0..4), zero-filled for the rest (past the source's edge
+    /// nothing is read). <paramref name="spacing"/> is 1 (attention v15's runs: Run4), 4 (v15's 16-channel rows), 32 or
+    /// 256 (GEMM v17 and v18: Chunk), a constant at every call: the PTX's immediate offsets.
+    /// <paramref name="srcAddress"/> is src's DeviceAddress.</summary>
+    public static void Copies4(ArrayView<float> dst, int slot, int spacing, ArrayView<float> src, long srcAddress, int at, int step, int count)
     {
         if (CudaAsm.IsSupported)
         {
-            // A value past the edge copies 0 of 4 bytes from the source's first element, which exists.
-            long s0 = srcAddress + 4L * (rows > 0 ? at : 0), s1 = srcAddress + 4L * (rows > 32 ? at + step : 0);
-            long s2 = srcAddress + 4L * (rows > 64 ? at + 2 * step : 0), s3 = srcAddress + 4L * (rows > 96 ? at + 3 * step : 0);
-            int n0 = rows > 0 ? 4 : 0, n1 = rows > 32 ? 4 : 0, n2 = rows > 64 ? 4 : 0, n3 = rows > 96 ? 4 : 0;
-            if (spacing == 32) CudaAsm.Emit(Chunk32Ptx, 4 * slot, s0, s1, s2, s3, n0, n1, n2, n3);
-            else CudaAsm.Emit(Chunk256Ptx, 4 * slot, s0, s1, s2, s3, n0, n1, n2, n3);
+            // A copy past the edge reads 0 of 4 bytes from the source's first element, which exists.
+            long s0 = srcAddress + 4L * (count > 0 ? at : 0), s1 = srcAddress + 4L * (count > 1 ? at + step : 0);
+            long s2 = srcAddress + 4L * (count > 2 ? at + 2 * step : 0), s3 = srcAddress + 4L * (count > 3 ? at + 3 * step : 0);
+            int n0 = count > 0 ? 4 : 0, n1 = count > 1 ? 4 : 0, n2 = count > 2 ? 4 : 0, n3 = count > 3 ? 4 : 0;
+            if (spacing == 1) CudaAsm.Emit(Copies4Ptx1, 4 * slot, s0, s1, s2, s3, n0, n1, n2, n3);
+            else if (spacing == 4) CudaAsm.Emit(Copies4Ptx4, 4 * slot, s0, s1, s2, s3, n0, n1, n2, n3);
+            else if (spacing == 32) CudaAsm.Emit(Copies4Ptx32, 4 * slot, s0, s1, s2, s3, n0, n1, n2, n3);
+            else CudaAsm.Emit(Copies4Ptx256, 4 * slot, s0, s1, s2, s3, n0, n1, n2, n3);
             return;
         }
-        dst[slot] = rows > 0 ? src[at] : 0f;
-        dst[slot + spacing] = rows > 32 ? src[at + step] : 0f;
-        dst[slot + 2 * spacing] = rows > 64 ? src[at + 2 * step] : 0f;
-        dst[slot + 3 * spacing] = rows > 96 ? src[at + 3 * step] : 0f;
+        dst[slot] = count > 0 ? src[at] : 0f;
+        dst[slot + spacing] = count > 1 ? src[at + step] : 0f;
+        dst[slot + 2 * spacing] = count > 2 ? src[at + 2 * step] : 0f;
+        dst[slot + 3 * spacing] = count > 3 ? src[at + 3 * step] : 0f;
     }
 
     // %0: the first slot's byte offset into the dynamic shared memory; %1-%4: the sources' device addresses; %5-%8: the
-    // bytes to read (4, or 0 to zero-fill). The slots are 128 or 1024 bytes apart: immediate offsets.
-    const string ChunkHead = "{ .reg .u32 kds; .reg .u64 kd0, kd1, kd2, kd3; mov.u32 kds, __dyn_shared_alloca; add.u32 kds, kds, %0; " +
-        "cvta.to.global.u64 kd0, %1; cvta.to.global.u64 kd1, %2; cvta.to.global.u64 kd2, %3; cvta.to.global.u64 kd3, %4; ";
-    const string Chunk32Ptx = ChunkHead + "cp.async.ca.shared.global [kds], [kd0], 4, %5; cp.async.ca.shared.global [kds+128], [kd1], 4, %6; " +
+    // bytes to read (4, or 0 to zero-fill). The slots are 4, 16, 128 or 1024 bytes apart: immediate offsets.
+    const string Copies4Head = "{ .reg .u32 kds; .reg .u64 kd0, kd1, kd2, kd3; mov.u32 kds, __dyn_shared_alloca; add.u32 kds, kds, %0; " +
+        "cvta.to.global.u64 kd0, %1; cvta.to.global.u64 kd1, %2; cvta.to.global.u64 kd2, %3; cvta.to.global.u64 kd3, %4; cp.async.ca.shared.global [kds], [kd0], 4, %5; ";
+    const string Copies4Ptx1 = Copies4Head + "cp.async.ca.shared.global [kds+4], [kd1], 4, %6; " +
+        "cp.async.ca.shared.global [kds+8], [kd2], 4, %7; cp.async.ca.shared.global [kds+12], [kd3], 4, %8; }";
+    const string Copies4Ptx4 = Copies4Head + "cp.async.ca.shared.global [kds+16], [kd1], 4, %6; " +
+        "cp.async.ca.shared.global [kds+32], [kd2], 4, %7; cp.async.ca.shared.global [kds+48], [kd3], 4, %8; }";
+    const string Copies4Ptx32 = Copies4Head + "cp.async.ca.shared.global [kds+128], [kd1], 4, %6; " +
         "cp.async.ca.shared.global [kds+256], [kd2], 4, %7; cp.async.ca.shared.global [kds+384], [kd3], 4, %8; }";
-    const string Chunk256Ptx = ChunkHead + "cp.async.ca.shared.global [kds], [kd0], 4, %5; cp.async.ca.shared.global [kds+1024], [kd1], 4, %6; " +
+    const string Copies4Ptx256 = Copies4Head + "cp.async.ca.shared.global [kds+1024], [kd1], 4, %6; " +
         "cp.async.ca.shared.global [kds+2048], [kd2], 4, %7; cp.async.ca.shared.global [kds+3072], [kd3], 4, %8; }";
 
     /// <summary>Copies 4 consecutive floats, src[at .. at + 3], into the dynamic shared memory dst[slot .. slot + 3] as
@@ -238,54 +252,24 @@ public static class AsyncCopy
     const string VectorWholePtx = "{ .reg .u32 kds; .reg .u64 kd0; mov.u32 kds, __dyn_shared_alloca; add.u32 kds, kds, %0; " +
         "cvta.to.global.u64 kd0, %1; cp.async.cg.shared.global [kds], [kd0], 16; }";
 
-    /// <summary>Copies 4 floats, src[at + q step] into the dynamic shared memory dst[slot + 4 q] for q = 0..3, as four
-    /// 4-byte copies, zero-filling those with q &gt;= <paramref name="count"/> (0..4: past the source's edge nothing is read).
-    /// Attention v15 stages a head's channels (T floats apart in global memory) this way, 16 bytes apart in shared memory.</summary>
-    public static void Strided4(ArrayView<float> dst, int slot, ArrayView<float> src, long srcAddress, int at, int step, int count)
-    {
-        if (CudaAsm.IsSupported)
-        {
-            // A copy past the edge reads 0 of 4 bytes from the source's first element, which exists.
-            long s0 = srcAddress + 4L * (count > 0 ? at : 0), s1 = srcAddress + 4L * (count > 1 ? at + step : 0);
-            long s2 = srcAddress + 4L * (count > 2 ? at + 2 * step : 0), s3 = srcAddress + 4L * (count > 3 ? at + 3 * step : 0);
-            CudaAsm.Emit(Strided4Ptx, 4 * slot, s0, s1, s2, s3, count > 0 ? 4 : 0, count > 1 ? 4 : 0, count > 2 ? 4 : 0, count > 3 ? 4 : 0);
-            return;
-        }
-        dst[slot] = count > 0 ? src[at] : 0f;
-        dst[slot + 4] = count > 1 ? src[at + step] : 0f;
-        dst[slot + 8] = count > 2 ? src[at + 2 * step] : 0f;
-        dst[slot + 12] = count > 3 ? src[at + 3 * step] : 0f;
-    }
-
-    const string Strided4Ptx = ChunkHead + "cp.async.ca.shared.global [kds], [kd0], 4, %5; cp.async.ca.shared.global [kds+16], [kd1], 4, %6; " +
-        "cp.async.ca.shared.global [kds+32], [kd2], 4, %7; cp.async.ca.shared.global [kds+48], [kd3], 4, %8; }";
-
     /// <summary>Copies src[at .. at + count - 1] (<paramref name="count"/> 0..4) into the dynamic shared memory dst[slot ..
     /// slot + 3], zero-filling the rest: one 16-byte copy where <paramref name="vector"/> (at and slot multiples of 4 in
-    /// a 16-byte-aligned source), else four 4-byte copies. Off CUDA a vector copy whose ends are not 16-byte aligned
-    /// stores NaN, as a misaligned copy would fail on the GPU.</summary>
+    /// a 16-byte-aligned source), else four 4-byte copies (Copies4). Off CUDA a vector copy whose ends are not 16-byte
+    /// aligned stores NaN, as a misaligned copy would fail on the GPU.</summary>
     public static void Run4(ArrayView<float> dst, int slot, ArrayView<float> src, long srcAddress, int at, int count, bool vector)
     {
-        if (CudaAsm.IsSupported)
+        if (vector && CudaAsm.IsSupported)
         {
-            if (vector) CudaAsm.Emit(VectorPtx, 4 * slot, srcAddress + 4L * (count > 0 ? at : 0), 4 * count);
-            else
-            {
-                long s0 = srcAddress + 4L * (count > 0 ? at : 0), s1 = srcAddress + 4L * (count > 1 ? at + 1 : 0);
-                long s2 = srcAddress + 4L * (count > 2 ? at + 2 : 0), s3 = srcAddress + 4L * (count > 3 ? at + 3 : 0);
-                CudaAsm.Emit(Run4Ptx, 4 * slot, s0, s1, s2, s3, count > 0 ? 4 : 0, count > 1 ? 4 : 0, count > 2 ? 4 : 0, count > 3 ? 4 : 0);
-            }
+            CudaAsm.Emit(VectorPtx, 4 * slot, srcAddress + 4L * (count > 0 ? at : 0), 4 * count);
             return;
         }
-        bool misaligned = vector && ((at & 3) != 0 || (slot & 3) != 0);
-        dst[slot] = misaligned ? float.NaN : count > 0 ? src[at] : 0f;
-        dst[slot + 1] = misaligned ? float.NaN : count > 1 ? src[at + 1] : 0f;
-        dst[slot + 2] = misaligned ? float.NaN : count > 2 ? src[at + 2] : 0f;
-        dst[slot + 3] = misaligned ? float.NaN : count > 3 ? src[at + 3] : 0f;
+        if (vector && ((at & 3) != 0 || (slot & 3) != 0))
+        {
+            dst[slot] = dst[slot + 1] = dst[slot + 2] = dst[slot + 3] = float.NaN;
+            return;
+        }
+        Copies4(dst, slot, 1, src, srcAddress, at, 1, count);
     }
-
-    const string Run4Ptx = ChunkHead + "cp.async.ca.shared.global [kds], [kd0], 4, %5; cp.async.ca.shared.global [kds+4], [kd1], 4, %6; " +
-        "cp.async.ca.shared.global [kds+8], [kd2], 4, %7; cp.async.ca.shared.global [kds+12], [kd3], 4, %8; }";
 
     /// <summary>Copies src[at] into the dynamic shared memory dst[slot] as one 4-byte copy, or zero-fills it where
     /// <paramref name="inside"/> is false.</summary>

@@ -165,8 +165,8 @@ public sealed class AttentionTiledTests
     /// <summary>v15's swizzled channel rows (Attention.ColumnAt), which the CPU emulation cannot judge: a run of 4 columns
     /// stays whole and 16-byte aligned (one cp.async of 16 bytes); a warp's fragment entries (lane 4 g + t reads channel
     /// t + 8 k, column 8 j + g: K^T, Q^T, dA^T) fall in 32 different banks for every j and k; and each half-warp's pairs
-    /// (channel 8 n + g, columns 8 s + 2t and + 1: V^T, dA^T, Q^T, one 8-byte load) in 32 different banks. The kernels'
-    /// own offsets (8 (j ^ t) + g along row t; PairStep's 8 (s ^ (g % 4)) + 2t along row g) are these places.</summary>
+    /// (channel 8 n + g, columns 8 s + 2t and + 1: V^T, dA^T, Q^T, one 8-byte load) in 32 different banks. The offsets
+    /// the kernels read at (FragmentColumn, PairColumn) are where the copies store (ColumnAt).</summary>
     [Fact]
     public void V15ChannelRowsKeepCopiesWholeAndReadsConflictFree()
     {
@@ -184,7 +184,7 @@ public sealed class AttentionTiledTests
                 for (int lane = 0; lane < 32; lane++)
                 {
                     int g = lane >> 2, t = lane & 3, at = Attention.ColumnAt(t + k, 8 * j + g);
-                    Assert.Equal((t + k) * 32 + g + 8 * (j ^ t), at);
+                    Assert.Equal((t + k) * 32 + g + Attention.FragmentColumn(j, t), at);
                     banks.Add(at % 32);
                 }
                 Assert.Equal(32, banks.Count);
@@ -197,7 +197,7 @@ public sealed class AttentionTiledTests
                     for (int lane = 16 * half; lane < 16 * half + 16; lane++)
                     {
                         int g = lane >> 2, t = lane & 3, at = Attention.ColumnAt(8 * n + g, 8 * s + 2 * t);
-                        Assert.Equal((8 * n + g) * 32 + 2 * t + 8 * (s ^ (g & 3)), at);
+                        Assert.Equal((8 * n + g) * 32 + 2 * t + Attention.PairColumn(s, g), at);
                         Assert.Equal(at + 1, Attention.ColumnAt(8 * n + g, 8 * s + 2 * t + 1));
                         banks.Add(at % 32);
                         banks.Add((at + 1) % 32);

@@ -233,8 +233,8 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
         // Per group: the dynamic shared memory, the 6160 bytes of static scratch ILGPU keeps on CUDA (ptxas -v: the mma
         // emulation's, TensorCore.Scratch) and the 1 KB the driver reserves; 228 KB a multiprocessor (H100, H200).
         const int staticBytes = 6160, reserved = 1024, perSm = 228 * 1024;
-        Assert.InRange(Attention.Tf32x3AsyncSharedFloats(64) * sizeof(float) + staticBytes, 1, 48 * 1024);
-        Assert.True(4 * (Attention.Tf32x3AsyncSharedFloats(64) * sizeof(float) + staticBytes + reserved) <= perSm);
+        Assert.InRange(Attention.Tf32x3SharedFloats(64, true) * sizeof(float) + staticBytes, 1, 48 * 1024);
+        Assert.True(4 * (Attention.Tf32x3SharedFloats(64, true) * sizeof(float) + staticBytes + reserved) <= perSm);
         Assert.True(4 * (Attention.Tf32x3KeySideFloats(64, false, true) * sizeof(float) + staticBytes + reserved) <= perSm);
         Assert.True(3 * (Attention.Tf32x3KeySideFloats(64, true, true) * sizeof(float) + staticBytes + reserved) <= perSm);
         Assert.True(3 * (Attention.Tf32x3KeySideFloats(64, true) * sizeof(float) + staticBytes + reserved) <= perSm);   // v14's

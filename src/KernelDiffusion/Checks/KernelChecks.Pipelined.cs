@@ -1,6 +1,5 @@
 using ILGPU;
 using ILGPU.Runtime;
-using ILGPU.Runtime.CPU;
 using KernelDiffusion.Kernels;
 using KernelDiffusion.Runtime;
 
@@ -105,14 +104,15 @@ public static partial class KernelChecks
     }
 
     /// <summary>Runs f on the device's accelerator when its groups hold 256 threads, else on a CPU accelerator made so
-    /// (4-lane warps, 64 a group; created for the call).</summary>
+    /// (4-lane warps, 64 a group).</summary>
     static float[] OnGroupsOf256(ComputeDevice d, Func<Accelerator, float[]> f, out string where)
-        => OnShapedDevice(d, d.Accelerator.MaxNumThreadsPerGroup >= 256, new CPUDevice(4, 64, 1),
+        => OnShapedDevice(d, d.Accelerator.MaxNumThreadsPerGroup >= 256, 4, 64,
             $"; on a CPU device of 256-thread groups ({d.Info.Id} has groups of {d.Info.MaxGroupSize})", f, out where);
 
-    /// <summary>Runs f on the device's accelerator when <paramref name="here"/>, else on a CPU accelerator of the given
-    /// shape, saying so in <paramref name="where"/>.</summary>
-    static float[] OnShapedDevice(ComputeDevice d, bool here, CPUDevice shape, string elsewhere, Func<Accelerator, float[]> f, out string where)
+    /// <summary>Runs f on the device's accelerator when <paramref name="here"/>, else on the CPU device of that shape
+    /// (ShapedDevice), saying so in <paramref name="where"/>.</summary>
+    static float[] OnShapedDevice(ComputeDevice d, bool here, int warpSize, int warpsPerGroup, string elsewhere, Func<Accelerator, float[]> f,
+        out string where)
     {
         if (here)
         {
@@ -120,20 +120,16 @@ public static partial class KernelChecks
             return f(d.Accelerator);
         }
         where = elsewhere;
-        var acc = ShapedDevices.GetOrAdd((shape.WarpSize, shape.MaxNumThreadsPerGroup, shape.NumMultiprocessors),
-            key => new Lazy<Accelerator>(() => key == (32, 128, 1) ? WarpRowsCpu.Value.Accelerator
-                : Context.Create(b => b.CPU(shape).EnableAlgorithms()).CreateCPUAccelerator(0))).Value;
+        var acc = ShapedDevice(warpSize, warpsPerGroup).Accelerator;
         lock (acc) return f(acc);
     }
 
-    /// <summary>The CPU devices of other shapes the checks run on, one per shape for the process: each case on a fresh
-    /// one compiled its kernels again (most of a tensor-core case's 8-12 s on 2 cores). Never disposed: they live as
-    /// long as the process, as kd's own device does.</summary>
-    static readonly System.Collections.Concurrent.ConcurrentDictionary<(int, int, int), Lazy<Accelerator>> ShapedDevices = new();
+    /// <summary>The CPU device of <paramref name="warpSize"/>-lane warps, <paramref name="warpsPerGroup"/> a group, one
+    /// multiprocessor, that the checks run GPU-shaped kernels on (directly or through the ops; lock its accelerator while
+    /// using it): one per shape for the process, since each case on a fresh one compiled its kernels again (a tensor-core
+    /// kernel took about 10 s on 2 cores). Never disposed: they live as long as the process, as kd's own device does.</summary>
+    static ComputeDevice ShapedDevice(int warpSize, int warpsPerGroup)
+        => ShapedDevices.GetOrAdd((warpSize, warpsPerGroup), key => new Lazy<ComputeDevice>(() => ComputeDevice.OpenShapedCpu(key.Item1, key.Item2))).Value;
 
-    /// <summary>The CPU device of 32-lane warps in groups of 128 threads (4 warps, one multiprocessor) for the cases that
-    /// run through the ops (OnWarpRowsDevice); its accelerator is also ShapedDevices' of that shape, so the direct cases and
-    /// those through the ops compile a kernel once a process (a tensor-core attention version's kernels took about 10 s
-    /// each on 2 cores, and each case on a fresh device compiled them again).</summary>
-    static readonly Lazy<ComputeDevice> WarpRowsCpu = new(() => ComputeDevice.OpenShapedCpu(32, 4));
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<(int, int), Lazy<ComputeDevice>> ShapedDevices = new();
 }

@@ -1,6 +1,5 @@
 using ILGPU;
 using ILGPU.Runtime;
-using ILGPU.Runtime.CPU;
 using KernelDiffusion.Kernels;
 using KernelDiffusion.Runtime;
 
@@ -268,7 +267,7 @@ public static partial class KernelChecks
     /// <summary>Runs f on the device's accelerator when it has groups of <paramref name="threads"/> threads in 32-lane
     /// warps (Launch.Has32LaneGroups), else on a CPU accelerator made so, saying so (after <paramref name="how"/>).</summary>
     static float[] On32LaneGroups(ComputeDevice d, int threads, string how, Func<Accelerator, float[]> f, out string where)
-        => OnShapedDevice(d, Launch.Has32LaneGroups(d.Accelerator, threads), new CPUDevice(32, threads / 32, 1), Elsewhere32(d, how), f, out where);
+        => OnShapedDevice(d, Launch.Has32LaneGroups(d.Accelerator, threads), 32, threads / 32, Elsewhere32(d, how), f, out where);
 
     /// <summary>The note of a check run off the device on a CPU device of 32-lane warps.</summary>
     static string Elsewhere32(ComputeDevice d, string how = "")

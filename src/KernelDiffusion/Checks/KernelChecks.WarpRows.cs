@@ -92,7 +92,7 @@ public static partial class KernelChecks
     static (double Err, double Tol, string Note) OnWarpRowsDevice(ComputeDevice d, Func<ComputeDevice, (double Err, double Tol, string Note)> run)
     {
         if (Attention.WarpRowsRun(d.Accelerator)) return run(d);
-        var shaped = WarpRowsCpu.Value;
+        var shaped = ShapedDevice(32, Attention.WarpRowsThreads / 32);
         (double, double, string) result;
         lock (shaped.Accelerator) result = run(shaped);
         var (err, tol, note) = result;
