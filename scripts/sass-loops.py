@@ -11,7 +11,14 @@ Per kernel: registers and spills (ptxas -v), then per innermost loop (a backward
 its instructions, FFMA, shared loads (LDS), global or generic loads (LDG, LD), integer divisions (I2F.U32.RP), and
 local-memory loads and stores (LDL, STL: spills). A loop with tensor-core mma in it whose inner loops have none
 (GEMM v22's and v24's stage loops hold an mbarrier wait loop and per-lane bulk-copy loops, BRA.U.ANY) gets a line of
-its own, "stage loop": its instructions as written (each inner loop's body once), HMMA, LDSM, UBLKCP and LDL/STL."""
+its own, "stage loop": its instructions as written (each inner loop's body once), HMMA, LDSM, UBLKCP and LDL/STL.
+With --passes N (first), the innermost loop that holds loops with mma (attention's tile loop: its chunk loops) gets a
+"tile loop" line: the instructions of one pass along its fall-through path (a predicated branch not taken, an
+unconditional one taken; NOP not counted), each loop inside it run N times (attention at 64 channels: 4, its chunks
+of 16 channels and its copies of 16 channel rows), HMMA counted the same way: an estimate of the instructions a warp
+issues a tile, not a measurement (a GEMM's such loop is its grid loop, where N means nothing).
+
+Usage:  python3 scripts/sass-loops.py --passes 4 DIR/ptx/Attention.Tf32x3AsyncForwardKernel.ptx"""
 import os, re, subprocess, sys, tempfile
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,7 +53,55 @@ def loops(sass):
                 re.search(r"\bHMMA\b", x) for x in code[c // 16: d // 16 + 1]) for (c, d) in found):
             yield "stage loop", a, b, len(body), count(r"\bHMMA\b"), count(r"\bLDSM\b"), count(r"\bUBLKCP\b"), count(r"\b(LDL|STL)\b")
 
-for path in sys.argv[1:] or sys.exit(__doc__):
+def tile_loops(sass, passes):
+    """(a, b, instructions, HMMA) of one pass through each loop holding loops with mma (see the docstring)."""
+    code = {int(m.group(1), 16): m.group(2) for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)}
+    order = sorted(code)
+    back = []   # (target, branch) of each backward branch: a loop
+    for at, x in code.items():
+        m = re.match(r"(?:@!?U?P\w+\s+)?BRA(?:\.[A-Z.]+)?\s+(0x[0-9a-f]+)", x)
+        if m and int(m.group(1), 16) < at:
+            back.append((int(m.group(1), 16), at))
+    mma = lambda a, b: any("HMMA" in code[x] for x in order if a <= x <= b)
+
+    def walk(a, b, loops):
+        """Instructions and HMMA along the fall-through path from a to b's back branch, loops in `loops` run passes times."""
+        n = h = 0
+        x = a
+        while x <= b:
+            inner = next(((c, d) for c, d in loops if c == x), None)
+            if inner:
+                m, k = walk(inner[0], inner[1], [l for l in back if inner[0] <= l[0] and l[1] <= inner[1] and l != inner])
+                n, h = n + passes * m, h + passes * k
+                x = order[order.index(inner[1]) + 1]
+                continue
+            text = code[x]
+            if not text.startswith("NOP"):
+                n, h = n + 1, h + ("HMMA" in text)
+            jump = re.match(r"BRA(?:\.[A-Z.]+)?\s+(0x[0-9a-f]+)", text)
+            if jump and x != b and int(jump.group(1), 16) > x:
+                x = int(jump.group(1), 16)
+                continue
+            if x == order[-1]:
+                break
+            x = order[order.index(x) + 1]
+        return n, h
+
+    def direct(a, b):
+        inside = [(c, d) for c, d in back if a <= c and d <= b and (c, d) != (a, b)]
+        return [(c, d) for c, d in inside if not any(e <= c and d <= f and (e, f) != (c, d) for e, f in inside)]
+
+    holds = lambda a, b: any(mma(c, d) for c, d in direct(a, b))   # a loop holding loops with mma
+    for a, b in sorted(back):
+        # the innermost such loop only (not the grid-stride loop around it)
+        if holds(a, b) and not any(holds(c, d) for c, d in direct(a, b)):
+            yield (a, b, *walk(a, b, direct(a, b)))
+
+passes = None
+args = sys.argv[1:]
+if args[:1] == ["--passes"]:
+    passes, args = int(args[1]), args[2:]
+for path in args or sys.exit(__doc__):
     name = os.path.basename(path)[:-4]
     with tempfile.TemporaryDirectory() as tmp:
         ptx = open(path).read()
@@ -68,3 +123,5 @@ for path in sys.argv[1:] or sys.exit(__doc__):
             print(f"  loop {a:#06x}-{b:#06x}: {n} instructions, {c[0]} FFMA, {c[1]} LDS, {c[2]} LDG/LD, {c[3]} divisions, {c[4]} spill LDL/STL")
         else:
             print(f"  stage loop {a:#06x}-{b:#06x}: {n} instructions, {c[0]} HMMA, {c[1]} LDSM, {c[2]} UBLKCP, {c[3]} LDL/STL")
+    for a, b, n, h in tile_loops(sass, passes) if passes else []:
+        print(f"  tile loop {a:#06x}-{b:#06x}: {n} instructions a pass, {h} HMMA (fall-through path, inner loops {passes} times)")

@@ -203,9 +203,11 @@ public static partial class Attention
     /// (4 whole lines of the source) into 4 whole rows.</summary>
     static void CopyColumns(ArrayView<float> src, long address, ArrayView<float> sh, int at, AttentionShape s, int b, int part, int pos0, int cp, bool vector)
     {
-        int head = HeadAt(s, b, part, pos0), x = 4 * (Group.IdxX & 7), inside = Math.Max(0, Math.Min(4, s.T - pos0 - x));
-        for (int c = Group.IdxX >> 3; c < cp; c += WarpRowsThreads / 8)
-            AsyncCopy.Run4(sh, at + ColumnAt(c, x), src, address, head + c * s.T + x, c < s.Ch ? inside : 0, vector);
+        const int rows = WarpRowsThreads / 8;   // a multiple of 4: rows that far apart share ColumnAt's swizzle
+        int c = Group.IdxX >> 3, x = 4 * (Group.IdxX & 7), inside = Math.Max(0, Math.Min(4, s.T - pos0 - x));
+        int from = HeadAt(s, b, part, pos0) + c * s.T + x, slot = at + ColumnAt(c, x);
+        for (; c < cp; c += rows, from += rows * s.T, slot += rows * ColumnsPitch)
+            AsyncCopy.Run4(sh, slot, src, address, from, c < s.Ch ? inside : 0, vector);
     }
 
     /// <summary>Row tile <paramref name="tile"/> (0 or 3) += A B over one 16-channel chunk (v15): A's 16 rows row-major
@@ -215,27 +217,32 @@ public static partial class Attention
     /// t + 8 and t + 12 share the swizzle).</summary>
     static WarpTile64 ScoresFromColumns(WarpTile64 acc, ArrayView<float> sh, int aRow, int bAt, ArrayView<float> scratch, int tile = 0)
     {
-        int t = Warp.LaneIdx & 3, j0 = bAt + FragmentColumn(0, t), j1 = bAt + FragmentColumn(1, t), j2 = bAt + FragmentColumn(2, t),
-            j3 = bAt + FragmentColumn(3, t);
-        acc = WarpTile64.ScoreStepValues(acc, sh, aRow, ColumnsB(sh, j0), ColumnsB(sh, j1), ColumnsB(sh, j2), ColumnsB(sh, j3), scratch, tile);
+        // A view per column tile: its four reads are constant offsets from the view's start, which ptxas folds into the
+        // loads (an int index plus a constant is widened after the add, so ptxas would compute each address).
+        int t = Warp.LaneIdx & 3;
+        ArrayView<float> j0 = sh.SubView(bAt + FragmentColumn(0, t)), j1 = sh.SubView(bAt + FragmentColumn(1, t)),
+            j2 = sh.SubView(bAt + FragmentColumn(2, t)), j3 = sh.SubView(bAt + FragmentColumn(3, t));
+        acc = WarpTile64.ScoreStepValues(acc, sh, aRow, ColumnsB(j0, 0), ColumnsB(j1, 0), ColumnsB(j2, 0), ColumnsB(j3, 0), scratch, tile);
         const int rows8 = 8 * ColumnsPitch;
-        return WarpTile64.ScoreStepValues(acc, sh, aRow + 8, ColumnsB(sh, j0 + rows8), ColumnsB(sh, j1 + rows8), ColumnsB(sh, j2 + rows8),
-            ColumnsB(sh, j3 + rows8), scratch, tile);
+        return WarpTile64.ScoreStepValues(acc, sh, aRow + 8, ColumnsB(j0, rows8), ColumnsB(j1, rows8), ColumnsB(j2, rows8), ColumnsB(j3, rows8),
+            scratch, tile);
     }
 
-    static FragB ColumnsB(ArrayView<float> sh, int at) => new() { B0 = sh[at], B1 = sh[at + 4 * ColumnsPitch] };
+    static FragB ColumnsB(ArrayView<float> column, int row) => new() { B0 = column[row], B1 = column[row + 4 * ColumnsPitch] };
 
     /// <summary>Row tiles 1 and 2 += X B over one 8-row step (v15), as AddChunkRows, B from a channel-row tile (V^T, dA^T
     /// or Q^T): <paramref name="at"/> this lane's pair (channel g, columns 2t and 2t + 1 of the step: PairAt), read as one
     /// 8-byte load; channel tile n is 8 n rows on (the same swizzle).</summary>
     static WarpTile64 AddColumnPairs(WarpTile64 acc, ArrayView<float> sh, int at, Float4 x, int cp, ArrayView<float> scratch)
     {
-        const int tile = 8 * ColumnsPitch;
+        // The pairs as constant offsets from one view (folded into the loads, as ScoresFromColumns' reads).
+        var pairs = sh.SubView(at).Cast<Float2>();
+        const int tile = 4 * ColumnsPitch;   // 8 channel rows, in pairs
         var frag = new FragA { A0 = x.X, A1 = x.Z, A2 = x.Y, A3 = x.W };
-        acc = WarpTile64.OutputTf32x3(acc, frag, PairAt(sh, at), PairAt(sh, at + tile), PairAt(sh, at + 2 * tile), PairAt(sh, at + 3 * tile), 0, scratch);
+        acc = WarpTile64.OutputTf32x3(acc, frag, PairAt(pairs, 0), PairAt(pairs, tile), PairAt(pairs, 2 * tile), PairAt(pairs, 3 * tile), 0, scratch);
         if (cp > 32)
-            acc = WarpTile64.OutputTf32x3(acc, frag, PairAt(sh, at + 4 * tile), PairAt(sh, at + 5 * tile), PairAt(sh, at + 6 * tile),
-                PairAt(sh, at + 7 * tile), 1, scratch);
+            acc = WarpTile64.OutputTf32x3(acc, frag, PairAt(pairs, 4 * tile), PairAt(pairs, 5 * tile), PairAt(pairs, 6 * tile),
+                PairAt(pairs, 7 * tile), 1, scratch);
         return acc;
     }
 
@@ -243,10 +250,10 @@ public static partial class Attention
     /// <paramref name="gRow"/>: the tile's row g plus 2t (PairColumn).</summary>
     static int PairStep(int gRow, int s) => gRow + PairColumn(s, Warp.LaneIdx >> 2);
 
-    /// <summary>sh[at] and sh[at + 1] (at even) as one 8-byte load.</summary>
-    static FragB PairAt(ArrayView<float> sh, int at)
+    /// <summary>Pair i of a view of pairs, as B0 and B1 (one 8-byte load).</summary>
+    static FragB PairAt(ArrayView<Float2> pairs, int i)
     {
-        var v = sh.Cast<Float2>()[at >> 1];
+        var v = pairs[i];
         return new() { B0 = v.X, B1 = v.Y };
     }
 
@@ -477,12 +484,13 @@ public static partial class Attention
                         AsyncCopy.Commit();
                     }
                 }
-                int col = lsAt + 2 * t;   // this lane's queries 8 j + 2t, + 1 of the tile
+                // This lane's queries' lse (queries 8 j + 2t, + 1 of the tile), as constant offsets from one view.
+                var ls = sh.SubView(lsAt + 2 * t);
                 // Each step's P^T as soon as it is added (v14's order: fewer values live at once).
-                acc = AddQueryStep(acc, sh, gLane, 0, ExpColumns2(acc, 0, alpha, sh[col], sh[col + 1]), cp, pipelined, scratch);
-                acc = AddQueryStep(acc, sh, gLane, 1, ExpColumns2(acc, 1, alpha, sh[col + 8], sh[col + 9]), cp, pipelined, scratch);
-                acc = AddQueryStep(acc, sh, gLane, 2, ExpColumns2(acc, 2, alpha, sh[col + 16], sh[col + 17]), cp, pipelined, scratch);
-                acc = AddQueryStep(acc, sh, gLane, 3, ExpColumns2(acc, 3, alpha, sh[col + 24], sh[col + 25]), cp, pipelined, scratch);
+                acc = AddQueryStep(acc, sh, gLane, 0, ExpColumns2(acc, 0, alpha, ls[0], ls[1]), cp, pipelined, scratch);
+                acc = AddQueryStep(acc, sh, gLane, 1, ExpColumns2(acc, 1, alpha, ls[8], ls[9]), cp, pipelined, scratch);
+                acc = AddQueryStep(acc, sh, gLane, 2, ExpColumns2(acc, 2, alpha, ls[16], ls[17]), cp, pipelined, scratch);
+                acc = AddQueryStep(acc, sh, gLane, 3, ExpColumns2(acc, 3, alpha, ls[24], ls[25]), cp, pipelined, scratch);
             }
             StoreRowTiles(dqkv, s.Qkv(b, 2, 0, 0), s, u0 + warp * 16 + g, acc, 1f, 1f, t, cp);
         }
@@ -589,10 +597,11 @@ public static partial class Attention
                         acc = WarpTile64.ScoresTf32x3(acc, sh, vAt + kRow + c * WarpRowsBlock * FragA.RowsPitch, gRow + c * MmaKeys * FragA.RowsPitch, scratch, 3);
                     }
                 int col = 2 * t;   // this lane's queries 8 j + 2t, + 1 of the tile
-                var d0 = ScoreGrads(acc, 0, alpha, sh, lsCur + col, dlAt + col);
-                var d1 = ScoreGrads(acc, 1, alpha, sh, lsCur + col + 8, dlAt + col + 8);
-                var d2 = ScoreGrads(acc, 2, alpha, sh, lsCur + col + 16, dlAt + col + 16);
-                var d3 = ScoreGrads(acc, 3, alpha, sh, lsCur + col + 24, dlAt + col + 24);
+                ArrayView<float> ls = sh.SubView(lsCur + col), dl = sh.SubView(dlAt + col);
+                var d0 = ScoreGrads(acc, 0, alpha, ls, dl);
+                var d1 = ScoreGrads(acc, 1, alpha, ls, dl);
+                var d2 = ScoreGrads(acc, 2, alpha, ls, dl);
+                var d3 = ScoreGrads(acc, 3, alpha, ls, dl);
                 StoreScoreTile(scores, s, b, t0 + col, key0, d0);
                 StoreScoreTile(scores, s, b, t0 + col + 8, key0, d1);
                 StoreScoreTile(scores, s, b, t0 + col + 16, key0, d2);
@@ -619,11 +628,11 @@ public static partial class Attention
             XMath.Exp(alpha * acc.Get(0, j, 2) - lse0), XMath.Exp(alpha * acc.Get(0, j, 3) - lse1));
 
     /// <summary>dS^T = P^T (dP^T - delta) of score tile j's entries (as ExpColumns2; dP^T in row tile 3), the queries' lse
-    /// and delta at sh[ls], sh[ls + 1] and sh[dl], sh[dl + 1].</summary>
-    static Float4 ScoreGrads(WarpTile64 acc, int j, float alpha, ArrayView<float> sh, int ls, int dl)
+    /// and delta at ls[8 j], ls[8 j + 1] and dl[8 j], dl[8 j + 1] (constant offsets, folded into the loads).</summary>
+    static Float4 ScoreGrads(WarpTile64 acc, int j, float alpha, ArrayView<float> ls, ArrayView<float> dl)
     {
-        var p = ExpColumns2(acc, j, alpha, sh[ls], sh[ls + 1]);
-        float e0 = sh[dl], e1 = sh[dl + 1];
+        var p = ExpColumns2(acc, j, alpha, ls[8 * j], ls[8 * j + 1]);
+        float e0 = dl[8 * j], e1 = dl[8 * j + 1];
         return new(p.X * (acc.Get(3, j, 0) - e0), p.Y * (acc.Get(3, j, 1) - e1), p.Z * (acc.Get(3, j, 2) - e0), p.W * (acc.Get(3, j, 3) - e1));
     }
 

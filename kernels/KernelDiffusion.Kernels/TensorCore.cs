@@ -258,9 +258,10 @@ public static class AsyncCopy
     /// aligned stores NaN, as a misaligned copy would fail on the GPU.</summary>
     public static void Run4(ArrayView<float> dst, int slot, ArrayView<float> src, long srcAddress, int at, int count, bool vector)
     {
-        if (vector && CudaAsm.IsSupported)
+        if (CudaAsm.IsSupported)
         {
-            CudaAsm.Emit(VectorPtx, 4 * slot, srcAddress + 4L * (count > 0 ? at : 0), 4 * count);
+            if (vector) CudaAsm.Emit(VectorPtx, 4 * slot, srcAddress + 4L * (count > 0 ? at : 0), 4 * count);
+            else Copies4(dst, slot, 1, src, srcAddress, at, 1, count);
             return;
         }
         if (vector && ((at & 3) != 0 || (slot & 3) != 0))
