@@ -199,15 +199,21 @@ public static partial class Attention
     /// <summary>v15's streamed tile: positions pos0 .. pos0 + 31 of a part of head-batch b by cp.async as channel rows
     /// (sh[at + ColumnAt(c, x)], x the position in the tile), zero past T and past the head's channels, issued and not waited
     /// for. Runs of 4 positions go by AsyncCopy.Run4 (one 16-byte copy where <paramref name="vector"/>, else four 4-byte
-    /// copies). Thread e takes the run of positions 4 (e % 8) in channels e / 8 + 16 j: a warp copies 4 rows of 128 bytes
-    /// (4 whole lines of the source) into 4 whole rows.</summary>
+    /// copies), or by AsyncCopy.VectorWhole where every run lies inside T and the head (16-byte copies, every tile but the
+    /// last where the head's channels are a multiple of 16): no zero-fill to compute. Thread e takes the run of positions
+    /// 4 (e % 8) in channels e / 8 + 16 j: a warp copies 4 rows of 128 bytes (4 whole lines of the source) into 4 whole
+    /// rows.</summary>
     static void CopyColumns(ArrayView<float> src, long address, ArrayView<float> sh, int at, AttentionShape s, int b, int part, int pos0, int cp, bool vector)
     {
         const int rows = WarpRowsThreads / 8;   // a multiple of 4: rows that far apart share ColumnAt's swizzle
         int c = Group.IdxX >> 3, x = 4 * (Group.IdxX & 7), inside = Math.Max(0, Math.Min(4, s.T - pos0 - x));
         int from = HeadAt(s, b, part, pos0) + c * s.T + x, slot = at + ColumnAt(c, x);
+        bool whole = vector && pos0 + MmaKeys <= s.T && cp == s.Ch;
         for (; c < cp; c += rows, from += rows * s.T, slot += rows * ColumnsPitch)
-            AsyncCopy.Run4(sh, slot, src, address, from, c < s.Ch ? inside : 0, vector);
+        {
+            if (whole) AsyncCopy.VectorWhole(sh, slot, src, address, from);
+            else AsyncCopy.Run4(sh, slot, src, address, from, c < s.Ch ? inside : 0, vector);
+        }
     }
 
     /// <summary>Row tile <paramref name="tile"/> (0 or 3) += A B over one 16-channel chunk (v15): A's 16 rows row-major

@@ -234,13 +234,19 @@ public static class AsyncCopy
     const string VectorPtx = "{ .reg .u32 kds; .reg .u64 kd0; mov.u32 kds, __dyn_shared_alloca; add.u32 kds, kds, %0; " +
         "cvta.to.global.u64 kd0, %1; cp.async.cg.shared.global [kds], [kd0], 16, %2; }";
 
-    /// <summary><see cref="Vector"/> for a copy known to lie inside (GEMM v23): the PTX has no zero-fill operand, so ptxas
-    /// emits the copy without a predicate.</summary>
+    /// <summary><see cref="Vector"/> for a copy known to lie inside (GEMM v23, attention v15's inner tiles): the PTX has no
+    /// zero-fill operand, so ptxas emits the copy without a predicate. Off CUDA, ends not 16-byte aligned store NaN, as
+    /// in Run4.</summary>
     public static void VectorWhole(ArrayView<float> dst, int slot, ArrayView<float> src, long srcAddress, int at)
     {
         if (CudaAsm.IsSupported)
         {
             CudaAsm.Emit(VectorWholePtx, 4 * slot, srcAddress + 4L * at);
+            return;
+        }
+        if ((at & 3) != 0 || (slot & 3) != 0)
+        {
+            dst[slot] = dst[slot + 1] = dst[slot + 2] = dst[slot + 3] = float.NaN;
             return;
         }
         dst[slot] = src[at];
