@@ -18,7 +18,8 @@ unconditional one taken; NOP not counted), each loop inside it run N times (atte
 of 16 channels and its copies of 16 channel rows), HMMA counted the same way: an estimate of the instructions a warp
 issues a tile, not a measurement (a GEMM's such loop is its grid loop, where N means nothing).
 
-Usage:  python3 scripts/sass-loops.py --passes 4 DIR/ptx/Attention.Tf32x3AsyncForwardKernel.ptx"""
+Usage:  python3 scripts/sass-loops.py --passes 4 DIR/ptx/Attention.Tf32x3AsyncForwardKernel.ptx
+A file ending in .sass is read as a cuobjdump -sass listing, with no ptxas (and no registers line)."""
 import os, re, subprocess, sys, tempfile
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,8 +102,12 @@ passes = None
 args = sys.argv[1:]
 if args[:1] == ["--passes"]:
     passes, args = int(args[1]), args[2:]
-for path in args or sys.exit(__doc__):
-    name = os.path.basename(path)[:-4]
+def assemble(path):
+    """(the kernel's heading, its SASS): a PTX file through ptxas and cuobjdump, a .sass file (cuobjdump's listing) as
+    it is; None where ptxas refuses the PTX."""
+    name = os.path.basename(path).rsplit(".", 1)[0]
+    if path.endswith(".sass"):
+        return name, open(path).read()
     with tempfile.TemporaryDirectory() as tmp:
         ptx = open(path).read()
         ptxas, cuobjdump, (arch, isa) = toolset(re.search(r"^\s*\.target\s+sm_9", ptx, flags=re.M) is not None)
@@ -112,12 +117,18 @@ for path in args or sys.exit(__doc__):
         info = subprocess.run([ptxas, "-arch=" + arch, "-v", src, "-o", cubin], capture_output=True, text=True)
         if info.returncode != 0:
             print(f"{name}: ptxas failed\n{info.stderr}")
-            continue
+            return None
         regs = re.search(r"Used (\d+) registers", info.stderr)
         spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info.stderr)
         env = dict(os.environ, PATH=os.path.dirname(cuobjdump) + os.pathsep + os.environ.get("PATH", ""))
         sass = subprocess.run([cuobjdump, "-sass", cubin], capture_output=True, text=True, check=True, env=env).stdout
-    print(f"{name}: {regs.group(1) if regs else '?'} registers, spills {spill.group(1)} / {spill.group(2)} B" if spill else name)
+    return (f"{name}: {regs.group(1) if regs else '?'} registers, spills {spill.group(1)} / {spill.group(2)} B" if spill else name), sass
+
+for path in args or sys.exit(__doc__):
+    if not (kernel := assemble(path)):
+        continue
+    heading, sass = kernel
+    print(heading)
     for kind, a, b, n, *c in loops(sass):
         if kind == "loop":
             print(f"  loop {a:#06x}-{b:#06x}: {n} instructions, {c[0]} FFMA, {c[1]} LDS, {c[2]} LDG/LD, {c[3]} divisions, {c[4]} spill LDL/STL")

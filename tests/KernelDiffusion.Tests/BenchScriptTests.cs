@@ -4,9 +4,9 @@ using Xunit.Abstractions;
 
 namespace KernelDiffusion.Tests;
 
-/// <summary>The Python tools the GPU run ends with (bench/join.py, bench/fastest.py, scripts/ncu-sass.py), on small
-/// hand-made results: a mistake there would only show after the lent GPU's minutes were spent. Skipped where there is no
-/// python3.</summary>
+/// <summary>The Python tools the GPU run ends with (bench/join.py, bench/fastest.py, scripts/ncu-sass.py) and the SASS
+/// reader (scripts/sass-loops.py), on small hand-made results: a mistake there would only show after the lent GPU's
+/// minutes were spent. Skipped where there is no python3.</summary>
 public sealed class BenchScriptTests(ITestOutputHelper log) : IDisposable
 {
     readonly string dir = Directory.CreateTempSubdirectory("kd-bench-scripts").FullName;
@@ -115,6 +115,40 @@ public sealed class BenchScriptTests(ITestOutputHelper log) : IDisposable
         Assert.Contains(" 800 ", hmma);   // both predicated HMMA under one opcode
         var listed = text[text.IndexOf("the 1 instructions", StringComparison.Ordinal)..].Split('\n')[1];
         Assert.Contains("LDGSTS.E.BYPASS.128", listed);
+    }
+
+    /// <summary>sass-loops.py's tile-loop estimate on a hand-made listing: one pass along the fall-through path (a
+    /// predicated forward branch not taken, an unconditional one taken over its cold block, NOP not counted), the mma
+    /// loop inside run --passes times; only the innermost loop holding an mma loop gets the line, not the grid loop
+    /// around it.</summary>
+    [SkippableFact]
+    public void SassLoopsCountsOnePassOfTheTileLoop()
+    {
+        var sass = Write("k.sass", """
+                    /*0000*/                   MOV R1, c[0x0][0x28] ;
+                    /*0010*/                   IADD3 R5, R5, 0x1, RZ ;
+                    /*0020*/                   IADD3 R2, R2, 0x1, RZ ;
+                    /*0030*/                   HMMA.1688.F32.TF32 R4, R8, R12, R4 ;
+                    /*0040*/                   LDS R8, [R9] ;
+                    /*0050*/              @!P1 BRA 0x30 ;
+                    /*0060*/               @P2 BRA 0x90 ;
+                    /*0070*/                   FADD R3, R3, R4 ;
+                    /*0080*/                   BRA 0xb0 ;
+                    /*0090*/                   FMUL R3, R3, R4 ;
+                    /*00a0*/                   FMUL R3, R3, R4 ;
+                    /*00b0*/                   NOP ;
+                    /*00c0*/              @!P3 BRA 0x20 ;
+                    /*00d0*/                   STG.E [R6.64], R3 ;
+                    /*00e0*/              @!P4 BRA 0x10 ;
+                    /*00f0*/                   EXIT ;
+            """);
+        var four = Run("scripts/sass-loops.py", "--passes", "4", sass);
+        Assert.Contains("loop 0x0030-0x0050: 3 instructions, 0 FFMA, 1 LDS", four);
+        // 0x20, the inner loop's 3 four times, 0x60, 0x70, the jump at 0x80, then 0xc0: 17.
+        Assert.Contains("tile loop 0x0020-0x00c0: 17 instructions a pass, 4 HMMA", four);
+        Assert.DoesNotContain("tile loop 0x0010", four);
+        Assert.Contains("tile loop 0x0020-0x00c0: 11 instructions a pass, 2 HMMA", Run("scripts/sass-loops.py", "--passes", "2", sass));
+        Assert.DoesNotContain("tile loop", Run("scripts/sass-loops.py", sass));
     }
 
     [SkippableFact]
