@@ -298,15 +298,17 @@ public static partial class Attention
     static WarpTile64 AddValues(WarpTile64 acc, ArrayView<float> sh, int v, int pitch, Float4 p, int cp, ArrayView<float> scratch)
     {
         var frag = new FragA { A0 = p.X, A1 = p.Z, A2 = p.Y, A3 = p.W };
-        acc = WarpTile64.OutputTf32x3(acc, frag, ValueRows(sh, v, pitch), ValueRows(sh, v + 8, pitch), ValueRows(sh, v + 16, pitch),
-            ValueRows(sh, v + 24, pitch), 0, scratch);
+        ArrayView<float> r0 = sh.SubView(v), r1 = sh.SubView(v + pitch);   // rows 2t and 2t + 1: constant offsets from here
+        acc = WarpTile64.OutputTf32x3(acc, frag, ValueRows(r0, r1, 0), ValueRows(r0, r1, 8), ValueRows(r0, r1, 16), ValueRows(r0, r1, 24), 0, scratch);
         if (cp > 32)
-            acc = WarpTile64.OutputTf32x3(acc, frag, ValueRows(sh, v + 32, pitch), ValueRows(sh, v + 40, pitch), ValueRows(sh, v + 48, pitch),
-                ValueRows(sh, v + 56, pitch), 1, scratch);
+            acc = WarpTile64.OutputTf32x3(acc, frag, ValueRows(r0, r1, 32), ValueRows(r0, r1, 40), ValueRows(r0, r1, 48), ValueRows(r0, r1, 56), 1,
+                scratch);
         return acc;
     }
 
-    static FragB ValueRows(ArrayView<float> sh, int at, int pitch) => new() { B0 = sh[at], B1 = sh[at + pitch] };
+    /// <summary>b0 and b1 from two rows' views at the same offset (a constant where the caller's is: folded into the
+    /// loads, as v15's reads).</summary>
+    static FragB ValueRows(ArrayView<float> row0, ArrayView<float> row1, int at) => new() { B0 = row0[at], B1 = row1[at] };
 
     /// <summary>Row tiles 1 and 2 (a warp's 16 rows x 64 channels) of a lane, into dst [ch][T] from <paramref name="head"/>:
     /// its rows q0 (= the block's first + 16 warp + g, times r0) and q0 + 8 (times r1) at its channels 8 j + 2t and + 1 of
@@ -682,13 +684,14 @@ public static partial class Attention
     /// (<paramref name="at"/>: row 2t, channel g; channel 8 n is chunk n / 2, column 8 (n % 2)).</summary>
     static WarpTile64 AddChunkRows(WarpTile64 acc, ArrayView<float> sh, int at, Float4 x, int cp, ArrayView<float> scratch)
     {
-        const int chunk = MmaKeys * FragA.RowsPitch, pitch = FragA.RowsPitch;
+        const int chunk = MmaKeys * FragA.RowsPitch;
         var frag = new FragA { A0 = x.X, A1 = x.Z, A2 = x.Y, A3 = x.W };
-        acc = WarpTile64.OutputTf32x3(acc, frag, ValueRows(sh, at, pitch), ValueRows(sh, at + 8, pitch), ValueRows(sh, at + chunk, pitch),
-            ValueRows(sh, at + chunk + 8, pitch), 0, scratch);
+        ArrayView<float> r0 = sh.SubView(at), r1 = sh.SubView(at + FragA.RowsPitch);
+        acc = WarpTile64.OutputTf32x3(acc, frag, ValueRows(r0, r1, 0), ValueRows(r0, r1, 8), ValueRows(r0, r1, chunk), ValueRows(r0, r1, chunk + 8), 0,
+            scratch);
         if (cp > 32)
-            acc = WarpTile64.OutputTf32x3(acc, frag, ValueRows(sh, at + 2 * chunk, pitch), ValueRows(sh, at + 2 * chunk + 8, pitch),
-                ValueRows(sh, at + 3 * chunk, pitch), ValueRows(sh, at + 3 * chunk + 8, pitch), 1, scratch);
+            acc = WarpTile64.OutputTf32x3(acc, frag, ValueRows(r0, r1, 2 * chunk), ValueRows(r0, r1, 2 * chunk + 8), ValueRows(r0, r1, 3 * chunk),
+                ValueRows(r0, r1, 3 * chunk + 8), 1, scratch);
         return acc;
     }
 }
