@@ -244,11 +244,7 @@ public static class AsyncCopy
             CudaAsm.Emit(VectorWholePtx, 4 * slot, srcAddress + 4L * at);
             return;
         }
-        if ((at & 3) != 0 || (slot & 3) != 0)
-        {
-            dst[slot] = dst[slot + 1] = dst[slot + 2] = dst[slot + 3] = float.NaN;
-            return;
-        }
+        if (MarkedMisaligned(dst, slot, at)) return;
         dst[slot] = src[at];
         dst[slot + 1] = src[at + 1];
         dst[slot + 2] = src[at + 2];
@@ -270,12 +266,17 @@ public static class AsyncCopy
             else Copies4(dst, slot, 1, src, srcAddress, at, 1, count);
             return;
         }
-        if (vector && ((at & 3) != 0 || (slot & 3) != 0))
-        {
-            dst[slot] = dst[slot + 1] = dst[slot + 2] = dst[slot + 3] = float.NaN;
-            return;
-        }
+        if (vector && MarkedMisaligned(dst, slot, at)) return;
         Copies4(dst, slot, 1, src, srcAddress, at, 1, count);
+    }
+
+    /// <summary>The emulation's stand-in for a 16-byte copy the GPU would refuse: where at or slot is not a multiple of 4,
+    /// dst[slot .. slot + 3] are set to NaN (so kd check fails the case) and true is returned.</summary>
+    static bool MarkedMisaligned(ArrayView<float> dst, int slot, int at)
+    {
+        if ((at & 3) == 0 && (slot & 3) == 0) return false;
+        dst[slot] = dst[slot + 1] = dst[slot + 2] = dst[slot + 3] = float.NaN;
+        return true;
     }
 
     /// <summary>Copies src[at] into the dynamic shared memory dst[slot] as one 4-byte copy, or zero-fills it where
