@@ -120,7 +120,9 @@ if [ "${SHORT:-0}" != 1 ]; then
 stamp "adm64's training step timed:$(cd "$R" && ls bench-adm64*.log 2>/dev/null | sed 's/^bench-adm64/ default/; s/\.log$//; s/^ default-/ /' | tr '\n' ' ')"
 # The Nsight Compute reports only while time is left (each takes 20-50 s): the run's 600 s would cut one mid-way.
 [ "$V21" = 1 ] && [ "$SECONDS" -lt 480 ] && NCU_SOURCE=1 ncu_case gemm-v21-nn 'V21Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "21")
-[ "${NEW_ATT% 15}" != "$NEW_ATT" ] && [ "$SECONDS" -lt 500 ] && ncu_case attention-v15 'Tf32x3' 3 attention.forward_backward.adm64_32x32 \
+# v15 with its per-instruction counters: where its warps stall (HMMA, the fragment loads, the splits' ALU) decides
+# whether splitting each tile once per group is worth building (bench/NOTES.md, attention v15, "What is left").
+[ "${NEW_ATT% 15}" != "$NEW_ATT" ] && [ "$SECONDS" -lt 500 ] && NCU_SOURCE=1 ncu_case attention-v15 'Tf32x3' 3 attention.forward_backward.adm64_32x32 \
   --skip-versions $(skip_all_but attention "15" "$att_all")
 # v22 (bulk copies): are the shared wavefronts of v20's cp.async copies gone, and what binds now? Only with time left.
 [ "$V22" = 1 ] && [ "$SECONDS" -lt 520 ] && NCU_SOURCE=1 ncu_case gemm-v22-nn 'V22Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "22")
@@ -140,3 +142,4 @@ python3 scripts/ncu-sass.py "$R/gemm-v21-nn-sass.csv" 2>&1 | head -20
 [ -f "$R/gemm-v22-nn-sass.csv" ] && python3 scripts/ncu-sass.py "$R/gemm-v22-nn-sass.csv" 2>&1 | head -20
 [ -f "$R/gemm-v23-nn-sass.csv" ] && python3 scripts/ncu-sass.py "$R/gemm-v23-nn-sass.csv" 2>&1 | head -20
 grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Issue Slots Busy|spends .* cycles|Achieved Occupancy|Registers Per" "$R/attention-v15.txt" | cut -c1-120 | head -30
+for k in 0 1 2; do [ -f "$R/attention-v15-sass.csv" ] && python3 scripts/ncu-sass.py "$R/attention-v15-sass.csv" --kernel $k --top 3 2>&1 | head -12; done

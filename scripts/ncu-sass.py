@@ -4,7 +4,8 @@ sass` writes; scripts/gpu-common.sh's ncu_case writes it as NAME-sass.csv with N
 
 For each instruction that has any: the shared-memory wavefronts against the ideal, the L2 sectors against the ideal,
 and the warp-stall samples; then the totals by opcode, so a kernel's excess can be traced to the instructions that
-cause it. Usage: scripts/ncu-sass.py FILE.csv [--top N]
+cause it. Usage: scripts/ncu-sass.py FILE.csv [--top N] [--kernel I]
+A report of several kernels (attention v15's three) has a section each: --kernel I reads the I-th (from 0).
 """
 import argparse, csv, sys
 from collections import defaultdict
@@ -26,33 +27,37 @@ def number(text):
         return 0.0
 
 
-def read(path):
-    """The rows of the first kernel in the file, as (source, {column: value})."""
+def read(path, kernel=0):
+    """The kernel's name and the rows of the file's kernel section `kernel`, as (source, {column: value})."""
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     starts = [i for i, r in enumerate(rows) if r and r[0] == "Address"]
     if not starts:
         sys.exit(f"{path}: no 'Address' header row: not a --page source --csv export")
-    header = rows[starts[0]]
+    if kernel >= len(starts):
+        sys.exit(f"{path}: no kernel {kernel}: the file has {len(starts)}")
+    names = [r[1] for r in rows[:starts[kernel]] if len(r) > 1 and r[0] == "Kernel Name"]
+    header = rows[starts[kernel]]
     missing = [c for c in COLUMNS.values() if c not in header]
     if missing:
         sys.exit(f"{path}: columns missing: {', '.join(missing)}")
     at = {k: header.index(c) for k, c in COLUMNS.items()}
     source = header.index("Source")
-    end = starts[1] if len(starts) > 1 else len(rows)
+    end = starts[kernel + 1] if kernel + 1 < len(starts) else len(rows)
     out = []
-    for r in rows[starts[0] + 1:end]:
-        if len(r) == len(header):
+    for r in rows[starts[kernel] + 1:end]:
+        if len(r) == len(header) and r[0] != "Kernel Name":
             out.append((r[source].strip(), {k: number(r[i]) for k, i in at.items()}))
-    return out
+    return (names[-1] if names else "?"), out
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("csv")
     p.add_argument("--top", type=int, default=12, help="instructions to list, by excess wavefronts, then stalls")
+    p.add_argument("--kernel", type=int, default=0, help="which kernel section of the file (0: the first)")
     a = p.parse_args()
-    rows = read(a.csv)
+    name, rows = read(a.csv, a.kernel)
     total = defaultdict(float)
     by_op = defaultdict(lambda: defaultdict(float))
     for src, v in rows:
@@ -62,7 +67,7 @@ def main():
         for k, x in v.items():
             total[k] += x
             by_op[op][k] += x
-    print(f"{a.csv}: {len(rows)} instructions")
+    print(f"{a.csv}, kernel {a.kernel} ({name}): {len(rows)} instructions")
     print(f"shared wavefronts {total['wf']:.4g} (ideal {total['wf_ideal']:.4g}, excess {total['wf'] - total['wf_ideal']:.4g}); "
           f"L2 sectors {total['sec']:.4g} (ideal {total['sec_ideal']:.4g}); stall samples {total['stalls']:.4g}")
     print(f"\n{'opcode':<22} {'executed':>12} {'wavefronts':>12} {'ideal':>12} {'per instr':>10} {'sectors':>12} {'ideal':>12} {'stalls':>8}")

@@ -117,6 +117,31 @@ public sealed class BenchScriptTests(ITestOutputHelper log) : IDisposable
         Assert.Contains("LDGSTS.E.BYPASS.128", listed);
     }
 
+    /// <summary>A report of several kernels (attention v15's three) is read one section at a time: --kernel 1 sums the
+    /// second kernel's rows only and names it; a section past the last is refused, saying how many there are.</summary>
+    [SkippableFact]
+    public void NcuSassReadsTheKernelAsked()
+    {
+        const string header = "\"Address\",\"Source\",\"Warp Stall Sampling (All Samples)\",\"Instructions Executed\",\"L1 Wavefronts Shared Excessive\","
+            + "\"L1 Wavefronts Shared\",\"L1 Wavefronts Shared Ideal\",\"L2 Theoretical Sectors Global Excessive\",\"L2 Theoretical Sectors Global\","
+            + "\"L2 Theoretical Sectors Global Ideal\"";
+        var csv = Write("k3-sass.csv", string.Join("\n",
+            "\"Kernel Name\",\"Kernel_Forward\",", header,
+            "\"0x10\",\"LDS R1, [R2]\",\"30\",\"200\",\"0\",\"200\",\"200\",\"0\",\"0\",\"0\"",
+            "\"Kernel Name\",\"Kernel_ValueGrad\",", header,
+            "\"0x10\",\"HMMA.1688.F32.TF32 R4, R8, R12, R4\",\"7\",\"400\",\"0\",\"0\",\"0\",\"0\",\"0\",\"0\"",
+            "\"0x20\",\"@P0 HMMA.1688.F32.TF32 R4, R8, R12, R4\",\"9\",\"400\",\"0\",\"0\",\"0\",\"0\",\"0\",\"0\"") + "\n");
+        var first = Run("scripts/ncu-sass.py", csv);
+        Assert.Contains("kernel 0 (Kernel_Forward): 1 instructions", first);
+        Assert.Contains("stall samples 30", first);
+        var second = Run("scripts/ncu-sass.py", csv, "--kernel", "1");
+        Assert.Contains("kernel 1 (Kernel_ValueGrad): 2 instructions", second);
+        Assert.Contains("stall samples 16", second);
+        Assert.DoesNotContain("LDS", second);
+        var e = Assert.Throws<Xunit.Sdk.TrueException>(() => Run("scripts/ncu-sass.py", csv, "--kernel", "2"));
+        Assert.Contains("no kernel 2: the file has 2", e.Message);
+    }
+
     /// <summary>sass-loops.py's tile-loop estimate on a hand-made listing: one pass along the fall-through path (a
     /// predicated forward branch not taken, an unconditional one taken over its cold block, NOP not counted), the mma
     /// loop inside run --passes times; only the innermost loop holding an mma loop gets the line, not the grid loop
