@@ -120,8 +120,8 @@ if [ "${SHORT:-0}" != 1 ]; then
 stamp "adm64's training step timed:$(cd "$R" && ls bench-adm64*.log 2>/dev/null | sed 's/^bench-adm64/ default/; s/\.log$//; s/^ default-/ /' | tr '\n' ' ')"
 # The Nsight Compute reports only while time is left (each takes 20-50 s): the run's 600 s would cut one mid-way.
 [ "$V21" = 1 ] && [ "$SECONDS" -lt 480 ] && NCU_SOURCE=1 ncu_case gemm-v21-nn 'V21Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "21")
-# v15 with its per-instruction counters: where its warps stall (HMMA, the fragment loads, the splits' ALU) decides
-# whether splitting each tile once per group is worth building (bench/NOTES.md, attention v15, "What is left").
+# v15 with its per-instruction counters: where its warps stall (the splits' ALU, the fragment loads, the HMMA) tests
+# ptxas's reading that it is issue-bound (bench/NOTES.md, attention v15, "Splitting each tile once per group").
 [ "${NEW_ATT% 15}" != "$NEW_ATT" ] && [ "$SECONDS" -lt 500 ] && NCU_SOURCE=1 ncu_case attention-v15 'Tf32x3' 3 attention.forward_backward.adm64_32x32 \
   --skip-versions $(skip_all_but attention "15" "$att_all")
 # v22 (bulk copies): are the shared wavefronts of v20's cp.async copies gone, and what binds now? Only with time left.
