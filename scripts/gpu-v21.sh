@@ -142,4 +142,6 @@ python3 scripts/ncu-sass.py "$R/gemm-v21-nn-sass.csv" 2>&1 | head -20
 [ -f "$R/gemm-v22-nn-sass.csv" ] && python3 scripts/ncu-sass.py "$R/gemm-v22-nn-sass.csv" 2>&1 | head -20
 [ -f "$R/gemm-v23-nn-sass.csv" ] && python3 scripts/ncu-sass.py "$R/gemm-v23-nn-sass.csv" 2>&1 | head -20
 grep -E "^  [A-Za-z_]+.*\(|Duration|Executed Instructions  |Issue Slots Busy|spends .* cycles|Achieved Occupancy|Registers Per" "$R/attention-v15.txt" | cut -c1-120 | head -30
-for k in 0 1 2; do [ -f "$R/attention-v15-sass.csv" ] && python3 scripts/ncu-sass.py "$R/attention-v15-sass.csv" --kernel $k --top 3 2>&1 | head -12; done
+if [ -f "$R/attention-v15-sass.csv" ]; then
+  for k in 0 1 2; do python3 scripts/ncu-sass.py "$R/attention-v15-sass.csv" --kernel $k --top 3 2>&1 | head -12; done
+fi
