@@ -224,10 +224,12 @@ public static partial class Attention
     static WarpTile64 ScoresFromColumns(WarpTile64 acc, ArrayView<float> sh, int aRow, int bAt, ArrayView<float> scratch, int tile = 0)
     {
         // A view per column tile: its four reads are constant offsets from the view's start, which ptxas folds into the
-        // loads (an int index plus a constant is widened after the add, so ptxas would compute each address).
+        // loads (an int index plus a constant is widened after the add, so ptxas would compute each address). The column
+        // tiles' views are the row's plus this lane's swizzled offsets (the same every chunk).
         int t = Warp.LaneIdx & 3;
-        ArrayView<float> j0 = sh.SubView(bAt + FragmentColumn(0, t)), j1 = sh.SubView(bAt + FragmentColumn(1, t)),
-            j2 = sh.SubView(bAt + FragmentColumn(2, t)), j3 = sh.SubView(bAt + FragmentColumn(3, t));
+        var row = sh.SubView(bAt);
+        ArrayView<float> j0 = row.SubView(FragmentColumn(0, t)), j1 = row.SubView(FragmentColumn(1, t)),
+            j2 = row.SubView(FragmentColumn(2, t)), j3 = row.SubView(FragmentColumn(3, t));
         acc = WarpTile64.ScoreStepValues(acc, sh, aRow, ColumnsB(j0, 0), ColumnsB(j1, 0), ColumnsB(j2, 0), ColumnsB(j3, 0), scratch, tile);
         const int rows8 = 8 * ColumnsPitch;
         return WarpTile64.ScoreStepValues(acc, sh, aRow + 8, ColumnsB(j0, rows8), ColumnsB(j1, rows8), ColumnsB(j2, rows8), ColumnsB(j3, rows8),
