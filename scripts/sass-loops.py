@@ -98,10 +98,7 @@ def tile_loops(sass, passes):
         if holds(a, b) and not any(holds(c, d) for c, d in direct(a, b)):
             yield (a, b, *walk(a, b, direct(a, b)))
 
-passes = None
-args = sys.argv[1:]
-if args[:1] == ["--passes"]:
-    passes, args = int(args[1]), args[2:]
+
 def assemble(path):
     """(the kernel's heading, its SASS): a PTX file through ptxas and cuobjdump, a .sass file (cuobjdump's listing) as
     it is; None where ptxas refuses the PTX."""
@@ -124,6 +121,11 @@ def assemble(path):
         sass = subprocess.run([cuobjdump, "-sass", cubin], capture_output=True, text=True, check=True, env=env).stdout
     return (f"{name}: {regs.group(1) if regs else '?'} registers, spills {spill.group(1)} / {spill.group(2)} B" if spill else name), sass
 
+
+passes = None
+args = sys.argv[1:]
+if args[:1] == ["--passes"]:
+    passes, args = int(args[1]), args[2:]
 for path in args or sys.exit(__doc__):
     if not (kernel := assemble(path)):
         continue
