@@ -61,6 +61,8 @@ V23=1; echo "$failed" | grep -q '^gemm\.v23' && { V23=0; stamp "GEMM v23 failed 
 NEW_ATT="13 14 15"; echo "$failed" | grep -qE '^attention\..*v1[34]' && { NEW_ATT=""; stamp "attention v13 or v14 failed kd check: v13-v15 not timed"; }
 { [ -f "$R/check-cp-async/check.md" ] && grep -qE '^\| attention' "$R/check-cp-async/check.md" && ! grep -E '^\| attention' "$R/check-cp-async/check.md" | grep -q FAIL; } \
   || { NEW_ATT=${NEW_ATT% 15}; stamp "attention v15 failed kd check (or it did not finish): not timed"; }
+# timed N: whether attention vN passed its checks (it is in NEW_ATT).
+timed() { [[ " $NEW_ATT " == *" $1 "* ]]; }
 # on21 CMD...: CMD with every GEMM on v21, where v21 passed its checks.
 on21() { [ "$V21" = 1 ] && env KD_KERNELS=gemm=v21 "$@"; }
 only_gemm() { skip_all_but gemm "$1" "$(seq 1 24)"; }
@@ -115,14 +117,14 @@ if [ "${SHORT:-0}" != 1 ]; then
   --budget-ms 100 --out "$R/bench-adm64" > "$R/bench-adm64.log" 2>&1
 [ "$SECONDS" -lt 555 ] && on21 timeout 40 $K bench --device cuda --default-only --no-kernels --kernels adm64_unet.train_step \
   --budget-ms 100 --out "$R/bench-adm64-v21" > "$R/bench-adm64-v21.log" 2>&1
-[ "$SECONDS" -lt 555 ] && [ "$V21" = 1 ] && [ "${NEW_ATT% 15}" != "$NEW_ATT" ] && KD_KERNELS=gemm=v21,attention=v15 timeout 40 $K bench --device cuda --default-only --no-kernels \
+[ "$SECONDS" -lt 555 ] && [ "$V21" = 1 ] && timed 15 && KD_KERNELS=gemm=v21,attention=v15 timeout 40 $K bench --device cuda --default-only --no-kernels \
   --kernels adm64_unet.train_step --budget-ms 100 --out "$R/bench-adm64-v21-v15" > "$R/bench-adm64-v21-v15.log" 2>&1
 stamp "adm64's training step timed:$(cd "$R" && ls bench-adm64*.log 2>/dev/null | sed 's/^bench-adm64/ default/; s/\.log$//; s/^ default-/ /' | tr '\n' ' ')"
 # The Nsight Compute reports only while time is left (each takes 20-50 s): the run's 600 s would cut one mid-way.
 [ "$V21" = 1 ] && [ "$SECONDS" -lt 480 ] && NCU_SOURCE=1 ncu_case gemm-v21-nn 'V21Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "21")
 # v15 with its per-instruction counters: where its warps stall (the splits' ALU, the fragment loads, the HMMA) tests
 # ptxas's reading that it is issue-bound (bench/NOTES.md, attention v15, "Splitting each tile once per group").
-[ "${NEW_ATT% 15}" != "$NEW_ATT" ] && [ "$SECONDS" -lt 500 ] && NCU_SOURCE=1 ncu_case attention-v15 'Tf32x3' 3 attention.forward_backward.adm64_32x32 \
+timed 15 && [ "$SECONDS" -lt 500 ] && NCU_SOURCE=1 ncu_case attention-v15 'Tf32x3' 3 attention.forward_backward.adm64_32x32 \
   --skip-versions $(skip_all_but attention "15" "$att_all")
 # v22 (bulk copies): are the shared wavefronts of v20's cp.async copies gone, and what binds now? Only with time left.
 [ "$V22" = 1 ] && [ "$SECONDS" -lt 520 ] && NCU_SOURCE=1 ncu_case gemm-v22-nn 'V22Kernel' 1 sgemm.4096 --skip-versions $(only_gemm "22")

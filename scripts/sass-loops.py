@@ -15,8 +15,9 @@ its own, "stage loop": its instructions as written (each inner loop's body once)
 With --passes N (first), the innermost loop that holds loops with mma (attention's tile loop: its chunk loops) gets a
 "tile loop" line: the instructions of one pass along its fall-through path (a predicated branch not taken, an
 unconditional one taken; NOP not counted), each loop inside it run N times (attention at 64 channels: 4, its chunks
-of 16 channels and its copies of 16 channel rows), HMMA counted the same way: an estimate of the instructions a warp
-issues a tile, not a measurement (a GEMM's such loop is its grid loop, where N means nothing).
+of 16 channels and its copies of 16 channel rows), HMMA and local stores (STL: ILGPU's inline-assembly outputs) counted
+the same way: an estimate of the instructions a warp issues a tile, not a measurement (a GEMM's such loop is its grid
+loop, where N means nothing).
 
 Usage:  python3 scripts/sass-loops.py --passes 4 DIR/ptx/Attention.Tf32x3AsyncForwardKernel.ptx
 A file ending in .sass is read as a cuobjdump -sass listing, with no ptxas (and no registers line)."""
@@ -55,7 +56,7 @@ def loops(sass):
             yield "stage loop", a, b, len(body), count(r"\bHMMA\b"), count(r"\bLDSM\b"), count(r"\bUBLKCP\b"), count(r"\b(LDL|STL)\b")
 
 def tile_loops(sass, passes):
-    """(a, b, instructions, HMMA) of one pass through each loop holding loops with mma (see the docstring)."""
+    """(a, b, instructions, HMMA, STL) of one pass through each loop holding loops with mma (see the docstring)."""
     code = {int(m.group(1), 16): m.group(2) for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)}
     order = sorted(code)
     back = []   # (target, branch) of each backward branch: a loop
@@ -66,19 +67,20 @@ def tile_loops(sass, passes):
     mma = lambda a, b: any("HMMA" in code[x] for x in order if a <= x <= b)
 
     def walk(a, b, loops):
-        """Instructions and HMMA along the fall-through path from a to b's back branch, loops in `loops` run passes times."""
-        n = h = 0
+        """Instructions, HMMA and STL along the fall-through path from a to b's back branch, loops in `loops` run passes
+        times."""
+        n = h = stl = 0
         x = a
         while x <= b:
             inner = next(((c, d) for c, d in loops if c == x), None)
             if inner:
-                m, k = walk(inner[0], inner[1], [l for l in back if inner[0] <= l[0] and l[1] <= inner[1] and l != inner])
-                n, h = n + passes * m, h + passes * k
+                m, k, q = walk(inner[0], inner[1], [l for l in back if inner[0] <= l[0] and l[1] <= inner[1] and l != inner])
+                n, h, stl = n + passes * m, h + passes * k, stl + passes * q
                 x = order[order.index(inner[1]) + 1]
                 continue
             text = code[x]
             if not text.startswith("NOP"):
-                n, h = n + 1, h + ("HMMA" in text)
+                n, h, stl = n + 1, h + ("HMMA" in text), stl + bool(re.search(r"\bSTL\b", text))
             jump = re.match(r"BRA(?:\.[A-Z.]+)?\s+(0x[0-9a-f]+)", text)
             if jump and x != b and int(jump.group(1), 16) > x:
                 x = int(jump.group(1), 16)
@@ -86,7 +88,7 @@ def tile_loops(sass, passes):
             if x == order[-1]:
                 break
             x = order[order.index(x) + 1]
-        return n, h
+        return n, h, stl
 
     def direct(a, b):
         inside = [(c, d) for c, d in back if a <= c and d <= b and (c, d) != (a, b)]
@@ -136,5 +138,5 @@ for path in args or sys.exit(__doc__):
             print(f"  loop {a:#06x}-{b:#06x}: {n} instructions, {c[0]} FFMA, {c[1]} LDS, {c[2]} LDG/LD, {c[3]} divisions, {c[4]} spill LDL/STL")
         else:
             print(f"  stage loop {a:#06x}-{b:#06x}: {n} instructions, {c[0]} HMMA, {c[1]} LDSM, {c[2]} UBLKCP, {c[3]} LDL/STL")
-    for a, b, n, h in tile_loops(sass, passes) if passes else []:
-        print(f"  tile loop {a:#06x}-{b:#06x}: {n} instructions a pass, {h} HMMA (fall-through path, inner loops {passes} times)")
+    for a, b, n, h, stl in tile_loops(sass, passes) if passes else []:
+        print(f"  tile loop {a:#06x}-{b:#06x}: {n} instructions a pass, {h} HMMA, {stl} STL (fall-through path, inner loops {passes} times)")

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 
 namespace KernelDiffusion.Kernels;
 
@@ -171,6 +172,27 @@ public sealed class LaunchBoundsAttribute(int maxThreads, int minGroups) : Attri
 /// a head too large for attention v3's shared memory): another version can. kd bench leaves such a version out of a
 /// case instead of reporting an error.</summary>
 public sealed class VersionNotApplicableException(string message) : ArgumentException(message);
+
+/// <summary>shfl.sync.bfly through inline PTX, on CUDA only (callers check CudaAsm.IsSupported and take another path
+/// elsewhere: ILGPU's own warp shuffles do not compile for OpenCL).</summary>
+public static class WarpXor
+{
+    /// <summary>x of lane (this lane xor <paramref name="mask"/>: 1, 2, 4, 8 or 16, a constant at each call) of a 32-lane
+    /// warp, every lane taking part.</summary>
+    public static float Shuffle(float x, int mask)
+    {
+        float y;
+        switch (mask)
+        {
+            case 1: CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 1, 31, -1;", out y, x); break;
+            case 2: CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 2, 31, -1;", out y, x); break;
+            case 4: CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 4, 31, -1;", out y, x); break;
+            case 8: CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 8, 31, -1;", out y, x); break;
+            default: CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 16, 31, -1;", out y, x); break;
+        }
+        return y;
+    }
+}
 
 /// <summary>Deterministic sums over a group of threads (power-of-two groups): a shared-memory tree, no float atomics.</summary>
 public static class GroupTree

@@ -214,17 +214,11 @@ public static class Reduce
     {
         if (CudaAsm.IsSupported)
         {
-            float y;
-            CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 16, 31, -1;", out y, x);
-            x += y;
-            CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 8, 31, -1;", out y, x);
-            x += y;
-            CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 4, 31, -1;", out y, x);
-            x += y;
-            CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 2, 31, -1;", out y, x);
-            x += y;
-            CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 1, 31, -1;", out y, x);
-            return x + y;
+            x += WarpXor.Shuffle(x, 16);
+            x += WarpXor.Shuffle(x, 8);
+            x += WarpXor.Shuffle(x, 4);
+            x += WarpXor.Shuffle(x, 2);
+            return x + WarpXor.Shuffle(x, 1);
         }
         sh[at + lane] = x;
         Warp.Barrier();

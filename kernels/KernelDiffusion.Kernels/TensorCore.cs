@@ -99,13 +99,7 @@ public static class TensorCore
     /// (ILGPU's Warp.ShuffleXor does not compile for OpenCL).</summary>
     public static float QuadXor(float x, int mask, ArrayView<float> scratch)
     {
-        if (CudaAsm.IsSupported)
-        {
-            float y;
-            if (mask == 1) CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 1, 31, -1;", out y, x);
-            else CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, 2, 31, -1;", out y, x);
-            return y;
-        }
+        if (CudaAsm.IsSupported) return WarpXor.Shuffle(x, mask);
         int warp = Warp.WarpIdx * 32 * OperandsPerLane, lane = Warp.LaneIdx;
         scratch[warp + lane] = x;
         Warp.Barrier();
@@ -215,7 +209,9 @@ public static class AsyncCopy
 
     /// <summary>Copies 4 consecutive floats, src[at .. at + 3], into the dynamic shared memory dst[slot .. slot + 3] as
     /// one 16-byte copy (GEMM v19), or zero-fills them where <paramref name="inside"/> is false. Both ends must be
-    /// 16-byte aligned: at a multiple of 4 into a source whose address is, slot a multiple of 4.</summary>
+    /// 16-byte aligned: at a multiple of 4 into a source whose address is, slot a multiple of 4. (Run4's 16-byte copy of
+    /// all or none, written apart: through Run4, with its byte count 4 x count, GEMM v19-v23's stage loops take 8
+    /// instructions more under ptxas 11.8.)</summary>
     public static void Vector(ArrayView<float> dst, int slot, ArrayView<float> src, long srcAddress, int at, bool inside)
     {
         if (CudaAsm.IsSupported)

@@ -143,8 +143,8 @@ public sealed class BenchScriptTests(ITestOutputHelper log) : IDisposable
     }
 
     /// <summary>sass-loops.py's tile-loop estimate on a hand-made listing: one pass along the fall-through path (a
-    /// predicated forward branch not taken, an unconditional one taken over its cold block, NOP not counted), the mma
-    /// loop inside run --passes times; only the innermost loop holding an mma loop gets the line, not the grid loop
+    /// predicated forward branch not taken, an unconditional one taken over its cold block, NOP not counted, a
+    /// predicated STL counted), the mma loop inside run --passes times; only the innermost loop holding an mma loop gets the line, not the grid loop
     /// around it.</summary>
     [SkippableFact]
     public void SassLoopsCountsOnePassOfTheTileLoop()
@@ -157,7 +157,7 @@ public sealed class BenchScriptTests(ITestOutputHelper log) : IDisposable
                     /*0040*/                   LDS R8, [R9] ;
                     /*0050*/              @!P1 BRA 0x30 ;
                     /*0060*/               @P2 BRA 0x90 ;
-                    /*0070*/                   FADD R3, R3, R4 ;
+                    /*0070*/              @P0 STL [R1], R3 ;
                     /*0080*/                   BRA 0xb0 ;
                     /*0090*/                   FMUL R3, R3, R4 ;
                     /*00a0*/                   FMUL R3, R3, R4 ;
@@ -169,10 +169,10 @@ public sealed class BenchScriptTests(ITestOutputHelper log) : IDisposable
             """);
         var four = Run("scripts/sass-loops.py", "--passes", "4", sass);
         Assert.Contains("loop 0x0030-0x0050: 3 instructions, 0 FFMA, 1 LDS", four);
-        // 0x20, the inner loop's 3 four times, 0x60, 0x70, the jump at 0x80, then 0xc0: 17.
-        Assert.Contains("tile loop 0x0020-0x00c0: 17 instructions a pass, 4 HMMA", four);
+        // 0x20, the inner loop's 3 four times, 0x60, 0x70 (a predicated local store), the jump at 0x80, then 0xc0: 17.
+        Assert.Contains("tile loop 0x0020-0x00c0: 17 instructions a pass, 4 HMMA, 1 STL", four);
         Assert.DoesNotContain("tile loop 0x0010", four);
-        Assert.Contains("tile loop 0x0020-0x00c0: 11 instructions a pass, 2 HMMA", Run("scripts/sass-loops.py", "--passes", "2", sass));
+        Assert.Contains("tile loop 0x0020-0x00c0: 11 instructions a pass, 2 HMMA, 1 STL", Run("scripts/sass-loops.py", "--passes", "2", sass));
         Assert.DoesNotContain("tile loop", Run("scripts/sass-loops.py", sass));
     }
 

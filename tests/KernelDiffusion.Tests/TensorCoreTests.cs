@@ -212,7 +212,7 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
     }
 
     /// <summary>Attention v15's three kernels copy their streamed tiles by cp.async (16-byte copies where the host allows
-    /// them, and 4-byte ones) and wait for them (the dK kernel also for all but its newest group: the next Q tile may still
+    /// them, without the zero-fill operand where a tile lies inside, and 4-byte ones) and wait for them (the dK kernel also for all but its newest group: the next Q tile may still
     /// fly while it reads dA); v13's and v14's, which share their bodies, copy nothing (the copies fold away where the
     /// entry's constant says so). v15's forward and dV kernel fit four groups a multiprocessor (the forward under 48 KB with
     /// its static scratch: nothing to raise), its dK kernel three in 228 KB, as v14's.</summary>
@@ -226,6 +226,7 @@ public sealed class TensorCoreTests(DeviceFixture fx, ITestOutputHelper output)
             bool v15 = r.Kernel.Contains("Async", StringComparison.Ordinal);
             Assert.True(r.Ok, r.Message);
             Assert.Equal(v15, r.Code!.Contains("cp.async.cg.shared.global [kds], [kd0], 16, %"));
+            Assert.Equal(v15, r.Code.Contains("cp.async.cg.shared.global [kds], [kd0], 16; }"));   // inner tiles: no zero-fill
             Assert.Equal(v15, r.Code.Contains("cp.async.ca.shared.global [kds+12], [kd3], 4, %"));
             Assert.Equal(v15, r.Code.Contains("cp.async.wait_all;"));
             Assert.Equal(r.Kernel.EndsWith("AsyncKeyGradKernel", StringComparison.Ordinal), r.Code.Contains("cp.async.wait_group 1;"));
